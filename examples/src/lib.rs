@@ -1,0 +1,1 @@
+//! Example programs for spindle; see the `[[example]]` targets.

@@ -1,0 +1,260 @@
+//! The per-worker bounded queue with half-stealing.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+
+use crate::loom::{AtomicU32, AtomicU64, Ordering::*, UnsafeCell};
+
+/// Entries a local queue holds before it overflows.
+pub const CAPACITY: usize = 256;
+const MASK: u32 = CAPACITY as u32 - 1;
+
+struct Inner<T> {
+    /// Low 32 bits: the real head (next entry the owner pops). High 32 bits: the steal head (first
+    /// entry a stealer is still copying). Equal when no steal is in progress.
+    head: AtomicU64,
+    /// Next free slot; written only by the owner.
+    tail: AtomicU32,
+    buffer: Box<[UnsafeCell<MaybeUninit<T>>]>,
+}
+
+// SAFETY: slots are handed between threads through the head/tail protocol; each slot is accessed
+// by one party at a time (owner writes between tail and steal head, a stealer reads the range it
+// claimed by CAS). Entries are `Send`, so moving them across threads is sound.
+unsafe impl<T: Send> Send for Inner<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Inner<T> {}
+
+fn pack(steal: u32, real: u32) -> u64 {
+    ((steal as u64) << 32) | real as u64
+}
+
+fn unpack(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
+/// The owner's handle: push and pop.
+pub struct Local<T> {
+    inner: Arc<Inner<T>>,
+}
+
+/// A handle other workers use to steal.
+pub struct Stealer<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Stealer<T> {
+    fn clone(&self) -> Self {
+        Stealer { inner: self.inner.clone() }
+    }
+}
+
+/// Creates a queue: the owner's end and a stealer.
+pub fn new<T>() -> (Local<T>, Stealer<T>) {
+    let buffer = (0..CAPACITY).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect::<Vec<_>>().into_boxed_slice();
+    let inner = Arc::new(Inner { head: AtomicU64::new(0), tail: AtomicU32::new(0), buffer });
+    (Local { inner: inner.clone() }, Stealer { inner })
+}
+
+impl<T> Inner<T> {
+    fn len(&self) -> u32 {
+        let (_, real) = unpack(self.head.load(Acquire));
+        self.tail.load(Acquire).wrapping_sub(real)
+    }
+
+    /// # Safety: the caller has exclusive access to slot `idx` and it is initialized.
+    unsafe fn read(&self, idx: u32) -> T {
+        // SAFETY: forwarded to the caller.
+        self.buffer[(idx & MASK) as usize].with(|p| unsafe { (*p).assume_init_read() })
+    }
+
+    /// # Safety: the caller has exclusive access to slot `idx` and it holds nothing live.
+    unsafe fn write(&self, idx: u32, value: T) {
+        // SAFETY: forwarded to the caller.
+        self.buffer[(idx & MASK) as usize].with_mut(|p| unsafe { (*p).write(value) });
+    }
+}
+
+impl<T> Local<T> {
+    /// Number of queued entries (racy with stealers; exact for the owner's own pushes).
+    pub fn len(&self) -> usize {
+        self.inner.len() as usize
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Free slots right now.
+    pub fn remaining(&self) -> usize {
+        let (steal, _) = unpack(self.inner.head.load(Acquire));
+        CAPACITY - self.inner.tail.load(Relaxed).wrapping_sub(steal) as usize
+    }
+
+    /// Appends `value`. If the queue is full, half of it plus `value` go to `overflow` in FIFO order.
+    pub fn push_back(&mut self, value: T, overflow: impl FnOnce(Overflow<'_, T>)) {
+        let tail = self.inner.tail.load(Relaxed);
+        loop {
+            let head = self.inner.head.load(Acquire);
+            let (steal, real) = unpack(head);
+            if tail.wrapping_sub(steal) < CAPACITY as u32 {
+                // SAFETY: slot `tail` is outside [steal, tail), so no stealer reads it and it holds
+                // nothing live; only the owner writes slots.
+                unsafe { self.inner.write(tail, value) };
+                self.inner.tail.store(tail.wrapping_add(1), Release);
+                return;
+            }
+            if steal != real {
+                // A stealer is emptying half the queue right now; don't wait for it.
+                return overflow(Overflow { first: None, value: Some(value), inner: &self.inner, n: 0 });
+            }
+            // Full: claim the older half for the overflow queue.
+            let half = CAPACITY as u32 / 2;
+            let next = pack(real.wrapping_add(half), real.wrapping_add(half));
+            if self.inner.head.compare_exchange(head, next, Release, Relaxed).is_ok() {
+                return overflow(Overflow { first: Some(real), value: Some(value), inner: &self.inner, n: half });
+            }
+            // A stealer took entries meanwhile: there is room now, or a steal in progress.
+        }
+    }
+
+    /// Takes the oldest entry.
+    pub fn pop(&mut self) -> Option<T> {
+        let mut head = self.inner.head.load(Acquire);
+        let idx = loop {
+            let (steal, real) = unpack(head);
+            if real == self.inner.tail.load(Relaxed) {
+                return None;
+            }
+            let next_real = real.wrapping_add(1);
+            let next = if steal == real { pack(next_real, next_real) } else { pack(steal, next_real) };
+            match self.inner.head.compare_exchange(head, next, AcqRel, Acquire) {
+                Ok(_) => break real,
+                Err(actual) => head = actual,
+            }
+        };
+        // SAFETY: the CAS moved the real head past `idx`, so no stealer can claim it; it was
+        // written by a push before `tail` was published past it.
+        Some(unsafe { self.inner.read(idx) })
+    }
+
+    /// A stealer for this queue.
+    pub fn stealer(&self) -> Stealer<T> {
+        Stealer { inner: self.inner.clone() }
+    }
+}
+
+impl<T> Drop for Local<T> {
+    fn drop(&mut self) {
+        // Drop whatever is left (the runtime drains first; this is a backstop against leaks).
+        while let Some(v) = self.pop() {
+            drop(v);
+        }
+    }
+}
+
+/// Entries the owner moves out of a full queue: the claimed half in FIFO order, then the new value.
+pub struct Overflow<'a, T> {
+    first: Option<u32>,
+    value: Option<T>,
+    inner: &'a Inner<T>,
+    n: u32,
+}
+
+impl<T> Iterator for Overflow<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        if self.n > 0 {
+            let idx = self.first.expect("claimed range");
+            self.first = Some(idx.wrapping_add(1));
+            self.n -= 1;
+            // SAFETY: the owner's CAS claimed [first, first+n): no stealer or pop reaches them, and
+            // each is read exactly once here.
+            return Some(unsafe { self.inner.read(idx) });
+        }
+        self.value.take()
+    }
+}
+
+impl<T> Drop for Overflow<'_, T> {
+    fn drop(&mut self) {
+        // Never leave claimed slots unread: that would leak (or, later, double-free) entries.
+        for v in self.by_ref() {
+            drop(v);
+        }
+    }
+}
+
+impl<T> Stealer<T> {
+    /// Whether the queue looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.len() == 0
+    }
+
+    /// Number of entries (racy).
+    pub fn len(&self) -> usize {
+        self.inner.len() as usize
+    }
+
+    /// Moves about half of this queue into `dst` and returns one of the moved entries to run now.
+    pub fn steal_into(&self, dst: &mut Local<T>) -> Option<T> {
+        let dst_tail = dst.inner.tail.load(Relaxed);
+        let (dst_steal, _) = unpack(dst.inner.head.load(Acquire));
+        if dst_tail.wrapping_sub(dst_steal) > CAPACITY as u32 / 2 {
+            // Plenty to do already; this also guarantees room for what we would copy.
+            return None;
+        }
+        let n = self.steal_half(dst, dst_tail);
+        if n == 0 {
+            return None;
+        }
+        let last = dst_tail.wrapping_add(n - 1);
+        // SAFETY: `steal_half` wrote [dst_tail, dst_tail + n) in dst, unpublished, so only we see them.
+        let ret = unsafe { dst.inner.read(last) };
+        if n > 1 {
+            dst.inner.tail.store(last, Release);
+        }
+        Some(ret)
+    }
+
+    fn steal_half(&self, dst: &mut Local<T>, dst_tail: u32) -> u32 {
+        let src = &*self.inner;
+        let mut prev = src.head.load(Acquire);
+        let (first, n, mut claimed) = loop {
+            let (steal, real) = unpack(prev);
+            if steal != real {
+                return 0; // another stealer is at work
+            }
+            let tail = src.tail.load(Acquire);
+            let avail = tail.wrapping_sub(real);
+            let n = avail - avail / 2;
+            if n == 0 {
+                return 0;
+            }
+            let next = pack(steal, real.wrapping_add(n));
+            match src.head.compare_exchange(prev, next, AcqRel, Acquire) {
+                Ok(_) => break (real, n, next),
+                Err(actual) => prev = actual,
+            }
+        };
+        for i in 0..n {
+            // SAFETY: our CAS claimed [first, first + n) in src (the owner won't pop or overwrite
+            // them while the steal head trails), and dst slots past its tail are free and ours.
+            unsafe {
+                let v = src.read(first.wrapping_add(i));
+                dst.inner.write(dst_tail.wrapping_add(i), v);
+            }
+        }
+        // Release the claimed range: move the steal head up to the real head.
+        loop {
+            let (_, real) = unpack(claimed);
+            match src.head.compare_exchange(claimed, pack(real, real), AcqRel, Acquire) {
+                Ok(_) => return n,
+                Err(actual) => claimed = actual,
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `JoinHandle` and `JoinError`.
+
+use alloc::boxed::Box;
+use core::any::Any;
+use core::fmt;
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::{Context, Poll};
+
+use super::raw::Header;
+use super::state::ToNotified;
+use super::TaskId;
+
+/// An owned permission to await a task's result.
+///
+/// Awaiting it gives `Ok(output)`, or a [`JoinError`] if the task panicked or was aborted.
+/// Dropping it *detaches* the task: it keeps running, its output is dropped when it finishes.
+///
+/// ```
+/// # fn main() {
+/// # #[cfg(any())] {
+/// let handle = spindle::spawn(async { 1 + 1 });
+/// assert_eq!(handle.await.unwrap(), 2);
+/// # }
+/// # }
+/// ```
+pub struct JoinHandle<T> {
+    raw: NonNull<Header>,
+    _output: PhantomData<T>,
+}
+
+// SAFETY: the handle only moves the output (`T`) across threads; the task itself is driven by its
+// scheduler. Sending it is sound exactly when sending `T` is.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: `&JoinHandle` allows `id`, `is_finished` and `abort`, which only touch atomics.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
+impl<T> Unpin for JoinHandle<T> {}
+
+impl<T> JoinHandle<T> {
+    /// # Safety
+    /// `raw` is a live task whose output type is `T`, and the caller passes its join reference.
+    pub(crate) unsafe fn from_raw(raw: NonNull<Header>) -> JoinHandle<T> {
+        JoinHandle { raw, _output: PhantomData }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the handle owns a reference, so the header is live.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// Requests cancellation. The task's future is dropped at its next scheduling point, on the
+    /// thread that runs it; awaiting the handle then gives a `JoinError` for which
+    /// [`is_cancelled`](JoinError::is_cancelled) is true (unless the task had already finished).
+    pub fn abort(&self) {
+        let h = self.header();
+        if h.state.transition_to_notified_and_cancel() == ToNotified::Submit {
+            // SAFETY: the transition added the queue reference that `schedule` takes over.
+            unsafe { (h.vtable.schedule)(self.raw) };
+        }
+    }
+
+    /// Whether the task has finished (completed, panicked or been cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.header().state.load().is_complete()
+    }
+
+    /// The task's id, unique for the life of the process.
+    pub fn id(&self) -> TaskId {
+        self.header().id
+    }
+
+    /// The header, for diagnostics.
+    pub fn header_ref(&self) -> &Header {
+        self.header()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
+        let h = self.header();
+        // SAFETY: `out` has the type the vtable's `try_read_output` writes for this task.
+        unsafe { (h.vtable.try_read_output)(self.raw, &mut out as *mut _ as *mut (), cx.waker()) };
+        out
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        let h = self.header();
+        if h.state.drop_join_handle_fast() {
+            return;
+        }
+        // SAFETY: we pass the handle's reference; `self` is not used afterwards.
+        unsafe { (h.vtable.drop_join_handle_slow)(self.raw) };
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("id", &self.id()).finish()
+    }
+}
+
+enum Repr {
+    Cancelled,
+    Panic(Box<dyn Any + Send + 'static>),
+}
+
+/// Why a task did not produce its output: it was cancelled, or it panicked.
+pub struct JoinError {
+    repr: Repr,
+    id: Option<TaskId>,
+}
+
+impl JoinError {
+    pub(crate) fn cancelled(id: TaskId) -> JoinError {
+        JoinError { repr: Repr::Cancelled, id: Some(id) }
+    }
+
+    pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        JoinError { repr: Repr::Panic(payload), id: None }
+    }
+
+    pub(crate) fn with_id(mut self, id: TaskId) -> JoinError {
+        self.id = Some(id);
+        self
+    }
+
+    /// Whether the task was cancelled (aborted, or dropped at runtime shutdown).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The id of the task that failed.
+    pub fn id(&self) -> Option<TaskId> {
+        self.id
+    }
+
+    /// The panic payload, to resume the panic with `std::panic::resume_unwind`.
+    ///
+    /// # Panics
+    /// If the task was cancelled rather than panicking; see [`try_into_panic`](Self::try_into_panic).
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic().expect("`JoinError::into_panic` called on a cancelled task's error")
+    }
+
+    /// The panic payload, or the error back if the task was cancelled.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panic(p) => Ok(p),
+            Repr::Cancelled => Err(self),
+        }
+    }
+
+    fn panic_message(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Panic(p) => {
+                p.downcast_ref::<&'static str>().copied().or_else(|| p.downcast_ref::<alloc::string::String>().map(|s| s.as_str()))
+            }
+            Repr::Cancelled => None,
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = |f: &mut fmt::Formatter<'_>| match self.id {
+            Some(id) => write!(f, "task {id}"),
+            None => write!(f, "task"),
+        };
+        match (&self.repr, self.panic_message()) {
+            (Repr::Cancelled, _) => {
+                id(f)?;
+                write!(f, " was cancelled")
+            }
+            (Repr::Panic(_), Some(msg)) => {
+                id(f)?;
+                write!(f, " panicked with message {msg:?}")
+            }
+            (Repr::Panic(_), None) => {
+                id(f)?;
+                write!(f, " panicked")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
+            Repr::Panic(_) => write!(f, "JoinError::Panic({:?}, {:?}, ..)", self.id, self.panic_message()),
+        }
+    }
+}
+
+impl core::error::Error for JoinError {}
