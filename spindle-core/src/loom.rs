@@ -2,17 +2,18 @@
 //!
 //! Every lock-free structure in spindle goes through this module so that building with
 //! `RUSTFLAGS="--cfg loom"` swaps them for [`loom`](https://docs.rs/loom)'s model-checked versions.
-//! Atomics that must live in a `static` (loom's cannot be `const`-constructed) come from
-//! [`static_atomic`], which is never modelled; only counters with no ordering duties may use it.
+//! Atomics that loom must not replace come from [`unmodelled`]: those in `static`s (loom's cannot
+//! be `const`-constructed; only counters with no ordering duties live there) and futex words the
+//! kernel reads (the OS parker, which loom cannot model anyway).
 
 #[cfg(not(loom))]
 pub use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Atomics usable in `static`s, outside the loom model.
-pub mod static_atomic {
-    pub use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+/// Atomics outside the loom model: `static` counters and futex words.
+pub mod unmodelled {
+    pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 
 /// Hint for spin loops (a no-op that yields to the model under loom).

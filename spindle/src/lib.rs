@@ -1,1 +1,55 @@
-//! spindle (being written)
+//! # spindle
+//!
+//! An async runtime for Rust: a work-stealing multi-thread runtime and a current-thread runtime,
+//! a blocking pool, tasks with names, spawn locations and parents, and the runtime-neutral core
+//! ([`spindle_core`]) they are built on.
+//!
+//! ```
+//! #[spindle::main]
+//! async fn main() {
+//!     let handles: Vec<_> = (0..10u64).map(|i| spindle::spawn(async move { i * i })).collect();
+//!     let mut sum = 0;
+//!     for h in handles {
+//!         sum += h.await.unwrap();
+//!     }
+//!     assert_eq!(sum, 285);
+//! }
+//! ```
+//!
+//! Layout (each folder opens with its contract): [`runtime`] (executors, blocking pool, context,
+//! park driver), [`task`] (spawn, join, yield, builder).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod rt;
+pub mod task;
+
+/// Runtimes and their builder.
+pub mod runtime {
+    pub use crate::rt::{Builder, EnterGuard, Handle, Runtime, RuntimeFlavor, RuntimeMetrics, TryCurrentError};
+}
+
+pub use spindle_core;
+pub use task::{spawn, spawn_blocking, spawn_local};
+
+#[cfg(feature = "macros")]
+pub use spindle_macros::{main, test};
+
+/// Runs a future to completion on a fresh current-thread runtime, which is dropped afterwards
+/// (tasks spawned inside and still running are cancelled).
+///
+/// # Panics
+/// If called from inside a runtime (a task or another `block_on`): blocking there would stall it.
+///
+/// ```
+/// let v = spindle::block_on(async {
+///     let h = spindle::spawn(async { 20 });
+///     h.await.unwrap() + 1
+/// });
+/// assert_eq!(v, 21);
+/// ```
+#[track_caller]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let rt = runtime::Builder::new_current_thread().build().expect("spindle: cannot build a current-thread runtime");
+    rt.block_on(future)
+}

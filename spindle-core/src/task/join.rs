@@ -82,6 +82,9 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
         let h = self.header();
         // SAFETY: `out` has the type the vtable's `try_read_output` writes for this task.

@@ -42,7 +42,7 @@ use core::ptr::NonNull;
 pub use join::{JoinError, JoinHandle};
 pub use raw::{Header, TaskMeta};
 
-use crate::loom::static_atomic::AtomicU64;
+use crate::loom::unmodelled::AtomicU64;
 
 /// The scheduler side of a task: where woken tasks go and how completed ones leave the registry.
 ///
@@ -204,6 +204,12 @@ impl<S: 'static> Notified<S> {
     /// The header.
     pub fn header(&self) -> &Header {
         self.0.header()
+    }
+
+    /// Turns the queue reference into a plain task reference, e.g. to [`shutdown`](Task::shutdown)
+    /// a task that will never be run (a scheduler without a registry, such as a blocking pool).
+    pub fn into_task(self) -> Task<S> {
+        self.0
     }
 
     /// Polls the task once (or drops its future if it was cancelled). Consumes the queue reference.

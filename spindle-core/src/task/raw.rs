@@ -48,13 +48,15 @@ pub struct TaskMeta {
     pub location: &'static Location<'static>,
     /// The task (or scope/group) that spawned it, if it was spawned from inside a task.
     pub parent: Option<TaskId>,
+    /// Whether the task is pinned to the thread that spawned it (`spawn_local`, `!Send`).
+    pub local: bool,
 }
 
 impl TaskMeta {
     /// Metadata for a task spawned at the caller's location.
     #[track_caller]
     pub fn here() -> TaskMeta {
-        TaskMeta { name: None, location: Location::caller(), parent: None }
+        TaskMeta { name: None, location: Location::caller(), parent: None, local: false }
     }
 }
 

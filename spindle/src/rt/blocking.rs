@@ -1,0 +1,223 @@
+//! The blocking pool: threads for `spawn_blocking`.
+//!
+//! # Contract
+//!
+//! A blocking job is a task cell whose future runs the closure on its first poll, so it gets the
+//! same `JoinHandle` (panics caught, `is_finished`, `abort` before it starts). Jobs wait in one
+//! FIFO; a job that finds no idle thread starts one, up to `max_threads`; idle threads exit after
+//! `keep_alive`. At shutdown, queued jobs that never started are cancelled, and running ones are
+//! waited for up to the given timeout (then their threads are left to finish on their own).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use spindle_core::task::{new_task, JoinHandle, Notified, Schedule, Task, TaskMeta};
+
+use super::context;
+
+pub(crate) struct BlockingPool {
+    inner: Arc<Inner>,
+}
+
+/// What a runtime handle keeps to spawn blocking jobs.
+#[derive(Clone)]
+pub(crate) struct Spawner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Signalled when a job is queued or at shutdown.
+    job_ready: Condvar,
+    /// Signalled when a thread exits.
+    thread_done: Condvar,
+    max_threads: usize,
+    keep_alive: Duration,
+    thread_name: Arc<dyn Fn() -> String + Send + Sync>,
+    stack_size: Option<usize>,
+}
+
+struct State {
+    queue: VecDeque<Notified<NoSchedule>>,
+    threads: usize,
+    idle: usize,
+    /// Wakeups sent to idle threads not yet consumed (so a burst does not over-spawn).
+    pending_wakeups: usize,
+    shutdown: bool,
+}
+
+/// Blocking jobs are never re-scheduled (they finish on their first poll) and have no registry.
+pub(crate) struct NoSchedule;
+
+impl Schedule for NoSchedule {
+    fn schedule(&self, _task: Notified<Self>) {
+        // Only reachable through `abort()` racing a job's single poll, which it then skips (the
+        // job either already ran or is still queued, where shutdown or the worker handles it).
+        drop(_task);
+    }
+    fn release(&self, _task: &Task<Self>) -> Option<Task<Self>> {
+        None
+    }
+}
+
+struct BlockingJob<F>(Option<F>);
+
+impl<F> Unpin for BlockingJob<F> {}
+
+impl<F: FnOnce() -> R, R> Future for BlockingJob<F> {
+    type Output = R;
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<R> {
+        let f = self.0.take().expect("spindle: blocking job polled twice");
+        Poll::Ready(f())
+    }
+}
+
+impl BlockingPool {
+    pub(crate) fn new(
+        max_threads: usize,
+        keep_alive: Duration,
+        thread_name: Arc<dyn Fn() -> String + Send + Sync>,
+        stack_size: Option<usize>,
+    ) -> BlockingPool {
+        BlockingPool {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State { queue: VecDeque::new(), threads: 0, idle: 0, pending_wakeups: 0, shutdown: false }),
+                job_ready: Condvar::new(),
+                thread_done: Condvar::new(),
+                max_threads: max_threads.max(1),
+                keep_alive,
+                thread_name,
+                stack_size,
+            }),
+        }
+    }
+
+    pub(crate) fn spawner(&self) -> Spawner {
+        Spawner { inner: self.inner.clone() }
+    }
+
+    /// Cancels queued jobs and waits up to `timeout` for running ones. Returns whether all threads
+    /// exited in time.
+    pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> bool {
+        let queued: Vec<_> = {
+            let mut st = self.inner.lock();
+            st.shutdown = true;
+            st.queue.drain(..).collect()
+        };
+        self.inner.job_ready.notify_all();
+        for job in queued {
+            // Never started: complete it as cancelled so its JoinHandle resolves.
+            job.into_task().shutdown();
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.inner.lock();
+        while st.threads > 0 {
+            match deadline {
+                None => st = self.inner.thread_done.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    st = self.inner.thread_done.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Jobs run outside the lock, so a poisoned lock only means a thread died mid-bookkeeping
+        // on an allocation failure; the state is still consistent enough to shut down.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Spawner {
+    #[track_caller]
+    pub(crate) fn spawn<F, R>(&self, f: F, name: Option<Box<str>>) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let meta = TaskMeta { name, parent: context::current_task(), ..TaskMeta::here() };
+        let (task, notified, join) = new_task(BlockingJob(Some(f)), NoSchedule, context::next_task_id(), meta);
+        // No registry: the queue reference is the only one besides the handle's.
+        drop(task);
+        let mut st = self.inner.lock();
+        if st.shutdown {
+            drop(st);
+            notified.into_task().shutdown();
+            return join;
+        }
+        st.queue.push_back(notified);
+        if st.idle > st.pending_wakeups {
+            st.pending_wakeups += 1;
+            drop(st);
+            self.inner.job_ready.notify_one();
+        } else if st.threads < self.inner.max_threads {
+            st.threads += 1;
+            drop(st);
+            if let Err(e) = self.start_thread() {
+                // Could not start a thread (resource limits): the job stays queued and runs
+                // when an existing thread frees up; if there is none, it fails loudly below.
+                let mut st = self.inner.lock();
+                st.threads -= 1;
+                if st.threads == 0 {
+                    let jobs: Vec<_> = st.queue.drain(..).collect();
+                    drop(st);
+                    eprintln!("spindle: cannot start a blocking-pool thread ({e}); cancelling queued blocking jobs");
+                    for j in jobs {
+                        j.into_task().shutdown();
+                    }
+                }
+            }
+        }
+        // Otherwise every thread is busy and the pool is at its limit: the job waits its turn.
+        join
+    }
+
+    fn start_thread(&self) -> std::io::Result<()> {
+        let inner = self.inner.clone();
+        let mut b = std::thread::Builder::new().name((self.inner.thread_name)());
+        if let Some(s) = self.inner.stack_size {
+            b = b.stack_size(s);
+        }
+        b.spawn(move || run_thread(&inner)).map(drop)
+    }
+}
+
+fn run_thread(inner: &Inner) {
+    let mut st = inner.lock();
+    loop {
+        if let Some(job) = st.queue.pop_front() {
+            drop(st);
+            let prev = context::start_poll(job.header().id());
+            job.run(); // panics are caught inside the task cell
+            context::end_poll(prev);
+            st = inner.lock();
+            continue;
+        }
+        if st.shutdown {
+            break;
+        }
+        st.idle += 1;
+        let (guard, timeout) = inner.job_ready.wait_timeout(st, inner.keep_alive).unwrap_or_else(|e| e.into_inner());
+        st = guard;
+        st.idle -= 1;
+        if st.pending_wakeups > 0 {
+            st.pending_wakeups -= 1;
+        } else if timeout.timed_out() && st.queue.is_empty() && !st.shutdown {
+            break; // idle for keep_alive: shrink the pool
+        }
+    }
+    st.threads -= 1;
+    drop(st);
+    inner.thread_done.notify_all();
+}

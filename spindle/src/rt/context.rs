@@ -1,0 +1,181 @@
+//! Per-thread runtime context: which runtime this thread belongs to, the worker it runs (if any),
+//! the task being polled, the cooperative budget and a block of task ids.
+//!
+//! Everything here is a plain thread-local read; nothing locks.
+
+use std::cell::{Cell, RefCell};
+use std::task::{Context as TaskContext, Poll};
+
+use spindle_core::task::TaskId;
+
+use super::{current_thread, multi_thread, Scheduler};
+
+/// Polls a task may make through budgeted resources before it is asked to yield.
+pub(crate) const BUDGET: u8 = 128;
+const ID_BLOCK: u64 = 256;
+
+pub(crate) struct Context {
+    /// The runtime `spawn` uses on this thread.
+    handle: RefCell<Option<Scheduler>>,
+    /// Set on a multi-thread worker while it runs.
+    worker: Cell<*const multi_thread::WorkerCtx>,
+    /// Set while a thread drives a current-thread runtime.
+    driving: Cell<*const current_thread::Driving>,
+    /// Whether this thread is inside a runtime (a worker or a `block_on`), to refuse nested `block_on`.
+    entered: Cell<bool>,
+    current_task: Cell<Option<TaskId>>,
+    budget: Cell<u8>,
+    /// `(next, end)` of this thread's reserved block of task ids.
+    ids: Cell<(u64, u64)>,
+}
+
+thread_local! {
+    static CONTEXT: Context = const {
+        Context {
+            handle: RefCell::new(None),
+            worker: Cell::new(std::ptr::null()),
+            driving: Cell::new(std::ptr::null()),
+            entered: Cell::new(false),
+            current_task: Cell::new(None),
+            budget: Cell::new(BUDGET),
+            ids: Cell::new((0, 0)),
+        }
+    };
+}
+
+/// Runs `f` with the current runtime's scheduler, if this thread has one.
+pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&Scheduler>) -> R) -> R {
+    let mut f = Some(f);
+    match CONTEXT.try_with(|c| {
+        let h = c.handle.borrow();
+        (f.take().unwrap())(h.as_ref())
+    }) {
+        Ok(r) => r,
+        // Thread-local already destroyed (thread exit): behave as "no runtime".
+        Err(_) => (f.take().unwrap())(None),
+    }
+}
+
+/// Restores the previous context when dropped.
+pub(crate) struct EnterGuard {
+    prev_handle: Option<Scheduler>,
+    prev_entered: bool,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev_handle.take();
+        let entered = self.prev_entered;
+        let _ = CONTEXT.try_with(|c| {
+            *c.handle.borrow_mut() = prev;
+            c.entered.set(entered);
+        });
+    }
+}
+
+/// Makes `handle` the runtime `spawn` uses on this thread (does not mark the thread as driving).
+pub(crate) fn set_scheduler(handle: Scheduler) -> EnterGuard {
+    CONTEXT.with(|c| EnterGuard {
+        prev_handle: c.handle.borrow_mut().replace(handle),
+        prev_entered: c.entered.get(),
+    })
+}
+
+/// Marks the thread as inside a runtime (a worker or `block_on`), with `handle` current.
+///
+/// # Panics
+/// If the thread is already inside a runtime: blocking there would stall that runtime's tasks.
+#[track_caller]
+pub(crate) fn enter_runtime(handle: Scheduler) -> EnterGuard {
+    CONTEXT.with(|c| {
+        if c.entered.get() {
+            panic!(
+                "spindle: cannot block_on inside a runtime: this thread is already driving \
+                 asynchronous tasks, and blocking it would stall them. Use `.await` instead, or \
+                 move the blocking work to `spindle::spawn_blocking`."
+            );
+        }
+        let prev_handle = c.handle.borrow_mut().replace(handle);
+        c.entered.set(true);
+        EnterGuard { prev_handle, prev_entered: false }
+    })
+}
+
+pub(crate) fn set_worker(w: *const multi_thread::WorkerCtx) -> *const multi_thread::WorkerCtx {
+    CONTEXT.with(|c| c.worker.replace(w))
+}
+
+/// The multi-thread worker running on this thread, if any.
+pub(crate) fn worker() -> *const multi_thread::WorkerCtx {
+    CONTEXT.try_with(|c| c.worker.get()).unwrap_or(std::ptr::null())
+}
+
+pub(crate) fn set_driving(d: *const current_thread::Driving) -> *const current_thread::Driving {
+    CONTEXT.with(|c| c.driving.replace(d))
+}
+
+/// The current-thread runtime this thread drives right now, if any.
+pub(crate) fn driving() -> *const current_thread::Driving {
+    CONTEXT.try_with(|c| c.driving.get()).unwrap_or(std::ptr::null())
+}
+
+/// Prepares the context for one task poll: sets the current task and refills the budget.
+#[inline]
+pub(crate) fn start_poll(id: TaskId) -> Option<TaskId> {
+    CONTEXT.with(|c| {
+        c.budget.set(BUDGET);
+        c.current_task.replace(Some(id))
+    })
+}
+
+#[inline]
+pub(crate) fn end_poll(prev: Option<TaskId>) {
+    let _ = CONTEXT.try_with(|c| c.current_task.set(prev));
+}
+
+/// The task being polled on this thread.
+pub(crate) fn current_task() -> Option<TaskId> {
+    CONTEXT.try_with(|c| c.current_task.get()).ok().flatten()
+}
+
+/// Refills the budget (for the main future of `block_on`).
+pub(crate) fn reset_budget() {
+    let _ = CONTEXT.try_with(|c| c.budget.set(BUDGET));
+}
+
+/// The budget hook installed in `spindle_core::coop`.
+pub(crate) fn coop_hook(cx: &mut TaskContext<'_>) -> Poll<()> {
+    let spent = CONTEXT
+        .try_with(|c| {
+            let b = c.budget.get();
+            if b == 0 {
+                true
+            } else {
+                c.budget.set(b - 1);
+                false
+            }
+        })
+        .unwrap_or(false);
+    if spent {
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    } else {
+        Poll::Ready(())
+    }
+}
+
+/// A fresh task id, from this thread's reserved block (one shared atomic add per `ID_BLOCK` spawns).
+#[inline]
+pub(crate) fn next_task_id() -> TaskId {
+    CONTEXT
+        .try_with(|c| {
+            let (mut next, mut end) = c.ids.get();
+            if next == end {
+                next = TaskId::reserve(ID_BLOCK);
+                end = next + ID_BLOCK;
+            }
+            c.ids.set((next + 1, end));
+            TaskId::from_u64(next).expect("task id block starts above zero")
+        })
+        .unwrap_or_else(|_| TaskId::next())
+}

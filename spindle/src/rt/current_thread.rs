@@ -1,0 +1,275 @@
+//! The current-thread runtime: one run queue, driven by whichever thread calls `block_on`.
+//!
+//! # Contract
+//!
+//! - `Shared` is the runtime: an inject queue for wakes and spawns from other threads, the task
+//!   registry, and the `Core` (local run queue + driver) which exactly one thread holds while it
+//!   drives the runtime in `block_on`. Wakes on the driving thread push to the local queue;
+//!   everything else goes through the inject queue and unparks the driver.
+//! - Local (`spawn_local`) tasks are bound to the first thread that drove the runtime: only that
+//!   thread may drive it afterwards while local tasks live (`block_on` elsewhere panics with a
+//!   message), and only that thread drops them at shutdown (elsewhere they are leaked, with a warning).
+//! - Fairness: the inject queue is checked first every `GLOBAL_INTERVAL` polls, and the main future
+//!   is polled as soon as its waker fires (checked after every task).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::Ordering::*;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::ThreadId;
+
+use spindle_core::loom::AtomicBool;
+use spindle_core::queue::inject::Inject;
+use spindle_core::task::{new_local_task, new_task, JoinHandle, Notified, Schedule, Task, TaskMeta};
+
+use super::blocking::Spawner;
+use super::owned::OwnedTasks;
+use super::park::{Driver, Unparker};
+use super::{context, Scheduler};
+
+const GLOBAL_INTERVAL: u32 = 31;
+
+pub(crate) struct Shared {
+    inject: Inject<CtSched>,
+    owned: OwnedTasks<CtSched>,
+    core: Mutex<Option<Box<Core>>>,
+    unparker: Unparker,
+    /// Set by the main future's waker.
+    main_woken: AtomicBool,
+    /// The thread local tasks are bound to.
+    local_owner: OnceLock<ThreadId>,
+    pub(crate) blocking: Spawner,
+}
+
+struct Core {
+    queue: VecDeque<Notified<CtSched>>,
+    driver: Driver,
+    tick: u32,
+}
+
+/// The scheduler handle stored in each task.
+pub(crate) struct CtSched(Arc<Shared>);
+
+/// The state of a thread driving the runtime, reachable from its thread-local context.
+pub(crate) struct Driving {
+    shared: Arc<Shared>,
+    /// Always `Some` while driving; taken back into `Shared::core` on drop (also on panic).
+    core: RefCell<Option<Box<Core>>>,
+    prev: std::cell::Cell<*const Driving>,
+}
+
+impl Driving {
+    fn core(&self) -> std::cell::RefMut<'_, Core> {
+        std::cell::RefMut::map(self.core.borrow_mut(), |c| &mut **c.as_mut().expect("core present while driving"))
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        context::set_driving(self.prev.get());
+        let core = self.core.borrow_mut().take();
+        *self.shared.core.lock().unwrap_or_else(|e| e.into_inner()) = core;
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(blocking: Spawner) -> std::io::Result<Arc<Shared>> {
+        let driver = Driver::new()?;
+        Ok(Arc::new(Shared {
+            inject: Inject::new(),
+            owned: OwnedTasks::new(1),
+            unparker: driver.unparker(),
+            core: Mutex::new(Some(Box::new(Core { queue: VecDeque::with_capacity(256), driver, tick: 0 }))),
+            main_woken: AtomicBool::new(false),
+            local_owner: OnceLock::new(),
+            blocking,
+        }))
+    }
+
+    fn schedule(self: &Arc<Self>, task: Notified<CtSched>) {
+        let d = context::driving();
+        if !d.is_null() {
+            // SAFETY: `driving()` is only non-null while the `Driving` it points to lives on this
+            // thread's stack inside `block_on`.
+            let d = unsafe { &*d };
+            if Arc::ptr_eq(&d.shared, self) {
+                if let Ok(mut core) = d.core.try_borrow_mut() {
+                    if let Some(core) = core.as_mut() {
+                        core.queue.push_back(task);
+                        return;
+                    }
+                }
+            }
+        }
+        self.inject.push(task);
+        self.unparker.unpark();
+    }
+
+    #[track_caller]
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join) = new_task(future, CtSched(self.clone()), context::next_task_id(), meta);
+        self.bind_and_schedule(task, notified);
+        join
+    }
+
+    /// Spawns a `!Send` task bound to this thread.
+    ///
+    /// # Panics
+    /// If local tasks of this runtime are bound to another thread.
+    #[track_caller]
+    pub(crate) fn spawn_local<F>(self: &Arc<Self>, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        let me = std::thread::current().id();
+        let owner = *self.local_owner.get_or_init(|| me);
+        if owner != me {
+            panic!("spindle: spawn_local on a current-thread runtime whose local tasks belong to another thread");
+        }
+        // SAFETY: local tasks are only polled by the thread driving the runtime, which `block_on`
+        // restricts to `local_owner` (this thread) while any task is registered, and only shut
+        // down on it (elsewhere they are leaked).
+        let (task, notified, join) =
+            unsafe { new_local_task(future, CtSched(self.clone()), context::next_task_id(), TaskMeta { local: true, ..meta }) };
+        self.bind_and_schedule(task, notified);
+        join
+    }
+
+    fn bind_and_schedule(self: &Arc<Self>, task: Task<CtSched>, notified: Notified<CtSched>) {
+        match self.owned.bind(task) {
+            Ok(()) => self.schedule(notified),
+            Err(task) => {
+                // The runtime is shutting down: the task completes as cancelled right away.
+                drop(notified);
+                task.shutdown();
+            }
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn block_on<F: Future>(self: &Arc<Self>, future: F) -> F::Output {
+        let _enter = context::enter_runtime(Scheduler::CurrentThread(self.clone()));
+        let core = self.core.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(core) = core else {
+            // Another thread drives the runtime: wait for the future alone; tasks run over there.
+            return super::park_on(future);
+        };
+        let me = std::thread::current().id();
+        if let Some(owner) = self.local_owner.get() {
+            if *owner != me && self.owned.len() > 0 {
+                *self.core.lock().unwrap_or_else(|e| e.into_inner()) = Some(core);
+                panic!(
+                    "spindle: this current-thread runtime has spawn_local tasks bound to thread {owner:?}; \
+                     block_on from another thread cannot run them"
+                );
+            }
+        }
+        let driving = Driving { shared: self.clone(), core: RefCell::new(Some(core)), prev: std::cell::Cell::new(std::ptr::null()) };
+        driving.prev.set(context::set_driving(&driving));
+        let waker = Waker::from(Arc::new(MainWaker(self.clone())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        self.main_woken.store(true, Relaxed);
+        loop {
+            if self.main_woken.swap(false, Acquire) {
+                context::reset_budget();
+                if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                    return v;
+                }
+            }
+            self.run_tasks(&driving);
+        }
+    }
+
+    /// Runs queued tasks until the main future is woken or there is nothing to do (then parks).
+    fn run_tasks(&self, driving: &Driving) {
+        loop {
+            let task = {
+                let mut core = driving.core();
+                core.tick = core.tick.wrapping_add(1);
+                if core.tick % GLOBAL_INTERVAL == 0 {
+                    self.inject.pop().or_else(|| core.queue.pop_front())
+                } else {
+                    core.queue.pop_front().or_else(|| self.inject.pop())
+                }
+            };
+            match task {
+                Some(task) => {
+                    let prev = context::start_poll(task.header().id());
+                    task.run();
+                    context::end_poll(prev);
+                    if self.main_woken.load(Relaxed) {
+                        return;
+                    }
+                }
+                None => {
+                    if self.main_woken.load(Acquire) {
+                        return;
+                    }
+                    // Park; wakes from other threads push to `inject` and unpark us first.
+                    let mut core = driving.core();
+                    if self.inject.is_empty() {
+                        core.driver.park();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn num_alive_tasks(&self) -> usize {
+        self.owned.len()
+    }
+
+    /// Drops every task; called when the runtime is dropped.
+    pub(crate) fn shutdown(self: &Arc<Self>) {
+        let _enter = context::set_scheduler(Scheduler::CurrentThread(self.clone()));
+        let core = self.core.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let here = std::thread::current().id();
+        match self.local_owner.get() {
+            Some(owner) if *owner != here => {
+                let n = self.owned.close_and_leak_all();
+                if n > 0 {
+                    eprintln!(
+                        "spindle: runtime dropped on a thread other than the one its spawn_local tasks \
+                         belong to; leaking {n} task(s) instead of dropping them on the wrong thread"
+                    );
+                }
+            }
+            _ => self.owned.close_and_shutdown_all(),
+        }
+        // Queue entries hold references only; drop them.
+        if let Some(mut core) = core {
+            core.queue.clear();
+        }
+        while self.inject.pop().is_some() {}
+    }
+}
+
+struct MainWaker(Arc<Shared>);
+
+impl Wake for MainWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.main_woken.store(true, Release);
+        self.0.unparker.unpark();
+    }
+}
+
+impl Schedule for CtSched {
+    fn schedule(&self, task: Notified<Self>) {
+        self.0.schedule(task)
+    }
+    fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
+        self.0.owned.release(task)
+    }
+}

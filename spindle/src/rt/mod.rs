@@ -1,0 +1,652 @@
+//! Runtimes: current-thread, multi-thread work-stealing, the blocking pool, and the per-thread context.
+//!
+//! # Contract
+//!
+//! - A [`Runtime`] owns its workers (or its single-thread core), its blocking pool and every task
+//!   spawned on it. [`Handle`] is a cheap clone that spawns onto it from anywhere.
+//! - `spawn` finds the runtime through the thread-local context ([`context`]), set on worker threads
+//!   and inside `block_on`. Outside a runtime it panics with the fix in the message; `Handle::try_current`
+//!   reports the same condition as an error.
+//! - `block_on` refuses to run on a thread that is already inside a runtime (it would stall it).
+//! - Workers park through one driver interface ([`park`]); the time and I/O drivers plug in there.
+//! - Dropping a runtime drops every task (destructors run, with the runtime as the current context,
+//!   local tasks on their own thread), waits for blocking jobs (bounded by `shutdown_timeout`) and
+//!   joins its threads. A task's panic is caught in the task cell and never reaches a worker.
+//!
+//! ```
+//! let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+//! let answer = rt.block_on(async { spindle::spawn(async { 6 * 7 }).await.unwrap() });
+//! assert_eq!(answer, 42);
+//! ```
+
+pub(crate) mod blocking;
+pub(crate) mod context;
+pub(crate) mod current_thread;
+pub(crate) mod multi_thread;
+pub(crate) mod owned;
+pub(crate) mod park;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use spindle_core::task::{JoinHandle, TaskMeta};
+
+/// Which runtime a handle points at.
+#[derive(Clone)]
+pub(crate) enum Scheduler {
+    CurrentThread(Arc<current_thread::Shared>),
+    MultiThread(Arc<multi_thread::Shared>),
+}
+
+impl Scheduler {
+    #[track_caller]
+    pub(crate) fn spawn<F>(&self, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Scheduler::CurrentThread(s) => s.spawn(future, meta),
+            Scheduler::MultiThread(s) => s.spawn(future, meta),
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn spawn_local<F>(&self, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        match self {
+            Scheduler::CurrentThread(s) => s.spawn_local(future, meta),
+            Scheduler::MultiThread(s) => s.spawn_local(future, meta),
+        }
+    }
+
+    pub(crate) fn blocking(&self) -> &blocking::Spawner {
+        match self {
+            Scheduler::CurrentThread(s) => &s.blocking,
+            Scheduler::MultiThread(s) => &s.blocking,
+        }
+    }
+}
+
+/// The flavour of a runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuntimeFlavor {
+    /// All tasks run on the thread that calls `block_on`.
+    CurrentThread,
+    /// Tasks run on a pool of work-stealing worker threads.
+    MultiThread,
+}
+
+/// Builds a [`Runtime`] with custom settings, with the names tokio users know.
+///
+/// ```
+/// use spindle::runtime::Builder;
+/// let rt = Builder::new_multi_thread()
+///     .worker_threads(2)
+///     .thread_name("my-worker")
+///     .build()
+///     .expect("runtime");
+/// assert_eq!(rt.block_on(async { 1 }), 1);
+/// ```
+pub struct Builder {
+    flavor: RuntimeFlavor,
+    worker_threads: Option<usize>,
+    thread_name: Arc<dyn Fn() -> String + Send + Sync>,
+    thread_stack_size: Option<usize>,
+    max_blocking_threads: usize,
+    keep_alive: Duration,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("flavor", &self.flavor)
+            .field("worker_threads", &self.worker_threads)
+            .field("thread_stack_size", &self.thread_stack_size)
+            .field("max_blocking_threads", &self.max_blocking_threads)
+            .field("keep_alive", &self.keep_alive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    fn new(flavor: RuntimeFlavor) -> Builder {
+        Builder {
+            flavor,
+            worker_threads: None,
+            thread_name: Arc::new(|| "spindle-worker".to_string()),
+            thread_stack_size: None,
+            max_blocking_threads: 512,
+            keep_alive: Duration::from_secs(10),
+        }
+    }
+
+    /// A builder for the multi-thread work-stealing runtime (the default `Runtime`).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_multi_thread().build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn new_multi_thread() -> Builder {
+        Builder::new(RuntimeFlavor::MultiThread)
+    }
+
+    /// A builder for the current-thread runtime: tasks run on the thread calling `block_on`.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.block_on(async { 5 }), 5);
+    /// ```
+    pub fn new_current_thread() -> Builder {
+        Builder::new(RuntimeFlavor::CurrentThread)
+    }
+
+    /// Number of worker threads of a multi-thread runtime (default: the number of CPUs).
+    /// Ignored by the current-thread runtime.
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    #[track_caller]
+    pub fn worker_threads(&mut self, n: usize) -> &mut Builder {
+        assert!(n > 0, "spindle: worker_threads must be at least 1");
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// Name of the runtime's threads (workers and blocking pool).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_multi_thread().thread_name("db").build().unwrap();
+    /// let name = rt.block_on(async {
+    ///     spindle::spawn(async { std::thread::current().name().map(String::from) }).await.unwrap()
+    /// });
+    /// assert_eq!(name.as_deref(), Some("db"));
+    /// ```
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Builder {
+        let name: String = name.into();
+        self.thread_name = Arc::new(move || name.clone());
+        self
+    }
+
+    /// A function giving each new thread its name.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// let n = Arc::new(AtomicUsize::new(0));
+    /// let rt = spindle::runtime::Builder::new_multi_thread()
+    ///     .thread_name_fn(move || format!("w-{}", n.fetch_add(1, Ordering::Relaxed)))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn thread_name_fn(&mut self, f: impl Fn() -> String + Send + Sync + 'static) -> &mut Builder {
+        self.thread_name = Arc::new(f);
+        self
+    }
+
+    /// Stack size of the runtime's threads, in bytes.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_multi_thread().thread_stack_size(4 << 20).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn thread_stack_size(&mut self, bytes: usize) -> &mut Builder {
+        self.thread_stack_size = Some(bytes);
+        self
+    }
+
+    /// Most threads the blocking pool may run at once (default 512); more jobs wait in a queue.
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().max_blocking_threads(4).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    #[track_caller]
+    pub fn max_blocking_threads(&mut self, n: usize) -> &mut Builder {
+        assert!(n > 0, "spindle: max_blocking_threads must be at least 1");
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it exits (default 10 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = spindle::runtime::Builder::new_current_thread()
+    ///     .thread_keep_alive(Duration::from_millis(100))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn thread_keep_alive(&mut self, d: Duration) -> &mut Builder {
+        self.keep_alive = d;
+        self
+    }
+
+    /// Accepted so tokio code compiles unchanged: every spindle driver is always enabled.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn enable_all(&mut self) -> &mut Builder {
+        self
+    }
+
+    /// Builds the runtime (starting its worker threads, for the multi-thread flavour).
+    ///
+    /// Errors if a thread or a driver cannot be created (resource limits), with the cause.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn build(&mut self) -> io::Result<Runtime> {
+        spindle_core::coop::set_hook(context::coop_hook);
+        let name = self.thread_name.clone();
+        let pool = blocking::BlockingPool::new(self.max_blocking_threads, self.keep_alive, name.clone(), self.thread_stack_size);
+        let (scheduler, workers) = match self.flavor {
+            RuntimeFlavor::CurrentThread => (Scheduler::CurrentThread(current_thread::Shared::new(pool.spawner())?), None),
+            RuntimeFlavor::MultiThread => {
+                let n = self
+                    .worker_threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+                let (shared, workers) = multi_thread::start(n, &*name, self.thread_stack_size, pool.spawner())?;
+                (Scheduler::MultiThread(shared), Some(workers))
+            }
+        };
+        Ok(Runtime { handle: Handle { inner: scheduler }, workers, blocking: pool, shut_down: false })
+    }
+}
+
+/// An async runtime: executor threads (or the calling thread), a blocking pool and the tasks
+/// spawned on it.
+///
+/// Dropping it cancels every task (their destructors run) and waits for blocking jobs; use
+/// [`shutdown_timeout`](Self::shutdown_timeout) to bound that wait.
+///
+/// ```
+/// let rt = spindle::runtime::Runtime::new().unwrap();
+/// let h = rt.spawn(async { "hi" });
+/// assert_eq!(rt.block_on(h).unwrap(), "hi");
+/// ```
+pub struct Runtime {
+    handle: Handle,
+    workers: Option<multi_thread::Workers>,
+    blocking: blocking::BlockingPool,
+    shut_down: bool,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("flavor", &self.handle.runtime_flavor()).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A multi-thread runtime with one worker per CPU.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new_multi_thread().build()
+    }
+
+    /// Runs `future` to completion on the current thread, with this runtime as the context
+    /// (so `spindle::spawn` works inside). On a current-thread runtime this thread also runs the
+    /// spawned tasks meanwhile.
+    ///
+    /// # Panics
+    /// If called from inside a runtime (a task, or another `block_on`): that would stall it.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    /// let v = rt.block_on(async { spindle::spawn(async { 2 }).await.unwrap() + 1 });
+    /// assert_eq!(v, 3);
+    /// ```
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// Spawns a task onto this runtime from any thread.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let h = rt.spawn(async { 1 });
+    /// assert_eq!(rt.block_on(h).unwrap(), 1);
+    /// ```
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+
+    /// Runs a blocking closure on this runtime's blocking pool.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let h = rt.spawn_blocking(|| std::fs::metadata("/").is_ok());
+    /// assert!(rt.block_on(h).unwrap());
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.handle.spawn_blocking(f)
+    }
+
+    /// A handle to spawn onto this runtime from elsewhere.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let t = std::thread::spawn(move || handle.spawn(async { 7 }));
+    /// let join = t.join().unwrap();
+    /// assert_eq!(rt.block_on(join).unwrap(), 7);
+    /// ```
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Makes this runtime the current one on this thread until the guard drops, so
+    /// `spindle::spawn` works from plain code.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let _guard = rt.enter();
+    /// let h = spindle::spawn(async { 3 });
+    /// assert_eq!(rt.block_on(h).unwrap(), 3);
+    /// ```
+    pub fn enter(&self) -> EnterGuard<'_> {
+        self.handle.enter()
+    }
+
+    /// Shuts down, waiting at most `timeout` for worker threads and blocking jobs to finish.
+    /// Tasks are dropped; blocking jobs still running after `timeout` are left to finish on
+    /// their own threads (the runtime does not wait for them).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// rt.spawn_blocking(|| std::thread::sleep(Duration::from_secs(5)));
+    /// rt.shutdown_timeout(Duration::from_millis(10)); // returns after ~10 ms, not 5 s
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) {
+        self.shutdown(Some(timeout));
+    }
+
+    /// Shuts down without waiting for blocking jobs.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// rt.shutdown_background();
+    /// ```
+    pub fn shutdown_background(self) {
+        self.shutdown_timeout(Duration::ZERO)
+    }
+
+    fn shutdown(&mut self, timeout: Option<Duration>) {
+        if std::mem::replace(&mut self.shut_down, true) {
+            return;
+        }
+        let start = std::time::Instant::now();
+        match &self.handle.inner {
+            Scheduler::CurrentThread(s) => s.shutdown(),
+            Scheduler::MultiThread(_) => {
+                if let Some(w) = &self.workers {
+                    w.shutdown(timeout);
+                }
+            }
+        }
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        self.blocking.shutdown(left);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown(None);
+    }
+}
+
+/// A cheap, cloneable reference to a runtime, to spawn onto it from any thread.
+///
+/// ```
+/// let rt = spindle::runtime::Runtime::new().unwrap();
+/// let h = rt.block_on(async { spindle::runtime::Handle::current() });
+/// let join = h.spawn(async { 5 });
+/// assert_eq!(rt.block_on(join).unwrap(), 5);
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) inner: Scheduler,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("flavor", &self.runtime_flavor()).finish()
+    }
+}
+
+/// The error of [`Handle::try_current`]: this thread is not inside a spindle runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TryCurrentError(());
+
+impl fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "no spindle runtime is running on this thread (call from inside `Runtime::block_on`, a \
+             spawned task, `#[spindle::main]`, or after `Runtime::enter`)",
+        )
+    }
+}
+
+impl std::error::Error for TryCurrentError {}
+
+/// Restores the previous runtime context when dropped (see [`Runtime::enter`]).
+pub struct EnterGuard<'a> {
+    _guard: context::EnterGuard,
+    _handle: std::marker::PhantomData<&'a Handle>,
+}
+
+impl fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnterGuard")
+    }
+}
+
+impl Handle {
+    /// The runtime of the current thread.
+    ///
+    /// # Panics
+    /// Outside a runtime; see [`try_current`](Self::try_current).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let h = spindle::runtime::Handle::current();
+    ///     h.spawn(async {}).await.unwrap();
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn current() -> Handle {
+        match Handle::try_current() {
+            Ok(h) => h,
+            Err(e) => panic!("spindle: {e}"),
+        }
+    }
+
+    /// The runtime of the current thread, or an error outside one.
+    ///
+    /// ```
+    /// assert!(spindle::runtime::Handle::try_current().is_err());
+    /// ```
+    pub fn try_current() -> Result<Handle, TryCurrentError> {
+        context::with_scheduler(|s| s.cloned()).map(|inner| Handle { inner }).ok_or(TryCurrentError(()))
+    }
+
+    /// Spawns a task onto the runtime.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let join = rt.handle().spawn(async { 1 });
+    /// assert_eq!(rt.block_on(join).unwrap(), 1);
+    /// ```
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.spawn(future, crate::task::meta_here(None))
+    }
+
+    /// Runs a blocking closure on the runtime's blocking pool.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let join = rt.handle().spawn_blocking(|| 2 + 2);
+    /// assert_eq!(rt.block_on(join).unwrap(), 4);
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.blocking().spawn(f, None)
+    }
+
+    /// Runs `future` to completion on this thread with the runtime as context (see
+    /// [`Runtime::block_on`]).
+    ///
+    /// # Panics
+    /// If called from inside a runtime.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let h = rt.handle().clone();
+    /// assert_eq!(h.block_on(async { 9 }), 9);
+    /// ```
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match &self.inner {
+            Scheduler::CurrentThread(s) => s.block_on(future),
+            Scheduler::MultiThread(_) => {
+                let _enter = context::enter_runtime(self.inner.clone());
+                park_on(future)
+            }
+        }
+    }
+
+    /// Makes this runtime current on this thread until the guard drops.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let _g = rt.handle().enter();
+    /// assert!(spindle::runtime::Handle::try_current().is_ok());
+    /// ```
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard { _guard: context::set_scheduler(self.inner.clone()), _handle: std::marker::PhantomData }
+    }
+
+    /// The runtime's flavour.
+    ///
+    /// ```
+    /// use spindle::runtime::{Builder, RuntimeFlavor};
+    /// let rt = Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+    /// ```
+    pub fn runtime_flavor(&self) -> RuntimeFlavor {
+        match self.inner {
+            Scheduler::CurrentThread(_) => RuntimeFlavor::CurrentThread,
+            Scheduler::MultiThread(_) => RuntimeFlavor::MultiThread,
+        }
+    }
+
+    /// Runtime metrics.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    /// assert_eq!(rt.handle().metrics().num_workers(), 2);
+    /// ```
+    pub fn metrics(&self) -> RuntimeMetrics {
+        RuntimeMetrics { handle: self.clone() }
+    }
+}
+
+/// Counters about a runtime (more arrive with the observability work).
+///
+/// ```
+/// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.handle().metrics().num_alive_tasks(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RuntimeMetrics {
+    handle: Handle,
+}
+
+impl RuntimeMetrics {
+    /// Number of worker threads (1 for the current-thread runtime).
+    pub fn num_workers(&self) -> usize {
+        match &self.handle.inner {
+            Scheduler::CurrentThread(_) => 1,
+            Scheduler::MultiThread(s) => s.num_workers(),
+        }
+    }
+
+    /// Number of tasks spawned and not yet finished.
+    pub fn num_alive_tasks(&self) -> usize {
+        match &self.handle.inner {
+            Scheduler::CurrentThread(s) => s.num_alive_tasks(),
+            Scheduler::MultiThread(s) => s.num_alive_tasks(),
+        }
+    }
+}
+
+/// Blocks the current thread on `future`, parking between polls (no tasks run here).
+pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
+    struct ThreadWaker(park::Unparker);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark()
+        }
+    }
+    let mut driver = park::Driver::new().expect("spindle: cannot create a thread parker");
+    let waker = Waker::from(Arc::new(ThreadWaker(driver.unparker())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        context::reset_budget();
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        driver.park();
+    }
+}

@@ -1,0 +1,602 @@
+//! The multi-thread work-stealing runtime.
+//!
+//! # Contract
+//!
+//! - `Shared` is the runtime: one `Remote` per worker (the stealable end of its run queue, its LIFO
+//!   slot, its unparker, and the inject queue and registry of its local tasks), the global inject
+//!   queue, the idle bookkeeping and the registry of `Send` tasks.
+//! - Each worker thread owns a `Core` (the owner end of its bounded run queue and its local-task
+//!   queue) and a `Driver` it parks in. The core sits in a `RefCell` on the worker's stack; the
+//!   worker borrows it only between polls, so wakes during a poll can push to it.
+//! - Where tasks go: a spawn on a worker goes to the back of its queue; a wake on a worker goes to
+//!   its LIFO slot (the previous occupant moves to the queue), which makes message passing between
+//!   two tasks run back-to-back; a task that wakes itself (yield) goes to the back. Anything from
+//!   another thread goes to the inject queue. Local (`!Send`) tasks never leave their worker:
+//!   wakes from other threads go to that worker's local inject queue and unpark it directly.
+//! - Fairness: the LIFO slot is used at most `MAX_LIFO_POLLS` times in a row and can be stolen;
+//!   the inject queue is checked first every `GLOBAL_INTERVAL` ticks; local and shared tasks alternate.
+//! - Idle: a worker with nothing to do tries to steal (as a "searcher", at most half the workers
+//!   at once), spins briefly, then parks. Producers wake a parked worker only when nobody is
+//!   searching (see `idle.rs` for the lost-wakeup argument).
+//! - Shutdown: a flag plus an unpark of every worker; each worker drops its local tasks on its own
+//!   thread and exits; then the `Send` tasks are dropped by the thread shutting down.
+
+mod idle;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::ptr::{self, NonNull};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use spindle_core::loom::{AtomicBool, AtomicPtr, Ordering::*};
+use spindle_core::queue::inject::Inject;
+use spindle_core::queue::local::{self, Local, Stealer};
+use spindle_core::task::{new_local_task, new_task, Header, JoinHandle, Notified, Schedule, Task, TaskMeta};
+
+use self::idle::Idle;
+use super::blocking::Spawner;
+use super::owned::OwnedTasks;
+use super::park::{Driver, Unparker};
+use super::{context, Scheduler};
+
+const MAX_LIFO_POLLS: u32 = 3;
+const GLOBAL_INTERVAL: u32 = 61;
+const SPIN_ROUNDS: u32 = 4;
+
+pub(crate) struct Shared {
+    remotes: Box<[Remote]>,
+    inject: Inject<Sched>,
+    idle: Idle,
+    owned: OwnedTasks<Sched>,
+    shutdown: AtomicBool,
+    exited: Mutex<usize>,
+    exited_cv: Condvar,
+    pub(crate) blocking: Spawner,
+}
+
+struct Remote {
+    stealer: Stealer<Notified<Sched>>,
+    /// The worker's LIFO slot: a raw `Notified<Sched>` or null. Stealable by swapping in null.
+    lifo: AtomicPtr<Header>,
+    unparker: Unparker,
+    local_inject: Inject<LocalSched>,
+    local_owned: OwnedTasks<LocalSched>,
+}
+
+struct Core {
+    index: usize,
+    run_queue: Local<Notified<Sched>>,
+    local_queue: VecDeque<Notified<LocalSched>>,
+    tick: u32,
+    lifo_polls: u32,
+    is_searching: bool,
+    rand: u32,
+}
+
+/// A worker thread's state, on its stack, reachable through the thread-local context.
+pub(crate) struct WorkerCtx {
+    shared: Arc<Shared>,
+    index: usize,
+    core: RefCell<Core>,
+    driver: RefCell<Driver>,
+}
+
+/// Scheduler handle of `Send` tasks.
+pub(crate) struct Sched(Arc<Shared>);
+
+/// Scheduler handle of local tasks: bound to one worker.
+pub(crate) struct LocalSched {
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+enum Runnable {
+    Shared(Notified<Sched>),
+    Local(Notified<LocalSched>),
+}
+
+/// The running workers of a multi-thread runtime.
+pub(crate) struct Workers {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+pub(crate) fn start(
+    num_workers: usize,
+    thread_name: &(dyn Fn() -> String + Send + Sync),
+    stack_size: Option<usize>,
+    blocking: Spawner,
+) -> std::io::Result<(Arc<Shared>, Workers)> {
+    let mut cores = Vec::with_capacity(num_workers);
+    let mut remotes = Vec::with_capacity(num_workers);
+    let mut drivers = Vec::with_capacity(num_workers);
+    for index in 0..num_workers {
+        let (run_queue, stealer) = local::new();
+        let driver = Driver::new()?;
+        remotes.push(Remote {
+            stealer,
+            lifo: AtomicPtr::new(ptr::null_mut()),
+            unparker: driver.unparker(),
+            local_inject: Inject::new(),
+            local_owned: OwnedTasks::new(1),
+        });
+        cores.push(Core {
+            index,
+            run_queue,
+            local_queue: VecDeque::new(),
+            tick: 0,
+            lifo_polls: 0,
+            is_searching: false,
+            rand: 0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B),
+        });
+        drivers.push(driver);
+    }
+    let shared = Arc::new(Shared {
+        remotes: remotes.into_boxed_slice(),
+        inject: Inject::new(),
+        idle: Idle::new(num_workers),
+        owned: OwnedTasks::new(4 * num_workers),
+        shutdown: AtomicBool::new(false),
+        exited: Mutex::new(0),
+        exited_cv: Condvar::new(),
+        blocking,
+    });
+    let mut threads = Vec::with_capacity(num_workers);
+    for (core, driver) in cores.into_iter().zip(drivers) {
+        let shared2 = shared.clone();
+        let mut b = std::thread::Builder::new().name(thread_name());
+        if let Some(s) = stack_size {
+            b = b.stack_size(s);
+        }
+        match b.spawn(move || run_worker(shared2, core, driver)) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                let workers = Workers { shared: shared.clone(), threads: Mutex::new(threads) };
+                workers.shutdown(None);
+                return Err(std::io::Error::new(e.kind(), format!("spindle: cannot start a worker thread: {e}")));
+            }
+        }
+    }
+    Ok((shared.clone(), Workers { shared, threads: Mutex::new(threads) }))
+}
+
+fn run_worker(shared: Arc<Shared>, core: Core, driver: Driver) {
+    let _enter = context::enter_runtime(Scheduler::MultiThread(shared.clone()));
+    let index = core.index;
+    let w = WorkerCtx { shared: shared.clone(), index, core: RefCell::new(core), driver: RefCell::new(driver) };
+    let prev = context::set_worker(&w);
+    w.run();
+    // Local tasks may only be dropped here, on their own thread.
+    shared.remotes[index].local_owned.close_and_shutdown_all();
+    context::set_worker(prev);
+    // From here on, wakes go to the inject queue (drained by whoever shuts the runtime down).
+    {
+        let mut core = w.core.borrow_mut();
+        core.local_queue.clear();
+        while core.run_queue.pop().is_some() {}
+    }
+    while shared.remotes[index].local_inject.pop().is_some() {}
+    drop(w);
+    *shared.exited.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    shared.exited_cv.notify_all();
+}
+
+impl WorkerCtx {
+    fn run(&self) {
+        let shared = &*self.shared;
+        loop {
+            if shared.shutdown.load(Acquire) {
+                return;
+            }
+            if let Some(t) = self.next_task() {
+                self.run_task(t);
+                continue;
+            }
+            if let Some(t) = self.search() {
+                self.run_task(t);
+                continue;
+            }
+            if self.spin_for_work() {
+                continue;
+            }
+            self.park();
+        }
+    }
+
+    fn run_task(&self, task: Runnable) {
+        let was_searching = std::mem::replace(&mut self.core.borrow_mut().is_searching, false);
+        if was_searching && self.shared.idle.transition_from_searching() {
+            // We were the last searcher: wake another worker to keep looking for work.
+            self.shared.notify_parked();
+        }
+        match task {
+            Runnable::Shared(t) => {
+                let prev = context::start_poll(t.header().id());
+                t.run();
+                context::end_poll(prev);
+            }
+            Runnable::Local(t) => {
+                let prev = context::start_poll(t.header().id());
+                t.run();
+                context::end_poll(prev);
+            }
+        }
+    }
+
+    fn remote(&self) -> &Remote {
+        &self.shared.remotes[self.index]
+    }
+
+    /// The next task from this worker's own queues (and the inject queue, for fairness or refill).
+    fn next_task(&self) -> Option<Runnable> {
+        let shared = &*self.shared;
+        let mut core = self.core.borrow_mut();
+        core.tick = core.tick.wrapping_add(1);
+        if core.tick % GLOBAL_INTERVAL == 0 {
+            if let Some(t) = shared.inject.pop() {
+                return Some(Runnable::Shared(t));
+            }
+        }
+        let remote = self.remote();
+        if !remote.lifo.load(Relaxed).is_null() {
+            let p = remote.lifo.swap(ptr::null_mut(), Acquire);
+            if let Some(p) = NonNull::new(p) {
+                // SAFETY: the slot only ever holds pointers from `Notified<Sched>::into_raw`, and
+                // the swap made us its only owner.
+                let t = unsafe { Notified::<Sched>::from_raw_owned(p) };
+                if core.lifo_polls < MAX_LIFO_POLLS {
+                    core.lifo_polls += 1;
+                    return Some(Runnable::Shared(t));
+                }
+                // Two tasks waking each other could monopolize the slot: send this one to the back.
+                core.run_queue.push_back(t, |batch| shared.inject.push_batch(batch));
+            }
+        }
+        core.lifo_polls = 0;
+        let local_first = core.tick & 1 == 0;
+        if local_first {
+            if let Some(t) = self.pop_local(&mut core) {
+                return Some(Runnable::Local(t));
+            }
+        }
+        if let Some(t) = core.run_queue.pop() {
+            return Some(Runnable::Shared(t));
+        }
+        if !local_first {
+            if let Some(t) = self.pop_local(&mut core) {
+                return Some(Runnable::Local(t));
+            }
+        }
+        self.refill_from_inject(&mut core)
+    }
+
+    fn pop_local(&self, core: &mut Core) -> Option<Notified<LocalSched>> {
+        if let Some(t) = core.local_queue.pop_front() {
+            return Some(t);
+        }
+        let inject = &self.remote().local_inject;
+        if inject.is_empty() {
+            return None;
+        }
+        inject.pop_n(64, |t| core.local_queue.push_back(t));
+        core.local_queue.pop_front()
+    }
+
+    /// Moves a fair share of the inject queue into the local queue and returns the first task.
+    fn refill_from_inject(&self, core: &mut Core) -> Option<Runnable> {
+        let inject = &self.shared.inject;
+        let len = inject.len();
+        if len == 0 {
+            return None;
+        }
+        let share = (len / self.shared.remotes.len() + 1).min(core.run_queue.remaining() / 2).clamp(1, 64);
+        let mut first = None;
+        inject.pop_n(share, |t| match first {
+            None => first = Some(t),
+            Some(_) => core.run_queue.push_back(t, |batch| inject.push_batch(batch)),
+        });
+        first.map(Runnable::Shared)
+    }
+
+    /// Steals from other workers (as a searcher) or takes from the inject queue.
+    fn search(&self) -> Option<Runnable> {
+        let shared = &*self.shared;
+        let mut core = self.core.borrow_mut();
+        if !core.is_searching && shared.idle.transition_to_searching() {
+            core.is_searching = true;
+        }
+        if core.is_searching {
+            let n = shared.remotes.len();
+            core.rand ^= core.rand << 13;
+            core.rand ^= core.rand >> 17;
+            core.rand ^= core.rand << 5;
+            let start = core.rand as usize % n;
+            for i in 0..n {
+                let j = (start + i) % n;
+                if j == self.index {
+                    continue;
+                }
+                let victim = &shared.remotes[j];
+                if let Some(t) = victim.stealer.steal_into(&mut core.run_queue) {
+                    return Some(Runnable::Shared(t));
+                }
+                if !victim.lifo.load(Relaxed).is_null() {
+                    if let Some(p) = NonNull::new(victim.lifo.swap(ptr::null_mut(), Acquire)) {
+                        // SAFETY: as in `next_task`: the swap made us the owner of this entry.
+                        return Some(Runnable::Shared(unsafe { Notified::from_raw_owned(p) }));
+                    }
+                }
+            }
+        }
+        self.refill_from_inject(&mut core)
+    }
+
+    /// Spins briefly before parking: cheaper than a futex round trip when work is about to arrive.
+    fn spin_for_work(&self) -> bool {
+        for _ in 0..SPIN_ROUNDS {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if self.shared.shutdown.load(Relaxed) || self.has_local_work() || self.shared.has_visible_work() {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn has_local_work(&self) -> bool {
+        let remote = self.remote();
+        !remote.local_inject.is_empty()
+            || !remote.lifo.load(Relaxed).is_null()
+            || self.core.try_borrow().map(|c| !c.local_queue.is_empty() || !c.run_queue.is_empty()).unwrap_or(true)
+    }
+
+    fn park(&self) {
+        let shared = &*self.shared;
+        if self.has_local_work() {
+            return;
+        }
+        let was_searching = std::mem::replace(&mut self.core.borrow_mut().is_searching, false);
+        let last_searcher = shared.idle.transition_to_parked(self.index, was_searching);
+        if last_searcher && shared.has_visible_work() {
+            // Work arrived while we were the only one looking; make sure somebody takes it
+            // (possibly ourselves: the unpark token makes our park return at once).
+            shared.notify_parked();
+        }
+        loop {
+            if !shared.shutdown.load(Acquire) && self.remote().local_inject.is_empty() {
+                self.driver.borrow_mut().park();
+            }
+            if shared.shutdown.load(Acquire) {
+                shared.idle.unpark_self(self.index);
+                return;
+            }
+            if !shared.idle.is_parked(self.index) {
+                // Picked by `notify_parked`: we count as searching.
+                self.core.borrow_mut().is_searching = true;
+                return;
+            }
+            if !self.remote().local_inject.is_empty() {
+                if !shared.idle.unpark_self(self.index) {
+                    self.core.borrow_mut().is_searching = true;
+                }
+                return;
+            }
+            // Spurious wakeup: park again.
+        }
+    }
+
+    /// Queues a task woken (or spawned) on this worker.
+    fn schedule_local(&self, core: &mut Core, task: Notified<Sched>, kind: Push) {
+        let shared = &*self.shared;
+        let notify = match kind {
+            Push::Back => {
+                core.run_queue.push_back(task, |batch| shared.inject.push_batch(batch));
+                true
+            }
+            Push::Lifo => {
+                let prev = self.remote().lifo.swap(task.into_raw().as_ptr(), AcqRel);
+                match NonNull::new(prev) {
+                    Some(p) => {
+                        // SAFETY: the slot held a `Notified<Sched>` raw pointer, now ours.
+                        let prev = unsafe { Notified::<Sched>::from_raw_owned(p) };
+                        core.run_queue.push_back(prev, |batch| shared.inject.push_batch(batch));
+                        true
+                    }
+                    None => false,
+                }
+            }
+        };
+        if notify {
+            shared.notify_parked();
+        }
+    }
+}
+
+#[derive(Copy, Clone)]
+enum Push {
+    Back,
+    Lifo,
+}
+
+impl Shared {
+    fn notify_parked(&self) {
+        if let Some(w) = self.idle.worker_to_notify() {
+            self.remotes[w].unparker.unpark();
+        }
+    }
+
+    fn has_visible_work(&self) -> bool {
+        !self.inject.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty() || !r.lifo.load(Relaxed).is_null())
+    }
+
+    /// The worker of this runtime running on the current thread, if any.
+    fn current_worker(self: &Arc<Self>) -> Option<&WorkerCtx> {
+        let w = context::worker();
+        if w.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null worker pointer refers to the `WorkerCtx` on this thread's stack,
+        // alive for the whole time it is registered in the context (see `run_worker`).
+        let w = unsafe { &*w };
+        Arc::ptr_eq(&w.shared, self).then_some(w)
+    }
+
+    fn schedule(self: &Arc<Self>, task: Notified<Sched>, kind: Push) {
+        if let Some(w) = self.current_worker() {
+            if let Ok(mut core) = w.core.try_borrow_mut() {
+                return w.schedule_local(&mut core, task, kind);
+            }
+        }
+        self.inject.push(task);
+        self.notify_parked();
+    }
+
+    #[track_caller]
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join) = new_task(future, Sched(self.clone()), context::next_task_id(), meta);
+        match self.owned.bind(task) {
+            Ok(()) => self.schedule(notified, Push::Back),
+            Err(task) => {
+                drop(notified);
+                task.shutdown();
+            }
+        }
+        join
+    }
+
+    /// Spawns a `!Send` task on the current worker.
+    ///
+    /// # Panics
+    /// If the current thread is not a worker of this runtime.
+    #[track_caller]
+    pub(crate) fn spawn_local<F>(self: &Arc<Self>, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        let Some(w) = self.current_worker() else {
+            panic!(
+                "spindle::spawn_local must be called from a task running on the runtime's worker \
+                 threads (a !Send task stays on the worker that spawned it); from `Runtime::block_on` \
+                 on a multi-thread runtime use `spindle::spawn`, or a current-thread runtime"
+            );
+        };
+        let sched = LocalSched { shared: self.clone(), worker: w.index };
+        // SAFETY: local tasks are polled only by worker `w.index` (its local queue is never stolen,
+        // and remote wakes go to its own local inject queue) and shut down only by that worker
+        // before it exits.
+        let (task, notified, join) =
+            unsafe { new_local_task(future, sched, context::next_task_id(), TaskMeta { local: true, ..meta }) };
+        match self.remotes[w.index].local_owned.bind(task) {
+            Ok(()) => match w.core.try_borrow_mut() {
+                Ok(mut core) => core.local_queue.push_back(notified),
+                Err(_) => self.remotes[w.index].local_inject.push(notified),
+            },
+            Err(task) => {
+                drop(notified);
+                task.shutdown();
+            }
+        }
+        join
+    }
+
+    pub(crate) fn num_workers(&self) -> usize {
+        self.remotes.len()
+    }
+
+    pub(crate) fn num_alive_tasks(&self) -> usize {
+        self.owned.len() + self.remotes.iter().map(|r| r.local_owned.len()).sum::<usize>()
+    }
+}
+
+impl Workers {
+    /// Stops the workers and drops every task. Waits for workers up to `timeout` (forever if
+    /// `None`); returns whether they all stopped. Safe to call more than once.
+    pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> bool {
+        let shared = &*self.shared;
+        shared.shutdown.store(true, Release);
+        for r in shared.remotes.iter() {
+            r.unparker.unpark();
+        }
+        // A worker cannot wait for itself (the runtime dropped inside one of its own tasks).
+        let on_own_worker = self.shared.current_worker_is_ours();
+        let expected = self.threads.lock().unwrap_or_else(|e| e.into_inner()).len() - usize::from(on_own_worker);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut exited = shared.exited.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = true;
+        while *exited < expected {
+            match deadline {
+                None => exited = shared.exited_cv.wait(exited).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        all = false;
+                        break;
+                    }
+                    exited = shared.exited_cv.wait_timeout(exited, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+        drop(exited);
+        if all && !on_own_worker {
+            for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                let _ = t.join();
+            }
+        }
+        // Drop the `Send` tasks here. A task still being polled by a stuck worker is only marked
+        // cancelled; that worker drops it when its poll returns.
+        let _enter = context::set_scheduler(Scheduler::MultiThread(self.shared.clone()));
+        shared.owned.close_and_shutdown_all();
+        while shared.inject.pop().is_some() {}
+        for r in shared.remotes.iter() {
+            if let Some(p) = NonNull::new(r.lifo.swap(ptr::null_mut(), Acquire)) {
+                // SAFETY: the slot holds `Notified<Sched>` raw pointers; the swap made it ours.
+                drop(unsafe { Notified::<Sched>::from_raw_owned(p) });
+            }
+        }
+        all
+    }
+}
+
+impl Shared {
+    fn current_worker_is_ours(self: &Arc<Self>) -> bool {
+        self.current_worker().is_some()
+    }
+}
+
+impl Schedule for Sched {
+    fn schedule(&self, task: Notified<Self>) {
+        self.0.schedule(task, Push::Lifo)
+    }
+    fn yield_now(&self, task: Notified<Self>) {
+        self.0.schedule(task, Push::Back)
+    }
+    fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
+        self.0.owned.release(task)
+    }
+}
+
+impl Schedule for LocalSched {
+    fn schedule(&self, task: Notified<Self>) {
+        if let Some(w) = self.shared.current_worker() {
+            if w.index == self.worker {
+                if let Ok(mut core) = w.core.try_borrow_mut() {
+                    core.local_queue.push_back(task);
+                    return;
+                }
+            }
+        }
+        let remote = &self.shared.remotes[self.worker];
+        remote.local_inject.push(task);
+        remote.unparker.unpark();
+    }
+    fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
+        self.shared.remotes[self.worker].local_owned.release(task)
+    }
+}

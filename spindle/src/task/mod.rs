@@ -1,0 +1,246 @@
+//! Tasks: spawning, joining, yielding, naming.
+//!
+//! A task is a future the runtime polls to completion. [`spawn`] runs it on the current runtime
+//! (in parallel on the multi-thread runtime), [`spawn_local`] keeps a `!Send` future on the current
+//! worker, [`spawn_blocking`] runs a closure on the blocking pool. Each returns a [`JoinHandle`];
+//! awaiting it gives the output or a [`JoinError`] (panic or cancellation). Dropping it detaches.
+//!
+//! ```
+//! spindle::block_on(async {
+//!     let a = spindle::spawn(async { 1 });
+//!     let b = spindle::task::Builder::new().name("b").spawn(async { 2 }).unwrap();
+//!     assert_eq!(a.await.unwrap() + b.await.unwrap(), 3);
+//! });
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub use spindle_core::task::{JoinError, JoinHandle, TaskId};
+use spindle_core::task::TaskMeta;
+
+use crate::rt::context;
+
+#[track_caller]
+pub(crate) fn meta_here(name: Option<Box<str>>) -> TaskMeta {
+    TaskMeta { name, parent: context::current_task(), ..TaskMeta::here() }
+}
+
+const NO_RUNTIME: &str = "there is no spindle runtime on this thread. Call it from inside \
+`Runtime::block_on`, `spindle::block_on`, a spawned task or `#[spindle::main]`, or spawn with a \
+`runtime::Handle` from other threads";
+
+/// Spawns a task on the current runtime and returns its [`JoinHandle`].
+///
+/// # Panics
+/// Outside a runtime, with a message naming the fix. [`Builder::spawn`] returns an error instead.
+///
+/// ```
+/// spindle::block_on(async {
+///     let h = spindle::spawn(async { 40 + 2 });
+///     assert_eq!(h.await.unwrap(), 42);
+/// });
+/// ```
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let meta = meta_here(None);
+    context::with_scheduler(|s| match s {
+        Some(s) => s.spawn(future, meta),
+        None => panic!("spindle::spawn: {NO_RUNTIME}"),
+    })
+}
+
+/// Spawns a `!Send` task that stays on the current thread (the current worker of a multi-thread
+/// runtime, or the thread driving a current-thread runtime).
+///
+/// # Panics
+/// Outside a runtime, or on a multi-thread runtime from a thread that is not one of its workers.
+///
+/// ```
+/// use std::rc::Rc;
+/// spindle::block_on(async {
+///     let shared = Rc::new(5);
+///     let s2 = shared.clone();
+///     let h = spindle::spawn_local(async move { *s2 + 1 });
+///     assert_eq!(h.await.unwrap(), 6);
+/// });
+/// ```
+#[track_caller]
+pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+{
+    let meta = TaskMeta { local: true, ..meta_here(None) };
+    context::with_scheduler(|s| match s {
+        Some(s) => s.spawn_local(future, meta),
+        None => panic!("spindle::spawn_local: {NO_RUNTIME}"),
+    })
+}
+
+/// Runs a blocking closure on the runtime's blocking pool, so it does not stall async tasks.
+///
+/// # Panics
+/// Outside a runtime.
+///
+/// ```
+/// spindle::block_on(async {
+///     let n = spindle::spawn_blocking(|| (1..=10).sum::<u32>()).await.unwrap();
+///     assert_eq!(n, 55);
+/// });
+/// ```
+#[track_caller]
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    context::with_scheduler(|s| match s {
+        Some(s) => s.blocking().spawn(f, None),
+        None => panic!("spindle::spawn_blocking: {NO_RUNTIME}"),
+    })
+}
+
+/// Yields to the scheduler once: the task goes to the back of its worker's queue.
+///
+/// ```
+/// spindle::block_on(async {
+///     spindle::task::yield_now().await;
+/// });
+/// ```
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future of [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        // A task waking itself during its poll is re-queued behind the others (`Schedule::yield_now`).
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// The id of the task being polled on this thread, if any.
+///
+/// ```
+/// spindle::block_on(async {
+///     let h = spindle::spawn(async { spindle::task::try_id() });
+///     let id = h.id();
+///     assert_eq!(h.await.unwrap(), Some(id));
+/// });
+/// ```
+pub fn try_id() -> Option<TaskId> {
+    context::current_task()
+}
+
+/// Spends one unit of the task's cooperative budget, yielding if it is used up. Call it in long
+/// loops that never wait on anything, so other tasks on the worker get their turn.
+///
+/// ```
+/// spindle::block_on(async {
+///     for _ in 0..1000 {
+///         spindle::task::consume_budget().await;
+///     }
+/// });
+/// ```
+pub async fn consume_budget() {
+    std::future::poll_fn(|cx| spindle_core::coop::poll_proceed(cx)).await
+}
+
+/// Configures a task before spawning it (its name, for diagnostics).
+///
+/// ```
+/// spindle::block_on(async {
+///     let h = spindle::task::Builder::new().name("fetcher").spawn(async { 1 }).unwrap();
+///     assert_eq!(h.header_ref().meta().name.as_deref(), Some("fetcher"));
+///     h.await.unwrap();
+/// });
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder<'a> {
+    name: Option<&'a str>,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder with no name.
+    pub fn new() -> Builder<'a> {
+        Builder { name: None }
+    }
+
+    /// Names the task (shown in diagnostics and dumps).
+    pub fn name(self, name: &'a str) -> Builder<'a> {
+        Builder { name: Some(name) }
+    }
+
+    fn meta(&self) -> TaskMeta {
+        meta_here(self.name.map(Box::from))
+    }
+
+    /// Spawns on the current runtime; errors (instead of panicking) outside one.
+    #[track_caller]
+    pub fn spawn<F>(self, future: F) -> io::Result<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let meta = self.meta();
+        context::with_scheduler(|s| match s {
+            Some(s) => Ok(s.spawn(future, meta)),
+            None => Err(io::Error::other(format!("spindle::task::Builder::spawn: {NO_RUNTIME}"))),
+        })
+    }
+
+    /// Spawns on the given runtime.
+    #[track_caller]
+    pub fn spawn_on<F>(self, future: F, handle: &crate::runtime::Handle) -> io::Result<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Ok(handle.inner.spawn(future, self.meta()))
+    }
+
+    /// Spawns a `!Send` task on the current thread (see [`spawn_local`]).
+    #[track_caller]
+    pub fn spawn_local<F>(self, future: F) -> io::Result<JoinHandle<F::Output>>
+    where
+        F: Future + 'static,
+    {
+        let meta = TaskMeta { local: true, ..self.meta() };
+        context::with_scheduler(|s| match s {
+            Some(s) => Ok(s.spawn_local(future, meta)),
+            None => Err(io::Error::other(format!("spindle::task::Builder::spawn_local: {NO_RUNTIME}"))),
+        })
+    }
+
+    /// Runs a blocking closure on the current runtime's blocking pool.
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(self, f: F) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let name = self.name.map(Box::from);
+        context::with_scheduler(|s| match s {
+            Some(s) => Ok(s.blocking().spawn(f, name)),
+            None => Err(io::Error::other(format!("spindle::task::Builder::spawn_blocking: {NO_RUNTIME}"))),
+        })
+    }
+}
