@@ -246,6 +246,11 @@ fn complete<F: Future + 'static, S: Schedule>(
     // SAFETY: we own `RUNNING`, hence the stage; it is `Consumed` now, so nothing is dropped here.
     cell.stage.with_mut(|p| unsafe { ptr::write(p, Stage::Finished(result)) });
     let prev = cell.header.state.transition_to_complete();
+    // Leave the registry before waking the joiner, so a runtime's live-task count is already
+    // down when the joiner runs.
+    // SAFETY: `ptr` is live: we still hold the runner's reference.
+    let me = ManuallyDrop::new(unsafe { Task::<S>::from_raw(ptr) });
+    let released = cell.scheduler.release(&me);
     if !prev.has_join_interest() {
         // Nobody will read the output: drop it here, on the task's own thread.
         let _ = set_stage(&cell.stage, Stage::Consumed);
@@ -257,9 +262,6 @@ fn complete<F: Future + 'static, S: Schedule>(
             None => unreachable!("spindle: JOIN_WAKER set with an empty slot"),
         });
     }
-    // SAFETY: `ptr` is live: we still hold the runner's reference.
-    let me = ManuallyDrop::new(unsafe { Task::<S>::from_raw(ptr) });
-    let released = cell.scheduler.release(&me);
     let last = match released {
         Some(task) => {
             core::mem::forget(task);

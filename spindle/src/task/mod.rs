@@ -189,6 +189,7 @@ impl<'a> Builder<'a> {
         Builder { name: Some(name) }
     }
 
+    #[track_caller]
     fn meta(&self) -> TaskMeta {
         meta_here(self.name.map(Box::from))
     }

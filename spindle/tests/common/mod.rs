@@ -1,0 +1,39 @@
+//! Shared helpers for integration tests: every test body runs on every runtime flavour.
+#![allow(dead_code)]
+
+use spindle::runtime::{Builder, Runtime};
+
+/// The runtime flavours every test runs on: current-thread, and multi-thread with 1, 2 and 4 workers.
+pub fn flavors() -> Vec<(&'static str, Runtime)> {
+    vec![
+        ("current_thread", Builder::new_current_thread().build().unwrap()),
+        ("multi_thread(1)", Builder::new_multi_thread().worker_threads(1).build().unwrap()),
+        ("multi_thread(2)", Builder::new_multi_thread().worker_threads(2).build().unwrap()),
+        ("multi_thread(4)", Builder::new_multi_thread().worker_threads(4).build().unwrap()),
+    ]
+}
+
+/// Runs `body` on every flavour, naming the flavour on failure.
+pub fn each_flavor(body: impl Fn(&Runtime)) {
+    for (name, rt) in flavors() {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&rt)));
+        if let Err(e) = r {
+            eprintln!("test failed on flavour {name}");
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
+/// The message of a caught panic payload.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+/// Sets a flag when dropped (to observe that a future's destructor ran).
+pub struct DropFlag(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

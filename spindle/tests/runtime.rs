@@ -1,0 +1,420 @@
+//! Runtime behaviour on every flavour: spawning, joining, aborting, panics, budget, misuse.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use common::{each_flavor, panic_message, DropFlag};
+use futures::channel::oneshot;
+use spindle::runtime::{Builder, Handle};
+use spindle::task::{self, JoinHandle};
+
+#[test]
+fn spawn_many_and_join() {
+    each_flavor(|rt| {
+        let sum = rt.block_on(async {
+            let handles: Vec<JoinHandle<u64>> = (0..10_000u64).map(|i| spindle::spawn(async move { i })).collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, (0..10_000u64).sum());
+    });
+}
+
+#[test]
+fn nested_spawns_and_chains() {
+    each_flavor(|rt| {
+        fn chain(n: u32, done: oneshot::Sender<u32>) {
+            if n == 0 {
+                let _ = done.send(7);
+            } else {
+                spindle::spawn(async move { chain(n - 1, done) });
+            }
+        }
+        let v = rt.block_on(async {
+            let (tx, rx) = oneshot::channel();
+            spindle::spawn(async move { chain(2_000, tx) });
+            rx.await.unwrap()
+        });
+        assert_eq!(v, 7);
+    });
+}
+
+#[test]
+fn ping_pong_between_tasks() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            for _ in 0..500 {
+                let (tx1, rx1) = oneshot::channel::<u32>();
+                let (tx2, rx2) = oneshot::channel::<u32>();
+                let pong = spindle::spawn(async move {
+                    let v = rx1.await.unwrap();
+                    tx2.send(v + 1).unwrap();
+                });
+                tx1.send(1).unwrap();
+                assert_eq!(rx2.await.unwrap(), 2);
+                pong.await.unwrap();
+            }
+        });
+    });
+}
+
+#[test]
+fn abort_pending_task_drops_its_future() {
+    each_flavor(|rt| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let flag = DropFlag(drops.clone());
+        let err = rt.block_on(async move {
+            let h = spindle::spawn(async move {
+                let _flag = flag;
+                std::future::pending::<()>().await;
+            });
+            task::yield_now().await;
+            h.abort();
+            h.await.unwrap_err()
+        });
+        assert!(err.is_cancelled(), "{err:?}");
+        assert!(!err.is_panic());
+        assert_eq!(drops.load(SeqCst), 1);
+        assert!(err.to_string().contains("cancelled"), "{err}");
+    });
+}
+
+#[test]
+fn abort_after_completion_keeps_output() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            let h = spindle::spawn(async { 5 });
+            while !h.is_finished() {
+                task::yield_now().await;
+            }
+            h.abort();
+            assert_eq!(h.await.unwrap(), 5);
+        });
+    });
+}
+
+#[test]
+fn abort_from_another_thread() {
+    each_flavor(|rt| {
+        let h = rt.spawn(std::future::pending::<()>());
+        let abort_thread = {
+            // JoinHandle<()> is Send; abort through a reference from another thread.
+            let h = &h;
+            std::thread::scope(|s| s.spawn(move || h.abort()).join().unwrap());
+        };
+        let _: () = abort_thread;
+        assert!(rt.block_on(h).unwrap_err().is_cancelled());
+    });
+}
+
+#[test]
+fn panicking_task_becomes_join_error_and_runtime_survives() {
+    each_flavor(|rt| {
+        let err = rt.block_on(async {
+            let h = spindle::spawn(async {
+                if true {
+                    panic!("boom {}", 42);
+                }
+            });
+            h.await.unwrap_err()
+        });
+        assert!(err.is_panic());
+        assert!(err.to_string().contains("boom 42"), "{err}");
+        assert_eq!(panic_message(&*err.into_panic()), "boom 42");
+        // Still serving.
+        assert_eq!(rt.block_on(async { spindle::spawn(async { 1 }).await.unwrap() }), 1);
+    });
+}
+
+#[test]
+fn panic_in_destructor_of_cancelled_future_is_contained() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("drop panic");
+        }
+    }
+    each_flavor(|rt| {
+        let err = rt.block_on(async {
+            let (started_tx, started_rx) = oneshot::channel();
+            let h = spindle::spawn(async move {
+                let _p = PanicOnDrop;
+                started_tx.send(()).unwrap();
+                std::future::pending::<()>().await;
+            });
+            // Abort only once the value that panics on drop exists inside the running future.
+            started_rx.await.unwrap();
+            h.abort();
+            h.await.unwrap_err()
+        });
+        assert!(err.is_panic(), "{err:?}");
+        assert_eq!(rt.block_on(async { spindle::spawn(async { 3 }).await.unwrap() }), 3);
+    });
+}
+
+#[test]
+fn panic_in_output_destructor_of_detached_task_is_contained() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("output drop panic");
+        }
+    }
+    each_flavor(|rt| {
+        rt.block_on(async {
+            drop(spindle::spawn(async { PanicOnDrop }));
+            for _ in 0..10 {
+                task::yield_now().await;
+            }
+        });
+        assert_eq!(rt.block_on(async { spindle::spawn(async { 4 }).await.unwrap() }), 4);
+    });
+}
+
+#[test]
+fn dropping_join_handle_detaches() {
+    each_flavor(|rt| {
+        let (tx, rx) = mpsc::channel();
+        rt.block_on(async move {
+            let h = spindle::spawn(async move {
+                task::yield_now().await;
+                tx.send(99).unwrap();
+            });
+            drop(h);
+        });
+        // The task keeps running on its own (on current-thread it needs the runtime driven again).
+        let v = rt.block_on(async move {
+            loop {
+                if let Ok(v) = rx.try_recv() {
+                    return v;
+                }
+                task::yield_now().await;
+            }
+        });
+        assert_eq!(v, 99);
+    });
+}
+
+#[test]
+fn ids_are_unique_and_reported() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            let hs: Vec<_> = (0..100).map(|_| spindle::spawn(async { task::try_id().unwrap() })).collect();
+            let mut ids = std::collections::HashSet::new();
+            for h in hs {
+                let id = h.id();
+                assert_eq!(h.await.unwrap(), id);
+                assert!(ids.insert(id));
+            }
+        });
+    });
+}
+
+#[test]
+fn task_metadata_name_location_parent() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            let outer = task::Builder::new()
+                .name("outer")
+                .spawn(async {
+                    let me = task::try_id().unwrap();
+                    let inner = spindle::spawn(async {});
+                    let meta = inner.header_ref().meta().clone();
+                    inner.await.unwrap();
+                    (me, meta)
+                })
+                .unwrap();
+            let outer_meta = outer.header_ref().meta().clone();
+            let (outer_id, inner_meta) = outer.await.unwrap();
+            assert_eq!(outer_meta.name.as_deref(), Some("outer"));
+            assert!(outer_meta.location.file().ends_with("runtime.rs"), "{:?}", outer_meta.location);
+            assert_eq!(inner_meta.parent, Some(outer_id));
+            assert!(inner_meta.location.file().ends_with("runtime.rs"));
+            assert!(inner_meta.name.is_none());
+        });
+    });
+}
+
+#[test]
+fn spawn_from_other_threads_through_handle() {
+    each_flavor(|rt| {
+        let handle = rt.handle().clone();
+        let joins: Vec<_> = (0..4)
+            .map(|t| {
+                let handle = handle.clone();
+                std::thread::spawn(move || (0..500).map(|i| handle.spawn(async move { t * 1000 + i })).collect::<Vec<_>>())
+            })
+            .collect();
+        let handles: Vec<_> = joins.into_iter().flat_map(|j| j.join().unwrap()).collect();
+        let sum: u64 = rt.block_on(async move {
+            let mut s = 0u64;
+            for h in handles {
+                s += h.await.unwrap() as u64;
+            }
+            s
+        });
+        let expect: u64 = (0..4u64).flat_map(|t| (0..500u64).map(move |i| t * 1000 + i)).sum();
+        assert_eq!(sum, expect);
+    });
+}
+
+#[test]
+fn wake_from_outside_thread() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            for i in 0..200 {
+                let (tx, rx) = oneshot::channel();
+                let t = std::thread::spawn(move || tx.send(i).unwrap());
+                let h = spindle::spawn(async move { rx.await.unwrap() });
+                assert_eq!(h.await.unwrap(), i);
+                t.join().unwrap();
+            }
+        });
+    });
+}
+
+#[test]
+fn yield_now_lets_others_run() {
+    // On a single thread, a task that yields in a loop must let another task make progress.
+    let rt = Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f2 = flag.clone();
+        let spinner = spindle::spawn(async move {
+            let mut n = 0u64;
+            while !f2.load(SeqCst) {
+                task::yield_now().await;
+                n += 1;
+            }
+            n
+        });
+        let setter = spindle::spawn(async move { flag.store(true, SeqCst) });
+        setter.await.unwrap();
+        assert!(spinner.await.unwrap() < 100);
+    });
+}
+
+#[test]
+fn cooperative_budget_forces_yield() {
+    // A task that only ever polls ready budgeted resources still yields after its budget.
+    let rt = Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f2 = flag.clone();
+        let busy = spindle::spawn(async move {
+            for _ in 0..10_000 {
+                task::consume_budget().await;
+                if f2.load(SeqCst) {
+                    return true;
+                }
+            }
+            false
+        });
+        let other = spindle::spawn(async move { flag.store(true, SeqCst) });
+        assert!(busy.await.unwrap(), "the busy task never gave the other task a turn");
+        other.await.unwrap();
+    });
+}
+
+#[test]
+fn spawn_outside_runtime_panics_with_fix() {
+    let p = std::panic::catch_unwind(|| spindle::spawn(async {})).unwrap_err();
+    let msg = panic_message(&*p);
+    assert!(msg.contains("no spindle runtime"), "{msg}");
+    assert!(msg.contains("Handle"), "{msg}");
+    assert!(task::Builder::new().spawn(async {}).is_err());
+    assert!(Handle::try_current().is_err());
+    assert!(Handle::try_current().unwrap_err().to_string().contains("no spindle runtime"));
+}
+
+#[test]
+fn block_on_inside_runtime_panics_instead_of_deadlocking() {
+    each_flavor(|rt| {
+        let err = rt.block_on(async { spindle::spawn(async { spindle::block_on(async {}) }).await.unwrap_err() });
+        assert!(err.is_panic());
+        assert!(err.to_string().contains("cannot block_on inside a runtime"), "{err}");
+        // Also directly inside block_on's own future.
+        let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async { spindle::block_on(async {}) })));
+        assert!(panic_message(&*p.unwrap_err()).contains("cannot block_on inside a runtime"));
+        // The runtime still works after that.
+        assert_eq!(rt.block_on(async { 1 }), 1);
+    });
+}
+
+#[test]
+fn handle_current_inside() {
+    each_flavor(|rt| {
+        let h = rt.block_on(async { Handle::current() });
+        assert_eq!(rt.block_on(h.spawn(async { 2 })).unwrap(), 2);
+        let h2 = rt.block_on(async { spindle::spawn(async { Handle::try_current().is_ok() }).await.unwrap() });
+        assert!(h2);
+    });
+}
+
+#[test]
+fn enter_guard_allows_spawn() {
+    each_flavor(|rt| {
+        let h = {
+            let _g = rt.enter();
+            spindle::spawn(async { 8 })
+        };
+        assert!(Handle::try_current().is_err());
+        assert_eq!(rt.block_on(h).unwrap(), 8);
+    });
+}
+
+#[test]
+fn metrics_count_alive_tasks() {
+    each_flavor(|rt| {
+        let (tx, rx) = oneshot::channel::<()>();
+        let h = rt.spawn(async move { rx.await.ok() });
+        assert_eq!(rt.handle().metrics().num_alive_tasks(), 1);
+        tx.send(()).unwrap();
+        rt.block_on(h).unwrap();
+        // The task leaves the registry at completion, before its joiner is woken (a joiner polled
+        // spuriously in between could see it a moment earlier, hence the bounded wait).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while rt.handle().metrics().num_alive_tasks() != 0 {
+            assert!(std::time::Instant::now() < deadline, "task never left the registry");
+            std::thread::yield_now();
+        }
+    });
+}
+
+#[test]
+fn stress_many_tasks_with_yields() {
+    let rt = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let total = rt.block_on(async {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..100_000)
+            .map(|i| {
+                let c = counter.clone();
+                spindle::spawn(async move {
+                    if i % 7 == 0 {
+                        task::yield_now().await;
+                    }
+                    c.fetch_add(1, SeqCst);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.await.unwrap();
+        }
+        counter.load(SeqCst)
+    });
+    assert_eq!(total, 100_000);
+}
+
+#[test]
+fn worker_threads_are_named() {
+    let rt = Builder::new_multi_thread().worker_threads(2).thread_name("named-w").build().unwrap();
+    let name = rt.block_on(async { spindle::spawn(async { std::thread::current().name().map(String::from) }).await.unwrap() });
+    assert_eq!(name.as_deref(), Some("named-w"));
+    let _ = Duration::ZERO;
+}
