@@ -1,0 +1,207 @@
+//! `spawn_local` (!Send tasks pinned to their thread) and `spawn_blocking` on every flavour.
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::{each_flavor, panic_message};
+use futures::channel::oneshot;
+use spindle::runtime::Builder;
+use spindle::task;
+
+#[test]
+fn spawn_local_runs_not_send_futures_on_their_thread() {
+    each_flavor(|rt| {
+        // On the multi-thread runtime, local tasks are spawned from a task on a worker.
+        let ok = rt.block_on(async {
+            spindle::spawn(async {
+                let home = std::thread::current().id();
+                let mut hs = Vec::new();
+                for i in 0..100 {
+                    hs.push(spindle::spawn_local(async move {
+                        // Held across an await: this future is !Send.
+                        let counter = Rc::new(Cell::new(i));
+                        task::yield_now().await;
+                        counter.set(counter.get() + 1);
+                        (counter.get(), std::thread::current().id())
+                    }));
+                }
+                let mut sum = 0;
+                for h in hs {
+                    let (v, thread) = h.await.unwrap();
+                    assert_eq!(thread, home);
+                    sum += v;
+                }
+                sum == (1..=100).sum::<i32>()
+            })
+            .await
+            .unwrap()
+        });
+        assert!(ok);
+    });
+}
+
+#[test]
+fn local_task_woken_from_another_thread_stays_home() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            spindle::spawn(async {
+                let home = std::thread::current().id();
+                for i in 0..50 {
+                    let (tx, rx) = oneshot::channel();
+                    let not_send = Rc::new(i);
+                    let h = spindle::spawn_local(async move {
+                        let v = rx.await.unwrap();
+                        (*not_send + v, std::thread::current().id())
+                    });
+                    std::thread::spawn(move || tx.send(1).unwrap());
+                    let (v, thread) = h.await.unwrap();
+                    assert_eq!(v, i + 1);
+                    assert_eq!(thread, home);
+                }
+            })
+            .await
+            .unwrap();
+        });
+    });
+}
+
+#[test]
+fn spawn_local_from_block_on_on_current_thread() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let v = rt.block_on(async {
+        let rc = Rc::new(41);
+        spindle::spawn_local(async move { *rc + 1 }).await.unwrap()
+    });
+    assert_eq!(v, 42);
+}
+
+#[test]
+fn spawn_local_outside_a_worker_panics_with_message() {
+    let rt = Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async { spindle::spawn_local(async {}) })))
+        .unwrap_err();
+    assert!(panic_message(&*p).contains("spawn_local must be called from a task"), "{}", panic_message(&*p));
+    let p = std::panic::catch_unwind(|| spindle::spawn_local(async {})).unwrap_err();
+    assert!(panic_message(&*p).contains("no spindle runtime"));
+}
+
+#[test]
+fn local_tasks_are_dropped_on_their_thread_at_shutdown() {
+    struct RecordDropThread(Arc<std::sync::Mutex<Option<std::thread::ThreadId>>>);
+    impl Drop for RecordDropThread {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(std::thread::current().id());
+        }
+    }
+    let rt = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let dropped_on = Arc::new(std::sync::Mutex::new(None));
+    let d2 = dropped_on.clone();
+    let home = rt.block_on(async move {
+        spindle::spawn(async move {
+            let rec = RecordDropThread(d2);
+            // The local task's home is the worker that spawns it (this task may move later).
+            let home = std::thread::current().id();
+            drop(spindle::spawn_local(async move {
+                let _rec = rec;
+                let _not_send = Rc::new(());
+                std::future::pending::<()>().await;
+            }));
+            task::yield_now().await;
+            home
+        })
+        .await
+        .unwrap()
+    });
+    drop(rt);
+    assert_eq!(*dropped_on.lock().unwrap(), Some(home));
+}
+
+#[test]
+fn spawn_blocking_returns_and_catches_panics() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            assert_eq!(spindle::spawn_blocking(|| 6 * 7).await.unwrap(), 42);
+            let err = spindle::spawn_blocking(|| -> u32 { panic!("blocking boom") }).await.unwrap_err();
+            assert!(err.is_panic());
+            assert!(err.to_string().contains("blocking boom"));
+            // Named blocking jobs.
+            let h = task::Builder::new().name("io").spawn_blocking(|| 1).unwrap();
+            assert_eq!(h.header_ref().meta().name.as_deref(), Some("io"));
+            assert_eq!(h.await.unwrap(), 1);
+        });
+    });
+}
+
+#[test]
+fn spawn_blocking_grows_the_pool_for_concurrent_jobs() {
+    // Eight jobs that all wait for each other can only finish if eight threads run at once.
+    each_flavor(|rt| {
+        let barrier = Arc::new(Barrier::new(8));
+        rt.block_on(async {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    let b = barrier.clone();
+                    spindle::spawn_blocking(move || {
+                        b.wait();
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+        });
+    });
+}
+
+#[test]
+fn blocking_pool_limit_queues_jobs() {
+    let rt = Builder::new_current_thread().max_blocking_threads(2).build().unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let hs: Vec<_> = (0..16)
+            .map(|_| {
+                let (r, m) = (running.clone(), max_seen.clone());
+                spindle::spawn_blocking(move || {
+                    let now = r.fetch_add(1, SeqCst) + 1;
+                    m.fetch_max(now, SeqCst);
+                    std::thread::sleep(Duration::from_millis(2));
+                    r.fetch_sub(1, SeqCst);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.await.unwrap();
+        }
+    });
+    assert!(max_seen.load(SeqCst) <= 2, "{} jobs ran at once", max_seen.load(SeqCst));
+}
+
+#[test]
+fn idle_blocking_threads_exit_after_keep_alive() {
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+            .filter(|c| c.trim() == name)
+            .count()
+    }
+    let rt = Builder::new_current_thread().thread_name("ka-test").thread_keep_alive(Duration::from_millis(50)).build().unwrap();
+    rt.block_on(async {
+        let hs: Vec<_> = (0..4).map(|_| spindle::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)))).collect();
+        for h in hs {
+            h.await.unwrap();
+        }
+    });
+    assert!(threads_named("ka-test") >= 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while threads_named("ka-test") > 0 {
+        assert!(std::time::Instant::now() < deadline, "idle blocking threads never exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,5 @@
+#[spindle::main]
+fn main() {}
+
+#[spindle::test]
+fn not_async_test() {}

@@ -1,0 +1,4 @@
+#[spindle::main]
+struct Main;
+
+fn main() {}
