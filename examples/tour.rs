@@ -31,7 +31,12 @@ async fn main() {
     let h = task::Builder::new().name("greeter").spawn(async { "hello from a named task" }).unwrap();
     let meta = h.header_ref().meta().clone();
     let id = h.id();
-    println!("{} (task {id} '{}', spawned at {})", h.await.unwrap(), meta.name.as_deref().unwrap_or("?"), meta.location);
+    println!(
+        "{} (task {id} '{}', spawned at {})",
+        h.await.unwrap(),
+        meta.name.as_deref().unwrap_or("?"),
+        meta.location
+    );
 
     // 3. A panicking task becomes an error; the runtime keeps serving.
     let err = spindle::spawn(async { panic!("something went wrong") }).await.unwrap_err();

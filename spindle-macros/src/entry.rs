@@ -177,11 +177,7 @@ fn item_head(item: &syn::Item) -> TokenStream {
 /// Parses and validates the attribute's arguments. Problems go to `errors`; the returned config
 /// holds every option that was understood and defaults for the rest.
 fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
-    let mut config = Config {
-        flavor: kind.default_flavor(),
-        worker_threads: None,
-        krate: quote! { ::spindle },
-    };
+    let mut config = Config { flavor: kind.default_flavor(), worker_threads: None, krate: quote! { ::spindle } };
 
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
@@ -225,10 +221,7 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
             continue;
         }
         if seen.contains(&name) {
-            errors.spanned(
-                meta,
-                format!("duplicate option `{name}`: it may be given only once"),
-            );
+            errors.spanned(meta, format!("duplicate option `{name}`: it may be given only once"));
             continue;
         }
         seen.push(name.clone());
@@ -237,10 +230,7 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
         match name.as_str() {
             "flavor" => {
                 let Some(lit) = lit_str(value) else {
-                    errors.spanned(
-                        value,
-                        format!("`flavor` expects a string literal: {}", example("flavor")),
-                    );
+                    errors.spanned(value, format!("`flavor` expects a string literal: {}", example("flavor")));
                     continue;
                 };
                 match Flavor::from_name(&lit.value()) {
@@ -265,43 +255,27 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
                     let message = if is_negative_int(value) {
                         "`worker_threads` must be at least 1".to_string()
                     } else {
-                        format!(
-                            "`worker_threads` expects an integer literal: {}",
-                            example("worker_threads")
-                        )
+                        format!("`worker_threads` expects an integer literal: {}", example("worker_threads"))
                     };
                     errors.spanned(value, message);
                     continue;
                 };
                 match lit.base10_parse::<usize>() {
-                    Ok(0) => errors.spanned(
-                        lit,
-                        "`worker_threads` must be at least 1 (leave it out to use one worker per CPU)",
-                    ),
+                    Ok(0) => errors
+                        .spanned(lit, "`worker_threads` must be at least 1 (leave it out to use one worker per CPU)"),
                     Ok(n) => worker_threads = Some((name_value, n, lit.span())),
-                    Err(error) => errors.spanned(
-                        lit,
-                        format!("`worker_threads` must be a positive `usize`: {error}"),
-                    ),
+                    Err(error) => errors.spanned(lit, format!("`worker_threads` must be a positive `usize`: {error}")),
                 }
             }
             "crate" => {
                 let Some(lit) = lit_str(value) else {
-                    errors.spanned(
-                        value,
-                        format!("`crate` expects a string literal: {}", example("crate")),
-                    );
+                    errors.spanned(value, format!("`crate` expects a string literal: {}", example("crate")));
                     continue;
                 };
                 match lit.parse::<syn::Path>() {
                     Ok(path) => config.krate = path.into_token_stream(),
-                    Err(_) => errors.spanned(
-                        lit,
-                        format!(
-                            "`crate` must be a path such as \"::spindle\", not \"{}\"",
-                            lit.value()
-                        ),
-                    ),
+                    Err(_) => errors
+                        .spanned(lit, format!("`crate` must be a path such as \"::spindle\", not \"{}\"", lit.value())),
                 }
             }
             _ => unreachable!("every name in OPTIONS is handled"),
@@ -312,10 +286,7 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
         if config.flavor == Flavor::MultiThread {
             config.worker_threads = Some((n, span));
         } else if flavor_given {
-            errors.spanned(
-                name_value,
-                "`worker_threads` can only be used with `flavor = \"multi_thread\"`",
-            );
+            errors.spanned(name_value, "`worker_threads` can only be used with `flavor = \"multi_thread\"`");
         } else {
             errors.spanned(
                 name_value,
@@ -340,8 +311,7 @@ fn path_name(path: &syn::Path) -> String {
 }
 
 fn unknown_option(name: &str) -> String {
-    let mut message =
-        format!("unknown option `{name}`; expected `flavor`, `worker_threads` or `crate`");
+    let mut message = format!("unknown option `{name}`; expected `flavor`, `worker_threads` or `crate`");
     if let Some(close) = closest(name, &OPTIONS) {
         message.push_str(&format!(" (did you mean `{close}`?)"));
     }
@@ -359,18 +329,14 @@ fn example(option: &str) -> &'static str {
 
 fn lit_str(expr: &Expr) -> Option<&syn::LitStr> {
     match peel(expr) {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(lit), ..
-        }) => Some(lit),
+        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Some(lit),
         _ => None,
     }
 }
 
 fn lit_int(expr: &Expr) -> Option<&syn::LitInt> {
     match peel(expr) {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(lit), ..
-        }) if !lit.base10_digits().starts_with('-') => Some(lit),
+        Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) if !lit.base10_digits().starts_with('-') => Some(lit),
         _ => None,
     }
 }
@@ -378,22 +344,10 @@ fn lit_int(expr: &Expr) -> Option<&syn::LitInt> {
 /// `-1` (a negation of a literal, or a negative literal token).
 fn is_negative_int(expr: &Expr) -> bool {
     match peel(expr) {
-        Expr::Unary(syn::ExprUnary {
-            op: syn::UnOp::Neg(_),
-            expr,
-            ..
-        }) => {
-            matches!(
-                peel(expr),
-                Expr::Lit(ExprLit {
-                    lit: Lit::Int(_),
-                    ..
-                })
-            )
+        Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr, .. }) => {
+            matches!(peel(expr), Expr::Lit(ExprLit { lit: Lit::Int(_), .. }))
         }
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(lit), ..
-        }) => lit.base10_digits().starts_with('-'),
+        Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => lit.base10_digits().starts_with('-'),
         _ => false,
     }
 }
@@ -437,27 +391,19 @@ fn check_signature(kind: Kind, func: &syn::ItemFn, errors: &mut Errors) {
     if sig.asyncness.is_none() {
         errors.spanned(
             sig.fn_token,
-            format!(
-                "{} can only be applied to an `async fn`; add `async` before `fn`",
-                kind.attr()
-            ),
+            format!("{} can only be applied to an `async fn`; add `async` before `fn`", kind.attr()),
         );
     }
     if !sig.inputs.is_empty() && !params_allowed(kind, sig) {
         let message = match kind {
-            Kind::Main => {
-                "the `main` function cannot take parameters; use `std::env::args()` instead"
-            }
+            Kind::Main => "the `main` function cannot take parameters; use `std::env::args()` instead",
             Kind::Test => "a test function cannot take parameters",
         };
         errors.spanned(&sig.inputs, message);
     }
     if kind == Kind::Test {
         if let Some(attr) = func.attrs.iter().find(|attr| is_test_attribute(attr)) {
-            errors.spanned(
-                attr,
-                "duplicate test attribute: #[spindle::test] already adds `#[test]`; remove this one",
-            );
+            errors.spanned(attr, "duplicate test attribute: #[spindle::test] already adds `#[test]`; remove this one");
         }
     }
 }
@@ -478,12 +424,7 @@ fn is_test_attribute(attr: &Attribute) -> bool {
     if !matches!(attr.meta, Meta::Path(_)) {
         return false;
     }
-    let segments: Vec<String> = attr
-        .path()
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
+    let segments: Vec<String> = attr.path().segments.iter().map(|s| s.ident.to_string()).collect();
     match segments.as_slice() {
         [only] => only == "test",
         [krate, prelude, _edition, test] => {
@@ -499,21 +440,12 @@ fn is_test_attribute(attr: &Attribute) -> bool {
 /// On a function `check_signature` rejected (but `signature_is_expandable` accepts), this yields
 /// the closest function that compiles, so that only the reported errors are shown.
 fn expand_fn(kind: Kind, config: &Config, func: syn::ItemFn) -> TokenStream {
-    let syn::ItemFn {
-        attrs,
-        vis,
-        mut sig,
-        block,
-    } = func;
+    let syn::ItemFn { attrs, vis, mut sig, block } = func;
     sig.asyncness = None;
 
     // Error path only: parameters `main` or a test cannot have become locals of the same names
     // and types, so that the body still type-checks without a second error about the signature.
-    let rejected_params = if params_allowed(kind, &sig) {
-        Default::default()
-    } else {
-        std::mem::take(&mut sig.inputs)
-    };
+    let rejected_params = if params_allowed(kind, &sig) { Default::default() } else { std::mem::take(&mut sig.inputs) };
     let params: Vec<TokenStream> = rejected_params
         .into_iter()
         .filter_map(|arg| match arg {
@@ -556,11 +488,7 @@ fn expand_fn(kind: Kind, config: &Config, func: syn::ItemFn) -> TokenStream {
     // the body evaluates to and the declared return type is reported there rather than on the
     // attribute. The runtime's construction keeps the attribute's span: a failure to build it is
     // reported (by `#[track_caller]` `expect`) at the attribute.
-    let last_span = block
-        .stmts
-        .last()
-        .map(|stmt| stmt.span())
-        .unwrap_or_else(|| block.brace_token.span.close());
+    let last_span = block.stmts.last().map(|stmt| stmt.span()).unwrap_or_else(|| block.brace_token.span.close());
     let body = quote_spanned! {last_span=>
         let body = async move #block;
     };
@@ -697,44 +625,26 @@ mod tests {
         // A suffixed literal is accepted; the emitted one is always an unsuffixed usize.
         let out = expand_str(Kind::Main, "worker_threads = 2usize,", "async fn main() {}");
         assert!(out.contains(". worker_threads (2)"), "{out}");
-        let out = expand_str(
-            Kind::Main,
-            "flavor = \"current_thread\"",
-            "async fn main() {}",
-        );
+        let out = expand_str(Kind::Main, "flavor = \"current_thread\"", "async fn main() {}");
         assert!(out.contains("new_current_thread"), "{out}");
     }
 
     #[test]
     fn inner_attributes_stay_inside_the_body() {
-        let out = expand_str(
-            Kind::Main,
-            "",
-            "/// docs\n async fn main() { #![allow(unused)] let x = 1; }",
-        );
+        let out = expand_str(Kind::Main, "", "/// docs\n async fn main() { #![allow(unused)] let x = 1; }");
         let file: syn::File = syn::parse_str(&out).unwrap();
-        let syn::Item::Fn(f) = &file.items[0] else {
-            panic!("{out}")
-        };
-        assert!(f
-            .attrs
-            .iter()
-            .any(|a| matches!(a.style, syn::AttrStyle::Inner(_))));
+        let syn::Item::Fn(f) = &file.items[0] else { panic!("{out}") };
+        assert!(f.attrs.iter().any(|a| matches!(a.style, syn::AttrStyle::Inner(_))));
         assert!(f.attrs.iter().any(|a| a.path().is_ident("doc")));
         assert!(f.sig.asyncness.is_none());
     }
 
     #[test]
     fn return_type_and_qualifiers_are_kept() {
-        let out = expand_str(
-            Kind::Main,
-            "",
-            "pub async fn main() -> Result<(), Box<dyn std::error::Error>> { Ok(()) }",
-        );
+        let out =
+            expand_str(Kind::Main, "", "pub async fn main() -> Result<(), Box<dyn std::error::Error>> { Ok(()) }");
         let file: syn::File = syn::parse_str(&out).unwrap();
-        let syn::Item::Fn(f) = &file.items[0] else {
-            panic!("{out}")
-        };
+        let syn::Item::Fn(f) = &file.items[0] else { panic!("{out}") };
         assert_eq!(
             squash(&f.sig.output.to_token_stream().to_string()),
             "-> Result < () , Box < dyn std :: error :: Error > >"
@@ -746,10 +656,7 @@ mod tests {
     fn rejects_non_async_fn_but_still_expands_it() {
         let out = expand_str(Kind::Main, "", "fn main() {}");
         assert!(out.contains("compile_error"), "{out}");
-        assert!(
-            out.contains("fn main () { let body = async move { } ;"),
-            "{out}"
-        );
+        assert!(out.contains("fn main () { let body = async move { } ;"), "{out}");
         assert_eq!(
             errors_of(Kind::Test, "", "fn t() {}"),
             ["#[spindle::test] can only be applied to an `async fn`; add `async` before `fn`"]
@@ -759,24 +666,15 @@ mod tests {
     #[test]
     fn rejects_parameters() {
         // The parameters become locals so the body still type-checks; nothing else is reported.
-        let out = expand_str(
-            Kind::Main,
-            "",
-            "async fn main(mut args: Vec<String>) { args.clear(); }",
-        );
+        let out = expand_str(Kind::Main, "", "async fn main(mut args: Vec<String>) { args.clear(); }");
         assert!(out.contains("fn main ()"), "{out}");
-        assert!(
-            out.contains("let mut args : Vec < String > = __spindle_unreachable () ;"),
-            "{out}"
-        );
+        assert!(out.contains("let mut args : Vec < String > = __spindle_unreachable () ;"), "{out}");
         // A test method cannot be made a free function: it is emitted unchanged.
         let out = expand_str(Kind::Test, "", "async fn t(&self) {}");
         assert!(out.ends_with("async fn t (& self) { }"), "{out}");
         // `#[spindle::main]` on another function (a blocking wrapper) may take parameters.
         assert_eq!(
-            expand_str(Kind::Main, "", "async fn run(&self, n: u8) -> u8 { n }")
-                .matches("compile_error")
-                .count(),
+            expand_str(Kind::Main, "", "async fn run(&self, n: u8) -> u8 { n }").matches("compile_error").count(),
             0
         );
         let out = expand_str(Kind::Main, "", "async fn run(&self, n: u8) -> u8 { n }");
@@ -785,10 +683,7 @@ mod tests {
             errors_of(Kind::Main, "", "async fn main(args: Vec<String>) {}"),
             ["the `main` function cannot take parameters; use `std::env::args()` instead"]
         );
-        assert_eq!(
-            errors_of(Kind::Test, "", "async fn t(x: u8) {}"),
-            ["a test function cannot take parameters"]
-        );
+        assert_eq!(errors_of(Kind::Test, "", "async fn t(x: u8) {}"), ["a test function cannot take parameters"]);
     }
 
     #[test]
@@ -842,11 +737,7 @@ mod tests {
             ["`worker_threads` must be at least 1 (leave it out to use one worker per CPU)"]
         );
         assert_eq!(
-            errors_of(
-                Kind::Main,
-                "flavor = \"current_thread\", worker_threads = 2",
-                "async fn main() {}"
-            ),
+            errors_of(Kind::Main, "flavor = \"current_thread\", worker_threads = 2", "async fn main() {}"),
             ["`worker_threads` can only be used with `flavor = \"multi_thread\"`"]
         );
         assert_eq!(
@@ -854,22 +745,13 @@ mod tests {
             ["`worker_threads` needs the multi-thread runtime, but #[spindle::test] defaults to \"current_thread\"; add `flavor = \"multi_thread\"`"]
         );
         // Order does not matter.
-        assert!(errors_of(
-            Kind::Test,
-            "worker_threads = 2, flavor = \"multi_thread\"",
-            "async fn t() {}"
-        )
-        .is_empty());
+        assert!(errors_of(Kind::Test, "worker_threads = 2, flavor = \"multi_thread\"", "async fn t() {}").is_empty());
     }
 
     #[test]
     fn rejects_duplicates_and_reports_everything_at_once() {
         assert_eq!(
-            errors_of(
-                Kind::Main,
-                "flavor = \"multi_thread\", flavor = \"current_thread\"",
-                "async fn main() {}"
-            ),
+            errors_of(Kind::Main, "flavor = \"multi_thread\", flavor = \"current_thread\"", "async fn main() {}"),
             ["duplicate option `flavor`: it may be given only once"]
         );
         let errors = errors_of(Kind::Main, "bogus = 1, worker_threads = 0", "fn main() {}");
@@ -892,15 +774,7 @@ mod tests {
             errors_of(Kind::Test, "", "#[test] async fn t() {}"),
             ["duplicate test attribute: #[spindle::test] already adds `#[test]`; remove this one"]
         );
-        assert_eq!(
-            errors_of(
-                Kind::Test,
-                "",
-                "#[::core::prelude::v1::test] async fn t() {}"
-            )
-            .len(),
-            1
-        );
+        assert_eq!(errors_of(Kind::Test, "", "#[::core::prelude::v1::test] async fn t() {}").len(), 1);
         // Still expanded, with exactly one test attribute.
         let out = expand_str(Kind::Test, "", "#[test] async fn t() {}");
         assert!(!out.contains("# [test]"), "{out}");
@@ -912,19 +786,13 @@ mod tests {
     #[test]
     fn rejects_non_functions() {
         let out = expand_str(Kind::Main, "", "struct S;");
-        assert!(
-            out.contains("can only be applied to an `async fn`"),
-            "{out}"
-        );
+        assert!(out.contains("can only be applied to an `async fn`"), "{out}");
         assert!(out.ends_with("struct S ;"), "{out}");
     }
 
     #[test]
     fn closest_suggests_only_near_misses() {
-        assert_eq!(
-            closest("curent_thread", &Flavor::NAMES),
-            Some("current_thread")
-        );
+        assert_eq!(closest("curent_thread", &Flavor::NAMES), Some("current_thread"));
         assert_eq!(closest("multithread", &Flavor::NAMES), Some("multi_thread"));
         assert_eq!(closest("x", &OPTIONS), None);
         assert_eq!(closest("flavour", &OPTIONS), Some("flavor"));

@@ -83,8 +83,10 @@ fn spawn_local_from_block_on_on_current_thread() {
 #[test]
 fn spawn_local_outside_a_worker_panics_with_message() {
     let rt = Builder::new_multi_thread().worker_threads(1).build().unwrap();
-    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async { spindle::spawn_local(async {}) })))
-        .unwrap_err();
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async { drop(spindle::spawn_local(async {})) })
+    }))
+    .unwrap_err();
     assert!(panic_message(&*p).contains("spawn_local must be called from a task"), "{}", panic_message(&*p));
     let p = std::panic::catch_unwind(|| spindle::spawn_local(async {})).unwrap_err();
     assert!(panic_message(&*p).contains("no spindle runtime"));
@@ -191,9 +193,14 @@ fn idle_blocking_threads_exit_after_keep_alive() {
             .filter(|c| c.trim() == name)
             .count()
     }
-    let rt = Builder::new_current_thread().thread_name("ka-test").thread_keep_alive(Duration::from_millis(50)).build().unwrap();
+    let rt = Builder::new_current_thread()
+        .thread_name("ka-test")
+        .thread_keep_alive(Duration::from_millis(50))
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let hs: Vec<_> = (0..4).map(|_| spindle::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)))).collect();
+        let hs: Vec<_> =
+            (0..4).map(|_| spindle::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)))).collect();
         for h in hs {
             h.await.unwrap();
         }

@@ -20,9 +20,7 @@ async fn n_tasks_run_in_parallel(n: usize) -> bool {
             let mut count = count.lock().unwrap();
             *count += 1;
             all_here.notify_all();
-            let (count, _) = all_here
-                .wait_timeout_while(count, Duration::from_secs(10), |c| *c < n)
-                .unwrap();
+            let (count, _) = all_here.wait_timeout_while(count, Duration::from_secs(10), |c| *c < n).unwrap();
             *count >= n
         }));
     }
@@ -54,9 +52,7 @@ async fn threads_running(tasks: usize) -> HashSet<ThreadId> {
 async fn default_flavor_is_current_thread() {
     // On the current-thread runtime the test's own thread runs every task.
     let here = thread::current().id();
-    let there = spindle::spawn(async { thread::current().id() })
-        .await
-        .unwrap();
+    let there = spindle::spawn(async { thread::current().id() }).await.unwrap();
     assert_eq!(here, there);
 }
 
@@ -80,11 +76,7 @@ async fn worker_threads_sets_the_number_of_workers() {
     let here = thread::current().id();
     let mut workers = threads_running(64).await;
     workers.remove(&here);
-    assert!(
-        workers.len() <= 3,
-        "{} worker threads ran tasks",
-        workers.len()
-    );
+    assert!(workers.len() <= 3, "{} worker threads ran tasks", workers.len());
 }
 
 // Option order does not matter; `worker_threads = 1` is the smallest allowed.
@@ -93,11 +85,7 @@ async fn one_worker() {
     let here = thread::current().id();
     let mut workers = threads_running(16).await;
     workers.remove(&here);
-    assert!(
-        workers.len() <= 1,
-        "{} worker threads ran tasks",
-        workers.len()
-    );
+    assert!(workers.len() <= 1, "{} worker threads ran tasks", workers.len());
 }
 
 #[spindle::test]
@@ -135,9 +123,7 @@ fn main_keeps_the_return_type_and_early_returns() {
 
 #[spindle::main(flavor = "current_thread")]
 async fn current_thread_main() -> ThreadId {
-    spindle::spawn(async { thread::current().id() })
-        .await
-        .unwrap()
+    spindle::spawn(async { thread::current().id() }).await.unwrap()
 }
 
 #[test]

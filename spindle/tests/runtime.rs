@@ -103,12 +103,9 @@ fn abort_after_completion_keeps_output() {
 fn abort_from_another_thread() {
     each_flavor(|rt| {
         let h = rt.spawn(std::future::pending::<()>());
-        let abort_thread = {
-            // JoinHandle<()> is Send; abort through a reference from another thread.
-            let h = &h;
-            std::thread::scope(|s| s.spawn(move || h.abort()).join().unwrap());
-        };
-        let _: () = abort_thread;
+        // JoinHandle<()> is Sync: abort through a reference from another thread.
+        let h_ref = &h;
+        std::thread::scope(|s| s.spawn(move || h_ref.abort()).join().unwrap());
         assert!(rt.block_on(h).unwrap_err().is_cancelled());
     });
 }
@@ -248,7 +245,9 @@ fn spawn_from_other_threads_through_handle() {
         let joins: Vec<_> = (0..4)
             .map(|t| {
                 let handle = handle.clone();
-                std::thread::spawn(move || (0..500).map(|i| handle.spawn(async move { t * 1000 + i })).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..500).map(|i| handle.spawn(async move { t * 1000 + i })).collect::<Vec<_>>()
+                })
             })
             .collect();
         let handles: Vec<_> = joins.into_iter().flat_map(|j| j.join().unwrap()).collect();
@@ -340,7 +339,9 @@ fn block_on_inside_runtime_panics_instead_of_deadlocking() {
         assert!(err.is_panic());
         assert!(err.to_string().contains("cannot block_on inside a runtime"), "{err}");
         // Also directly inside block_on's own future.
-        let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async { spindle::block_on(async {}) })));
+        let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(async { spindle::block_on(async {}) })
+        }));
         assert!(panic_message(&*p.unwrap_err()).contains("cannot block_on inside a runtime"));
         // The runtime still works after that.
         assert_eq!(rt.block_on(async { 1 }), 1);
@@ -414,7 +415,8 @@ fn stress_many_tasks_with_yields() {
 #[test]
 fn worker_threads_are_named() {
     let rt = Builder::new_multi_thread().worker_threads(2).thread_name("named-w").build().unwrap();
-    let name = rt.block_on(async { spindle::spawn(async { std::thread::current().name().map(String::from) }).await.unwrap() });
+    let name =
+        rt.block_on(async { spindle::spawn(async { std::thread::current().name().map(String::from) }).await.unwrap() });
     assert_eq!(name.as_deref(), Some("named-w"));
     let _ = Duration::ZERO;
 }

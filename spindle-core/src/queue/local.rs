@@ -258,3 +258,132 @@ impl<T> Stealer<T> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! Sequential tests of paths too long for loom (the capacity is 256); the concurrent
+    //! protocol is model-checked in `tests/loom_local_queue.rs`.
+    use super::*;
+    use alloc::vec;
+    use std::sync::Arc as StdArc;
+
+    fn push(q: &mut Local<usize>, v: usize) {
+        q.push_back(v, |_| panic!("unexpected overflow at {v}"));
+    }
+
+    #[test]
+    fn overflow_moves_oldest_half_in_fifo_order() {
+        let (mut q, _stealer) = new::<usize>();
+        for v in 0..CAPACITY {
+            push(&mut q, v);
+        }
+        assert_eq!(q.len(), CAPACITY);
+        assert_eq!(q.remaining(), 0);
+
+        let mut overflow = Vec::new();
+        q.push_back(CAPACITY, |o| overflow.extend(o));
+        let expected: Vec<usize> = (0..CAPACITY / 2).chain([CAPACITY]).collect();
+        assert_eq!(overflow, expected, "overflow must be the oldest half, then the new value");
+        assert_eq!(q.len(), CAPACITY / 2);
+        assert_eq!(q.remaining(), CAPACITY / 2);
+
+        // Fill again and overflow a second time: the next-oldest half goes out.
+        for v in CAPACITY + 1..CAPACITY + 1 + CAPACITY / 2 {
+            push(&mut q, v);
+        }
+        let mut overflow2 = Vec::new();
+        q.push_back(10_000, |o| overflow2.extend(o));
+        let expected2: Vec<usize> = (CAPACITY / 2..CAPACITY).chain([10_000]).collect();
+        assert_eq!(overflow2, expected2);
+
+        // What stays is still FIFO, with nothing lost or duplicated.
+        let mut rest = Vec::new();
+        while let Some(v) = q.pop() {
+            rest.push(v);
+        }
+        let expected_rest: Vec<usize> = (CAPACITY + 1..CAPACITY + 1 + CAPACITY / 2).collect();
+        assert_eq!(rest, expected_rest);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn overflow_many_rounds_no_loss() {
+        let (mut q, _stealer) = new::<usize>();
+        let mut popped = Vec::new();
+        let mut overflowed = Vec::new();
+        let n = 10 * CAPACITY + 7;
+        for v in 0..n {
+            q.push_back(v, |o| {
+                let batch: Vec<usize> = o.collect();
+                // The claimed half is the oldest entries, in order, then the new value.
+                assert_eq!(batch.len(), CAPACITY / 2 + 1);
+                assert!(batch.windows(2).all(|w| w[0] < w[1]));
+                assert_eq!(*batch.last().unwrap(), v);
+                overflowed.extend(batch);
+            });
+            if v % 3 == 0 {
+                popped.extend(q.pop());
+            }
+        }
+        while let Some(v) = q.pop() {
+            popped.push(v);
+        }
+        // The owner's own pops stay in push order.
+        assert!(popped.windows(2).all(|w| w[0] < w[1]));
+        assert!(!overflowed.is_empty());
+        let mut all = popped;
+        all.extend(overflowed);
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "lost or duplicated entries");
+    }
+
+    #[test]
+    fn unconsumed_overflow_drops_its_entries() {
+        let token = StdArc::new(());
+        let (mut q, _stealer) = new::<StdArc<()>>();
+        for _ in 0..CAPACITY {
+            q.push_back(token.clone(), |_| panic!("unexpected overflow"));
+        }
+        // The closure ignores the iterator: its `Drop` must still release the claimed half.
+        q.push_back(token.clone(), |_| {});
+        assert_eq!(StdArc::strong_count(&token), 1 + CAPACITY / 2);
+        drop(q);
+        assert_eq!(StdArc::strong_count(&token), 1, "dropping the queue releases what is left");
+    }
+
+    #[test]
+    fn steal_moves_half_in_order() {
+        let (mut src, stealer) = new::<usize>();
+        for v in 0..10 {
+            push(&mut src, v);
+        }
+        let (mut dst, _) = new::<usize>();
+        // Half (rounded up) moves; the newest of them is returned, the others are queued in order.
+        assert_eq!(stealer.steal_into(&mut dst), Some(4));
+        let mut moved = Vec::new();
+        while let Some(v) = dst.pop() {
+            moved.push(v);
+        }
+        assert_eq!(moved, vec![0, 1, 2, 3]);
+        let mut left = Vec::new();
+        while let Some(v) = src.pop() {
+            left.push(v);
+        }
+        assert_eq!(left, vec![5, 6, 7, 8, 9]);
+        assert_eq!(stealer.steal_into(&mut dst), None);
+    }
+
+    #[test]
+    fn steal_refuses_when_destination_is_busy() {
+        let (mut src, stealer) = new::<usize>();
+        let (mut dst, _) = new::<usize>();
+        for v in 0..4 {
+            push(&mut src, v);
+        }
+        for v in 0..=CAPACITY / 2 {
+            push(&mut dst, 100 + v);
+        }
+        assert_eq!(stealer.steal_into(&mut dst), None);
+        assert_eq!(src.len(), 4);
+    }
+}

@@ -168,9 +168,10 @@ impl JoinError {
 
     fn panic_message(&self) -> Option<&str> {
         match &self.repr {
-            Repr::Panic(p) => {
-                p.downcast_ref::<&'static str>().copied().or_else(|| p.downcast_ref::<alloc::string::String>().map(|s| s.as_str()))
-            }
+            Repr::Panic(p) => p
+                .downcast_ref::<&'static str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<alloc::string::String>().map(|s| s.as_str())),
             Repr::Cancelled => None,
         }
     }

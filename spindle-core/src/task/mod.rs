@@ -229,7 +229,12 @@ impl<S> fmt::Debug for Notified<S> {
 
 /// Creates a task for a `Send` future. Returns the registry's reference, the first queue entry
 /// and the join handle.
-pub fn new_task<F, S>(future: F, scheduler: S, id: TaskId, meta: TaskMeta) -> (Task<S>, Notified<S>, JoinHandle<F::Output>)
+pub fn new_task<F, S>(
+    future: F,
+    scheduler: S,
+    id: TaskId,
+    meta: TaskMeta,
+) -> (Task<S>, Notified<S>, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

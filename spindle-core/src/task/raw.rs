@@ -10,7 +10,7 @@ use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll, Waker};
 
-use super::state::{State, ToIdle, ToRunning};
+use super::state::{State, ToIdle, ToRunning, UnsetJoinInterest};
 use super::{JoinError, Notified, Schedule, Task, TaskId};
 use crate::loom::{AtomicPtr, UnsafeCell};
 
@@ -189,6 +189,8 @@ unsafe fn poll<F: Future + 'static, S: Schedule>(ptr: NonNull<Header>) {
         cell.stage.with_mut(|p| {
             // SAFETY: we hold `RUNNING`, so we own the stage; the cell never moves (boxed).
             match unsafe { &mut *p } {
+                // SAFETY: the future lives in the boxed cell and is only dropped in place (by
+                // `set_stage`), never moved out, so pinning it here is sound.
                 Stage::Running(fut) => unsafe { Pin::new_unchecked(fut) }.poll(&mut cx),
                 _ => unreachable!("spindle: a task was polled after it completed"),
             }
@@ -342,10 +344,10 @@ unsafe fn drop_join_handle_slow<F: Future + 'static, S: Schedule>(ptr: NonNull<H
     let cell = unsafe { cell::<F, S>(ptr) };
     match cell.header.state.unset_join_interest() {
         // Complete: the runtime saw our interest and left the output for us; drop it here.
-        Err(()) => {
+        UnsetJoinInterest::Complete => {
             let _ = set_stage(&cell.stage, Stage::Consumed);
         }
-        Ok(_) => {
+        UnsetJoinInterest::Unset => {
             // `JOIN_WAKER` is now clear, so the slot is ours: release the waker early.
             // SAFETY: as said.
             let w = cell.join_waker.with_mut(|w| unsafe { (*w).take() });

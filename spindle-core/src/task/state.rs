@@ -31,7 +31,7 @@ pub const LIFECYCLE_MASK: usize = REF_ONE - 1;
 /// One reference, in the count held in the high bits.
 pub const REF_ONE: usize = 1 << 6;
 /// The count a freshly spawned task starts with: registry, run queue entry, `JoinHandle`.
-pub const INITIAL: usize = 3 * REF_ONE | JOIN_INTEREST | NOTIFIED;
+pub const INITIAL: usize = (3 * REF_ONE) | JOIN_INTEREST | NOTIFIED;
 
 /// A copy of the state word with named accessors.
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -118,6 +118,17 @@ pub enum ToNotified {
     DoNothing,
     /// Nothing to do and the caller dropped the last reference: it must free the cell.
     Dealloc,
+}
+
+/// Outcome of [`State::unset_join_interest`].
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnsetJoinInterest {
+    /// Interest cleared (and the join waker slot handed back to the handle, which may drop it);
+    /// the runtime will drop the output at completion.
+    Unset,
+    /// The task already completed: the handle must drop the output itself.
+    Complete,
 }
 
 /// The atomic state word of a task.
@@ -269,21 +280,17 @@ impl State {
 
     /// Fast path of dropping a `JoinHandle` right after spawn, before anything else happened.
     pub fn drop_join_handle_fast(&self) -> bool {
-        self.0
-            .compare_exchange(INITIAL, (INITIAL - REF_ONE) & !JOIN_INTEREST, Release, Relaxed)
-            .is_ok()
+        self.0.compare_exchange(INITIAL, (INITIAL - REF_ONE) & !JOIN_INTEREST, Release, Relaxed).is_ok()
     }
 
-    /// The `JoinHandle` goes away. Returns `Err(())` if the task is complete: then the handle must
-    /// drop the output itself (the runtime already skipped it or will not look at it again).
-    pub fn unset_join_interest(&self) -> Result<Snapshot, ()> {
+    /// The `JoinHandle` goes away.
+    pub fn unset_join_interest(&self) -> UnsetJoinInterest {
         self.fetch_update(|s| {
             debug_assert!(s.has_join_interest());
             if s.is_complete() {
-                return (None, Err(()));
+                return (None, UnsetJoinInterest::Complete);
             }
-            let next = Snapshot(s.0 & !(JOIN_INTEREST | JOIN_WAKER));
-            (Some(next), Ok(next))
+            (Some(Snapshot(s.0 & !(JOIN_INTEREST | JOIN_WAKER))), UnsetJoinInterest::Unset)
         })
     }
 

@@ -85,7 +85,13 @@ impl BlockingPool {
     ) -> BlockingPool {
         BlockingPool {
             inner: Arc::new(Inner {
-                state: Mutex::new(State { queue: VecDeque::new(), threads: 0, idle: 0, pending_wakeups: 0, shutdown: false }),
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    threads: 0,
+                    idle: 0,
+                    pending_wakeups: 0,
+                    shutdown: false,
+                }),
                 job_ready: Condvar::new(),
                 thread_done: Condvar::new(),
                 max_threads: max_threads.max(1),

@@ -75,10 +75,7 @@ impl Drop for EnterGuard {
 
 /// Makes `handle` the runtime `spawn` uses on this thread (does not mark the thread as driving).
 pub(crate) fn set_scheduler(handle: Scheduler) -> EnterGuard {
-    CONTEXT.with(|c| EnterGuard {
-        prev_handle: c.handle.borrow_mut().replace(handle),
-        prev_entered: c.entered.get(),
-    })
+    CONTEXT.with(|c| EnterGuard { prev_handle: c.handle.borrow_mut().replace(handle), prev_entered: c.entered.get() })
 }
 
 /// Marks the thread as inside a runtime (a worker or `block_on`), with `handle` current.

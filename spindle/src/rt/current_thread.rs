@@ -136,8 +136,9 @@ impl Shared {
         // SAFETY: local tasks are only polled by the thread driving the runtime, which `block_on`
         // restricts to `local_owner` (this thread) while any task is registered, and only shut
         // down on it (elsewhere they are leaked).
-        let (task, notified, join) =
-            unsafe { new_local_task(future, CtSched(self.clone()), context::next_task_id(), TaskMeta { local: true, ..meta }) };
+        let (task, notified, join) = unsafe {
+            new_local_task(future, CtSched(self.clone()), context::next_task_id(), TaskMeta { local: true, ..meta })
+        };
         self.bind_and_schedule(task, notified);
         join
     }
@@ -171,7 +172,11 @@ impl Shared {
                 );
             }
         }
-        let driving = Driving { shared: self.clone(), core: RefCell::new(Some(core)), prev: std::cell::Cell::new(std::ptr::null()) };
+        let driving = Driving {
+            shared: self.clone(),
+            core: RefCell::new(Some(core)),
+            prev: std::cell::Cell::new(std::ptr::null()),
+        };
         driving.prev.set(context::set_driving(&driving));
         let waker = Waker::from(Arc::new(MainWaker(self.clone())));
         let mut cx = Context::from_waker(&waker);

@@ -260,9 +260,16 @@ impl Builder {
     pub fn build(&mut self) -> io::Result<Runtime> {
         spindle_core::coop::set_hook(context::coop_hook);
         let name = self.thread_name.clone();
-        let pool = blocking::BlockingPool::new(self.max_blocking_threads, self.keep_alive, name.clone(), self.thread_stack_size);
+        let pool = blocking::BlockingPool::new(
+            self.max_blocking_threads,
+            self.keep_alive,
+            name.clone(),
+            self.thread_stack_size,
+        );
         let (scheduler, workers) = match self.flavor {
-            RuntimeFlavor::CurrentThread => (Scheduler::CurrentThread(current_thread::Shared::new(pool.spawner())?), None),
+            RuntimeFlavor::CurrentThread => {
+                (Scheduler::CurrentThread(current_thread::Shared::new(pool.spawner())?), None)
+            }
             RuntimeFlavor::MultiThread => {
                 let n = self
                     .worker_threads

@@ -18,8 +18,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use spindle_core::task::{JoinError, JoinHandle, TaskId};
 use spindle_core::task::TaskMeta;
+pub use spindle_core::task::{JoinError, JoinHandle, TaskId};
 
 use crate::rt::context;
 
@@ -161,7 +161,7 @@ pub fn try_id() -> Option<TaskId> {
 /// });
 /// ```
 pub async fn consume_budget() {
-    std::future::poll_fn(|cx| spindle_core::coop::poll_proceed(cx)).await
+    std::future::poll_fn(spindle_core::coop::poll_proceed).await
 }
 
 /// Configures a task before spawning it (its name, for diagnostics).
