@@ -420,3 +420,19 @@ fn worker_threads_are_named() {
     assert_eq!(name.as_deref(), Some("named-w"));
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn join_handles_work_from_another_executor_without_budget_livelock() {
+    // Outside a spindle poll the budget is unconstrained: a foreign executor polling many ready
+    // join handles must not be told to yield forever.
+    let rt = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let hs: Vec<_> = (0..1000).map(|i| rt.spawn(async move { i })).collect();
+    let sum: i32 = futures::executor::block_on(async {
+        let mut s = 0;
+        for h in hs {
+            s += h.await.unwrap();
+        }
+        s
+    });
+    assert_eq!(sum, (0..1000).sum());
+}

@@ -204,7 +204,7 @@ fn run_thread(inner: &Inner) {
     loop {
         if let Some(job) = st.queue.pop_front() {
             drop(st);
-            let prev = context::start_poll(job.header().id());
+            let prev = context::start_poll(Some(job.header().id()));
             job.run(); // panics are caught inside the task cell
             context::end_poll(prev);
             st = inner.lock();

@@ -12,6 +12,9 @@ use super::{current_thread, multi_thread, Scheduler};
 
 /// Polls a task may make through budgeted resources before it is asked to yield.
 pub(crate) const BUDGET: u8 = 128;
+/// The budget outside any spindle poll: unlimited, so spindle resources used from another
+/// executor (or plain threads) never yield on their own.
+const UNCONSTRAINED: u8 = u8::MAX;
 const ID_BLOCK: u64 = 256;
 
 pub(crate) struct Context {
@@ -37,7 +40,7 @@ thread_local! {
             driving: Cell::new(std::ptr::null()),
             entered: Cell::new(false),
             current_task: Cell::new(None),
-            budget: Cell::new(BUDGET),
+            budget: Cell::new(UNCONSTRAINED),
             ids: Cell::new((0, 0)),
         }
     };
@@ -116,18 +119,26 @@ pub(crate) fn driving() -> *const current_thread::Driving {
     CONTEXT.try_with(|c| c.driving.get()).unwrap_or(std::ptr::null())
 }
 
-/// Prepares the context for one task poll: sets the current task and refills the budget.
-#[inline]
-pub(crate) fn start_poll(id: TaskId) -> Option<TaskId> {
-    CONTEXT.with(|c| {
-        c.budget.set(BUDGET);
-        c.current_task.replace(Some(id))
-    })
+/// What a poll replaced in the context, restored by [`end_poll`].
+#[must_use]
+pub(crate) struct PollScope {
+    task: Option<TaskId>,
+    budget: u8,
 }
 
+/// Prepares the context for one task poll: sets the current task and refills the budget.
 #[inline]
-pub(crate) fn end_poll(prev: Option<TaskId>) {
-    let _ = CONTEXT.try_with(|c| c.current_task.set(prev));
+pub(crate) fn start_poll(id: Option<TaskId>) -> PollScope {
+    CONTEXT.with(|c| PollScope { task: c.current_task.replace(id), budget: c.budget.replace(BUDGET) })
+}
+
+/// Restores what [`start_poll`] replaced.
+#[inline]
+pub(crate) fn end_poll(prev: PollScope) {
+    let _ = CONTEXT.try_with(|c| {
+        c.current_task.set(prev.task);
+        c.budget.set(prev.budget);
+    });
 }
 
 /// The task being polled on this thread.
@@ -135,17 +146,14 @@ pub(crate) fn current_task() -> Option<TaskId> {
     CONTEXT.try_with(|c| c.current_task.get()).ok().flatten()
 }
 
-/// Refills the budget (for the main future of `block_on`).
-pub(crate) fn reset_budget() {
-    let _ = CONTEXT.try_with(|c| c.budget.set(BUDGET));
-}
-
 /// The budget hook installed in `spindle_core::coop`.
 pub(crate) fn coop_hook(cx: &mut TaskContext<'_>) -> Poll<()> {
     let spent = CONTEXT
         .try_with(|c| {
             let b = c.budget.get();
-            if b == 0 {
+            if b == UNCONSTRAINED {
+                false
+            } else if b == 0 {
                 true
             } else {
                 c.budget.set(b - 1);

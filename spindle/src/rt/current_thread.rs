@@ -184,8 +184,10 @@ impl Shared {
         self.main_woken.store(true, Relaxed);
         loop {
             if self.main_woken.swap(false, Acquire) {
-                context::reset_budget();
-                if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                let scope = context::start_poll(None);
+                let polled = future.as_mut().poll(&mut cx);
+                context::end_poll(scope);
+                if let Poll::Ready(v) = polled {
                     return v;
                 }
             }
@@ -207,7 +209,7 @@ impl Shared {
             };
             match task {
                 Some(task) => {
-                    let prev = context::start_poll(task.header().id());
+                    let prev = context::start_poll(Some(task.header().id()));
                     task.run();
                     context::end_poll(prev);
                     if self.main_woken.load(Relaxed) {

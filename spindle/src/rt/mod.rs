@@ -650,8 +650,10 @@ pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
     let mut cx = Context::from_waker(&waker);
     let mut future = std::pin::pin!(future);
     loop {
-        context::reset_budget();
-        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+        let scope = context::start_poll(None);
+        let polled = future.as_mut().poll(&mut cx);
+        context::end_poll(scope);
+        if let Poll::Ready(v) = polled {
             return v;
         }
         driver.park();

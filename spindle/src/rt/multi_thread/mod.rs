@@ -213,12 +213,12 @@ impl WorkerCtx {
         }
         match task {
             Runnable::Shared(t) => {
-                let prev = context::start_poll(t.header().id());
+                let prev = context::start_poll(Some(t.header().id()));
                 t.run();
                 context::end_poll(prev);
             }
             Runnable::Local(t) => {
-                let prev = context::start_poll(t.header().id());
+                let prev = context::start_poll(Some(t.header().id()));
                 t.run();
                 context::end_poll(prev);
             }
