@@ -1,1 +1,512 @@
-fn main() {}
+//! `spindle-bench`: scheduling workloads on spindle, tokio and smol, side by side in one process.
+//!
+//! Method (shared/PERF.md): every workload runs on every runtime, interleaved: one warm-up round, then
+//! `--rounds` (default 9) rounds, each running every runtime once in rotating order. Printed per workload:
+//! median wall ns/op, median CPU ns/op (process CPU time, which exposes spinning), and the median of the
+//! per-round ratios spindle/peer against the best peer (the peer with the lowest median ns/op).
+//!
+//! ```text
+//! cargo run --release -p spindle-bench -- [--quick] [--only NAME[,NAME..]] [--json FILE] [--rounds N]
+//! ```
+
+mod rt;
+mod rt_spindle;
+mod sys;
+mod workloads;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rt::{Rt, Smol, Tokio};
+use rt_spindle::Spindle;
+use workloads::{Kind, Spec};
+
+/// Object-safe view of a runtime for the harness loop.
+trait Bench: Sync {
+    fn label(&self) -> &'static str;
+    fn once(&self, kind: Kind) -> u64;
+}
+
+impl<R: Rt> Bench for R {
+    fn label(&self) -> &'static str {
+        self.name()
+    }
+    fn once(&self, kind: Kind) -> u64 {
+        workloads::run(self, kind)
+    }
+}
+
+struct Opts {
+    quick: bool,
+    only: Vec<String>,
+    json: Option<String>,
+    rounds: usize,
+}
+
+const USAGE: &str = "usage: spindle-bench [--quick] [--only NAME[,NAME..]] [--json FILE] [--rounds N]";
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts { quick: false, only: Vec::new(), json: None, rounds: 9 };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut value =
+            |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        match flag.as_str() {
+            "--quick" => o.quick = true,
+            "--only" => o.only.extend(value("--only")?.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
+            "--json" => o.json = Some(value("--json")?),
+            "--rounds" => {
+                o.rounds = value("--rounds")?.parse().map_err(|e| format!("--rounds: {e}"))?;
+                if o.rounds == 0 {
+                    return Err("--rounds must be at least 1".into());
+                }
+            }
+            // `cargo bench` passes this; ignore it.
+            "--bench" => {}
+            "-h" | "--help" => return Err(USAGE.into()),
+            _ => return Err(format!("unknown argument {a:?}\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+/// One timed run.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall_ns: u64,
+    cpu_ns: u64,
+}
+
+/// Watchdog: a run that hangs aborts the process with its name instead of stalling the benchmark.
+static WATCH: Mutex<Option<(Instant, String)>> = Mutex::new(None);
+
+fn start_watchdog() {
+    std::thread::Builder::new()
+        .name("bench-watchdog".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if let Some((deadline, what)) = &*WATCH.lock().unwrap() {
+                if Instant::now() > *deadline {
+                    let _ = std::io::stdout().flush();
+                    eprintln!("\nHANG: {what} did not finish in time; aborting (the runtime is broken)");
+                    std::process::exit(3);
+                }
+            }
+        })
+        .expect("spawn watchdog");
+}
+
+fn timed(b: &dyn Bench, spec: &Spec, limit: Duration) -> (Sample, u64) {
+    *WATCH.lock().unwrap() = Some((Instant::now() + limit, format!("{} on {}", spec.name, b.label())));
+    let c0 = sys::process_cpu_ns();
+    let t0 = Instant::now();
+    let check = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.once(spec.kind))) {
+        Ok(c) => c,
+        Err(_) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("\nPANIC: {} on {} panicked (see above); aborting", spec.name, b.label());
+            std::process::exit(1);
+        }
+    };
+    let wall = t0.elapsed();
+    let c1 = sys::process_cpu_ns();
+    *WATCH.lock().unwrap() = None;
+    (Sample { wall_ns: wall.as_nanos() as u64, cpu_ns: c1.saturating_sub(c0) }, check)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Results for one workload on one runtime.
+struct RtResult {
+    name: &'static str,
+    spindle: bool,
+    samples: Vec<Sample>, // measured rounds only, indexed by round
+    checks_ok: bool,
+    bad_check: Option<u64>,
+}
+
+impl RtResult {
+    fn ns_per_op(&self, ops: u64) -> Vec<f64> {
+        self.samples.iter().map(|s| s.wall_ns as f64 / ops as f64).collect()
+    }
+    fn cpu_per_op(&self, ops: u64) -> Vec<f64> {
+        self.samples.iter().map(|s| s.cpu_ns as f64 / ops as f64).collect()
+    }
+}
+
+struct WorkResult {
+    spec: Spec,
+    rts: Vec<RtResult>,
+}
+
+struct Ratio {
+    who: &'static str,
+    vs: &'static str,
+    median: f64,
+    per_round: Vec<f64>,
+}
+
+impl WorkResult {
+    fn med_ns(&self, i: usize) -> f64 {
+        median(&mut self.rts[i].ns_per_op(self.spec.ops))
+    }
+    fn best_peer(&self) -> Option<usize> {
+        (0..self.rts.len())
+            .filter(|&i| !self.rts[i].spindle && self.rts[i].checks_ok)
+            .min_by(|&a, &b| self.med_ns(a).partial_cmp(&self.med_ns(b)).unwrap())
+    }
+    /// Median of per-round ratios `who / vs`.
+    fn ratio(&self, who: usize, vs: usize) -> Ratio {
+        let per_round: Vec<f64> = self.rts[who]
+            .samples
+            .iter()
+            .zip(&self.rts[vs].samples)
+            .map(|(a, b)| a.wall_ns as f64 / b.wall_ns as f64)
+            .collect();
+        Ratio { who: self.rts[who].name, vs: self.rts[vs].name, median: median(&mut per_round.clone()), per_round }
+    }
+}
+
+fn build_runtimes() -> Vec<(Box<dyn Bench>, bool)> {
+    vec![
+        (Box::new(Spindle::multi_thread(2)), true),
+        (Box::new(Spindle::current_thread()), true),
+        (Box::new(Tokio::multi_thread(2)), false),
+        (Box::new(Tokio::current_thread()), false),
+        (Box::new(Smol::multi_thread(2)), false),
+        (Box::new(Smol::single_thread()), false),
+    ]
+}
+
+fn fmt_ns(x: f64) -> String {
+    if x >= 100_000.0 {
+        format!("{:.0}", x)
+    } else if x >= 100.0 {
+        format!("{:.1}", x)
+    } else {
+        format!("{:.2}", x)
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut specs = workloads::specs(opts.quick);
+    if !opts.only.is_empty() {
+        for n in &opts.only {
+            if !specs.iter().any(|s| s.name == n || s.name.starts_with(&format!("{n}_"))) {
+                let names: Vec<_> = specs.iter().map(|s| s.name).collect();
+                eprintln!("--only: no workload {n:?}; workloads: {}", names.join(", "));
+                return ExitCode::from(2);
+            }
+        }
+        specs.retain(|s| opts.only.iter().any(|n| s.name == n || s.name.starts_with(&format!("{n}_"))));
+    }
+
+    let machine = sys::Machine::detect();
+    println!("spindle-bench: scheduling workloads, interleaved in one process (shared/PERF.md)");
+    println!("machine: cores {} (nproc), cpu {}", machine.cores, machine.cpu);
+    println!("kernel: {}", machine.kernel);
+    println!("io: n/a (scheduling workloads)");
+    println!(
+        "mode: {}, 1 warm-up round + {} rounds, rotating runtime order each round",
+        if opts.quick { "quick (small counts; smoke test, does not judge)" } else { "full" },
+        opts.rounds
+    );
+    if opts.rounds < 7 {
+        println!("WARNING: fewer than 7 rounds: not a valid measurement under PERF.md");
+    }
+    println!(
+        "columns: ns/op = median wall time per op; min..max over rounds; cpu ns/op = median process CPU time \
+         per op (all threads); cpu/wall = cores kept busy; vs best peer = median of per-round ratios \
+         spindle/peer (< 1 is faster)"
+    );
+
+    let runtimes = build_runtimes();
+    start_watchdog();
+    let limit = Duration::from_secs(if opts.quick { 30 } else { 90 });
+    let t_start = Instant::now();
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+
+    for spec in &specs {
+        print!("\n== {} ... ", spec.name);
+        let _ = std::io::stdout().flush();
+        let mut rts: Vec<RtResult> = runtimes
+            .iter()
+            .map(|(b, sp)| RtResult {
+                name: b.label(),
+                spindle: *sp,
+                samples: Vec::new(),
+                checks_ok: true,
+                bad_check: None,
+            })
+            .collect();
+        let n = runtimes.len();
+        for round in 0..=opts.rounds {
+            for k in 0..n {
+                let i = (round + k) % n;
+                let (b, _) = &runtimes[i];
+                // Let the previous runtime's workers go idle so they do not steal CPU from this run.
+                std::thread::sleep(Duration::from_millis(2));
+                let (s, check) = timed(b.as_ref(), spec, limit);
+                if check != spec.expect {
+                    rts[i].checks_ok = false;
+                    rts[i].bad_check.get_or_insert(check);
+                }
+                if round > 0 {
+                    rts[i].samples.push(s);
+                }
+            }
+        }
+        let w = WorkResult { spec: spec.clone(), rts };
+        println!("done");
+        print_table(&w);
+        for r in &w.rts {
+            if !r.checks_ok {
+                failed.push(format!("{} on {}", spec.name, r.name));
+            }
+        }
+        results.push(w);
+    }
+
+    print_summary(&results);
+    let total = t_start.elapsed();
+    println!("\ntotal time: {:.1} s", total.as_secs_f64());
+    if let Some(path) = &opts.json {
+        let json = to_json(&machine, &opts, &results, total);
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!("--json {path}: {e}");
+            return ExitCode::from(2);
+        }
+        println!("json written to {path}");
+    }
+    if failed.is_empty() {
+        println!("all correctness checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("CORRECTNESS CHECKS FAILED: {}", failed.join(", "));
+        ExitCode::from(1)
+    }
+}
+
+fn target_str(t: Option<f64>) -> String {
+    match t {
+        Some(t) => format!("<= {t}x best peer"),
+        None => "none in PERF.md".into(),
+    }
+}
+
+/// One line per workload: spindle's ratios against the best peer and whether the target is met.
+fn print_summary(results: &[WorkResult]) {
+    let spindles: Vec<usize> = match results.first() {
+        Some(w) => (0..w.rts.len()).filter(|&i| w.rts[i].spindle).collect(),
+        None => return,
+    };
+    if spindles.is_empty() {
+        return;
+    }
+    println!("\n== summary: median of per-round ratios spindle/best peer (< 1 is faster)");
+    let mut head = format!("   {:<18} {:<10}", "workload", "best peer");
+    for &i in &spindles {
+        let _ = write!(head, " {:>18}", results[0].rts[i].name);
+    }
+    println!("{head}   target");
+    for w in results {
+        let best = w.best_peer();
+        let mut line = format!("   {:<18} {:<10}", w.spec.name, best.map(|b| w.rts[b].name).unwrap_or("-"));
+        for &i in &spindles {
+            let cell = match best {
+                Some(b) if w.rts[i].checks_ok => {
+                    let r = w.ratio(i, b).median;
+                    let verdict = match w.spec.target {
+                        Some(t) if r <= t => " met",
+                        Some(_) => " MISS",
+                        None => "",
+                    };
+                    format!("{r:.2}x{verdict}")
+                }
+                _ => "CHECK FAILED".into(),
+            };
+            let _ = write!(line, " {cell:>18}");
+        }
+        let t = w.spec.target.map(|t| format!("<= {t}x")).unwrap_or("-".into());
+        println!("{line}   {t}");
+    }
+}
+
+fn print_table(w: &WorkResult) {
+    let s = &w.spec;
+    println!("   op = {}; {} ops/run; target {}", s.op, s.ops, target_str(s.target));
+    let all_ok = w.rts.iter().all(|r| r.checks_ok);
+    if all_ok {
+        println!("   check: {} = {} on every runtime: ok", s.check, s.expect);
+    } else {
+        for r in w.rts.iter().filter(|r| !r.checks_ok) {
+            println!(
+                "   CHECK FAILED on {}: {} expected {}, got {} -- its times are meaningless",
+                r.name,
+                s.check,
+                s.expect,
+                r.bad_check.unwrap()
+            );
+        }
+    }
+    let best = w.best_peer();
+    println!(
+        "   {:<12} {:>11} {:>23} {:>11} {:>9}   vs best peer",
+        "runtime", "ns/op", "min..max", "cpu ns/op", "cpu/wall"
+    );
+    for (i, r) in w.rts.iter().enumerate() {
+        let ns = r.ns_per_op(s.ops);
+        let mut sorted = ns.clone();
+        let med = median(&mut sorted);
+        let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+        let cpu = median(&mut r.cpu_per_op(s.ops));
+        let note = if r.spindle {
+            match best {
+                Some(b) => {
+                    let ra = w.ratio(i, b);
+                    format!("{:.2}x vs {}", ra.median, ra.vs)
+                }
+                None => String::new(),
+            }
+        } else if Some(i) == best {
+            "* best peer".to_string()
+        } else {
+            String::new()
+        };
+        let flag = if r.checks_ok { "" } else { "  CHECK FAILED" };
+        println!(
+            "   {:<12} {:>11} {:>23} {:>11} {:>9.2}   {}{}",
+            r.name,
+            fmt_ns(med),
+            format!("{}..{}", fmt_ns(lo), fmt_ns(hi)),
+            fmt_ns(cpu),
+            cpu / med,
+            note,
+            flag
+        );
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json_f(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "null".into()
+    }
+}
+
+fn json_arr(v: &[f64]) -> String {
+    format!("[{}]", v.iter().map(|&x| json_f(x)).collect::<Vec<_>>().join(", "))
+}
+
+fn to_json(m: &sys::Machine, o: &Opts, results: &[WorkResult], total: Duration) -> String {
+    let mut j = String::new();
+    let _ = write!(
+        j,
+        "{{\n  \"machine\": {{\"cores\": {}, \"cpu\": {}, \"kernel\": {}, \"io\": \"n/a (scheduling workloads)\"}},\n",
+        m.cores,
+        json_str(&m.cpu),
+        json_str(&m.kernel)
+    );
+    let _ = write!(
+        j,
+        "  \"config\": {{\"quick\": {}, \"rounds\": {}, \"warmup_rounds\": 1}},\n  \"total_seconds\": {},\n  \"workloads\": [",
+        o.quick,
+        o.rounds,
+        json_f(total.as_secs_f64())
+    );
+    for (wi, w) in results.iter().enumerate() {
+        let s = &w.spec;
+        let best = w.best_peer();
+        let _ = write!(
+            j,
+            "{}\n    {{\"name\": {}, \"op\": {}, \"ops_per_run\": {}, \"target_vs_best_peer\": {}, \"check\": {}, \"expected\": {},\n     \"best_peer\": {},\n     \"runtimes\": [",
+            if wi > 0 { "," } else { "" },
+            json_str(s.name),
+            json_str(s.op),
+            s.ops,
+            s.target.map(json_f).unwrap_or("null".into()),
+            json_str(s.check),
+            s.expect,
+            best.map(|b| json_str(w.rts[b].name)).unwrap_or("null".into())
+        );
+        for (ri, r) in w.rts.iter().enumerate() {
+            let ns = r.ns_per_op(s.ops);
+            let cpu = r.cpu_per_op(s.ops);
+            let _ = write!(
+                j,
+                "{}\n       {{\"name\": {}, \"spindle\": {}, \"check_ok\": {}, \"ns_per_op_median\": {}, \"cpu_ns_per_op_median\": {}, \"ns_per_op\": {}, \"cpu_ns_per_op\": {}}}",
+                if ri > 0 { "," } else { "" },
+                json_str(r.name),
+                r.spindle,
+                r.checks_ok,
+                json_f(median(&mut ns.clone())),
+                json_f(median(&mut cpu.clone())),
+                json_arr(&ns),
+                json_arr(&cpu)
+            );
+        }
+        j.push_str("],\n     \"ratios\": [");
+        let mut first = true;
+        for si in (0..w.rts.len()).filter(|&i| w.rts[i].spindle) {
+            for pi in (0..w.rts.len()).filter(|&p| !w.rts[p].spindle) {
+                let ra = w.ratio(si, pi);
+                let _ = write!(
+                    j,
+                    "{}\n       {{\"spindle\": {}, \"peer\": {}, \"best_peer\": {}, \"median\": {}, \"per_round\": {}}}",
+                    if first { "" } else { "," },
+                    json_str(ra.who),
+                    json_str(ra.vs),
+                    Some(pi) == best,
+                    json_f(ra.median),
+                    json_arr(&ra.per_round)
+                );
+                first = false;
+            }
+        }
+        j.push_str("]}");
+    }
+    j.push_str("\n  ]\n}\n");
+    j
+}

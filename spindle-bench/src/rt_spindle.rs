@@ -1,0 +1,84 @@
+//! The spindle adapter (DESIGN.md section 9 API).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::rt::Rt;
+
+/// spindle, multi-thread (2 workers) or current-thread.
+pub struct Spindle {
+    rt: spindle::runtime::Runtime,
+    name: &'static str,
+}
+
+impl Spindle {
+    /// Work-stealing runtime with `workers` workers.
+    pub fn multi_thread(workers: usize) -> Spindle {
+        let rt = spindle::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .build()
+            .expect("build spindle multi-thread runtime");
+        Spindle { rt, name: "spindle-mt" }
+    }
+
+    /// Current-thread runtime.
+    pub fn current_thread() -> Spindle {
+        let rt = spindle::runtime::Builder::new_current_thread().build().expect("build spindle current-thread runtime");
+        Spindle { rt, name: "spindle-ct" }
+    }
+}
+
+/// spindle's `JoinHandle`, unwrapped.
+pub struct SpindleJoin<T>(spindle::task::JoinHandle<T>);
+
+impl<T> Future for SpindleJoin<T> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready(Ok(v)) => Poll::Ready(v),
+            Poll::Ready(Err(e)) => panic!("spindle task failed: {e}"),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Rt for Spindle {
+    type Join<T: Send + 'static> = SpindleJoin<T>;
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    fn spawn<F>(f: F) -> SpindleJoin<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        SpindleJoin(spindle::spawn(f))
+    }
+
+    fn spawn_remote<F>(&self, f: F) -> SpindleJoin<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        SpindleJoin(self.rt.handle().spawn(f))
+    }
+
+    fn spawn_blocking<F, T>(f: F) -> SpindleJoin<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        SpindleJoin(spindle::spawn_blocking(f))
+    }
+
+    fn yield_now() -> impl Future<Output = ()> + Send {
+        spindle::task::yield_now()
+    }
+}
