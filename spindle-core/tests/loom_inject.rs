@@ -3,7 +3,7 @@
 //! Run with:
 //!   cd /work/main && RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom \
 //!     cargo test -p spindle-core --release --test loom_inject
-//! (`LOOM_MAX_PREEMPTIONS=N` overrides the preemption bound used here.)
+//! (`LOOM_MAX_PREEMPTIONS=N` overrides the preemption bound of 3 used here.)
 #![cfg(loom)]
 
 mod support;
@@ -13,7 +13,7 @@ use loom::sync::Arc;
 use loom::thread;
 use spindle_core::queue::inject::Inject;
 use spindle_core::task::{self, Notified, Schedule, Task, TaskId, TaskMeta};
-use support::{model, Counters, Forever, Tracked};
+use support::{model, poll_join, Counters, Forever, Signal, Tracked, WaitSignal, YieldOnce};
 
 /// A scheduler for tasks that only travel through the queue and are never run.
 struct NoSched;
@@ -30,13 +30,14 @@ impl Schedule for NoSched {
 /// Makes a task and keeps only its queue entry (registry reference and join handle dropped), so
 /// dropping the entry frees the cell and drops its (never polled) future.
 fn entry(counters: &Arc<Counters>) -> Notified<NoSched> {
-    let (task, notified, join) = task::new_task(Tracked::new(Forever, counters), NoSched, TaskId::next(), TaskMeta::here());
+    let (task, notified, join) =
+        task::new_task(Tracked::new(Forever, counters), NoSched, TaskId::next(), TaskMeta::here());
     drop(join);
     drop(task);
     notified
 }
 
-/// A popped entry: which producer's task, its index there, and the global pop order.
+/// A popped entry's task id and its place in the global pop order.
 type Popped = (u64, usize);
 
 fn consume(q: &Inject<NoSched>, order: &AtomicUsize, n: usize, out: &mut Vec<(Popped, Notified<NoSched>)>) {
@@ -159,5 +160,82 @@ fn drop_releases_queued_tasks() {
         drop(first);
         drop(q);
         assert_eq!(counters.fut_drops(), 3);
+    });
+}
+
+/// A scheduler whose run queue is an inject queue (as a multi-thread runtime's global queue is).
+/// It keeps no registry: the test holds the registry references itself.
+struct InjectSched {
+    queue: Arc<Inject<InjectSched>>,
+}
+
+impl Schedule for InjectSched {
+    fn schedule(&self, task: Notified<Self>) {
+        self.queue.push(task);
+    }
+    fn release(&self, _: &Task<Self>) -> Option<Task<Self>> {
+        None
+    }
+}
+
+/// Pops and runs up to `n` tasks, running each outside the consumer lock.
+fn work(q: &Inject<InjectSched>, n: usize) {
+    for _ in 0..n {
+        let mut batch = Vec::new();
+        q.pop_n(1, |t| batch.push(t));
+        for t in batch {
+            t.run();
+        }
+    }
+}
+
+/// Tasks travel through the inject queue repeatedly: one yields (re-pushing itself from inside
+/// its poll), one is woken from a third thread, and two workers pop and run them. A task's
+/// `queue_next` link is reused on every trip, so a consumer must be done with it before the task
+/// can be pushed again. Both tasks complete exactly once and the queue ends empty.
+#[test]
+fn inject_as_run_queue() {
+    model(|| {
+        let q = Arc::new(Inject::<InjectSched>::new());
+        let ca = Counters::new();
+        let cb = Counters::new();
+        let signal = Signal::new();
+        let sched = || InjectSched { queue: q.clone() };
+        let (ta, na, mut ja) =
+            task::new_task(Tracked::new(YieldOnce::new(1), &ca), sched(), TaskId::next(), TaskMeta::here());
+        let (tb, nb, mut jb) =
+            task::new_task(Tracked::new(WaitSignal::new(&signal, 2), &cb), sched(), TaskId::next(), TaskMeta::here());
+        q.push_batch([na, nb].into_iter());
+
+        let fire = {
+            let signal = signal.clone();
+            thread::spawn(move || signal.fire(false))
+        };
+        let worker = {
+            let q = q.clone();
+            thread::spawn(move || work(&q, 2))
+        };
+        work(&q, 2);
+        fire.join().unwrap();
+        worker.join().unwrap();
+        // Finish whatever is left (no other thread runs now).
+        while let Some(t) = q.pop() {
+            t.run();
+        }
+        assert_eq!(q.len(), 0);
+
+        assert_eq!(ca.polls(), 2);
+        assert_eq!(cb.polls(), 2);
+        let w = std::task::Waker::noop();
+        match (poll_join(&mut ja, w), poll_join(&mut jb, w)) {
+            (std::task::Poll::Ready(Ok(a)), std::task::Poll::Ready(Ok(b))) => {
+                assert_eq!((a.value, b.value), (1, 2));
+            }
+            _ => panic!("both tasks must have completed"),
+        }
+        assert_eq!(ca.out_drops() + cb.out_drops(), 2);
+        drop((ja, jb, ta, tb));
+        assert_eq!(ca.fut_drops() + cb.fut_drops(), 2);
+        assert!(q.is_empty());
     });
 }

@@ -3,7 +3,7 @@
 //! Run with:
 //!   cd /work/main && RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom \
 //!     cargo test -p spindle-core --release --test loom_local_queue
-//! (`LOOM_MAX_PREEMPTIONS=N` overrides the preemption bound used here.)
+//! (`LOOM_MAX_PREEMPTIONS=N` overrides the preemption bound of 3 used here.)
 //!
 //! The capacity is fixed at 256, so the overflow path is checked by a plain unit test in
 //! `src/queue/local.rs`, plus one model here that pre-fills the queue before other threads exist.
@@ -22,6 +22,15 @@ fn push(q: &mut Local<usize>, v: usize) {
 fn drain(q: &mut Local<usize>, into: &mut Vec<usize>) {
     while let Some(v) = q.pop() {
         into.push(v);
+    }
+}
+
+/// A steal returns the newest entry it moved, and the others come out of the stealer's queue
+/// oldest first: `[newest, oldest, ..]`.
+fn assert_steal_order(stolen: &[usize]) {
+    if let Some((newest, rest)) = stolen.split_first() {
+        assert!(rest.windows(2).all(|w| w[0] < w[1]), "stolen entries out of order: {stolen:?}");
+        assert!(rest.iter().all(|v| v < newest), "steal did not return its newest entry: {stolen:?}");
     }
 }
 
@@ -57,10 +66,35 @@ fn steal_races_with_push_and_pop() {
         // The owner's own pops come out in push order.
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "owner pops out of order: {seen:?}");
         let stolen = th.join().unwrap();
-        assert!(stolen.windows(2).all(|w| w[0] < w[1]) || stolen.len() <= 1 || stolen.len() == 2);
+        assert_steal_order(&stolen);
         seen.extend(stolen);
         assert_exactly_once(seen, 4);
         assert!(q.is_empty());
+    });
+}
+
+/// The owner pushes into an empty queue while a stealer steals: a stolen entry must have been
+/// fully written (published by the owner's tail store) before the stealer reads it.
+#[test]
+fn steal_races_with_push_on_empty() {
+    model(|| {
+        let (mut q, stealer) = local::new::<usize>();
+        let th = thread::spawn(move || {
+            let (mut dst, _) = local::new::<usize>();
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                if let Some(v) = stealer.steal_into(&mut dst) {
+                    got.push(v);
+                }
+            }
+            drain(&mut dst, &mut got);
+            got
+        });
+        push(&mut q, 0);
+        push(&mut q, 1);
+        let mut seen = th.join().unwrap();
+        drain(&mut q, &mut seen);
+        assert_exactly_once(seen, 2);
     });
 }
 
@@ -87,8 +121,11 @@ fn two_stealers_and_owner_pop() {
         let t2 = spawn_stealer(stealer);
         let mut seen = Vec::new();
         drain(&mut q, &mut seen);
-        seen.extend(t1.join().unwrap());
-        seen.extend(t2.join().unwrap());
+        for t in [t1, t2] {
+            let stolen = t.join().unwrap();
+            assert_steal_order(&stolen);
+            seen.extend(stolen);
+        }
         drain(&mut q, &mut seen);
         assert_exactly_once(seen, 4);
     });
@@ -134,7 +171,7 @@ fn chained_steal() {
 #[test]
 fn overflow_races_with_steal() {
     // Filling 256 entries takes ~800 branch points, past loom's default budget of 1000.
-    model_with(2, Some(20_000), || {
+    model_with(3, Some(20_000), || {
         let (mut q, stealer) = local::new::<usize>();
         for v in 0..CAPACITY {
             push(&mut q, v);
@@ -159,8 +196,48 @@ fn overflow_races_with_steal() {
             assert!(overflowed.len() == 1 || overflowed.len() == CAPACITY / 2 + 1);
         }
         let mut seen = overflowed;
-        seen.extend(th.join().unwrap());
+        let stolen = th.join().unwrap();
+        assert_steal_order(&stolen);
+        seen.extend(stolen);
         drain(&mut q, &mut seen);
         assert_exactly_once(seen, CAPACITY + 1);
+    });
+}
+
+/// A full queue, two stealers and the owner popping then pushing: while one stealer still copies
+/// its half, the other must back off and the owner's pop must keep the steal head where it is
+/// (the steal head trails), so the owner cannot reuse the slots being copied; its pushes either
+/// fit or overflow, and nothing is lost or duplicated.
+#[test]
+fn full_queue_two_stealers_and_push() {
+    model_with(3, Some(20_000), || {
+        let (mut q, stealer) = local::new::<usize>();
+        for v in 0..CAPACITY {
+            push(&mut q, v);
+        }
+        let spawn_stealer = |s: local::Stealer<usize>| {
+            thread::spawn(move || {
+                let (mut dst, _) = local::new::<usize>();
+                let mut got = Vec::new();
+                if let Some(v) = s.steal_into(&mut dst) {
+                    got.push(v);
+                }
+                drain(&mut dst, &mut got);
+                got
+            })
+        };
+        let t1 = spawn_stealer(stealer.clone());
+        let t2 = spawn_stealer(stealer);
+        let mut seen: Vec<usize> = q.pop().into_iter().collect();
+        for v in CAPACITY..CAPACITY + 2 {
+            q.push_back(v, |o| seen.extend(o));
+        }
+        for t in [t1, t2] {
+            let stolen = t.join().unwrap();
+            assert_steal_order(&stolen);
+            seen.extend(stolen);
+        }
+        drain(&mut q, &mut seen);
+        assert_exactly_once(seen, CAPACITY + 2);
     });
 }

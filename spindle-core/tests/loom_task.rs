@@ -3,7 +3,7 @@
 //! Run with:
 //!   cd /work/main && RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom \
 //!     cargo test -p spindle-core --release --test loom_task
-//! (`LOOM_MAX_PREEMPTIONS=N` overrides the preemption bound of 2 used here.)
+//! (`LOOM_MAX_PREEMPTIONS=N` overrides the preemption bound of 3 used here.)
 #![cfg(loom)]
 
 mod support;
@@ -326,6 +326,133 @@ fn shutdown_races_with_poll_detached() {
         assert_eq!(counters.fut_drops(), 1);
         assert!(counters.out_drops() <= 1);
         assert_eq!(counters.out_drops(), usize::from(counters.polls() == 2));
+        rt.assert_quiescent();
+    });
+}
+
+/// Everything at once on one task: a wake and a worker on one thread, a second worker, and the
+/// joiner polling its handle, aborting, and polling again. The outcome is the output or a
+/// cancellation, the future is polled without overlap and dropped once, the last registered join
+/// waker is woken if the handle was left pending, and nothing leaks.
+#[test]
+fn wake_abort_join_two_workers() {
+    model(|| {
+        let rt = Rt::new();
+        let counters = Counters::new();
+        let signal = Signal::new();
+        let mut jh = rt.spawn(Tracked::new(WaitSignal::new(&signal, 13), &counters));
+        let t1 = {
+            let (rt, signal) = (rt.clone(), signal.clone());
+            thread::spawn(move || {
+                signal.fire(false);
+                rt.run_all();
+            })
+        };
+        let t2 = {
+            let rt = rt.clone();
+            thread::spawn(move || {
+                rt.run_all();
+            })
+        };
+        let (ca, wa) = join_waker();
+        let mut result = None;
+        if let Poll::Ready(r) = poll_join(&mut jh, &wa) {
+            result = Some(r);
+        }
+        jh.abort();
+        let (cb, wb) = join_waker();
+        let mut pending_on_b = false;
+        if result.is_none() {
+            match poll_join(&mut jh, &wb) {
+                Poll::Ready(r) => result = Some(r),
+                Poll::Pending => pending_on_b = true,
+            }
+        }
+        t1.join().unwrap();
+        t2.join().unwrap();
+        rt.run_all();
+
+        assert!(jh.is_finished());
+        assert_eq!(counters.fut_drops(), 1);
+        if pending_on_b {
+            assert_eq!(cb.wakes(), 1, "lost join wake-up");
+            result = Some(expect_ready(&mut jh));
+        }
+        match result.unwrap() {
+            Ok(out) => {
+                assert_eq!(out.value, 13);
+                assert_eq!(counters.polls(), 2);
+            }
+            Err(e) => assert!(e.is_cancelled(), "unexpected error {e:?}"),
+        }
+        drop(jh);
+        drop((wa, wb));
+        rt.assert_quiescent();
+        assert!(counters.out_drops() <= 1);
+        assert_eq!(loom::sync::Arc::strong_count(&ca), 1);
+        assert_eq!(loom::sync::Arc::strong_count(&cb), 1);
+    });
+}
+
+/// Shutdown on one thread races with `abort()` and a worker on two others.
+#[test]
+fn shutdown_races_abort_and_poll() {
+    model(|| {
+        let rt = Rt::new();
+        let counters = Counters::new();
+        let jh = loom::sync::Arc::new(rt.spawn(Tracked::new(YieldOnce::new(4), &counters)));
+        let t1 = {
+            let rt = rt.clone();
+            thread::spawn(move || {
+                rt.run_all();
+            })
+        };
+        let t2 = {
+            let jh = jh.clone();
+            thread::spawn(move || jh.abort())
+        };
+        rt.shutdown();
+        t1.join().unwrap();
+        t2.join().unwrap();
+        rt.run_all();
+
+        assert_eq!(counters.fut_drops(), 1);
+        let mut jh = loom::sync::Arc::try_unwrap(jh).unwrap();
+        match expect_ready(&mut jh) {
+            Ok(out) => assert_eq!(out.value, 4),
+            Err(e) => assert!(e.is_cancelled(), "unexpected error {e:?}"),
+        }
+        drop(jh);
+        rt.assert_quiescent();
+        assert!(counters.out_drops() <= 1);
+    });
+}
+
+/// Shutdown races with a poll that returns `Pending` without being woken: the shutdown finds
+/// the task running, so it only marks it cancelled and the poller must drop the future when it
+/// goes idle (otherwise the future would outlive the runtime, dropped by whoever drops the last
+/// reference).
+#[test]
+fn shutdown_races_with_pending_poll() {
+    model(|| {
+        let rt = Rt::new();
+        let counters = Counters::new();
+        let mut jh = rt.spawn(Tracked::new(Forever, &counters));
+        let t = {
+            let rt = rt.clone();
+            thread::spawn(move || {
+                rt.run_all();
+            })
+        };
+        rt.shutdown();
+        t.join().unwrap();
+        assert_eq!(counters.fut_drops(), 1, "shutdown must drop the future before it returns or the poll ends");
+        rt.run_all();
+
+        assert!(counters.polls() <= 1);
+        let e = expect_ready(&mut jh).expect_err("cancelled by shutdown");
+        assert!(e.is_cancelled());
+        drop(jh);
         rt.assert_quiescent();
     });
 }

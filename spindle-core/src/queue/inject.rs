@@ -114,11 +114,23 @@ impl<S: 'static> Inject<S> {
         if self.consuming.compare_exchange(false, true, Acquire, Relaxed).is_err() {
             return 0;
         }
-        let mut popped = 0;
+        // Release the consumer lock and fix `len` even if `f` panics (it would otherwise stay held).
+        struct Unlock<'a, S: 'static> {
+            queue: &'a Inject<S>,
+            popped: usize,
+        }
+        impl<S: 'static> Drop for Unlock<'_, S> {
+            fn drop(&mut self) {
+                self.queue.len.fetch_sub(self.popped, Release);
+                self.queue.consuming.store(false, Release);
+            }
+        }
+        let mut guard = Unlock { queue: self, popped: 0 };
+        let popped = &mut guard.popped;
         self.fifo.with_mut(|fifo| {
             // SAFETY: we hold the consumer lock, so `fifo` is ours.
             let fifo = unsafe { &mut *fifo };
-            while popped < n {
+            while *popped < n {
                 if fifo.is_none() {
                     *fifo = self.take_incoming();
                 }
@@ -126,14 +138,12 @@ impl<S: 'static> Inject<S> {
                 // SAFETY: `p` is queued (we own its queue reference through the list).
                 let next = unsafe { p.as_ref() }.queue_next.load(Relaxed);
                 *fifo = NonNull::new(next);
-                popped += 1;
+                *popped += 1;
                 // SAFETY: it was pushed as a `Notified<S>` and leaves the queue exactly once.
                 f(unsafe { Notified::from_raw_owned(p) });
             }
         });
-        self.len.fetch_sub(popped, Release);
-        self.consuming.store(false, Release);
-        popped
+        guard.popped
     }
 
     /// Takes the producers' stack and reverses it into oldest-first order.

@@ -19,15 +19,15 @@ use super::TaskId;
 /// Dropping it *detaches* the task: it keeps running, its output is dropped when it finishes.
 ///
 /// ```
-/// # fn main() {
-/// # #[cfg(any())] {
-/// let handle = spindle::spawn(async { 1 + 1 });
-/// assert_eq!(handle.await.unwrap(), 2);
-/// # }
-/// # }
+/// spindle::block_on(async {
+///     let handle = spindle::spawn(async { 1 + 1 });
+///     assert_eq!(handle.await.unwrap(), 2);
+/// });
 /// ```
 pub struct JoinHandle<T> {
     raw: NonNull<Header>,
+    /// Set once the output was taken: the task is complete, so dropping needs no state handshake.
+    consumed: bool,
     _output: PhantomData<T>,
 }
 
@@ -43,7 +43,7 @@ impl<T> JoinHandle<T> {
     /// # Safety
     /// `raw` is a live task whose output type is `T`, and the caller passes its join reference.
     pub(crate) unsafe fn from_raw(raw: NonNull<Header>) -> JoinHandle<T> {
-        JoinHandle { raw, _output: PhantomData }
+        JoinHandle { raw, consumed: false, _output: PhantomData }
     }
 
     fn header(&self) -> &Header {
@@ -81,7 +81,8 @@ impl<T> JoinHandle<T> {
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        assert!(!self.consumed, "spindle: JoinHandle polled after it returned Ready");
         if crate::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
@@ -89,6 +90,9 @@ impl<T> Future for JoinHandle<T> {
         let h = self.header();
         // SAFETY: `out` has the type the vtable's `try_read_output` writes for this task.
         unsafe { (h.vtable.try_read_output)(self.raw, &mut out as *mut _ as *mut (), cx.waker()) };
+        if out.is_ready() {
+            self.consumed = true;
+        }
         out
     }
 }
@@ -96,6 +100,14 @@ impl<T> Future for JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         let h = self.header();
+        if self.consumed {
+            // Complete and output taken: only our reference is left to drop.
+            if h.state.ref_dec() {
+                // SAFETY: that was the last reference.
+                unsafe { (h.vtable.dealloc)(self.raw) };
+            }
+            return;
+        }
         if h.state.drop_join_handle_fast() {
             return;
         }

@@ -248,15 +248,18 @@ fn complete<F: Future + 'static, S: Schedule>(
     // SAFETY: we own `RUNNING`, hence the stage; it is `Consumed` now, so nothing is dropped here.
     cell.stage.with_mut(|p| unsafe { ptr::write(p, Stage::Finished(result)) });
     let prev = cell.header.state.transition_to_complete();
+    if !prev.has_join_interest() {
+        // Nobody will read the output: drop it here, on the task's own thread, before the task
+        // leaves the registry (so a shutdown that finds the registry empty finds no destructor
+        // still running).
+        let _ = set_stage(&cell.stage, Stage::Consumed);
+    }
     // Leave the registry before waking the joiner, so a runtime's live-task count is already
     // down when the joiner runs.
     // SAFETY: `ptr` is live: we still hold the runner's reference.
     let me = ManuallyDrop::new(unsafe { Task::<S>::from_raw(ptr) });
     let released = cell.scheduler.release(&me);
-    if !prev.has_join_interest() {
-        // Nobody will read the output: drop it here, on the task's own thread.
-        let _ = set_stage(&cell.stage, Stage::Consumed);
-    } else if prev.has_join_waker() {
+    if prev.has_join_interest() && prev.has_join_waker() {
         // SAFETY: `JOIN_WAKER` was set when we completed, so the handle gave us the slot and will
         // never write it again (its unset fails on `COMPLETE`). We only read it.
         cell.join_waker.with(|w| match unsafe { &*w } {

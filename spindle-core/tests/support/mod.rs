@@ -17,9 +17,9 @@ use loom::sync::{Arc, Mutex};
 use spindle_core::task::list::TaskList;
 use spindle_core::task::{self, JoinError, JoinHandle, Notified, Schedule, Task, TaskId, TaskMeta};
 
-/// Runs `f` under loom with a preemption bound of 2 (unless `LOOM_MAX_PREEMPTIONS` says otherwise).
+/// Runs `f` under loom with a preemption bound of 3 (unless `LOOM_MAX_PREEMPTIONS` says otherwise).
 pub fn model(f: impl Fn() + Sync + Send + 'static) {
-    model_with(2, None, f)
+    model_with(3, None, f)
 }
 
 /// Runs `f` under loom with the given preemption bound (unless `LOOM_MAX_PREEMPTIONS` is set)
