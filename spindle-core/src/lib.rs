@@ -27,4 +27,5 @@ extern crate std;
 pub mod coop;
 pub mod loom;
 pub mod queue;
+pub mod spin;
 pub mod task;
