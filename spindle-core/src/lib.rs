@@ -28,4 +28,5 @@ pub mod coop;
 pub mod loom;
 pub mod queue;
 pub mod spin;
+pub mod sync;
 pub mod task;

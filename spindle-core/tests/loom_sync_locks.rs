@@ -20,7 +20,7 @@ use sync_loom::*;
 /// waiter is woken (a lost wakeup shows as a loom deadlock).
 #[test]
 fn mutex_contended_increments() {
-    model(2, || {
+    model(3, || {
         let m = Arc::new(Mutex::new(0));
         let ths: Vec<_> = (0..2)
             .map(|_| {
@@ -40,7 +40,7 @@ fn mutex_contended_increments() {
 /// the lock was handed to it or not, it ends up free, and a third waiter gets it.
 #[test]
 fn mutex_cancelled_waiter_races_unlock() {
-    model(2, || {
+    model(3, || {
         let m = Arc::new(Mutex::new(()));
         let g = m.clone().try_lock_owned().unwrap();
         let m2 = m.clone();
@@ -61,7 +61,7 @@ fn mutex_cancelled_waiter_races_unlock() {
 /// completion), while a third thread's acquire of 1 queues behind it.
 #[test]
 fn semaphore_partial_grants() {
-    model(2, || {
+    model(3, || {
         let s = Arc::new(Semaphore::new(2));
         let mut a = s.clone().try_acquire_many_owned(2).unwrap();
         let b = a.split(1).unwrap();
@@ -81,7 +81,7 @@ fn semaphore_partial_grants() {
 /// is accounted for at the end.
 #[test]
 fn semaphore_cancel_partial_races_release() {
-    model(2, || {
+    model(3, || {
         let s = Arc::new(Semaphore::new(2));
         let mut held = s.try_acquire_many(2).unwrap();
         let one = held.split(1).unwrap();
@@ -101,7 +101,7 @@ fn semaphore_cancel_partial_races_release() {
 /// `close` races a waiting acquire: the waiter wakes with an error (no deadlock), no permits lost.
 #[test]
 fn semaphore_close_races_acquire() {
-    model(2, || {
+    model(3, || {
         let s = Arc::new(Semaphore::new(1));
         let held = s.try_acquire().unwrap();
         let s2 = s.clone();
@@ -118,7 +118,7 @@ fn semaphore_close_races_acquire() {
 /// A reader and a writer race; the writer's update is seen whole, and both finish.
 #[test]
 fn rwlock_reader_writer() {
-    model(2, || {
+    model(3, || {
         let l = Arc::new(RwLock::new((0, 0)));
         let l2 = l.clone();
         let w = thread::spawn(move || {

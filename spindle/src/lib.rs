@@ -30,6 +30,7 @@ pub mod runtime {
 }
 
 pub use spindle_core;
+pub use spindle_core::sync;
 pub use task::{spawn, spawn_blocking, spawn_local};
 
 #[cfg(feature = "macros")]
