@@ -3,7 +3,8 @@
 //! # Contract
 //!
 //! What this module owns: async locks ([`Mutex`], [`RwLock`]), [`Semaphore`], [`Notify`],
-//! [`Barrier`], [`OnceCell`], and the shared machinery under them. Everything here works on any executor (spindle's runtimes, tokio's, a
+//! [`Barrier`], [`OnceCell`], the channels [`oneshot`] and [`mpsc`], and the shared machinery
+//! under them. Everything here works on any executor (spindle's runtimes, tokio's, a
 //! hand-rolled `block_on`, an embedded executor): the only thing asked of an executor is a
 //! `Waker`. Leaf futures spend the cooperative budget through [`crate::coop::poll_proceed`], so a
 //! task looping on an always-ready lock still yields on spindle's runtimes.
@@ -28,13 +29,24 @@
 //! contended), adds `std::error::Error` impls, and adds the `blocking_*` methods that park the
 //! calling thread. Without `std`, the wait-list lock is a small spin lock.
 
+/// The `Arc` that channel halves share: loom's under loom, so the model sees that the last drop
+/// synchronises with every earlier one (with std's, loom would report the channel's destructor
+/// as racing with the other half's last use).
+#[cfg(not(loom))]
+pub(crate) use alloc::sync::Arc as Shared;
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc as Shared;
+
+mod atomic_waker;
 mod barrier;
 mod batch;
 mod list;
 mod lock;
+pub mod mpsc;
 mod mutex;
 mod notify;
 mod once_cell;
+pub mod oneshot;
 #[cfg(all(feature = "std", not(loom)))]
 mod park;
 mod rwlock;

@@ -9,7 +9,14 @@ use std::task::{Context, Poll, Wake, Waker};
 /// Runs `f` under loom with `bound` preemptions (unless `LOOM_MAX_PREEMPTIONS` is set) and prints
 /// how many interleavings were explored and how long it took.
 pub fn model(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    model_with(bound, 1000, f)
+}
+
+/// As [`model`], with a larger budget of branch points per execution (loom's default is 1000) for
+/// models whose executions are long (many messages), not unbounded.
+pub fn model_with(bound: usize, max_branches: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
+    b.max_branches = max_branches;
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(bound);
     }

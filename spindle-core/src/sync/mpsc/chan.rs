@@ -1,0 +1,302 @@
+//! The channel shared by the bounded and unbounded flavours: the block queue, the receiver's
+//! waker, the sender count, and a capacity semaphore (a fair [`BatchSemaphore`] for bounded
+//! channels, a message counter for unbounded ones).
+//!
+//! # Closing
+//! - The last sender dropped: it appends the close marker to the queue (after every message, since
+//!   every sender finished its sends first) and wakes the receiver, which drains the messages and
+//!   then sees the marker.
+//! - The receiver closed (or dropped): the semaphore is closed, so new sends fail and get their
+//!   value back; senders waiting for capacity wake with that error; `Sender::closed()` waiters are
+//!   notified. Permits already handed out may still send; `recv` returns `None` once the queue is
+//!   empty and no permit is outstanding (the semaphore is "idle").
+
+use core::task::{Context, Poll};
+
+use super::list::{self, Read};
+use crate::loom::{AtomicUsize, Ordering::*, UnsafeCell};
+use crate::sync::atomic_waker::AtomicWaker;
+use crate::sync::batch::BatchSemaphore;
+use crate::sync::notify::Notify;
+
+/// What the channel needs from its capacity accounting.
+pub(crate) trait Semaphore {
+    /// Whether no message is queued or promised (no permits out).
+    fn is_idle(&self) -> bool;
+    /// `n` messages left the queue.
+    fn add_permits(&self, n: usize);
+    /// The receiver closed the channel.
+    fn close(&self);
+    /// Whether [`close`](Self::close) ran.
+    fn is_closed(&self) -> bool;
+}
+
+/// Capacity of a bounded channel.
+pub(crate) struct Bounded {
+    pub(crate) sem: BatchSemaphore,
+    pub(crate) bound: usize,
+}
+
+impl Semaphore for Bounded {
+    fn is_idle(&self) -> bool {
+        self.sem.available_permits() == self.bound
+    }
+    fn add_permits(&self, n: usize) {
+        self.sem.release(n);
+    }
+    fn close(&self) {
+        self.sem.close();
+    }
+    fn is_closed(&self) -> bool {
+        self.sem.is_closed()
+    }
+}
+
+/// Message count of an unbounded channel: `(messages << 1) | closed`.
+pub(crate) struct Unbounded(pub(crate) AtomicUsize);
+
+impl Unbounded {
+    /// Counts one more message, unless the channel is closed.
+    pub(crate) fn try_add_message(&self) -> bool {
+        let mut s = self.0.load(Acquire);
+        loop {
+            if s & 1 == 1 {
+                return false;
+            }
+            assert!(s < usize::MAX - 2, "spindle: unbounded channel message count overflow");
+            match self.0.compare_exchange_weak(s, s + 2, AcqRel, Acquire) {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+}
+
+impl Semaphore for Unbounded {
+    fn is_idle(&self) -> bool {
+        self.0.load(Acquire) >> 1 == 0
+    }
+    fn add_permits(&self, n: usize) {
+        self.0.fetch_sub(n << 1, Release);
+    }
+    fn close(&self) {
+        self.0.fetch_or(1, Release);
+    }
+    fn is_closed(&self) -> bool {
+        self.0.load(Acquire) & 1 == 1
+    }
+}
+
+/// Receiver-only state.
+struct RxFields<T> {
+    list: list::Rx<T>,
+    /// The receiver called `close` (or was dropped).
+    rx_closed: bool,
+}
+
+/// The shared channel.
+pub(crate) struct Chan<T, S> {
+    tx: list::Tx<T>,
+    rx_waker: AtomicWaker,
+    /// Notified (all waiters) when the receiver closes, for `Sender::closed()`.
+    notify_rx_closed: Notify,
+    pub(crate) semaphore: S,
+    tx_count: AtomicUsize,
+    rx_fields: UnsafeCell<RxFields<T>>,
+}
+
+// SAFETY: messages cross threads (`T: Send`); `rx_fields` is only touched by the single receiver
+// (the `Receiver` handle is not `Clone`, and its methods take `&mut self` or run in its drop).
+unsafe impl<T: Send, S: Send> Send for Chan<T, S> {}
+// SAFETY: as above.
+unsafe impl<T: Send, S: Sync> Sync for Chan<T, S> {}
+
+impl<T, S: Semaphore> Chan<T, S> {
+    pub(crate) fn new(semaphore: S) -> Chan<T, S> {
+        let (tx, rx) = list::channel();
+        Chan {
+            tx,
+            rx_waker: AtomicWaker::new(),
+            notify_rx_closed: Notify::new(),
+            semaphore,
+            tx_count: AtomicUsize::new(1),
+            rx_fields: UnsafeCell::new(RxFields { list: rx, rx_closed: false }),
+        }
+    }
+
+    // ---- sender side ----
+
+    /// Queues a message the caller was given capacity for, and wakes the receiver.
+    pub(crate) fn send(&self, value: T) {
+        self.tx.push(value);
+        self.rx_waker.wake();
+    }
+
+    /// A sender handle was cloned.
+    pub(crate) fn add_sender(&self) {
+        let prev = self.tx_count.fetch_add(1, Relaxed);
+        assert!(prev < usize::MAX / 2, "spindle: too many mpsc senders");
+    }
+
+    /// A sender handle was dropped; the last one closes the queue.
+    pub(crate) fn drop_sender(&self) {
+        if self.tx_count.fetch_sub(1, AcqRel) != 1 {
+            return;
+        }
+        self.tx.close();
+        self.rx_waker.wake();
+    }
+
+    /// Live senders.
+    pub(crate) fn sender_count(&self) -> usize {
+        self.tx_count.load(Acquire)
+    }
+
+    /// Waits until the receiver closes.
+    pub(crate) async fn closed(&self) {
+        // Create the notification first, then check: a close between the two still completes it.
+        let notified = self.notify_rx_closed.notified();
+        if self.semaphore.is_closed() {
+            return;
+        }
+        notified.await;
+    }
+
+    // ---- receiver side (only the single receiver calls these) ----
+
+    fn with_rx<R>(&self, f: impl FnOnce(&mut RxFields<T>) -> R) -> R {
+        // SAFETY: only the receiver calls this, through `&mut Receiver` (or its drop), never
+        // re-entrantly.
+        self.rx_fields.with_mut(|p| f(unsafe { &mut *p }))
+    }
+
+    /// Reads receiver state through `&Receiver` (which may be shared, but never alongside a
+    /// `&mut Receiver`).
+    fn with_rx_ref<R>(&self, f: impl FnOnce(&RxFields<T>) -> R) -> R {
+        // SAFETY: only receiver handles reach this; shared reads cannot overlap a `&mut` use.
+        self.rx_fields.with(|p| f(unsafe { &*p }))
+    }
+
+    /// Wakes the receiver (a permit was given back after it closed).
+    pub(crate) fn wake_rx(&self) {
+        self.rx_waker.wake();
+    }
+
+    /// Closes the channel from the receiving side.
+    pub(crate) fn close_rx(&self) {
+        let first = self.with_rx(|rx| !core::mem::replace(&mut rx.rx_closed, true));
+        if first {
+            self.semaphore.close();
+            self.notify_rx_closed.notify_waiters();
+        }
+    }
+
+    /// Whether the receiver closed.
+    pub(crate) fn is_rx_closed(&self) -> bool {
+        self.with_rx_ref(|rx| rx.rx_closed)
+    }
+
+    /// Messages in the queue (approximate while senders are active).
+    pub(crate) fn len(&self) -> usize {
+        let tail = self.tx.tail_position();
+        let index = self.with_rx_ref(|rx| rx.list.index());
+        let n = tail.wrapping_sub(index);
+        // Once all senders are gone, one index holds the close marker.
+        if n > 0 && self.tx_count.load(Acquire) == 0 {
+            n - 1
+        } else {
+            n
+        }
+    }
+
+    /// Receives up to `limit` messages into `out` (by calling it), or registers the waker.
+    /// `Ready(0)` means the channel is closed and drained.
+    pub(crate) fn poll_recv_many(&self, cx: &mut Context<'_>, limit: usize, mut out: impl FnMut(T)) -> Poll<usize> {
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.with_rx(|rx| {
+            let mut drain = |rx: &mut RxFields<T>| -> Option<usize> {
+                let mut n = 0;
+                while n < limit {
+                    match rx.list.pop(&self.tx) {
+                        Some(Read::Value(v)) => {
+                            out(v);
+                            n += 1;
+                        }
+                        Some(Read::Closed) => {
+                            self.semaphore.add_permits(n);
+                            debug_assert!(self.semaphore.is_idle());
+                            return Some(n);
+                        }
+                        None => break,
+                    }
+                }
+                if n > 0 {
+                    self.semaphore.add_permits(n);
+                    return Some(n);
+                }
+                None
+            };
+            if let Some(n) = drain(rx) {
+                return Poll::Ready(n);
+            }
+            self.rx_waker.register(cx.waker());
+            // Check again: a message sent before we registered found no waker to wake.
+            if let Some(n) = drain(rx) {
+                return Poll::Ready(n);
+            }
+            if rx.rx_closed && self.semaphore.is_idle() {
+                Poll::Ready(0)
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Takes one message without waiting.
+    pub(crate) fn try_recv(&self) -> Result<T, TryRecv> {
+        self.with_rx(|rx| match rx.list.pop(&self.tx) {
+            Some(Read::Value(v)) => {
+                self.semaphore.add_permits(1);
+                Ok(v)
+            }
+            Some(Read::Closed) => Err(TryRecv::Disconnected),
+            None if rx.rx_closed && self.semaphore.is_idle() => Err(TryRecv::Disconnected),
+            None => Err(TryRecv::Empty),
+        })
+    }
+
+    /// The receiver is going away: close, and drop every queued message now.
+    pub(crate) fn drop_rx(&self) {
+        self.close_rx();
+        self.with_rx(|rx| {
+            while let Some(Read::Value(v)) = rx.list.pop(&self.tx) {
+                self.semaphore.add_permits(1);
+                drop(v);
+            }
+        });
+    }
+}
+
+/// Why `try_recv` returned nothing (mapped to the public error by each flavour).
+pub(crate) enum TryRecv {
+    Empty,
+    Disconnected,
+}
+
+impl<T, S> Drop for Chan<T, S> {
+    fn drop(&mut self) {
+        let tx = &self.tx;
+        self.rx_fields.with_mut(|p| {
+            // SAFETY: we are the last owner.
+            let rx = unsafe { &mut *p };
+            // Messages sent with permits after the receiver was dropped are still queued.
+            while let Some(Read::Value(v)) = rx.list.pop(tx) {
+                drop(v);
+            }
+            // SAFETY: nobody uses the queue any more.
+            unsafe { rx.list.free_blocks() };
+        });
+    }
+}
