@@ -72,11 +72,15 @@ struct Config {
     flavor: Flavor,
     /// The value and the span of the literal it came from.
     worker_threads: Option<(usize, Span)>,
+    /// `start_paused = <bool>` as given (value and span of the literal); `None` when left out, in
+    /// which case the builder's default (a running clock) applies and nothing is emitted.
+    start_paused: Option<(bool, Span)>,
     /// Path to the spindle crate: `::spindle` unless `crate = "..."` says otherwise.
     krate: TokenStream,
 }
 
-const OPTIONS: [&str; 3] = ["flavor", "worker_threads", "crate"];
+/// Every option, in the order the "expected ..." part of messages lists them.
+const OPTIONS: [&str; 4] = ["flavor", "worker_threads", "start_paused", "crate"];
 
 /// Collects every error of one invocation so they are all reported together.
 #[derive(Default)]
@@ -177,7 +181,8 @@ fn item_head(item: &syn::Item) -> TokenStream {
 /// Parses and validates the attribute's arguments. Problems go to `errors`; the returned config
 /// holds every option that was understood and defaults for the rest.
 fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
-    let mut config = Config { flavor: kind.default_flavor(), worker_threads: None, krate: quote! { ::spindle } };
+    let mut config =
+        Config { flavor: kind.default_flavor(), worker_threads: None, start_paused: None, krate: quote! { ::spindle } };
 
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
@@ -267,6 +272,19 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
                     Err(error) => errors.spanned(lit, format!("`worker_threads` must be a positive `usize`: {error}")),
                 }
             }
+            "start_paused" => match lit_bool(value) {
+                Some(lit) => config.start_paused = Some((lit.value, lit.span)),
+                None => {
+                    let message = match lit_str(value).map(|lit| lit.value()) {
+                        // `start_paused = "true"`: say what is wrong with it precisely.
+                        Some(text) if text == "true" || text == "false" => {
+                            format!("`start_paused` expects a boolean literal, not a string: `start_paused = {text}`")
+                        }
+                        _ => format!("`start_paused` expects a boolean literal: {}", example("start_paused")),
+                    };
+                    errors.spanned(value, message);
+                }
+            },
             "crate" => {
                 let Some(lit) = lit_str(value) else {
                     errors.spanned(value, format!("`crate` expects a string literal: {}", example("crate")));
@@ -311,7 +329,9 @@ fn path_name(path: &syn::Path) -> String {
 }
 
 fn unknown_option(name: &str) -> String {
-    let mut message = format!("unknown option `{name}`; expected `flavor`, `worker_threads` or `crate`");
+    let (last, rest) = OPTIONS.split_last().expect("OPTIONS is not empty");
+    let rest: Vec<String> = rest.iter().map(|option| format!("`{option}`")).collect();
+    let mut message = format!("unknown option `{name}`; expected {} or `{last}`", rest.join(", "));
     if let Some(close) = closest(name, &OPTIONS) {
         message.push_str(&format!(" (did you mean `{close}`?)"));
     }
@@ -322,6 +342,7 @@ fn example(option: &str) -> &'static str {
     match option {
         "flavor" => "`flavor = \"current_thread\"` or `flavor = \"multi_thread\"`",
         "worker_threads" => "`worker_threads = 4`",
+        "start_paused" => "`start_paused = true` or `start_paused = false`",
         "crate" => "`crate = \"::spindle\"`",
         _ => "",
     }
@@ -330,6 +351,13 @@ fn example(option: &str) -> &'static str {
 fn lit_str(expr: &Expr) -> Option<&syn::LitStr> {
     match peel(expr) {
         Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Some(lit),
+        _ => None,
+    }
+}
+
+fn lit_bool(expr: &Expr) -> Option<&syn::LitBool> {
+    match peel(expr) {
+        Expr::Lit(ExprLit { lit: Lit::Bool(lit), .. }) => Some(lit),
         _ => None,
     }
 }
@@ -483,6 +511,10 @@ fn expand_fn(kind: Kind, config: &Config, func: syn::ItemFn) -> TokenStream {
         n.set_span(span);
         quote_spanned! {span=> .worker_threads(#n) }
     });
+    let start_paused = config.start_paused.map(|(paused, span)| {
+        let paused = syn::LitBool::new(paused, span);
+        quote_spanned! {span=> .start_paused(#paused) }
+    });
 
     // `block_on(body)` carries the span of the end of the body, so that a mismatch between what
     // the body evaluates to and the declared return type is reported there rather than on the
@@ -512,6 +544,7 @@ fn expand_fn(kind: Kind, config: &Config, func: syn::ItemFn) -> TokenStream {
             {
                 let runtime = #builder
                     #worker_threads
+                    #start_paused
                     .build()
                     .expect("spindle: failed to build the runtime");
                 #block_on
@@ -630,6 +663,110 @@ mod tests {
     }
 
     #[test]
+    fn start_paused_with_either_flavor() {
+        assert_expands(
+            Kind::Test,
+            "start_paused = true",
+            "async fn t() {}",
+            r#"
+            #[::core::prelude::v1::test]
+            fn t() {
+                let body = async move {};
+                #[allow(clippy::expect_used, clippy::needless_return)]
+                {
+                    let runtime = ::spindle::runtime::Builder::new_current_thread()
+                        .start_paused(true)
+                        .build()
+                        .expect("spindle: failed to build the runtime");
+                    return runtime.block_on(body);
+                }
+            }
+            "#,
+        );
+        // With the multi-thread flavor, in any order among the other options.
+        assert_expands(
+            Kind::Main,
+            "start_paused = true, worker_threads = 2, flavor = \"multi_thread\", crate = \"my::rt\"",
+            "async fn main() {}",
+            r#"
+            fn main() {
+                let body = async move {};
+                #[allow(clippy::expect_used, clippy::needless_return)]
+                {
+                    let runtime = my::rt::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .start_paused(true)
+                        .build()
+                        .expect("spindle: failed to build the runtime");
+                    return runtime.block_on(body);
+                }
+            }
+            "#,
+        );
+        // An explicit `false` is passed on as written; leaving the option out emits nothing.
+        let out = expand_str(Kind::Main, "start_paused = false", "async fn main() {}");
+        assert!(out.contains(". start_paused (false) . build ()"), "{out}");
+        let out = expand_str(Kind::Test, "flavor = \"multi_thread\"", "async fn t() {}");
+        assert!(!out.contains("start_paused"), "{out}");
+        // The parsed value is kept (with the literal's span, for the emitted call).
+        let args: TokenStream = "start_paused = true".parse().unwrap();
+        let mut errors = Errors::default();
+        let config = parse_config(Kind::Test, args, &mut errors);
+        assert!(errors.is_empty());
+        assert!(matches!(config.start_paused, Some((true, _))));
+    }
+
+    #[test]
+    fn rejects_bad_start_paused() {
+        assert_eq!(
+            errors_of(Kind::Test, "start_paused = 1", "async fn t() {}"),
+            ["`start_paused` expects a boolean literal: `start_paused = true` or `start_paused = false`"]
+        );
+        assert_eq!(
+            errors_of(Kind::Test, "start_paused = yes", "async fn t() {}"),
+            ["`start_paused` expects a boolean literal: `start_paused = true` or `start_paused = false`"]
+        );
+        assert_eq!(
+            errors_of(Kind::Test, "start_paused = \"yes\"", "async fn t() {}"),
+            ["`start_paused` expects a boolean literal: `start_paused = true` or `start_paused = false`"]
+        );
+        assert_eq!(
+            errors_of(Kind::Main, "start_paused = \"true\"", "async fn main() {}"),
+            ["`start_paused` expects a boolean literal, not a string: `start_paused = true`"]
+        );
+        assert_eq!(
+            errors_of(Kind::Main, "start_paused = \"false\"", "async fn main() {}"),
+            ["`start_paused` expects a boolean literal, not a string: `start_paused = false`"]
+        );
+        assert_eq!(
+            errors_of(Kind::Test, "start_paused", "async fn t() {}"),
+            ["`start_paused` needs a value: `start_paused = true` or `start_paused = false`"]
+        );
+        assert_eq!(
+            errors_of(Kind::Test, "start_paused(true)", "async fn t() {}"),
+            ["`start_paused` is written `start_paused = true` or `start_paused = false`"]
+        );
+        assert_eq!(
+            errors_of(Kind::Test, "start_paused = true, start_paused = false", "async fn t() {}"),
+            ["duplicate option `start_paused`: it may be given only once"]
+        );
+        // Near misses get a suggestion; an unrelated word does not.
+        assert_eq!(
+            errors_of(Kind::Test, "startpaused = true", "async fn t() {}"),
+            ["unknown option `startpaused`; expected `flavor`, `worker_threads`, `start_paused` or `crate` (did you mean `start_paused`?)"]
+        );
+        assert_eq!(
+            errors_of(Kind::Test, "start_pasued = true", "async fn t() {}"),
+            ["unknown option `start_pasued`; expected `flavor`, `worker_threads`, `start_paused` or `crate` (did you mean `start_paused`?)"]
+        );
+        // A bad value still expands the function, without the option.
+        let out = expand_str(Kind::Test, "start_paused = 1", "async fn t() {}");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(!out.contains(". start_paused"), "{out}");
+        assert!(!out.contains("async fn"), "{out}");
+    }
+
+    #[test]
     fn inner_attributes_stay_inside_the_body() {
         let out = expand_str(Kind::Main, "", "/// docs\n async fn main() { #![allow(unused)] let x = 1; }");
         let file: syn::File = syn::parse_str(&out).unwrap();
@@ -690,15 +827,19 @@ mod tests {
     fn rejects_unknown_and_malformed_options() {
         assert_eq!(
             errors_of(Kind::Main, "worker_thread = 2", "async fn main() {}"),
-            ["unknown option `worker_thread`; expected `flavor`, `worker_threads` or `crate` (did you mean `worker_threads`?)"]
+            ["unknown option `worker_thread`; expected `flavor`, `worker_threads`, `start_paused` or `crate` (did you mean `worker_threads`?)"]
         );
         assert_eq!(
-            errors_of(Kind::Main, "start_paused = true", "async fn main() {}"),
-            ["unknown option `start_paused`; expected `flavor`, `worker_threads` or `crate`"]
+            errors_of(Kind::Main, "start_pause = true", "async fn main() {}"),
+            ["unknown option `start_pause`; expected `flavor`, `worker_threads`, `start_paused` or `crate` (did you mean `start_paused`?)"]
+        );
+        assert_eq!(
+            errors_of(Kind::Test, "unhandled_panic = \"shutdown_runtime\"", "async fn t() {}"),
+            ["unknown option `unhandled_panic`; expected `flavor`, `worker_threads`, `start_paused` or `crate`"]
         );
         assert_eq!(
             errors_of(Kind::Main, "multi_thread", "async fn main() {}"),
-            ["unknown option `multi_thread`; expected `flavor`, `worker_threads` or `crate`"]
+            ["unknown option `multi_thread`; expected `flavor`, `worker_threads`, `start_paused` or `crate`"]
         );
         assert_eq!(
             errors_of(Kind::Main, "flavor", "async fn main() {}"),
@@ -756,6 +897,15 @@ mod tests {
         );
         let errors = errors_of(Kind::Main, "bogus = 1, worker_threads = 0", "fn main() {}");
         assert_eq!(errors.len(), 3, "{errors:?}");
+        let errors = errors_of(Kind::Test, "start_paused = 0, crate = 1, start_paused = true", "async fn t() {}");
+        assert_eq!(
+            errors,
+            [
+                "`start_paused` expects a boolean literal: `start_paused = true` or `start_paused = false`",
+                "`crate` expects a string literal: `crate = \"::spindle\"`",
+                "duplicate option `start_paused`: it may be given only once",
+            ]
+        );
     }
 
     #[test]
@@ -796,6 +946,8 @@ mod tests {
         assert_eq!(closest("multithread", &Flavor::NAMES), Some("multi_thread"));
         assert_eq!(closest("x", &OPTIONS), None);
         assert_eq!(closest("flavour", &OPTIONS), Some("flavor"));
+        assert_eq!(closest("start_pause", &OPTIONS), Some("start_paused"));
+        assert_eq!(closest("paused", &OPTIONS), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -28,6 +28,7 @@
 //! |---|---|---|
 //! | `flavor` | `"multi_thread"` or `"current_thread"` | `"multi_thread"` for `main`, `"current_thread"` for `test` |
 //! | `worker_threads` | an integer ≥ 1; only with the multi-thread flavor | one worker per CPU |
+//! | `start_paused` | `true` or `false`: start the runtime's clock paused (virtual time) | `false` |
 //! | `crate` | a path to the spindle crate, as a string | `"::spindle"` |
 //!
 //! Anything else (an unknown option, a repeated one, a value of the wrong kind, a non-`async`
@@ -40,11 +41,28 @@
 //! }
 //! ```
 //!
+//! With `start_paused = true` the runtime starts with its clock paused (see `spindle::time`):
+//! time only moves when every task is idle, and then jumps straight to the next timer, so a test
+//! of an hour-long timeout finishes at once and always sees the same durations. It works with
+//! both flavors.
+//!
+//! ```
+//! use std::time::Duration;
+//! use spindle::time::{sleep, Instant};
+//!
+//! #[spindle::main(flavor = "current_thread", start_paused = true)]
+//! async fn main() {
+//!     let start = Instant::now();
+//!     sleep(Duration::from_secs(3600)).await; // returns immediately
+//!     assert_eq!(start.elapsed(), Duration::from_secs(3600));
+//! }
+//! ```
+//!
 //! # Contract with `spindle`
 //!
 //! The expansion uses only `<crate>::runtime::Builder::{new_current_thread, new_multi_thread}`,
-//! `Builder::worker_threads(usize)`, `Builder::build() -> std::io::Result<Runtime>` and
-//! `Runtime::block_on(future) -> Output`.
+//! `Builder::worker_threads(usize)`, `Builder::start_paused(bool)` (only when the option is
+//! given), `Builder::build() -> std::io::Result<Runtime>` and `Runtime::block_on(future) -> Output`.
 
 mod entry;
 
@@ -61,6 +79,8 @@ use proc_macro::TokenStream;
 /// Options (see the [crate documentation](crate) for the table):
 /// - `flavor = "multi_thread"` (default) or `flavor = "current_thread"`;
 /// - `worker_threads = N`, `N ≥ 1`, only with the multi-thread flavor (default: one per CPU);
+/// - `start_paused = true` or `false` (default): start the runtime's clock paused (virtual time),
+///   with either flavor;
 /// - `crate = "path"`, where to find spindle if it is not `::spindle` (e.g. re-exported).
 ///
 /// The function must be `async`. `main` takes no parameters; on any other function the attribute
@@ -147,6 +167,8 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Options (see the [crate documentation](crate) for the table):
 /// - `flavor = "current_thread"` (default) or `flavor = "multi_thread"`;
 /// - `worker_threads = N`, `N ≥ 1`, only with `flavor = "multi_thread"`;
+/// - `start_paused = true` or `false` (default): start the runtime's clock paused, so that sleeps
+///   and timeouts complete as soon as every task is idle, with exact, repeatable durations;
 /// - `crate = "path"`, where to find spindle if it is not `::spindle`.
 ///
 /// The function must be `async` and take no parameters.
@@ -173,6 +195,15 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// #[should_panic(expected = "boom")]
 /// async fn panics() {
 ///     panic!("boom");
+/// }
+///
+/// // Virtual time: the hour passes at once.
+/// #[spindle::test(start_paused = true)]
+/// async fn times_out_after_an_hour() {
+///     use std::time::Duration;
+///     let never = std::future::pending::<()>();
+///     let result = spindle::time::timeout(Duration::from_secs(3600), never).await;
+///     assert!(result.is_err());
 /// }
 /// # fn main() {}
 /// ```

@@ -154,6 +154,51 @@ async fn body_is_async_move_and_keeps_inner_attributes() {
     assert_eq!(len, 5);
 }
 
+/// Sleeps for an hour on the runtime's clock and checks that exactly an hour of virtual time
+/// passed while (much) less than that passed in real time: only true if the clock started paused.
+async fn sleep_an_hour_in_virtual_time() {
+    let real_start = std::time::Instant::now();
+    let start = spindle::time::Instant::now();
+    spindle::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(spindle::time::Instant::now() - start, Duration::from_secs(3600));
+    let real = real_start.elapsed();
+    assert!(real < Duration::from_secs(5), "an hour of virtual time took {real:?} of real time");
+}
+
+#[spindle::test(start_paused = true)]
+async fn start_paused_current_thread() {
+    sleep_an_hour_in_virtual_time().await;
+}
+
+#[spindle::test(flavor = "multi_thread", worker_threads = 2, start_paused = true)]
+async fn start_paused_multi_thread() {
+    sleep_an_hour_in_virtual_time().await;
+}
+
+// `start_paused = false` is the default: the clock follows real time.
+#[spindle::test(start_paused = false)]
+async fn start_paused_false_keeps_real_time() {
+    let real_start = std::time::Instant::now();
+    let start = spindle::time::Instant::now();
+    spindle::time::sleep(Duration::from_millis(20)).await;
+    assert!(real_start.elapsed() >= Duration::from_millis(20));
+    assert!(spindle::time::Instant::now() - start >= Duration::from_millis(20));
+}
+
+#[spindle::main(flavor = "multi_thread", start_paused = true)]
+async fn paused_main() -> Duration {
+    let start = spindle::time::Instant::now();
+    spindle::spawn(spindle::time::sleep(Duration::from_secs(60))).await.unwrap();
+    spindle::time::Instant::now() - start
+}
+
+#[test]
+fn main_with_start_paused() {
+    let real_start = std::time::Instant::now();
+    assert_eq!(paused_main(), Duration::from_secs(60));
+    assert!(real_start.elapsed() < Duration::from_secs(5));
+}
+
 /// The `crate` option: spindle reached through another path (as a crate re-exporting it would).
 mod reexport {
     pub use ::spindle::runtime;
