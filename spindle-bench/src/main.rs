@@ -11,6 +11,7 @@
 
 mod rt;
 mod rt_spindle;
+mod sync_rows;
 mod sys;
 mod workloads;
 
@@ -214,6 +215,7 @@ fn main() -> ExitCode {
         }
     };
     let mut specs = workloads::specs(opts.quick);
+    specs.extend(sync_rows::specs(opts.quick));
     if !opts.only.is_empty() {
         for n in &opts.only {
             if !specs.iter().any(|s| s.name == n || s.name.starts_with(&format!("{n}_"))) {
@@ -254,6 +256,15 @@ fn main() -> ExitCode {
     for spec in &specs {
         print!("\n== {} ... ", spec.name);
         let _ = std::io::stdout().flush();
+        // Sync rows compare primitives on one executor instead of runtimes (sync_rows.rs).
+        let sync_entrants;
+        let runtimes: &[(Box<dyn Bench>, bool)] = match spec.kind {
+            Kind::Sync(kind, exec) => {
+                sync_entrants = sync_rows::entrants(kind, exec);
+                &sync_entrants
+            }
+            _ => &runtimes,
+        };
         let mut rts: Vec<RtResult> = runtimes
             .iter()
             .map(|(b, sp)| RtResult {
@@ -284,6 +295,9 @@ fn main() -> ExitCode {
         let w = WorkResult { spec: spec.clone(), rts };
         println!("done");
         print_table(&w);
+        if let Kind::Sync(kind, _) = spec.kind {
+            print_peer_ratios(&w, sync_rows::peer_targets(kind));
+        }
         for r in &w.rts {
             if !r.checks_ok {
                 failed.push(format!("{} on {}", spec.name, r.name));
@@ -320,7 +334,58 @@ fn target_str(t: Option<f64>) -> String {
 }
 
 /// One line per workload: spindle's ratios against the best peer and whether the target is met.
-fn print_summary(results: &[WorkResult]) {
+fn print_summary(all: &[WorkResult]) {
+    let (sync, results): (Vec<&WorkResult>, Vec<&WorkResult>) =
+        all.iter().partition(|w| matches!(w.spec.kind, Kind::Sync(..)));
+    print_runtime_summary(&results);
+    print_sync_summary(&sync);
+}
+
+/// Spindle's primitive against every peer primitive, per sync row, with PERF.md's named targets.
+fn print_peer_ratios(w: &WorkResult, targets: &[(&str, f64)]) {
+    let Some(si) = w.rts.iter().position(|r| r.spindle) else { return };
+    let mut line = String::from("   spindle vs each peer (median of per-round ratios):");
+    for pi in (0..w.rts.len()).filter(|&p| !w.rts[p].spindle) {
+        let ra = w.ratio(si, pi);
+        let _ = write!(line, " {} {:.2}x", ra.vs, ra.median);
+        if let Some((_, t)) = targets.iter().find(|(n, _)| *n == ra.vs) {
+            let _ = write!(line, " (target <= {t}x: {})", if ra.median <= *t { "met" } else { "MISS" });
+        }
+        line.push(';');
+    }
+    line.pop();
+    println!("{line}");
+}
+
+fn print_sync_summary(results: &[&WorkResult]) {
+    if results.is_empty() {
+        return;
+    }
+    println!("\n== summary of sync rows: spindle's primitive vs each peer on the same executor (< 1 is faster)");
+    for w in results {
+        let Some(si) = w.rts.iter().position(|r| r.spindle) else { continue };
+        let targets = match w.spec.kind {
+            Kind::Sync(kind, _) => sync_rows::peer_targets(kind),
+            _ => &[],
+        };
+        let mut line = format!("   {:<24} spindle {:>8} ns/op", w.spec.name, fmt_ns(w.med_ns(si)));
+        for pi in (0..w.rts.len()).filter(|&p| !w.rts[p].spindle) {
+            let ra = w.ratio(si, pi);
+            let verdict = match targets.iter().find(|(n, _)| *n == ra.vs) {
+                Some((_, t)) if ra.median <= *t => format!(" met <= {t}"),
+                Some((_, t)) => format!(" MISS > {t}"),
+                None => String::new(),
+            };
+            let _ = write!(line, "  {} {:.2}x{}", ra.vs, ra.median, verdict);
+        }
+        if !w.rts.iter().all(|r| r.checks_ok) {
+            line.push_str("  CHECK FAILED");
+        }
+        println!("{line}");
+    }
+}
+
+fn print_runtime_summary(results: &[&WorkResult]) {
     let spindles: Vec<usize> = match results.first() {
         Some(w) => (0..w.rts.len()).filter(|&i| w.rts[i].spindle).collect(),
         None => return,
@@ -334,7 +399,7 @@ fn print_summary(results: &[WorkResult]) {
         let _ = write!(head, " {:>18}", results[0].rts[i].name);
     }
     println!("{head}   target");
-    for w in results {
+    for w in results.iter().copied() {
         let best = w.best_peer();
         let mut line = format!("   {:<18} {:<10}", w.spec.name, best.map(|b| w.rts[b].name).unwrap_or("-"));
         for &i in &spindles {

@@ -31,6 +31,8 @@ pub enum Kind {
     WakeFromOutside { n: usize },
     /// `tasks` tasks, each doing `batches` batches of `per_batch` `spawn_blocking` calls, joined per batch.
     SpawnBlocking { tasks: usize, batches: usize, per_batch: usize },
+    /// A sync-primitive row: its entrants are primitives on one executor (`sync_rows.rs`).
+    Sync(crate::sync_rows::SyncKind, crate::sync_rows::Exec),
 }
 
 /// A workload row.
@@ -156,6 +158,7 @@ pub fn run<R: Rt>(rt: &R, kind: Kind) -> u64 {
         Kind::RequestReply { n } => rt.run(request_reply::<R>(n)),
         Kind::WakeFromOutside { n } => wake_from_outside(rt, n),
         Kind::SpawnBlocking { tasks, batches, per_batch } => rt.run(spawn_blocking::<R>(tasks, batches, per_batch)),
+        Kind::Sync(..) => unreachable!("sync rows run on their primitive entrants (sync_rows.rs)"),
     }
 }
 
