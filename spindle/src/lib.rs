@@ -17,12 +17,14 @@
 //! ```
 //!
 //! Layout (each folder opens with its contract): [`runtime`] (executors, blocking pool, context,
-//! park driver), [`task`] (spawn, join, yield, builder).
+//! park driver), [`task`] (spawn, join, yield, builder), [`time`] (timer wheels, sleep, timeout,
+//! interval, virtual time).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod rt;
 pub mod task;
+pub mod time;
 
 /// Runtimes and their builder.
 pub mod runtime {

@@ -39,6 +39,11 @@ struct Inner {
     keep_alive: Duration,
     thread_name: Arc<dyn Fn() -> String + Send + Sync>,
     stack_size: Option<usize>,
+    /// Jobs queued or running (virtual time does not auto-advance while any exists: they may be
+    /// about to wake a task).
+    active: spindle_core::loom::AtomicUsize,
+    /// Called when `active` drops to zero (the runtime re-checks virtual time).
+    on_idle: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 struct State {
@@ -98,6 +103,8 @@ impl BlockingPool {
                 keep_alive,
                 thread_name,
                 stack_size,
+                active: spindle_core::loom::AtomicUsize::new(0),
+                on_idle: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -118,6 +125,7 @@ impl BlockingPool {
         for job in queued {
             // Never started: complete it as cancelled so its JoinHandle resolves.
             job.into_task().shutdown();
+            self.inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst);
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.inner.lock();
@@ -146,6 +154,16 @@ impl Inner {
 }
 
 impl Spawner {
+    /// Sets the callback run when the last active job finishes.
+    pub(crate) fn set_on_idle(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.inner.on_idle.set(f);
+    }
+
+    /// Whether no blocking job is queued or running.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.inner.active.load(spindle_core::loom::Ordering::SeqCst) == 0
+    }
+
     #[track_caller]
     pub(crate) fn spawn<F, R>(&self, f: F, name: Option<Box<str>>) -> JoinHandle<R>
     where
@@ -156,10 +174,12 @@ impl Spawner {
         let (task, notified, join) = new_task(BlockingJob(Some(f)), NoSchedule, context::next_task_id(), meta);
         // No registry: the queue reference is the only one besides the handle's.
         drop(task);
+        self.inner.active.fetch_add(1, spindle_core::loom::Ordering::SeqCst);
         let mut st = self.inner.lock();
         if st.shutdown {
             drop(st);
             notified.into_task().shutdown();
+            self.inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst);
             return join;
         }
         st.queue.push_back(notified);
@@ -181,6 +201,7 @@ impl Spawner {
                     eprintln!("spindle: cannot start a blocking-pool thread ({e}); cancelling queued blocking jobs");
                     for j in jobs {
                         j.into_task().shutdown();
+                        self.inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst);
                     }
                 }
             }
@@ -207,6 +228,11 @@ fn run_thread(inner: &Inner) {
             let prev = context::start_poll(Some(job.header().id()));
             job.run(); // panics are caught inside the task cell
             context::end_poll(prev);
+            if inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst) == 1 {
+                if let Some(f) = inner.on_idle.get() {
+                    f();
+                }
+            }
             st = inner.lock();
             continue;
         }

@@ -29,6 +29,7 @@ use super::blocking::Spawner;
 use super::owned::OwnedTasks;
 use super::park::{Driver, Unparker};
 use super::{context, Scheduler};
+use crate::time::{Clock, Shard};
 
 const GLOBAL_INTERVAL: u32 = 31;
 
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     /// The thread local tasks are bound to.
     local_owner: OnceLock<ThreadId>,
     pub(crate) blocking: Spawner,
+    pub(crate) clock: Arc<Clock>,
+    pub(crate) timers: Arc<Shard>,
 }
 
 struct Core {
@@ -76,9 +79,12 @@ impl Drop for Driving {
 }
 
 impl Shared {
-    pub(crate) fn new(blocking: Spawner) -> std::io::Result<Arc<Shared>> {
+    pub(crate) fn new(blocking: Spawner, clock: Arc<Clock>) -> std::io::Result<Arc<Shared>> {
         let driver = Driver::new()?;
+        let timers = Arc::new(Shard::new(clock.clone(), driver.unparker()));
         Ok(Arc::new(Shared {
+            clock,
+            timers,
             inject: Inject::new(),
             owned: OwnedTasks::new(1),
             unparker: driver.unparker(),
@@ -160,7 +166,7 @@ impl Shared {
         let core = self.core.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(core) = core else {
             // Another thread drives the runtime: wait for the future alone; tasks run over there.
-            return super::park_on(future);
+            return super::park_on(future, None);
         };
         let me = std::thread::current().id();
         if let Some(owner) = self.local_owner.get() {
@@ -202,6 +208,12 @@ impl Shared {
                 let mut core = driving.core();
                 core.tick = core.tick.wrapping_add(1);
                 if core.tick % GLOBAL_INTERVAL == 0 {
+                    // Maintenance: a busy runtime still fires its timers.
+                    if self.timers.has_due() {
+                        drop(core);
+                        self.timers.process();
+                        core = driving.core();
+                    }
                     self.inject.pop().or_else(|| core.queue.pop_front())
                 } else {
                     core.queue.pop_front().or_else(|| self.inject.pop())
@@ -217,17 +229,36 @@ impl Shared {
                     }
                 }
                 None => {
-                    if self.main_woken.load(Acquire) {
+                    if self.main_woken.load(Acquire) || self.timers.process() > 0 || !self.inject.is_empty() {
                         return;
                     }
-                    // Park; wakes from other threads push to `inject` and unpark us first.
-                    let mut core = driving.core();
-                    if self.inject.is_empty() {
-                        core.driver.park();
+                    if self.clock.is_paused() && self.blocking.is_idle() {
+                        // Virtual time and nothing can run: jump to the next timer instead of
+                        // sleeping (a paused clock never reaches it by waiting).
+                        if let Some(t) = self.timers.next_expiration() {
+                            self.clock.advance_to_tick(t);
+                            self.timers.process();
+                            return;
+                        }
                     }
+                    // Park until woken or the next timer; wakes from other threads push to
+                    // `inject` and unpark us first.
+                    let next = self.timers.prepare_park();
+                    let timeout = next.and_then(|t| self.clock.until_tick(t));
+                    driving.core().driver.park_until(timeout);
+                    self.timers.unparked();
+                    self.timers.process();
                     return;
                 }
             }
+        }
+    }
+
+    /// With a paused clock, wakes the driving thread to re-check whether virtual time may jump
+    /// (called when the blocking pool goes idle).
+    pub(crate) fn nudge_if_paused(&self) {
+        if self.clock.is_paused() {
+            self.unparker.unpark();
         }
     }
 

@@ -26,6 +26,7 @@ pub(crate) mod multi_thread;
 pub(crate) mod owned;
 pub(crate) mod park;
 
+use spindle_core::loom::AtomicUsize;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -66,6 +67,13 @@ impl Scheduler {
         }
     }
 
+    pub(crate) fn clock(&self) -> &Arc<crate::time::Clock> {
+        match self {
+            Scheduler::CurrentThread(s) => &s.clock,
+            Scheduler::MultiThread(s) => &s.clock,
+        }
+    }
+
     pub(crate) fn blocking(&self) -> &blocking::Spawner {
         match self {
             Scheduler::CurrentThread(s) => &s.blocking,
@@ -102,6 +110,7 @@ pub struct Builder {
     thread_stack_size: Option<usize>,
     max_blocking_threads: usize,
     keep_alive: Duration,
+    start_paused: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -112,6 +121,7 @@ impl fmt::Debug for Builder {
             .field("thread_stack_size", &self.thread_stack_size)
             .field("max_blocking_threads", &self.max_blocking_threads)
             .field("keep_alive", &self.keep_alive)
+            .field("start_paused", &self.start_paused)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +135,7 @@ impl Builder {
             thread_stack_size: None,
             max_blocking_threads: 512,
             keep_alive: Duration::from_secs(10),
+            start_paused: false,
         }
     }
 
@@ -239,6 +250,22 @@ impl Builder {
         self
     }
 
+    /// Starts the runtime with its clock paused (virtual time; see [`crate::time::pause`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = spindle::runtime::Builder::new_current_thread().start_paused(true).build().unwrap();
+    /// rt.block_on(async {
+    ///     let t = spindle::time::Instant::now();
+    ///     spindle::time::sleep(Duration::from_secs(86_400)).await; // instant
+    ///     assert_eq!(t.elapsed(), Duration::from_secs(86_400));
+    /// });
+    /// ```
+    pub fn start_paused(&mut self, paused: bool) -> &mut Builder {
+        self.start_paused = paused;
+        self
+    }
+
     /// Accepted so tokio code compiles unchanged: every spindle driver is always enabled.
     ///
     /// ```
@@ -266,18 +293,40 @@ impl Builder {
             name.clone(),
             self.thread_stack_size,
         );
+        let clock = Arc::new(crate::time::Clock::new(self.start_paused));
         let (scheduler, workers) = match self.flavor {
             RuntimeFlavor::CurrentThread => {
-                (Scheduler::CurrentThread(current_thread::Shared::new(pool.spawner())?), None)
+                (Scheduler::CurrentThread(current_thread::Shared::new(pool.spawner(), clock)?), None)
             }
             RuntimeFlavor::MultiThread => {
                 let n = self
                     .worker_threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-                let (shared, workers) = multi_thread::start(n, &*name, self.thread_stack_size, pool.spawner())?;
+                let (shared, workers) = multi_thread::start(n, &*name, self.thread_stack_size, pool.spawner(), clock)?;
                 (Scheduler::MultiThread(shared), Some(workers))
             }
         };
+        // When the last blocking job finishes, a paused clock may be free to jump: let the
+        // runtime re-check.
+        let weak = match &scheduler {
+            Scheduler::CurrentThread(s) => {
+                let w = Arc::downgrade(s);
+                Box::new(move || {
+                    if let Some(s) = w.upgrade() {
+                        s.nudge_if_paused()
+                    }
+                }) as Box<dyn Fn() + Send + Sync>
+            }
+            Scheduler::MultiThread(s) => {
+                let w = Arc::downgrade(s);
+                Box::new(move || {
+                    if let Some(s) = w.upgrade() {
+                        s.nudge_if_paused()
+                    }
+                })
+            }
+        };
+        pool.spawner().set_on_idle(weak);
         Ok(Runtime { handle: Handle { inner: scheduler }, workers, blocking: pool, shut_down: false })
     }
 }
@@ -562,9 +611,9 @@ impl Handle {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         match &self.inner {
             Scheduler::CurrentThread(s) => s.block_on(future),
-            Scheduler::MultiThread(_) => {
+            Scheduler::MultiThread(s) => {
                 let _enter = context::enter_runtime(self.inner.clone());
-                park_on(future)
+                park_on(future, Some((&s.block_on_awake, &|| s.nudge_if_paused())))
             }
         }
     }
@@ -634,19 +683,126 @@ impl RuntimeMetrics {
     }
 }
 
+/// Runs `f` with the clock of the runtime current on this thread, if any.
+pub(crate) fn with_current_clock<R>(f: impl FnOnce(Option<&Arc<crate::time::Clock>>) -> R) -> R {
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: a non-null worker pointer is the live `WorkerCtx` of this thread.
+        return f(Some(unsafe { &*w }.clock()));
+    }
+    context::with_scheduler(|s| f(s.map(|s| s.clock())))
+}
+
+/// The timer shard for a timer first polled on this thread, if it is inside a runtime.
+pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Some(unsafe { &*w }.timers().clone());
+    }
+    context::with_scheduler(|s| {
+        s.map(|s| match s {
+            Scheduler::CurrentThread(s) => s.timers.clone(),
+            Scheduler::MultiThread(s) => s.timer_shard(),
+        })
+    })
+}
+
+/// Fires due timers of the current runtime (after `time::advance`).
+pub(crate) fn process_all_timers() {
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::CurrentThread(s)) => {
+            s.timers.process();
+        }
+        Some(Scheduler::MultiThread(s)) => s.process_timers(),
+        None => {}
+    })
+}
+
 /// Blocks the current thread on `future`, parking between polls (no tasks run here).
-pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
-    struct ThreadWaker(park::Unparker);
+///
+/// With `awake`, the thread counts itself in that counter while it is runnable (from the wake
+/// that makes it runnable until it finds nothing to do and parks), so a paused clock does not jump
+/// ahead of it. The per-call lock makes "no wake pending, so stop counting" atomic with respect to
+/// wakes.
+pub(crate) fn park_on<F: Future>(future: F, awake: Option<(&Arc<AtomicUsize>, &dyn Fn())>) -> F::Output {
+    use spindle_core::loom::Ordering::SeqCst;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct State {
+        runnable: bool,
+        notified: bool,
+    }
+    struct ThreadWaker {
+        unparker: park::Unparker,
+        state: Mutex<State>,
+        counter: Option<Arc<AtomicUsize>>,
+    }
+    impl ThreadWaker {
+        fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        /// Counts the thread as runnable (if it is not yet).
+        fn set_runnable(&self, st: &mut State) {
+            if !st.runnable {
+                st.runnable = true;
+                if let Some(c) = &self.counter {
+                    c.fetch_add(1, SeqCst);
+                }
+            }
+        }
+        /// Stops counting the thread, unless a wake is pending. Returns whether it may park.
+        fn try_park(&self) -> bool {
+            let mut st = self.lock();
+            if std::mem::take(&mut st.notified) {
+                return false;
+            }
+            if st.runnable {
+                st.runnable = false;
+                if let Some(c) = &self.counter {
+                    c.fetch_sub(1, SeqCst);
+                }
+            }
+            true
+        }
+    }
     impl Wake for ThreadWaker {
         fn wake(self: Arc<Self>) {
-            self.0.unpark()
+            self.wake_by_ref()
         }
         fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark()
+            let mut st = self.lock();
+            st.notified = true;
+            self.set_runnable(&mut st);
+            drop(st);
+            self.unparker.unpark()
+        }
+    }
+    // Balances the count however we leave (including a panicking future).
+    struct Leave(Arc<ThreadWaker>);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let mut st = self.0.lock();
+            if st.runnable {
+                st.runnable = false;
+                if let Some(c) = &self.0.counter {
+                    c.fetch_sub(1, SeqCst);
+                }
+            }
+            // Later wakes must not count a thread that left: pretend it is runnable forever.
+            st.runnable = true;
         }
     }
     let mut driver = park::Driver::new().expect("spindle: cannot create a thread parker");
-    let waker = Waker::from(Arc::new(ThreadWaker(driver.unparker())));
+    let tw = Arc::new(ThreadWaker {
+        unparker: driver.unparker(),
+        state: Mutex::default(),
+        counter: awake.map(|(c, _)| c.clone()),
+    });
+    tw.set_runnable(&mut tw.lock());
+    let leave = Leave(tw.clone());
+    let waker = Waker::from(tw);
     let mut cx = Context::from_waker(&waker);
     let mut future = std::pin::pin!(future);
     loop {
@@ -654,8 +810,18 @@ pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
         let polled = future.as_mut().poll(&mut cx);
         context::end_poll(scope);
         if let Poll::Ready(v) = polled {
+            drop(leave);
             return v;
         }
-        driver.park();
+        if leave.0.try_park() {
+            if let Some((_, idle)) = awake {
+                // We stopped counting as awake: let the runtime re-check whether virtual time
+                // may jump now.
+                idle();
+            }
+            driver.park();
+            let tw = &leave.0;
+            tw.set_runnable(&mut tw.lock());
+        }
     }
 }

@@ -44,16 +44,16 @@ impl Driver {
 
     /// Blocks until unparked.
     pub(crate) fn park(&mut self) {
-        self.park_inner(None)
+        self.park_until(None)
     }
 
     /// Blocks until unparked or `timeout` passed.
-    #[allow(dead_code)] // used by the blocking pool's idle wait and, next, by the time driver
     pub(crate) fn park_timeout(&mut self, timeout: Duration) {
-        self.park_inner(Some(timeout))
+        self.park_until(Some(timeout))
     }
 
-    fn park_inner(&mut self, timeout: Option<Duration>) {
+    /// Blocks until unparked or, if given, `timeout` passed.
+    pub(crate) fn park_until(&mut self, timeout: Option<Duration>) {
         let word = &self.state.word;
         // Consume a pending token without sleeping.
         if word.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok() {

@@ -18,6 +18,13 @@ const SEARCH_MASK: usize = 0xFFFF;
 const UNPARK_SHIFT: usize = 16;
 const UNPARK_ONE: usize = 1 << UNPARK_SHIFT;
 
+/// Outcome of [`Idle::transition_to_parked`].
+#[must_use]
+pub(crate) struct Parked {
+    /// The worker was the last searcher: it must recheck every queue before sleeping.
+    pub(crate) last_searcher: bool,
+}
+
 pub(crate) struct Idle {
     state: AtomicUsize,
     num_workers: usize,
@@ -76,13 +83,18 @@ impl Idle {
         prev & SEARCH_MASK == 1
     }
 
-    /// A worker parks. Returns true if it was the last searcher (then it must recheck all queues).
-    pub(crate) fn transition_to_parked(&self, worker: usize, is_searching: bool) -> bool {
+    /// A worker parks. `last_searcher` tells it to recheck all queues.
+    pub(crate) fn transition_to_parked(&self, worker: usize, is_searching: bool) -> Parked {
         let mut sleepers = self.lock();
         let dec = UNPARK_ONE + usize::from(is_searching);
         let prev = self.state.fetch_sub(dec, SeqCst);
         sleepers.push(worker);
-        is_searching && prev & SEARCH_MASK == 1
+        Parked { last_searcher: is_searching && prev & SEARCH_MASK == 1 }
+    }
+
+    /// Whether every worker is parked (for virtual-time auto-advance).
+    pub(crate) fn all_parked(&self) -> bool {
+        self.state.load(SeqCst) >> UNPARK_SHIFT == 0
     }
 
     /// After waking: true if the worker is still registered as parked (a spurious or targeted

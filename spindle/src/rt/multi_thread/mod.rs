@@ -40,6 +40,7 @@ use super::blocking::Spawner;
 use super::owned::OwnedTasks;
 use super::park::{Driver, Unparker};
 use super::{context, Scheduler};
+use crate::time::{Clock, Shard};
 
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
@@ -54,6 +55,10 @@ pub(crate) struct Shared {
     exited: Mutex<usize>,
     exited_cv: Condvar,
     pub(crate) blocking: Spawner,
+    pub(crate) clock: Arc<Clock>,
+    /// `block_on` threads currently awake (polling their future): virtual time must not jump
+    /// while one of them may still act on the present.
+    pub(crate) block_on_awake: Arc<spindle_core::loom::AtomicUsize>,
 }
 
 struct Remote {
@@ -63,6 +68,8 @@ struct Remote {
     unparker: Unparker,
     local_inject: Inject<LocalSched>,
     local_owned: OwnedTasks<LocalSched>,
+    /// The worker's timers (registered by tasks it polls; fired when it parks or maintains).
+    pub(crate) timers: Arc<Shard>,
 }
 
 struct Core {
@@ -108,6 +115,7 @@ pub(crate) fn start(
     thread_name: &(dyn Fn() -> String + Send + Sync),
     stack_size: Option<usize>,
     blocking: Spawner,
+    clock: Arc<Clock>,
 ) -> std::io::Result<(Arc<Shared>, Workers)> {
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
@@ -121,6 +129,7 @@ pub(crate) fn start(
             unparker: driver.unparker(),
             local_inject: Inject::new(),
             local_owned: OwnedTasks::new(1),
+            timers: Arc::new(Shard::new(clock.clone(), driver.unparker())),
         });
         cores.push(Core {
             index,
@@ -142,6 +151,8 @@ pub(crate) fn start(
         exited: Mutex::new(0),
         exited_cv: Condvar::new(),
         blocking,
+        clock,
+        block_on_awake: Arc::new(spindle_core::loom::AtomicUsize::new(0)),
     });
     let mut threads = Vec::with_capacity(num_workers);
     for (core, driver) in cores.into_iter().zip(drivers) {
@@ -225,6 +236,14 @@ impl WorkerCtx {
         }
     }
 
+    pub(crate) fn clock(&self) -> &Arc<Clock> {
+        &self.shared.clock
+    }
+
+    pub(crate) fn timers(&self) -> &Arc<Shard> {
+        &self.remote().timers
+    }
+
     fn remote(&self) -> &Remote {
         &self.shared.remotes[self.index]
     }
@@ -235,6 +254,12 @@ impl WorkerCtx {
         let mut core = self.core.borrow_mut();
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_INTERVAL == 0 {
+            // Maintenance: a busy worker still fires its timers.
+            if self.remote().timers.has_due() {
+                drop(core);
+                self.remote().timers.process();
+                core = self.core.borrow_mut();
+            }
             if let Some(t) = shared.inject.pop() {
                 return Some(Runnable::Shared(t));
             }
@@ -359,15 +384,30 @@ impl WorkerCtx {
             return;
         }
         let was_searching = std::mem::replace(&mut self.core.borrow_mut().is_searching, false);
-        let last_searcher = shared.idle.transition_to_parked(self.index, was_searching);
-        if last_searcher && shared.has_visible_work() {
+        let parked = shared.idle.transition_to_parked(self.index, was_searching);
+        if parked.last_searcher && shared.has_visible_work() {
             // Work arrived while we were the only one looking; make sure somebody takes it
             // (possibly ourselves: the unpark token makes our park return at once).
             shared.notify_parked();
         }
+        let timers = &self.remote().timers;
         loop {
-            if !shared.shutdown.load(Acquire) && self.remote().local_inject.is_empty() {
-                self.driver.borrow_mut().park();
+            // Virtual time with nothing able to run (every worker parked, no `block_on` thread
+            // awake, no blocking job): jump to the next timer instead of sleeping, since a paused
+            // clock never reaches it by waiting.
+            let advanced = shared.clock.is_paused() && self.auto_advance();
+            if !advanced && !shared.shutdown.load(Acquire) && !self.has_local_work() {
+                let next = timers.prepare_park();
+                let timeout = next.and_then(|t| shared.clock.until_tick(t));
+                self.driver.borrow_mut().park_until(timeout);
+                timers.unparked();
+            }
+            // Fire what is due here, and help workers too busy to fire theirs.
+            timers.process();
+            for r in shared.remotes.iter() {
+                if r.timers.has_due() {
+                    r.timers.process();
+                }
             }
             if shared.shutdown.load(Acquire) {
                 shared.idle.unpark_self(self.index);
@@ -378,14 +418,36 @@ impl WorkerCtx {
                 self.core.borrow_mut().is_searching = true;
                 return;
             }
-            if !self.remote().local_inject.is_empty() {
+            if self.has_local_work() {
                 if !shared.idle.unpark_self(self.index) {
                     self.core.borrow_mut().is_searching = true;
                 }
                 return;
             }
-            // Spurious wakeup: park again.
+            // Otherwise a spurious wakeup (or an auto-advance that woke only other threads).
         }
+    }
+
+    /// Advances a paused clock to the earliest timer of any worker and fires it, if nothing else
+    /// can make progress. Returns whether it did.
+    fn auto_advance(&self) -> bool {
+        let shared = &*self.shared;
+        if !shared.idle.all_parked()
+            || shared.block_on_awake.load(SeqCst) != 0
+            || !shared.blocking.is_idle()
+            || shared.has_visible_work()
+            || self.has_local_work()
+        {
+            return false;
+        }
+        let Some(t) = shared.remotes.iter().filter_map(|r| r.timers.next_expiration()).min() else {
+            return false;
+        };
+        shared.clock.advance_to_tick(t);
+        for r in shared.remotes.iter() {
+            r.timers.process();
+        }
+        true
     }
 
     /// Queues a task woken (or spawned) on this worker.
@@ -504,6 +566,30 @@ impl Shared {
             }
         }
         join
+    }
+
+    /// The timer shard a timer polled on this thread joins: the current worker's, or worker 0's
+    /// for threads that are not workers (such as `block_on` callers).
+    pub(crate) fn timer_shard(self: &Arc<Self>) -> Arc<Shard> {
+        match self.current_worker() {
+            Some(w) => w.remote().timers.clone(),
+            None => self.remotes[0].timers.clone(),
+        }
+    }
+
+    /// With a paused clock, wakes worker 0 to re-check whether virtual time may jump (called when
+    /// a `block_on` thread or the blocking pool goes idle).
+    pub(crate) fn nudge_if_paused(&self) {
+        if self.clock.is_paused() {
+            self.remotes[0].unparker.unpark();
+        }
+    }
+
+    /// Fires due timers of every worker.
+    pub(crate) fn process_timers(&self) {
+        for r in self.remotes.iter() {
+            r.timers.process();
+        }
     }
 
     pub(crate) fn num_workers(&self) -> usize {

@@ -1,0 +1,155 @@
+//! A runtime's clock: real time, or virtual time that only moves when told to (tests).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use spindle_core::loom::{AtomicBool, AtomicU64, Ordering::*};
+
+/// Milliseconds since the clock's origin: the unit of the timer wheels.
+pub(crate) type Tick = u64;
+
+pub(crate) struct Clock {
+    origin: Instant,
+    paused: AtomicBool,
+    /// While paused: nanoseconds since `origin` that the clock shows.
+    frozen_ns: AtomicU64,
+    /// While running: nanoseconds added to real time (what `advance` moved it ahead by).
+    offset_ns: AtomicU64,
+    /// Serializes pause/resume/advance.
+    change: Mutex<()>,
+}
+
+impl Clock {
+    pub(crate) fn new(start_paused: bool) -> Clock {
+        let c = Clock {
+            origin: Instant::now(),
+            paused: AtomicBool::new(false),
+            frozen_ns: AtomicU64::new(0),
+            offset_ns: AtomicU64::new(0),
+            change: Mutex::new(()),
+        };
+        if start_paused {
+            c.pause();
+        }
+        c
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.change.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        if self.paused.load(Acquire) {
+            self.frozen_ns.load(Acquire)
+        } else {
+            let real = self.origin.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+            real.saturating_add(self.offset_ns.load(Acquire))
+        }
+    }
+
+    /// The current time on this clock.
+    pub(crate) fn now(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.elapsed_ns())
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Acquire)
+    }
+
+    pub(crate) fn pause(&self) {
+        let _g = self.lock();
+        if !self.paused.load(Acquire) {
+            // Freeze on a millisecond boundary (rounding up, so time never goes back): timers
+            // have millisecond ticks, so virtual durations then come out exact.
+            self.frozen_ns.store(self.elapsed_ns().div_ceil(1_000_000).saturating_mul(1_000_000), Release);
+            self.paused.store(true, Release);
+        }
+    }
+
+    pub(crate) fn resume(&self) {
+        let _g = self.lock();
+        if self.paused.load(Acquire) {
+            // Continue from the frozen time, never going back.
+            let real = self.origin.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+            let frozen = self.frozen_ns.load(Acquire);
+            self.offset_ns.store(frozen.saturating_sub(real), Release);
+            self.paused.store(false, Release);
+        }
+    }
+
+    /// Moves a paused clock forward. Returns false if the clock is not paused.
+    pub(crate) fn advance(&self, d: Duration) -> bool {
+        let _g = self.lock();
+        if !self.paused.load(Acquire) {
+            return false;
+        }
+        let add = d.as_nanos().min(u64::MAX as u128) as u64;
+        self.frozen_ns.store(self.frozen_ns.load(Acquire).saturating_add(add), Release);
+        true
+    }
+
+    /// Moves a paused clock forward to `tick` if it is behind it.
+    pub(crate) fn advance_to_tick(&self, tick: Tick) {
+        let _g = self.lock();
+        if self.paused.load(Acquire) {
+            let target = tick.saturating_mul(1_000_000);
+            if target > self.frozen_ns.load(Acquire) {
+                self.frozen_ns.store(target, Release);
+            }
+        }
+    }
+
+    /// The current tick (rounded down: a timer never fires early).
+    pub(crate) fn now_tick(&self) -> Tick {
+        self.elapsed_ns() / 1_000_000
+    }
+
+    /// The tick at which a timer for `deadline` fires (rounded up). Deadlines before the origin
+    /// map to 0 (already due); far-future ones saturate (never fire).
+    pub(crate) fn deadline_tick(&self, deadline: Instant) -> Tick {
+        match deadline.checked_duration_since(self.origin) {
+            None => 0,
+            Some(d) => {
+                let ns = d.as_nanos();
+                let ms = ns.div_ceil(1_000_000);
+                ms.min(u64::MAX as u128) as u64
+            }
+        }
+    }
+
+    /// How long until `tick` in real time (zero when paused: virtual time does not pass by waiting).
+    pub(crate) fn until_tick(&self, tick: Tick) -> Option<Duration> {
+        if self.is_paused() {
+            return None;
+        }
+        let target_ns = tick.saturating_mul(1_000_000);
+        Some(Duration::from_nanos(target_ns.saturating_sub(self.elapsed_ns())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paused_clock_only_moves_when_advanced() {
+        let c = Clock::new(true);
+        let t0 = c.now();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.now(), t0);
+        assert!(c.advance(Duration::from_secs(3600)));
+        assert_eq!(c.now() - t0, Duration::from_secs(3600));
+        c.resume();
+        assert!(c.now() - t0 >= Duration::from_secs(3600));
+        assert!(!c.advance(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn ticks_round_so_timers_never_fire_early() {
+        let c = Clock::new(true);
+        let d = c.now() + Duration::from_micros(1500);
+        assert_eq!(c.deadline_tick(d), c.now_tick() + 2);
+        let far = c.now() + Duration::from_secs(u64::MAX / 4);
+        assert!(c.deadline_tick(far) > 1 << 50);
+    }
+}

@@ -1,0 +1,483 @@
+//! The hierarchical timer wheel and its entries, and the lock-guarded shard a worker owns.
+//!
+//! # Contract
+//!
+//! - A [`Wheel`] has `LEVELS` levels of 64 slots; level `L` slots span `64^L` ms. An entry with
+//!   deadline `d` sits at the level of the highest 6-bit group in which `d` differs from `elapsed`
+//!   (the last processed tick), so everything in lower levels expires before anything in higher
+//!   ones, and finding the next expiration is a scan of at most `LEVELS` bitmaps. Inserting and
+//!   removing are O(1) (intrusive doubly linked slot lists). Deadlines past the last level's
+//!   span go to an overflow list that is re-examined when the top level wraps.
+//! - An [`Entry`] lives inside its `Sleep` (pinned). Its links, deadline and waker are guarded by
+//!   the lock of the [`Shard`] it is registered in; its `state` is atomic so the owner can see
+//!   `FIRED` without locking. An entry is registered in at most one shard; whoever drops or resets
+//!   it takes that shard's lock and unlinks it, so the wheel never points at freed memory.
+//! - Firing happens under the shard lock (unlink, mark `FIRED`, take the waker); wakers are called
+//!   after the lock is released.
+
+use std::marker::PhantomPinned;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::task::Waker;
+
+use spindle_core::loom::{AtomicU64, AtomicU8, Ordering::*};
+use spindle_core::spin::{SpinGuard, SpinLock};
+
+use super::clock::{Clock, Tick};
+use crate::rt::park::Unparker;
+
+const LEVELS: usize = 7; // 64^7 ms ≈ 139 years
+const SLOTS: usize = 64;
+
+/// A cell whose contents the shard lock guards (a thin layer over the loom shim's cell, giving
+/// out the raw pointer the lock-holder needs).
+struct LockedCell<T>(spindle_core::loom::UnsafeCell<T>);
+
+impl<T> LockedCell<T> {
+    fn new(v: T) -> Self {
+        LockedCell(spindle_core::loom::UnsafeCell::new(v))
+    }
+    /// The contents. Dereferencing requires holding the shard lock (or owning an idle entry).
+    fn get(&self) -> *mut T {
+        self.0.with_mut(|p| p)
+    }
+}
+
+/// Entry state: not in any wheel.
+pub(crate) const IDLE: u8 = 0;
+/// In a wheel, waiting for its deadline.
+pub(crate) const WAITING: u8 = 1;
+/// Fired (deadline reached); no longer in a wheel.
+pub(crate) const FIRED: u8 = 2;
+
+/// A timer registration. Fields other than `state` are guarded by the shard lock.
+pub(crate) struct Entry {
+    pub(crate) state: AtomicU8,
+    deadline: LockedCell<Tick>,
+    prev: LockedCell<Option<NonNull<Entry>>>,
+    next: LockedCell<Option<NonNull<Entry>>>,
+    waker: LockedCell<Option<Waker>>,
+    _pin: PhantomPinned,
+}
+
+// SAFETY: all non-atomic fields are only touched under the lock of the shard the entry is in (or
+// by the owner while it is `IDLE`, when no shard can reach it).
+unsafe impl Send for Entry {}
+// SAFETY: as above.
+unsafe impl Sync for Entry {}
+
+impl Entry {
+    pub(crate) fn new() -> Entry {
+        Entry {
+            state: AtomicU8::new(IDLE),
+            deadline: LockedCell::new(0),
+            prev: LockedCell::new(None),
+            next: LockedCell::new(None),
+            waker: LockedCell::new(None),
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+/// The wheel proper. Only reached through `Shard::lock`.
+pub(crate) struct Wheel {
+    elapsed: Tick,
+    slots: [[Option<NonNull<Entry>>; SLOTS]; LEVELS],
+    occupied: [u64; LEVELS],
+    /// Entries beyond the top level's span.
+    overflow: Option<NonNull<Entry>>,
+    len: usize,
+}
+
+// SAFETY: the wheel holds pointers to entries that are `Sync`; it is only used under the lock.
+unsafe impl Send for Wheel {}
+
+fn level_for(elapsed: Tick, deadline: Tick) -> usize {
+    let masked = (elapsed ^ deadline) | (SLOTS as u64 - 1);
+    let significant = 63 - masked.leading_zeros() as usize;
+    significant / 6
+}
+
+fn slot_for(deadline: Tick, level: usize) -> usize {
+    ((deadline >> (level * 6)) & (SLOTS as u64 - 1)) as usize
+}
+
+impl Wheel {
+    pub(crate) fn new(elapsed: Tick) -> Wheel {
+        Wheel { elapsed, slots: [[None; SLOTS]; LEVELS], occupied: [0; LEVELS], overflow: None, len: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Inserts an entry whose deadline is after `elapsed`.
+    ///
+    /// # Safety
+    /// `e` is live, pinned, not in any wheel, and stays alive until removed (under this lock).
+    unsafe fn link(&mut self, e: NonNull<Entry>) {
+        // SAFETY: guarded by the shard lock per the contract.
+        let deadline = unsafe { *e.as_ref().deadline.get() };
+        debug_assert!(deadline > self.elapsed);
+        let level = level_for(self.elapsed, deadline);
+        let head = if level >= LEVELS {
+            &mut self.overflow
+        } else {
+            let slot = slot_for(deadline, level);
+            self.occupied[level] |= 1 << slot;
+            &mut self.slots[level][slot]
+        };
+        // SAFETY: `e` and the old head are live entries guarded by this lock.
+        unsafe {
+            *e.as_ref().prev.get() = None;
+            *e.as_ref().next.get() = *head;
+            if let Some(h) = *head {
+                *h.as_ref().prev.get() = Some(e);
+            }
+        }
+        *head = Some(e);
+        self.len += 1;
+    }
+
+    /// Removes a linked entry.
+    ///
+    /// # Safety
+    /// `e` is linked in this wheel.
+    unsafe fn unlink(&mut self, e: NonNull<Entry>) {
+        // SAFETY: `e` and its neighbours are live and guarded by this lock.
+        unsafe {
+            let r = e.as_ref();
+            let (prev, next) = (*r.prev.get(), *r.next.get());
+            match prev {
+                Some(p) => *p.as_ref().next.get() = next,
+                None => {
+                    let deadline = *r.deadline.get();
+                    let level = level_for(self.elapsed, deadline);
+                    if level >= LEVELS {
+                        self.overflow = next;
+                    } else {
+                        let slot = slot_for(deadline, level);
+                        self.slots[level][slot] = next;
+                        if next.is_none() {
+                            self.occupied[level] &= !(1 << slot);
+                        }
+                    }
+                }
+            }
+            if let Some(n) = next {
+                *n.as_ref().prev.get() = prev;
+            }
+            *r.prev.get() = None;
+            *r.next.get() = None;
+        }
+        self.len -= 1;
+    }
+
+    /// The earliest tick at which something in the wheel may be due (a slot's start), if any.
+    pub(crate) fn next_expiration(&self) -> Option<Tick> {
+        for level in 0..LEVELS {
+            let occ = self.occupied[level];
+            if occ == 0 {
+                continue;
+            }
+            let shift = level * 6;
+            let cur = ((self.elapsed >> shift) & 63) as u32;
+            // Slots behind the current position are empty by construction (they would belong
+            // to the next rotation and thus to a higher level).
+            let ahead = occ.rotate_right(cur);
+            let dist = ahead.trailing_zeros() as u64;
+            let level_span = 1u64 << shift;
+            let base = (self.elapsed >> shift) << shift;
+            let start = base + dist * level_span;
+            return Some(start.max(self.elapsed));
+        }
+        if self.overflow.is_some() {
+            // Re-examine overflow entries when the top level would wrap.
+            let top = 6 * LEVELS as u32;
+            let span = if top >= 64 { u64::MAX } else { 1u64 << top };
+            return Some((self.elapsed / span + 1).saturating_mul(span));
+        }
+        None
+    }
+
+    /// Advances to `now`, moving entries that are due into `fired` (up to `limit`, so the caller
+    /// can wake them outside the lock and come back). Returns whether everything due was taken.
+    fn advance(&mut self, now: Tick, fired: &mut Vec<Waker>, limit: usize) -> bool {
+        while let Some(t) = self.next_expiration() {
+            if t > now {
+                break;
+            }
+            if fired.len() >= limit {
+                return false;
+            }
+            // Take the whole list at `t` and re-sort it relative to the new `elapsed`.
+            let list = self.take_slot_at(t);
+            self.elapsed = self.elapsed.max(t);
+            let mut cur = list;
+            while let Some(e) = cur {
+                // SAFETY: entries on a taken list are live (their owners unlink under this lock,
+                // which we hold) and now belong to nobody's slot.
+                unsafe {
+                    let r = e.as_ref();
+                    cur = *r.next.get();
+                    *r.prev.get() = None;
+                    *r.next.get() = None;
+                    self.len -= 1;
+                    if *r.deadline.get() <= now {
+                        r.state.store(FIRED, Release);
+                        if let Some(w) = (*r.waker.get()).take() {
+                            fired.push(w);
+                        }
+                    } else {
+                        self.link(e);
+                    }
+                }
+            }
+        }
+        self.elapsed = self.elapsed.max(now);
+        true
+    }
+
+    /// Detaches the list that `next_expiration` reported at tick `t`.
+    fn take_slot_at(&mut self, t: Tick) -> Option<NonNull<Entry>> {
+        for level in 0..LEVELS {
+            if self.occupied[level] == 0 {
+                continue;
+            }
+            let slot = slot_for(t, level);
+            self.occupied[level] &= !(1 << slot);
+            return self.slots[level][slot].take();
+        }
+        self.overflow.take()
+    }
+}
+
+/// One worker's timers: the wheel behind a spin lock, plus what cross-thread registrations
+/// need to wake the owner when they add an earlier deadline.
+pub(crate) struct Shard {
+    wheel: SpinLock<Wheel>,
+    pub(crate) clock: Arc<Clock>,
+    /// Wakes the thread that processes this shard.
+    unparker: Unparker,
+    /// The tick the owner parks until (`u64::MAX`: no timer, or not parked on one). Written and
+    /// read under the wheel lock.
+    park_until: AtomicU64,
+}
+
+pub(crate) enum Registered {
+    /// The deadline already passed: the timer fired at once.
+    Fired,
+    /// Waiting in the wheel.
+    Waiting,
+}
+
+impl Shard {
+    pub(crate) fn new(clock: Arc<Clock>, unparker: Unparker) -> Shard {
+        let now = clock.now_tick();
+        Shard { wheel: SpinLock::new(Wheel::new(now)), clock, unparker, park_until: AtomicU64::new(u64::MAX) }
+    }
+
+    fn lock(&self) -> SpinGuard<'_, Wheel> {
+        self.wheel.lock(std::thread::yield_now)
+    }
+
+    /// Registers (or re-registers) `e` for `deadline` with `waker`.
+    ///
+    /// # Safety
+    /// `e` is pinned, `IDLE` (in no wheel), and its owner will call `deregister` on this shard
+    /// before freeing or moving it.
+    pub(crate) unsafe fn register(&self, e: NonNull<Entry>, deadline: Tick, waker: &Waker) -> Registered {
+        let mut wheel = self.lock();
+        // SAFETY: the entry is idle, so only its owner (us) touches it until it is linked.
+        let r = unsafe { e.as_ref() };
+        if deadline <= wheel.elapsed || deadline <= self.clock.now_tick() {
+            r.state.store(FIRED, Release);
+            return Registered::Fired;
+        }
+        // SAFETY: idle entry: its fields are ours until linked; then guarded by the lock we hold.
+        unsafe {
+            *r.deadline.get() = deadline;
+            *r.waker.get() = Some(waker.clone());
+            r.state.store(WAITING, Release);
+            wheel.link(e);
+        }
+        let wake_owner = deadline < self.park_until.load(Relaxed);
+        drop(wheel);
+        if wake_owner {
+            // The owner sleeps past this deadline (or is another thread's business): wake it so
+            // it re-computes its timeout.
+            self.unparker.unpark();
+        }
+        Registered::Waiting
+    }
+
+    /// Replaces the waker of a waiting entry; returns false if it fired meanwhile.
+    ///
+    /// # Safety
+    /// `e` was registered in this shard.
+    pub(crate) unsafe fn update_waker(&self, e: NonNull<Entry>, waker: &Waker) -> bool {
+        let _wheel = self.lock();
+        // SAFETY: guarded by the lock; the entry is live (its owner calls us).
+        let r = unsafe { e.as_ref() };
+        if r.state.load(Acquire) != WAITING {
+            return false;
+        }
+        // SAFETY: as above.
+        let slot = unsafe { &mut *r.waker.get() };
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+        true
+    }
+
+    /// Unlinks `e` if it is still waiting; leaves it `IDLE`.
+    ///
+    /// # Safety
+    /// `e` was registered in this shard (it may have fired since).
+    pub(crate) unsafe fn deregister(&self, e: NonNull<Entry>) {
+        let mut wheel = self.lock();
+        // SAFETY: the entry is live (its owner calls us); state changes happen under this lock.
+        let r = unsafe { e.as_ref() };
+        if r.state.load(Acquire) == WAITING {
+            // SAFETY: WAITING under the lock means it is linked in this wheel.
+            unsafe { wheel.unlink(e) };
+        }
+        // SAFETY: unlinked or fired: nobody else reaches the waker now.
+        let w = unsafe { (*r.waker.get()).take() };
+        r.state.store(IDLE, Release);
+        drop(wheel);
+        drop(w);
+    }
+
+    /// Fires every due timer (waking outside the lock). Returns how many fired.
+    pub(crate) fn process(&self) -> usize {
+        let mut fired = Vec::new();
+        let mut total = 0;
+        loop {
+            let now = self.clock.now_tick();
+            let done = self.lock().advance(now, &mut fired, 64);
+            total += fired.len();
+            for w in fired.drain(..) {
+                w.wake();
+            }
+            if done {
+                return total;
+            }
+        }
+    }
+
+    /// Whether a timer is due now (cheap check for maintenance passes).
+    pub(crate) fn has_due(&self) -> bool {
+        let next = match self.wheel.try_lock() {
+            Some(w) => w.next_expiration(),
+            None => return false,
+        };
+        next.is_some_and(|t| t <= self.clock.now_tick())
+    }
+
+    /// The owner is about to park: records and returns the tick to wake at.
+    pub(crate) fn prepare_park(&self) -> Option<Tick> {
+        let wheel = self.lock();
+        let next = wheel.next_expiration();
+        self.park_until.store(next.unwrap_or(u64::MAX), Relaxed);
+        next
+    }
+
+    /// The owner woke up: cross-thread registrations need not wake it until it parks again.
+    pub(crate) fn unparked(&self) {
+        let _wheel = self.lock();
+        self.park_until.store(0, Relaxed);
+    }
+
+    /// The earliest pending deadline.
+    pub(crate) fn next_expiration(&self) -> Option<Tick> {
+        self.lock().next_expiration()
+    }
+
+    /// Number of registered timers.
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct CountWake(AtomicUsize);
+    impl Wake for CountWake {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn level_and_slot_math() {
+        assert_eq!(level_for(0, 1), 0);
+        assert_eq!(level_for(0, 63), 0);
+        assert_eq!(level_for(0, 64), 1);
+        assert_eq!(level_for(100, 4095), 1);
+        assert_eq!(level_for(0, 4096), 2);
+        assert_eq!(level_for(0, u64::MAX), 10);
+    }
+
+    #[test]
+    fn fires_in_deadline_order_across_levels() {
+        let clock = Arc::new(Clock::new(true));
+        let park = crate::rt::park::Driver::new().unwrap();
+        let shard = Shard::new(clock.clone(), park.unparker());
+        let counter = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let deadlines = [1u64, 2, 63, 64, 65, 4095, 4096, 300_000, 86_400_000 * 400];
+        let entries: Vec<_> = deadlines.iter().map(|_| Box::pin(Entry::new())).collect();
+        for (e, d) in entries.iter().zip(deadlines) {
+            let p = NonNull::from(&**e);
+            // SAFETY: pinned boxes, deregistered below before being dropped.
+            assert!(matches!(unsafe { shard.register(p, clock.now_tick() + d, &waker) }, Registered::Waiting));
+        }
+        let start = clock.now_tick();
+        for (i, d) in deadlines.iter().enumerate() {
+            clock.advance_to_tick(start + d - 1);
+            shard.process();
+            assert_eq!(counter.0.load(Ordering::SeqCst), i, "fired early before {d}");
+            clock.advance_to_tick(start + d);
+            shard.process();
+            assert_eq!(counter.0.load(Ordering::SeqCst), i + 1, "not fired at {d}");
+        }
+        for e in &entries {
+            assert_eq!(e.state.load(Ordering::SeqCst), FIRED);
+            // SAFETY: registered in this shard.
+            unsafe { shard.deregister(NonNull::from(&**e)) };
+        }
+        assert_eq!(shard.len(), 0);
+    }
+
+    #[test]
+    fn deregister_removes_waiting_entries() {
+        let clock = Arc::new(Clock::new(true));
+        let park = crate::rt::park::Driver::new().unwrap();
+        let shard = Shard::new(clock.clone(), park.unparker());
+        let counter = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let es: Vec<_> = (0..100).map(|_| Box::pin(Entry::new())).collect();
+        for (i, e) in es.iter().enumerate() {
+            // SAFETY: pinned, deregistered before drop.
+            let _ = unsafe { shard.register(NonNull::from(&**e), clock.now_tick() + 10 + i as u64 * 37, &waker) };
+        }
+        for e in es.iter().step_by(2) {
+            // SAFETY: registered here.
+            unsafe { shard.deregister(NonNull::from(&**e)) };
+        }
+        assert_eq!(shard.len(), 50);
+        clock.advance(std::time::Duration::from_secs(10));
+        assert_eq!(shard.process(), 50);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 50);
+        for e in &es {
+            // SAFETY: registered here (or already idle: a no-op).
+            unsafe { shard.deregister(NonNull::from(&**e)) };
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Timers on every runtime flavour: sleep, timeout, interval, reset, cross-thread use, virtual time.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use common::{each_flavor, panic_message};
+use spindle::runtime::Builder;
+use spindle::time::{
+    advance, interval, interval_at, pause, sleep, sleep_until, timeout, try_interval, Instant, MissedTickBehavior,
+};
+
+fn real_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+#[test]
+fn sleep_waits_at_least_its_duration() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            for ms in [1u64, 5, 20] {
+                let t = real_now();
+                sleep(Duration::from_millis(ms)).await;
+                assert!(t.elapsed() >= Duration::from_millis(ms), "{ms} ms sleep took {:?}", t.elapsed());
+            }
+            // And inside spawned tasks (registered on a worker's wheel).
+            let t = real_now();
+            let hs: Vec<_> = (0..50).map(|i| spindle::spawn(sleep(Duration::from_millis(5 + i % 5)))).collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+            assert!(t.elapsed() >= Duration::from_millis(9));
+        });
+    });
+}
+
+#[test]
+fn past_deadlines_complete_at_once() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            sleep(Duration::ZERO).await;
+            sleep_until(Instant::now() - Duration::from_secs(10)).await;
+        });
+    });
+}
+
+#[test]
+fn huge_durations_saturate_instead_of_panicking() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            let r = timeout(Duration::from_millis(2), sleep(Duration::MAX)).await;
+            assert!(r.is_err());
+            let far = Instant::now() + Duration::MAX;
+            assert!(far > Instant::now());
+            let r = timeout(Duration::MAX, async { 3 }).await;
+            assert_eq!(r, Ok(3));
+        });
+    });
+}
+
+#[test]
+fn timeout_ready_pending_and_busy_futures() {
+    /// A future that wakes itself on every poll and never finishes: keeps the worker busy.
+    struct Busy;
+    impl Future for Busy {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+    each_flavor(|rt| {
+        rt.block_on(async {
+            assert_eq!(timeout(Duration::ZERO, async { 1 }).await, Ok(1));
+            let e = timeout(Duration::from_millis(3), std::future::pending::<()>()).await.unwrap_err();
+            assert_eq!(e.to_string(), "deadline has elapsed");
+            let io: std::io::Error = e.into();
+            assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+            let t = real_now();
+            assert!(timeout(Duration::from_millis(10), Busy).await.is_err());
+            assert!(t.elapsed() >= Duration::from_millis(10));
+            // Busy inside a spawned task too.
+            let h = spindle::spawn(timeout(Duration::from_millis(10), Busy));
+            assert!(h.await.unwrap().is_err());
+        });
+    });
+}
+
+#[test]
+fn reset_moves_deadline_both_ways() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            let mut s = Box::pin(sleep(Duration::from_secs(3600)));
+            // Register it first, then pull it in.
+            assert!(futures::poll!(s.as_mut()).is_pending());
+            let t = real_now();
+            s.as_mut().reset(Instant::now() + Duration::from_millis(5));
+            s.as_mut().await;
+            assert!(t.elapsed() >= Duration::from_millis(5) && t.elapsed() < Duration::from_secs(60));
+            assert!(s.is_elapsed());
+            // Re-arm a completed sleep for later.
+            s.as_mut().reset(Instant::now() + Duration::from_millis(5));
+            assert!(!s.is_elapsed());
+            s.as_mut().await;
+        });
+    });
+}
+
+#[test]
+fn sleeps_polled_and_dropped_on_other_threads() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            for _ in 0..200 {
+                // Register on a runtime thread, then drop it on a plain thread (cancel from anywhere).
+                let mut s = Box::pin(sleep(Duration::from_millis(50)));
+                assert!(futures::poll!(s.as_mut()).is_pending());
+                std::thread::spawn(move || drop(s)).join().unwrap();
+            }
+            // Register in one task, finish awaiting it in another task.
+            let mut s = Box::pin(sleep(Duration::from_millis(5)));
+            assert!(futures::poll!(s.as_mut()).is_pending());
+            spindle::spawn(s).await.unwrap();
+            // Register on a plain thread's executor (fallback timer thread), await on the runtime.
+            let mut s = Box::pin(sleep(Duration::from_millis(5)));
+            let s = std::thread::spawn(move || {
+                let w = futures::task::noop_waker();
+                assert!(s.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+                s
+            })
+            .join()
+            .unwrap();
+            s.await;
+        });
+    });
+}
+
+#[test]
+fn timer_storm_all_fire_and_cancel() {
+    each_flavor(|rt| {
+        let fired = Arc::new(AtomicUsize::new(0));
+        let f = fired.clone();
+        rt.block_on(async move {
+            let hs: Vec<_> = (0..10_000u64)
+                .map(|i| {
+                    let f = f.clone();
+                    spindle::spawn(async move {
+                        let d = Duration::from_millis(1 + i % 20);
+                        if i % 3 == 0 {
+                            // Cancelled halfway: a timeout that the inner future beats.
+                            let _ = timeout(Duration::from_secs(60), sleep(d)).await;
+                        } else {
+                            sleep(d).await;
+                        }
+                        f.fetch_add(1, SeqCst);
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+        });
+        assert_eq!(fired.load(SeqCst), 10_000);
+    });
+}
+
+#[test]
+fn interval_ticks_and_missed_tick_behaviours() {
+    for behavior in [MissedTickBehavior::Burst, MissedTickBehavior::Delay, MissedTickBehavior::Skip] {
+        let rt = Builder::new_current_thread().start_paused(true).build().unwrap();
+        rt.block_on(async move {
+            let start = Instant::now();
+            let p = Duration::from_millis(10);
+            let mut iv = interval(p);
+            iv.set_missed_tick_behavior(behavior);
+            assert_eq!(iv.tick().await, start); // immediate first tick
+            assert_eq!(iv.tick().await, start + p);
+            // Miss 3.5 periods of ticks.
+            advance(Duration::from_millis(35)).await;
+            let now = Instant::now();
+            assert_eq!(now, start + Duration::from_millis(45));
+            let late = iv.tick().await;
+            assert_eq!(late, start + 2 * p, "{behavior:?}: the missed tick is returned first");
+            let next = iv.tick().await;
+            match behavior {
+                // Catch up back to back: 30 ms is due at once.
+                MissedTickBehavior::Burst => assert_eq!(next, start + 3 * p),
+                // Restart from the late tick's time: now + period.
+                MissedTickBehavior::Delay => assert_eq!(next, now + p),
+                // Skip to the next tick on the original schedule after now: 50 ms.
+                MissedTickBehavior::Skip => assert_eq!(next, start + 5 * p),
+            }
+        });
+    }
+}
+
+#[test]
+fn interval_zero_is_a_clear_error() {
+    assert!(try_interval(Duration::ZERO).is_err());
+    assert_eq!(try_interval(Duration::ZERO).unwrap_err().to_string(), "an interval's period must be greater than zero");
+    let p = std::panic::catch_unwind(|| interval(Duration::ZERO)).unwrap_err();
+    assert!(panic_message(&*p).contains("period must be greater than zero"));
+}
+
+#[test]
+fn interval_at_and_reset() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            pause();
+            let start = Instant::now() + Duration::from_secs(5);
+            let mut iv = interval_at(start, Duration::from_secs(1));
+            assert_eq!(iv.tick().await, start);
+            iv.reset();
+            let t = Instant::now();
+            assert_eq!(iv.tick().await, t + Duration::from_secs(1));
+            iv.reset_immediately();
+            iv.tick().await;
+            assert_eq!(Instant::now(), t + Duration::from_secs(1));
+        });
+    });
+}
+
+#[test]
+fn virtual_time_one_hour_runs_at_once_on_every_flavour() {
+    for paused_at_start in [true, false] {
+        for (name, rt) in [
+            ("current_thread", Builder::new_current_thread().start_paused(paused_at_start).build().unwrap()),
+            (
+                "multi_thread(2)",
+                Builder::new_multi_thread().worker_threads(2).start_paused(paused_at_start).build().unwrap(),
+            ),
+        ] {
+            let real = real_now();
+            rt.block_on(async {
+                if !paused_at_start {
+                    pause();
+                }
+                let t = Instant::now();
+                sleep(Duration::from_secs(3600)).await;
+                assert_eq!(t.elapsed(), Duration::from_secs(3600), "{name}");
+                // A timeout of an hour around something that never finishes, inside a task.
+                let h = spindle::spawn(timeout(Duration::from_secs(3600), std::future::pending::<()>()));
+                assert!(h.await.unwrap().is_err(), "{name}");
+                assert_eq!(t.elapsed(), Duration::from_secs(7200), "{name}");
+                // Many tasks sleeping different virtual durations finish in deadline order.
+                let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let hs: Vec<_> = [5u64, 1, 4, 2, 3]
+                    .into_iter()
+                    .map(|m| {
+                        let order = order.clone();
+                        spindle::spawn(async move {
+                            sleep(Duration::from_secs(m * 60)).await;
+                            order.lock().unwrap().push(m);
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+                assert_eq!(*order.lock().unwrap(), vec![1, 2, 3, 4, 5], "{name}");
+            });
+            assert!(real.elapsed() < Duration::from_secs(10), "{name}: virtual time took {:?}", real.elapsed());
+        }
+    }
+}
+
+#[test]
+fn advance_fires_due_timers_deterministically() {
+    each_flavor(|rt| {
+        rt.block_on(async {
+            pause();
+            let fired = Arc::new(AtomicUsize::new(0));
+            let f = fired.clone();
+            let h = spindle::spawn(async move {
+                sleep(Duration::from_secs(10)).await;
+                f.fetch_add(1, SeqCst);
+            });
+            // Let the task register its timer (auto-advance would otherwise not be needed).
+            spindle::task::yield_now().await;
+            advance(Duration::from_secs(9)).await;
+            assert_eq!(fired.load(SeqCst), 0);
+            advance(Duration::from_secs(1)).await;
+            h.await.unwrap();
+            assert_eq!(fired.load(SeqCst), 1);
+            spindle::time::resume();
+        });
+    });
+}
+
+#[test]
+fn advance_without_pause_is_a_clear_error() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(advance(Duration::from_secs(1)))))
+        .unwrap_err();
+    assert!(panic_message(&*p).contains("requires a paused clock"));
+    let p = std::panic::catch_unwind(pause).unwrap_err();
+    assert!(panic_message(&*p).contains("inside a spindle runtime"));
+}
+
+#[test]
+fn timers_work_outside_spindle_runtimes() {
+    // A plain executor (futures' block_on) and tokio's runtime use the fallback timer thread.
+    let t = real_now();
+    futures::executor::block_on(sleep(Duration::from_millis(5)));
+    assert!(t.elapsed() >= Duration::from_millis(5));
+    let r = futures::executor::block_on(timeout(Duration::from_millis(5), std::future::pending::<()>()));
+    assert!(r.is_err());
+}
+
+#[test]
+fn timers_inside_spindle_block_on() {
+    let t = real_now();
+    spindle::block_on(async {
+        sleep(Duration::from_millis(3)).await;
+        spindle::spawn(sleep(Duration::from_millis(3))).await.unwrap();
+    });
+    assert!(t.elapsed() >= Duration::from_millis(6));
+}
+
+#[test]
+fn idle_runtime_does_not_spin() {
+    // Not a speed test: an idle runtime must sleep in the kernel, not burn a core. Its threads
+    // (found by name in /proc, so other tests running in parallel do not count) may use only a
+    // small fraction of 300 ms of CPU while one task waits on a far timer.
+    fn cpu_ticks_of_threads_named(name: &str) -> u64 {
+        let mut total = 0;
+        for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is field 3; utime and stime are 14 and 15.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            total += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        }
+        total
+    }
+    for (i, flavor) in ["current_thread", "multi_thread"].into_iter().enumerate() {
+        let name = format!("idle-probe-{i}");
+        let rt = if flavor == "current_thread" {
+            Builder::new_current_thread().build().unwrap()
+        } else {
+            Builder::new_multi_thread().worker_threads(2).thread_name(name.clone()).build().unwrap()
+        };
+        let h = rt.spawn(sleep(Duration::from_secs(3600)));
+        if flavor == "current_thread" {
+            // The driving thread is this test's thread: give it the probe's name while it idles.
+            let name2 = name.clone();
+            let t = std::thread::Builder::new()
+                .name(name2)
+                .spawn(move || {
+                    rt.block_on(sleep(Duration::from_millis(20)));
+                    let before = cpu_ticks_of_threads_named(&format!("idle-probe-{i}"));
+                    rt.block_on(sleep(Duration::from_millis(300)));
+                    let used = cpu_ticks_of_threads_named(&format!("idle-probe-{i}")) - before;
+                    h.abort();
+                    used
+                })
+                .unwrap();
+            let used = t.join().unwrap();
+            assert!(used <= 5, "{flavor}: idle runtime used {used} clock ticks (1/100 s) of CPU in 300 ms");
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+            let before = cpu_ticks_of_threads_named(&name);
+            std::thread::sleep(Duration::from_millis(300));
+            let used = cpu_ticks_of_threads_named(&name) - before;
+            assert!(used <= 5, "{flavor}: idle runtime used {used} clock ticks (1/100 s) of CPU in 300 ms");
+            h.abort();
+        }
+    }
+}
