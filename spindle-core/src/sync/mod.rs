@@ -3,8 +3,8 @@
 //! # Contract
 //!
 //! What this module owns: async locks ([`Mutex`], [`RwLock`]), [`Semaphore`], [`Notify`],
-//! [`Barrier`], [`OnceCell`], the channels [`oneshot`] and [`mpsc`], and the shared machinery
-//! under them. Everything here works on any executor (spindle's runtimes, tokio's, a
+//! [`Barrier`], [`OnceCell`], the channels [`oneshot`], [`mpsc`], [`broadcast`] and [`watch`], and
+//! the shared machinery under them. Everything here works on any executor (spindle's runtimes, tokio's, a
 //! hand-rolled `block_on`, an embedded executor): the only thing asked of an executor is a
 //! `Waker`. Leaf futures spend the cooperative budget through [`crate::coop::poll_proceed`], so a
 //! task looping on an always-ready lock still yields on spindle's runtimes.
@@ -40,6 +40,7 @@ pub(crate) use loom::sync::Arc as Shared;
 mod atomic_waker;
 mod barrier;
 mod batch;
+pub mod broadcast;
 mod list;
 mod lock;
 pub mod mpsc;
@@ -52,6 +53,7 @@ mod park;
 mod rwlock;
 mod semaphore;
 mod wake_list;
+pub mod watch;
 
 pub use barrier::{Barrier, BarrierWait, BarrierWaitResult};
 pub use mutex::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};

@@ -264,6 +264,15 @@ impl Notify {
     /// });
     /// ```
     pub fn notify_waiters(&self) {
+        // Nobody queued: bumping the call count completes every `Notified` created so far, and a
+        // registration racing with us re-reads the state under the lock and sees the new count.
+        let mut s = self.state.load(SeqCst);
+        while s & STATE_MASK != WAITING {
+            match self.state.compare_exchange(s, s.wrapping_add(CALL_ONE), SeqCst, SeqCst) {
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
+        }
         let mut waiters = self.waiters.lock();
         // Bump the call count and leave `WAITING` (the waiters move to `draining`); a stored
         // permit stays stored. Lock-free `EMPTY <-> NOTIFIED` flips may race, hence the loop.
