@@ -22,6 +22,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub(crate) mod driver;
 mod rt;
 pub mod task;
 pub mod time;

@@ -29,6 +29,7 @@ use super::blocking::Spawner;
 use super::owned::OwnedTasks;
 use super::park::{Driver, Unparker};
 use super::{context, Scheduler};
+use crate::driver::Reactor;
 use crate::time::{Clock, Shard};
 
 const GLOBAL_INTERVAL: u32 = 31;
@@ -45,6 +46,7 @@ pub(crate) struct Shared {
     pub(crate) blocking: Spawner,
     pub(crate) clock: Arc<Clock>,
     pub(crate) timers: Arc<Shard>,
+    pub(crate) reactor: Arc<Reactor>,
 }
 
 struct Core {
@@ -80,9 +82,10 @@ impl Drop for Driving {
 
 impl Shared {
     pub(crate) fn new(blocking: Spawner, clock: Arc<Clock>) -> std::io::Result<Arc<Shared>> {
-        let driver = Driver::new()?;
+        let driver = Driver::with_reactor()?;
         let timers = Arc::new(Shard::new(clock.clone(), driver.unparker()));
         Ok(Arc::new(Shared {
+            reactor: driver.reactor().expect("a reactor driver").clone(),
             clock,
             timers,
             inject: Inject::new(),

@@ -285,6 +285,7 @@ impl Builder {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn build(&mut self) -> io::Result<Runtime> {
+        crate::driver::check_backend_choice()?;
         spindle_core::coop::set_hook(context::coop_hook);
         let name = self.thread_name.clone();
         let pool = blocking::BlockingPool::new(
@@ -643,6 +644,16 @@ impl Handle {
         }
     }
 
+    /// The I/O backend this runtime's workers park in (`"epoll"` in this build).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// assert_eq!(rt.handle().io_driver(), "epoll");
+    /// ```
+    pub fn io_driver(&self) -> &'static str {
+        crate::driver::backend_name()
+    }
+
     /// Runtime metrics.
     ///
     /// ```
@@ -704,6 +715,21 @@ pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
         s.map(|s| match s {
             Scheduler::CurrentThread(s) => s.timers.clone(),
             Scheduler::MultiThread(s) => s.timer_shard(),
+        })
+    })
+}
+
+/// The reactor an fd created on this thread registers with, if it is inside a runtime.
+pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Some(unsafe { &*w }.reactor().clone());
+    }
+    context::with_scheduler(|s| {
+        s.map(|s| match s {
+            Scheduler::CurrentThread(s) => s.reactor.clone(),
+            Scheduler::MultiThread(s) => s.reactor(),
         })
     })
 }

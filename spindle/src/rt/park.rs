@@ -1,17 +1,20 @@
-//! The driver interface a worker parks in, and the simplest driver: a futex parker.
+//! The driver interface a worker parks in: a futex parker, or the I/O reactor.
 //!
 //! # Contract
 //!
-//! A [`Driver`] belongs to one worker thread. `park`/`park_timeout` block that thread until an
-//! [`Unparker`] fires (from any thread), the timeout passes, or spuriously. An `unpark` that happens
+//! A [`Driver`] belongs to one thread. `park`/`park_timeout`/`park_until` block that thread until
+//! an [`Unparker`] fires (from any thread), the timeout passes, I/O readiness arrives (reactor
+//! drivers dispatch it to registrations before returning), or spuriously. An `unpark` that happens
 //! before the `park` is not lost: it makes the next park return at once (a one-token semaphore).
-//! The time driver (timer deadline) and the I/O drivers (io_uring/epoll wait with an eventfd
-//! wake) plug in here, keeping this contract.
+//! The unparker makes a syscall only when the thread is actually asleep. Workers park with the
+//! next timer deadline as timeout (the time driver) in their I/O reactor ([`crate::driver`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spindle_core::loom::unmodelled::{AtomicU32, Ordering::*};
+
+use crate::driver::Reactor;
 
 const EMPTY: u32 = 0;
 const PARKED: u32 = 1;
@@ -20,9 +23,11 @@ const NOTIFIED: u32 = 2;
 struct ParkState {
     /// The futex word: `EMPTY`, `PARKED` (a thread sleeps on it) or `NOTIFIED` (a token waits).
     word: AtomicU32,
+    /// With a reactor, the thread sleeps in `epoll_wait` and is woken through its eventfd.
+    reactor: Option<Arc<Reactor>>,
 }
 
-/// A worker's driver: today, a futex park.
+/// A thread's driver: a futex park, or an I/O reactor wait.
 pub(crate) struct Driver {
     state: Arc<ParkState>,
 }
@@ -34,8 +39,20 @@ pub(crate) struct Unparker {
 }
 
 impl Driver {
+    /// A futex-only driver (threads that never wait for I/O: `block_on` callers, timer thread).
     pub(crate) fn new() -> std::io::Result<Driver> {
-        Ok(Driver { state: Arc::new(ParkState { word: AtomicU32::new(EMPTY) }) })
+        Ok(Driver { state: Arc::new(ParkState { word: AtomicU32::new(EMPTY), reactor: None }) })
+    }
+
+    /// A driver that parks in an I/O reactor (workers and current-thread runtimes).
+    pub(crate) fn with_reactor() -> std::io::Result<Driver> {
+        let reactor = Arc::new(Reactor::new()?);
+        Ok(Driver { state: Arc::new(ParkState { word: AtomicU32::new(EMPTY), reactor: Some(reactor) }) })
+    }
+
+    /// The reactor this driver parks in, if any.
+    pub(crate) fn reactor(&self) -> Option<&Arc<Reactor>> {
+        self.state.reactor.as_ref()
     }
 
     pub(crate) fn unparker(&self) -> Unparker {
@@ -64,6 +81,13 @@ impl Driver {
             word.store(EMPTY, Release);
             return;
         }
+        if let Some(reactor) = &self.state.reactor {
+            // One wait: events, an unpark (eventfd) or the timeout all end it; spurious returns
+            // are allowed by the contract.
+            reactor.wait(timeout);
+            word.swap(EMPTY, Acquire);
+            return;
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let remaining = match deadline {
@@ -90,7 +114,10 @@ impl Unparker {
     /// Wakes the parked thread, or leaves a token for its next park.
     pub(crate) fn unpark(&self) {
         if self.state.word.swap(NOTIFIED, Release) == PARKED {
-            futex_wake(&self.state.word);
+            match &self.state.reactor {
+                Some(r) => r.wake(),
+                None => futex_wake(&self.state.word),
+            }
         }
     }
 }
@@ -133,6 +160,23 @@ mod tests {
         let t = Instant::now();
         d.park_timeout(Duration::from_millis(20));
         assert!(t.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn reactor_driver_parks_and_unparks() {
+        let mut d = Driver::with_reactor().unwrap();
+        let u = d.unparker();
+        u.unpark();
+        d.park(); // token
+        let t = Instant::now();
+        d.park_timeout(Duration::from_millis(20));
+        assert!(t.elapsed() >= Duration::from_millis(19));
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            u.unpark();
+        });
+        d.park();
+        h.join().unwrap();
     }
 
     #[test]

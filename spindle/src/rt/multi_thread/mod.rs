@@ -40,6 +40,7 @@ use super::blocking::Spawner;
 use super::owned::OwnedTasks;
 use super::park::{Driver, Unparker};
 use super::{context, Scheduler};
+use crate::driver::Reactor;
 use crate::time::{Clock, Shard};
 
 const MAX_LIFO_POLLS: u32 = 3;
@@ -70,6 +71,8 @@ struct Remote {
     local_owned: OwnedTasks<LocalSched>,
     /// The worker's timers (registered by tasks it polls; fired when it parks or maintains).
     pub(crate) timers: Arc<Shard>,
+    /// The worker's I/O reactor (fds registered by tasks it polls; dispatched when it parks).
+    pub(crate) reactor: Arc<Reactor>,
 }
 
 struct Core {
@@ -122,7 +125,7 @@ pub(crate) fn start(
     let mut drivers = Vec::with_capacity(num_workers);
     for index in 0..num_workers {
         let (run_queue, stealer) = local::new();
-        let driver = Driver::new()?;
+        let driver = Driver::with_reactor()?;
         remotes.push(Remote {
             stealer,
             lifo: AtomicPtr::new(ptr::null_mut()),
@@ -130,6 +133,7 @@ pub(crate) fn start(
             local_inject: Inject::new(),
             local_owned: OwnedTasks::new(1),
             timers: Arc::new(Shard::new(clock.clone(), driver.unparker())),
+            reactor: driver.reactor().expect("worker drivers have a reactor").clone(),
         });
         cores.push(Core {
             index,
@@ -242,6 +246,10 @@ impl WorkerCtx {
 
     pub(crate) fn timers(&self) -> &Arc<Shard> {
         &self.remote().timers
+    }
+
+    pub(crate) fn reactor(&self) -> &Arc<Reactor> {
+        &self.remote().reactor
     }
 
     fn remote(&self) -> &Remote {
@@ -582,6 +590,15 @@ impl Shared {
     pub(crate) fn nudge_if_paused(&self) {
         if self.clock.is_paused() {
             self.remotes[0].unparker.unpark();
+        }
+    }
+
+    /// The reactor an fd created on this thread registers with: the current worker's, or worker
+    /// 0's for threads that are not workers.
+    pub(crate) fn reactor(self: &Arc<Self>) -> Arc<Reactor> {
+        match self.current_worker() {
+            Some(w) => w.remote().reactor.clone(),
+            None => self.remotes[0].reactor.clone(),
         }
     }
 
