@@ -24,6 +24,7 @@ extern crate alloc;
 #[cfg(any(feature = "std", test, loom))]
 extern crate std;
 
+pub mod buf;
 pub mod coop;
 pub mod loom;
 pub mod queue;

@@ -222,8 +222,10 @@ impl WorkerCtx {
 
     fn run_task(&self, task: Runnable) {
         let was_searching = std::mem::replace(&mut self.core.borrow_mut().is_searching, false);
-        if was_searching && self.shared.idle.transition_from_searching() {
-            // We were the last searcher: wake another worker to keep looking for work.
+        if was_searching && self.shared.idle.transition_from_searching() && self.shared.has_visible_work() {
+            // We were the last searcher and more work is waiting: wake another worker to take it.
+            // (With no work visible, nobody needs waking: a producer that publishes work after our
+            // SeqCst decrement sees no searcher and wakes a worker itself.)
             self.shared.notify_parked();
         }
         match task {
