@@ -23,6 +23,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod driver;
+pub mod fs;
 pub mod io;
 mod rt;
 pub mod task;

@@ -54,6 +54,7 @@
 //! });
 //! ```
 
+pub(crate) mod blocking;
 mod traits;
 
 pub use spindle_core::buf::{IoBuf, IoBufMut, Slice};

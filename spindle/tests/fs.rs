@@ -1,0 +1,322 @@
+//! spindle::fs on every runtime flavour (and outside any runtime).
+
+mod common;
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::each_flavor;
+use spindle::fs::{self, File, OpenOptions};
+use spindle::io::{IoBuf, IoBufMut};
+
+/// A unique temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "spindle-test-fs-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Tests in this binary run one at a time: one of them counts the process's open fds.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn whole_file_helpers() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("whole");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let p = d.join("a.txt");
+            fs::write(&p, "hello").await.unwrap();
+            assert_eq!(fs::read(&p).await.unwrap(), b"hello");
+            assert_eq!(fs::read_to_string(&p).await.unwrap(), "hello");
+            assert_eq!(fs::metadata(&p).await.unwrap().len(), 5);
+            assert_eq!(fs::copy(&p, d.join("b.txt")).await.unwrap(), 5);
+            fs::rename(d.join("b.txt"), d.join("c.txt")).await.unwrap();
+            assert!(!fs::try_exists(d.join("b.txt")).await.unwrap());
+            assert_eq!(fs::read(d.join("c.txt")).await.unwrap(), b"hello");
+            fs::create_dir_all(d.join("x/y/z")).await.unwrap();
+            fs::create_dir(d.join("x/w")).await.unwrap();
+            let names: Vec<_> = fs::read_dir(&d).await.unwrap().into_iter().map(|e| e.file_name()).collect();
+            assert_eq!(names, ["a.txt", "c.txt", "x"]);
+            let sub = fs::read_dir(d.join("x")).await.unwrap();
+            assert!(sub.iter().all(|e| e.file_type().is_dir()));
+            fs::remove_dir(d.join("x/w")).await.unwrap();
+            fs::remove_file(d.join("c.txt")).await.unwrap();
+            fs::remove_dir_all(d.join("x")).await.unwrap();
+            assert_eq!(fs::read_dir(&d).await.unwrap().len(), 1);
+            // Empty and large files.
+            fs::write(d.join("empty"), b"").await.unwrap();
+            assert!(fs::read(d.join("empty")).await.unwrap().is_empty());
+            let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+            fs::write(d.join("big"), &big).await.unwrap();
+            assert_eq!(fs::read(d.join("big")).await.unwrap(), big);
+        });
+    });
+}
+
+#[test]
+fn errors_name_the_path_and_never_panic() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("errors");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let missing = d.join("missing-file");
+            let e = fs::read(&missing).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotFound);
+            assert!(e.to_string().starts_with(&format!("read {}: ", missing.display())), "{e}");
+
+            let e = File::open(&missing).await.unwrap_err();
+            assert!(e.to_string().starts_with("open "), "{e}");
+            assert!(e.to_string().contains("missing-file"), "{e}");
+
+            // A NUL byte in a path.
+            let e = fs::read("bad\0path").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            let e = fs::write("bad\0path", "x").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+            // Directories where files are expected, and the reverse.
+            assert!(fs::read(&d).await.is_err());
+            assert!(fs::remove_file(&d).await.is_err());
+            fs::write(d.join("f"), "x").await.unwrap();
+            let e = fs::read_dir(d.join("f")).await.unwrap_err();
+            assert!(e.to_string().contains("read_dir"), "{e}");
+            assert!(fs::create_dir_all(d.join("f/sub")).await.is_err());
+            fs::create_dir(d.join("full")).await.unwrap();
+            fs::write(d.join("full/f"), "x").await.unwrap();
+            assert!(fs::remove_dir(d.join("full")).await.is_err());
+
+            // Two-path errors name both.
+            let e = fs::rename(d.join("nope"), d.join("dest")).await.unwrap_err();
+            assert!(e.to_string().contains("nope") && e.to_string().contains("dest"), "{e}");
+            let e = fs::copy(d.join("nope"), d.join("dest")).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotFound);
+
+            // Not UTF-8.
+            fs::write(d.join("bin"), [0xff, 0xfe]).await.unwrap();
+            assert_eq!(fs::read_to_string(d.join("bin")).await.unwrap_err().kind(), ErrorKind::InvalidData);
+
+            // Options without an access mode.
+            assert_eq!(OpenOptions::new().open(d.join("f")).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+            // create_new on an existing file.
+            assert_eq!(File::create_new(d.join("f")).await.unwrap_err().kind(), ErrorKind::AlreadyExists);
+        });
+    });
+}
+
+#[test]
+fn positional_owned_io() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("positional");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let f = OpenOptions::new().read(true).write(true).create(true).open(d.join("f")).await.unwrap();
+            let (res, buf) = f.write_at_owned(b"0123456789".to_vec(), 0).await;
+            assert_eq!(res.unwrap(), 10);
+            assert_eq!(buf, b"0123456789");
+
+            // Read into a Vec's capacity: the length becomes the count.
+            let (res, buf) = f.read_at_owned(Vec::with_capacity(4), 2).await;
+            assert_eq!(res.unwrap(), 4);
+            assert_eq!(buf, b"2345");
+            // Reading at the end gives 0 and an empty buffer.
+            let (res, buf) = f.read_at_owned(buf, 10).await;
+            assert_eq!((res.unwrap(), buf.len()), (0, 0));
+
+            // Append with a slice of the free tail.
+            let mut buf = Vec::with_capacity(8);
+            buf.extend_from_slice(b"ab");
+            let (res, slice) = f.read_at_owned(buf.slice(2..5), 7).await;
+            assert_eq!(res.unwrap(), 3);
+            assert_eq!(slice.into_inner(), b"ab789");
+
+            // Write part of a buffer.
+            let (res, slice) = f.write_at_owned(b"XXabcXX".to_vec().slice(2..5), 10).await;
+            assert_eq!(res.unwrap(), 3);
+            assert_eq!(slice.into_inner(), b"XXabcXX");
+            assert_eq!(fs::read(d.join("f")).await.unwrap(), b"0123456789abc");
+
+            // Box<[u8]> and &'static str.
+            let (res, b) = f.read_at_owned(vec![0u8; 3].into_boxed_slice(), 0).await;
+            assert_eq!((res.unwrap(), &b[..]), (3, &b"012"[..]));
+            let (res, _) = f.write_all_at_owned("end", 13).await;
+            res.unwrap();
+
+            // read_exact: success, then EOF with the partial bytes kept.
+            let (res, buf) = f.read_exact_at_owned(Vec::with_capacity(6), 10).await;
+            res.unwrap();
+            assert_eq!(buf, b"abcend");
+            let (res, buf) = f.read_exact_at_owned(Vec::with_capacity(10), 12).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::UnexpectedEof);
+            assert_eq!(buf, b"cend");
+
+            // Large write_all and metadata/set_len/sync.
+            let big = vec![7u8; 1 << 20];
+            let (res, big) = f.write_all_at_owned(big, 100).await;
+            res.unwrap();
+            assert_eq!(big.len(), 1 << 20);
+            assert_eq!(f.metadata().await.unwrap().len(), 100 + (1 << 20));
+            f.set_len(5).await.unwrap();
+            f.sync_all().await.unwrap();
+            f.sync_data().await.unwrap();
+            assert_eq!(fs::read(d.join("f")).await.unwrap(), b"01234");
+            let g = f.try_clone().await.unwrap();
+            let (res, buf) = g.read_at_owned(Vec::with_capacity(16), 0).await;
+            assert_eq!((res.unwrap(), buf), (5, b"01234".to_vec()));
+        });
+    });
+}
+
+#[test]
+fn failed_ops_give_the_buffer_back() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("giveback");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let f = File::create(d.join("wo")).await.unwrap(); // write-only
+            let mut buf = Vec::with_capacity(32);
+            buf.extend_from_slice(b"keep");
+            let ptr = buf.stable_ptr();
+            let (res, buf) = f.read_at_owned(buf, 0).await;
+            let e = res.unwrap_err();
+            assert!(e.to_string().starts_with("read_at "), "{e}");
+            assert!(e.to_string().contains("wo"), "{e}");
+            assert_eq!(buf, b"keep");
+            assert_eq!(buf.stable_ptr(), ptr, "the same allocation comes back");
+
+            let r = File::open(d.join("wo")).await.unwrap(); // read-only
+            let (res, buf) = r.write_at_owned(buf, 0).await;
+            assert!(res.is_err());
+            assert_eq!(buf, b"keep");
+            // Offsets past i64::MAX are rejected, not wrapped.
+            let (res, buf) = r.read_at_owned(buf, u64::MAX).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::InvalidInput);
+            assert_eq!(buf, b"keep");
+        });
+    });
+}
+
+#[test]
+fn concurrent_positional_writes_from_many_tasks() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("concurrent");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let f = Arc::new(File::create(d.join("f")).await.unwrap());
+            let handles: Vec<_> = (0..64u64)
+                .map(|i| {
+                    let f = f.clone();
+                    spindle::spawn(async move {
+                        let (res, _) = f.write_all_at_owned(vec![i as u8; 100], i * 100).await;
+                        res.unwrap();
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+            let data = fs::read(d.join("f")).await.unwrap();
+            assert_eq!(data.len(), 6400);
+            for (i, chunk) in data.chunks(100).enumerate() {
+                assert!(chunk.iter().all(|&b| b == i as u8));
+            }
+        });
+    });
+}
+
+#[test]
+fn dropped_operations_finish_in_the_background_and_leak_nothing() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("dropped");
+        let d = tmp.path().to_owned();
+        let before = open_fds();
+        rt.block_on(async move {
+            for i in 0..200 {
+                let p = d.join(format!("f{i}"));
+                // Poll each operation once (it is then running or queued on the blocking pool)
+                // and drop it.
+                let open = std::pin::pin!(File::create(p.clone()));
+                let _ = futures::poll!(open);
+                let f = File::create(&p).await.unwrap();
+                let write = std::pin::pin!(f.write_all_at_owned(vec![1u8; 4096], 0));
+                let _ = futures::poll!(write);
+            }
+            // The runtime still serves.
+            fs::write(d.join("after"), "ok").await.unwrap();
+            assert_eq!(fs::read(d.join("after")).await.unwrap(), b"ok");
+        });
+        // Every background job ends and closes what it opened.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while open_fds() > before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(open_fds() <= before, "fds before: {before}, after: {}", open_fds());
+    });
+}
+
+#[test]
+fn works_outside_a_runtime() {
+    let _serial = serial();
+    let tmp = TempDir::new("outside");
+    let d = tmp.path().to_owned();
+    futures::executor::block_on(async move {
+        fs::write(d.join("f"), "x").await.unwrap();
+        assert_eq!(fs::read(d.join("f")).await.unwrap(), b"x");
+        let f = File::open(d.join("f")).await.unwrap();
+        let (res, buf) = f.read_at_owned(Vec::with_capacity(4), 0).await;
+        assert_eq!((res.unwrap(), buf), (1, b"x".to_vec()));
+        assert_eq!(fs::read(d.join("missing")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    });
+}
+
+#[test]
+fn buffers_are_sent_to_the_job_not_copied() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("nocopy");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let f = File::create_new(d.join("f")).await.unwrap();
+            let mut buf = vec![0u8; 64];
+            let ptr = buf.stable_mut_ptr();
+            let (res, buf) = f.write_at_owned(buf, 0).await;
+            res.unwrap();
+            assert_eq!(buf.stable_ptr(), ptr as *const u8);
+        });
+    });
+}
