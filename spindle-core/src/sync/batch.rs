@@ -184,7 +184,23 @@ impl BatchSemaphore {
 
     /// A future that acquires `n` permits, waiting in FIFO order.
     pub(crate) fn acquire(&self, n: usize) -> Acquire<'_> {
-        Acquire { sem: self, node: Waiter::new(n), queued: false }
+        Acquire { sem: self, node: Waiter::new(n), queued: false, budgeted: true }
+    }
+
+    /// As [`acquire`](Self::acquire), for a caller that already spent the cooperative budget for
+    /// this operation (it tried the fast path first).
+    pub(crate) fn acquire_unbudgeted(&self, n: usize) -> Acquire<'_> {
+        Acquire { sem: self, node: Waiter::new(n), queued: false, budgeted: false }
+    }
+
+    /// Takes `n` permits if available now and nobody waits, spending one unit of the cooperative
+    /// budget first: the fast path of an acquire, without building a waiter node.
+    #[inline]
+    pub(crate) fn poll_try_acquire(&self, cx: &mut Context<'_>, n: usize) -> Poll<Result<(), TryAcquireFailure>> {
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(self.try_acquire(n))
     }
 
     /// Returns `n` permits (held ones being given back), handing them to waiters first.
@@ -380,6 +396,8 @@ pub(crate) struct Acquire<'a> {
     node: Waiter,
     /// Set once the node was linked into the list; from then on `node.needed` tells its fate.
     queued: bool,
+    /// Whether the first poll spends a unit of the cooperative budget.
+    budgeted: bool,
 }
 
 // SAFETY: the node is only touched under the semaphore's lock or after the hand-over (see the
@@ -430,7 +448,7 @@ impl Future for Acquire<'_> {
             return Poll::Pending;
         }
 
-        if crate::coop::poll_proceed(cx).is_pending() {
+        if this.budgeted && crate::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
         match sem.try_acquire(n) {

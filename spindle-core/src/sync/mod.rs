@@ -37,12 +37,13 @@ pub(crate) use alloc::sync::Arc as Shared;
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc as Shared;
 
-mod atomic_waker;
+pub(crate) mod atomic_waker;
 mod barrier;
 mod batch;
 pub mod broadcast;
+mod cache_padded;
 mod list;
-mod lock;
+pub(crate) mod lock;
 pub mod mpsc;
 mod mutex;
 mod notify;
@@ -52,7 +53,7 @@ pub mod oneshot;
 mod park;
 mod rwlock;
 mod semaphore;
-mod wake_list;
+pub(crate) mod wake_list;
 pub mod watch;
 
 pub use barrier::{Barrier, BarrierWait, BarrierWaitResult};

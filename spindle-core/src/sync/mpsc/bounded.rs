@@ -93,12 +93,23 @@ impl<T> Sender<T> {
     /// });
     /// ```
     pub async fn send(&self, value: T) -> Result<(), SendError<T>> {
-        match self.chan.semaphore.sem.acquire(1).await {
+        match self.acquire_one().await {
             Ok(()) => {
                 self.chan.send(value);
                 Ok(())
             }
-            Err(_) => Err(SendError(value)),
+            Err(()) => Err(SendError(value)),
+        }
+    }
+
+    /// Takes capacity for one message: at once if there is some (no waiter node is built), else
+    /// by queueing. `Err` if the receiver is gone.
+    async fn acquire_one(&self) -> Result<(), ()> {
+        let sem = &self.chan.semaphore.sem;
+        match core::future::poll_fn(|cx| sem.poll_try_acquire(cx, 1)).await {
+            Ok(()) => Ok(()),
+            Err(TryAcquireFailure::Closed) => Err(()),
+            Err(TryAcquireFailure::NoPermits) => sem.acquire_unbudgeted(1).await.map_err(|_| ()),
         }
     }
 
@@ -166,9 +177,9 @@ impl<T> Sender<T> {
     /// });
     /// ```
     pub async fn reserve(&self) -> Result<Permit<'_, T>, SendError<()>> {
-        match self.chan.semaphore.sem.acquire(1).await {
+        match self.acquire_one().await {
             Ok(()) => Ok(Permit { chan: &self.chan }),
-            Err(_) => Err(SendError(())),
+            Err(()) => Err(SendError(())),
         }
     }
 
@@ -218,9 +229,9 @@ impl<T> Sender<T> {
     /// });
     /// ```
     pub async fn reserve_owned(self) -> Result<OwnedPermit<T>, SendError<Self>> {
-        match self.chan.semaphore.sem.acquire(1).await {
+        match self.acquire_one().await {
             Ok(()) => Ok(OwnedPermit { sender: Some(self) }),
-            Err(_) => Err(SendError(self)),
+            Err(()) => Err(SendError(self)),
         }
     }
 
@@ -661,11 +672,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
     /// ```
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut out = None;
-        match self.chan.poll_recv_many(cx, 1, |v| out = Some(v)) {
-            Poll::Ready(_) => Poll::Ready(out),
-            Poll::Pending => Poll::Pending,
-        }
+        self.chan.poll_recv(cx)
     }
 
     /// Polls for up to `limit` messages, appending them to `buffer` (see

@@ -14,9 +14,10 @@
 use core::task::{Context, Poll};
 
 use super::list::{self, Read};
-use crate::loom::{AtomicUsize, Ordering::*, UnsafeCell};
+use crate::loom::{fence, AtomicBool, AtomicUsize, Ordering::*, UnsafeCell};
 use crate::sync::atomic_waker::AtomicWaker;
 use crate::sync::batch::BatchSemaphore;
+use crate::sync::cache_padded::CachePadded;
 use crate::sync::notify::Notify;
 
 /// What the channel needs from its capacity accounting.
@@ -92,17 +93,58 @@ struct RxFields<T> {
     list: list::Rx<T>,
     /// The receiver called `close` (or was dropped).
     rx_closed: bool,
+    /// The receiver announced itself parked in `rx_notify` and has not withdrawn it yet.
+    parked: bool,
 }
 
-/// The shared channel.
+/// How senders wake the receiver without paying two read-modify-writes on a shared line per
+/// message: the receiver announces `parked` only when it is about to wait, and senders take the
+/// waker only when they see it.
+///
+/// The two sides form the classic store-buffering pattern, closed with sequentially consistent
+/// fences: a sender publishes its message, fences, then reads `parked`; the receiver sets
+/// `parked`, fences, then looks at the queue again. The fences are totally ordered, so either the
+/// sender sees `parked` (and wakes the receiver) or the receiver sees the message (and takes it).
+struct RxNotify {
+    parked: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl RxNotify {
+    /// Sender side, after publishing a message.
+    #[inline]
+    fn notify(&self) {
+        fence(SeqCst);
+        if self.parked.load(Acquire) {
+            self.waker.wake();
+        }
+    }
+
+    /// Receiver side, before looking at the queue a last time and waiting.
+    fn park(&self, waker: &core::task::Waker) {
+        self.waker.register(waker);
+        // `Release` so a sender that sees `parked` also sees the registered waker.
+        self.parked.store(true, Release);
+        fence(SeqCst);
+    }
+
+    /// Receiver side, once it got messages again: senders stop waking.
+    fn unpark(&self) {
+        self.parked.store(false, Relaxed);
+    }
+}
+
+/// The shared channel. The fields every message touches each get their own cache lines: the
+/// senders' tail, the receiver's waker, the capacity word, and the receiver's own fields (written
+/// on every receive), so no thread's writes evict what another thread is about to read.
 pub(crate) struct Chan<T, S> {
-    tx: list::Tx<T>,
-    rx_waker: AtomicWaker,
+    tx: CachePadded<list::Tx<T>>,
+    rx_notify: CachePadded<RxNotify>,
+    pub(crate) semaphore: CachePadded<S>,
+    rx_fields: CachePadded<UnsafeCell<RxFields<T>>>,
     /// Notified (all waiters) when the receiver closes, for `Sender::closed()`.
     notify_rx_closed: Notify,
-    pub(crate) semaphore: S,
     tx_count: AtomicUsize,
-    rx_fields: UnsafeCell<RxFields<T>>,
 }
 
 // SAFETY: messages cross threads (`T: Send`); `rx_fields` is only touched by the single receiver
@@ -115,12 +157,12 @@ impl<T, S: Semaphore> Chan<T, S> {
     pub(crate) fn new(semaphore: S) -> Chan<T, S> {
         let (tx, rx) = list::channel();
         Chan {
-            tx,
-            rx_waker: AtomicWaker::new(),
+            tx: CachePadded(tx),
+            rx_notify: CachePadded(RxNotify { parked: AtomicBool::new(false), waker: AtomicWaker::new() }),
+            semaphore: CachePadded(semaphore),
+            rx_fields: CachePadded(UnsafeCell::new(RxFields { list: rx, rx_closed: false, parked: false })),
             notify_rx_closed: Notify::new(),
-            semaphore,
             tx_count: AtomicUsize::new(1),
-            rx_fields: UnsafeCell::new(RxFields { list: rx, rx_closed: false }),
         }
     }
 
@@ -129,7 +171,7 @@ impl<T, S: Semaphore> Chan<T, S> {
     /// Queues a message the caller was given capacity for, and wakes the receiver.
     pub(crate) fn send(&self, value: T) {
         self.tx.push(value);
-        self.rx_waker.wake();
+        self.rx_notify.notify();
     }
 
     /// A sender handle was cloned.
@@ -144,7 +186,7 @@ impl<T, S: Semaphore> Chan<T, S> {
             return;
         }
         self.tx.close();
-        self.rx_waker.wake();
+        self.rx_notify.waker.wake();
     }
 
     /// Live senders.
@@ -179,7 +221,7 @@ impl<T, S: Semaphore> Chan<T, S> {
 
     /// Wakes the receiver (a permit was given back after it closed).
     pub(crate) fn wake_rx(&self) {
-        self.rx_waker.wake();
+        self.rx_notify.waker.wake();
     }
 
     /// Closes the channel from the receiving side.
@@ -207,6 +249,43 @@ impl<T, S: Semaphore> Chan<T, S> {
         } else {
             n
         }
+    }
+
+    /// Receives one message, or registers the waker. `Ready(None)`: closed and drained. (The
+    /// one-message case of [`poll_recv_many`](Self::poll_recv_many), kept separate because it is
+    /// the hot path.)
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.with_rx(|rx| {
+            match rx.list.pop(&self.tx) {
+                Some(Read::Value(v)) => {
+                    self.semaphore.add_permits(1);
+                    if rx.parked {
+                        rx.parked = false;
+                        self.rx_notify.unpark();
+                    }
+                    return Poll::Ready(Some(v));
+                }
+                Some(Read::Closed) => return Poll::Ready(None),
+                None => {}
+            }
+            rx.parked = true;
+            self.rx_notify.park(cx.waker());
+            // Check again: a message published before we parked found nobody to wake.
+            match rx.list.pop(&self.tx) {
+                Some(Read::Value(v)) => {
+                    self.semaphore.add_permits(1);
+                    rx.parked = false;
+                    self.rx_notify.unpark();
+                    Poll::Ready(Some(v))
+                }
+                Some(Read::Closed) => Poll::Ready(None),
+                None if rx.rx_closed && self.semaphore.is_idle() => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        })
     }
 
     /// Receives up to `limit` messages into `out` (by calling it), or registers the waker.
@@ -239,11 +318,18 @@ impl<T, S: Semaphore> Chan<T, S> {
                 None
             };
             if let Some(n) = drain(rx) {
+                if rx.parked {
+                    rx.parked = false;
+                    self.rx_notify.unpark();
+                }
                 return Poll::Ready(n);
             }
-            self.rx_waker.register(cx.waker());
-            // Check again: a message sent before we registered found no waker to wake.
+            rx.parked = true;
+            self.rx_notify.park(cx.waker());
+            // Check again: a message published before we parked found nobody to wake.
             if let Some(n) = drain(rx) {
+                rx.parked = false;
+                self.rx_notify.unpark();
                 return Poll::Ready(n);
             }
             if rx.rx_closed && self.semaphore.is_idle() {
@@ -288,7 +374,7 @@ pub(crate) enum TryRecv {
 impl<T, S> Drop for Chan<T, S> {
     fn drop(&mut self) {
         let tx = &self.tx;
-        self.rx_fields.with_mut(|p| {
+        self.rx_fields.0.with_mut(|p| {
             // SAFETY: we are the last owner.
             let rx = unsafe { &mut *p };
             // Messages sent with permits after the receiver was dropped are still queued.

@@ -266,11 +266,7 @@ impl<T> UnboundedReceiver<T> {
     /// assert_eq!(rx.poll_recv(&mut Context::from_waker(&waker)), Poll::Ready(Some(2)));
     /// ```
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut out = None;
-        match self.chan.poll_recv_many(cx, 1, |v| out = Some(v)) {
-            Poll::Ready(_) => Poll::Ready(out),
-            Poll::Pending => Poll::Pending,
-        }
+        self.chan.poll_recv(cx)
     }
 
     /// Polls for up to `limit` messages, appending them to `buffer`.
