@@ -70,6 +70,13 @@ unsafe impl Node for Waiter {
 }
 
 /// What [`Barrier::wait`] returns: whether this task was the leader of its generation.
+///
+/// ```
+/// spindle::block_on(async {
+///     let result = spindle::sync::Barrier::new(1).wait().await;
+///     assert!(result.is_leader());
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BarrierWaitResult(bool);
 
@@ -132,6 +139,15 @@ impl core::fmt::Debug for Barrier {
 }
 
 /// Future returned by [`Barrier::wait`].
+///
+/// ```
+/// use spindle::sync::{Barrier, BarrierWait};
+/// spindle::block_on(async {
+///     let b = Barrier::new(1);
+///     let wait: BarrierWait<'_> = b.wait();
+///     wait.await;
+/// });
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct BarrierWait<'a> {
     barrier: &'a Barrier,

@@ -18,6 +18,24 @@
 //! Lock order: the tail lock, then a slot lock. Receivers read a slot without the tail lock when it
 //! holds their value (the common case).
 //!
+//! ```
+//! use spindle::sync::broadcast;
+//!
+//! spindle::block_on(async {
+//!     let (tx, _) = broadcast::channel(8);
+//!     let listeners: Vec<_> = (0..3)
+//!         .map(|_| {
+//!             let mut rx = tx.subscribe();
+//!             spindle::spawn(async move { rx.recv().await.unwrap() })
+//!         })
+//!         .collect();
+//!     tx.send("shutdown").unwrap();
+//!     for l in listeners {
+//!         assert_eq!(l.await.unwrap(), "shutdown");
+//!     }
+//! });
+//! ```
+//!
 //! [`RecvError::Lagged(n)`]: error::RecvError::Lagged
 
 use alloc::boxed::Box;
@@ -30,15 +48,36 @@ use super::Shared as Arc;
 use crate::loom::{AtomicUsize, Ordering::*};
 
 /// Errors of the broadcast channel.
+///
+/// ```
+/// use spindle::sync::broadcast::{self, error::TryRecvError};
+/// let (tx, mut rx) = broadcast::channel::<u8>(1);
+/// drop(tx);
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+/// ```
 pub mod error {
     use core::fmt;
 
     /// No receiver exists: the value comes back.
+    ///
+    /// ```
+    /// use spindle::sync::broadcast;
+    /// let (tx, rx) = broadcast::channel(1);
+    /// drop(rx);
+    /// let err: broadcast::error::SendError<u8> = tx.send(3).unwrap_err();
+    /// assert_eq!(err.0, 3);
+    /// ```
     #[derive(PartialEq, Eq, Clone, Copy)]
     pub struct SendError<T>(pub T);
 
     impl<T> SendError<T> {
         /// The value that could not be sent.
+        ///
+        /// ```
+        /// let (tx, rx) = spindle::sync::broadcast::channel(1);
+        /// drop(rx);
+        /// assert_eq!(tx.send("x").unwrap_err().into_inner(), "x");
+        /// ```
         pub fn into_inner(self) -> T {
             self.0
         }
@@ -60,6 +99,15 @@ pub mod error {
     impl<T> std::error::Error for SendError<T> {}
 
     /// Why `recv` returned no value.
+    ///
+    /// ```
+    /// use spindle::sync::broadcast::{self, error::RecvError};
+    /// spindle::block_on(async {
+    ///     let (tx, mut rx) = broadcast::channel::<u8>(1);
+    ///     drop(tx);
+    ///     assert_eq!(rx.recv().await, Err(RecvError::Closed));
+    /// });
+    /// ```
     #[derive(Debug, PartialEq, Eq, Clone, Copy)]
     pub enum RecvError {
         /// Every sender is gone and every value kept for this receiver was received.
@@ -82,6 +130,12 @@ pub mod error {
     impl std::error::Error for RecvError {}
 
     /// Why `try_recv` returned no value.
+    ///
+    /// ```
+    /// use spindle::sync::broadcast::{self, error::TryRecvError};
+    /// let (_tx, mut rx) = broadcast::channel::<u8>(1);
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    /// ```
     #[derive(Debug, PartialEq, Eq, Clone, Copy)]
     pub enum TryRecvError {
         /// No new value now.
@@ -135,11 +189,24 @@ struct Shared<T> {
 }
 
 /// The sending half. Clone it for more senders.
+///
+/// ```
+/// let (tx, _rx) = spindle::sync::broadcast::channel(4);
+/// let tx2 = tx.clone();
+/// tx2.send(1).unwrap();
+/// assert_eq!(tx.len(), 1);
+/// ```
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
 
 /// A receiving half. Get more with [`Sender::subscribe`] or [`Receiver::resubscribe`].
+///
+/// ```
+/// let (tx, mut rx) = spindle::sync::broadcast::channel(4);
+/// tx.send("hi").unwrap();
+/// assert_eq!(rx.try_recv(), Ok("hi"));
+/// ```
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
     next: u64,

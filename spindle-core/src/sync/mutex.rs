@@ -46,6 +46,16 @@ unsafe impl<T: Send> Send for Mutex<T> {}
 unsafe impl<T: Send> Sync for Mutex<T> {}
 
 /// Exclusive access to a [`Mutex`]'s value; unlocks on drop.
+///
+/// ```
+/// spindle::block_on(async {
+///     let m = spindle::sync::Mutex::new(1);
+///     let mut guard: spindle::sync::MutexGuard<'_, i32> = m.lock().await;
+///     *guard += 1;
+///     drop(guard);
+///     assert_eq!(*m.lock().await, 2);
+/// });
+/// ```
 #[must_use = "dropping the guard unlocks the mutex at once"]
 pub struct MutexGuard<'a, T> {
     lock: &'a Mutex<T>,
@@ -55,12 +65,30 @@ pub struct MutexGuard<'a, T> {
 
 /// Exclusive access to a [`Mutex`] held through an `Arc` (from [`Mutex::lock_owned`]), so it can
 /// move into a spawned task; unlocks on drop.
+///
+/// ```
+/// use std::sync::Arc;
+/// spindle::block_on(async {
+///     let m = Arc::new(spindle::sync::Mutex::new(1));
+///     let guard: spindle::sync::OwnedMutexGuard<i32> = m.clone().lock_owned().await;
+///     assert_eq!(*guard, 1);
+/// });
+/// ```
 #[must_use = "dropping the guard unlocks the mutex at once"]
 pub struct OwnedMutexGuard<T> {
     lock: Arc<Mutex<T>>,
 }
 
 /// Exclusive access to part of a [`Mutex`]'s value (from [`MutexGuard::map`]); unlocks on drop.
+///
+/// ```
+/// use spindle::sync::{MappedMutexGuard, Mutex, MutexGuard};
+/// spindle::block_on(async {
+///     let m = Mutex::new((0, String::new()));
+///     let mut s: MappedMutexGuard<'_, String> = MutexGuard::map(m.lock().await, |p| &mut p.1);
+///     s.push('x');
+/// });
+/// ```
 #[must_use = "dropping the guard unlocks the mutex at once"]
 pub struct MappedMutexGuard<'a, U: ?Sized> {
     sem: &'a BatchSemaphore,
@@ -78,6 +106,13 @@ unsafe impl<U: ?Sized + Send> Send for MappedMutexGuard<'_, U> {}
 unsafe impl<U: ?Sized + Send + Sync> Sync for MappedMutexGuard<'_, U> {}
 
 /// [`Mutex::try_lock`] found the mutex locked.
+///
+/// ```
+/// let m = spindle::sync::Mutex::new(());
+/// let _g = m.try_lock().unwrap();
+/// let err: spindle::sync::TryLockError = m.try_lock().unwrap_err();
+/// assert_eq!(err.to_string(), "operation would block: the lock is held");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TryLockError(());
 

@@ -341,6 +341,15 @@ enum Stage {
 }
 
 /// Future returned by [`Notify::notified`]. See there for when it completes.
+///
+/// ```
+/// spindle::block_on(async {
+///     let notify = spindle::sync::Notify::new();
+///     let waiting: spindle::sync::Notified<'_> = notify.notified();
+///     notify.notify_waiters();
+///     waiting.await;
+/// });
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Notified<'a> {
     notify: &'a Notify,

@@ -42,6 +42,12 @@ unsafe impl<T: Send + Sync> Sync for OnceCell<T> {}
 unsafe impl<T: Send> Send for OnceCell<T> {}
 
 /// Why [`OnceCell::set`] failed; gives the value back.
+///
+/// ```
+/// use spindle::sync::{OnceCell, SetError};
+/// let cell = OnceCell::new_with(Some(1));
+/// assert_eq!(cell.set(2), Err(SetError::AlreadyInitializedError(2)));
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub enum SetError<T> {
     /// The cell already holds a value.
@@ -52,16 +58,33 @@ pub enum SetError<T> {
 
 impl<T> SetError<T> {
     /// Whether the cell already held a value.
+    ///
+    /// ```
+    /// let cell = spindle::sync::OnceCell::new_with(Some(1));
+    /// assert!(cell.set(2).unwrap_err().is_already_init_err());
+    /// ```
     pub fn is_already_init_err(&self) -> bool {
         matches!(self, SetError::AlreadyInitializedError(_))
     }
 
     /// Whether an initialiser was running.
+    ///
+    /// ```
+    /// let cell = spindle::sync::OnceCell::<u8>::new();
+    /// let mut init = Box::pin(cell.get_or_init(std::future::pending));
+    /// let _ = futures::FutureExt::now_or_never(init.as_mut()); // an initialiser is running
+    /// assert!(cell.set(1).unwrap_err().is_initializing_err());
+    /// ```
     pub fn is_initializing_err(&self) -> bool {
         matches!(self, SetError::InitializingError(_))
     }
 
     /// The value that could not be stored.
+    ///
+    /// ```
+    /// let cell = spindle::sync::OnceCell::new_with(Some(1));
+    /// assert_eq!(cell.set(7).unwrap_err().into_inner(), 7);
+    /// ```
     pub fn into_inner(self) -> T {
         match self {
             SetError::AlreadyInitializedError(v) | SetError::InitializingError(v) => v,

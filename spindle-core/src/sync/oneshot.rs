@@ -41,10 +41,26 @@ const CLOSED: usize = 1 << 2;
 const TX_TASK_SET: usize = 1 << 3;
 
 /// Errors of the oneshot channel.
+///
+/// ```
+/// use spindle::sync::oneshot::{self, error::TryRecvError};
+/// let (tx, mut rx) = oneshot::channel::<u8>();
+/// drop(tx);
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+/// ```
 pub mod error {
     use core::fmt;
 
     /// The sender was dropped without sending a value.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let (tx, rx) = spindle::sync::oneshot::channel::<u8>();
+    ///     drop(tx);
+    ///     let err: spindle::sync::oneshot::error::RecvError = rx.await.unwrap_err();
+    ///     assert!(err.to_string().contains("dropped"));
+    /// });
+    /// ```
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct RecvError(pub(super) ());
 
@@ -58,6 +74,12 @@ pub mod error {
     impl std::error::Error for RecvError {}
 
     /// Why [`Receiver::try_recv`](super::Receiver::try_recv) returned no value.
+    ///
+    /// ```
+    /// use spindle::sync::oneshot::{self, error::TryRecvError};
+    /// let (_tx, mut rx) = oneshot::channel::<u8>();
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    /// ```
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum TryRecvError {
         /// Nothing was sent yet.
@@ -97,6 +119,12 @@ unsafe impl<T: Send> Send for Inner<T> {}
 unsafe impl<T: Send> Sync for Inner<T> {}
 
 /// The sending half: [`send`](Self::send) consumes it.
+///
+/// ```
+/// let (tx, rx) = spindle::sync::oneshot::channel();
+/// tx.send(1).unwrap();
+/// assert_eq!(spindle::block_on(rx), Ok(1));
+/// ```
 pub struct Sender<T> {
     inner: Option<Arc<Inner<T>>>,
 }
@@ -106,6 +134,14 @@ pub struct Sender<T> {
 /// # Cancel safety
 /// Awaiting `&mut rx` is cancel safe: if the future is dropped before it completes, the value (if
 /// it arrives) stays in the channel for the next poll or [`try_recv`](Self::try_recv).
+///
+/// ```
+/// spindle::block_on(async {
+///     let (tx, rx) = spindle::sync::oneshot::channel();
+///     spindle::spawn(async move { tx.send("done").unwrap() });
+///     assert_eq!(rx.await, Ok("done"));
+/// });
+/// ```
 pub struct Receiver<T> {
     inner: Option<Arc<Inner<T>>>,
 }

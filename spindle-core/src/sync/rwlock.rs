@@ -50,6 +50,14 @@ unsafe impl<T: Send> Send for RwLock<T> {}
 unsafe impl<T: Send + Sync> Sync for RwLock<T> {}
 
 /// Shared access to an [`RwLock`]'s value; releases on drop.
+///
+/// ```
+/// spindle::block_on(async {
+///     let lock = spindle::sync::RwLock::new(1);
+///     let r: spindle::sync::RwLockReadGuard<'_, i32> = lock.read().await;
+///     assert_eq!(*r, 1);
+/// });
+/// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct RwLockReadGuard<'a, T> {
     lock: &'a RwLock<T>,
@@ -57,6 +65,14 @@ pub struct RwLockReadGuard<'a, T> {
 }
 
 /// Exclusive access to an [`RwLock`]'s value; releases on drop.
+///
+/// ```
+/// spindle::block_on(async {
+///     let lock = spindle::sync::RwLock::new(1);
+///     let mut w: spindle::sync::RwLockWriteGuard<'_, i32> = lock.write().await;
+///     *w = 2;
+/// });
+/// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct RwLockWriteGuard<'a, T> {
     lock: &'a RwLock<T>,
@@ -64,12 +80,30 @@ pub struct RwLockWriteGuard<'a, T> {
 }
 
 /// Shared access through an `Arc` (from [`RwLock::read_owned`]); releases on drop.
+///
+/// ```
+/// use std::sync::Arc;
+/// spindle::block_on(async {
+///     let lock = Arc::new(spindle::sync::RwLock::new(1));
+///     let r: spindle::sync::OwnedRwLockReadGuard<i32> = lock.read_owned().await;
+///     assert_eq!(*r, 1);
+/// });
+/// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct OwnedRwLockReadGuard<T> {
     lock: Arc<RwLock<T>>,
 }
 
 /// Exclusive access through an `Arc` (from [`RwLock::write_owned`]); releases on drop.
+///
+/// ```
+/// use std::sync::Arc;
+/// spindle::block_on(async {
+///     let lock = Arc::new(spindle::sync::RwLock::new(1));
+///     let mut w: spindle::sync::OwnedRwLockWriteGuard<i32> = lock.write_owned().await;
+///     *w = 3;
+/// });
+/// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct OwnedRwLockWriteGuard<T> {
     lock: Arc<RwLock<T>>,

@@ -49,6 +49,13 @@ pub struct Semaphore {
 }
 
 /// Permits borrowed from a [`Semaphore`]; returned to it when dropped (unless [`forget`](Self::forget)).
+///
+/// ```
+/// let sem = spindle::sync::Semaphore::new(1);
+/// let permit: spindle::sync::SemaphorePermit<'_> = sem.try_acquire().unwrap();
+/// drop(permit); // released
+/// assert_eq!(sem.available_permits(), 1);
+/// ```
 #[must_use = "dropping the permit releases it at once"]
 pub struct SemaphorePermit<'a> {
     sem: &'a Semaphore,
@@ -57,6 +64,14 @@ pub struct SemaphorePermit<'a> {
 
 /// Permits from a [`Semaphore`] held through an `Arc`, so they can move into spawned tasks;
 /// returned when dropped (unless [`forget`](Self::forget)).
+///
+/// ```
+/// use std::sync::Arc;
+/// let sem = Arc::new(spindle::sync::Semaphore::new(1));
+/// let permit: spindle::sync::OwnedSemaphorePermit = sem.clone().try_acquire_owned().unwrap();
+/// std::thread::spawn(move || drop(permit)).join().unwrap();
+/// assert_eq!(sem.available_permits(), 1);
+/// ```
 #[must_use = "dropping the permit releases it at once"]
 pub struct OwnedSemaphorePermit {
     sem: Arc<Semaphore>,
@@ -94,12 +109,27 @@ impl AcquireError {
     }
 
     /// Whether the semaphore was closed.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let sem = spindle::sync::Semaphore::new(1);
+    ///     sem.close();
+    ///     assert!(sem.acquire().await.unwrap_err().is_closed());
+    /// });
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.kind == AcquireErrorKind::Closed
     }
 
     /// Whether more permits were requested than the semaphore holds in total (so waiting could
     /// never succeed).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let sem = spindle::sync::Semaphore::new(1);
+    ///     assert!(sem.acquire_many(2).await.unwrap_err().is_too_many());
+    /// });
+    /// ```
     pub fn is_too_many(&self) -> bool {
         matches!(self.kind, AcquireErrorKind::TooMany { .. })
     }
@@ -122,6 +152,12 @@ impl fmt::Display for AcquireError {
 impl std::error::Error for AcquireError {}
 
 /// Why [`Semaphore::try_acquire`] failed.
+///
+/// ```
+/// use spindle::sync::{Semaphore, TryAcquireError};
+/// let sem = Semaphore::new(0);
+/// assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TryAcquireError {
     /// The semaphore was closed.
@@ -132,11 +168,22 @@ pub enum TryAcquireError {
 
 impl TryAcquireError {
     /// Whether the semaphore was closed.
+    ///
+    /// ```
+    /// let sem = spindle::sync::Semaphore::new(1);
+    /// sem.close();
+    /// assert!(sem.try_acquire().unwrap_err().is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         *self == TryAcquireError::Closed
     }
 
     /// Whether no permits were available.
+    ///
+    /// ```
+    /// let sem = spindle::sync::Semaphore::new(0);
+    /// assert!(sem.try_acquire().unwrap_err().is_no_permits());
+    /// ```
     pub fn is_no_permits(&self) -> bool {
         *self == TryAcquireError::NoPermits
     }
@@ -165,6 +212,10 @@ impl From<TryAcquireFailure> for TryAcquireError {
 
 impl Semaphore {
     /// The most permits a semaphore can hold: `usize::MAX >> 3`.
+    ///
+    /// ```
+    /// assert_eq!(spindle::sync::Semaphore::MAX_PERMITS, usize::MAX >> 3);
+    /// ```
     pub const MAX_PERMITS: usize = super::batch::MAX_PERMITS;
 
     /// A semaphore with `permits` permits.

@@ -37,10 +37,23 @@ const CLOSED: usize = 1 << 0;
 const VERSION_ONE: usize = 1 << 1;
 
 /// Errors of the watch channel.
+///
+/// ```
+/// let (tx, rx) = spindle::sync::watch::channel(0);
+/// drop(tx);
+/// let _err: spindle::sync::watch::error::RecvError = rx.has_changed().unwrap_err();
+/// ```
 pub mod error {
     use core::fmt;
 
     /// No receiver exists: the value comes back.
+    ///
+    /// ```
+    /// let (tx, rx) = spindle::sync::watch::channel(0);
+    /// drop(rx);
+    /// let spindle::sync::watch::error::SendError(back) = tx.send(1).unwrap_err();
+    /// assert_eq!(back, 1);
+    /// ```
     #[derive(PartialEq, Eq, Clone, Copy)]
     pub struct SendError<T>(pub T);
 
@@ -60,6 +73,15 @@ pub mod error {
     impl<T> std::error::Error for SendError<T> {}
 
     /// Every sender is gone (and, for `changed`, the latest value was already seen).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let (tx, mut rx) = spindle::sync::watch::channel(0);
+    ///     drop(tx);
+    ///     let err: spindle::sync::watch::error::RecvError = rx.changed().await.unwrap_err();
+    ///     assert!(err.to_string().contains("sender"));
+    /// });
+    /// ```
     #[derive(Debug, PartialEq, Eq, Clone, Copy)]
     pub struct RecvError(pub(super) ());
 
@@ -88,12 +110,25 @@ struct Shared<T> {
 }
 
 /// The sending half. Clone it for more senders; the channel closes when the last one goes.
+///
+/// ```
+/// let (tx, rx) = spindle::sync::watch::channel(0);
+/// tx.clone().send(1).unwrap();
+/// assert_eq!(*rx.borrow(), 1);
+/// ```
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
 
 /// A receiving half. Clone it (the clone has seen what this one has) or use
 /// [`Sender::subscribe`].
+///
+/// ```
+/// let (tx, rx) = spindle::sync::watch::channel("a");
+/// let rx2 = rx.clone();
+/// tx.send("b").unwrap();
+/// assert_eq!(*rx2.borrow(), "b");
+/// ```
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
     /// The version this receiver last saw (with the `CLOSED` bit clear).
@@ -102,6 +137,12 @@ pub struct Receiver<T> {
 
 /// A read guard on the current value. Holding it blocks senders: keep it short, and never across
 /// an `.await`.
+///
+/// ```
+/// let (_tx, rx) = spindle::sync::watch::channel(vec![1, 2]);
+/// let r: spindle::sync::watch::Ref<'_, Vec<i32>> = rx.borrow();
+/// assert_eq!(r.len(), 2);
+/// ```
 pub struct Ref<'a, T> {
     guard: ValueReadGuard<'a, T>,
     has_changed: bool,

@@ -11,17 +11,44 @@ use super::error::{SendError, TryRecvError, TrySendError};
 use crate::sync::batch::{BatchSemaphore, TryAcquireFailure};
 
 /// The sending half of a bounded channel. Clone it for more senders.
+///
+/// ```
+/// spindle::block_on(async {
+///     let (tx, mut rx) = spindle::sync::mpsc::channel(2);
+///     let tx2 = tx.clone();
+///     tx.send(1).await.unwrap();
+///     tx2.send(2).await.unwrap();
+///     assert_eq!(rx.recv().await, Some(1));
+/// });
+/// ```
 pub struct Sender<T> {
     chan: Arc<Chan<T, Bounded>>,
 }
 
 /// The receiving half of a bounded channel.
+///
+/// ```
+/// spindle::block_on(async {
+///     let (tx, mut rx) = spindle::sync::mpsc::channel(2);
+///     tx.send("m").await.unwrap();
+///     assert_eq!(rx.recv().await, Some("m"));
+/// });
+/// ```
 pub struct Receiver<T> {
     chan: Arc<Chan<T, Bounded>>,
 }
 
 /// Capacity for one message, reserved with [`Sender::reserve`]: sending on it cannot fail or wait.
 /// Dropping it unused gives the capacity back.
+///
+/// ```
+/// spindle::block_on(async {
+///     let (tx, mut rx) = spindle::sync::mpsc::channel(1);
+///     let permit: spindle::sync::mpsc::Permit<'_, u8> = tx.reserve().await.unwrap();
+///     permit.send(1);
+///     assert_eq!(rx.recv().await, Some(1));
+/// });
+/// ```
 #[must_use = "dropping the permit gives the capacity back at once"]
 pub struct Permit<'a, T> {
     chan: &'a Chan<T, Bounded>,
@@ -29,6 +56,15 @@ pub struct Permit<'a, T> {
 
 /// Capacity for one message held with a sender ([`Sender::reserve_owned`]), so it can move into
 /// a task. Dropping it unused gives the capacity back.
+///
+/// ```
+/// spindle::block_on(async {
+///     let (tx, mut rx) = spindle::sync::mpsc::channel(1);
+///     let permit: spindle::sync::mpsc::OwnedPermit<u8> = tx.reserve_owned().await.unwrap();
+///     let _tx = permit.send(2);
+///     assert_eq!(rx.recv().await, Some(2));
+/// });
+/// ```
 #[must_use = "dropping the permit gives the capacity back at once"]
 pub struct OwnedPermit<T> {
     sender: Option<Sender<T>>,
@@ -36,6 +72,12 @@ pub struct OwnedPermit<T> {
 
 /// Capacity for several messages ([`Sender::reserve_many`]), handed out one [`Permit`] at a time.
 /// Capacity not taken is given back when it is dropped.
+///
+/// ```
+/// let (tx, _rx) = spindle::sync::mpsc::channel::<u8>(3);
+/// let permits = tx.try_reserve_many(3).unwrap();
+/// assert_eq!(permits.count(), 3);
+/// ```
 #[must_use = "dropping the permits gives the capacity back at once"]
 pub struct PermitIterator<'a, T> {
     chan: &'a Chan<T, Bounded>,

@@ -1,13 +1,34 @@
 //! Errors of the mpsc channels.
+//!
+//! ```
+//! use spindle::sync::mpsc::{self, error::SendError};
+//! let (tx, rx) = mpsc::unbounded_channel();
+//! drop(rx);
+//! assert_eq!(tx.send(1), Err(SendError(1)));
+//! ```
 
 use core::fmt;
 
 /// The receiver is gone (dropped or closed): the message comes back.
+///
+/// ```
+/// use spindle::sync::mpsc;
+/// let (tx, rx) = mpsc::unbounded_channel();
+/// drop(rx);
+/// let mpsc::error::SendError(back) = tx.send(5).unwrap_err();
+/// assert_eq!(back, 5);
+/// ```
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub struct SendError<T>(pub T);
 
 impl<T> SendError<T> {
     /// The message that could not be sent.
+    ///
+    /// ```
+    /// let (tx, rx) = spindle::sync::mpsc::unbounded_channel();
+    /// drop(rx);
+    /// assert_eq!(tx.send('a').unwrap_err().into_inner(), 'a');
+    /// ```
     pub fn into_inner(self) -> T {
         self.0
     }
@@ -29,6 +50,13 @@ impl<T> fmt::Display for SendError<T> {
 impl<T> std::error::Error for SendError<T> {}
 
 /// Why `try_send` did not send: the message comes back either way.
+///
+/// ```
+/// use spindle::sync::mpsc::{self, error::TrySendError};
+/// let (tx, _rx) = mpsc::channel(1);
+/// tx.try_send(1).unwrap();
+/// assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
+/// ```
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum TrySendError<T> {
     /// The channel is at capacity (or senders are queued for capacity).
@@ -39,6 +67,12 @@ pub enum TrySendError<T> {
 
 impl<T> TrySendError<T> {
     /// The message that could not be sent.
+    ///
+    /// ```
+    /// let (tx, _rx) = spindle::sync::mpsc::channel(1);
+    /// tx.try_send(1).unwrap();
+    /// assert_eq!(tx.try_send(2).unwrap_err().into_inner(), 2);
+    /// ```
     pub fn into_inner(self) -> T {
         match self {
             TrySendError::Full(v) | TrySendError::Closed(v) => v,
@@ -46,11 +80,23 @@ impl<T> TrySendError<T> {
     }
 
     /// Whether the channel was full.
+    ///
+    /// ```
+    /// let (tx, _rx) = spindle::sync::mpsc::channel(1);
+    /// tx.try_send(1).unwrap();
+    /// assert!(tx.try_send(2).unwrap_err().is_full());
+    /// ```
     pub fn is_full(&self) -> bool {
         matches!(self, TrySendError::Full(_))
     }
 
     /// Whether the receiver was gone.
+    ///
+    /// ```
+    /// let (tx, rx) = spindle::sync::mpsc::channel(1);
+    /// drop(rx);
+    /// assert!(tx.try_send(1).unwrap_err().is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         matches!(self, TrySendError::Closed(_))
     }
@@ -84,6 +130,14 @@ impl<T> fmt::Display for TrySendError<T> {
 impl<T> std::error::Error for TrySendError<T> {}
 
 /// Why `try_recv` returned no message.
+///
+/// ```
+/// use spindle::sync::mpsc::{self, error::TryRecvError};
+/// let (tx, mut rx) = mpsc::channel::<u8>(1);
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+/// drop(tx);
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+/// ```
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 pub enum TryRecvError {
     /// Nothing is queued now, but senders remain.

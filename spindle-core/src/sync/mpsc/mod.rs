@@ -17,6 +17,29 @@
 //!   `closed()` futures complete; messages still queued are dropped with the receiver.
 //! - `blocking_send`/`blocking_recv` (feature `std`) park the calling thread: for sync code.
 //! - Cancel safety is documented on every async method.
+//!
+//! ```
+//! use spindle::sync::mpsc;
+//!
+//! spindle::block_on(async {
+//!     let (tx, mut rx) = mpsc::channel(16);
+//!     let workers: Vec<_> = (0..4u64)
+//!         .map(|w| {
+//!             let tx = tx.clone();
+//!             spindle::spawn(async move { tx.send(w * 10).await.unwrap() })
+//!         })
+//!         .collect();
+//!     drop(tx);
+//!     let mut sum = 0;
+//!     while let Some(v) = rx.recv().await {
+//!         sum += v;
+//!     }
+//!     assert_eq!(sum, 60);
+//!     for w in workers {
+//!         w.await.unwrap();
+//!     }
+//! });
+//! ```
 
 mod bounded;
 mod chan;

@@ -11,11 +11,24 @@ use super::error::{SendError, TryRecvError};
 use crate::loom::AtomicUsize;
 
 /// The sending half of an unbounded channel. Clone it for more senders.
+///
+/// ```
+/// let (tx, _rx) = spindle::sync::mpsc::unbounded_channel();
+/// let tx2 = tx.clone();
+/// tx2.send(1).unwrap();
+/// assert!(tx.same_channel(&tx2));
+/// ```
 pub struct UnboundedSender<T> {
     chan: Arc<Chan<T, Unbounded>>,
 }
 
 /// The receiving half of an unbounded channel.
+///
+/// ```
+/// let (tx, mut rx) = spindle::sync::mpsc::unbounded_channel();
+/// tx.send(1).unwrap();
+/// assert_eq!(rx.try_recv(), Ok(1));
+/// ```
 pub struct UnboundedReceiver<T> {
     chan: Arc<Chan<T, Unbounded>>,
 }
