@@ -98,8 +98,8 @@ struct RxFields<T> {
 }
 
 /// How senders wake the receiver without paying two read-modify-writes on a shared line per
-/// message: the receiver announces `parked` only when it is about to wait, and senders take the
-/// waker only when they see it.
+/// message: the receiver announces `parked` only when it is about to wait, and one sender that sees
+/// it clears it and takes the waker.
 ///
 /// The two sides form the classic store-buffering pattern, closed with sequentially consistent
 /// fences: a sender publishes its message, fences, then reads `parked`; the receiver sets
@@ -115,7 +115,9 @@ impl RxNotify {
     #[inline]
     fn notify(&self) {
         fence(SeqCst);
-        if self.parked.load(Acquire) {
+        // Of the senders that see the receiver parked, the one that clears the flag wakes it; the
+        // others skip the waker's read-modify-writes (the receiver will find their messages too).
+        if self.parked.load(Acquire) && self.parked.swap(false, AcqRel) {
             self.waker.wake();
         }
     }
@@ -128,9 +130,12 @@ impl RxNotify {
         fence(SeqCst);
     }
 
-    /// Receiver side, once it got messages again: senders stop waking.
+    /// Receiver side, once it got messages again: senders stop waking (a waking sender may have
+    /// cleared the flag already).
     fn unpark(&self) {
-        self.parked.store(false, Relaxed);
+        if self.parked.load(Relaxed) {
+            self.parked.store(false, Relaxed);
+        }
     }
 }
 
