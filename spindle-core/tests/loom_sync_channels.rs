@@ -224,3 +224,22 @@ fn mpsc_close_races_permit() {
         assert!(got.is_empty() || got == [1]);
     });
 }
+
+/// The receiver closes an unbounded channel while a send races it (the send counts its message
+/// before it sees the close, then takes the count back): `recv` ends with the message or without
+/// it, but never waits forever for a count that is gone.
+#[test]
+fn mpsc_unbounded_close_races_send() {
+    model(3, || {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let t = thread::spawn(move || {
+            let sent = tx.send(1).is_ok();
+            (sent, tx)
+        });
+        rx.close();
+        let got = block_on(rx.recv());
+        let (sent, tx) = t.join().unwrap();
+        assert_eq!(got.is_some(), sent);
+        drop(tx);
+    });
+}

@@ -57,19 +57,35 @@ impl Semaphore for Bounded {
 pub(crate) struct Unbounded(pub(crate) AtomicUsize);
 
 impl Unbounded {
-    /// Counts one more message, unless the channel is closed.
-    pub(crate) fn try_add_message(&self) -> bool {
-        let mut s = self.0.load(Acquire);
-        loop {
-            if s & 1 == 1 {
-                return false;
-            }
-            assert!(s < usize::MAX - 2, "spindle: unbounded channel message count overflow");
-            match self.0.compare_exchange_weak(s, s + 2, AcqRel, Acquire) {
-                Ok(_) => return true,
-                Err(actual) => s = actual,
-            }
+    /// Counts one more message, unless the channel is closed. One `fetch_add`, never a retry loop:
+    /// a send that finds the channel closed takes its count back, and since the receiver may have
+    /// seen the channel busy meanwhile (it waits for "closed and idle"), `Chan::unbounded_send`
+    /// then wakes it.
+    fn try_add_message(&self) -> Result<(), AddFailed> {
+        let prev = self.0.fetch_add(2, AcqRel);
+        assert!(prev < usize::MAX / 2, "spindle: unbounded channel message count overflow");
+        if prev & 1 == 1 {
+            self.0.fetch_sub(2, AcqRel);
+            return Err(AddFailed);
         }
+        Ok(())
+    }
+}
+
+/// The unbounded channel was closed: the message was not counted.
+struct AddFailed;
+
+impl<T> Chan<T, Unbounded> {
+    /// Sends on an unbounded channel; gives the message back if the receiver is gone.
+    pub(crate) fn unbounded_send(&self, value: T) -> Result<(), T> {
+        if let Err(AddFailed) = self.semaphore.try_add_message() {
+            // Our count was visible for a moment: a receiver waiting for "closed and idle" may have
+            // seen it and parked. It is idle again now, so let it look.
+            self.rx_notify.waker.wake();
+            return Err(value);
+        }
+        self.send(value);
+        Ok(())
     }
 }
 

@@ -61,11 +61,7 @@ impl<T> UnboundedSender<T> {
     /// assert_eq!(tx.send(1).unwrap_err().0, 1);
     /// ```
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        if !self.chan.semaphore.try_add_message() {
-            return Err(SendError(value));
-        }
-        self.chan.send(value);
-        Ok(())
+        self.chan.unbounded_send(value).map_err(SendError)
     }
 
     /// Waits until the receiver is dropped or closed.
