@@ -182,15 +182,22 @@ impl BatchSemaphore {
         }
     }
 
-    /// A future that acquires `n` permits, waiting in FIFO order.
-    pub(crate) fn acquire(&self, n: usize) -> Acquire<'_> {
-        Acquire { sem: self, node: Waiter::new(n), queued: false, budgeted: true }
+    /// A future that acquires `n` permits, waiting in FIFO order. It spends no cooperative budget:
+    /// callers go through [`acquire_fast`](Self::acquire_fast), which spent it on the fast path.
+    fn acquire_unbudgeted(&self, n: usize) -> Acquire<'_> {
+        Acquire { sem: self, node: Waiter::new(n), queued: false }
     }
 
-    /// As [`acquire`](Self::acquire), for a caller that already spent the cooperative budget for
-    /// this operation (it tried the fast path first).
-    pub(crate) fn acquire_unbudgeted(&self, n: usize) -> Acquire<'_> {
-        Acquire { sem: self, node: Waiter::new(n), queued: false, budgeted: false }
+    /// Acquires `n` permits: at once if they are free (no waiter node is built, which is most of
+    /// the cost of an uncontended acquire), else by queueing. The usual way to acquire.
+    ///
+    /// Cancel safe, as [`Acquire`].
+    pub(crate) async fn acquire_fast(&self, n: usize) -> Result<(), AcquireFailure> {
+        match core::future::poll_fn(|cx| self.poll_try_acquire(cx, n)).await {
+            Ok(()) => Ok(()),
+            Err(TryAcquireFailure::Closed) => Err(AcquireFailure::Closed),
+            Err(TryAcquireFailure::NoPermits) => self.acquire_unbudgeted(n).await,
+        }
     }
 
     /// Takes `n` permits if available now and nobody waits, spending one unit of the cooperative
@@ -386,7 +393,8 @@ impl BatchSemaphore {
     }
 }
 
-/// Future returned by [`BatchSemaphore::acquire`]: resolves once all requested permits are held.
+/// The waiting part of [`BatchSemaphore::acquire_fast`]: resolves once all requested permits are
+/// held.
 ///
 /// Dropping it while queued gives back whatever was already granted (to the next waiters), so
 /// cancelling never loses a permit; dropping it after it was granted but before it returned
@@ -396,8 +404,6 @@ pub(crate) struct Acquire<'a> {
     node: Waiter,
     /// Set once the node was linked into the list; from then on `node.needed` tells its fate.
     queued: bool,
-    /// Whether the first poll spends a unit of the cooperative budget.
-    budgeted: bool,
 }
 
 // SAFETY: the node is only touched under the semaphore's lock or after the hand-over (see the
@@ -448,9 +454,6 @@ impl Future for Acquire<'_> {
             return Poll::Pending;
         }
 
-        if this.budgeted && crate::coop::poll_proceed(cx).is_pending() {
-            return Poll::Pending;
-        }
         match sem.try_acquire(n) {
             Ok(()) => return Poll::Ready(Ok(())),
             Err(TryAcquireFailure::Closed) => return Poll::Ready(Err(AcquireFailure::Closed)),

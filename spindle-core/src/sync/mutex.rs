@@ -166,7 +166,7 @@ impl<T> Mutex<T> {
     /// ```
     pub async fn lock(&self) -> MutexGuard<'_, T> {
         // A mutex is never closed and holds exactly one permit, so acquiring one cannot fail.
-        let _ = self.sem.acquire(1).await;
+        let _ = self.sem.acquire_fast(1).await;
         MutexGuard { lock: self, _not_auto: PhantomData }
     }
 
@@ -204,7 +204,7 @@ impl<T> Mutex<T> {
     /// });
     /// ```
     pub async fn lock_owned(self: Arc<Self>) -> OwnedMutexGuard<T> {
-        let _ = self.sem.acquire(1).await;
+        let _ = self.sem.acquire_fast(1).await;
         OwnedMutexGuard { lock: self }
     }
 

@@ -279,7 +279,7 @@ impl<T> OnceCell<T> {
         if let Some(v) = self.get() {
             return Ok(v);
         }
-        match self.semaphore.acquire(1).await {
+        match self.semaphore.acquire_fast(1).await {
             Ok(()) => {
                 // Give the permit back if `f` fails, panics or we are cancelled.
                 struct Permit<'a>(&'a BatchSemaphore);

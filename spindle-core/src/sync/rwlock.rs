@@ -184,7 +184,7 @@ impl<T> RwLock<T> {
     /// ```
     pub async fn read(&self) -> RwLockReadGuard<'_, T> {
         // Never closed, and one permit is at most `max_readers`: cannot fail.
-        let _ = self.sem.acquire(1).await;
+        let _ = self.sem.acquire_fast(1).await;
         self.read_guard()
     }
 
@@ -202,7 +202,7 @@ impl<T> RwLock<T> {
     /// });
     /// ```
     pub async fn write(&self) -> RwLockWriteGuard<'_, T> {
-        let _ = self.sem.acquire(self.max_readers as usize).await;
+        let _ = self.sem.acquire_fast(self.max_readers as usize).await;
         self.write_guard()
     }
 
@@ -249,7 +249,7 @@ impl<T> RwLock<T> {
     /// });
     /// ```
     pub async fn read_owned(self: Arc<Self>) -> OwnedRwLockReadGuard<T> {
-        let _ = self.sem.acquire(1).await;
+        let _ = self.sem.acquire_fast(1).await;
         OwnedRwLockReadGuard { lock: self }
     }
 
@@ -268,7 +268,7 @@ impl<T> RwLock<T> {
     /// });
     /// ```
     pub async fn write_owned(self: Arc<Self>) -> OwnedRwLockWriteGuard<T> {
-        let _ = self.sem.acquire(self.max_readers as usize).await;
+        let _ = self.sem.acquire_fast(self.max_readers as usize).await;
         OwnedRwLockWriteGuard { lock: self }
     }
 

@@ -331,7 +331,7 @@ impl Semaphore {
     /// });
     /// ```
     pub async fn acquire_many(&self, n: u32) -> Result<SemaphorePermit<'_>, AcquireError> {
-        match self.ll.acquire(n as usize).await {
+        match self.ll.acquire_fast(n as usize).await {
             Ok(()) => Ok(SemaphorePermit { sem: self, permits: n }),
             Err(f) => Err(self.failure(f, n)),
         }
@@ -402,7 +402,7 @@ impl Semaphore {
     /// });
     /// ```
     pub async fn acquire_many_owned(self: Arc<Self>, n: u32) -> Result<OwnedSemaphorePermit, AcquireError> {
-        match self.ll.acquire(n as usize).await {
+        match self.ll.acquire_fast(n as usize).await {
             Ok(()) => Ok(OwnedSemaphorePermit { sem: self, permits: n }),
             Err(f) => Err(self.failure(f, n)),
         }

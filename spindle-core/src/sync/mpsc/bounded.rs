@@ -144,15 +144,9 @@ impl<T> Sender<T> {
         }
     }
 
-    /// Takes capacity for one message: at once if there is some (no waiter node is built), else
-    /// by queueing. `Err` if the receiver is gone.
+    /// Takes capacity for one message. `Err` if the receiver is gone.
     async fn acquire_one(&self) -> Result<(), ()> {
-        let sem = &self.chan.semaphore.sem;
-        match core::future::poll_fn(|cx| sem.poll_try_acquire(cx, 1)).await {
-            Ok(()) => Ok(()),
-            Err(TryAcquireFailure::Closed) => Err(()),
-            Err(TryAcquireFailure::NoPermits) => sem.acquire_unbudgeted(1).await.map_err(|_| ()),
-        }
+        self.chan.semaphore.sem.acquire_fast(1).await.map_err(|_| ())
     }
 
     /// Sends a message if there is capacity now.
@@ -246,7 +240,7 @@ impl<T> Sender<T> {
     /// });
     /// ```
     pub async fn reserve_many(&self, n: usize) -> Result<PermitIterator<'_, T>, SendError<()>> {
-        match self.chan.semaphore.sem.acquire(n).await {
+        match self.chan.semaphore.sem.acquire_fast(n).await {
             Ok(()) => Ok(PermitIterator { chan: &self.chan, left: n }),
             Err(_) => Err(SendError(())),
         }
