@@ -114,8 +114,8 @@ fn mpsc_send_races_receiver_park() {
 /// gets every message once, per-sender in order, then `None`.
 #[test]
 fn mpsc_unbounded_two_senders_cross_blocks() {
-    // Three threads: a preemption bound of 1 keeps it under half a minute.
-    model(1, || {
+    // Three threads: a preemption bound of 2 keeps it around ten seconds.
+    model(2, || {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let tx2 = tx.clone();
         let a = thread::spawn(move || {
@@ -143,7 +143,7 @@ fn mpsc_unbounded_two_senders_cross_blocks() {
 /// once it has read past the release point, and appended again for reuse.
 #[test]
 fn mpsc_block_release_and_reuse() {
-    model_with(2, 20_000, || {
+    model_with(3, 20_000, || {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let t = thread::spawn(move || {
             for i in 0..3 {

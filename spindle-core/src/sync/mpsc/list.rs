@@ -2,37 +2,37 @@
 //!
 //! A sender claims a slot index with one `fetch_add` on `tail_position`, walks from `block_tail`
 //! to the block holding that index (appending blocks when it runs past the end), writes the value
-//! and sets the slot's bit in the block's `ready_slots` (`Release`). The receiver reads slots in
-//! index order, each once its bit is set (`Acquire`), so messages come out in the order their
-//! slots were claimed.
+//! and sets the slot's own `ready` flag with a plain `Release` store (no read-modify-write: each
+//! slot has one writer). The receiver reads slots in index order, each once its flag is set
+//! (`Acquire`), so messages come out in the order their slots were claimed.
 //!
 //! Closing: when the last sender goes away it claims one more index and sets `TX_CLOSED` in that
-//! block; a receiver that finds its next slot empty but `TX_CLOSED` set has read everything.
+//! block's `flags`; a receiver that finds its next slot empty, then `TX_CLOSED` set, then the slot
+//! still empty, has read everything (every send happened before the close, so seeing the close
+//! means seeing every earlier slot's flag).
 //!
 //! # Freeing and reusing blocks
 //!
 //! A sender that walks past a block whose slots are all written may advance `block_tail` past it;
 //! it then records `observed_tail_position` (the tail index right after the advance) and sets
-//! `RELEASED`. Every sender that could still hold a pointer into that block claimed its index
+//! `RELEASED` in `flags`. Every sender that could still hold a pointer into that block claimed its index
 //! before reading the old `block_tail`, so its index is below `observed_tail_position`. Once the
 //! receiver has read past that position, all those senders have finished writing, nobody else can
 //! reach the block, and the receiver owns it: it resets it and tries (three times) to append it
 //! at the tail for reuse, or frees it.
 //!
-//! This is tokio's block-list design; the loom models in `tests/loom_sync_mpsc.rs` check it.
+//! This is tokio's block-list design with per-slot flags instead of a shared ready bitmap; the
+//! loom models in `tests/loom_sync_channels.rs` check it.
 
 use alloc::boxed::Box;
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 
-use crate::loom::{AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
+use crate::loom::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
 
-/// Slots per block (one ready bit each in a `usize`, plus two flag bits).
-#[cfg(all(target_pointer_width = "64", not(loom)))]
+/// Slots per block.
+#[cfg(not(loom))]
 pub(crate) const BLOCK_CAP: usize = 32;
-/// Slots per block (one ready bit each in a `usize`, plus two flag bits).
-#[cfg(all(not(target_pointer_width = "64"), not(loom)))]
-pub(crate) const BLOCK_CAP: usize = 16;
 /// Tiny blocks under loom, so a handful of messages crosses block boundaries and exercises
 /// growth, release and reuse.
 #[cfg(loom)]
@@ -42,12 +42,10 @@ pub(crate) const BLOCK_CAP: usize = 2;
 const SLOT_MASK: usize = BLOCK_CAP - 1;
 /// Mask of a block's start index, in an index.
 const BLOCK_MASK: usize = !SLOT_MASK;
-/// All slot bits of `ready_slots`.
-const READY_MASK: usize = (1 << BLOCK_CAP) - 1;
-/// `ready_slots` flag: the block left the tail; `observed_tail_position` is valid.
-const RELEASED: usize = 1 << BLOCK_CAP;
-/// `ready_slots` flag: the senders are all gone; the closing index is in this block.
-const TX_CLOSED: usize = RELEASED << 1;
+/// `flags` bit: the block left the tail; `observed_tail_position` is valid.
+const RELEASED: usize = 1 << 0;
+/// `flags` bit: the senders are all gone; the closing index is in this block.
+const TX_CLOSED: usize = 1 << 1;
 
 /// What the receiver found at its next index.
 pub(crate) enum Read<T> {
@@ -61,11 +59,17 @@ struct Block<T> {
     /// The index of slot 0. Written only while the block is private (new or being reused).
     start_index: UnsafeCell<usize>,
     next: AtomicPtr<Block<T>>,
-    /// One bit per written slot, plus `RELEASED` and `TX_CLOSED`.
-    ready_slots: AtomicUsize,
+    /// `RELEASED` and `TX_CLOSED`.
+    flags: AtomicUsize,
     /// Tail index observed when the block was released (valid once `RELEASED` is set).
     observed_tail_position: UnsafeCell<usize>,
-    values: [UnsafeCell<MaybeUninit<T>>; BLOCK_CAP],
+    slots: [Slot<T>; BLOCK_CAP],
+}
+
+/// One message slot: the value, and the flag its single writer sets once the value is in.
+struct Slot<T> {
+    value: UnsafeCell<MaybeUninit<T>>,
+    ready: AtomicBool,
 }
 
 impl<T> Block<T> {
@@ -73,9 +77,12 @@ impl<T> Block<T> {
         Box::new(Block {
             start_index: UnsafeCell::new(start_index),
             next: AtomicPtr::new(ptr::null_mut()),
-            ready_slots: AtomicUsize::new(0),
+            flags: AtomicUsize::new(0),
             observed_tail_position: UnsafeCell::new(0),
-            values: core::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
+            slots: core::array::from_fn(|_| Slot {
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+                ready: AtomicBool::new(false),
+            }),
         })
     }
 
@@ -96,7 +103,7 @@ impl<T> Block<T> {
 
     /// Whether every slot was written.
     fn is_final(&self) -> bool {
-        self.ready_slots.load(Acquire) & READY_MASK == READY_MASK
+        self.slots.iter().all(|slot| slot.ready.load(Acquire))
     }
 
     /// Writes the value for `index` and publishes it.
@@ -104,10 +111,10 @@ impl<T> Block<T> {
     /// # Safety
     /// The caller claimed `index` (it is in this block) and writes it once.
     unsafe fn write(&self, index: usize, value: T) {
-        let offset = index & SLOT_MASK;
-        // SAFETY: the slot was claimed by us alone and the receiver reads it only after the bit.
-        self.values[offset].with_mut(|p| unsafe { (*p).write(value) });
-        self.ready_slots.fetch_or(1 << offset, Release);
+        let slot = &self.slots[index & SLOT_MASK];
+        // SAFETY: the slot was claimed by us alone and the receiver reads it only after its flag.
+        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+        slot.ready.store(true, Release);
     }
 
     /// Reads the value at `index` if it was written, or reports the close.
@@ -115,17 +122,23 @@ impl<T> Block<T> {
     /// # Safety
     /// Only the receiver calls this, once per written index.
     unsafe fn read(&self, index: usize) -> Option<Read<T>> {
-        let offset = index & SLOT_MASK;
-        let ready = self.ready_slots.load(Acquire);
-        if ready & (1 << offset) == 0 {
-            return if ready & TX_CLOSED != 0 { Some(Read::Closed) } else { None };
+        let slot = &self.slots[index & SLOT_MASK];
+        if !slot.ready.load(Acquire) {
+            if self.flags.load(Acquire) & TX_CLOSED == 0 {
+                return None;
+            }
+            // The close happened after every send, and we synchronised with it: if the slot had
+            // been written we would see it now. Still empty means this is the closing index.
+            if !slot.ready.load(Acquire) {
+                return Some(Read::Closed);
+            }
         }
-        // SAFETY: the bit (read with `Acquire`) says the value was written; we read it once.
-        Some(Read::Value(self.values[offset].with(|p| unsafe { (*p).assume_init_read() })))
+        // SAFETY: the flag (read with `Acquire`) says the value was written; we read it once.
+        Some(Read::Value(slot.value.with(|p| unsafe { (*p).assume_init_read() })))
     }
 
     fn tx_close(&self) {
-        self.ready_slots.fetch_or(TX_CLOSED, Release);
+        self.flags.fetch_or(TX_CLOSED, Release);
     }
 
     /// Marks the block as left behind by the tail at `tail_position`.
@@ -135,12 +148,12 @@ impl<T> Block<T> {
     unsafe fn tx_release(&self, tail_position: usize) {
         // SAFETY: only the releasing sender writes it, before `RELEASED` publishes it.
         self.observed_tail_position.with_mut(|p| unsafe { *p = tail_position });
-        self.ready_slots.fetch_or(RELEASED, Release);
+        self.flags.fetch_or(RELEASED, Release);
     }
 
     /// The tail position observed at release, if the block was released.
     fn observed_tail_position(&self) -> Option<usize> {
-        if self.ready_slots.load(Acquire) & RELEASED == 0 {
+        if self.flags.load(Acquire) & RELEASED == 0 {
             None
         } else {
             // SAFETY: published by `RELEASED` (read with `Acquire`), never written again.
@@ -194,7 +207,10 @@ impl<T> Block<T> {
             unsafe { *p = 0 }
         });
         self.next.store(ptr::null_mut(), Relaxed);
-        self.ready_slots.store(0, Relaxed);
+        self.flags.store(0, Relaxed);
+        for slot in &self.slots {
+            slot.ready.store(false, Relaxed);
+        }
     }
 }
 
