@@ -29,5 +29,6 @@ pub mod coop;
 pub mod loom;
 pub mod queue;
 pub mod spin;
+pub mod structured;
 pub mod sync;
 pub mod task;

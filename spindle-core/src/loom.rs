@@ -13,6 +13,8 @@ pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64,
 
 /// Atomics outside the loom model: `static` counters and futex words.
 pub mod unmodelled {
+    /// For thread-local state (the current cancellation token), which loom has no model of.
+    pub use core::cell::Cell;
     pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 

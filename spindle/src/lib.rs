@@ -26,6 +26,7 @@ pub(crate) mod driver;
 pub mod fs;
 pub mod io;
 mod rt;
+pub mod structured;
 pub mod task;
 pub mod time;
 
@@ -37,6 +38,27 @@ pub mod runtime {
 pub use spindle_core;
 pub use spindle_core::sync;
 pub use task::{spawn, spawn_blocking, spawn_local};
+
+// Structured concurrency (DESIGN.md section 7): `spindle::scope!` is exported at the crate root
+// by `structured`.
+pub use spindle_core::structured::CancelToken;
+pub use structured::TaskGroup;
+
+/// Future combinators that never leave a half-done future behind: `race` drops its losers at
+/// once, `join`/`try_join` poll only woken branches.
+pub mod future {
+    pub use spindle_core::structured::{join, race, try_join};
+}
+
+/// Stream combinators: `merge` (per-branch wakers) and the `repeat` streams that replace
+/// `select!` loops.
+pub mod stream {
+    pub use spindle_core::structured::{merge, repeat, repeat_with};
+}
+
+/// The guide: cancellation and structured concurrency in spindle.
+#[doc = include_str!("guide/cancellation.md")]
+pub mod guide_cancellation {}
 
 #[cfg(feature = "macros")]
 pub use spindle_macros::{main, test};

@@ -443,6 +443,9 @@ impl<T> Future for Receiver<T> {
         } else if s & CLOSED != 0 {
             self.inner = None;
             Poll::Ready(Err(RecvError(())))
+        } else if crate::structured::cancel_requested() {
+            // A cancelled scope's wait ends; the receiver stays usable (`&mut rx` can wait again).
+            Poll::Ready(Err(RecvError(())))
         } else {
             Poll::Pending
         }

@@ -109,6 +109,10 @@ impl Sleep {
     }
 
     fn poll_elapsed(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Soft cancellation: a sleep (or timeout) in a cancelled scope, group or deadline ends now.
+        if spindle_core::structured::cancel_requested() {
+            return Poll::Ready(());
+        }
         match self.entry.state.load(Acquire) {
             FIRED => return Poll::Ready(()),
             WAITING => {

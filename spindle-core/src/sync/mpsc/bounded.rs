@@ -146,7 +146,8 @@ impl<T> Sender<T> {
 
     /// Takes capacity for one message. `Err` if the receiver is gone.
     async fn acquire_one(&self) -> Result<(), ()> {
-        self.chan.semaphore.sem.acquire_fast(1).await.map_err(|_| ())
+        // The wait for capacity ends (the message comes back) if the current scope is cancelled.
+        crate::structured::or_cancelled(self.chan.semaphore.sem.acquire_fast(1)).await.map_err(|_| ())?.map_err(|_| ())
     }
 
     /// Sends a message if there is capacity now.

@@ -304,6 +304,8 @@ impl<T, S: Semaphore> Chan<T, S> {
                 }
                 Some(Read::Closed) => Poll::Ready(None),
                 None if rx.rx_closed && self.semaphore.is_idle() => Poll::Ready(None),
+                // A cancelled scope's receive ends like a closed channel (nothing is taken).
+                None if crate::structured::cancel_requested() => Poll::Ready(None),
                 None => Poll::Pending,
             }
         })
@@ -353,7 +355,8 @@ impl<T, S: Semaphore> Chan<T, S> {
                 self.rx_notify.unpark();
                 return Poll::Ready(n);
             }
-            if rx.rx_closed && self.semaphore.is_idle() {
+            // A cancelled scope's receive ends like a closed channel (nothing is taken).
+            if (rx.rx_closed && self.semaphore.is_idle()) || crate::structured::cancel_requested() {
                 Poll::Ready(0)
             } else {
                 Poll::Pending

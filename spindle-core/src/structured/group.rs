@@ -1,0 +1,599 @@
+//! [`TaskGroup`]: `'static` tasks with Kotlin/Trio failure semantics.
+//!
+//! # Group state
+//!
+//! One word of flags, [`ABORTED`] (hard cancel: every task drops its future at its next poll),
+//! plus the group's token (soft cancel). Everything else lives under one short lock: the wakers
+//! of tasks that are waiting (so a cancel or abort can wake them), the queue of finished tasks'
+//! results (so `join_next` is O(1) per completion) and the joiner's waker.
+//!
+//! A task takes the lock only when it first returns `Pending` (to leave its waker; again only
+//! if its waker changes) and when it finishes (to queue its result); a task that finishes in its
+//! first poll takes it once. The live count changes under the same lock as the result queue, so
+//! `join_next` never sees "no task left" while a result is on its way.
+
+use alloc::collections::VecDeque;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::fmt;
+use core::future::Future;
+use core::marker::PhantomData;
+use core::panic::Location;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+
+use super::cancel::{CancelHook, CancelToken};
+use super::child::{catch, Panic};
+use super::current;
+use super::spawn::{Spawn, SpawnMeta};
+use crate::loom::{AtomicUsize, Ordering::*};
+use crate::sync::lock::Lock;
+use crate::task::TaskId;
+
+/// Every task must drop its future at its next poll.
+const ABORTED: usize = 1 << 0;
+
+/// How a group reacts to a failed task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The first error or panic cancels the other tasks and the group's body (Kotlin's
+    /// `coroutineScope`, Trio's nursery).
+    FailFast,
+    /// Failures are reported but cancel nothing (Kotlin's `supervisorScope`).
+    Supervisor,
+}
+
+/// Why a task of a group did not produce a value.
+pub enum TaskError<E> {
+    /// It returned `Err`.
+    Failed(E),
+    /// It panicked (the payload, to re-raise with `std::panic::resume_unwind`).
+    Panicked(Panic),
+    /// It was aborted before it finished (the group was aborted or dropped).
+    Aborted,
+}
+
+impl<E> TaskError<E> {
+    /// The error the task returned, if that is why it failed.
+    ///
+    /// ```
+    /// let e = spindle_core::structured::TaskError::Failed("no");
+    /// assert_eq!(e.into_failed(), Some("no"));
+    /// ```
+    pub fn into_failed(self) -> Option<E> {
+        match self {
+            TaskError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the task panicked.
+    ///
+    /// ```
+    /// let e = spindle_core::structured::TaskError::<()>::Aborted;
+    /// assert!(!e.is_panic());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+            TaskError::Panicked(_) => f.write_str("Panicked(..)"),
+            TaskError::Aborted => f.write_str("Aborted"),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Failed(e) => write!(f, "task failed: {e}"),
+            TaskError::Panicked(_) => f.write_str("task panicked"),
+            TaskError::Aborted => f.write_str("task aborted"),
+        }
+    }
+}
+
+/// Every failure of a group's tasks, in the order they finished.
+pub struct GroupError<E> {
+    /// One entry per failed task.
+    pub errors: Vec<TaskError<E>>,
+}
+
+impl<E: fmt::Debug> fmt::Debug for GroupError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupError").field("errors", &self.errors).finish()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for GroupError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} task(s) of the group failed", self.errors.len())?;
+        if let Some(e) = self.errors.first() {
+            write!(f, "; first: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for GroupError<E> {}
+
+type Outcome<T, E> = Result<T, TaskError<E>>;
+
+struct Inner<T, E> {
+    /// Wakers of tasks that returned `Pending`, by key.
+    waiting: Vec<Option<Waker>>,
+    free: Vec<usize>,
+    done: VecDeque<Outcome<T, E>>,
+    joiner: Option<Waker>,
+    /// Tasks spawned and not yet finished (changed under this lock at finish).
+    live: usize,
+    failed: bool,
+}
+
+struct Shared<T, E> {
+    flags: AtomicUsize,
+    inner: Lock<Inner<T, E>>,
+    token: CancelToken,
+    mode: Mode,
+}
+
+impl<T: Send + 'static, E: Send + 'static> CancelHook for Shared<T, E> {
+    fn on_cancel(&self) {
+        self.wake_waiting();
+    }
+}
+
+impl<T, E> Shared<T, E> {
+    fn wake_waiting(&self) {
+        let wakers: Vec<Waker> = self.inner.lock().waiting.iter().flatten().cloned().collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn finish(&self, key: Option<usize>, out: Outcome<T, E>) {
+        let fails = out.is_err();
+        let mut inner = self.inner.lock();
+        if let Some(k) = key {
+            inner.waiting[k] = None;
+            inner.free.push(k);
+        }
+        inner.done.push_back(out);
+        inner.live -= 1;
+        let cancel = fails && self.mode == Mode::FailFast && !inner.failed;
+        if fails {
+            inner.failed = true;
+        }
+        let joiner = inner.joiner.take();
+        drop(inner);
+        if let Some(j) = joiner {
+            j.wake();
+        }
+        if cancel {
+            self.token.cancel();
+        }
+    }
+}
+
+/// A group of `'static` tasks that run in parallel on a runtime, with structured failure
+/// handling:
+///
+/// - **fail-fast** ([`new`](Self::new)): the first task that returns `Err` or panics cancels the
+///   group's token — the other tasks and the body run by [`run`](Self::run) see the cancellation
+///   at their next await — and the group still joins every task and reports every error;
+/// - **supervisor** ([`supervisor`](Self::supervisor)): failures cancel nothing.
+///
+/// [`join_next`](Self::join_next) takes results in completion order, O(1) each. Dropping the
+/// group aborts every task still running (their futures are dropped at their next poll): tasks
+/// are never silently detached. Each task's parent, in task dumps, is the group.
+///
+/// The spawner `S` is the runtime (`spindle::TaskGroup` is this type with spindle's runtime).
+///
+/// ```
+/// use spindle::TaskGroup;
+/// spindle::block_on(async {
+///     let mut group = TaskGroup::<u32, &str>::new();
+///     for i in 0..10 {
+///         group.spawn(async move { Ok(i) });
+///     }
+///     let mut sum = 0;
+///     while let Some(r) = group.join_next().await {
+///         sum += r.unwrap();
+///     }
+///     assert_eq!(sum, 45);
+/// });
+/// ```
+pub struct TaskGroup<T, E, S> {
+    shared: Arc<Shared<T, E>>,
+    spawner: S,
+    id: TaskId,
+    _t: PhantomData<fn() -> (T, E)>,
+}
+
+impl<T, E, S> TaskGroup<T, E, S>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    S: Spawn,
+{
+    /// A fail-fast group on `spawner`.
+    ///
+    /// ```
+    /// use spindle_core::structured::TaskGroup;
+    /// let g = TaskGroup::<(), (), _>::with_spawner(spindle::structured::Runtime);
+    /// assert!(g.is_empty());
+    /// ```
+    pub fn with_spawner(spawner: S) -> Self {
+        Self::build(spawner, Mode::FailFast)
+    }
+
+    /// A supervisor group on `spawner`.
+    ///
+    /// ```
+    /// use spindle_core::structured::{Mode, TaskGroup};
+    /// let g = TaskGroup::<(), (), _>::supervisor_with_spawner(spindle::structured::Runtime);
+    /// assert_eq!(g.mode(), Mode::Supervisor);
+    /// ```
+    pub fn supervisor_with_spawner(spawner: S) -> Self {
+        Self::build(spawner, Mode::Supervisor)
+    }
+
+    fn build(spawner: S, mode: Mode) -> Self {
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared<T, E>>| {
+            let hook: Weak<dyn CancelHook> = weak.clone() as Weak<dyn CancelHook>;
+            Shared {
+                flags: AtomicUsize::new(0),
+                inner: Lock::new(Inner {
+                    waiting: Vec::new(),
+                    free: Vec::new(),
+                    done: VecDeque::new(),
+                    joiner: None,
+                    live: 0,
+                    failed: false,
+                }),
+                token: CancelToken::with_hook(None, hook),
+                mode,
+            }
+        });
+        TaskGroup { shared, spawner, id: TaskId::next(), _t: PhantomData }
+    }
+
+    /// A fail-fast group on the default spawner (the current runtime, for spindle's).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let g = spindle::TaskGroup::<(), ()>::new();
+    ///     assert_eq!(g.mode(), spindle_core::structured::Mode::FailFast);
+    /// });
+    /// ```
+    pub fn new() -> Self
+    where
+        S: Default,
+    {
+        Self::with_spawner(S::default())
+    }
+
+    /// A supervisor group on the default spawner.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut g = spindle::TaskGroup::<u8, &str>::supervisor();
+    ///     g.spawn(async { Err("one fails") });
+    ///     g.spawn(async { Ok(2) });
+    ///     let r = g.join_all().await;
+    ///     assert_eq!(r.unwrap_err().errors.len(), 1);
+    /// });
+    /// ```
+    pub fn supervisor() -> Self
+    where
+        S: Default,
+    {
+        Self::supervisor_with_spawner(S::default())
+    }
+
+    /// Spawns a task in the group. It runs with the group's token current.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut g = spindle::TaskGroup::<u8, ()>::new();
+    ///     g.spawn(async { Ok(1) });
+    ///     assert_eq!(g.join_next().await.unwrap().unwrap(), 1);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        self.shared.inner.lock().live += 1;
+        let task = GroupTask { future: Some(future), shared: self.shared.clone(), key: None, waker: None };
+        self.spawner.spawn(task, SpawnMeta { parent: self.id, location: Location::caller() });
+    }
+
+    /// The next result, in completion order, or `None` when no task is left. O(1) per result.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a result is only taken out when it is returned.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut g = spindle::TaskGroup::<u8, ()>::new();
+    ///     assert!(g.join_next().await.is_none());
+    /// });
+    /// ```
+    pub fn join_next(&mut self) -> JoinNext<'_, T, E> {
+        JoinNext { shared: &self.shared }
+    }
+
+    /// Waits for every task: all values (in completion order), or every failure.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let g = spindle::TaskGroup::<u8, &str>::new();
+    ///     g.spawn(async { Ok(1) });
+    ///     g.spawn(async { Err("bad") });
+    ///     let err = g.join_all().await.unwrap_err();
+    ///     assert_eq!(err.errors.len(), 1);
+    /// });
+    /// ```
+    pub async fn join_all(self) -> Result<Vec<T>, GroupError<E>> {
+        collect(&self.shared).await
+    }
+
+    /// Runs `body` with the group's token current (so a fail-fast failure cancels it too: its
+    /// spindle leaf futures return early), then joins every task: the body's output and every
+    /// value, or every failure.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// spindle::block_on(async {
+    ///     let g = spindle::TaskGroup::<(), &str>::new();
+    ///     let r = g
+    ///         .run(async {
+    ///             g.spawn(async { Err("failed") });
+    ///             // Cut short by the failure (soft cancel): the sleep returns early.
+    ///             spindle::time::sleep(Duration::from_secs(3600)).await;
+    ///             "body done"
+    ///         })
+    ///         .await;
+    ///     assert_eq!(r.unwrap_err().errors.len(), 1);
+    /// });
+    /// ```
+    pub async fn run<B: Future>(&self, body: B) -> Result<(B::Output, Vec<T>), GroupError<E>> {
+        let out = super::with_token(self.shared.token.clone(), body).await;
+        collect(&self.shared).await.map(|v| (out, v))
+    }
+
+    /// Soft-cancels the group: its token is cancelled and every waiting task is woken to see it.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let g = spindle::TaskGroup::<(), ()>::new();
+    ///     g.cancel();
+    ///     assert!(g.token().is_cancelled());
+    /// });
+    /// ```
+    pub fn cancel(&self) {
+        self.shared.token.cancel();
+    }
+
+    /// Hard-cancels the group: every task drops its future at its next poll (and its result is
+    /// [`TaskError::Aborted`]); the token is cancelled too.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let g = spindle::TaskGroup::<(), ()>::new();
+    ///     g.spawn(std::future::pending());
+    ///     g.abort();
+    ///     assert!(matches!(g.join_all().await.unwrap_err().errors[0], spindle_core::structured::TaskError::Aborted));
+    /// });
+    /// ```
+    pub fn abort(&self) {
+        self.shared.flags.fetch_or(ABORTED, AcqRel);
+        self.shared.token.cancel();
+        self.shared.wake_waiting();
+    }
+
+    /// The group's token (a child of the token current where the group was created).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let g = spindle::TaskGroup::<(), ()>::new();
+    ///     assert!(!g.token().is_cancelled());
+    /// });
+    /// ```
+    pub fn token(&self) -> &CancelToken {
+        &self.shared.token
+    }
+
+    /// Tasks not yet joined (running, or finished with a result waiting in `join_next`).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let g = spindle::TaskGroup::<(), ()>::new();
+    ///     g.spawn(async { Ok(()) });
+    ///     assert_eq!(g.len(), 1);
+    /// });
+    /// ```
+    pub fn len(&self) -> usize {
+        let inner = self.shared.inner.lock();
+        inner.live + inner.done.len()
+    }
+
+    /// Whether [`len`](Self::len) is zero.
+    ///
+    /// ```
+    /// spindle::block_on(async { assert!(spindle::TaskGroup::<(), ()>::new().is_empty()) });
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The group's mode.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     assert_eq!(spindle::TaskGroup::<(), ()>::new().mode(), spindle_core::structured::Mode::FailFast);
+    /// });
+    /// ```
+    pub fn mode(&self) -> Mode {
+        self.shared.mode
+    }
+
+    /// The group's id: the parent recorded for its tasks.
+    ///
+    /// ```
+    /// spindle::block_on(async { let _ = spindle::TaskGroup::<(), ()>::new().id(); });
+    /// ```
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+}
+
+impl<T, E, S> Default for TaskGroup<T, E, S>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    S: Spawn + Default,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, E, S> Drop for TaskGroup<T, E, S> {
+    fn drop(&mut self) {
+        // Never detach: abort whatever still runs.
+        if self.shared.inner.lock().live > 0 {
+            self.shared.flags.fetch_or(ABORTED, AcqRel);
+            self.shared.token.cancel();
+            self.shared.wake_waiting();
+        }
+    }
+}
+
+impl<T, E, S> fmt::Debug for TaskGroup<T, E, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskGroup").field("id", &self.id).field("mode", &self.shared.mode).finish()
+    }
+}
+
+async fn collect<T, E>(shared: &Arc<Shared<T, E>>) -> Result<Vec<T>, GroupError<E>> {
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(r) = (JoinNext { shared }).await {
+        match r {
+            Ok(v) => values.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(GroupError { errors })
+    }
+}
+
+/// The future of [`TaskGroup::join_next`].
+#[must_use = "futures do nothing unless polled"]
+pub struct JoinNext<'a, T, E> {
+    shared: &'a Arc<Shared<T, E>>,
+}
+
+impl<T, E> Future for JoinNext<'_, T, E> {
+    type Output = Option<Outcome<T, E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if crate::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let mut inner = self.shared.inner.lock();
+        if let Some(r) = inner.done.pop_front() {
+            return Poll::Ready(Some(r));
+        }
+        if inner.live == 0 {
+            return Poll::Ready(None);
+        }
+        match &mut inner.joiner {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A group's task as spawned: runs the future with the group's token current, catches a
+    /// panic, and queues the outcome.
+    struct GroupTask<F, T, E> {
+        #[pin]
+        future: Option<F>,
+        shared: Arc<Shared<T, E>>,
+        key: Option<usize>,
+        waker: Option<Waker>,
+    }
+}
+
+impl<F, T, E> Future for GroupTask<F, T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let shared = &**this.shared;
+        if shared.flags.load(Acquire) & ABORTED != 0 {
+            let _ = catch(|| this.future.set(None));
+            shared.finish(this.key.take(), Err(TaskError::Aborted));
+            return Poll::Ready(());
+        }
+        let was_cancelled = shared.token.is_cancelled();
+        let polled = {
+            let _cur = current::enter(shared.token.as_ptr());
+            let fut = this.future.as_mut();
+            let cx2 = &mut *cx;
+            catch(move || match fut.as_pin_mut() {
+                Some(f) => f.poll(cx2),
+                None => unreachable!("a group task was polled after it finished"),
+            })
+        };
+        let out = match polled {
+            Ok(Poll::Pending) => {
+                if !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    let w = cx.waker().clone();
+                    *this.waker = Some(w.clone());
+                    let mut inner = shared.inner.lock();
+                    let key = match *this.key {
+                        Some(k) => k,
+                        None => {
+                            let k = inner.free.pop().unwrap_or(inner.waiting.len());
+                            if k == inner.waiting.len() {
+                                inner.waiting.push(None);
+                            }
+                            *this.key = Some(k);
+                            k
+                        }
+                    };
+                    inner.waiting[key] = Some(w);
+                }
+                // A cancel or abort that ran before our waker was in place could not wake us.
+                if (shared.token.is_cancelled() && !was_cancelled) || shared.flags.load(Acquire) & ABORTED != 0 {
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
+            Ok(Poll::Ready(Ok(v))) => Ok(v),
+            Ok(Poll::Ready(Err(e))) => Err(TaskError::Failed(e)),
+            Err(p) => Err(TaskError::Panicked(p)),
+        };
+        let _ = catch(|| this.future.set(None));
+        shared.finish(this.key.take(), out);
+        Poll::Ready(())
+    }
+}

@@ -1,0 +1,524 @@
+//! `scope!`: children that borrow, polled inside the scope future; `'static` tasks joined by it.
+//!
+//! See the module docs of [`structured`](super) for the soundness argument.
+
+use alloc::boxed::Box;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::fmt;
+use core::future::Future;
+use core::marker::PhantomData;
+use core::panic::Location;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::{Context, Poll};
+
+use super::cancel::{CancelHook, CancelToken, Cancelled};
+use super::child::{self, Header, Panic, Polled, Shared};
+use super::close::AsyncClose;
+use super::current;
+use super::spawn::{Spawn, SpawnMeta};
+use crate::sync::lock::Lock;
+use crate::task::TaskId;
+
+/// A boxed, sendable future borrowing for `'a`: what a scope body is.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Batches of woken children a scope polls per poll before it yields to its runtime (so a child
+/// that always wakes itself cannot keep the scope's task on the CPU forever).
+const BATCHES_PER_POLL: usize = 4;
+
+impl CancelHook for Shared {
+    fn on_cancel(&self) {
+        // The scope polls every child once when it next runs and sees its token cancelled.
+        self.parent.wake();
+    }
+}
+
+/// The handle of a scope: spawn children on it. Made by [`scope!`](crate::scope).
+///
+/// `'scope` is the life of the scope; children and their outputs may borrow anything that
+/// outlives it (`'env`).
+pub struct Scope<'scope, 'env: 'scope, S = super::NoSpawn> {
+    shared: Arc<Shared>,
+    inner: Lock<Inner<'scope>>,
+    token: CancelToken,
+    id: TaskId,
+    spawner: S,
+    _scope: PhantomData<&'scope mut &'scope ()>,
+    _env: PhantomData<&'env mut &'env ()>,
+}
+
+struct Inner<'scope> {
+    /// Every child not yet complete (the body included), by key.
+    slab: Vec<Option<NonNull<Header>>>,
+    free: Vec<usize>,
+    live: usize,
+    /// Deferred cleanups, run last-in first-out when the scope ends.
+    defers: Vec<BoxFuture<'scope, ()>>,
+}
+
+// SAFETY: the raw headers in `Inner` are children the scope owns; they are `Send` futures (every
+// spawn requires it) and are only polled and dropped by the scope future.
+unsafe impl Send for Inner<'_> {}
+
+impl<'scope, 'env, S> Scope<'scope, 'env, S> {
+    /// Spawns a child that may borrow from outside the scope. It runs concurrently with the body
+    /// and the other children, polled by the scope future with its own waker (only woken children
+    /// are polled), and the scope completes only after it does.
+    ///
+    /// A panic in a child cancels the scope's token and is re-raised by the scope once every
+    /// child has finished.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut counts = [0u32; 4];
+    ///     let total = spindle::scope!(|s| async {
+    ///         for (i, c) in counts.iter_mut().enumerate() {
+    ///             s.spawn(async move { *c = i as u32 * 10 });
+    ///         }
+    ///         7
+    ///     })
+    ///     .await;
+    ///     assert_eq!(total, 7);
+    ///     assert_eq!(counts, [0, 10, 20, 30]);
+    /// });
+    /// ```
+    pub fn spawn<F>(&'scope self, future: F) -> ScopeHandle<'scope, F::Output>
+    where
+        F: Future + Send + 'scope,
+        F::Output: Send + 'scope,
+    {
+        let mut inner = self.inner.lock();
+        let key = inner.free.pop().unwrap_or(inner.slab.len());
+        let h = child::allocate(future, &self.shared, key);
+        if key == inner.slab.len() {
+            inner.slab.push(Some(h));
+        } else {
+            inner.slab[key] = Some(h);
+        }
+        inner.live += 1;
+        drop(inner);
+        child::publish(h);
+        ScopeHandle { h, take: child::poll_output::<F>, _scope: PhantomData }
+    }
+
+    /// Runs `cleanup` when the scope ends (after the body and every child), shielded from the
+    /// scope's cancellation; deferred futures run one at a time, last deferred first.
+    ///
+    /// They do not run if the scope future is dropped before it completes (nothing async can run
+    /// in a destructor): bound the cleanup's time instead of relying on a drop.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// spindle::block_on(async {
+    ///     let log = Mutex::new(Vec::new());
+    ///     spindle::scope!(|s| async {
+    ///         s.defer(async { log.lock().unwrap().push("first deferred") });
+    ///         s.defer(async { log.lock().unwrap().push("second deferred") });
+    ///         log.lock().unwrap().push("body");
+    ///     })
+    ///     .await;
+    ///     assert_eq!(*log.lock().unwrap(), ["body", "second deferred", "first deferred"]);
+    /// });
+    /// ```
+    pub fn defer<F>(&'scope self, cleanup: F)
+    where
+        F: Future<Output = ()> + Send + 'scope,
+    {
+        self.inner.lock().defers.push(Box::pin(cleanup));
+    }
+
+    /// Closes `value` with [`AsyncClose::close`] when the scope ends (see [`defer`](Self::defer));
+    /// the close's error, if any, is dropped.
+    ///
+    /// ```
+    /// use spindle_core::structured::AsyncClose;
+    /// struct Conn;
+    /// impl AsyncClose for Conn {
+    ///     type Error = ();
+    ///     async fn close(self) -> Result<(), ()> { Ok(()) }
+    /// }
+    /// spindle::block_on(spindle::scope!(|s| async { s.close_on_exit(Conn) }));
+    /// ```
+    pub fn close_on_exit<C>(&'scope self, value: C)
+    where
+        C: AsyncClose + Send + 'scope,
+    {
+        self.defer(async move {
+            let _ = value.close().await;
+        });
+    }
+
+    /// Requests cancellation of the scope: its token is cancelled, every child and the body are
+    /// polled, and spindle's leaf futures inside them see it at their next await. The scope still
+    /// waits for every child to finish.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// spindle::block_on(async {
+    ///     spindle::scope!(|s| async {
+    ///         s.spawn(spindle::time::sleep(Duration::from_secs(3600))); // returns early
+    ///         s.cancel();
+    ///     })
+    ///     .await;
+    /// });
+    /// ```
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether the scope was cancelled (by [`cancel`](Self::cancel), a panicking child or an
+    /// enclosing scope, group or deadline).
+    ///
+    /// ```
+    /// spindle::block_on(spindle::scope!(|s| async { assert!(!s.is_cancelled()) }));
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The scope's token (a child of the token current where the scope was created).
+    ///
+    /// ```
+    /// spindle::block_on(spindle::scope!(|s| async {
+    ///     let t = s.token().clone();
+    ///     s.spawn(async move { t.cancelled().await });
+    ///     s.cancel();
+    /// }));
+    /// ```
+    pub fn token(&self) -> &CancelToken {
+        &self.token
+    }
+
+    /// The scope's id: the parent recorded for the tasks it spawns (`spawn_task`).
+    ///
+    /// ```
+    /// spindle::block_on(spindle::scope!(|s| async { let _ = s.id(); }));
+    /// ```
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The spawner this scope starts `'static` tasks with.
+    pub fn spawner(&self) -> &S {
+        &self.spawner
+    }
+}
+
+impl<'scope, 'env, S: Spawn> Scope<'scope, 'env, S> {
+    /// Spawns a `'static` task that runs in parallel on the runtime, with the scope's token
+    /// current, and is joined by the scope (the scope completes only after it does; dropping the
+    /// scope aborts it). Its parent, in task dumps, is the scope.
+    ///
+    /// A panic in the task is re-raised by the scope, as for [`spawn`](Self::spawn).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let n = spindle::scope!(|s| async {
+    ///         let a = s.spawn_task(async { (1..=10u64).sum::<u64>() });
+    ///         a.await.unwrap()
+    ///     })
+    ///     .await;
+    ///     assert_eq!(n, 55);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn spawn_task<F>(&'scope self, future: F) -> ScopeHandle<'scope, F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, joiner) = super::remote::split(future, self.token.clone());
+        self.spawner.spawn(task, SpawnMeta { parent: self.id, location: Location::caller() });
+        self.spawn(joiner)
+    }
+}
+
+impl<S> fmt::Debug for Scope<'_, '_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope").field("id", &self.id).field("cancelled", &self.is_cancelled()).finish()
+    }
+}
+
+/// Awaits a scope child's output: `Err(Cancelled)` if the child never finished (it panicked —
+/// the scope re-raises that panic — or the scope was dropped). Dropping the handle does not
+/// stop the child.
+pub struct ScopeHandle<'scope, T> {
+    h: NonNull<Header>,
+    take: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<Option<T>>,
+    _scope: PhantomData<(&'scope (), T)>,
+}
+
+// SAFETY: the handle only moves the output `T` between threads; the cell is shared through
+// atomics (see `child`).
+unsafe impl<T: Send> Send for ScopeHandle<'_, T> {}
+// SAFETY: `&ScopeHandle` exposes nothing.
+unsafe impl<T> Sync for ScopeHandle<'_, T> {}
+
+impl<T> Unpin for ScopeHandle<'_, T> {}
+
+impl<T> ScopeHandle<'_, T> {
+    /// Whether the child has finished.
+    ///
+    /// ```
+    /// spindle::block_on(spindle::scope!(|s| async {
+    ///     let h = s.spawn(async { 1 });
+    ///     let _ = h.is_finished();
+    /// }));
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        // SAFETY: the handle holds a reference.
+        unsafe { self.h.as_ref() }.state.load(crate::loom::Ordering::Acquire) & child::COMPLETE != 0
+    }
+}
+
+impl<T> Future for ScopeHandle<'_, T> {
+    type Output = Result<T, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `take` is `poll_output::<F>` for this cell's `F`, whose output is `T`.
+        unsafe { (self.take)(self.h, cx) }.map(|o| o.ok_or(Cancelled))
+    }
+}
+
+impl<T> Drop for ScopeHandle<'_, T> {
+    fn drop(&mut self) {
+        child::drop_handle(self.h);
+    }
+}
+
+impl<T> fmt::Debug for ScopeHandle<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeHandle").field("finished", &self.is_finished()).finish()
+    }
+}
+
+/// Builds a scope (use the [`scope!`](crate::scope) macro, which writes the closure for you).
+///
+/// `f` gets the scope and returns the body as a boxed future; the body and every child are
+/// polled inside the returned future.
+pub fn scope_on<'env, S, T, F>(spawner: S, f: F) -> ScopeFuture<'env, S, T>
+where
+    S: Send + Sync + 'env,
+    T: Send + 'env,
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env, S>) -> BoxFuture<'scope, T>,
+{
+    let shared = Arc::new(Shared::new());
+    let hook: Weak<dyn CancelHook> = Arc::downgrade(&shared) as Weak<dyn CancelHook>;
+    let token = CancelToken::with_hook(None, hook);
+    let scope = Box::new(Scope {
+        shared,
+        inner: Lock::new(Inner { slab: Vec::new(), free: Vec::new(), live: 0, defers: Vec::new() }),
+        token,
+        id: TaskId::next(),
+        spawner,
+        _scope: PhantomData,
+        _env: PhantomData,
+    });
+    let scope = NonNull::from(Box::leak(scope));
+    // SAFETY: the scope lives on the heap until `ScopeFuture::drop`, which first drops the body
+    // and every child (the only holders of this reference: `f` is higher-ranked over 'scope, so
+    // the body cannot keep it anywhere that outlives the scope).
+    let sref: &'env Scope<'env, 'env, S> = unsafe { scope.as_ref() };
+    let body = sref.spawn(f(sref));
+    ScopeFuture {
+        scope,
+        body: Some(body),
+        output: None,
+        panic: None,
+        cancel_seen: false,
+        defer: None,
+        scratch: Vec::new(),
+        done: false,
+    }
+}
+
+/// Boxes a scope body (used by the `scope!` macro).
+#[doc(hidden)]
+pub fn __box<'a, T, F: Future<Output = T> + Send + 'a>(f: F) -> BoxFuture<'a, T> {
+    Box::pin(f)
+}
+
+/// The future of a scope: polls the body and the children; completes with the body's output
+/// once the body, every child and every deferred cleanup have finished.
+#[must_use = "a scope does nothing unless awaited"]
+pub struct ScopeFuture<'env, S, T> {
+    scope: NonNull<Scope<'env, 'env, S>>,
+    body: Option<ScopeHandle<'env, T>>,
+    output: Option<T>,
+    panic: Option<Panic>,
+    cancel_seen: bool,
+    defer: Option<BoxFuture<'env, ()>>,
+    scratch: Vec<NonNull<Header>>,
+    done: bool,
+}
+
+// SAFETY: everything the future owns is `Send`: the scope (its children are `Send` futures, the
+// spawner is `Send + Sync`), the body handle and output (`T: Send`), the panic payload and the
+// deferred futures. The raw pointers are owned, not shared.
+unsafe impl<S: Send + Sync, T: Send> Send for ScopeFuture<'_, S, T> {}
+// SAFETY: `&ScopeFuture` exposes nothing.
+unsafe impl<S, T> Sync for ScopeFuture<'_, S, T> {}
+
+impl<S, T> Unpin for ScopeFuture<'_, S, T> {}
+
+impl<'env, S, T> ScopeFuture<'env, S, T> {
+    /// Removes a finished child from the slab and completes it.
+    fn finish(scope: &Scope<'env, 'env, S>, h: NonNull<Header>) {
+        // SAFETY: we hold the stack's reference; `key` is immutable.
+        let key = unsafe { h.as_ref() }.key;
+        let mut inner = scope.inner.lock();
+        inner.slab[key] = None;
+        inner.free.push(key);
+        inner.live -= 1;
+        drop(inner);
+        child::complete(h);
+    }
+
+    /// Polls one batch of woken children; returns whether anything was queued.
+    fn poll_batch(&mut self) -> bool {
+        let scope = self.scope;
+        // SAFETY: the scope lives until `drop`; children only hold shared references too.
+        let scope = unsafe { scope.as_ref() };
+        let mut scratch = core::mem::take(&mut self.scratch);
+        let any = scope.shared.drain(&mut scratch);
+        for h in scratch.drain(..) {
+            if child::unqueue(h) {
+                child::release(h);
+                continue;
+            }
+            let waker = child::waker_ref(h);
+            // SAFETY: we are the scope and the child is not complete.
+            match unsafe { child::poll_child(h, &mut Context::from_waker(&waker)) } {
+                Polled::Pending => {}
+                Polled::Ready => Self::finish(scope, h),
+                Polled::Panicked(p) => {
+                    if self.panic.is_none() {
+                        self.panic = Some(p);
+                    }
+                    scope.token.cancel();
+                    Self::finish(scope, h);
+                }
+            }
+            child::release(h);
+        }
+        self.scratch = scratch;
+        any
+    }
+}
+
+impl<S, T> Future for ScopeFuture<'_, S, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = &mut *self;
+        assert!(!this.done, "spindle: scope polled after it completed");
+        // SAFETY: the scope lives until `drop`.
+        let scope = unsafe { this.scope.as_ref() };
+        scope.shared.parent.register(cx.waker());
+        let _cur = current::enter(scope.token.as_ptr());
+        scope.shared.set_polling(true);
+        if !this.cancel_seen && scope.token.is_cancelled() {
+            // Poll everything once so the leaf futures inside see the cancellation.
+            this.cancel_seen = true;
+            let inner = scope.inner.lock();
+            for h in inner.slab.iter().flatten() {
+                child::wake(*h);
+            }
+        }
+        let mut batches = 0;
+        let mut more = true;
+        while more && batches < BATCHES_PER_POLL {
+            this.poll_batch();
+            batches += 1;
+            more = scope.shared.set_polling(false);
+            if more {
+                scope.shared.set_polling(true);
+            }
+        }
+        if more {
+            // Children keep waking themselves: let the runtime run other tasks, then continue.
+            scope.shared.set_polling(false);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if let Some(body) = &mut this.body {
+            if body.is_finished() {
+                let mut body = this.body.take().expect("checked");
+                match Pin::new(&mut body).poll(cx) {
+                    Poll::Ready(Ok(v)) => this.output = Some(v),
+                    Poll::Ready(Err(_)) => {}
+                    Poll::Pending => unreachable!("a finished child's handle is ready"),
+                }
+            } else {
+                return Poll::Pending;
+            }
+        }
+        // The body is done: wait for the children, then run the deferred cleanups.
+        loop {
+            if scope.inner.lock().live != 0 {
+                return Poll::Pending;
+            }
+            if this.defer.is_none() {
+                this.defer = scope.inner.lock().defers.pop();
+            }
+            let Some(d) = &mut this.defer else { break };
+            // Shielded: cleanups run to the end even when the scope was cancelled.
+            let ready = {
+                let _shield = current::enter(core::ptr::null());
+                child::catch(|| d.as_mut().poll(cx))
+            };
+            match ready {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(())) => this.defer = None,
+                Err(p) => {
+                    this.defer = None;
+                    this.panic.get_or_insert(p);
+                }
+            }
+        }
+        this.done = true;
+        if let Some(p) = this.panic.take() {
+            child::resume(p);
+        }
+        Poll::Ready(this.output.take().expect("spindle: a scope body finished without an output"))
+    }
+}
+
+impl<S, T> Drop for ScopeFuture<'_, S, T> {
+    fn drop(&mut self) {
+        let scope = self.scope;
+        // SAFETY: the scope lives until the end of this function.
+        let scope_ref = unsafe { scope.as_ref() };
+        // Close the ready stack first: from now on wakes push nothing.
+        let mut queued = Vec::new();
+        scope_ref.shared.close(&mut queued);
+        for h in queued {
+            child::release(h);
+        }
+        // Hard-cancel every child still running (a child's destructor may spawn: loop).
+        loop {
+            let live: Vec<NonNull<Header>> = {
+                let mut inner = scope_ref.inner.lock();
+                let v: Vec<_> = inner.slab.iter_mut().filter_map(Option::take).collect();
+                inner.live = 0;
+                v
+            };
+            if live.is_empty() {
+                break;
+            }
+            for h in live {
+                // SAFETY: the scope owns the running stage of a child still in the slab.
+                unsafe { child::cancel_child(h) };
+            }
+        }
+        self.body = None;
+        self.defer = None;
+        let defers = core::mem::take(&mut scope_ref.inner.lock().defers);
+        drop(defers);
+        // SAFETY: nothing borrows the scope any more: the body, the children and the deferred
+        // futures are gone. It was allocated by `scope_on` with `Box`.
+        drop(unsafe { Box::from_raw(scope.as_ptr()) });
+    }
+}

@@ -1,0 +1,186 @@
+//! Per-branch wakers for a fixed set of branches, so a combinator holding many futures polls only
+//! the ones that were woken (O(woken) per poll, not O(branches)).
+//!
+//! One allocation holds the parent's waker slot, a lock-free stack of ready branch indices and one
+//! [`Slot`] per branch; branch `i`'s waker points at `slots[i]` and counts a reference on the whole
+//! allocation.
+//!
+//! # Slot state
+//!
+//! A slot's `queued` flag is [`QUEUED`] while the index is in the ready stack (or about to be
+//! pushed): a wake that finds it set does nothing, so an index is in the stack at most once. The
+//! consumer clears it with a swap (acquire) before polling the branch, so a wake during the poll
+//! queues the branch again and the poll sees everything that happened before that wake.
+//!
+//! The stack is a Treiber stack of indices that is only ever pushed to and emptied whole
+//! (`swap(EMPTY)`), so it has no ABA problem.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::task::{RawWaker, RawWakerVTable, Waker};
+
+use crate::loom::{AtomicBool, AtomicU32, Ordering::*};
+use crate::sync::atomic_waker::AtomicWaker;
+
+/// The index is in (or being pushed onto) the ready stack.
+const QUEUED: bool = true;
+/// The stack's empty marker and the end of a chain.
+const EMPTY: u32 = u32::MAX;
+
+struct Slot {
+    /// Back pointer to the shared block (the waker's reference counts on it).
+    shared: *const Shared,
+    index: u32,
+    queued: AtomicBool,
+    /// Next index in the ready stack, written by the pusher before it publishes the slot.
+    next: AtomicU32,
+}
+
+struct Shared {
+    parent: AtomicWaker,
+    head: AtomicU32,
+    slots: Vec<Slot>,
+}
+
+// SAFETY: the raw back pointers only ever point at the `Shared` that owns the slot, which is
+// kept alive by the `Arc` counts the wakers hold; everything else is atomic.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+/// The wakers of `n` branches and the queue of woken ones.
+pub(crate) struct WakeSet {
+    shared: Arc<Shared>,
+    /// Branch wakers, made once.
+    wakers: Vec<Waker>,
+    /// Reused buffer for draining the ready stack.
+    scratch: Vec<u32>,
+    /// Branches taken off the stack but not served yet (their flags stay set), oldest first.
+    backlog: VecDeque<u32>,
+}
+
+impl WakeSet {
+    /// `n` branches, all initially woken (so the first poll polls each once), served starting
+    /// at branch `first` and wrapping around.
+    pub(crate) fn new_from(n: usize, first: usize) -> WakeSet {
+        assert!(n < EMPTY as usize, "spindle: too many branches");
+        let shared = Arc::new_cyclic(|weak| {
+            let p = weak.as_ptr();
+            let slots = (0..n)
+                .map(|i| Slot {
+                    shared: p,
+                    index: i as u32,
+                    queued: AtomicBool::new(QUEUED),
+                    // Every branch starts queued. The stack is served bottom-first, so `first`
+                    // sits at the bottom and each later branch on top of the one before it.
+                    next: AtomicU32::new(if i == first { EMPTY } else { ((i + n - 1) % n) as u32 }),
+                })
+                .collect();
+            let head = if n > 0 { ((first + n - 1) % n) as u32 } else { EMPTY };
+            Shared { parent: AtomicWaker::new(), head: AtomicU32::new(head), slots }
+        });
+        let wakers = (0..n)
+            .map(|i| {
+                let slot: *const Slot = &shared.slots[i];
+                // The waker owns one count on `shared`.
+                core::mem::forget(shared.clone());
+                // SAFETY: the vtable's contract holds: `slot` lives inside `shared`, which the
+                // count we just took keeps alive.
+                unsafe { Waker::from_raw(RawWaker::new(slot as *const (), &VTABLE)) }
+            })
+            .collect();
+        WakeSet { shared, wakers, scratch: Vec::new(), backlog: VecDeque::new() }
+    }
+
+    /// Records the parent's waker: branch wakes wake it.
+    #[inline]
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.shared.parent.register(waker);
+    }
+
+    /// Marks every branch woken (used when the current token is cancelled, so that every leaf
+    /// future gets polled and can observe it).
+    pub(crate) fn wake_all(&self) {
+        for w in &self.wakers {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Takes the woken branches, calling `f(i, waker_i)` for each (earliest wake first). Each
+    /// branch's flag is cleared just before `f` runs, so a wake during `f` queues it again, behind
+    /// the branches already queued. Stops early when `f` returns `false`; the branches not served
+    /// yet stay first in line for the next drain.
+    pub(crate) fn drain(&mut self, mut f: impl FnMut(usize, &Waker) -> bool) {
+        let mut head = self.shared.head.swap(EMPTY, Acquire);
+        if head != EMPTY {
+            // The stack is newest-first: collect it, then append it oldest-first.
+            self.scratch.clear();
+            while head != EMPTY {
+                self.scratch.push(head);
+                head = self.shared.slots[head as usize].next.load(Relaxed);
+            }
+            self.backlog.extend(self.scratch.iter().rev());
+        }
+        while let Some(i) = self.backlog.pop_front() {
+            let i = i as usize;
+            self.shared.slots[i].queued.swap(false, AcqRel);
+            if !f(i, &self.wakers[i]) {
+                return;
+            }
+        }
+    }
+}
+
+/// Pushes a slot whose `queued` flag the caller set.
+fn push(shared: &Shared, slot: &Slot) {
+    let mut head = shared.head.load(Relaxed);
+    loop {
+        slot.next.store(head, Relaxed);
+        match shared.head.compare_exchange_weak(head, slot.index, Release, Relaxed) {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+fn wake_slot(slot: &Slot) {
+    if slot.queued.swap(QUEUED, AcqRel) == QUEUED {
+        return;
+    }
+    // SAFETY: the waker holds a count on `shared`.
+    let shared = unsafe { &*slot.shared };
+    push(shared, slot);
+    shared.parent.wake();
+}
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_raw, wake_raw, wake_by_ref_raw, drop_raw);
+
+unsafe fn clone_raw(p: *const ()) -> RawWaker {
+    // SAFETY: `p` is a slot inside a live `Shared` (the caller's waker holds a count).
+    let slot = unsafe { &*(p as *const Slot) };
+    // SAFETY: `slot.shared` came from an `Arc<Shared>` that is alive; the new waker owns the count.
+    unsafe { Arc::increment_strong_count(slot.shared) };
+    RawWaker::new(p, &VTABLE)
+}
+
+unsafe fn wake_raw(p: *const ()) {
+    // SAFETY: forwarded: the waker is live until we drop it just after.
+    unsafe {
+        wake_by_ref_raw(p);
+        drop_raw(p);
+    }
+}
+
+unsafe fn wake_by_ref_raw(p: *const ()) {
+    // SAFETY: a live waker's slot.
+    wake_slot(unsafe { &*(p as *const Slot) });
+}
+
+unsafe fn drop_raw(p: *const ()) {
+    // SAFETY: a live waker's slot; we release the count this waker owned.
+    unsafe {
+        let slot = &*(p as *const Slot);
+        Arc::decrement_strong_count(slot.shared);
+    }
+}
