@@ -11,6 +11,7 @@
 
 mod rt;
 mod rt_spindle;
+mod struct_rows;
 mod sync_rows;
 mod sys;
 mod workloads;
@@ -216,6 +217,7 @@ fn main() -> ExitCode {
     };
     let mut specs = workloads::specs(opts.quick);
     specs.extend(sync_rows::specs(opts.quick));
+    specs.extend(struct_rows::specs(opts.quick));
     if !opts.only.is_empty() {
         for n in &opts.only {
             if !specs.iter().any(|s| s.name == n || s.name.starts_with(&format!("{n}_"))) {
@@ -263,6 +265,10 @@ fn main() -> ExitCode {
                 sync_entrants = sync_rows::entrants(kind, exec);
                 &sync_entrants
             }
+            Kind::Struct(kind) => {
+                sync_entrants = struct_rows::entrants(kind);
+                &sync_entrants
+            }
             _ => &runtimes,
         };
         let mut rts: Vec<RtResult> = runtimes
@@ -297,6 +303,9 @@ fn main() -> ExitCode {
         print_table(&w);
         if let Kind::Sync(kind, _) = spec.kind {
             print_peer_ratios(&w, sync_rows::peer_targets(kind));
+        }
+        if let Kind::Struct(kind) = spec.kind {
+            print_peer_ratios(&w, struct_rows::peer_targets(kind));
         }
         for r in &w.rts {
             if !r.checks_ok {
@@ -336,7 +345,7 @@ fn target_str(t: Option<f64>) -> String {
 /// One line per workload: spindle's ratios against the best peer and whether the target is met.
 fn print_summary(all: &[WorkResult]) {
     let (sync, results): (Vec<&WorkResult>, Vec<&WorkResult>) =
-        all.iter().partition(|w| matches!(w.spec.kind, Kind::Sync(..)));
+        all.iter().partition(|w| matches!(w.spec.kind, Kind::Sync(..) | Kind::Struct(..)));
     print_runtime_summary(&results);
     print_sync_summary(&sync);
 }
@@ -366,6 +375,7 @@ fn print_sync_summary(results: &[&WorkResult]) {
         let Some(si) = w.rts.iter().position(|r| r.spindle) else { continue };
         let targets = match w.spec.kind {
             Kind::Sync(kind, _) => sync_rows::peer_targets(kind),
+            Kind::Struct(kind) => struct_rows::peer_targets(kind),
             _ => &[],
         };
         let mut line = format!("   {:<24} spindle {:>8} ns/op", w.spec.name, fmt_ns(w.med_ns(si)));

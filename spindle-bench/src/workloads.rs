@@ -33,6 +33,8 @@ pub enum Kind {
     SpawnBlocking { tasks: usize, batches: usize, per_batch: usize },
     /// A sync-primitive row: its entrants are primitives on one executor (`sync_rows.rs`).
     Sync(crate::sync_rows::SyncKind, crate::sync_rows::Exec),
+    /// A structured-concurrency row: its entrants are implementations (`struct_rows.rs`).
+    Struct(crate::struct_rows::StructKind),
 }
 
 /// A workload row.
@@ -159,6 +161,7 @@ pub fn run<R: Rt>(rt: &R, kind: Kind) -> u64 {
         Kind::WakeFromOutside { n } => wake_from_outside(rt, n),
         Kind::SpawnBlocking { tasks, batches, per_batch } => rt.run(spawn_blocking::<R>(tasks, batches, per_batch)),
         Kind::Sync(..) => unreachable!("sync rows run on their primitive entrants (sync_rows.rs)"),
+        Kind::Struct(..) => unreachable!("structured rows run on their entrants (struct_rows.rs)"),
     }
 }
 
