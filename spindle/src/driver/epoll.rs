@@ -2,96 +2,13 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spindle_core::loom::{AtomicU32, Ordering::*};
-use spindle_core::spin::SpinLock;
-
-/// Readiness bits (low byte of the readiness word); the high 16 bits count events (a tick) so a
-/// clear only removes readiness that was observed.
-const READABLE: u32 = 1 << 0;
-const WRITABLE: u32 = 1 << 1;
-const READ_CLOSED: u32 = 1 << 2;
-const WRITE_CLOSED: u32 = 1 << 3;
-const ERROR: u32 = 1 << 4;
-const READY_MASK: u32 = 0xFF;
-const TICK_SHIFT: u32 = 16;
+use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
 
 /// The token the reactor uses for its own eventfd.
 const WAKE_TOKEN: u64 = u64::MAX;
-
-/// A direction of readiness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Direction {
-    /// Readable (or read side closed, or error).
-    Read,
-    /// Writable (or write side closed, or error).
-    Write,
-}
-
-impl Direction {
-    fn mask(self) -> u32 {
-        match self {
-            Direction::Read => READABLE | READ_CLOSED | ERROR,
-            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
-        }
-    }
-}
-
-/// Readiness observed by `poll_ready`, to be passed back to `clear_ready`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ReadyEvent {
-    tick: u32,
-    bits: u32,
-}
-
-impl ReadyEvent {
-    /// The peer closed its side (reads will return 0) or an error is pending.
-    #[allow(dead_code)]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.bits & (READ_CLOSED | WRITE_CLOSED | ERROR) != 0
-    }
-}
-
-#[allow(dead_code)]
-struct ScheduledIo {
-    /// Readiness bits and event tick.
-    readiness: AtomicU32,
-    reader: SpinLock<Option<Waker>>,
-    writer: SpinLock<Option<Waker>>,
-}
-
-impl ScheduledIo {
-    fn waker_slot(&self, dir: Direction) -> &SpinLock<Option<Waker>> {
-        match dir {
-            Direction::Read => &self.reader,
-            Direction::Write => &self.writer,
-        }
-    }
-
-    /// Records an event and wakes the interested waiters.
-    fn set_ready(&self, bits: u32) {
-        let mut cur = self.readiness.load(Acquire);
-        loop {
-            let tick = (cur >> TICK_SHIFT).wrapping_add(1) & 0xFFFF;
-            let next = (tick << TICK_SHIFT) | (cur & READY_MASK) | bits;
-            match self.readiness.compare_exchange_weak(cur, next, AcqRel, Acquire) {
-                Ok(_) => break,
-                Err(a) => cur = a,
-            }
-        }
-        for dir in [Direction::Read, Direction::Write] {
-            if bits & dir.mask() != 0 {
-                let w = self.waker_slot(dir).lock(std::thread::yield_now).take();
-                if let Some(w) = w {
-                    w.wake();
-                }
-            }
-        }
-    }
-}
 
 struct Slot {
     generation: u32,
@@ -119,7 +36,6 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-#[allow(dead_code)] // used by `register`, whose callers are the socket types
 fn token(index: u32, generation: u32) -> u64 {
     ((generation as u64) << 32) | index as u64
 }
@@ -195,13 +111,8 @@ impl Reactor {
         woken
     }
 
-    #[allow(dead_code)] // called through `Registration::new`
-    fn register(&self, fd: RawFd) -> io::Result<(u32, u32, Arc<ScheduledIo>)> {
-        let io = Arc::new(ScheduledIo {
-            readiness: AtomicU32::new(0),
-            reader: SpinLock::new(None),
-            writer: SpinLock::new(None),
-        });
+    /// Adds `fd` (edge-triggered, read and write) and returns its key.
+    pub(crate) fn register(&self, fd: RawFd, io: &Arc<ScheduledIo>) -> io::Result<u64> {
         let (index, generation) = {
             let mut slab = self.slab();
             let index = match slab.free.pop() {
@@ -225,7 +136,7 @@ impl Reactor {
             self.release(index);
             return Err(io::Error::new(e.kind(), format!("spindle: cannot register fd {fd} with epoll: {e}")));
         }
-        Ok((index, generation, io))
+        Ok(token(index, generation))
     }
 
     fn release(&self, index: u32) {
@@ -234,7 +145,9 @@ impl Reactor {
         slab.free.push(index);
     }
 
-    fn deregister(&self, fd: RawFd, index: u32) {
+    /// Removes `fd` (before its owner closes it).
+    pub(crate) fn deregister(&self, fd: RawFd, key: u64) {
+        let index = key as u32;
         // SAFETY: valid epoll fd; a null event is allowed for DEL. Failure (fd already closed by
         // someone else) leaves nothing registered anyway.
         unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
@@ -263,137 +176,20 @@ fn epoll_to_ready(events: u32) -> u32 {
     bits
 }
 
-/// An fd registered with a reactor. See the module contract.
-#[allow(dead_code)] // constructed by the socket types (spindle::net)
-pub(crate) struct Registration {
-    reactor: Arc<Reactor>,
-    io: Arc<ScheduledIo>,
-    fd: RawFd,
-    index: u32,
-}
-
-#[allow(dead_code)] // used by the socket types (spindle::net)
-impl Registration {
-    /// Registers `fd` (already non-blocking) with the current runtime's reactor (the current
-    /// worker's), or with the fallback reactor outside any runtime.
-    pub(crate) fn new(fd: RawFd) -> io::Result<Registration> {
-        let reactor = crate::rt::current_reactor().unwrap_or_else(global_reactor);
-        let (index, _generation, io) = reactor.register(fd)?;
-        Ok(Registration { reactor, io, fd, index })
-    }
-
-    /// Polls for readiness in `dir`.
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
-        let mask = dir.mask();
-        let cur = self.io.readiness.load(Acquire);
-        if cur & mask != 0 {
-            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
-        }
-        {
-            let mut slot = self.io.waker_slot(dir).lock(std::thread::yield_now);
-            match &*slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            }
-        }
-        // An event may have arrived while we stored the waker.
-        let cur = self.io.readiness.load(Acquire);
-        if cur & mask != 0 {
-            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
-        }
-        Poll::Pending
-    }
-
-    /// Clears readiness seen in `ev` (after a syscall returned `WouldBlock`), unless a newer
-    /// event arrived since.
-    pub(crate) fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
-        // Closed/error states stay: they do not go away.
-        let clear = match dir {
-            Direction::Read => READABLE,
-            Direction::Write => WRITABLE,
-        } & ev.bits;
-        let mut cur = self.io.readiness.load(Acquire);
-        loop {
-            if cur >> TICK_SHIFT != ev.tick {
-                return;
-            }
-            match self.io.readiness.compare_exchange_weak(cur, cur & !clear, AcqRel, Acquire) {
-                Ok(_) => return,
-                Err(a) => cur = a,
-            }
-        }
-    }
-
-    /// Runs the non-blocking syscall `f` when `dir` is ready, retrying after `WouldBlock`.
-    pub(crate) fn poll_io<R>(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
-        mut f: impl FnMut() -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        loop {
-            let ev = match self.poll_ready(cx, dir) {
-                Poll::Ready(ev) => ev,
-                Poll::Pending => return Poll::Pending,
-            };
-            match f() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(ev, dir),
-                r => return Poll::Ready(r),
-            }
-        }
-    }
-
-    /// Awaits readiness and runs `f`, retrying after `WouldBlock`.
-    #[allow(dead_code)]
-    pub(crate) async fn io<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
-        std::future::poll_fn(|cx| self.poll_io(cx, dir, &mut f)).await
-    }
-
-    /// The registered fd.
-    #[allow(dead_code)]
-    pub(crate) fn fd(&self) -> RawFd {
-        self.fd
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.reactor.deregister(self.fd, self.index);
-    }
-}
-
-/// The process-wide reactor for I/O objects created outside any spindle runtime.
-#[allow(dead_code)] // reached through `Registration::new`
-fn global_reactor() -> Arc<Reactor> {
-    static GLOBAL: OnceLock<Arc<Reactor>> = OnceLock::new();
-    GLOBAL
-        .get_or_init(|| {
-            let r = Arc::new(Reactor::new().expect("spindle: cannot create the fallback epoll reactor"));
-            let r2 = r.clone();
-            std::thread::Builder::new()
-                .name("spindle-io".into())
-                .spawn(move || loop {
-                    r2.wait(None);
-                })
-                .expect("spindle: cannot start the fallback I/O thread");
-            r
-        })
-        .clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::{Direction, Reactor as AnyReactor, Registration};
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
+    use std::task::{Context, Poll, Waker};
 
     #[test]
     fn readiness_is_reported_and_cleared() {
-        let r = Arc::new(Reactor::new().unwrap());
+        let r = Arc::new(AnyReactor::Epoll(Reactor::new().unwrap()));
         let (mut a, mut b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        let (index, _, io) = r.register(a.as_raw_fd()).unwrap();
-        let reg = Registration { reactor: r.clone(), io, fd: a.as_raw_fd(), index };
+        let reg = Registration::with_reactor(r.clone(), a.as_raw_fd()).unwrap();
         let waker = futures_task_noop();
         let mut cx = Context::from_waker(&waker);
         // Writable right away (after the first event).

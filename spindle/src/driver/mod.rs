@@ -1,48 +1,213 @@
-//! I/O drivers: the reactor each worker parks in, and the registrations sockets use.
+//! I/O drivers: the reactor each worker parks in, the registrations sockets use, and (on
+//! io_uring) completion ops with owned buffers.
 //!
 //! # Contract
 //!
 //! - Each worker (and each current-thread runtime) owns a [`Reactor`]; the worker parks in it
-//!   (`epoll_wait` with the next timer as timeout, an eventfd for unparking) instead of a bare
-//!   futex, and dispatches readiness to registrations when it wakes. Outside any runtime a
-//!   process-wide fallback reactor runs on its own thread, so spindle's I/O types work on any
-//!   executor.
+//!   (`epoll_wait`, or `io_uring_enter` waiting for a completion, with the next timer as timeout;
+//!   an eventfd for unparking) instead of a bare futex, and dispatches readiness and completions
+//!   when it wakes. Outside any runtime a process-wide fallback reactor runs on its own thread, so
+//!   spindle's I/O types work on any executor.
 //! - A [`Registration`] ties one file descriptor to the reactor of the worker that created it
-//!   (edge-triggered, read and write interest). Its owner polls readiness (`poll_ready`), runs a
+//!   (edge-triggered, read and write interest: epoll `EPOLLET`, or an io_uring multishot
+//!   `POLL_ADD`, which is edge-triggered too). Its owner polls readiness (`poll_ready`), runs a
 //!   non-blocking syscall, and on `WouldBlock` clears the readiness it observed (`clear_ready`,
 //!   which keeps readiness that a newer event set meanwhile, so no edge is lost). Readiness
 //!   events carry a slab index and a generation, so an event for a registration dropped in the
-//!   meantime is ignored, never dereferenced.
-//! - Dropping a `Registration` removes the fd from the epoll set; the owner closes the fd after.
-//! - Backend selection: this build has the epoll backend. `SPINDLE_DRIVER=epoll` (or unset)
-//!   selects it; `SPINDLE_DRIVER=uring` is refused with a clear error until the io_uring backend
-//!   lands, rather than silently running something else. [`backend_name`] reports the choice.
+//!   meantime is ignored, never dereferenced. `Registration` is the same type on both backends.
+//! - Dropping a `Registration` removes the fd from the epoll set (or cancels the poll op); the
+//!   owner closes the fd after.
+//! - Completion ops (io_uring only): [`uring::op`] — `read`, `write`, `recv`, `send`, `accept`,
+//!   `connect`, `readv`, `writev`, `read_at`, `write_at`, taking owned buffers ([`crate::io::IoBuf`]
+//!   / [`crate::io::IoBufMut`]) and giving them back. Dropping an op in flight never frees what
+//!   the kernel may still write: see the op lifecycle in [`uring`]. On epoll, [`uring_reactor`]
+//!   returns `None` and callers use readiness plus a non-blocking syscall instead.
+//! - Backend selection, once per process: `SPINDLE_DRIVER=uring` (or `io_uring`) forces io_uring
+//!   (a runtime fails to build with a clear error when the kernel refuses it), `epoll` forces
+//!   epoll; unset (or `auto`) probes `io_uring_setup` with the flags the reactor uses and every
+//!   opcode it submits, and falls back to epoll on ENOSYS/EPERM/`io_uring_disabled`.
+//!   [`backend_name`] reports the choice.
 
 pub(crate) mod epoll;
+pub(crate) mod registration;
+pub(crate) mod uring;
 
-pub(crate) use epoll::Reactor;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
 // The socket types (spindle::net) are the users of registrations.
 #[allow(unused_imports)]
-pub(crate) use epoll::{Direction, Registration};
+pub(crate) use registration::{Direction, ReadyEvent, Registration};
 
-/// Which I/O backend runtimes use in this process.
-pub(crate) fn backend_name() -> &'static str {
-    "epoll"
+use registration::ScheduledIo;
+
+/// The I/O backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// Readiness through epoll.
+    Epoll,
+    /// Completions through io_uring.
+    Uring,
 }
 
-/// Checks `SPINDLE_DRIVER` (called when a runtime is built).
-pub(crate) fn check_backend_choice() -> std::io::Result<()> {
-    match std::env::var("SPINDLE_DRIVER") {
-        Err(_) => Ok(()),
-        Ok(v) if v.is_empty() || v == "epoll" => Ok(()),
-        Ok(v) if v == "uring" || v == "io_uring" => Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "spindle: SPINDLE_DRIVER=uring requested, but this build of spindle has only the epoll \
-             backend (the io_uring backend is not implemented yet); unset SPINDLE_DRIVER or set it to epoll",
-        )),
-        Ok(v) => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("spindle: unknown SPINDLE_DRIVER value {v:?}; expected \"epoll\" or \"uring\""),
-        )),
+impl Backend {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::Uring => "io_uring",
+        }
     }
+}
+
+/// The backend chosen for this process (from `SPINDLE_DRIVER` and the probe), decided once.
+pub(crate) fn backend() -> io::Result<Backend> {
+    static CHOICE: OnceLock<Result<Backend, (io::ErrorKind, String)>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| {
+            let var = std::env::var("SPINDLE_DRIVER").unwrap_or_default();
+            match var.as_str() {
+                "" | "auto" => Ok(if uring::probe().is_ok() { Backend::Uring } else { Backend::Epoll }),
+                "epoll" => Ok(Backend::Epoll),
+                "uring" | "io_uring" => uring::probe().map(|()| Backend::Uring).map_err(|e| {
+                    (
+                        e.kind(),
+                        format!(
+                            "spindle: SPINDLE_DRIVER={var} requested, but io_uring is not usable here: {e}; \
+                             unset SPINDLE_DRIVER (auto-detect) or set it to epoll"
+                        ),
+                    )
+                }),
+                v => Err((
+                    io::ErrorKind::InvalidInput,
+                    format!("spindle: unknown SPINDLE_DRIVER value {v:?}; expected \"uring\", \"epoll\" or \"auto\""),
+                )),
+            }
+        })
+        .clone()
+        .map_err(|(kind, msg)| io::Error::new(kind, msg))
+}
+
+/// Which I/O backend runtimes use in this process (`"io_uring"` or `"epoll"`).
+pub(crate) fn backend_name() -> &'static str {
+    backend().map(Backend::name).unwrap_or("epoll")
+}
+
+/// Checks `SPINDLE_DRIVER` and the probe (called when a runtime is built).
+pub(crate) fn check_backend_choice() -> io::Result<()> {
+    backend().map(drop)
+}
+
+/// A worker's reactor: one epoll instance or one io_uring, chosen at runtime start.
+// Always behind an `Arc`, one per worker: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Reactor {
+    /// The epoll backend.
+    Epoll(epoll::Reactor),
+    /// The io_uring backend.
+    Uring(uring::Reactor),
+}
+
+impl Reactor {
+    /// A reactor of the process's backend.
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Reactor::with_backend(backend()?)
+    }
+
+    /// A reactor of the process's backend that one thread drives for its whole life (on io_uring
+    /// a `SINGLE_ISSUER | DEFER_TASKRUN` ring; on epoll the same as [`Reactor::new`]).
+    #[allow(dead_code)]
+    pub(crate) fn new_pinned() -> io::Result<Reactor> {
+        Ok(match backend()? {
+            Backend::Epoll => Reactor::Epoll(epoll::Reactor::new()?),
+            Backend::Uring => Reactor::Uring(uring::Reactor::new_pinned()?),
+        })
+    }
+
+    /// A reactor of a given backend.
+    pub(crate) fn with_backend(b: Backend) -> io::Result<Reactor> {
+        Ok(match b {
+            Backend::Epoll => Reactor::Epoll(epoll::Reactor::new()?),
+            Backend::Uring => Reactor::Uring(uring::Reactor::new()?),
+        })
+    }
+
+    /// This reactor's backend.
+    #[allow(dead_code)]
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Reactor::Epoll(_) => Backend::Epoll,
+            Reactor::Uring(_) => Backend::Uring,
+        }
+    }
+
+    /// Makes a blocked (or the next) `wait` return. Callable from any thread.
+    pub(crate) fn wake(&self) {
+        match self {
+            Reactor::Epoll(r) => r.wake(),
+            Reactor::Uring(r) => r.wake(),
+        }
+    }
+
+    /// Waits for events, a wake or the timeout, and dispatches them. Returns whether a wake
+    /// was seen. Called by the thread that owns the reactor (one at a time).
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
+        match self {
+            Reactor::Epoll(r) => r.wait(timeout),
+            Reactor::Uring(r) => r.wait(timeout),
+        }
+    }
+
+    /// The io_uring reactor, if this is one.
+    pub(crate) fn as_uring(&self) -> Option<&uring::Reactor> {
+        match self {
+            Reactor::Uring(r) => Some(r),
+            Reactor::Epoll(_) => None,
+        }
+    }
+
+    fn register(&self, fd: RawFd, io: &Arc<ScheduledIo>) -> io::Result<u64> {
+        match self {
+            Reactor::Epoll(r) => r.register(fd, io),
+            Reactor::Uring(r) => r.register(fd, io),
+        }
+    }
+
+    fn deregister(&self, fd: RawFd, key: u64) {
+        match self {
+            Reactor::Epoll(r) => r.deregister(fd, key),
+            Reactor::Uring(r) => r.deregister(key),
+        }
+    }
+}
+
+/// The io_uring reactor completion ops on this thread go to (the current worker's, or the
+/// fallback reactor outside runtimes), or `None` when the process runs on epoll.
+#[allow(dead_code)] // used by the socket and file types
+pub(crate) fn uring_reactor() -> Option<Arc<Reactor>> {
+    let r = crate::rt::current_reactor().unwrap_or_else(global_reactor);
+    r.as_uring().is_some().then_some(r)
+}
+
+/// The process-wide reactor for I/O objects created outside any spindle runtime.
+pub(crate) fn global_reactor() -> Arc<Reactor> {
+    static GLOBAL: OnceLock<Arc<Reactor>> = OnceLock::new();
+    GLOBAL
+        .get_or_init(|| {
+            let r = Arc::new(
+                Reactor::new()
+                    .or_else(|_| Reactor::with_backend(Backend::Epoll))
+                    .expect("spindle: cannot create the fallback I/O reactor"),
+            );
+            let r2 = r.clone();
+            std::thread::Builder::new()
+                .name("spindle-io".into())
+                .spawn(move || loop {
+                    r2.wait(None);
+                })
+                .expect("spindle: cannot start the fallback I/O thread");
+            r
+        })
+        .clone()
 }

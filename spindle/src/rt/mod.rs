@@ -644,11 +644,12 @@ impl Handle {
         }
     }
 
-    /// The I/O backend this runtime's workers park in (`"epoll"` in this build).
+    /// The I/O backend this runtime's workers park in: `"io_uring"` or `"epoll"` (chosen once per
+    /// process: `SPINDLE_DRIVER=uring|epoll`, else io_uring when the kernel allows it).
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
-    /// assert_eq!(rt.handle().io_driver(), "epoll");
+    /// assert!(["io_uring", "epoll"].contains(&rt.handle().io_driver()));
     /// ```
     pub fn io_driver(&self) -> &'static str {
         crate::driver::backend_name()

@@ -23,7 +23,8 @@ const NOTIFIED: u32 = 2;
 struct ParkState {
     /// The futex word: `EMPTY`, `PARKED` (a thread sleeps on it) or `NOTIFIED` (a token waits).
     word: AtomicU32,
-    /// With a reactor, the thread sleeps in `epoll_wait` and is woken through its eventfd.
+    /// With a reactor, the thread sleeps in `epoll_wait` / `io_uring_enter` and is woken through
+    /// its eventfd.
     reactor: Option<Arc<Reactor>>,
 }
 
@@ -44,10 +45,23 @@ impl Driver {
         Ok(Driver { state: Arc::new(ParkState { word: AtomicU32::new(EMPTY), reactor: None }) })
     }
 
-    /// A driver that parks in an I/O reactor (workers and current-thread runtimes).
+    /// A driver that parks in an I/O reactor of the process's backend (workers and
+    /// current-thread runtimes). Any thread may park in it, one at a time.
     pub(crate) fn with_reactor() -> std::io::Result<Driver> {
-        let reactor = Arc::new(Reactor::new()?);
-        Ok(Driver { state: Arc::new(ParkState { word: AtomicU32::new(EMPTY), reactor: Some(reactor) }) })
+        Ok(Driver::from_reactor(Arc::new(Reactor::new()?)))
+    }
+
+    /// Like [`Driver::with_reactor`], for a driver that one thread parks in for its whole life
+    /// (a multi-thread worker): on io_uring the ring is `SINGLE_ISSUER | DEFER_TASKRUN`, owned by
+    /// the first thread that parks. Parking from another thread later is a contract violation
+    /// (the park then only sleeps briefly).
+    #[allow(dead_code)] // for multi-thread workers
+    pub(crate) fn with_pinned_reactor() -> std::io::Result<Driver> {
+        Ok(Driver::from_reactor(Arc::new(Reactor::new_pinned()?)))
+    }
+
+    fn from_reactor(reactor: Arc<Reactor>) -> Driver {
+        Driver { state: Arc::new(ParkState { word: AtomicU32::new(EMPTY), reactor: Some(reactor) }) }
     }
 
     /// The reactor this driver parks in, if any.

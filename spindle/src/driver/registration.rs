@@ -1,0 +1,206 @@
+//! Readiness registrations, the same on both backends: the state machine here, the event source
+//! (epoll edge-triggered interest or an io_uring multishot `POLL_ADD`) in the backend.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use spindle_core::loom::{AtomicU32, Ordering::*};
+use spindle_core::spin::SpinLock;
+
+use super::Reactor;
+
+/// Readiness bits (low byte of the readiness word); the high 16 bits count events (a tick) so a
+/// clear only removes readiness that was observed.
+pub(crate) const READABLE: u32 = 1 << 0;
+pub(crate) const WRITABLE: u32 = 1 << 1;
+pub(crate) const READ_CLOSED: u32 = 1 << 2;
+pub(crate) const WRITE_CLOSED: u32 = 1 << 3;
+pub(crate) const ERROR: u32 = 1 << 4;
+const READY_MASK: u32 = 0xFF;
+const TICK_SHIFT: u32 = 16;
+
+/// A direction of readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Readable (or read side closed, or error).
+    Read,
+    /// Writable (or write side closed, or error).
+    Write,
+}
+
+impl Direction {
+    fn mask(self) -> u32 {
+        match self {
+            Direction::Read => READABLE | READ_CLOSED | ERROR,
+            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
+        }
+    }
+}
+
+/// Readiness observed by `poll_ready`, to be passed back to `clear_ready`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadyEvent {
+    tick: u32,
+    bits: u32,
+}
+
+impl ReadyEvent {
+    /// The peer closed its side (reads will return 0) or an error is pending.
+    #[allow(dead_code)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.bits & (READ_CLOSED | WRITE_CLOSED | ERROR) != 0
+    }
+}
+
+/// The readiness state of one registration, shared by the reactor (which sets it) and the
+/// registration (which waits on and clears it).
+pub(crate) struct ScheduledIo {
+    /// Readiness bits and event tick.
+    pub(crate) readiness: AtomicU32,
+    reader: SpinLock<Option<Waker>>,
+    writer: SpinLock<Option<Waker>>,
+}
+
+impl ScheduledIo {
+    fn waker_slot(&self, dir: Direction) -> &SpinLock<Option<Waker>> {
+        match dir {
+            Direction::Read => &self.reader,
+            Direction::Write => &self.writer,
+        }
+    }
+
+    /// Records an event and wakes the interested waiters.
+    pub(crate) fn set_ready(&self, bits: u32) {
+        let mut cur = self.readiness.load(Acquire);
+        loop {
+            let tick = (cur >> TICK_SHIFT).wrapping_add(1) & 0xFFFF;
+            let next = (tick << TICK_SHIFT) | (cur & READY_MASK) | bits;
+            match self.readiness.compare_exchange_weak(cur, next, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(a) => cur = a,
+            }
+        }
+        for dir in [Direction::Read, Direction::Write] {
+            if bits & dir.mask() != 0 {
+                let w = self.waker_slot(dir).lock(std::thread::yield_now).take();
+                if let Some(w) = w {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+impl ScheduledIo {
+    pub(crate) fn new() -> Arc<ScheduledIo> {
+        Arc::new(ScheduledIo { readiness: AtomicU32::new(0), reader: SpinLock::new(None), writer: SpinLock::new(None) })
+    }
+}
+
+/// An fd registered with a reactor. See the module contract.
+#[allow(dead_code)] // constructed by the socket types (spindle::net)
+pub(crate) struct Registration {
+    pub(super) reactor: Arc<Reactor>,
+    pub(super) io: Arc<ScheduledIo>,
+    pub(super) fd: RawFd,
+    /// The backend's key for this registration (slab index and generation).
+    pub(super) key: u64,
+}
+
+#[allow(dead_code)] // used by the socket types (spindle::net)
+impl Registration {
+    /// Registers `fd` (already non-blocking) with the current runtime's reactor (the current
+    /// worker's), or with the fallback reactor outside any runtime.
+    pub(crate) fn new(fd: RawFd) -> io::Result<Registration> {
+        let reactor = crate::rt::current_reactor().unwrap_or_else(super::global_reactor);
+        Registration::with_reactor(reactor, fd)
+    }
+
+    /// Registers `fd` with a given reactor.
+    pub(crate) fn with_reactor(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
+        let io = ScheduledIo::new();
+        let key = reactor.register(fd, &io)?;
+        Ok(Registration { reactor, io, fd, key })
+    }
+
+    /// Polls for readiness in `dir`.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
+        let mask = dir.mask();
+        let cur = self.io.readiness.load(Acquire);
+        if cur & mask != 0 {
+            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
+        }
+        {
+            let mut slot = self.io.waker_slot(dir).lock(std::thread::yield_now);
+            match &*slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        // An event may have arrived while we stored the waker.
+        let cur = self.io.readiness.load(Acquire);
+        if cur & mask != 0 {
+            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
+        }
+        Poll::Pending
+    }
+
+    /// Clears readiness seen in `ev` (after a syscall returned `WouldBlock`), unless a newer
+    /// event arrived since.
+    pub(crate) fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
+        // Closed/error states stay: they do not go away.
+        let clear = match dir {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        } & ev.bits;
+        let mut cur = self.io.readiness.load(Acquire);
+        loop {
+            if cur >> TICK_SHIFT != ev.tick {
+                return;
+            }
+            match self.io.readiness.compare_exchange_weak(cur, cur & !clear, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(a) => cur = a,
+            }
+        }
+    }
+
+    /// Runs the non-blocking syscall `f` when `dir` is ready, retrying after `WouldBlock`.
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let ev = match self.poll_ready(cx, dir) {
+                Poll::Ready(ev) => ev,
+                Poll::Pending => return Poll::Pending,
+            };
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(ev, dir),
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    /// Awaits readiness and runs `f`, retrying after `WouldBlock`.
+    #[allow(dead_code)]
+    pub(crate) async fn io<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_io(cx, dir, &mut f)).await
+    }
+
+    /// The registered fd.
+    #[allow(dead_code)]
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.reactor.deregister(self.fd, self.key);
+    }
+}

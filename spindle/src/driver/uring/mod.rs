@@ -1,0 +1,748 @@
+//! The io_uring reactor: one ring per worker, readiness through multishot polls, and completion
+//! ops with owned buffers.
+//!
+//! # Ring
+//!
+//! SQ of [`SQ_ENTRIES`], CQ four times that, `dontfork`, overflow-safe (the kernel keeps
+//! overflowed CQEs with `NODROP`; a submit that fails with `EBUSY` leaves the entries queued, the
+//! waiting thread reaps and submits again). Two modes:
+//!
+//! - **pinned** ([`Reactor::new_pinned`]): for a ring one thread drives for its whole life (a
+//!   multi-thread worker). `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG`, created
+//!   disabled and enabled by the first thread that waits on it, which becomes the owner. Only the
+//!   owner touches the SQ: other threads (a task dropping an op after being stolen, a socket
+//!   registered from outside the runtime) push entries to a mutex-protected `pending` list and
+//!   wake the owner, which moves them to the SQ before it waits. A wake never submits on the ring.
+//! - **shared** ([`Reactor::new`]): for a ring whose driving thread may change (a current-thread
+//!   runtime is driven by whichever thread calls `block_on`). No task-run deferral (a completion's
+//!   task work must be able to interrupt whichever thread submitted it), so any thread may submit,
+//!   under the SQ lock.
+//!
+//! In both modes entries pushed by the thread that last waited are submitted by its next wait
+//! (one `io_uring_enter` per park for a whole batch); other threads submit at once (shared) or
+//! hand over (pinned). Waking: an eventfd watched by a multishot poll on the ring; `wake` writes
+//! it from any thread. Parking: `io_uring_enter(GETEVENTS)` for one completion with the
+//! extended-argument timeout.
+//!
+//! # `user_data`
+//!
+//! Two tag bits: slab entries (index in the low 32 bits, a 30-bit generation above), the wake
+//! poll, and requests whose completions are ignored (cancels, poll removals). A completion whose
+//! generation does not match its slot is stale and ignored.
+//!
+//! # Op lifecycle
+//!
+//! One slab slot per op: `Idle` (the [`op::Op`] future holds its resources, nothing submitted)
+//! `-> Queued` (first poll: resources moved into the slot, the SQE pushed) `-> InFlight{waker}`
+//! (submitted) `-> Done` (final CQE: result stored, waker woken; the future takes the resources
+//! back). Dropping the future while queued or in flight (on any thread) makes it `Orphaned`: an
+//! `ASYNC_CANCEL` is pushed, and the slot keeps owning the buffer — and closes any fd the kernel
+//! returns — until the final CQE; only then is the slot freed. Multishot requests (the
+//! registration polls) live until a CQE without `F_MORE`. [`op::Op::cancel`] requests
+//! cancellation and waits for the final CQE, returning the resources and the result (partial
+//! transfers included). Teardown (`Drop`) cancels everything still in flight and reaps until it
+//! all completed; past a deadline (or when it cannot reap, a pinned ring dropped off its owner)
+//! it leaks the remaining resources rather than free memory the kernel may still write.
+
+pub(crate) mod op;
+
+use std::any::Any;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use spindle_core::loom::unmodelled::{AtomicBool, AtomicU64, Ordering::*};
+
+use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
+
+/// Submission queue size per ring.
+pub(crate) const SQ_ENTRIES: u32 = 256;
+/// Completion queue size per ring (4x the SQ: multishot polls post many CQEs per SQE).
+pub(crate) const CQ_ENTRIES: u32 = SQ_ENTRIES * 4;
+
+const TAG_SHIFT: u32 = 62;
+const TAG_SLOT: u64 = 0;
+const TAG_WAKE: u64 = 1;
+const TAG_IGNORE: u64 = 2;
+const GEN_MASK: u32 = (1 << 30) - 1;
+const WAKE_KEY: u64 = TAG_WAKE << TAG_SHIFT;
+const IGNORE_KEY: u64 = TAG_IGNORE << TAG_SHIFT;
+
+/// How long teardown waits for in-flight ops to complete before leaking their resources.
+const TEARDOWN_DEADLINE: Duration = Duration::from_secs(2);
+
+fn slot_key(index: u32, generation: u32) -> u64 {
+    (TAG_SLOT << TAG_SHIFT) | (((generation & GEN_MASK) as u64) << 32) | index as u64
+}
+
+fn io_err(context: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("spindle: {context}: {e}"))
+}
+
+/// A small per-thread number, to know whether the caller is a ring's waiting thread.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! { static TOKEN: u64 = NEXT.fetch_add(1, Relaxed); }
+    TOKEN.with(|t| *t)
+}
+
+fn builder(pinned: bool, coop: bool) -> io_uring::Builder {
+    let mut b = IoUring::builder();
+    b.setup_cqsize(CQ_ENTRIES).dontfork();
+    if pinned {
+        b.setup_single_issuer().setup_defer_taskrun().setup_r_disabled();
+    }
+    if coop {
+        b.setup_coop_taskrun().setup_taskrun_flag();
+    }
+    b
+}
+
+/// Checks once per process that io_uring is usable: not disabled by sysctl, rings with the flags
+/// we use can be set up, the features we rely on are there, and every opcode we submit is
+/// supported.
+pub(crate) fn probe() -> io::Result<()> {
+    static PROBE: OnceLock<Result<(), (io::ErrorKind, String)>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            probe_once().map_err(|e| (e.kind(), e.to_string())).inspect_err(|(_, m)| {
+                if std::env::var_os("SPINDLE_DRIVER_DEBUG").is_some() {
+                    eprintln!("spindle: io_uring probe failed: {m}");
+                }
+            })
+        })
+        .clone()
+        .map_err(|(kind, msg)| io::Error::new(kind, msg))
+}
+
+fn probe_once() -> io::Result<()> {
+    if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if s.trim() == "2" {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "io_uring is disabled (/proc/sys/kernel/io_uring_disabled = 2)",
+            ));
+        }
+    }
+    // The pinned flags need 6.1; the shared ring needs 5.19 for COOP_TASKRUN (only the pinned
+    // mode uses it) and 5.13 for multishot polls. Probe the strictest ring we create.
+    let ring = builder(false, false).build(8).map_err(|e| io_err("io_uring_setup", e))?;
+    builder(true, true).build(8).map_err(|e| io_err("io_uring_setup(SINGLE_ISSUER|DEFER_TASKRUN)", e))?;
+    let p = ring.params();
+    if !p.is_feature_ext_arg() || !p.is_feature_nodrop() || !p.is_feature_resource_tagging() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring lacks EXT_ARG, NODROP or 5.13 features (multishot poll)",
+        ));
+    }
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).map_err(|e| io_err("IORING_REGISTER_PROBE", e))?;
+    let ops: [(u8, &str); 13] = [
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+        (opcode::PollRemove::CODE, "POLL_REMOVE"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        (opcode::Read::CODE, "READ"),
+        (opcode::Write::CODE, "WRITE"),
+        (opcode::Readv::CODE, "READV"),
+        (opcode::Writev::CODE, "WRITEV"),
+        (opcode::Recv::CODE, "RECV"),
+        (opcode::Send::CODE, "SEND"),
+        (opcode::Accept::CODE, "ACCEPT"),
+        (opcode::Connect::CODE, "CONNECT"),
+        (opcode::Timeout::CODE, "TIMEOUT"),
+        (opcode::Nop::CODE, "NOP"),
+    ];
+    for (code, name) in ops {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, format!("io_uring opcode {name} unsupported")));
+        }
+    }
+    Ok(())
+}
+
+/// One slab entry.
+struct Entry {
+    generation: u32,
+    state: State,
+}
+
+enum State {
+    Free,
+    /// A registration's multishot poll. `live` is false once the registration was dropped (a
+    /// `POLL_REMOVE` is on its way; the slot is freed by the final CQE).
+    Poll {
+        io: Arc<ScheduledIo>,
+        fd: RawFd,
+        live: bool,
+    },
+    Op(OpSlot),
+}
+
+/// The kernel-facing half of an op: owns its resources until the final CQE.
+struct OpSlot {
+    waker: Option<Waker>,
+    /// The op's resources (buffer, iovecs, socket address). The kernel may read or write them
+    /// until `result` is set.
+    data: Option<Box<dyn Any + Send>>,
+    /// The final CQE (result, flags).
+    result: Option<(i32, u32)>,
+    /// The future was dropped: free on the final CQE.
+    orphaned: bool,
+    /// The result is an fd the slot must close if nobody takes it.
+    returns_fd: bool,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    /// Op and poll slots awaiting their final CQE.
+    in_flight: usize,
+}
+
+impl Slab {
+    fn alloc(&mut self, state: State) -> (u32, u32) {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.entries.push(Entry { generation: 0, state: State::Free });
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let e = &mut self.entries[index as usize];
+        e.generation = e.generation.wrapping_add(1) & GEN_MASK;
+        e.state = state;
+        self.in_flight += 1;
+        (index, e.generation)
+    }
+
+    fn get(&mut self, index: u32, generation: u32) -> Option<&mut Entry> {
+        self.entries.get_mut(index as usize).filter(|e| e.generation == generation & GEN_MASK)
+    }
+
+    /// Frees a slot whose final CQE arrived; returns its state for the caller to drop outside
+    /// the lock.
+    fn release(&mut self, index: u32) -> State {
+        let e = &mut self.entries[index as usize];
+        self.free.push(index);
+        self.in_flight -= 1;
+        std::mem::replace(&mut e.state, State::Free)
+    }
+}
+
+/// A CQE copied out of the ring.
+#[derive(Clone, Copy)]
+struct Cqe {
+    user_data: u64,
+    result: i32,
+    flags: u32,
+}
+
+/// One io_uring with its wake eventfd, registrations and ops. See the module docs.
+pub(crate) struct Reactor {
+    ring: IoUring,
+    pinned: bool,
+    /// Serializes SQ producers (the SQ tail is not shared-writer safe).
+    sq_lock: Mutex<()>,
+    /// Serializes CQ consumers (the waiting thread, teardown).
+    cq_lock: Mutex<()>,
+    slab: Mutex<Slab>,
+    /// Entries handed over by threads that may not submit (pinned mode), or that found the SQ full.
+    pending: Mutex<Vec<squeue::Entry>>,
+    has_pending: AtomicBool,
+    /// Token of the thread that last waited (pinned: the owner, fixed once set).
+    waiter: AtomicU64,
+    eventfd: OwnedFd,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Reactor {
+    /// A shared ring: any thread may drive it (current-thread runtimes).
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Reactor::build(false)
+    }
+
+    /// A pinned ring: the first thread that waits on it owns it for good (workers).
+    pub(crate) fn new_pinned() -> io::Result<Reactor> {
+        Reactor::build(true)
+    }
+
+    fn build(pinned: bool) -> io::Result<Reactor> {
+        let ring = builder(pinned, pinned).build(SQ_ENTRIES).map_err(|e| io_err("io_uring_setup", e))?;
+        // SAFETY: a plain syscall; the result is checked and wrapped in an OwnedFd at once.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(io_err("eventfd", io::Error::last_os_error()));
+        }
+        // SAFETY: `efd` is a fresh fd we own.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let r = Reactor {
+            ring,
+            pinned,
+            sq_lock: Mutex::new(()),
+            cq_lock: Mutex::new(()),
+            slab: Mutex::new(Slab::default()),
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+            waiter: AtomicU64::new(0),
+            eventfd,
+        };
+        if pinned {
+            // Submitted by the owner's first wait (the ring is disabled until then).
+            lock(&r.pending).push(r.wake_poll());
+            r.has_pending.store(true, Release);
+        } else {
+            r.push(&[r.wake_poll()]);
+        }
+        Ok(r)
+    }
+
+    fn wake_poll(&self) -> squeue::Entry {
+        opcode::PollAdd::new(types::Fd(self.eventfd.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(WAKE_KEY)
+    }
+
+    /// Whether this ring runs in pinned mode.
+    #[allow(dead_code)]
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// Makes a blocked (or the next) `wait` return; any thread. Never touches the ring.
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd. EAGAIN (counter full) still
+        // leaves it readable, which is all we need.
+        unsafe { libc::write(self.eventfd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+    }
+
+    fn on_waiter_thread(&self) -> bool {
+        self.waiter.load(Relaxed) == thread_token()
+    }
+
+    /// Queues entries: into the SQ when this thread may touch it (submitted at once unless this
+    /// is the waiting thread, whose next wait submits the batch), else handed to the waiter.
+    ///
+    /// Callers guarantee that the memory every entry points to stays valid until its final CQE
+    /// (it is owned by a slab slot, or is the reactor's own eventfd).
+    fn push(&self, entries: &[squeue::Entry]) {
+        let waiter = self.on_waiter_thread();
+        if self.pinned && !waiter {
+            lock(&self.pending).extend_from_slice(entries);
+            self.has_pending.store(true, Release);
+            self.wake();
+            return;
+        }
+        let leftover = {
+            let _g = lock(&self.sq_lock);
+            let leftover = self.push_locked(entries);
+            if !waiter {
+                // EBUSY (CQ overflow backlog) leaves the entries in the SQ for the waiter.
+                let _ = self.ring.submit();
+            }
+            leftover
+        };
+        if leftover > 0 {
+            let mut p = lock(&self.pending);
+            p.extend_from_slice(&entries[entries.len() - leftover..]);
+            self.has_pending.store(true, Release);
+            drop(p);
+            self.wake();
+        }
+    }
+
+    /// Pushes into the SQ (caller holds `sq_lock` and may submit); returns how many entries at
+    /// the end did not fit.
+    fn push_locked(&self, entries: &[squeue::Entry]) -> usize {
+        for (i, e) in entries.iter().enumerate() {
+            loop {
+                // SAFETY: the caller holds `sq_lock`, so no other SubmissionQueue view of this
+                // ring exists while this one lives.
+                let mut sq = unsafe { self.ring.submission_shared() };
+                // SAFETY: the entry's pointers stay valid until its final CQE (the contract of
+                // `push`).
+                if unsafe { sq.push(e) }.is_ok() {
+                    break;
+                }
+                drop(sq);
+                // Full: submit what is queued to make room.
+                match self.ring.submit() {
+                    Ok(n) if n > 0 => continue,
+                    _ => return entries.len() - i,
+                }
+            }
+        }
+        0
+    }
+
+    /// Moves handed-over entries into the SQ (waiting thread only).
+    fn flush_pending(&self) {
+        if !self.has_pending.swap(false, Acquire) {
+            return;
+        }
+        let entries = std::mem::take(&mut *lock(&self.pending));
+        let _g = lock(&self.sq_lock);
+        let left = self.push_locked(&entries);
+        if left > 0 {
+            let mut p = lock(&self.pending);
+            let mut rest = entries[entries.len() - left..].to_vec();
+            rest.append(&mut p);
+            *p = rest;
+            self.has_pending.store(true, Release);
+        }
+    }
+
+    /// Waits for completions (or a wake, or the timeout) and dispatches them. Returns whether a
+    /// wake was seen. Called by the thread that parks on this reactor.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
+        let _cq = lock(&self.cq_lock);
+        let me = thread_token();
+        if self.pinned {
+            let owner = self.waiter.load(Relaxed);
+            if owner == 0 {
+                if let Err(e) = self.ring.submitter().register_enable_rings() {
+                    panic!("spindle: cannot enable the io_uring: {e}");
+                }
+                self.waiter.store(me, Relaxed);
+            } else if owner != me {
+                // The contract says a pinned ring is driven by one thread; waiting from another
+                // would fail in the kernel (EEXIST). Sleep instead of spinning.
+                std::thread::sleep(timeout.unwrap_or(Duration::from_millis(10)).min(Duration::from_millis(10)));
+                return false;
+            }
+        } else {
+            self.waiter.store(me, Relaxed);
+        }
+        self.flush_pending();
+        let mut cqes = Vec::new();
+        // Something already there (or a zero timeout): do not sleep.
+        // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
+        let ready = !unsafe { self.ring.completion_shared() }.is_empty();
+        let want = if ready || timeout == Some(Duration::ZERO) { 0 } else { 1 };
+        for attempt in 0..2 {
+            let r = {
+                let _sq = lock(&self.sq_lock);
+                match timeout {
+                    Some(d) if want == 1 => {
+                        let ts = types::Timespec::from(d);
+                        let args = types::SubmitArgs::new().timespec(&ts);
+                        self.ring.submitter().submit_with_args(want, &args)
+                    }
+                    _ => self.ring.submit_and_wait(want),
+                }
+            };
+            match r {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt == 0 => {
+                    // CQ overflow backlog: reap, then submit again.
+                    self.reap(&mut cqes);
+                }
+                _ => break,
+            }
+        }
+        self.reap(&mut cqes);
+        drop(_cq);
+        let woken = self.dispatch(cqes);
+        if woken {
+            // Reset the counter, or the poll keeps reporting it.
+            let mut buf = 0u64;
+            // SAFETY: reads 8 bytes into a live u64 (EAGAIN is fine).
+            unsafe { libc::read(self.eventfd.as_raw_fd(), &mut buf as *mut u64 as *mut libc::c_void, 8) };
+        }
+        if self.has_pending.load(Relaxed) {
+            // Handed-over entries that did not fit: make the next wait come back soon.
+            self.wake();
+        }
+        woken
+    }
+
+    /// Copies every available CQE out (caller holds `cq_lock`).
+    fn reap(&self, out: &mut Vec<Cqe>) {
+        // SAFETY: the caller holds `cq_lock`: the only CompletionQueue view.
+        let mut cq = unsafe { self.ring.completion_shared() };
+        loop {
+            cq.sync();
+            if cq.is_empty() {
+                break;
+            }
+            for c in &mut cq {
+                out.push(Cqe { user_data: c.user_data(), result: c.result(), flags: c.flags() });
+            }
+        }
+    }
+
+    fn dispatch(&self, cqes: Vec<Cqe>) -> bool {
+        let mut woken = false;
+        let mut ready: Vec<(Arc<ScheduledIo>, u32)> = Vec::new();
+        let mut wakers: Vec<Waker> = Vec::new();
+        let mut released: Vec<State> = Vec::new();
+        let mut rearm: Vec<squeue::Entry> = Vec::new();
+        {
+            let mut slab = lock(&self.slab);
+            for c in cqes {
+                let more = cqueue::more(c.flags);
+                match c.user_data >> TAG_SHIFT {
+                    TAG_WAKE => {
+                        woken = true;
+                        if !more && c.result != -libc::ECANCELED {
+                            rearm.push(self.wake_poll());
+                        }
+                    }
+                    TAG_SLOT => {
+                        let index = c.user_data as u32;
+                        let generation = (c.user_data >> 32) as u32;
+                        let Some(entry) = slab.get(index, generation) else { continue };
+                        match &mut entry.state {
+                            State::Free => {}
+                            State::Poll { io, fd, live } => {
+                                if *live {
+                                    if c.result >= 0 {
+                                        ready.push((io.clone(), poll_to_ready(c.result as u32)));
+                                    } else {
+                                        ready.push((io.clone(), ERROR | READ_CLOSED | WRITE_CLOSED));
+                                    }
+                                }
+                                if !more {
+                                    if *live && c.result >= 0 {
+                                        // Multishot ended early (e.g. CQ overflow): re-arm.
+                                        rearm.push(poll_entry(*fd, c.user_data));
+                                    } else {
+                                        released.push(slab.release(index));
+                                    }
+                                }
+                            }
+                            State::Op(op) => {
+                                if more {
+                                    continue; // no multishot ops besides polls yet
+                                }
+                                op.result = Some((c.result, c.flags));
+                                if op.orphaned {
+                                    if op.returns_fd && c.result >= 0 {
+                                        // SAFETY: the kernel returned a new fd that nobody else
+                                        // knows of (the op's future is gone).
+                                        drop(unsafe { OwnedFd::from_raw_fd(c.result) });
+                                    }
+                                    released.push(slab.release(index));
+                                } else if let Some(w) = op.waker.take() {
+                                    wakers.push(w);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !rearm.is_empty() {
+            self.push(&rearm);
+        }
+        // Outside the slab lock: wakers may submit or drop ops; buffers may have destructors.
+        drop(released);
+        for (io, bits) in ready {
+            io.set_ready(bits);
+        }
+        for w in wakers {
+            w.wake();
+        }
+        woken
+    }
+
+    /// Starts a multishot poll for `fd` and returns its key.
+    pub(crate) fn register(&self, fd: RawFd, io: &Arc<ScheduledIo>) -> io::Result<u64> {
+        let (index, generation) = lock(&self.slab).alloc(State::Poll { io: io.clone(), fd, live: true });
+        let key = slot_key(index, generation);
+        self.push(&[poll_entry(fd, key)]);
+        Ok(key)
+    }
+
+    /// Cancels a registration's poll; the slot is freed by its final CQE.
+    pub(crate) fn deregister(&self, key: u64) {
+        {
+            let mut slab = lock(&self.slab);
+            let Some(e) = slab.get(key as u32, (key >> 32) as u32) else { return };
+            match &mut e.state {
+                State::Poll { live, .. } => *live = false,
+                _ => return,
+            }
+        }
+        let remove = opcode::PollRemove::new(key).build().user_data(IGNORE_KEY);
+        self.push(&[remove]);
+        if self.on_waiter_thread() {
+            // Submit now so the kernel drops its file reference promptly (the owner closes the
+            // fd right after; the peer should see the close).
+            let _g = lock(&self.sq_lock);
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Queues an op: moves `data` into a new slot and pushes `sqe` (built by `make` from the
+    /// slot's key). Returns the slot's (index, generation).
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in the SQE must point into `data`'s heap allocation (which the slot keeps
+    /// at a fixed address until the final CQE) or to memory that outlives the op.
+    pub(crate) unsafe fn submit_op(
+        &self,
+        data: Box<dyn Any + Send>,
+        sqe: squeue::Entry,
+        waker: Waker,
+        returns_fd: bool,
+    ) -> (u32, u32) {
+        let (index, generation) = lock(&self.slab).alloc(State::Op(OpSlot {
+            waker: Some(waker),
+            data: Some(data),
+            result: None,
+            orphaned: false,
+            returns_fd,
+        }));
+        self.push(&[sqe.user_data(slot_key(index, generation))]);
+        (index, generation)
+    }
+
+    /// Polls an op: its final result and resources when done, else stores the waker.
+    pub(crate) fn poll_op(
+        &self,
+        index: u32,
+        generation: u32,
+        waker: &Waker,
+    ) -> Option<(i32, u32, Box<dyn Any + Send>)> {
+        let done = {
+            let mut slab = lock(&self.slab);
+            let e = slab.get(index, generation).expect("spindle: op slot vanished while its future lives");
+            let State::Op(op) = &mut e.state else { unreachable!("op key names a non-op slot") };
+            match op.result {
+                Some((res, flags)) => Some((res, flags, op.data.take().expect("op resources taken twice"))),
+                None => {
+                    match &op.waker {
+                        Some(w) if w.will_wake(waker) => {}
+                        _ => op.waker = Some(waker.clone()),
+                    }
+                    return None;
+                }
+            }
+        };
+        // Done: free the slot.
+        let state = lock(&self.slab).release(index);
+        drop(state);
+        done
+    }
+
+    /// Asks the kernel to cancel an op (its final CQE still comes).
+    pub(crate) fn cancel_op(&self, index: u32, generation: u32) {
+        let cancel = opcode::AsyncCancel::new(slot_key(index, generation)).build().user_data(IGNORE_KEY);
+        self.push(&[cancel]);
+    }
+
+    /// The op's future was dropped: free now if done, else orphan it and cancel.
+    pub(crate) fn orphan_op(&self, index: u32, generation: u32) {
+        let state = {
+            let mut slab = lock(&self.slab);
+            let Some(e) = slab.get(index, generation) else { return };
+            let State::Op(op) = &mut e.state else { return };
+            match op.result {
+                Some((res, _)) => {
+                    if op.returns_fd && res >= 0 {
+                        // SAFETY: the kernel returned this fd to the op, whose future is gone.
+                        drop(unsafe { OwnedFd::from_raw_fd(res) });
+                    }
+                    slab.release(index)
+                }
+                None => {
+                    op.orphaned = true;
+                    op.waker = None;
+                    State::Free
+                }
+            }
+        };
+        if matches!(state, State::Free) {
+            self.cancel_op(index, generation);
+        }
+        drop(state);
+    }
+
+    /// Number of slots (ops and polls) awaiting a final CQE; for tests and teardown.
+    #[allow(dead_code)]
+    pub(crate) fn in_flight(&self) -> usize {
+        lock(&self.slab).in_flight
+    }
+}
+
+fn poll_entry(fd: RawFd, key: u64) -> squeue::Entry {
+    let events = libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLPRI;
+    opcode::PollAdd::new(types::Fd(fd), events as u32).multi(true).build().user_data(key)
+}
+
+fn poll_to_ready(events: u32) -> u32 {
+    let e = events as libc::c_short;
+    let mut bits = 0;
+    if e & (libc::POLLIN | libc::POLLPRI) != 0 {
+        bits |= READABLE;
+    }
+    if e & libc::POLLOUT != 0 {
+        bits |= WRITABLE;
+    }
+    if e & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
+        bits |= READ_CLOSED;
+    }
+    if e & libc::POLLHUP != 0 {
+        bits |= WRITE_CLOSED;
+    }
+    if e & libc::POLLERR != 0 {
+        bits |= ERROR;
+    }
+    bits
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        // Cancel everything still in flight, then reap until it all completed. Memory the
+        // kernel may still touch is freed only after its final CQE; past the deadline it leaks.
+        let me = thread_token();
+        let owner = self.waiter.load(Relaxed);
+        // A pinned ring never enabled never reached the kernel: nothing to wait for.
+        let never_enabled = self.pinned && owner == 0;
+        let can_reap = !self.pinned || owner == me;
+        if can_reap {
+            let mut cancels: Vec<squeue::Entry> = {
+                let slab = lock(&self.slab);
+                slab.entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| !matches!(e.state, State::Free))
+                    .map(|(i, e)| {
+                        opcode::AsyncCancel::new(slot_key(i as u32, e.generation)).build().user_data(IGNORE_KEY)
+                    })
+                    .collect()
+            };
+            cancels.push(opcode::PollRemove::new(WAKE_KEY).build().user_data(IGNORE_KEY));
+            self.waiter.store(me, Relaxed);
+            self.push(&cancels);
+            let deadline = Instant::now() + TEARDOWN_DEADLINE;
+            while lock(&self.slab).in_flight > 0 && Instant::now() < deadline {
+                self.wait(Some(Duration::from_millis(10)));
+            }
+        }
+        let mut slab = lock(&self.slab);
+        if slab.in_flight > 0 && !never_enabled {
+            // Leak what the kernel may still own: never free under the kernel.
+            for e in slab.entries.iter_mut() {
+                if let State::Op(op) = &mut e.state {
+                    if op.result.is_none() {
+                        std::mem::forget(op.data.take());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,459 @@
+//! Completion ops on io_uring with owned resources (crate-internal API for net/fs).
+//!
+//! Every op is an [`Op<T>`] future over an [`OpData`] value holding the fd, the buffer and
+//! whatever else the kernel reads or writes (iovecs, a socket address). The first poll moves the
+//! data into a slab slot of the reactor it is created on and pushes the SQE; completion moves it
+//! back. Dropping the future in flight orphans the slot (see the lifecycle in [`super`]).
+//!
+//! Convenience functions return what std-like callers want: [`read`], [`read_at`], [`write`],
+//! [`write_at`], [`recv`], [`send`], [`readv`], [`writev`] give `BufResult<usize, B>`; [`accept`]
+//! gives the new (non-blocking, close-on-exec) fd and the peer address; [`connect`] gives `()`.
+//! Each takes `&Arc<driver::Reactor>`, which must be an io_uring reactor: get it from
+//! [`crate::driver::uring_reactor`] (`None` on epoll: use readiness instead).
+
+// The users are the socket and file types, switching to completion I/O on io_uring.
+#![allow(dead_code)]
+
+use std::any::Any;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use io_uring::{opcode, squeue, types};
+
+use crate::driver::Reactor;
+use crate::io::{BufResult, IoBuf, IoBufMut};
+
+/// The resources of one op and how to build its SQE.
+///
+/// # Safety
+///
+/// `sqe` may only put pointers into the SQE that point into `self`'s own heap-stable storage
+/// (a buffer's stable pointer, a `Vec`'s heap, or `self` itself: the value is boxed before the
+/// call and never moved until the final CQE) or into memory that outlives the op.
+pub(crate) unsafe trait OpData: Send + 'static {
+    /// Builds the SQE (its `user_data` is set by the reactor).
+    fn sqe(&mut self) -> squeue::Entry;
+    /// Whether a successful result is a new fd (closed by the reactor if the op is orphaned).
+    const RETURNS_FD: bool = false;
+}
+
+/// What an op completed with: the CQE's result (`Ok(res)` or the errno), its flags, and the
+/// resources given back.
+pub(crate) struct Completion<T> {
+    pub(crate) result: io::Result<u32>,
+    #[allow(dead_code)]
+    pub(crate) flags: u32,
+    pub(crate) data: T,
+}
+
+enum OpState<T> {
+    /// Idle: nothing submitted; we own the data.
+    Idle(Box<T>),
+    /// Queued or in flight: the slot owns the data.
+    Submitted {
+        index: u32,
+        generation: u32,
+    },
+    Done,
+}
+
+/// A completion op. See the module docs.
+pub(crate) struct Op<T: OpData> {
+    reactor: Arc<Reactor>,
+    state: OpState<T>,
+}
+
+impl<T: OpData> Op<T> {
+    /// An op on `reactor` (which must be an io_uring reactor); nothing happens until polled.
+    pub(crate) fn new(reactor: Arc<Reactor>, data: T) -> Op<T> {
+        assert!(reactor.as_uring().is_some(), "spindle: completion op on a non-io_uring reactor");
+        Op { reactor, state: OpState::Idle(Box::new(data)) }
+    }
+
+    fn uring(&self) -> &super::Reactor {
+        self.reactor.as_uring().expect("checked in Op::new")
+    }
+
+    /// Requests cancellation and waits for the op's final completion: returns the resources and
+    /// the result (`ECANCELED`, or whatever completed or was transferred before the cancel).
+    pub(crate) async fn cancel(mut self) -> Completion<T> {
+        match std::mem::replace(&mut self.state, OpState::Done) {
+            OpState::Idle(data) => {
+                Completion { result: Err(io::Error::from_raw_os_error(libc::ECANCELED)), flags: 0, data: *data }
+            }
+            OpState::Submitted { index, generation } => {
+                self.state = OpState::Submitted { index, generation };
+                self.uring().cancel_op(index, generation);
+                (&mut self).await
+            }
+            OpState::Done => panic!("spindle: op cancelled after completion"),
+        }
+    }
+}
+
+impl<T: OpData> Future for Op<T> {
+    type Output = Completion<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion<T>> {
+        let this = self.get_mut();
+        match std::mem::replace(&mut this.state, OpState::Done) {
+            OpState::Idle(mut data) => {
+                let sqe = data.sqe();
+                let data: Box<dyn Any + Send> = data;
+                // SAFETY: `OpData` promises the SQE points only into `data`'s heap allocation
+                // (or memory outliving the op); the reactor's slot owns that allocation, without
+                // moving it, until the final CQE — also if this future is dropped (orphaned).
+                let (index, generation) =
+                    unsafe { this.uring().submit_op(data, sqe, cx.waker().clone(), T::RETURNS_FD) };
+                this.state = OpState::Submitted { index, generation };
+                Poll::Pending
+            }
+            OpState::Submitted { index, generation } => match this.uring().poll_op(index, generation, cx.waker()) {
+                Some((res, flags, data)) => {
+                    let data = *data.downcast::<T>().expect("spindle: op slot holds another op's data");
+                    let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as u32) };
+                    Poll::Ready(Completion { result, flags, data })
+                }
+                None => {
+                    this.state = OpState::Submitted { index, generation };
+                    Poll::Pending
+                }
+            },
+            OpState::Done => panic!("spindle: op polled after completion"),
+        }
+    }
+}
+
+impl<T: OpData> Drop for Op<T> {
+    fn drop(&mut self) {
+        if let OpState::Submitted { index, generation } = self.state {
+            self.uring().orphan_op(index, generation);
+        }
+    }
+}
+
+/// Offset meaning "the file position" (streams, pipes, sockets).
+const CURRENT_POS: u64 = u64::MAX;
+
+/// `read` / `pread` into an owned buffer (from its start, up to `bytes_total`).
+pub(crate) struct Read<B> {
+    fd: RawFd,
+    buf: B,
+    offset: u64,
+}
+
+impl<B> Read<B> {
+    /// The buffer.
+    pub(crate) fn buf(&self) -> &B {
+        &self.buf
+    }
+}
+
+// SAFETY: the SQE points at `buf`'s stable pointer, valid for `bytes_total` bytes (IoBufMut).
+unsafe impl<B: IoBufMut> OpData for Read<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
+        opcode::Read::new(types::Fd(self.fd), self.buf.stable_mut_ptr(), len).offset(self.offset).build()
+    }
+}
+
+/// `write` / `pwrite` of an owned buffer's initialized bytes.
+pub(crate) struct Write<B> {
+    fd: RawFd,
+    buf: B,
+    offset: u64,
+}
+
+// SAFETY: the SQE points at `buf`'s stable pointer, valid for `bytes_init` bytes (IoBuf).
+unsafe impl<B: IoBuf> OpData for Write<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
+        opcode::Write::new(types::Fd(self.fd), self.buf.stable_ptr(), len).offset(self.offset).build()
+    }
+}
+
+/// `recv` into an owned buffer.
+pub(crate) struct Recv<B> {
+    fd: RawFd,
+    buf: B,
+}
+
+// SAFETY: as for `Read`.
+unsafe impl<B: IoBufMut> OpData for Recv<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
+        opcode::Recv::new(types::Fd(self.fd), self.buf.stable_mut_ptr(), len).build()
+    }
+}
+
+/// `send` of an owned buffer (`MSG_NOSIGNAL`: a closed peer gives `EPIPE`, not SIGPIPE).
+pub(crate) struct SendOp<B> {
+    fd: RawFd,
+    buf: B,
+}
+
+// SAFETY: as for `Write`.
+unsafe impl<B: IoBuf> OpData for SendOp<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
+        opcode::Send::new(types::Fd(self.fd), self.buf.stable_ptr(), len).flags(libc::MSG_NOSIGNAL).build()
+    }
+}
+
+/// The iovec array of a vectored op (pointers into the op's own buffers).
+#[derive(Default)]
+pub(crate) struct IoVecs(Vec<libc::iovec>);
+
+// SAFETY: the iovecs point into buffers owned by the same op value (which is `Send`); moving
+// them to another thread together with those buffers is as sound as moving the buffers.
+unsafe impl std::marker::Send for IoVecs {}
+
+/// `readv` / `preadv` into several owned buffers.
+pub(crate) struct Readv<B> {
+    fd: RawFd,
+    bufs: Vec<B>,
+    iovecs: IoVecs,
+    offset: u64,
+}
+
+// SAFETY: the SQE points at `iovecs`' heap (not resized until the final CQE), whose entries
+// point at each buffer's stable pointer for `bytes_total` bytes.
+unsafe impl<B: IoBufMut> OpData for Readv<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        self.iovecs.0 = self
+            .bufs
+            .iter_mut()
+            .map(|b| libc::iovec { iov_base: b.stable_mut_ptr().cast(), iov_len: b.bytes_total() })
+            .collect();
+        opcode::Readv::new(types::Fd(self.fd), self.iovecs.0.as_ptr(), self.iovecs.0.len() as u32)
+            .offset(self.offset)
+            .build()
+    }
+}
+
+/// `writev` / `pwritev` of several owned buffers.
+pub(crate) struct Writev<B> {
+    fd: RawFd,
+    bufs: Vec<B>,
+    iovecs: IoVecs,
+    offset: u64,
+}
+
+// SAFETY: as for `Readv`, with `bytes_init` bytes per buffer, only read by the kernel.
+unsafe impl<B: IoBuf> OpData for Writev<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        self.iovecs.0 = self
+            .bufs
+            .iter()
+            .map(|b| libc::iovec { iov_base: b.stable_ptr() as *mut libc::c_void, iov_len: b.bytes_init() })
+            .collect();
+        opcode::Writev::new(types::Fd(self.fd), self.iovecs.0.as_ptr(), self.iovecs.0.len() as u32)
+            .offset(self.offset)
+            .build()
+    }
+}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`; the kernel writes the peer address into `addr`.
+pub(crate) struct Accept {
+    fd: RawFd,
+    addr: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+// SAFETY: the SQE points at `self.addr` and `self.len`, inside the boxed value.
+unsafe impl OpData for Accept {
+    const RETURNS_FD: bool = true;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        self.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        opcode::Accept::new(types::Fd(self.fd), (&mut self.addr as *mut libc::sockaddr_storage).cast(), &mut self.len)
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+    }
+}
+
+/// `connect` to the address in `addr`.
+pub(crate) struct Connect {
+    fd: RawFd,
+    addr: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+// SAFETY: the SQE points at `self.addr`, inside the boxed value.
+unsafe impl OpData for Connect {
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Connect::new(types::Fd(self.fd), (&self.addr as *const libc::sockaddr_storage).cast(), self.len).build()
+    }
+}
+
+fn buf_result<B>(c: Completion<B>) -> BufResult<usize, B> {
+    (c.result.map(|n| n as usize), c.data)
+}
+
+fn filled<B: IoBufMut>(c: Completion<B>) -> BufResult<usize, B> {
+    let (res, mut buf) = buf_result(c);
+    if let Ok(n) = res {
+        // SAFETY: the kernel initialized the first `n <= bytes_total` bytes.
+        unsafe { buf.set_init(n) };
+    }
+    (res, buf)
+}
+
+/// Reads into `buf` (from its start) at the file position: the op future.
+pub(crate) fn read_op<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Op<Read<B>> {
+    Op::new(r.clone(), Read { fd, buf, offset: CURRENT_POS })
+}
+
+/// Reads into `buf` at the file position (streams, pipes): up to `bytes_total` bytes; the buffer
+/// then holds exactly the bytes read.
+pub(crate) async fn read<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
+    let c = read_op(r, fd, buf).await;
+    filled(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Reads into `buf` at offset `pos` (files).
+pub(crate) async fn read_at<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B, pos: u64) -> BufResult<usize, B> {
+    let c = Op::new(r.clone(), Read { fd, buf, offset: pos }).await;
+    filled(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Writes `buf`'s initialized bytes at the file position (one write: may be short).
+pub(crate) async fn write<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
+    let c = Op::new(r.clone(), Write { fd, buf, offset: CURRENT_POS }).await;
+    buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Writes `buf`'s initialized bytes at offset `pos` (files; may be short).
+pub(crate) async fn write_at<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B, pos: u64) -> BufResult<usize, B> {
+    let c = Op::new(r.clone(), Write { fd, buf, offset: pos }).await;
+    buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Receives into `buf` (sockets).
+pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
+    let c = Op::new(r.clone(), Recv { fd, buf }).await;
+    filled(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Sends `buf`'s initialized bytes (sockets; may be short; `EPIPE` rather than SIGPIPE).
+pub(crate) async fn send<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
+    let c = Op::new(r.clone(), SendOp { fd, buf }).await;
+    buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Reads into several buffers in order (at the file position when `pos` is `None`); each buffer
+/// then holds the bytes read into it.
+pub(crate) async fn readv<B: IoBufMut>(
+    r: &Arc<Reactor>,
+    fd: RawFd,
+    bufs: Vec<B>,
+    pos: Option<u64>,
+) -> BufResult<usize, Vec<B>> {
+    let c = Op::new(r.clone(), Readv { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
+    let mut bufs = c.data.bufs;
+    let res = c.result.map(|n| n as usize);
+    if let Ok(n) = res {
+        let mut left = n;
+        for b in bufs.iter_mut() {
+            let k = left.min(b.bytes_total());
+            // SAFETY: the kernel filled the buffers in order; this one got its first `k` bytes.
+            unsafe { b.set_init(k) };
+            left -= k;
+        }
+    }
+    (res, bufs)
+}
+
+/// Writes several buffers' initialized bytes in order (at the file position when `pos` is `None`).
+pub(crate) async fn writev<B: IoBuf>(
+    r: &Arc<Reactor>,
+    fd: RawFd,
+    bufs: Vec<B>,
+    pos: Option<u64>,
+) -> BufResult<usize, Vec<B>> {
+    let c =
+        Op::new(r.clone(), Writev { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
+    (c.result.map(|n| n as usize), c.data.bufs)
+}
+
+/// The accept op future (its output's data holds the peer address).
+pub(crate) fn accept_op(r: &Arc<Reactor>, fd: RawFd) -> Op<Accept> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let addr = unsafe { std::mem::zeroed() };
+    Op::new(r.clone(), Accept { fd, addr, len: 0 })
+}
+
+/// Accepts a connection: the new socket (non-blocking, close-on-exec) and the peer address.
+pub(crate) async fn accept(r: &Arc<Reactor>, fd: RawFd) -> io::Result<(OwnedFd, SocketAddr)> {
+    let c = accept_op(r, fd).await;
+    let newfd = c.result? as RawFd;
+    // SAFETY: the kernel returned a new fd, ours alone.
+    let owned = unsafe { OwnedFd::from_raw_fd(newfd) };
+    let addr = sockaddr_to_std(&c.data.addr, c.data.len)?;
+    Ok((owned, addr))
+}
+
+/// Connects `fd` to `addr`.
+pub(crate) async fn connect(r: &Arc<Reactor>, fd: RawFd, addr: SocketAddr) -> io::Result<()> {
+    let (storage, len) = std_to_sockaddr(addr);
+    Op::new(r.clone(), Connect { fd, addr: storage, len }).await.result.map(drop)
+}
+
+fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn sockaddr_to_std(s: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<SocketAddr> {
+    match s.ss_family as libc::c_int {
+        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in (size checked).
+            let a: &libc::sockaddr_in = unsafe { &*(s as *const libc::sockaddr_storage).cast() };
+            let ip = std::net::Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
+            Ok(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6 (size checked).
+            let a: &libc::sockaddr_in6 = unsafe { &*(s as *const libc::sockaddr_storage).cast() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Ok(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "spindle: accept returned a non-IP address")),
+    }
+}
