@@ -29,17 +29,50 @@ use crate::rt::park::Unparker;
 const LEVELS: usize = 7; // 64^7 ms ≈ 139 years
 const SLOTS: usize = 64;
 
-/// A cell whose contents the shard lock guards (a thin layer over the loom shim's cell, giving
-/// out the raw pointer the lock-holder needs).
+/// A cell whose contents the shard lock guards. Every access goes through a closure around the
+/// loom shim's cell, so under `--cfg loom` the model sees each read and write (and flags one that
+/// is not ordered by the lock); in normal builds the closures inline to plain loads and stores.
 struct LockedCell<T>(spindle_core::loom::UnsafeCell<T>);
 
 impl<T> LockedCell<T> {
     fn new(v: T) -> Self {
         LockedCell(spindle_core::loom::UnsafeCell::new(v))
     }
-    /// The contents. Dereferencing requires holding the shard lock (or owning an idle entry).
-    fn get(&self) -> *mut T {
-        self.0.with_mut(|p| p)
+
+    /// Reads the contents.
+    ///
+    /// # Safety
+    /// The caller holds the shard lock (or owns an idle entry).
+    #[inline(always)]
+    unsafe fn get(&self) -> T
+    where
+        T: Copy,
+    {
+        // SAFETY: exclusive or lock-ordered access per the caller's contract.
+        self.0.with(|p| unsafe { *p })
+    }
+
+    /// Overwrites the contents (the old value is `Copy`, nothing to drop).
+    ///
+    /// # Safety
+    /// As [`LockedCell::get`].
+    #[inline(always)]
+    unsafe fn set(&self, v: T)
+    where
+        T: Copy,
+    {
+        // SAFETY: as in `get`.
+        self.0.with_mut(|p| unsafe { *p = v })
+    }
+
+    /// Runs `f` on the contents.
+    ///
+    /// # Safety
+    /// As [`LockedCell::get`]; `f` must not reach this cell again.
+    #[inline(always)]
+    unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: as in `get`; the `&mut` lives only for the closure.
+        self.0.with_mut(|p| f(unsafe { &mut *p }))
     }
 }
 
@@ -117,7 +150,7 @@ impl Wheel {
     /// `e` is live, pinned, not in any wheel, and stays alive until removed (under this lock).
     unsafe fn link(&mut self, e: NonNull<Entry>) {
         // SAFETY: guarded by the shard lock per the contract.
-        let deadline = unsafe { *e.as_ref().deadline.get() };
+        let deadline = unsafe { e.as_ref().deadline.get() };
         debug_assert!(deadline > self.elapsed);
         let level = level_for(self.elapsed, deadline);
         let head = if level >= LEVELS {
@@ -129,10 +162,10 @@ impl Wheel {
         };
         // SAFETY: `e` and the old head are live entries guarded by this lock.
         unsafe {
-            *e.as_ref().prev.get() = None;
-            *e.as_ref().next.get() = *head;
+            e.as_ref().prev.set(None);
+            e.as_ref().next.set(*head);
             if let Some(h) = *head {
-                *h.as_ref().prev.get() = Some(e);
+                h.as_ref().prev.set(Some(e));
             }
         }
         *head = Some(e);
@@ -147,11 +180,11 @@ impl Wheel {
         // SAFETY: `e` and its neighbours are live and guarded by this lock.
         unsafe {
             let r = e.as_ref();
-            let (prev, next) = (*r.prev.get(), *r.next.get());
+            let (prev, next) = (r.prev.get(), r.next.get());
             match prev {
-                Some(p) => *p.as_ref().next.get() = next,
+                Some(p) => p.as_ref().next.set(next),
                 None => {
-                    let deadline = *r.deadline.get();
+                    let deadline = r.deadline.get();
                     let level = level_for(self.elapsed, deadline);
                     if level >= LEVELS {
                         self.overflow = next;
@@ -165,10 +198,10 @@ impl Wheel {
                 }
             }
             if let Some(n) = next {
-                *n.as_ref().prev.get() = prev;
+                n.as_ref().prev.set(prev);
             }
-            *r.prev.get() = None;
-            *r.next.get() = None;
+            r.prev.set(None);
+            r.next.set(None);
         }
         self.len -= 1;
     }
@@ -219,13 +252,13 @@ impl Wheel {
                 // which we hold) and now belong to nobody's slot.
                 unsafe {
                     let r = e.as_ref();
-                    cur = *r.next.get();
-                    *r.prev.get() = None;
-                    *r.next.get() = None;
+                    cur = r.next.get();
+                    r.prev.set(None);
+                    r.next.set(None);
                     self.len -= 1;
-                    if *r.deadline.get() <= now {
+                    if r.deadline.get() <= now {
                         r.state.store(FIRED, Release);
-                        if let Some(w) = (*r.waker.get()).take() {
+                        if let Some(w) = r.waker.with_mut(Option::take) {
                             fired.push(w);
                         }
                     } else {
@@ -278,6 +311,10 @@ impl Shard {
     }
 
     fn lock(&self) -> SpinGuard<'_, Wheel> {
+        // Under loom, a contender must yield to the model (an OS yield would spin forever).
+        #[cfg(loom)]
+        return self.wheel.lock(spindle_core::loom::spin_loop);
+        #[cfg(not(loom))]
         self.wheel.lock(std::thread::yield_now)
     }
 
@@ -296,8 +333,8 @@ impl Shard {
         }
         // SAFETY: idle entry: its fields are ours until linked; then guarded by the lock we hold.
         unsafe {
-            *r.deadline.get() = deadline;
-            *r.waker.get() = Some(waker.clone());
+            r.deadline.set(deadline);
+            r.waker.with_mut(|w| *w = Some(waker.clone()));
             r.state.store(WAITING, Release);
             wheel.link(e);
         }
@@ -323,10 +360,13 @@ impl Shard {
             return false;
         }
         // SAFETY: as above.
-        let slot = unsafe { &mut *r.waker.get() };
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
+        unsafe {
+            r.waker.with_mut(|slot| {
+                if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    *slot = Some(waker.clone());
+                }
+            })
+        };
         true
     }
 
@@ -343,7 +383,7 @@ impl Shard {
             unsafe { wheel.unlink(e) };
         }
         // SAFETY: unlinked or fired: nobody else reaches the waker now.
-        let w = unsafe { (*r.waker.get()).take() };
+        let w = unsafe { r.waker.with_mut(Option::take) };
         r.state.store(IDLE, Release);
         drop(wheel);
         drop(w);
