@@ -186,6 +186,10 @@ pub(crate) fn now_std() -> std::time::Instant {
 
 /// The shard a timer first polled on this thread registers in.
 pub(crate) fn current_shard() -> Arc<Shard> {
+    #[cfg(loom)]
+    if let Some(s) = __loom::current() {
+        return s;
+    }
     rt::current_timer_shard().unwrap_or_else(global_shard)
 }
 
@@ -281,4 +285,77 @@ pub async fn advance(duration: Duration) {
     }
     rt::process_all_timers();
     crate::task::yield_now().await;
+}
+
+/// Test-only access to a timer shard for the loom models (`tests/loom_timer.rs`); only built with
+/// `--cfg loom`, so the public API is unchanged.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Clock, Instant, Shard};
+
+    std::thread_local! {
+        // Loom runs all threads of a model as coroutines on the OS thread of its `#[test]`, so a
+        // std thread-local is shared by every thread of one model and private to that model.
+        static CURRENT: RefCell<Option<Arc<Shard>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn current() -> Option<Arc<Shard>> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// One timer shard with a paused clock; sleeps first polled while it is entered register in
+    /// it, whichever model thread polls them.
+    pub struct Timers {
+        shard: Arc<Shard>,
+        clock: Arc<Clock>,
+        _driver: crate::rt::park::Driver,
+    }
+
+    impl Timers {
+        /// A shard on a paused clock, entered (until dropped) for the model's threads.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Timers {
+            let driver = crate::rt::park::Driver::new().expect("parker");
+            let clock = Arc::new(Clock::new(true));
+            let shard = Arc::new(Shard::new(clock.clone(), driver.unparker()));
+            CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+            Timers { shard, clock, _driver: driver }
+        }
+
+        /// The paused clock's time.
+        pub fn now(&self) -> Instant {
+            Instant(self.clock.now())
+        }
+
+        /// Moves the paused clock forward (does not fire anything).
+        pub fn advance(&self, d: Duration) {
+            assert!(self.clock.advance(d));
+        }
+
+        /// Fires every due timer, as a worker does; returns how many fired.
+        pub fn process(&self) -> usize {
+            self.shard.process()
+        }
+
+        /// Timers still linked in the wheel.
+        pub fn len(&self) -> usize {
+            self.shard.len()
+        }
+
+        /// Whether no timer is linked.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+    }
+
+    impl Drop for Timers {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.borrow_mut().take());
+        }
+    }
 }
