@@ -42,14 +42,23 @@ impl Clock {
         if self.paused.load(Acquire) {
             self.frozen_ns.load(Acquire)
         } else {
-            let real = self.origin.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-            real.saturating_add(self.offset_ns.load(Acquire))
+            duration_ns(self.origin.elapsed()).saturating_add(self.offset_ns.load(Acquire))
         }
     }
 
     /// The current time on this clock.
+    #[inline]
     pub(crate) fn now(&self) -> Instant {
-        self.origin + Duration::from_nanos(self.elapsed_ns())
+        if self.paused.load(Acquire) {
+            return self.origin + Duration::from_nanos(self.frozen_ns.load(Acquire));
+        }
+        // Real time: one clock read, no round trip through nanoseconds since the origin (this is
+        // every `sleep`'s cost).
+        let now = Instant::now();
+        match self.offset_ns.load(Acquire) {
+            0 => now,
+            off => now + Duration::from_nanos(off),
+        }
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -70,7 +79,7 @@ impl Clock {
         let _g = self.lock();
         if self.paused.load(Acquire) {
             // Continue from the frozen time, never going back.
-            let real = self.origin.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+            let real = duration_ns(self.origin.elapsed());
             let frozen = self.frozen_ns.load(Acquire);
             self.offset_ns.store(frozen.saturating_sub(real), Release);
             self.paused.store(false, Release);
@@ -83,7 +92,7 @@ impl Clock {
         if !self.paused.load(Acquire) {
             return false;
         }
-        let add = d.as_nanos().min(u64::MAX as u128) as u64;
+        let add = duration_ns(d);
         self.frozen_ns.store(self.frozen_ns.load(Acquire).saturating_add(add), Release);
         true
     }
@@ -106,14 +115,13 @@ impl Clock {
 
     /// The tick at which a timer for `deadline` fires (rounded up). Deadlines before the origin
     /// map to 0 (already due); far-future ones saturate (never fire).
+    #[inline]
     pub(crate) fn deadline_tick(&self, deadline: Instant) -> Tick {
         match deadline.checked_duration_since(self.origin) {
             None => 0,
-            Some(d) => {
-                let ns = d.as_nanos();
-                let ms = ns.div_ceil(1_000_000);
-                ms.min(u64::MAX as u128) as u64
-            }
+            // Whole seconds are whole milliseconds, so only the sub-second part rounds (and this
+            // stays in u64 arithmetic, no 128-bit division).
+            Some(d) => d.as_secs().saturating_mul(1000).saturating_add(d.subsec_nanos().div_ceil(1_000_000) as u64),
         }
     }
 
@@ -125,6 +133,12 @@ impl Clock {
         let target_ns = tick.saturating_mul(1_000_000);
         Some(Duration::from_nanos(target_ns.saturating_sub(self.elapsed_ns())))
     }
+}
+
+/// `d` in nanoseconds, saturating (u64 nanoseconds span 584 years).
+#[inline]
+fn duration_ns(d: Duration) -> u64 {
+    d.as_secs().saturating_mul(1_000_000_000).saturating_add(d.subsec_nanos() as u64)
 }
 
 #[cfg(test)]
@@ -151,5 +165,23 @@ mod tests {
         assert_eq!(c.deadline_tick(d), c.now_tick() + 2);
         let far = c.now() + Duration::from_secs(u64::MAX / 4);
         assert!(c.deadline_tick(far) > 1 << 50);
+        let exact = c.now() + Duration::from_millis(3);
+        assert_eq!(c.deadline_tick(exact), c.now_tick() + 3);
+        let sub = c.now() + Duration::new(2, 1);
+        assert_eq!(c.deadline_tick(sub), c.now_tick() + 2001);
+    }
+
+    #[test]
+    fn running_clock_now_follows_real_time_and_advances() {
+        let c = Clock::new(false);
+        let before = Instant::now();
+        let n = c.now();
+        assert!(n >= before && n <= Instant::now());
+        c.pause();
+        assert!(c.advance(Duration::from_secs(5)));
+        c.resume();
+        // Resumed 5 s ahead of real time, and never behind the frozen time.
+        assert!(c.now() >= Instant::now() + Duration::from_secs(4));
+        assert!(c.now_tick() >= 5000);
     }
 }

@@ -6,8 +6,14 @@
 //! - Every worker (and the current-thread runtime) owns a timer shard: a hierarchical wheel of
 //!   64-slot levels at 1 ms resolution covering ~139 years, behind its own spin lock — no global
 //!   lock. A timer registers in the shard of the worker that first polls it; it may be polled,
-//!   reset or dropped on any thread afterwards (those lock the shard it lives in). Registering,
-//!   resetting and cancelling are O(1).
+//!   reset or dropped on any thread afterwards (those lock the shard it lives in; a timer that
+//!   already fired is dropped or reset without the lock). Registering, resetting and cancelling
+//!   are O(1).
+//! - Costs: `sleep(d)` reads the clock once (its deadline), and its first poll registers without
+//!   a second read (a sleep first polled after its deadline fires at the next timer pass instead
+//!   of at that poll; `sleep_until` and `reset` do check the clock, so a past deadline completes
+//!   at the first poll). `timeout(d, f)` starts counting at the first poll that finds `f`
+//!   pending, so a future that is ready at once never reads the clock nor touches a timer.
 //! - Workers fire their shard's due timers when they park (the park timeout is the shard's next
 //!   deadline) and every few dozen scheduler ticks while busy; a parking worker also fires due
 //!   timers of other shards, so a worker stuck in a long poll does not hold its timers back.

@@ -28,7 +28,11 @@ use super::Instant;
 /// ```
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now().saturating_add(duration))
+    // The deadline is at least a tick past a fresh clock read, so registering it needs no second
+    // read: were the first poll so late that the deadline passed meanwhile, the timer fires at the
+    // worker's next timer pass instead of at that poll (never early).
+    let check_clock = duration < Duration::from_millis(1);
+    Sleep { deadline: Instant::now().saturating_add(duration), entry: Entry::new(), shard: None, check_clock }
 }
 
 /// Waits until `deadline`. A deadline in the past completes at the first poll.
@@ -43,7 +47,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// });
 /// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, entry: Entry::new(), shard: None }
+    Sleep { deadline, entry: Entry::new(), shard: None, check_clock: true }
 }
 
 /// The future of [`sleep`] and [`sleep_until`]. Registers its timer on the worker that first
@@ -56,6 +60,9 @@ pub struct Sleep {
     entry: Entry,
     /// The shard the entry is registered in (set at first registration).
     shard: Option<Arc<Shard>>,
+    /// Whether registering must read the clock to see if the deadline already passed (false when
+    /// `sleep` just computed it from the clock, at least a tick ahead).
+    check_clock: bool,
 }
 
 impl fmt::Debug for Sleep {
@@ -91,6 +98,7 @@ impl Sleep {
         let this = unsafe { self.get_unchecked_mut() };
         this.deregister();
         this.deadline = deadline;
+        this.check_clock = true;
     }
 
     fn entry_ptr(&self) -> NonNull<Entry> {
@@ -98,12 +106,19 @@ impl Sleep {
     }
 
     fn deregister(&mut self) {
-        if self.entry.state.load(Acquire) != IDLE {
-            if let Some(shard) = &self.shard {
+        match self.entry.state.load(Acquire) {
+            IDLE => {}
+            // The firer's last access to a fired entry is its `FIRED` store (it took the waker
+            // before), so the entry is in no wheel and ours alone: no lock needed.
+            FIRED => {
+                #[cfg(loom)]
+                self.entry.assert_fired_and_owned();
+                self.entry.state.store(IDLE, Relaxed);
+            }
+            _ => {
+                let shard = self.shard.as_ref().expect("a waiting entry has a shard");
                 // SAFETY: the entry was registered in `shard` and is pinned inside us.
                 unsafe { shard.deregister(self.entry_ptr()) };
-            } else {
-                self.entry.state.store(IDLE, Release);
             }
         }
     }
@@ -135,7 +150,7 @@ impl Sleep {
         this.shard = Some(shard);
         let shard = this.shard.as_ref().expect("just set");
         // SAFETY: the entry is idle and pinned; `Drop`/`reset` deregister it from this shard.
-        match unsafe { shard.register(ptr, tick, cx.waker()) } {
+        match unsafe { shard.register(ptr, tick, cx.waker(), this.check_clock) } {
             Registered::Fired => Poll::Ready(()),
             Registered::Waiting => Poll::Pending,
         }
@@ -179,9 +194,11 @@ impl From<Elapsed> for std::io::Error {
 /// Runs `future` with a time limit: `Ok(output)` if it finishes within `duration`, else
 /// `Err(Elapsed)` (the future is dropped).
 ///
-/// The future is polled first, so a ready future wins even with a zero duration. The deadline is
-/// also checked when the future keeps itself busy (wakes itself every poll) and the worker never
-/// gets to park.
+/// The future is polled first, so a ready future wins even with a zero duration. The time limit
+/// starts at the first poll that finds the future pending (futures are lazy: a `Timeout` built now
+/// and awaited later still gives its future the whole `duration`); a future that is ready at once
+/// never reads the clock nor touches a timer. The deadline is also checked when the future keeps
+/// itself busy (wakes itself every poll) and the worker never gets to park.
 ///
 /// # Cancel safety
 /// As cancel-safe as `future`: on timeout it is dropped.
@@ -197,7 +214,7 @@ impl From<Elapsed> for std::io::Error {
 /// ```
 #[track_caller]
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
-    Timeout { future, sleep: sleep(duration) }
+    Timeout { future, sleep: None, duration }
 }
 
 /// Like [`timeout`], with a deadline.
@@ -211,14 +228,17 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
 /// });
 /// ```
 pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
-    Timeout { future, sleep: sleep_until(deadline) }
+    Timeout { future, sleep: Some(sleep_until(deadline)), duration: Duration::ZERO }
 }
 
-/// The future of [`timeout`].
+/// The future of [`timeout`] and [`timeout_at`].
 #[derive(Debug)]
 pub struct Timeout<F> {
     future: F,
-    sleep: Sleep,
+    /// The timer; for `timeout`, created at the first poll that finds the future pending.
+    sleep: Option<Sleep>,
+    /// `timeout`'s time limit, counted from that poll.
+    duration: Duration,
 }
 
 impl<F> Timeout<F> {
@@ -251,18 +271,84 @@ impl<F: Future> Future for Timeout<F> {
         if let Poll::Ready(v) = future.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        // SAFETY: `sleep` is pinned because `self` is.
-        let sleep = unsafe { Pin::new_unchecked(&mut this.sleep) };
+        let fresh = this.sleep.is_none();
+        let duration = this.duration;
+        // Writing into the empty option moves no pinned value.
+        let timer = this.sleep.get_or_insert_with(|| sleep(duration));
+        // SAFETY: `timer` is pinned because `self` is (structural pinning of the option's content).
+        let pinned = unsafe { Pin::new_unchecked(&mut *timer) };
         // Not budgeted: the inner future may have spent the budget, and the deadline must still
         // be seen.
-        if sleep.poll_elapsed(cx).is_ready() {
+        if pinned.poll_elapsed(cx).is_ready() {
             return Poll::Ready(Err(Elapsed(())));
         }
         // A future that wakes itself on every poll keeps its worker from parking (where timers
-        // fire); check the clock directly so the deadline still wins.
-        if super::now_std() >= this.sleep.deadline.into_std() {
+        // fire); check the clock directly so the deadline still wins. (Not when the timer was
+        // created just now: its registration already compared the deadline with the clock, or
+        // the deadline is a tick past a fresh clock read.)
+        if !fresh && super::now_std() >= timer.deadline.into_std() {
             return Poll::Ready(Err(Elapsed(())));
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::advance;
+
+    fn paused_runtime() -> crate::runtime::Runtime {
+        crate::runtime::Builder::new_current_thread().start_paused(true).build().unwrap()
+    }
+
+    #[test]
+    fn timeout_counts_from_its_first_pending_poll() {
+        paused_runtime().block_on(async {
+            let t = timeout(Duration::from_millis(10), std::future::pending::<()>());
+            // Built long before it is awaited: the time in between does not count.
+            advance(Duration::from_millis(50)).await;
+            let start = Instant::now();
+            assert!(t.await.is_err());
+            assert_eq!(start.elapsed(), Duration::from_millis(10));
+            // `timeout_at` keeps its absolute deadline.
+            let t = timeout_at(Instant::now() + Duration::from_millis(10), std::future::pending::<()>());
+            advance(Duration::from_millis(50)).await;
+            let start = Instant::now();
+            assert!(t.await.is_err());
+            assert_eq!(start.elapsed(), Duration::ZERO);
+        });
+    }
+
+    #[test]
+    fn sleep_polled_after_its_deadline_still_completes() {
+        paused_runtime().block_on(async {
+            // `sleep` skips the clock read at registration; a first poll after the deadline must
+            // still complete (at the next timer pass).
+            let s = sleep(Duration::from_millis(5));
+            advance(Duration::from_millis(20)).await;
+            s.await;
+            let s = sleep_until(Instant::now() - Duration::from_millis(1));
+            assert!(futures_poll_once(s).is_ready(), "sleep_until a past deadline completes at its first poll");
+        });
+    }
+
+    #[test]
+    fn fired_sleeps_drop_and_reset_without_the_lock() {
+        paused_runtime().block_on(async {
+            let mut s = Box::pin(sleep(Duration::from_millis(1)));
+            s.as_mut().await;
+            assert!(s.is_elapsed());
+            s.as_mut().reset(Instant::now() + Duration::from_millis(3));
+            assert!(!s.is_elapsed());
+            let start = Instant::now();
+            s.as_mut().await;
+            assert_eq!(start.elapsed(), Duration::from_millis(3));
+        });
+    }
+
+    fn futures_poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        let mut f = std::pin::pin!(f);
+        f.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop()))
     }
 }

@@ -12,8 +12,9 @@
 //!   the lock of the [`Shard`] it is registered in; its `state` is atomic so the owner can see
 //!   `FIRED` without locking. An entry is registered in at most one shard; whoever drops or resets
 //!   it takes that shard's lock and unlinks it, so the wheel never points at freed memory.
-//! - Firing happens under the shard lock (unlink, mark `FIRED`, take the waker); wakers are called
-//!   after the lock is released.
+//! - Firing happens under the shard lock (unlink, take the waker, then mark `FIRED` as the last
+//!   access); wakers are called after the lock is released. A fired entry is its owner's alone:
+//!   dropping or resetting it takes no lock.
 
 use std::marker::PhantomPinned;
 use std::ptr::NonNull;
@@ -100,6 +101,14 @@ unsafe impl Send for Entry {}
 unsafe impl Sync for Entry {}
 
 impl Entry {
+    /// Under loom: checks, with a tracked access, the claim that a fired entry is its owner's
+    /// alone (the firer's accesses all happen before its `FIRED` store) and has no waker.
+    #[cfg(loom)]
+    pub(crate) fn assert_fired_and_owned(&self) {
+        // SAFETY: exclusive per the claim, which loom checks.
+        assert!(unsafe { self.waker.with_mut(|w| w.is_none()) }, "a fired entry kept a waker");
+    }
+
     pub(crate) fn new() -> Entry {
         Entry {
             state: AtomicU8::new(IDLE),
@@ -257,10 +266,12 @@ impl Wheel {
                     r.next.set(None);
                     self.len -= 1;
                     if r.deadline.get() <= now {
-                        r.state.store(FIRED, Release);
                         if let Some(w) = r.waker.with_mut(Option::take) {
                             fired.push(w);
                         }
+                        // The last access to the entry: from here its owner may reset or free it
+                        // without the lock.
+                        r.state.store(FIRED, Release);
                     } else {
                         self.link(e);
                     }
@@ -318,16 +329,27 @@ impl Shard {
         self.wheel.lock(std::thread::yield_now)
     }
 
-    /// Registers (or re-registers) `e` for `deadline` with `waker`.
+    /// Registers (or re-registers) `e` for `deadline` with `waker`. A deadline the wheel has
+    /// already passed fires at once; with `check_clock`, so does one the clock has passed (the
+    /// caller passes `false` when it knows the deadline is still ahead of the clock, which saves
+    /// a clock read; were it wrong, the entry would fire at the next `process`, never early).
     ///
     /// # Safety
     /// `e` is pinned, `IDLE` (in no wheel), and its owner will call `deregister` on this shard
     /// before freeing or moving it.
-    pub(crate) unsafe fn register(&self, e: NonNull<Entry>, deadline: Tick, waker: &Waker) -> Registered {
+    #[inline]
+    pub(crate) unsafe fn register(
+        &self,
+        e: NonNull<Entry>,
+        deadline: Tick,
+        waker: &Waker,
+        check_clock: bool,
+    ) -> Registered {
+        let due = check_clock && deadline <= self.clock.now_tick();
         let mut wheel = self.lock();
         // SAFETY: the entry is idle, so only its owner (us) touches it until it is linked.
         let r = unsafe { e.as_ref() };
-        if deadline <= wheel.elapsed || deadline <= self.clock.now_tick() {
+        if due || deadline <= wheel.elapsed {
             r.state.store(FIRED, Release);
             return Registered::Fired;
         }
@@ -476,7 +498,7 @@ mod tests {
         for (e, d) in entries.iter().zip(deadlines) {
             let p = NonNull::from(&**e);
             // SAFETY: pinned boxes, deregistered below before being dropped.
-            assert!(matches!(unsafe { shard.register(p, clock.now_tick() + d, &waker) }, Registered::Waiting));
+            assert!(matches!(unsafe { shard.register(p, clock.now_tick() + d, &waker, true) }, Registered::Waiting));
         }
         let start = clock.now_tick();
         for (i, d) in deadlines.iter().enumerate() {
@@ -505,7 +527,7 @@ mod tests {
         let es: Vec<_> = (0..100).map(|_| Box::pin(Entry::new())).collect();
         for (i, e) in es.iter().enumerate() {
             // SAFETY: pinned, deregistered before drop.
-            let _ = unsafe { shard.register(NonNull::from(&**e), clock.now_tick() + 10 + i as u64 * 37, &waker) };
+            let _ = unsafe { shard.register(NonNull::from(&**e), clock.now_tick() + 10 + i as u64 * 37, &waker, true) };
         }
         for e in es.iter().step_by(2) {
             // SAFETY: registered here.
