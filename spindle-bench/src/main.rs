@@ -14,6 +14,7 @@ mod rt_spindle;
 mod struct_rows;
 mod sync_rows;
 mod sys;
+mod timer_rows;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -30,6 +31,10 @@ use workloads::{Kind, Spec};
 trait Bench: Sync {
     fn label(&self) -> &'static str;
     fn once(&self, kind: Kind) -> u64;
+    /// Extra per-run measurements, in run order (timer_fire's lateness); empty for most rows.
+    fn extra(&self) -> Vec<f64> {
+        Vec::new()
+    }
 }
 
 impl<R: Rt> Bench for R {
@@ -218,6 +223,7 @@ fn main() -> ExitCode {
     let mut specs = workloads::specs(opts.quick);
     specs.extend(sync_rows::specs(opts.quick));
     specs.extend(struct_rows::specs(opts.quick));
+    specs.extend(timer_rows::specs(opts.quick));
     if !opts.only.is_empty() {
         for n in &opts.only {
             if !specs.iter().any(|s| s.name == n || s.name.starts_with(&format!("{n}_"))) {
@@ -269,6 +275,11 @@ fn main() -> ExitCode {
                 sync_entrants = struct_rows::entrants(kind);
                 &sync_entrants
             }
+            // Timer rows: each runtime with its own timers (timer_rows.rs).
+            Kind::Timer(_) => {
+                sync_entrants = timer_rows::entrants();
+                &sync_entrants
+            }
             _ => &runtimes,
         };
         let mut rts: Vec<RtResult> = runtimes
@@ -306,6 +317,9 @@ fn main() -> ExitCode {
         }
         if let Kind::Struct(kind) = spec.kind {
             print_peer_ratios(&w, struct_rows::peer_targets(kind));
+        }
+        if let Kind::Timer(kind) = spec.kind {
+            timer_rows::print_lateness(kind, runtimes);
         }
         for r in &w.rts {
             if !r.checks_ok {

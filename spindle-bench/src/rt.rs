@@ -89,6 +89,26 @@ impl Tokio {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("build tokio current-thread runtime");
         Tokio { rt, name: "tokio-ct" }
     }
+
+    /// tokio multi-thread with its time driver (for the timer rows; the scheduling rows run without
+    /// it, as they need no timers).
+    pub fn multi_thread_timed(workers: usize) -> Tokio {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_time()
+            .build()
+            .expect("build tokio multi-thread runtime");
+        Tokio { rt, name: "tokio-mt" }
+    }
+
+    /// tokio current-thread with its time driver.
+    pub fn current_thread_timed() -> Tokio {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("build tokio current-thread runtime");
+        Tokio { rt, name: "tokio-ct" }
+    }
 }
 
 /// tokio's `JoinHandle`, unwrapped.
@@ -178,17 +198,36 @@ impl Drop for ExGuard {
 }
 
 /// smol: `async-executor` on `n` dedicated threads (`block_on` only waits), or (`n == 0`) on the caller's
-/// thread, driven by `block_on(ex.run(..))`.
+/// thread, driven by `block_on(ex.run(..))`. With `io`, every `block_on` is `async_io::block_on` (what
+/// `smol::block_on` is): an idle thread drives async-io's reactor and timers itself.
 pub struct Smol {
     ex: Arc<Executor<'static>>,
     stops: Vec<futures::channel::oneshot::Sender<()>>,
     threads: Vec<thread::JoinHandle<()>>,
     name: &'static str,
+    io: bool,
+}
+
+fn smol_block_on<F: Future>(io: bool, f: F) -> F::Output {
+    if io {
+        async_io::block_on(f)
+    } else {
+        futures_lite::future::block_on(f)
+    }
 }
 
 impl Smol {
     /// Executor run by `threads` dedicated threads.
     pub fn multi_thread(threads: usize) -> Smol {
+        Smol::multi_thread_with(threads, false)
+    }
+
+    /// Executor run by `threads` dedicated threads that drive async-io when idle (the timer rows).
+    pub fn multi_thread_io(threads: usize) -> Smol {
+        Smol::multi_thread_with(threads, true)
+    }
+
+    fn multi_thread_with(threads: usize, io: bool) -> Smol {
         let ex = Arc::new(Executor::new());
         let mut stops = Vec::new();
         let mut handles = Vec::new();
@@ -201,17 +240,22 @@ impl Smol {
                     .name(format!("smol-{i}"))
                     .spawn(move || {
                         let _g = ExGuard::enter(&ex);
-                        let _ = futures_lite::future::block_on(ex.run(rx));
+                        let _ = smol_block_on(io, ex.run(rx));
                     })
                     .expect("spawn smol thread"),
             );
         }
-        Smol { ex, stops, threads: handles, name: "smol-mt" }
+        Smol { ex, stops, threads: handles, name: "smol-mt", io }
     }
 
     /// Executor driven by the thread calling `block_on`.
     pub fn single_thread() -> Smol {
-        Smol { ex: Arc::new(Executor::new()), stops: Vec::new(), threads: Vec::new(), name: "smol-1t" }
+        Smol { ex: Arc::new(Executor::new()), stops: Vec::new(), threads: Vec::new(), name: "smol-1t", io: false }
+    }
+
+    /// Executor driven by the thread calling `block_on`, which drives async-io when idle.
+    pub fn single_thread_io() -> Smol {
+        Smol { ex: Arc::new(Executor::new()), stops: Vec::new(), threads: Vec::new(), name: "smol-1t", io: true }
     }
 }
 
@@ -236,9 +280,9 @@ impl Rt for Smol {
     fn block_on<F: Future>(&self, f: F) -> F::Output {
         let _g = ExGuard::enter(&self.ex);
         if self.threads.is_empty() {
-            futures_lite::future::block_on(self.ex.run(f))
+            smol_block_on(self.io, self.ex.run(f))
         } else {
-            futures_lite::future::block_on(f)
+            smol_block_on(self.io, f)
         }
     }
 

@@ -35,6 +35,8 @@ pub enum Kind {
     Sync(crate::sync_rows::SyncKind, crate::sync_rows::Exec),
     /// A structured-concurrency row: its entrants are implementations (`struct_rows.rs`).
     Struct(crate::struct_rows::StructKind),
+    /// A timer row: its entrants are runtimes with their own timers (`timer_rows.rs`).
+    Timer(crate::timer_rows::TimerKind),
 }
 
 /// A workload row.
@@ -162,6 +164,7 @@ pub fn run<R: Rt>(rt: &R, kind: Kind) -> u64 {
         Kind::SpawnBlocking { tasks, batches, per_batch } => rt.run(spawn_blocking::<R>(tasks, batches, per_batch)),
         Kind::Sync(..) => unreachable!("sync rows run on their primitive entrants (sync_rows.rs)"),
         Kind::Struct(..) => unreachable!("structured rows run on their entrants (struct_rows.rs)"),
+        Kind::Timer(..) => unreachable!("timer rows run on their entrants (timer_rows.rs)"),
     }
 }
 
