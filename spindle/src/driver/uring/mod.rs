@@ -428,8 +428,9 @@ impl Reactor {
         let ready = !unsafe { self.ring.completion_shared() }.is_empty();
         let want = if ready || timeout == Some(Duration::ZERO) { 0 } else { 1 };
         for attempt in 0..2 {
+            // Not under `sq_lock`: this may block, and other threads must still be able to
+            // push (the kernel serializes submissions; the SQ tail we publish is atomic).
             let r = {
-                let _sq = lock(&self.sq_lock);
                 match timeout {
                     Some(d) if want == 1 => {
                         let ts = types::Timespec::from(d);

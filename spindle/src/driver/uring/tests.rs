@@ -301,3 +301,92 @@ fn teardown_waits_for_in_flight_ops() {
     assert!(r.as_uring().unwrap().in_flight() > 0);
     drop(r); // cancels and reaps everything before freeing the buffers
 }
+
+/// Runs the `#[ignore]`d test `name` alone in a child process (so the fd count is not disturbed
+/// by tests running in parallel), on io_uring.
+fn run_isolated(name: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"])
+        .env("SPINDLE_DRIVER", "uring")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{name} failed:\n{text}");
+}
+
+#[test]
+fn cancellation_storm_on_the_runtime() {
+    if !available() {
+        return;
+    }
+    run_isolated("driver::uring::tests::cancellation_storm_inner");
+}
+
+/// Thousands of reads and accepts dropped in flight (by timeouts, aborts and plain drops) at
+/// random points on a multi-thread runtime; then the runtime still serves, and after shutdown
+/// the process has exactly the fds it had before.
+#[test]
+#[ignore = "run by cancellation_storm_on_the_runtime in its own process"]
+fn cancellation_storm_inner() {
+    use crate::time::timeout;
+    let fds = open_fds();
+    {
+        let rt = crate::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        assert_eq!(rt.handle().io_driver(), "io_uring");
+        let l = Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = l.local_addr().unwrap();
+        let pairs: Vec<_> = (0..16).map(|_| Arc::new(UnixStream::pair().unwrap())).collect();
+        rt.block_on(async {
+            let mut handles = Vec::new();
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+            for i in 0..3000u64 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let delay = Duration::from_micros(seed % 2000);
+                let (l, p) = (l.clone(), pairs[(i % 16) as usize].clone());
+                handles.push(crate::spawn(async move {
+                    let r = crate::driver::uring_reactor().expect("io_uring runtime");
+                    match i % 4 {
+                        0 => drop(timeout(delay, op::read(&r, p.0.as_raw_fd(), vec![0u8; 256])).await),
+                        1 => drop(timeout(delay, op::accept(&r, l.as_raw_fd())).await),
+                        2 => {
+                            // Completes some accepts (their fds must be closed by whoever
+                            // ends up owning them) and feeds some reads.
+                            let _c = std::net::TcpStream::connect(addr);
+                            let _ = (&p.1).write(b"x");
+                            drop(timeout(delay, op::read(&r, p.1.as_raw_fd(), vec![0u8; 64])).await);
+                        }
+                        _ => {
+                            let mut f = std::pin::pin!(op::accept(&r, l.as_raw_fd()));
+                            // Submit, then drop on whichever worker this lands.
+                            let _ = std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await;
+                            crate::task::yield_now().await;
+                        }
+                    }
+                }));
+                if seed % 7 == 0 {
+                    handles[handles.len() / 2].abort();
+                }
+            }
+            for h in handles {
+                let _ = h.await;
+            }
+            // Still serves: an echo round trip through completion ops.
+            let (a, b) = UnixStream::pair().unwrap();
+            let r = crate::driver::uring_reactor().unwrap();
+            let (res, _) = op::write(&r, a.as_raw_fd(), b"ping".to_vec()).await;
+            assert_eq!(res.unwrap(), 4);
+            let (res, buf) = op::read(&r, b.as_raw_fd(), vec![0u8; 8]).await;
+            assert_eq!((res.unwrap(), &buf[..]), (4, &b"ping"[..]));
+        });
+        drop(rt);
+    }
+    // Shutdown dropped the rings only after every orphaned op completed; the listener, pairs
+    // and every accepted fd are closed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_fds() != fds && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(open_fds(), fds, "fds leaked");
+}
