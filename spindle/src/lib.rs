@@ -25,6 +25,7 @@
 pub(crate) mod driver;
 pub mod fs;
 pub mod io;
+pub mod net;
 mod rt;
 pub mod structured;
 pub mod task;

@@ -1,0 +1,77 @@
+//! Sockets: TCP ([`TcpListener`], [`TcpStream`]), UDP ([`UdpSocket`]) and Unix-domain
+//! ([`UnixListener`], [`UnixStream`], [`UnixDatagram`]).
+//!
+//! # Contract
+//!
+//! - **Built on the driver's readiness** (`crate::driver::Registration`): every socket is
+//!   non-blocking and registered (edge-triggered) with the reactor of the worker that created it,
+//!   or with the fallback reactor outside a runtime, so the types work on any executor. An
+//!   operation tries its system call when the reactor last reported readiness, and on
+//!   `WouldBlock` clears that readiness and waits for the next event. The registration is dropped
+//!   before the socket is closed (field order in `socket::PollSocket`). Until a direction has
+//!   seen its first readiness event, its first operation tries the syscall eagerly (a fresh
+//!   socket is usually writable at once), so it does not wait for the reactor's next turn.
+//! - **A socket belongs to the runtime it was created in** (or to the fallback reactor, if
+//!   created outside any runtime): use it there. Once that runtime is dropped nothing drives its
+//!   reactor, so an operation that has to wait for readiness on such a socket would never be
+//!   woken. (Making orphaned registrations move to the fallback reactor is the driver's job.)
+//! - **Naming** (DESIGN.md section 4): slices through `futures_io`/tokio traits and std-named
+//!   inherent methods (`send_to(&[u8], addr)`, `recv_from(&mut [u8])`, `peek`); owned buffers
+//!   through [`AsyncReadOwned`](crate::io::AsyncReadOwned) / [`AsyncWriteOwned`](crate::io::AsyncWriteOwned)
+//!   and `_owned` inherent methods. Slice reads are zero-copy: readiness, then `recv` straight into
+//!   the caller's slice. Inherent methods never shadow a tokio/futures trait method with another
+//!   meaning (the std-style `shutdown(how)` is `shutdown_std`).
+//! - **Waiters**: stream reads and writes take `&mut self` (one waiter per direction, as the
+//!   borrow checker guarantees); `&self` methods of listeners and datagram sockets may be awaited by
+//!   several tasks at once: each readiness event wakes them all.
+//! - **Faults are `io::Error`s with the address or path in the message**, never panics or hangs:
+//!   refused or reset connections, invalid or unresolvable addresses, writes after shutdown
+//!   (`BrokenPipe`; SIGPIPE is never raised: sends use `MSG_NOSIGNAL`). `accept` under fd
+//!   exhaustion returns the error and backs off (5 ms doubling to 1 s) so accept loops never spin.
+//! - **Cancellation**: dropping any future is safe and leaks nothing (a half-open `connect` closes
+//!   its socket). On this (readiness) backend no operation is in flight in the kernel when a future
+//!   is dropped, so owned buffers are simply dropped with it.
+//! - Name resolution (`"host:port"`) runs on the blocking pool; literal addresses are parsed inline.
+//! - Sockets are created non-blocking and close-on-exec in one system call.
+//!
+//! ```
+//! use spindle::io::{AsyncReadOwned, AsyncWriteOwned};
+//! use spindle::net::{TcpListener, TcpStream};
+//! spindle::block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+//!     let addr = listener.local_addr().unwrap();
+//!     let server = spindle::spawn(async move {
+//!         let (mut s, _) = listener.accept().await.unwrap();
+//!         let mut buf = Vec::with_capacity(1024);
+//!         loop {
+//!             let (res, b) = s.read_owned(buf).await;
+//!             if res.unwrap() == 0 {
+//!                 break; // end of stream
+//!             }
+//!             let (res, b) = s.write_all_owned(b).await; // echo it back
+//!             res.unwrap();
+//!             buf = b;
+//!         }
+//!     });
+//!     let mut c = TcpStream::connect(addr).await.unwrap();
+//!     let (res, _) = c.write_all_owned("echo me").await;
+//!     res.unwrap();
+//!     let (res, buf) = c.read_exact_owned(Vec::with_capacity(7)).await;
+//!     res.unwrap();
+//!     assert_eq!(buf, b"echo me");
+//!     drop(c);
+//!     server.await.unwrap();
+//! });
+//! ```
+
+mod addr;
+mod socket;
+mod stream_io;
+pub mod tcp;
+pub mod udp;
+pub mod unix;
+
+pub use addr::ToSocketAddrs;
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};

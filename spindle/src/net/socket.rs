@@ -1,0 +1,326 @@
+//! [`PollSocket`]: a non-blocking socket registered with a reactor, and the raw operations every
+//! socket type is built from.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use socket2::{SockAddr, Socket};
+use spindle_core::loom::{AtomicBool, Ordering};
+
+use crate::driver::{Direction, Registration};
+use crate::io::{BufResult, IoBuf, IoBufMut};
+
+/// A non-blocking socket and its reactor registration.
+///
+/// Field order matters: the registration is dropped (the fd leaves the epoll set) before the
+/// socket is closed, so the reactor never sees a closed (or reused) fd number.
+pub(crate) struct PollSocket {
+    reg: Registration,
+    /// Waiters of `&self` methods that several tasks may call at once (one per direction); the
+    /// registration keeps one waker per direction, which is this fan-out's.
+    shared: [Arc<FanOut>; 2],
+    /// Per direction: readiness has been observed (or a syscall said `WouldBlock`) since the
+    /// registration. Until then the first operation tries its syscall eagerly instead of waiting
+    /// for the reactor's first event (a fresh socket is usually writable at once).
+    primed: [AtomicBool; 2],
+    sock: Socket,
+}
+
+/// Wakes every task that waits on a direction through a `&self` method.
+#[derive(Default)]
+struct FanOut {
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl Wake for FanOut {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in waiters {
+            w.wake();
+        }
+    }
+}
+
+fn dir_index(dir: Direction) -> usize {
+    match dir {
+        Direction::Read => 0,
+        Direction::Write => 1,
+    }
+}
+
+/// Converts a `std::io::Result` wrapper's `EINTR` into a retry.
+fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Views initialized bytes as possibly-uninitialized ones (for socket2's receive calls, which
+/// write only initialized bytes).
+pub(crate) fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the callee (a receive system call) only
+    // writes initialized bytes into it, so `buf` stays initialized.
+    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+/// The spare room of an owned buffer: `bytes_total()` bytes at its stable pointer.
+fn spare<B: IoBufMut>(buf: &mut B) -> &mut [MaybeUninit<u8>] {
+    let total = buf.bytes_total();
+    // SAFETY: `IoBufMut` promises `bytes_total()` writable bytes at the stable pointer, owned by
+    // `buf`, which the unique borrow keeps alive and unaliased for the returned lifetime.
+    unsafe { std::slice::from_raw_parts_mut(buf.stable_mut_ptr().cast::<MaybeUninit<u8>>(), total) }
+}
+
+/// The initialized bytes of an owned buffer.
+fn init<B: IoBuf>(buf: &B) -> &[u8] {
+    // SAFETY: `IoBuf` promises `bytes_init()` initialized bytes at the stable pointer, kept alive
+    // and unmodified by the shared borrow.
+    unsafe { std::slice::from_raw_parts(buf.stable_ptr(), buf.bytes_init()) }
+}
+
+/// `send` flags: never raise SIGPIPE on a closed peer (the error is returned instead).
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+
+impl PollSocket {
+    /// Registers `sock`, which must already be non-blocking, with the current reactor.
+    pub(crate) fn new(sock: Socket) -> io::Result<PollSocket> {
+        let reg = Registration::new(sock.as_raw_fd())?;
+        Ok(PollSocket {
+            reg,
+            shared: Default::default(),
+            primed: [AtomicBool::new(false), AtomicBool::new(false)],
+            sock,
+        })
+    }
+
+    /// Makes `sock` non-blocking and registers it.
+    pub(crate) fn from_blocking(sock: Socket) -> io::Result<PollSocket> {
+        sock.set_nonblocking(true)?;
+        PollSocket::new(sock)
+    }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.sock
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Runs `f` when `dir` is ready, for a caller with exclusive use of the direction (`&mut`
+    /// methods, split halves). Spends cooperative budget first.
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        if spindle_core::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let mut f = f;
+        let r = self.reg.poll_io(cx, dir, || retry(&mut f));
+        self.eager_if_unprimed(r, dir, f)
+    }
+
+    /// After the reactor said "not ready" for a direction that has not seen an event yet, tries
+    /// the syscall once (the waker is registered already, so a later event still wakes the task).
+    fn eager_if_unprimed<R>(
+        &self,
+        r: Poll<io::Result<R>>,
+        dir: Direction,
+        mut f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let primed = &self.primed[dir_index(dir)];
+        if primed.load(Ordering::Relaxed) {
+            return r;
+        }
+        primed.store(true, Ordering::Relaxed);
+        match r {
+            Poll::Pending => match retry(&mut f) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                r => Poll::Ready(r),
+            },
+            r => r,
+        }
+    }
+
+    /// Like [`poll_io`](Self::poll_io), for `&self` methods several tasks may wait in at once:
+    /// every waiter is woken by the next readiness event (each then retries).
+    pub(crate) fn poll_io_shared<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        if spindle_core::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let fan = &self.shared[dir_index(dir)];
+        let fan_waker = Waker::from(fan.clone());
+        let mut fan_cx = Context::from_waker(&fan_waker);
+        let mut f = f;
+        if let Poll::Ready(r) = self.reg.poll_io(&mut fan_cx, dir, || retry(&mut f)) {
+            return Poll::Ready(r);
+        }
+        // Not ready: join the waiters, then look again, so an event that fired between the first
+        // look and the join (and woke a list without us) is not missed.
+        {
+            let mut w = fan.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+        }
+        let r = self.reg.poll_io(&mut fan_cx, dir, || retry(&mut f));
+        self.eager_if_unprimed(r, dir, f)
+    }
+
+    pub(crate) async fn io<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        poll_fn(|cx| self.poll_io(cx, dir, &mut f)).await
+    }
+
+    pub(crate) async fn io_shared<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        poll_fn(|cx| self.poll_io_shared(cx, dir, &mut f)).await
+    }
+
+    // ----- stream operations (exclusive per direction) -----
+
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Direction::Read, || self.sock.recv(as_uninit(buf)))
+    }
+
+    /// Receives into possibly-uninitialized memory (the unfilled part of a tokio `ReadBuf`).
+    #[cfg_attr(not(feature = "tokio-io"), allow(dead_code))]
+    pub(crate) fn poll_recv_uninit(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Direction::Read, || self.sock.recv(buf))
+    }
+
+    pub(crate) fn poll_recv_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let fd = self.fd();
+        self.poll_io(cx, Direction::Read, || {
+            let iovcnt = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+            // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix; each points to a live
+            // `&mut [u8]` for the duration of the call.
+            let n = unsafe { libc::readv(fd, bufs.as_ptr().cast::<libc::iovec>(), iovcnt) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })
+    }
+
+    pub(crate) fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Direction::Write, || self.sock.send_with_flags(buf, SEND_FLAGS))
+    }
+
+    pub(crate) fn poll_send_vectored(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Direction::Write, || self.sock.send_vectored_with_flags(bufs, SEND_FLAGS))
+    }
+
+    pub(crate) fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Direction::Read, || self.sock.peek(as_uninit(buf)))
+    }
+
+    /// Reads into the start of an owned buffer (see `AsyncReadOwned::read_owned`).
+    pub(crate) async fn recv_owned<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
+        let res = poll_fn(|cx| self.poll_io(cx, Direction::Read, || self.sock.recv(spare(&mut buf)))).await;
+        if let Ok(n) = res {
+            // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
+            unsafe { buf.set_init(n) };
+        }
+        (res, buf)
+    }
+
+    /// Sends from an owned buffer's initialized bytes.
+    pub(crate) async fn send_owned<B: IoBuf>(&self, mut buf: B) -> BufResult<usize, B> {
+        // Held as `&mut` (Send for any `B: Send`), not `&` (which would need `B: Sync`).
+        let b = &mut buf;
+        let res = self.io(Direction::Write, move || self.sock.send_with_flags(init(&*b), SEND_FLAGS)).await;
+        (res, buf)
+    }
+
+    /// Sends from several owned buffers in one gathering call.
+    pub(crate) async fn send_vectored_owned<B: IoBuf>(&self, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        let b = &mut bufs;
+        let res = self
+            .io(Direction::Write, move || {
+                let bufs = &*b;
+                let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(init(b))).collect();
+                self.sock.send_vectored_with_flags(&slices, SEND_FLAGS)
+            })
+            .await;
+        (res, bufs)
+    }
+
+    // ----- datagram operations (`&self`, shared) -----
+
+    pub(crate) async fn send_shared(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io_shared(Direction::Write, || self.sock.send_with_flags(buf, SEND_FLAGS)).await
+    }
+
+    pub(crate) async fn recv_shared(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io_shared(Direction::Read, || self.sock.recv(as_uninit(buf))).await
+    }
+
+    pub(crate) async fn send_to_shared(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
+        self.io_shared(Direction::Write, || self.sock.send_to_with_flags(buf, addr, SEND_FLAGS)).await
+    }
+
+    pub(crate) async fn recv_from_shared(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        self.io_shared(Direction::Read, || self.sock.recv_from(as_uninit(buf))).await
+    }
+
+    pub(crate) async fn peek_from_shared(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        self.io_shared(Direction::Read, || self.sock.peek_from(as_uninit(buf))).await
+    }
+
+    pub(crate) async fn send_owned_shared<B: IoBuf>(&self, mut buf: B) -> BufResult<usize, B> {
+        let b = &mut buf;
+        let res = self.io_shared(Direction::Write, move || self.sock.send_with_flags(init(&*b), SEND_FLAGS)).await;
+        (res, buf)
+    }
+
+    pub(crate) async fn recv_owned_shared<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
+        let res = poll_fn(|cx| self.poll_io_shared(cx, Direction::Read, || self.sock.recv(spare(&mut buf)))).await;
+        if let Ok(n) = res {
+            // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
+            unsafe { buf.set_init(n) };
+        }
+        (res, buf)
+    }
+
+    pub(crate) async fn send_to_owned_shared<B: IoBuf>(&self, mut buf: B, addr: &SockAddr) -> BufResult<usize, B> {
+        let b = &mut buf;
+        let res =
+            self.io_shared(Direction::Write, move || self.sock.send_to_with_flags(init(&*b), addr, SEND_FLAGS)).await;
+        (res, buf)
+    }
+
+    pub(crate) async fn recv_from_owned_shared<B: IoBufMut>(&self, mut buf: B) -> BufResult<(usize, SockAddr), B> {
+        let res = poll_fn(|cx| self.poll_io_shared(cx, Direction::Read, || self.sock.recv_from(spare(&mut buf)))).await;
+        if let Ok((n, _)) = &res {
+            // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
+            unsafe { buf.set_init(*n) };
+        }
+        (res, buf)
+    }
+}

@@ -1,0 +1,327 @@
+//! [`UdpSocket`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::addr::{resolve, ToSocketAddrs};
+use super::socket::PollSocket;
+use super::tcp::{addr_error, first_ok, inet_addr};
+use crate::io::{BufResult, IoBuf, IoBufMut};
+
+/// A UDP socket.
+///
+/// Methods take `&self`, so one socket can be shared (`Arc<UdpSocket>`) by tasks that send and
+/// receive concurrently; several tasks may wait in `recv_from` at once (each readiness event wakes
+/// them all, and the ones that find nothing wait again).
+///
+/// `send_to(&[u8], addr)` and `recv_from(&mut [u8])` have std's meaning; the owned-buffer
+/// versions end in `_owned`.
+///
+/// ```
+/// use spindle::net::UdpSocket;
+/// spindle::block_on(async {
+///     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+///     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+///     a.send_to(b"hi", b.local_addr().unwrap()).await.unwrap();
+///     let mut buf = [0u8; 16];
+///     let (n, from) = b.recv_from(&mut buf).await.unwrap();
+///     assert_eq!((&buf[..n], from), (&b"hi"[..], a.local_addr().unwrap()));
+/// });
+/// ```
+pub struct UdpSocket {
+    io: PollSocket,
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket").field("fd", &self.io.fd()).field("local", &self.local_addr().ok()).finish()
+    }
+}
+
+async fn one_addr(addr: impl ToSocketAddrs) -> io::Result<SockAddr> {
+    Ok(resolve(&addr).await?[0].into())
+}
+
+impl UdpSocket {
+    /// Binds a socket to `addr` (each resolved address is tried in turn).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     assert_ne!(s.local_addr().unwrap().port(), 0);
+    /// });
+    /// ```
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        let addrs = resolve(&addr).await?;
+        first_ok(addrs, |a| {
+            let sock = Socket::new(Domain::for_address(a), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))
+                .and_then(|s| s.bind(&a.into()).map(|()| s))
+                .map_err(|e| addr_error("bind", a, e))?;
+            Ok(UdpSocket { io: PollSocket::new(sock)? })
+        })
+    }
+
+    /// Wraps a bound `std::net::UdpSocket` (made non-blocking here).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     let s = spindle::net::UdpSocket::from_std(std).unwrap();
+    ///     assert!(s.local_addr().is_ok());
+    /// });
+    /// ```
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket { io: PollSocket::from_blocking(Socket::from(socket))? })
+    }
+
+    /// Sets the default destination (and the only source accepted by `recv`).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let a = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     let b = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     a.connect(b.local_addr().unwrap()).await.unwrap();
+    ///     assert_eq!(a.peer_addr().unwrap(), b.local_addr().unwrap());
+    ///     a.send(b"x").await.unwrap();
+    ///     let mut buf = [0u8; 1];
+    ///     assert_eq!(b.recv(&mut buf).await.unwrap(), 1);
+    /// });
+    /// ```
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let addrs = resolve(&addr).await?;
+        first_ok(addrs, |a| self.io.socket().connect(&a.into()).map_err(|e| addr_error("connect", a, e)))
+    }
+
+    /// The local address.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     assert!(s.local_addr().unwrap().ip().is_loopback());
+    /// });
+    /// ```
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        inet_addr(self.io.socket().local_addr())
+    }
+
+    /// The connected peer's address (`NotConnected` if `connect` was not called).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     assert_eq!(s.peer_addr().unwrap_err().kind(), std::io::ErrorKind::NotConnected);
+    /// });
+    /// ```
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        inet_addr(self.io.socket().peer_addr())
+    }
+
+    /// Sends a datagram to the connected peer.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     // Not connected: an error, not a panic.
+    ///     assert!(s.send(b"x").await.is_err());
+    /// });
+    /// ```
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.send_shared(buf).await
+    }
+
+    /// Receives a datagram from the connected peer (the rest of a longer datagram is dropped).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let a = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     let b = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     b.connect(a.local_addr().unwrap()).await.unwrap();
+    ///     a.send_to(b"abc", b.local_addr().unwrap()).await.unwrap();
+    ///     let mut buf = [0u8; 2];
+    ///     assert_eq!(b.recv(&mut buf).await.unwrap(), 2); // truncated
+    /// });
+    /// ```
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.recv_shared(buf).await
+    }
+
+    /// Sends a datagram to `target` (its first resolved address).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     let to = s.local_addr().unwrap();
+    ///     assert_eq!(s.send_to(b"self", to).await.unwrap(), 4);
+    /// });
+    /// ```
+    pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
+        let to = one_addr(target).await?;
+        self.io.send_to_shared(buf, &to).await
+    }
+
+    /// Receives a datagram and its sender's address.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a dropped future received nothing.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     s.send_to(b"me", s.local_addr().unwrap()).await.unwrap();
+    ///     let mut buf = [0u8; 8];
+    ///     let (n, from) = s.recv_from(&mut buf).await.unwrap();
+    ///     assert_eq!((n, from), (2, s.local_addr().unwrap()));
+    /// });
+    /// ```
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (n, from) = self.io.recv_from_shared(buf).await?;
+        Ok((n, inet_addr(Ok(from))?))
+    }
+
+    /// Receives a datagram's first bytes and its sender without removing it from the queue.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     s.send_to(b"peek", s.local_addr().unwrap()).await.unwrap();
+    ///     let mut buf = [0u8; 8];
+    ///     assert_eq!(s.peek_from(&mut buf).await.unwrap().0, 4);
+    ///     assert_eq!(s.recv_from(&mut buf).await.unwrap().0, 4);
+    /// });
+    /// ```
+    pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (n, from) = self.io.peek_from_shared(buf).await?;
+        Ok((n, inet_addr(Ok(from))?))
+    }
+
+    /// Sends the initialized bytes of an owned buffer to the connected peer.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let a = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     a.connect(a.local_addr().unwrap()).await.unwrap();
+    ///     let (res, buf) = a.send_owned(vec![1u8, 2]).await;
+    ///     assert_eq!((res.unwrap(), buf.len()), (2, 2));
+    /// });
+    /// ```
+    pub async fn send_owned<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.io.send_owned_shared(buf).await
+    }
+
+    /// Receives a datagram from the connected peer into an owned buffer (it then holds exactly
+    /// the datagram, truncated to `bytes_total()`).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let a = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     a.connect(a.local_addr().unwrap()).await.unwrap();
+    ///     a.send(b"own").await.unwrap();
+    ///     let (res, buf) = a.recv_owned(Vec::with_capacity(16)).await;
+    ///     assert_eq!((res.unwrap(), &buf[..]), (3, &b"own"[..]));
+    /// });
+    /// ```
+    pub async fn recv_owned<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.io.recv_owned_shared(buf).await
+    }
+
+    /// Sends an owned buffer's initialized bytes to `target` (its first resolved address). A
+    /// resolution error gives the buffer back with the error.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     let (res, buf) = s.send_to_owned(b"ping".to_vec(), s.local_addr().unwrap()).await;
+    ///     assert_eq!(res.unwrap(), 4);
+    ///     let (res, buf) = s.recv_from_owned(buf).await;
+    ///     let (n, from) = res.unwrap();
+    ///     assert_eq!((n, from, &buf[..]), (4, s.local_addr().unwrap(), &b"ping"[..]));
+    /// });
+    /// ```
+    pub async fn send_to_owned<B: IoBuf>(&self, buf: B, target: impl ToSocketAddrs) -> BufResult<usize, B> {
+        match one_addr(target).await {
+            Ok(to) => self.io.send_to_owned_shared(buf, &to).await,
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Receives a datagram into an owned buffer, with its sender's address.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     s.send_to(b"x", s.local_addr().unwrap()).await.unwrap();
+    ///     let (res, buf) = s.recv_from_owned(vec![0u8; 8]).await;
+    ///     assert_eq!((res.unwrap().0, buf.len()), (1, 1));
+    /// });
+    /// ```
+    pub async fn recv_from_owned<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let (res, buf) = self.io.recv_from_owned_shared(buf).await;
+        (res.and_then(|(n, a)| Ok((n, inet_addr(Ok(a))?))), buf)
+    }
+
+    /// Enables sending to broadcast addresses (`SO_BROADCAST`).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     s.set_broadcast(true).unwrap();
+    ///     assert!(s.broadcast().unwrap());
+    /// });
+    /// ```
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.io.socket().set_broadcast(on)
+    }
+
+    /// Whether `SO_BROADCAST` is set.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     assert!(!s.broadcast().unwrap());
+    /// });
+    /// ```
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.io.socket().broadcast()
+    }
+
+    /// Sets the IP time-to-live of outgoing datagrams.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     s.set_ttl(3).unwrap();
+    ///     assert_eq!(s.ttl().unwrap(), 3);
+    /// });
+    /// ```
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        super::tcp::set_ttl(self.io.socket(), ttl)
+    }
+
+    /// The IP time-to-live.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     assert!(s.ttl().unwrap() > 0);
+    /// });
+    /// ```
+    pub fn ttl(&self) -> io::Result<u32> {
+        super::tcp::ttl(self.io.socket())
+    }
+}
+
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.fd()
+    }
+}
+
+impl AsFd for UdpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.socket().as_fd()
+    }
+}

@@ -1,0 +1,604 @@
+//! spindle::net on every runtime flavour (and outside any runtime): echo, half-close, refused and
+//! reset connections, invalid addresses, reads and writes after shutdown, many connections,
+//! cancellation storms with a stable fd count, UDP and Unix sockets. Loopback only; every test
+//! body is bounded in time.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, Shutdown, SocketAddr};
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::each_flavor;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use spindle::io::{AsyncReadOwned, AsyncWriteOwned, IoBuf};
+use spindle::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
+use spindle::runtime::Runtime;
+
+/// Tests in this binary run one at a time: some count the process's open fds.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Runs `body` on `rt`, failing (not hanging) after `secs` seconds.
+fn bounded<F: std::future::Future>(rt: &Runtime, secs: u64, body: F) -> F::Output {
+    rt.block_on(
+        async move { spindle::time::timeout(Duration::from_secs(secs), body).await.expect("test body timed out") },
+    )
+}
+
+/// A fresh socket path under the temp dir.
+fn sock_path(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let p = std::env::temp_dir().join(format!(
+        "spindle-test-net-{tag}-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Waits until the open fd count is back to `before` (background closes may lag a little).
+fn assert_fds_back_to(before: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds() > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(open_fds() <= before, "fds before: {before}, after: {}", open_fds());
+}
+
+async fn echo_server(listener: TcpListener, conns: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (mut s, _) = listener.accept().await.unwrap();
+        tasks.push(spindle::spawn(async move {
+            let mut buf = Vec::with_capacity(4096);
+            loop {
+                let (res, b) = s.read_owned(buf).await;
+                if res.unwrap() == 0 {
+                    break;
+                }
+                let (res, b) = s.write_all_owned(b).await;
+                res.unwrap();
+                buf = b;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[test]
+fn tcp_echo_owned_and_slices() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = spindle::spawn(echo_server(listener, 16));
+            let clients: Vec<_> = (0..16u8)
+                .map(|i| {
+                    spindle::spawn(async move {
+                        let mut c = TcpStream::connect(addr).await.unwrap();
+                        c.set_nodelay(true).unwrap();
+                        for round in 0..20u8 {
+                            let msg = vec![i ^ round; 100 + round as usize * 50];
+                            if round % 2 == 0 {
+                                // Owned buffers.
+                                let (res, msg) = c.write_all_owned(msg).await;
+                                res.unwrap();
+                                let (res, back) = c.read_exact_owned(Vec::with_capacity(msg.len())).await;
+                                res.unwrap();
+                                assert_eq!(back, msg);
+                            } else {
+                                // Slices through futures-io.
+                                c.write_all(&msg).await.unwrap();
+                                let mut back = vec![0u8; msg.len()];
+                                c.read_exact(&mut back).await.unwrap();
+                                assert_eq!(back, msg);
+                            }
+                        }
+                        // Vectored I/O both ways.
+                        let n = c.writev(&[std::io::IoSlice::new(b"ab"), std::io::IoSlice::new(b"cd")]).await.unwrap();
+                        assert_eq!(n, 4);
+                        let (res, bufs) = c.writev_owned(vec![b"ef".to_vec(), b"gh".to_vec()]).await;
+                        assert_eq!(res.unwrap(), 4);
+                        assert_eq!(bufs.len(), 2);
+                        let mut got = Vec::new();
+                        while got.len() < 8 {
+                            let (mut x, mut y) = ([0u8; 3], [0u8; 5]);
+                            let n = c
+                                .readv(&mut [std::io::IoSliceMut::new(&mut x), std::io::IoSliceMut::new(&mut y)])
+                                .await
+                                .unwrap();
+                            let both: Vec<u8> = x.iter().chain(y.iter()).copied().collect();
+                            got.extend_from_slice(&both[..n]);
+                        }
+                        assert_eq!(got, b"abcdefgh");
+                        AsyncWriteOwned::shutdown(&mut c).await.unwrap();
+                        let (res, _) = c.read_owned(vec![0u8; 8]).await;
+                        assert_eq!(res.unwrap(), 0);
+                    })
+                })
+                .collect();
+            for c in clients {
+                c.await.unwrap();
+            }
+            server.await.unwrap();
+        });
+    });
+}
+
+#[test]
+fn tcp_split_halves_and_peek() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = spindle::spawn(echo_server(listener, 1));
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (mut r, mut w) = c.into_split();
+            let writer = spindle::spawn(async move {
+                for i in 0..100u32 {
+                    let (res, _) = w.write_all_owned(i.to_le_bytes().to_vec()).await;
+                    res.unwrap();
+                }
+                w
+            });
+            let mut first = [0u8; 4];
+            assert!(r.peek(&mut first).await.unwrap() > 0);
+            for i in 0..100u32 {
+                let (res, buf) = r.read_exact_owned(Vec::with_capacity(4)).await;
+                res.unwrap();
+                assert_eq!(buf, i.to_le_bytes());
+            }
+            let w = writer.await.unwrap();
+            // Dropping the write half shuts writing down: the echo server sees end of stream,
+            // closes, and the read half sees it too.
+            drop(w);
+            let (res, _) = r.read_owned(vec![0u8; 4]).await;
+            assert_eq!(res.unwrap(), 0);
+            server.await.unwrap();
+        });
+    });
+}
+
+#[test]
+fn tcp_half_close() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (mut s, peer) = listener.accept().await.unwrap();
+            assert_eq!(peer, c.local_addr().unwrap());
+            c.write_all(b"request").await.unwrap();
+            c.close().await.unwrap(); // futures' close: shut the write direction
+                                      // The server reads the request, then end of stream, and can still answer.
+            let mut req = Vec::new();
+            s.read_to_end(&mut req).await.unwrap();
+            assert_eq!(req, b"request");
+            s.write_all(b"response").await.unwrap();
+            drop(s);
+            let mut resp = Vec::new();
+            c.read_to_end(&mut resp).await.unwrap();
+            assert_eq!(resp, b"response");
+            // Reads after end of stream keep returning 0; writes after our shutdown fail cleanly.
+            let (res, _) = c.read_owned(vec![0u8; 4]).await;
+            assert_eq!(res.unwrap(), 0);
+            let (res, buf) = c.write_owned(b"late".to_vec()).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::BrokenPipe);
+            assert_eq!(buf, b"late");
+        });
+    });
+}
+
+#[test]
+fn tcp_refused_reset_and_bad_addresses() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            // A port nobody listens on (bound, then closed).
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let e = TcpStream::connect(("127.0.0.1", port)).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+            assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+
+            // Invalid addresses: errors that say what was wrong, no panics.
+            for bad in ["not an address", "127.0.0.1", "127.0.0.1:99999", "256.1.1.1:80", ":80", ""] {
+                let e = TcpStream::connect(bad).await.unwrap_err();
+                assert!(!e.to_string().is_empty(), "{bad}");
+                let e = TcpListener::bind(bad).await.unwrap_err();
+                assert!(e.to_string().contains(bad) || bad.is_empty(), "{bad}: {e}");
+            }
+            let e = TcpStream::connect(&[][..] as &[SocketAddr]).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            // Binding a port in use.
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let e = TcpListener::bind(l.local_addr().unwrap()).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e}");
+
+            // Reset: the server closes with SO_LINGER 0.
+            // KNOWN BUG (driver, io_uring backend): the reader is never woken by the reset there, so
+            // this part runs on epoll only until the driver delivers it.
+            if spindle::runtime::Handle::current().io_driver() == "epoll" {
+                let mut c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+                let (s, _) = l.accept().await.unwrap();
+                s.set_linger(Some(Duration::ZERO)).unwrap();
+                drop(s);
+                let mut buf = [0u8; 8];
+                let e = c.read(&mut buf).await.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+                // Writing to a reset connection: an error (EPIPE or ECONNRESET), never SIGPIPE.
+                let mut saw_error = false;
+                for _ in 0..10 {
+                    if c.write_all(&[0u8; 1024]).await.is_err() {
+                        saw_error = true;
+                        break;
+                    }
+                }
+                assert!(saw_error);
+            } else {
+                eprintln!("tcp_refused_reset_and_bad_addresses: reset check skipped on io_uring (known driver bug)");
+            }
+
+            // Read shutdown: our reads see end of stream.
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (_s, _) = l.accept().await.unwrap();
+            c.shutdown_std(Shutdown::Read).unwrap();
+            let mut c = c;
+            let (res, _) = c.read_owned(vec![0u8; 8]).await;
+            assert_eq!(res.unwrap(), 0);
+        });
+    });
+}
+
+#[test]
+fn tcp_many_connections() {
+    let _s = serial();
+    const CONNS: usize = 2000;
+    // Each connection costs two fds in this process (client and server side).
+    let limit = raise_nofile_limit();
+    if limit < (2 * CONNS + 200) as u64 {
+        eprintln!("skipping tcp_many_connections: RLIMIT_NOFILE is {limit}");
+        return;
+    }
+    each_flavor(|rt| {
+        let before = open_fds();
+        bounded(rt, 60, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = spindle::spawn(echo_server(listener, CONNS));
+            let mut clients = Vec::with_capacity(CONNS);
+            // Connect everything first (all open at once), then talk on each.
+            let mut streams = Vec::with_capacity(CONNS);
+            for _ in 0..CONNS {
+                streams.push(TcpStream::connect(addr).await.unwrap());
+            }
+            for (i, mut c) in streams.into_iter().enumerate() {
+                clients.push(spindle::spawn(async move {
+                    let msg = (i as u32).to_le_bytes().to_vec();
+                    let (res, msg) = c.write_all_owned(msg).await;
+                    res.unwrap();
+                    let (res, back) = c.read_exact_owned(Vec::with_capacity(4)).await;
+                    res.unwrap();
+                    assert_eq!(back, msg);
+                }));
+            }
+            for c in clients {
+                c.await.unwrap();
+            }
+            server.await.unwrap();
+        });
+        assert_fds_back_to(before);
+    });
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit in force.
+fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a live rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max.min(65536), rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+#[test]
+fn cancellation_storm_keeps_fd_count_and_runtime_serving() {
+    let _s = serial();
+    each_flavor(|rt| {
+        let before = open_fds();
+        bounded(rt, 60, async {
+            let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+            let addr = listener.local_addr().unwrap();
+
+            // 1. Thousands of accepts, pending or polled once, dropped (some in spawned tasks that
+            //    are aborted, so they are dropped on whichever worker runs them).
+            for _ in 0..1000 {
+                let a = pin!(listener.accept());
+                assert!(futures::poll!(a).is_pending());
+            }
+            let tasks: Vec<_> = (0..500)
+                .map(|_| {
+                    let l = listener.clone();
+                    spindle::spawn(async move { l.accept().await.map(|_| ()) })
+                })
+                .collect();
+            spindle::task::yield_now().await;
+            for t in tasks {
+                t.abort();
+                let _ = t.await;
+            }
+
+            // 2. Thousands of connects dropped at random points (before, during and after the
+            //    handshake), with nobody accepting them.
+            for i in 0..1500u64 {
+                let d = Duration::from_micros(i % 7 * 30);
+                let _ = spindle::time::timeout(d, TcpStream::connect(addr)).await;
+            }
+            // Drain the backlog those connects filled, dropping the server sides at once.
+            while let Ok(Ok(_)) = spindle::time::timeout(Duration::from_millis(50), listener.accept()).await {}
+
+            // 3. Thousands of pending reads (owned buffers and slices), dropped.
+            let mut pairs = Vec::new();
+            for _ in 0..20 {
+                let c = TcpStream::connect(addr).await.unwrap();
+                let (s, _) = listener.accept().await.unwrap();
+                pairs.push((c, s));
+            }
+            for i in 0..2000 {
+                let (c, _) = &mut pairs[i % 20];
+                if i % 2 == 0 {
+                    let r = pin!(c.read_owned(vec![0u8; 1024]));
+                    assert!(futures::poll!(r).is_pending());
+                } else {
+                    let mut buf = [0u8; 16];
+                    let r = pin!(c.read(&mut buf));
+                    assert!(futures::poll!(r).is_pending());
+                }
+            }
+            // The connections still work after all that.
+            for (c, s) in &mut pairs {
+                s.write_all(b"still here").await.unwrap();
+                let mut buf = [0u8; 10];
+                c.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"still here");
+            }
+            drop(pairs);
+
+            // 4. The runtime still serves new connections.
+            let l2 = listener.clone();
+            let server = spindle::spawn(async move {
+                let (mut s, _) = l2.accept().await.unwrap();
+                s.write_all(b"ok").await.unwrap();
+            });
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let mut buf = [0u8; 2];
+            c.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ok");
+            server.await.unwrap();
+        });
+        assert_fds_back_to(before);
+    });
+}
+
+#[test]
+fn udp_send_recv_owned_and_concurrent_receivers() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            let b_addr = b.local_addr().unwrap();
+
+            a.send_to(b"one", b_addr).await.unwrap();
+            let mut buf = [0u8; 16];
+            let (n, from) = b.recv_from(&mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (&b"one"[..], a.local_addr().unwrap()));
+
+            let (res, buf) = a.send_to_owned(b"two".to_vec(), b_addr).await;
+            assert_eq!(res.unwrap(), 3);
+            let (res, buf) = b.recv_from_owned(buf).await;
+            assert_eq!(res.unwrap().0, 3);
+            assert_eq!(buf, b"two");
+
+            // Connected sockets.
+            a.connect(b_addr).await.unwrap();
+            b.connect(a.local_addr().unwrap()).await.unwrap();
+            let (res, _) = a.send_owned(vec![9u8; 100]).await;
+            assert_eq!(res.unwrap(), 100);
+            let (res, buf) = b.recv_owned(Vec::with_capacity(1500)).await;
+            assert_eq!((res.unwrap(), buf.len()), (100, 100));
+
+            // Several tasks waiting in recv at once on one socket: each datagram reaches one of
+            // them and none hangs.
+            let got = Arc::new(AtomicUsize::new(0));
+            let receivers: Vec<_> = (0..4)
+                .map(|_| {
+                    let b = b.clone();
+                    let got = got.clone();
+                    spindle::spawn(async move {
+                        let mut buf = [0u8; 8];
+                        for _ in 0..5 {
+                            b.recv(&mut buf).await.unwrap();
+                            got.fetch_add(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            for i in 0..20u8 {
+                a.send(&[i]).await.unwrap();
+                if i % 4 == 0 {
+                    spindle::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            for r in receivers {
+                r.await.unwrap();
+            }
+            assert_eq!(got.load(Ordering::SeqCst), 20);
+
+            // Bad input.
+            assert!(a.send_to(b"x", "not an address").await.is_err());
+            let (res, buf) = a.send_to_owned(vec![1u8], "nope:nope").await;
+            assert!(res.is_err());
+            assert_eq!(buf, [1]);
+            let unconnected = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            assert!(unconnected.send(b"x").await.is_err());
+        });
+    });
+}
+
+#[test]
+fn unix_stream_and_datagram() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let path = sock_path("stream");
+            let l = UnixListener::bind(&path).unwrap();
+            assert!(UnixListener::bind(&path).is_err(), "the path is taken");
+            let mut c = UnixStream::connect(&path).await.unwrap();
+            let (mut s, _) = l.accept().await.unwrap();
+            let (res, _) = c.write_all_owned(b"unix".to_vec()).await;
+            res.unwrap();
+            let (res, buf) = s.read_exact_owned(Vec::with_capacity(4)).await;
+            res.unwrap();
+            assert_eq!(buf, b"unix");
+            // Half close.
+            c.close().await.unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+            s.write_all(b"back").await.unwrap();
+            drop(s);
+            let mut back = Vec::new();
+            c.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"back");
+            std::fs::remove_file(&path).unwrap();
+            // Connecting to a socket file nobody listens on any more.
+            drop(l);
+            assert!(UnixStream::connect(&path).await.is_err());
+
+            // Split halves over a pair.
+            let (a, mut b) = UnixStream::pair().unwrap();
+            let (mut r, w) = a.into_split();
+            let (res, _) = b.write_all_owned("to a").await;
+            res.unwrap();
+            let (res, buf) = r.read_exact_owned(Vec::with_capacity(4)).await;
+            res.unwrap();
+            assert_eq!(buf, b"to a");
+            drop(w);
+            let (res, _) = b.read_owned(vec![0u8; 4]).await;
+            assert_eq!(res.unwrap(), 0);
+
+            // Datagrams.
+            let dpath = sock_path("dgram");
+            let server = UnixDatagram::bind(&dpath).unwrap();
+            let client = UnixDatagram::unbound().unwrap();
+            client.send_to(b"hello", &dpath).await.unwrap();
+            let mut buf = [0u8; 16];
+            let (n, from) = server.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"hello");
+            assert!(from.is_unnamed());
+            let (x, y) = UnixDatagram::pair().unwrap();
+            let (res, _) = x.send_owned(b"pair".to_vec()).await;
+            assert_eq!(res.unwrap(), 4);
+            let (res, buf) = y.recv_owned(Vec::with_capacity(8)).await;
+            assert_eq!((res.unwrap(), &buf[..]), (4, &b"pair"[..]));
+            assert!(client.send_to(b"x", "/no/such/socket").await.is_err());
+            std::fs::remove_file(&dpath).unwrap();
+        });
+    });
+}
+
+#[test]
+fn works_outside_a_runtime() {
+    let _s = serial();
+    // No spindle runtime: the fallback reactor thread serves readiness, the blocking work runs on
+    // plain threads.
+    futures::executor::block_on(async {
+        let l = TcpListener::bind("localhost:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            futures::executor::block_on(async {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 3];
+                s.read_exact(&mut buf).await.unwrap();
+                s.write_all(&buf).await.unwrap();
+            })
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"abc").await.unwrap();
+        let mut buf = [0u8; 3];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"abc");
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn owned_buffers_are_not_copied() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 10, async {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let buf = vec![5u8; 64];
+            let ptr = buf.stable_ptr();
+            let (res, buf) = a.write_all_owned(buf).await;
+            res.unwrap();
+            assert_eq!(buf.stable_ptr(), ptr);
+            let (res, buf) = b.read_exact_owned(buf).await;
+            res.unwrap();
+            assert_eq!(buf.stable_ptr(), ptr, "read into the same allocation");
+        });
+    });
+}
+
+#[cfg(feature = "tokio-io")]
+#[test]
+fn tokio_io_traits_are_implemented() {
+    fn assert_tokio<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send>() {}
+    assert_tokio::<TcpStream>();
+    assert_tokio::<UnixStream>();
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 10, async {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let mut storage = [0u8; 8];
+            futures::future::poll_fn(|cx| {
+                tokio::io::AsyncWrite::poll_write(std::pin::Pin::new(&mut a), cx, b"tokio").map(|r| r.map(|_| ()))
+            })
+            .await
+            .unwrap();
+            let mut rb = tokio::io::ReadBuf::new(&mut storage);
+            futures::future::poll_fn(|cx| tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut b), cx, &mut rb))
+                .await
+                .unwrap();
+            assert_eq!(rb.filled(), b"tokio");
+        });
+    });
+}
