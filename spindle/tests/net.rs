@@ -177,6 +177,45 @@ fn tcp_split_halves_and_peek() {
 }
 
 #[test]
+fn borrowed_split_copies_a_stream_onto_itself() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            // The echo server as tokio users write it: split, then copy the read half into the
+            // write half.
+            let server = spindle::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let (mut r, mut w) = TcpStream::split(&mut s);
+                let n = futures::io::copy(&mut r, &mut w).await.unwrap();
+                AsyncWriteOwned::shutdown(&mut w).await.unwrap();
+                n
+            });
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+            let (rd, wr) = TcpStream::split(&mut c);
+            let write = async move {
+                let mut wr = wr;
+                let (res, _) = wr.write_all_owned(data).await;
+                res.unwrap();
+                AsyncWriteOwned::shutdown(&mut wr).await.unwrap();
+            };
+            let read = async move {
+                let mut rd = rd;
+                let mut back = Vec::new();
+                rd.read_to_end(&mut back).await.unwrap();
+                back
+            };
+            let ((), back) = futures::join!(write, read);
+            assert_eq!(back.len(), 100_000);
+            assert!(back.iter().enumerate().all(|(i, &b)| b == i as u8));
+            assert_eq!(server.await.unwrap(), 100_000);
+        });
+    });
+}
+
+#[test]
 fn tcp_half_close() {
     let _s = serial();
     each_flavor(|rt| {

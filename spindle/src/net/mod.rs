@@ -29,8 +29,12 @@
 //!   (`BrokenPipe`; SIGPIPE is never raised: sends use `MSG_NOSIGNAL`). `accept` under fd
 //!   exhaustion returns the error and backs off (5 ms doubling to 1 s) so accept loops never spin.
 //! - **Cancellation**: dropping any future is safe and leaks nothing (a half-open `connect` closes
-//!   its socket). On this (readiness) backend no operation is in flight in the kernel when a future
-//!   is dropped, so owned buffers are simply dropped with it.
+//!   its socket). These types use readiness on both backends (on io_uring through the driver's
+//!   multishot poll registrations), so no operation is in flight in the kernel when a future is
+//!   dropped and owned buffers are simply dropped with it. The owned-buffer operations do not yet
+//!   submit io_uring completion ops: the driver's op API takes a borrowed fd, and an orphaned op
+//!   whose entry is not yet submitted could outlive the socket's fd number (which may be reused);
+//!   the op has to own (or `dup`) the fd first.
 //! - Name resolution (`"host:port"`) runs on the blocking pool; literal addresses are parsed inline.
 //! - Sockets are created non-blocking and close-on-exec in one system call.
 //!

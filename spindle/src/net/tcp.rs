@@ -567,6 +567,40 @@ impl TcpStream {
         ttl(self.io.socket())
     }
 
+    /// Borrows the stream as a read half and a write half, usable at the same time (for example
+    /// by two futures joined in one task), as tokio's `split`. Shutting the write half down shuts
+    /// the stream's write direction down.
+    ///
+    /// With `futures::AsyncReadExt` in scope, `stream.split()` resolves to that trait's by-value
+    /// `split` (method lookup tries by-value receivers first); write `TcpStream::split(&mut stream)` to
+    /// get this one.
+    ///
+    /// ```
+    /// use futures::{AsyncReadExt, AsyncWriteExt};
+    /// # spindle::block_on(async {
+    /// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    /// let (mut s, _) = l.accept().await.unwrap();
+    ///     let (mut r, mut w) = spindle::net::TcpStream::split(&mut s);
+    ///     let echo = async {
+    ///         let mut buf = [0u8; 4];
+    ///         r.read_exact(&mut buf).await.unwrap();
+    ///         w.write_all(&buf).await.unwrap();
+    ///     };
+    ///     let client = async {
+    ///         c.write_all(b"ping").await.unwrap();
+    ///         let mut buf = [0u8; 4];
+    ///         c.read_exact(&mut buf).await.unwrap();
+    ///         buf
+    ///     };
+    ///     let ((), back) = futures::join!(echo, client);
+    ///     assert_eq!(&back, b"ping");
+    /// # });
+    /// ```
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf { inner: self }, WriteHalf { inner: self })
+    }
+
     /// Splits into a read half and a write half that can move to different tasks.
     /// Dropping the write half shuts the write direction down (the peer reads end of stream), as
     /// tokio's does; [`OwnedReadHalf::reunite`] puts them back together.
@@ -792,3 +826,46 @@ impl Drop for OwnedWriteHalf {
 
 impl_read!(OwnedReadHalf, |s| s.inner.io);
 impl_write!(OwnedWriteHalf, |s| s.inner.io);
+
+/// The read half of a [`TcpStream`] borrowed by [`TcpStream::split`].
+///
+/// ```
+/// use spindle::io::AsyncReadOwned;
+/// # spindle::block_on(async {
+/// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let mut a = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+/// let (mut b, _) = l.accept().await.unwrap();
+/// futures::AsyncWriteExt::write_all(&mut b, b"x").await.unwrap();
+/// let (mut r, _w) = spindle::net::TcpStream::split(&mut a);
+/// let (res, buf) = r.read_owned(Vec::with_capacity(1)).await;
+/// assert_eq!((res.unwrap(), buf), (1, b"x".to_vec()));
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct ReadHalf<'a> {
+    inner: &'a TcpStream,
+}
+
+/// The write half of a [`TcpStream`] borrowed by [`TcpStream::split`].
+///
+/// ```
+/// use spindle::io::AsyncWriteOwned;
+/// # spindle::block_on(async {
+/// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let mut a = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+/// let (mut b, _) = l.accept().await.unwrap();
+/// let (_r, mut w) = spindle::net::TcpStream::split(&mut a);
+/// let (res, _) = w.write_all_owned("y").await;
+/// res.unwrap();
+/// let mut got = [0u8; 1];
+/// futures::AsyncReadExt::read_exact(&mut b, &mut got).await.unwrap();
+/// assert_eq!(&got, b"y");
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct WriteHalf<'a> {
+    inner: &'a TcpStream,
+}
+
+impl_read!(ReadHalf<'_>, |s| s.inner.io);
+impl_write!(WriteHalf<'_>, |s| s.inner.io);

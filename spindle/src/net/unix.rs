@@ -285,6 +285,38 @@ impl UnixStream {
         self.io.socket().shutdown(how)
     }
 
+    /// Borrows the stream as a read half and a write half, usable at the same time (for example
+    /// by two futures joined in one task), as tokio's `split`. Shutting the write half down shuts
+    /// the stream's write direction down.
+    ///
+    /// With `futures::AsyncReadExt` in scope, `stream.split()` resolves to that trait's by-value
+    /// `split` (method lookup tries by-value receivers first); write `UnixStream::split(&mut stream)` to
+    /// get this one.
+    ///
+    /// ```
+    /// use futures::{AsyncReadExt, AsyncWriteExt};
+    /// # spindle::block_on(async {
+    /// let (mut c, mut s) = spindle::net::UnixStream::pair().unwrap();
+    ///     let (mut r, mut w) = spindle::net::UnixStream::split(&mut s);
+    ///     let echo = async {
+    ///         let mut buf = [0u8; 4];
+    ///         r.read_exact(&mut buf).await.unwrap();
+    ///         w.write_all(&buf).await.unwrap();
+    ///     };
+    ///     let client = async {
+    ///         c.write_all(b"ping").await.unwrap();
+    ///         let mut buf = [0u8; 4];
+    ///         c.read_exact(&mut buf).await.unwrap();
+    ///         buf
+    ///     };
+    ///     let ((), back) = futures::join!(echo, client);
+    ///     assert_eq!(&back, b"ping");
+    /// # });
+    /// ```
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf { inner: self }, WriteHalf { inner: self })
+    }
+
     /// Splits into owned read and write halves (dropping the write half shuts writing down).
     ///
     /// ```
@@ -626,3 +658,42 @@ impl AsFd for UnixDatagram {
         self.io.socket().as_fd()
     }
 }
+
+/// The read half of a [`UnixStream`] borrowed by [`UnixStream::split`].
+///
+/// ```
+/// use spindle::io::AsyncReadOwned;
+/// # spindle::block_on(async {
+/// let (mut a, mut b) = spindle::net::UnixStream::pair().unwrap();
+/// futures::AsyncWriteExt::write_all(&mut b, b"x").await.unwrap();
+/// let (mut r, _w) = spindle::net::UnixStream::split(&mut a);
+/// let (res, buf) = r.read_owned(Vec::with_capacity(1)).await;
+/// assert_eq!((res.unwrap(), buf), (1, b"x".to_vec()));
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct ReadHalf<'a> {
+    inner: &'a UnixStream,
+}
+
+/// The write half of a [`UnixStream`] borrowed by [`UnixStream::split`].
+///
+/// ```
+/// use spindle::io::AsyncWriteOwned;
+/// # spindle::block_on(async {
+/// let (mut a, mut b) = spindle::net::UnixStream::pair().unwrap();
+/// let (_r, mut w) = spindle::net::UnixStream::split(&mut a);
+/// let (res, _) = w.write_all_owned("y").await;
+/// res.unwrap();
+/// let mut got = [0u8; 1];
+/// futures::AsyncReadExt::read_exact(&mut b, &mut got).await.unwrap();
+/// assert_eq!(&got, b"y");
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct WriteHalf<'a> {
+    inner: &'a UnixStream,
+}
+
+impl_read!(ReadHalf<'_>, |s| s.inner.io);
+impl_write!(WriteHalf<'_>, |s| s.inner.io);
