@@ -8,6 +8,7 @@ use crate::io::blocking;
 mod sealed {
     /// What a `ToSocketAddrs` value turns into: addresses at once, or a name to look up.
     pub enum Resolve {
+        One(std::net::SocketAddr),
         Ready(Vec<std::net::SocketAddr>),
         Lookup(String),
         Lookup2(String, u16),
@@ -46,7 +47,7 @@ macro_rules! ready {
     ($($t:ty),*) => {$(
         impl sealed::Sealed for $t {
             fn to_resolve(&self) -> Resolve {
-                Resolve::Ready(vec![SocketAddr::from(*self)])
+                Resolve::One(SocketAddr::from(*self))
             }
         }
     )*};
@@ -69,7 +70,7 @@ impl sealed::Sealed for Vec<SocketAddr> {
 impl sealed::Sealed for str {
     fn to_resolve(&self) -> Resolve {
         match self.parse::<SocketAddr>() {
-            Ok(a) => Resolve::Ready(vec![a]),
+            Ok(a) => Resolve::One(a),
             Err(_) => Resolve::Lookup(self.to_owned()),
         }
     }
@@ -84,7 +85,7 @@ impl sealed::Sealed for String {
 impl sealed::Sealed for (&str, u16) {
     fn to_resolve(&self) -> Resolve {
         match self.0.parse::<IpAddr>() {
-            Ok(ip) => Resolve::Ready(vec![SocketAddr::new(ip, self.1)]),
+            Ok(ip) => Resolve::One(SocketAddr::new(ip, self.1)),
             Err(_) => Resolve::Lookup2(self.0.to_owned(), self.1),
         }
     }
@@ -105,6 +106,7 @@ impl<T: sealed::Sealed + ?Sized> sealed::Sealed for &T {
 /// Resolves `addr` to a non-empty list of addresses. Errors name what was being resolved.
 pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Vec<SocketAddr>> {
     let (what, addrs) = match addr.to_resolve() {
+        Resolve::One(a) => return Ok(vec![a]),
         Resolve::Ready(v) => (None, v),
         Resolve::Lookup(s) => {
             let name = s.clone();
@@ -128,4 +130,12 @@ pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<V
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: no addresses to use")));
     }
     Ok(addrs)
+}
+
+/// The first address `addr` names, without allocating for a literal address (`send_to`'s path).
+pub(crate) async fn resolve_one<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<SocketAddr> {
+    match addr.to_resolve() {
+        Resolve::One(a) => Ok(a),
+        _ => Ok(resolve(addr).await?[0]),
+    }
 }

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::addr::{resolve, ToSocketAddrs};
+use super::addr::{resolve, resolve_one, ToSocketAddrs};
 use super::socket::PollSocket;
 use super::tcp::{addr_error, first_ok, inet_addr};
 use crate::io::{BufResult, IoBuf, IoBufMut};
@@ -43,7 +43,7 @@ impl fmt::Debug for UdpSocket {
 }
 
 async fn one_addr(addr: impl ToSocketAddrs) -> io::Result<SockAddr> {
-    Ok(resolve(&addr).await?[0].into())
+    Ok(resolve_one(&addr).await?.into())
 }
 
 impl UdpSocket {
