@@ -1,4 +1,16 @@
-//! [`TcpListener`], [`TcpStream`] and its owned halves.
+//! TCP: [`TcpListener`], [`TcpStream`], its owned halves ([`OwnedReadHalf`], [`OwnedWriteHalf`])
+//! and borrowed halves ([`ReadHalf`], [`WriteHalf`]); the main types are re-exported from
+//! [`spindle::net`](crate::net).
+//!
+//! ```
+//! use spindle::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+//! spindle::block_on(async {
+//!     let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//!     let s = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+//!     let (r, w): (OwnedReadHalf, OwnedWriteHalf) = s.into_split();
+//!     # drop((r, w));
+//! });
+//! ```
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};

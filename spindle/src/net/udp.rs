@@ -1,4 +1,11 @@
-//! [`UdpSocket`].
+//! UDP: [`UdpSocket`] (re-exported from [`spindle::net`](crate::net)).
+//!
+//! ```
+//! spindle::block_on(async {
+//!     let s = spindle::net::udp::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+//!     assert!(s.local_addr().unwrap().ip().is_loopback());
+//! });
+//! ```
 
 use std::fmt;
 use std::io;

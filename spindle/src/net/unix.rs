@@ -1,4 +1,14 @@
-//! [`UnixListener`], [`UnixStream`] (and its owned halves), [`UnixDatagram`].
+//! Unix-domain sockets: [`UnixListener`], [`UnixStream`] (with owned and borrowed halves),
+//! [`UnixDatagram`]; the main types are re-exported from [`spindle::net`](crate::net).
+//!
+//! ```
+//! use spindle::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+//! spindle::block_on(async {
+//!     let (a, _b) = spindle::net::UnixStream::pair().unwrap();
+//!     let (r, w): (OwnedReadHalf, OwnedWriteHalf) = a.into_split();
+//!     # drop((r, w));
+//! });
+//! ```
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
