@@ -43,48 +43,6 @@ impl fmt::Debug for File {
     }
 }
 
-/// An owned buffer that also keeps its file open: an io_uring op owns it until the op's final
-/// completion, even when the awaiting future is dropped, so the fd cannot be closed (and its number
-/// reused by another open) while the kernel may still use it.
-struct WithFile<B> {
-    buf: B,
-    _file: Arc<std::fs::File>,
-}
-
-// SAFETY: every method delegates to `buf`, whose own `IoBuf` contract holds; the extra field is an
-// `Arc` (Send, Unpin, 'static) that changes nothing about the buffer's memory.
-unsafe impl<B: IoBuf> IoBuf for WithFile<B> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.buf.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.buf.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.buf.bytes_total()
-    }
-}
-
-// SAFETY: delegates to `buf`'s own `IoBufMut` contract.
-unsafe impl<B: IoBufMut> IoBufMut for WithFile<B> {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.buf.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, n: usize) {
-        // SAFETY: the caller's guarantee is passed on unchanged.
-        unsafe { self.buf.set_init(n) }
-    }
-}
-
-/// Offsets past `i64::MAX` are refused (the kernel's offsets are signed; io_uring reads `-1` as
-/// "the file position").
-fn check_offset(pos: u64) -> io::Result<()> {
-    if pos > i64::MAX as u64 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "offset too large"));
-    }
-    Ok(())
-}
-
 /// Retries a syscall wrapper on `EINTR`.
 fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
@@ -231,14 +189,6 @@ impl File {
     /// });
     /// ```
     pub async fn read_at_owned<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        if let Some(reactor) = crate::driver::uring_reactor() {
-            if let Err(e) = check_offset(pos) {
-                return (Err(self.error("read_at", e)), buf);
-            }
-            let buf = WithFile { buf, _file: self.std.clone() };
-            let (res, buf) = crate::driver::uring::op::read_at(&reactor, self.std.as_raw_fd(), buf, pos).await;
-            return (res.map_err(|e| self.error("read_at", e)), buf.buf);
-        }
         self.run_buf("read_at", buf, move |f, b| {
             let total = b.bytes_total();
             // SAFETY: `IoBufMut` promises `bytes_total()` writable bytes at the stable pointer.
@@ -311,14 +261,6 @@ impl File {
     /// });
     /// ```
     pub async fn write_at_owned<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        if let Some(reactor) = crate::driver::uring_reactor() {
-            if let Err(e) = check_offset(pos) {
-                return (Err(self.error("write_at", e)), buf);
-            }
-            let buf = WithFile { buf, _file: self.std.clone() };
-            let (res, buf) = crate::driver::uring::op::write_at(&reactor, self.std.as_raw_fd(), buf, pos).await;
-            return (res.map_err(|e| self.error("write_at", e)), buf.buf);
-        }
         self.run_buf("write_at", buf, move |f, b| {
             // SAFETY: `IoBuf` promises `bytes_init()` initialized bytes at the stable pointer.
             retry(|| unsafe { pwrite(f.as_raw_fd(), b.stable_ptr(), b.bytes_init(), pos) })
