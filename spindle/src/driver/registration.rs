@@ -48,7 +48,7 @@ pub(crate) struct ReadyEvent {
 
 impl ReadyEvent {
     /// The peer closed its side (reads will return 0) or an error is pending.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
         self.bits & (READ_CLOSED | WRITE_CLOSED | ERROR) != 0
     }
@@ -100,7 +100,6 @@ impl ScheduledIo {
 }
 
 /// An fd registered with a reactor. See the module contract.
-#[allow(dead_code)] // constructed by the socket types (spindle::net)
 pub(crate) struct Registration {
     pub(super) reactor: Arc<Reactor>,
     pub(super) io: Arc<ScheduledIo>,
@@ -108,8 +107,6 @@ pub(crate) struct Registration {
     /// The backend's key for this registration (slab index and generation).
     pub(super) key: u64,
 }
-
-#[allow(dead_code)] // used by the socket types (spindle::net)
 impl Registration {
     /// Registers `fd` (already non-blocking) with the current runtime's reactor (the current
     /// worker's), or with the fallback reactor outside any runtime.
@@ -184,18 +181,6 @@ impl Registration {
                 r => return Poll::Ready(r),
             }
         }
-    }
-
-    /// Awaits readiness and runs `f`, retrying after `WouldBlock`.
-    #[allow(dead_code)]
-    pub(crate) async fn io<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
-        std::future::poll_fn(|cx| self.poll_io(cx, dir, &mut f)).await
-    }
-
-    /// The registered fd.
-    #[allow(dead_code)]
-    pub(crate) fn fd(&self) -> RawFd {
-        self.fd
     }
 }
 
