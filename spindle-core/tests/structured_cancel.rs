@@ -161,3 +161,94 @@ fn outer_cancel_does_not_fire_deadline_timers_early() {
         assert_eq!(r, Ok("wound down"));
     });
 }
+
+#[test]
+fn broadcast_and_watch_observe_cancellation() {
+    use spindle::sync::{broadcast, watch};
+    use std::sync::Mutex;
+    on_every_runtime("broadcast/watch cancel", |rt| async move {
+        let (btx, mut brx) = broadcast::channel::<u32>(4);
+        let (wtx, mut wrx) = watch::channel(0u32);
+        let mut wrx2 = wtx.subscribe();
+        let seen = Mutex::new(Vec::new());
+        spindle_core::scope!(|s| async {
+            s.spawn(async {
+                assert_eq!(brx.recv().await, Err(broadcast::error::RecvError::Closed));
+                seen.lock().unwrap().push("broadcast");
+            });
+            s.spawn(async {
+                assert!(wrx.changed().await.is_err());
+                seen.lock().unwrap().push("changed");
+            });
+            s.spawn(async {
+                assert!(wrx2.wait_for(|v| *v == 99).await.is_err());
+                seen.lock().unwrap().push("wait_for");
+            });
+            rt.yield_now().await;
+            rt.sleep(Duration::from_millis(5)).await;
+            s.cancel();
+        })
+        .await;
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen, ["broadcast", "changed", "wait_for"]);
+        // Nothing was taken or marked seen, and the receivers still work outside the scope.
+        assert!(!brx.is_closed());
+        btx.send(7).unwrap();
+        assert_eq!(brx.recv().await, Ok(7));
+        wtx.send(3).unwrap();
+        wrx.changed().await.unwrap();
+        assert_eq!(*wrx.borrow_and_update(), 3);
+    });
+}
+
+#[test]
+fn broadcast_and_watch_ready_values_win_over_cancellation() {
+    use spindle::sync::{broadcast, watch};
+    on_every_runtime("broadcast/watch ready under cancel", |_rt| async move {
+        let (btx, mut brx) = broadcast::channel::<u32>(4);
+        let (wtx, mut wrx) = watch::channel(0u32);
+        btx.send(1).unwrap();
+        wtx.send(1).unwrap();
+        let t = CancelToken::new();
+        t.cancel();
+        let (b, w, b2, w2) = with_token(t, async {
+            let b = brx.recv().await;
+            let w = wrx.changed().await;
+            // Now there is nothing: the cancelled waits end at once.
+            (b, w, brx.recv().await, wrx.changed().await)
+        })
+        .await;
+        assert_eq!(b, Ok(1));
+        assert_eq!(w, Ok(()));
+        assert_eq!(b2, Err(broadcast::error::RecvError::Closed));
+        assert!(w2.is_err());
+        // The same waits outside the token still wait, and get the next value.
+        btx.send(2).unwrap();
+        assert_eq!(brx.recv().await, Ok(2));
+    });
+}
+
+#[test]
+fn broadcast_and_watch_observe_a_task_group_cancel() {
+    use spindle::sync::{broadcast, watch};
+    on_every_runtime("broadcast/watch in a group", |rt| async move {
+        let (btx, _) = broadcast::channel::<u32>(4);
+        let (wtx, _) = watch::channel(0u32);
+        let group = spindle_core::structured::TaskGroup::<(), (), _>::with_spawner(structured_support::AnySpawn(rt));
+        let mut brx = btx.subscribe();
+        group.spawn(async move {
+            assert!(brx.recv().await.is_err());
+            Ok(())
+        });
+        let mut wrx = wtx.subscribe();
+        group.spawn(async move {
+            assert!(wrx.changed().await.is_err());
+            Ok(())
+        });
+        rt.sleep(Duration::from_millis(5)).await;
+        group.cancel();
+        group.join_all().await.unwrap();
+        drop((btx, wtx));
+    });
+}

@@ -14,6 +14,8 @@
 //! - Receivers wait on a [`Notify`]: they create their `Notified` before checking for a value, so a
 //!   send between the check and the wait still wakes them (`notify_waiters` completes every
 //!   `Notified` created before it).
+//! - `recv` observes the current cancellation token: in a cancelled scope, task group or deadline,
+//!   a wait ends with [`RecvError::Closed`] at its next poll, as `mpsc` and `oneshot` receives do.
 //!
 //! Lock order: the tail lock, then a slot lock. Receivers read a slot without the tail lock when it
 //! holds their value (the common case).
@@ -110,7 +112,9 @@ pub mod error {
     /// ```
     #[derive(Debug, PartialEq, Eq, Clone, Copy)]
     pub enum RecvError {
-        /// Every sender is gone and every value kept for this receiver was received.
+        /// Every sender is gone and every value kept for this receiver was received; also what
+        /// a waiting `recv` returns when the current cancellation token (scope, task group,
+        /// deadline) is cancelled.
         Closed,
         /// This receiver fell behind and missed this many values; the next `recv` returns the
         /// oldest value still kept.
@@ -457,7 +461,16 @@ impl<T: Clone> Receiver<T> {
     ///
     /// # Errors
     /// [`RecvError::Lagged`] if this receiver fell behind (the next call goes on from the oldest
-    /// value kept); [`RecvError::Closed`] once every sender is gone and everything was received.
+    /// value kept); [`RecvError::Closed`] once every sender is gone and everything was received,
+    /// or when the wait is cancelled (below).
+    ///
+    /// # Cancellation
+    /// `recv` observes the current cancellation token (the one the enclosing `scope!`,
+    /// `TaskGroup`, deadline or `with_token` makes current while it polls): when it is
+    /// cancelled, a `recv` that would wait returns [`RecvError::Closed`] at its next poll instead,
+    /// as `mpsc` receives (`None`) and `oneshot` receives (`RecvError`) do. A value already
+    /// there is still returned, nothing is taken by the cancelled wait, and the receiver stays
+    /// usable ([`is_closed`](Self::is_closed) tells a real close apart).
     ///
     /// # Cancel safety
     /// Cancel safe: if the future is dropped before it completes, no value was taken.
@@ -483,7 +496,13 @@ impl<T: Clone> Receiver<T> {
             let notified = shared.notify_rx.notified();
             match try_recv_at(shared, next)? {
                 Found::Value(v) => return Ok(v),
-                Found::Empty => notified.await,
+                // A wait in a cancelled scope (or group, deadline, `with_token`) ends like a
+                // closed channel; nothing was taken, so the receiver can `recv` again later.
+                Found::Empty => {
+                    if crate::structured::or_cancelled(notified).await.is_err() {
+                        return Err(RecvError::Closed);
+                    }
+                }
             }
         }
     }

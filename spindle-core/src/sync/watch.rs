@@ -11,6 +11,9 @@
 //! - Intermediate values may be skipped: a receiver sees the latest value, not every value.
 //! - Receivers wait on a [`Notify`]; `changed` creates its `Notified` before checking the version,
 //!   so a change between the check and the wait still wakes it.
+//! - `changed` (and `wait_for`) observe the current cancellation token: in a cancelled scope,
+//!   task group or deadline, a wait ends with [`RecvError`](error::RecvError) at its next poll,
+//!   as `mpsc` and `oneshot` receives do.
 //!
 //! ```
 //! use spindle::sync::watch;
@@ -72,7 +75,9 @@ pub mod error {
     #[cfg(feature = "std")]
     impl<T> std::error::Error for SendError<T> {}
 
-    /// Every sender is gone (and, for `changed`, the latest value was already seen).
+    /// Every sender is gone (and, for `changed`, the latest value was already seen), or a
+    /// waiting `changed`/`wait_for` was cancelled by the current cancellation token (scope, task
+    /// group, deadline).
     ///
     /// ```
     /// spindle::block_on(async {
@@ -87,7 +92,7 @@ pub mod error {
 
     impl fmt::Display for RecvError {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("channel closed: every sender is gone")
+            f.write_str("channel closed: every sender is gone (or the wait was cancelled)")
         }
     }
 
@@ -248,7 +253,16 @@ impl<T> Receiver<T> {
     /// Waits until a value this receiver has not seen is sent, and marks it seen.
     ///
     /// # Errors
-    /// [`RecvError`] if every sender is gone and the latest value was already seen.
+    /// [`RecvError`] if every sender is gone and the latest value was already seen, or when the
+    /// wait is cancelled (below).
+    ///
+    /// # Cancellation
+    /// `changed` observes the current cancellation token (the one the enclosing `scope!`,
+    /// `TaskGroup`, deadline or `with_token` makes current while it polls): when it is
+    /// cancelled, a `changed` that would wait returns [`RecvError`] at its next poll instead, as
+    /// `mpsc` receives (`None`) and `oneshot` receives (`RecvError`) do. A change already there is
+    /// still reported, nothing is marked seen by the cancelled wait, and the receiver stays
+    /// usable. [`wait_for`](Self::wait_for) ends the same way.
     ///
     /// # Cancel safety
     /// Cancel safe: if the future is dropped before it completes, nothing was marked seen.
@@ -272,7 +286,8 @@ impl<T> Receiver<T> {
     /// returns a read guard on it.
     ///
     /// # Errors
-    /// [`RecvError`] if every sender is gone before a value satisfying `f` appears.
+    /// [`RecvError`] if every sender is gone before a value satisfying `f` appears, or the wait
+    /// is cancelled (see [`changed`](Self::changed)).
     ///
     /// # Cancel safety
     /// Cancel safe.
@@ -333,7 +348,11 @@ async fn changed<T>(shared: &Shared<T>, version: &mut usize) -> Result<(), RecvE
         if s & CLOSED != 0 {
             return Err(RecvError(()));
         }
-        notified.await;
+        // A wait in a cancelled scope (or group, deadline, `with_token`) ends like a closed
+        // channel; nothing was marked seen.
+        if crate::structured::or_cancelled(notified).await.is_err() {
+            return Err(RecvError(()));
+        }
     }
 }
 
