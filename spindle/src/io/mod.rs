@@ -55,6 +55,8 @@
 //! ```
 
 pub(crate) mod blocking;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod traits;
 
 pub use spindle_core::buf::{IoBuf, IoBufMut, Slice};

@@ -1,7 +1,7 @@
 //! The I/O trait implementations shared by stream types and their halves (TCP and Unix).
 
 /// Implements the read-side traits (`AsyncReadOwned`, `futures_io::AsyncRead`, tokio's
-/// `AsyncRead` under `tokio-io`) for `$ty`, whose `PollSocket` is reached by `|$s| $io`.
+/// `AsyncRead` under `tokio-io`, `hyper::rt::Read` under `hyper`) for `$ty`, whose `PollSocket` is reached by `|$s| $io`.
 macro_rules! impl_read {
     ($ty:ty, |$s:ident| $io:expr) => {
         impl crate::io::AsyncReadOwned for $ty {
@@ -50,6 +50,29 @@ macro_rules! impl_read {
                         // SAFETY: the kernel initialized `n` bytes at the start of the unfilled part.
                         unsafe { buf.assume_init(n) };
                         buf.advance(n);
+                        std::task::Poll::Ready(Ok(()))
+                    }
+                    std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                }
+            }
+        }
+
+        #[cfg(feature = "hyper")]
+        impl hyper::rt::Read for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                mut buf: hyper::rt::ReadBufCursor<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let $s = &*self;
+                // SAFETY: the receive call only writes initialized bytes into the cursor's unfilled
+                // part, and `advance` below covers exactly the bytes it reported.
+                let unfilled = unsafe { buf.as_mut() };
+                match $io.poll_recv_uninit(cx, unfilled) {
+                    std::task::Poll::Ready(Ok(n)) => {
+                        // SAFETY: the kernel initialized `n` bytes at the start of the unfilled part.
+                        unsafe { buf.advance(n) };
                         std::task::Poll::Ready(Ok(()))
                     }
                     std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
@@ -127,6 +150,46 @@ macro_rules! impl_write {
 
         #[cfg(feature = "tokio-io")]
         impl tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let $s = &*self;
+                $io.poll_send(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let $s = &*self;
+                $io.poll_send_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let $s = &*self;
+                std::task::Poll::Ready($io.socket().shutdown(std::net::Shutdown::Write))
+            }
+        }
+
+        #[cfg(feature = "hyper")]
+        impl hyper::rt::Write for $ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
