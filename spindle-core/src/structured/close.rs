@@ -98,8 +98,24 @@ impl Drop for CloseGuard {
     }
 }
 
-/// How many armed [`CloseGuard`]s were dropped in this process (debug builds; always 0 in
-/// release builds).
+/// The same debug-mode report as a dropped armed [`CloseGuard`], for a scope's deferred cleanup
+/// that never ran (its scope was dropped early and no runtime took the cleanup, or the runtime
+/// dropped it at its deadline or at shutdown).
+pub(crate) fn report_unrun_cleanup() {
+    if cfg!(debug_assertions) {
+        UNCLOSED.fetch_add(1, Relaxed);
+        #[cfg(feature = "std")]
+        std::eprintln!(
+            "spindle: a scope's deferred cleanup was dropped without running (the scope future was \
+             dropped before it finished, and the cleanup borrowed from outside the scope, or no \
+             runtime was current to run it, or it missed its deadline)"
+        );
+    }
+}
+
+/// How many armed [`CloseGuard`]s were dropped in this process, plus scope cleanups dropped
+/// without running (see [`Scope::defer`](super::Scope::defer)); debug builds, always 0 in release
+/// builds.
 ///
 /// ```
 /// let _ = spindle_core::structured::unclosed_drops();

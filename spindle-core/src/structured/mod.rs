@@ -7,7 +7,28 @@
 //! token* ([`cancel_requested`], [`with_token`], [`shield`], [`checkpoint`], [`or_cancelled`]),
 //! the deadline logic ([`with_deadline_on`]), the combinators that replace `select!`
 //! ([`race`], [`join`], [`try_join`], [`merge`], [`repeat`], [`repeat_with`]) and async cleanup
-//! ([`AsyncClose`], [`Scope::defer`], [`CloseGuard`]).
+//! ([`AsyncClose`], [`Scope::defer`], [`Scope::defer_static`], [`CloseGuard`]).
+//!
+//! # Cleanups of a scope dropped before it finished
+//!
+//! A scope that completes runs every deferred cleanup itself, shielded, last deferred first. A
+//! scope *future dropped* before it completes cannot await, so:
+//!
+//! - cleanups deferred with [`Scope::defer`] / [`Scope::close_on_exit`] may borrow from outside the
+//!   scope, so they cannot outlive the destructor: they are dropped unrun, and debug builds report
+//!   each one as [`CloseGuard`] reports a value dropped without `close()` (stderr and
+//!   [`unclosed_drops`]);
+//! - cleanups deferred with [`Scope::defer_static`] / [`Scope::close_on_exit_static`] own what they
+//!   touch: the destructor hands them, in the order they would have run (one already started
+//!   first), to the runtime current on the dropping thread through the hook a runtime installs
+//!   ([`set_detach_hook`]; spindle's runtimes install one when built). They run as one detached
+//!   task, shielded from cancellation, one at a time, and are dropped if they have not finished
+//!   [`DROPPED_SCOPE_CLEANUP_DEADLINE`] later. With no hook, or no runtime current on that thread
+//!   (a plain `futures` executor, tokio, a thread outside any runtime), they are dropped unrun and
+//!   reported like the borrowing ones; so is a cleanup dropped at its deadline or by a runtime
+//!   shutting down.
+//!
+//! A leaked scope (`mem::forget`) runs and drops nothing: its cleanups leak with it.
 //!
 //! The rule everything here keeps: **a live future is always being polled, or it is dropped.**
 //! Nothing is left half-done between loop iterations; losers of a race are dropped at once;
@@ -38,8 +59,9 @@
 //! scope; never by a runtime, never in parallel, never after the scope future is gone:
 //!
 //! - If the scope future is dropped, its destructor drops every child future (and the body, and
-//!   the deferred cleanups) before returning, while the borrowed data is still alive (a future
-//!   cannot outlive what it borrows).
+//!   the deferred cleanups that borrow) before returning, while the borrowed data is still alive
+//!   (a future cannot outlive what it borrows). The only things that outlive it are `'static`:
+//!   `spawn_task` tasks (aborted) and `defer_static` cleanups (handed to the runtime to run).
 //! - If the scope future is leaked (`mem::forget` after polling it, then the borrowed data is
 //!   freed), nobody polls the children again, so none of them touches the freed data. Their
 //!   cells are leaked with the scope's references to them: a child's memory is freed only after
@@ -91,6 +113,7 @@ mod close;
 mod combinators;
 pub mod current;
 mod deadline;
+mod detach;
 mod group;
 mod merge;
 mod remote;
@@ -108,6 +131,7 @@ pub use combinators::{
 };
 pub use current::cancel_requested;
 pub use deadline::{with_deadline_on, DeadlineExceeded, WithDeadline};
+pub use detach::{set_detach_hook, DetachHook, DROPPED_SCOPE_CLEANUP_DEADLINE};
 pub use group::{GroupError, JoinNext, Mode, TaskError, TaskGroup};
 pub use merge::{merge, repeat, repeat_with, IntoMerge, Merge, MergeBranches, Next, Repeat, RepeatWith, SliceMerge};
 #[doc(hidden)]

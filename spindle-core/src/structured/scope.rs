@@ -55,7 +55,23 @@ struct Inner<'scope> {
     free: Vec<usize>,
     live: usize,
     /// Deferred cleanups, run last-in first-out when the scope ends.
-    defers: Vec<BoxFuture<'scope, ()>>,
+    defers: Vec<Deferred<'scope>>,
+}
+
+/// A deferred cleanup: one that borrows (dropped unrun if the scope is dropped early) or one that
+/// owns what it touches (handed to the runtime if the scope is dropped early).
+enum Deferred<'scope> {
+    Borrowed(BoxFuture<'scope, ()>),
+    Owned(BoxFuture<'static, ()>),
+}
+
+impl<'scope> Deferred<'scope> {
+    fn future(&mut self) -> Pin<&mut (dyn Future<Output = ()> + Send + 'scope)> {
+        match self {
+            Deferred::Borrowed(f) => f.as_mut(),
+            Deferred::Owned(f) => f.as_mut(),
+        }
+    }
 }
 
 // SAFETY: the raw headers in `Inner` are children the scope owns; they are `Send` futures (every
@@ -106,8 +122,11 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
     /// Runs `cleanup` when the scope ends (after the body and every child), shielded from the
     /// scope's cancellation; deferred futures run one at a time, last deferred first.
     ///
-    /// They do not run if the scope future is dropped before it completes (nothing async can run
-    /// in a destructor): bound the cleanup's time instead of relying on a drop.
+    /// `cleanup` may borrow from outside the scope, so it cannot outlive the scope future: if
+    /// that future is dropped before it completes, a borrowing cleanup that has not finished is
+    /// dropped unrun (nothing async can run in a destructor), and debug builds report it like a
+    /// value dropped without `close()` (see [`CloseGuard`](super::CloseGuard)). Use
+    /// [`defer_static`](Self::defer_static) for a cleanup that must run even then.
     ///
     /// ```
     /// use std::sync::Mutex;
@@ -126,7 +145,44 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
     where
         F: Future<Output = ()> + Send + 'scope,
     {
-        self.inner.lock().defers.push(Box::pin(cleanup));
+        self.inner.lock().defers.push(Deferred::Borrowed(Box::pin(cleanup)));
+    }
+
+    /// As [`defer`](Self::defer), for a cleanup that owns everything it touches (`'static`), which
+    /// therefore still runs when the scope future is dropped before it completes: the scope's
+    /// destructor hands the pending `'static` cleanups (in their order, last deferred first, the
+    /// one already started first of all) to the runtime current on the dropping thread, as one
+    /// detached task that runs them shielded from cancellation, one at a time, within
+    /// [`DROPPED_SCOPE_CLEANUP_DEADLINE`](super::DROPPED_SCOPE_CLEANUP_DEADLINE) in total.
+    ///
+    /// That needs a runtime that installed a detach hook ([`set_detach_hook`](super::set_detach_hook);
+    /// spindle's runtimes do) and is current where the scope future is dropped. Otherwise (another
+    /// executor, no runtime, a runtime shutting down) the cleanup is dropped unrun and debug builds
+    /// report it, as for `defer`. A cleanup that misses the deadline is dropped and reported too.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// spindle::block_on(async {
+    ///     let flushed = Arc::new(AtomicBool::new(false));
+    ///     let f = flushed.clone();
+    ///     let scope = spindle::scope!(|s| async move {
+    ///         s.defer_static(async move { f.store(true, SeqCst) });
+    ///         std::future::pending::<()>().await
+    ///     });
+    ///     // The scope is dropped at the timeout; its cleanup still runs, on the runtime.
+    ///     assert!(spindle::time::timeout(Duration::from_millis(5), scope).await.is_err());
+    ///     while !flushed.load(SeqCst) {
+    ///         spindle::task::yield_now().await;
+    ///     }
+    /// });
+    /// ```
+    pub fn defer_static<F>(&'scope self, cleanup: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.lock().defers.push(Deferred::Owned(Box::pin(cleanup)));
     }
 
     /// Closes `value` with [`AsyncClose::close`] when the scope ends (see [`defer`](Self::defer));
@@ -146,6 +202,28 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
         C: AsyncClose + Send + 'scope,
     {
         self.defer(async move {
+            let _ = value.close().await;
+        });
+    }
+
+    /// Closes `value` when the scope ends, also if the scope future is dropped before it
+    /// completes (see [`defer_static`](Self::defer_static)); the close's error, if any, is
+    /// dropped.
+    ///
+    /// ```
+    /// use spindle_core::structured::AsyncClose;
+    /// struct Conn;
+    /// impl AsyncClose for Conn {
+    ///     type Error = ();
+    ///     async fn close(self) -> Result<(), ()> { Ok(()) }
+    /// }
+    /// spindle::block_on(spindle::scope!(|s| async { s.close_on_exit_static(Conn) }));
+    /// ```
+    pub fn close_on_exit_static<C>(&'scope self, value: C)
+    where
+        C: AsyncClose + Send + 'static,
+    {
+        self.defer_static(async move {
             let _ = value.close().await;
         });
     }
@@ -349,7 +427,7 @@ pub struct ScopeFuture<'env, S, T> {
     output: Option<T>,
     panic: Option<Panic>,
     cancel_seen: bool,
-    defer: Option<BoxFuture<'env, ()>>,
+    defer: Option<Deferred<'env>>,
     scratch: Vec<NonNull<Header>>,
     done: bool,
 }
@@ -467,7 +545,7 @@ impl<S, T> Future for ScopeFuture<'_, S, T> {
             // Shielded: cleanups run to the end even when the scope was cancelled.
             let ready = {
                 let _shield = current::enter(core::ptr::null());
-                child::catch(|| d.as_mut().poll(cx))
+                child::catch(|| d.future().poll(cx))
             };
             match ready {
                 Ok(Poll::Pending) => return Poll::Pending,
@@ -514,9 +592,22 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
             }
         }
         self.body = None;
-        self.defer = None;
-        let defers = core::mem::take(&mut scope_ref.inner.lock().defers);
-        drop(defers);
+        // The cleanups that did not run: the one already started first, then the rest, last
+        // deferred first. Borrowing ones cannot outlive this destructor: drop them (reported);
+        // hand the owned ones to the runtime (see `defer_static`).
+        let mut owned = Vec::new();
+        let pending =
+            self.defer.take().into_iter().chain(core::mem::take(&mut scope_ref.inner.lock().defers).into_iter().rev());
+        for d in pending {
+            match d {
+                Deferred::Owned(f) => owned.push(f),
+                Deferred::Borrowed(f) => {
+                    let _ = child::catch(move || drop(f));
+                    super::close::report_unrun_cleanup();
+                }
+            }
+        }
+        super::detach::hand_off(owned);
         // SAFETY: nothing borrows the scope any more: the body, the children and the deferred
         // futures are gone. It was allocated by `scope_on` with `Box`.
         drop(unsafe { Box::from_raw(scope.as_ptr()) });

@@ -287,6 +287,7 @@ impl Builder {
     pub fn build(&mut self) -> io::Result<Runtime> {
         crate::driver::check_backend_choice()?;
         spindle_core::coop::set_hook(context::coop_hook);
+        spindle_core::structured::set_detach_hook(crate::structured::detach_hook);
         let name = self.thread_name.clone();
         let pool = blocking::BlockingPool::new(
             self.max_blocking_threads,

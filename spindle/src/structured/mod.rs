@@ -10,6 +10,12 @@
 //!   `s.spawn_task(..)` runs `'static` children in parallel on the current runtime.
 //! - [`TaskGroup`] is the core group with [`Runtime`] as its spawner.
 //! - [`with_deadline`] and [`with_timeout`] put spindle's timers under the core deadline logic.
+//! - Building a runtime installs the detach hook ([`set_detach_hook`]): the `'static` cleanups of a
+//!   scope future dropped before it finished (`Scope::defer_static`) are spawned as a detached
+//!   task on the runtime current on the dropping thread, and dropped if they have not finished
+//!   within the deadline the scope gives ([`DROPPED_SCOPE_CLEANUP_DEADLINE`]) on spindle's timer.
+//!   Outside a spindle runtime the hook gives them back (the scope drops them, with the
+//!   debug-mode warning).
 //!
 //! The guide ([`crate::guide_cancellation`]) explains how the pieces fit.
 //!
@@ -67,6 +73,24 @@ impl Spawn for Runtime {
             ),
         })
     }
+}
+
+/// The detach hook spindle installs when a runtime is built (see the module docs): runs a dropped
+/// scope's `'static` cleanups as a detached task on the current runtime, within `deadline`.
+pub(crate) fn detach_hook(cleanup: BoxFuture<'static, ()>, deadline: Duration) -> Result<(), BoxFuture<'static, ()>> {
+    context::with_scheduler(|s| match s {
+        Some(s) => {
+            let meta = TaskMeta { name: None, location: std::panic::Location::caller(), parent: None, local: false };
+            drop(s.spawn(
+                async move {
+                    let _ = crate::time::timeout(deadline, cleanup).await;
+                },
+                meta,
+            ));
+            Ok(())
+        }
+        None => Err(cleanup),
+    })
 }
 
 /// A [`TaskGroup`](spindle_core::structured::TaskGroup) of `'static` tasks on the current spindle
