@@ -157,8 +157,9 @@ fn group_tasks_record_the_group_as_parent() {
     spindle::block_on(async {
         let g = spindle::TaskGroup::<Option<spindle::task::TaskId>, ()>::new();
         let gid = g.id();
-        // The task sees its own id; its parent (the group) is recorded by `Runtime`, checked in
-        // spindle's unit tests; here: the group id is distinct from every task id.
+        // The task sees its own id; its header records the group and the group's owner
+        // (checked in spindle/tests/structured_tree.rs); here: the group id is distinct from
+        // every task id.
         g.spawn(async { Ok(spindle::task::try_id()) });
         let ids = g.join_all().await.unwrap();
         assert!(ids[0].is_some());

@@ -332,11 +332,18 @@ fn scope_child_recorded_parent_is_the_scope() {
             f: F,
             meta: spindle_core::structured::SpawnMeta,
         ) {
-            assert_ne!(meta.parent, self.0);
+            assert_eq!(meta.group.kind, spindle_core::task::GroupKind::Scope);
+            assert_ne!(meta.group.id, self.0);
+            // The task polling the scope (spindle's current task) owns it.
+            assert_eq!(meta.parent, spindle::task::try_id());
             spindle::structured::Runtime.spawn(f, meta)
         }
+        fn current_task(&self) -> Option<spindle_core::task::TaskId> {
+            spindle::structured::Runtime.current_task()
+        }
     }
-    spindle::block_on(async {
+    let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let h = rt.spawn(async {
         let other = spindle_core::task::TaskId::next();
         spindle_core::scope!(on Check(other), |s| async {
             assert_ne!(s.id(), other);
@@ -344,4 +351,5 @@ fn scope_child_recorded_parent_is_the_scope() {
         })
         .await;
     });
+    rt.block_on(h).unwrap();
 }

@@ -22,6 +22,7 @@ use super::close;
 use super::current;
 use super::scope::BoxFuture;
 use crate::loom::unmodelled::{AtomicPtr, Ordering};
+use crate::task::GroupRef;
 
 /// How long the cleanups handed off by one dropped scope may run, together, before the runtime
 /// drops them (and the debug-mode warning reports each one that did not finish).
@@ -29,11 +30,13 @@ pub const DROPPED_SCOPE_CLEANUP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A detach hook: start `cleanup` as a detached task on the runtime current on this thread, and
 /// drop it if it has not finished after `deadline`; or give it back (`Err`) when no runtime is
-/// current here (the scope then drops it, with the warning).
+/// current here (the scope then drops it, with the warning). `scope` is the dropped scope, to
+/// record as the task's group (`TaskMeta::group`).
 ///
 /// The hook must not poll `cleanup` on the calling thread before returning: it runs inside a
 /// destructor.
-pub type DetachHook = fn(cleanup: BoxFuture<'static, ()>, deadline: Duration) -> Result<(), BoxFuture<'static, ()>>;
+pub type DetachHook =
+    fn(cleanup: BoxFuture<'static, ()>, deadline: Duration, scope: GroupRef) -> Result<(), BoxFuture<'static, ()>>;
 
 static HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -44,8 +47,13 @@ static HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// ```
 /// use core::time::Duration;
 /// use spindle_core::structured::{set_detach_hook, BoxFuture};
+/// use spindle_core::task::GroupRef;
 /// // An executor-less program: nothing can run a cleanup after its scope is gone.
-/// fn nowhere(cleanup: BoxFuture<'static, ()>, _deadline: Duration) -> Result<(), BoxFuture<'static, ()>> {
+/// fn nowhere(
+///     cleanup: BoxFuture<'static, ()>,
+///     _deadline: Duration,
+///     _scope: GroupRef,
+/// ) -> Result<(), BoxFuture<'static, ()>> {
 ///     Err(cleanup)
 /// }
 /// set_detach_hook(nowhere);
@@ -55,24 +63,24 @@ pub fn set_detach_hook(hook: DetachHook) {
 }
 
 /// Hands `cleanup` to the installed hook, or gives it back if there is none or it declines.
-fn detach(cleanup: BoxFuture<'static, ()>, deadline: Duration) -> Result<(), BoxFuture<'static, ()>> {
+fn detach(cleanup: BoxFuture<'static, ()>, deadline: Duration, scope: GroupRef) -> Result<(), BoxFuture<'static, ()>> {
     let p = HOOK.load(Ordering::Acquire);
     if p.is_null() {
         return Err(cleanup);
     }
     // SAFETY: the only non-null values ever stored are `DetachHook` function pointers.
     let hook: DetachHook = unsafe { core::mem::transmute::<*mut (), DetachHook>(p) };
-    hook(cleanup, deadline)
+    hook(cleanup, deadline, scope)
 }
 
 /// Hands the cleanups of a dropped scope (in the order they must run) to the runtime, or drops
 /// them with the warning if no runtime takes them.
-pub(crate) fn hand_off(cleanups: Vec<BoxFuture<'static, ()>>) {
+pub(crate) fn hand_off(cleanups: Vec<BoxFuture<'static, ()>>, scope: GroupRef) {
     if cleanups.is_empty() {
         return;
     }
     let run = RunCleanups { left: cleanups.into_iter().rev().collect(), current: None };
-    if let Err(back) = detach(alloc::boxed::Box::pin(run), DROPPED_SCOPE_CLEANUP_DEADLINE) {
+    if let Err(back) = detach(alloc::boxed::Box::pin(run), DROPPED_SCOPE_CLEANUP_DEADLINE, scope) {
         // Dropping `RunCleanups` reports every cleanup it still holds.
         drop(back);
     }

@@ -28,7 +28,7 @@ use super::current;
 use super::spawn::{Spawn, SpawnMeta};
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::sync::lock::Lock;
-use crate::task::TaskId;
+use crate::task::{GroupKind, GroupRef, TaskId};
 
 /// Every task must drop its future at its next poll.
 const ABORTED: usize = 1 << 0;
@@ -190,7 +190,8 @@ impl<T, E> Shared<T, E> {
 ///
 /// [`join_next`](Self::join_next) takes results in completion order, O(1) each. Dropping the
 /// group aborts every task still running (their futures are dropped at their next poll): tasks
-/// are never silently detached. Each task's parent, in task dumps, is the group.
+/// are never silently detached. In task dumps each task belongs to the group
+/// (`TaskMeta::group`), under the task that created the group (`TaskMeta::parent`).
 ///
 /// The spawner `S` is the runtime (`spindle::TaskGroup` is this type with spindle's runtime).
 ///
@@ -212,6 +213,8 @@ pub struct TaskGroup<T, E, S> {
     shared: Arc<Shared<T, E>>,
     spawner: S,
     id: TaskId,
+    /// The task that created the group (the parent recorded for its tasks).
+    owner: Option<TaskId>,
     _t: PhantomData<fn() -> (T, E)>,
 }
 
@@ -260,7 +263,8 @@ where
                 mode,
             }
         });
-        TaskGroup { shared, spawner, id: TaskId::next(), _t: PhantomData }
+        let owner = spawner.current_task();
+        TaskGroup { shared, spawner, id: TaskId::next(), owner, _t: PhantomData }
     }
 
     /// A fail-fast group on the default spawner (the current runtime, for spindle's).
@@ -312,7 +316,12 @@ where
     {
         self.shared.inner.lock().live += 1;
         let task = GroupTask { future: Some(future), shared: self.shared.clone(), key: None, waker: None };
-        self.spawner.spawn(task, SpawnMeta { parent: self.id, location: Location::caller() });
+        let meta = SpawnMeta {
+            parent: self.owner,
+            group: GroupRef { id: self.id, kind: GroupKind::TaskGroup },
+            location: Location::caller(),
+        };
+        self.spawner.spawn(task, meta);
     }
 
     /// The next result, in completion order, or `None` when no task is left. O(1) per result.
@@ -445,13 +454,32 @@ where
         self.shared.mode
     }
 
-    /// The group's id: the parent recorded for its tasks.
+    /// The group's id: the group recorded for its tasks (`TaskMeta::group`), whose parent is the
+    /// task that created the group ([`owner`](Self::owner)). Drawn from the task-id counter, so it
+    /// never equals a task's id.
     ///
     /// ```
     /// spindle::block_on(async { let _ = spindle::TaskGroup::<(), ()>::new().id(); });
     /// ```
     pub fn id(&self) -> TaskId {
         self.id
+    }
+
+    /// The task that created the group, if the spawner knows it: the parent recorded for every
+    /// task of the group, which links the group to its place in the task tree.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let (owner, me) = spindle::spawn(async {
+    ///         (spindle::TaskGroup::<(), ()>::new().owner(), spindle::task::try_id())
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    ///     assert_eq!(owner, me);
+    /// });
+    /// ```
+    pub fn owner(&self) -> Option<TaskId> {
+        self.owner
     }
 }
 

@@ -19,7 +19,7 @@ use super::close::AsyncClose;
 use super::current;
 use super::spawn::{Spawn, SpawnMeta};
 use crate::sync::lock::Lock;
-use crate::task::TaskId;
+use crate::task::{GroupKind, GroupRef, TaskId};
 
 /// A boxed, sendable future borrowing for `'a`: what a scope body is.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -269,7 +269,9 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
         &self.token
     }
 
-    /// The scope's id: the parent recorded for the tasks it spawns (`spawn_task`).
+    /// The scope's id: the group recorded for the tasks it spawns (`spawn_task`), whose parent is
+    /// the task polling the scope (see [`TaskMeta`](crate::task::TaskMeta)).
+    /// It is drawn from the task-id counter, so it never equals a task's id.
     ///
     /// ```
     /// spindle::block_on(spindle::scope!(|s| async { let _ = s.id(); }));
@@ -287,7 +289,8 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
 impl<'scope, 'env, S: Spawn> Scope<'scope, 'env, S> {
     /// Spawns a `'static` task that runs in parallel on the runtime, with the scope's token
     /// current, and is joined by the scope (the scope completes only after it does; dropping the
-    /// scope aborts it). Its parent, in task dumps, is the scope.
+    /// scope aborts it). In task dumps it belongs to the scope (`TaskMeta::group`), under the task
+    /// polling the scope (`TaskMeta::parent`).
     ///
     /// A panic in the task is re-raised by the scope, as for [`spawn`](Self::spawn).
     ///
@@ -308,7 +311,13 @@ impl<'scope, 'env, S: Spawn> Scope<'scope, 'env, S> {
         F::Output: Send + 'static,
     {
         let (task, joiner) = super::remote::split(future, self.token.clone());
-        self.spawner.spawn(task, SpawnMeta { parent: self.id, location: Location::caller() });
+        // The body (and so this call) runs inside the scope's poll: the current task owns the scope.
+        let meta = SpawnMeta {
+            parent: self.spawner.current_task(),
+            group: GroupRef { id: self.id, kind: GroupKind::Scope },
+            location: Location::caller(),
+        };
+        self.spawner.spawn(task, meta);
         self.spawn(joiner)
     }
 }
@@ -607,7 +616,7 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
                 }
             }
         }
-        super::detach::hand_off(owned);
+        super::detach::hand_off(owned, GroupRef { id: scope_ref.id, kind: GroupKind::Scope });
         // SAFETY: nothing borrows the scope any more: the body, the children and the deferred
         // futures are gone. It was allocated by `scope_on` with `Box`.
         drop(unsafe { Box::from_raw(scope.as_ptr()) });

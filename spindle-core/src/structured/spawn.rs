@@ -9,13 +9,18 @@
 use core::future::Future;
 use core::panic::Location;
 
-use crate::task::TaskId;
+use crate::task::{GroupRef, TaskId};
 
-/// What a spawner should record about a task it starts (its parent is the scope or group).
+/// What a spawner should record about a task it starts (as `TaskMeta::parent` and
+/// `TaskMeta::group`, so task-tree dumps show task → scope/group → task).
 #[derive(Debug, Clone, Copy)]
 pub struct SpawnMeta {
-    /// The scope or task group the task belongs to (for `TaskMeta::parent` and task-tree dumps).
-    pub parent: TaskId,
+    /// The task that owns the scope or group ([`Spawn::current_task`] where the scope spawned the
+    /// task, or where the group was created); `None` outside any task or on a spawner that does
+    /// not know tasks.
+    pub parent: Option<TaskId>,
+    /// The scope or task group the task belongs to.
+    pub group: GroupRef,
     /// Where the task was spawned.
     pub location: &'static Location<'static>,
 }
@@ -41,6 +46,20 @@ pub trait Spawn: Send + Sync {
     fn spawn<F>(&self, future: F, meta: SpawnMeta)
     where
         F: Future<Output = ()> + Send + 'static;
+
+    /// The id of the task being polled on this thread, if the runtime knows it: scopes and groups
+    /// record it as the owner (parent) of the tasks they start. The default knows nothing.
+    ///
+    /// ```
+    /// use spindle_core::structured::Spawn;
+    /// spindle::block_on(async {
+    ///     let id = spindle::spawn(async { spindle::structured::Runtime.current_task() }).await.unwrap();
+    ///     assert!(id.is_some());
+    /// });
+    /// ```
+    fn current_task(&self) -> Option<TaskId> {
+        None
+    }
 }
 
 /// The spawner of scopes made with `spindle_core::scope!` without `on`: it has no runtime, so
@@ -58,5 +77,9 @@ impl<S: Spawn> Spawn for &S {
         F: Future<Output = ()> + Send + 'static,
     {
         (**self).spawn(future, meta)
+    }
+
+    fn current_task(&self) -> Option<TaskId> {
+        (**self).current_task()
     }
 }

@@ -40,7 +40,7 @@ use core::num::NonZeroU64;
 use core::ptr::NonNull;
 
 pub use join::{JoinError, JoinHandle};
-pub use raw::{Header, TaskMeta};
+pub use raw::{GroupKind, GroupRef, Header, TaskMeta};
 
 use crate::loom::unmodelled::AtomicU64;
 

@@ -40,23 +40,87 @@ pub(crate) struct Links {
 }
 
 /// What the runtime records about a task for diagnostics.
+///
+/// # The task tree
+///
+/// `parent` and `group` together let a dump rebuild the tree *task → scope/group → task*:
+///
+/// - a task spawned directly (`spawn`, `spawn_local`, `spawn_blocking`, `task::Builder`) has as
+///   `parent` the task that was being polled where it was spawned, and no `group`;
+/// - a task started by a scope (`spawn_task`) or a task group has as `group` that scope or group
+///   ([`GroupRef`]: its id and kind) and as `parent` the task that owns it: the task polling the
+///   scope, or the task that created the group. So every member of a scope or group carries the
+///   link from the scope/group id to its owning task, and a dump groups the members of one
+///   scope/group under one node below that task.
+///
+/// `parent` is `None` for a task spawned outside any task (from `block_on`'s future, from
+/// another executor, from a plain thread).
+///
+/// ```
+/// spindle::block_on(async {
+///     let h = spindle::spawn(async {
+///         let inner = spindle::spawn(async {});
+///         let meta = inner.header_ref().meta().clone();
+///         (spindle::task::try_id(), meta)
+///     });
+///     let (outer_id, inner_meta) = h.await.unwrap();
+///     assert_eq!(inner_meta.parent, outer_id);
+///     assert!(inner_meta.group.is_none());
+/// });
+/// ```
 #[derive(Debug, Clone)]
 pub struct TaskMeta {
     /// The name given with `task::Builder`, if any.
     pub name: Option<Box<str>>,
     /// Where the task was spawned.
     pub location: &'static Location<'static>,
-    /// The task (or scope/group) that spawned it, if it was spawned from inside a task.
+    /// The task that spawned it, or that owns the scope or group it belongs to (see above).
     pub parent: Option<TaskId>,
+    /// The scope or task group the task belongs to, if any.
+    pub group: Option<GroupRef>,
     /// Whether the task is pinned to the thread that spawned it (`spawn_local`, `!Send`).
     pub local: bool,
 }
 
+/// The scope or task group a task belongs to, as recorded in its [`TaskMeta`].
+///
+/// ```
+/// use spindle_core::task::{GroupKind, GroupRef, TaskId};
+/// let g = GroupRef { id: TaskId::next(), kind: GroupKind::TaskGroup };
+/// assert_eq!(g.kind, GroupKind::TaskGroup);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupRef {
+    /// The scope's or group's id (`Scope::id`, `TaskGroup::id`; drawn from the task-id counter,
+    /// so it never equals a task's id).
+    pub id: TaskId,
+    /// Whether it is a scope or a task group.
+    pub kind: GroupKind,
+}
+
+/// What kind of structured owner a task belongs to.
+///
+/// ```
+/// assert_ne!(spindle_core::task::GroupKind::Scope, spindle_core::task::GroupKind::TaskGroup);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupKind {
+    /// A `scope!` (its `spawn_task` children).
+    Scope,
+    /// A `TaskGroup`.
+    TaskGroup,
+}
+
 impl TaskMeta {
     /// Metadata for a task spawned at the caller's location.
+    ///
+    /// ```
+    /// let m = spindle_core::task::TaskMeta::here();
+    /// assert!(m.parent.is_none() && m.group.is_none());
+    /// ```
     #[track_caller]
     pub fn here() -> TaskMeta {
-        TaskMeta { name: None, location: Location::caller(), parent: None, local: false }
+        TaskMeta { name: None, location: Location::caller(), parent: None, group: None, local: false }
     }
 }
 

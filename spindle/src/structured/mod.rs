@@ -5,7 +5,9 @@
 //!
 //! - [`Runtime`] is the [`Spawn`] implementation scopes and task groups use: it spawns on the
 //!   current spindle runtime (panicking outside one, like [`spawn`](crate::spawn)) and records
-//!   the scope or group as the task's parent (`TaskMeta::parent`), so task dumps show structure.
+//!   the scope or group (`TaskMeta::group`) and the task that owns it (`TaskMeta::parent`: the
+//!   task polling the scope, or the task that created the group), so task dumps show
+//!   task → scope/group → task.
 //! - [`scope!`](crate::scope) is `spindle_core::scope!` with [`Runtime`] as the spawner, so
 //!   `s.spawn_task(..)` runs `'static` children in parallel on the current runtime.
 //! - [`TaskGroup`] is the core group with [`Runtime`] as its spawner.
@@ -38,19 +40,21 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use spindle_core::structured::*;
-use spindle_core::task::TaskMeta;
+use spindle_core::task::{GroupRef, JoinHandle, TaskId, TaskMeta};
 
 use crate::rt::context;
 use crate::time::{sleep_until, Instant, Sleep};
 
-/// Spawns the tasks of scopes and groups on the current spindle runtime, with the scope or group
-/// as their parent.
+/// Spawns the tasks of scopes and groups on the current spindle runtime, recording the scope or
+/// group (`TaskMeta::group`) and its owning task (`TaskMeta::parent`).
 ///
 /// ```
 /// use spindle::structured::{Runtime, Spawn, SpawnMeta};
+/// use spindle::task::{GroupKind, GroupRef, TaskId};
 /// spindle::block_on(async {
 ///     let (tx, rx) = spindle::sync::oneshot::channel();
-///     let meta = SpawnMeta { parent: spindle::task::TaskId::next(), location: std::panic::Location::caller() };
+///     let group = GroupRef { id: TaskId::next(), kind: GroupKind::Scope };
+///     let meta = SpawnMeta { parent: None, group, location: std::panic::Location::caller() };
 ///     Runtime.spawn(async move { tx.send(5).unwrap() }, meta);
 ///     assert_eq!(rx.await.unwrap(), 5);
 /// });
@@ -58,14 +62,40 @@ use crate::time::{sleep_until, Instant, Sleep};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Runtime;
 
-impl Spawn for Runtime {
-    fn spawn<F>(&self, future: F, meta: SpawnMeta)
+impl Runtime {
+    /// Spawns `future` on the current spindle runtime with the structure `meta` records (its
+    /// owning task as `TaskMeta::parent`, its scope or group as `TaskMeta::group`) and returns
+    /// its handle; what [`Spawn::spawn`] does, for spawners that wrap this one and want the
+    /// handle (to observe or abort the task).
+    ///
+    /// # Panics
+    /// Outside a spindle runtime.
+    ///
+    /// ```
+    /// use spindle::structured::{Runtime, SpawnMeta};
+    /// use spindle::task::{GroupKind, GroupRef, TaskId};
+    /// spindle::block_on(async {
+    ///     let group = GroupRef { id: TaskId::next(), kind: GroupKind::TaskGroup };
+    ///     let meta = SpawnMeta { parent: None, group, location: std::panic::Location::caller() };
+    ///     let h = Runtime.spawn_with_meta(async { 5 }, meta);
+    ///     assert_eq!(h.header_ref().meta().group, Some(group));
+    ///     assert_eq!(h.await.unwrap(), 5);
+    /// });
+    /// ```
+    pub fn spawn_with_meta<F>(&self, future: F, meta: SpawnMeta) -> JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
-        let meta = TaskMeta { name: None, location: meta.location, parent: Some(meta.parent), local: false };
+        let meta = TaskMeta {
+            name: None,
+            location: meta.location,
+            parent: meta.parent,
+            group: Some(meta.group),
+            local: false,
+        };
         context::with_scheduler(|s| match s {
-            Some(s) => drop(s.spawn(future, meta)),
+            Some(s) => s.spawn(future, meta),
             None => panic!(
                 "spindle: a scope or task group spawned a task outside a spindle runtime; run it inside \
                  one, or give it a spawner for your executor (`scope!(on spawner, ..)`, \
@@ -75,12 +105,35 @@ impl Spawn for Runtime {
     }
 }
 
+impl Spawn for Runtime {
+    fn spawn<F>(&self, future: F, meta: SpawnMeta)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.spawn_with_meta(future, meta));
+    }
+
+    fn current_task(&self) -> Option<TaskId> {
+        context::current_task()
+    }
+}
+
 /// The detach hook spindle installs when a runtime is built (see the module docs): runs a dropped
 /// scope's `'static` cleanups as a detached task on the current runtime, within `deadline`.
-pub(crate) fn detach_hook(cleanup: BoxFuture<'static, ()>, deadline: Duration) -> Result<(), BoxFuture<'static, ()>> {
+pub(crate) fn detach_hook(
+    cleanup: BoxFuture<'static, ()>,
+    deadline: Duration,
+    scope: GroupRef,
+) -> Result<(), BoxFuture<'static, ()>> {
     context::with_scheduler(|s| match s {
         Some(s) => {
-            let meta = TaskMeta { name: None, location: std::panic::Location::caller(), parent: None, local: false };
+            let meta = TaskMeta {
+                name: None,
+                location: std::panic::Location::caller(),
+                parent: context::current_task(),
+                group: Some(scope),
+                local: false,
+            };
             drop(s.spawn(
                 async move {
                     let _ = crate::time::timeout(deadline, cleanup).await;

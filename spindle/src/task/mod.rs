@@ -5,6 +5,12 @@
 //! worker, [`spawn_blocking`] runs a closure on the blocking pool. Each returns a [`JoinHandle`];
 //! awaiting it gives the output or a [`JoinError`] (panic or cancellation). Dropping it detaches.
 //!
+//! Every task's header records its [`TaskMeta`] (read it with
+//! `handle.header_ref().meta()`): its name, spawn location, and its place in the task tree —
+//! `parent`, the task that spawned it or owns the scope/group it belongs to, and `group`, that
+//! scope or [`TaskGroup`](crate::TaskGroup) ([`GroupRef`]). [`try_id`] is the id of the task being
+//! polled.
+//!
 //! ```
 //! spindle::block_on(async {
 //!     let a = spindle::spawn(async { 1 });
@@ -18,8 +24,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use spindle_core::task::TaskMeta;
-pub use spindle_core::task::{JoinError, JoinHandle, TaskId};
+pub use spindle_core::task::{GroupKind, GroupRef, JoinError, JoinHandle, TaskId, TaskMeta};
 
 use crate::rt::context;
 
