@@ -9,11 +9,14 @@
 //! cargo run --release -p spindle-bench -- [--quick] [--only NAME[,NAME..]] [--json FILE] [--rounds N]
 //! ```
 
+mod io_rows;
+mod raw_uring;
 mod rt;
 mod rt_spindle;
 mod struct_rows;
 mod sync_rows;
 mod sys;
+mod syscount;
 mod timer_rows;
 mod workloads;
 
@@ -34,6 +37,20 @@ trait Bench: Sync {
     /// Extra per-run measurements, in run order (timer_fire's lateness); empty for most rows.
     fn extra(&self) -> Vec<f64> {
         Vec::new()
+    }
+    /// A run that times itself (the I/O rows: only the round trips, not the connection setup; or
+    /// a run in a child process, timed there): its sample and checksum. `None`: time `once`.
+    fn once_timed(&self, _kind: Kind) -> Option<(Sample, u64)> {
+        None
+    }
+    /// One more, untimed run counting the process's syscalls in its measured section
+    /// (syscount.rs); `None` where not counted.
+    fn syscalls(&self, _kind: Kind) -> Option<Result<u64, String>> {
+        None
+    }
+    /// A reference (the raw io_uring loop): shown, never the "best peer".
+    fn reference(&self) -> bool {
+        false
     }
 }
 
@@ -114,8 +131,16 @@ fn timed(b: &dyn Bench, spec: &Spec, limit: Duration) -> (Sample, u64) {
     *WATCH.lock().unwrap() = Some((Instant::now() + limit, format!("{} on {}", spec.name, b.label())));
     let c0 = sys::process_cpu_ns();
     let t0 = Instant::now();
-    let check = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.once(spec.kind))) {
-        Ok(c) => c,
+    let run = || match b.once_timed(spec.kind) {
+        Some(timed) => Err(timed),
+        None => Ok(b.once(spec.kind)),
+    };
+    let check = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(c)) => c,
+        Ok(Err((sample, check))) => {
+            *WATCH.lock().unwrap() = None;
+            return (sample, check);
+        }
         Err(_) => {
             let _ = std::io::stdout().flush();
             eprintln!("\nPANIC: {} on {} panicked (see above); aborting", spec.name, b.label());
@@ -144,6 +169,8 @@ fn median(v: &mut [f64]) -> f64 {
 struct RtResult {
     name: &'static str,
     spindle: bool,
+    /// A reference entrant (never the best peer).
+    reference: bool,
     samples: Vec<Sample>, // measured rounds only, indexed by round
     checks_ok: bool,
     bad_check: Option<u64>,
@@ -176,7 +203,7 @@ impl WorkResult {
     }
     fn best_peer(&self) -> Option<usize> {
         (0..self.rts.len())
-            .filter(|&i| !self.rts[i].spindle && self.rts[i].checks_ok)
+            .filter(|&i| !self.rts[i].spindle && !self.rts[i].reference && self.rts[i].checks_ok)
             .min_by(|&a, &b| self.med_ns(a).partial_cmp(&self.med_ns(b)).unwrap())
     }
     /// Median of per-round ratios `who / vs`.
@@ -213,6 +240,9 @@ fn fmt_ns(x: f64) -> String {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(io_rows::CHILD_ARG) {
+        return io_rows::child_main();
+    }
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -224,6 +254,7 @@ fn main() -> ExitCode {
     specs.extend(sync_rows::specs(opts.quick));
     specs.extend(struct_rows::specs(opts.quick));
     specs.extend(timer_rows::specs(opts.quick));
+    specs.extend(io_rows::specs(opts.quick));
     if !opts.only.is_empty() {
         for n in &opts.only {
             if !specs.iter().any(|s| s.name == n || s.name.starts_with(&format!("{n}_"))) {
@@ -239,7 +270,7 @@ fn main() -> ExitCode {
     println!("spindle-bench: scheduling workloads, interleaved in one process (shared/PERF.md)");
     println!("machine: cores {} (nproc), cpu {}", machine.cores, machine.cpu);
     println!("kernel: {}", machine.kernel);
-    println!("io: n/a (scheduling workloads)");
+    println!("io: {}", io_rows::io_note());
     println!(
         "mode: {}, 1 warm-up round + {} rounds, rotating runtime order each round",
         if opts.quick { "quick (small counts; smoke test, does not judge)" } else { "full" },
@@ -280,6 +311,11 @@ fn main() -> ExitCode {
                 sync_entrants = timer_rows::entrants();
                 &sync_entrants
             }
+            // I/O rows: each runtime with its own sockets, spindle in child processes (io_rows.rs).
+            Kind::Io(_) => {
+                sync_entrants = io_rows::entrants();
+                &sync_entrants
+            }
             _ => &runtimes,
         };
         let mut rts: Vec<RtResult> = runtimes
@@ -287,6 +323,7 @@ fn main() -> ExitCode {
             .map(|(b, sp)| RtResult {
                 name: b.label(),
                 spindle: *sp,
+                reference: b.reference(),
                 samples: Vec::new(),
                 checks_ok: true,
                 bad_check: None,
@@ -311,7 +348,11 @@ fn main() -> ExitCode {
         }
         let w = WorkResult { spec: spec.clone(), rts };
         println!("done");
-        print_table(&w);
+        if let Kind::Io(_) = spec.kind {
+            io_rows::report(&w, runtimes);
+        } else {
+            print_table(&w);
+        }
         if let Kind::Sync(kind, _) = spec.kind {
             print_peer_ratios(&w, sync_rows::peer_targets(kind));
         }
@@ -360,8 +401,11 @@ fn target_str(t: Option<f64>) -> String {
 fn print_summary(all: &[WorkResult]) {
     let (sync, results): (Vec<&WorkResult>, Vec<&WorkResult>) =
         all.iter().partition(|w| matches!(w.spec.kind, Kind::Sync(..) | Kind::Struct(..)));
+    // The I/O rows have their own entrants and summary lines (io_rows.rs).
+    let results: Vec<&WorkResult> = results.into_iter().filter(|w| !matches!(w.spec.kind, Kind::Io(..))).collect();
     print_runtime_summary(&results);
     print_sync_summary(&sync);
+    io_rows::print_summary();
 }
 
 /// Spindle's primitive against every peer primitive, per sync row, with PERF.md's named targets.
@@ -533,10 +577,11 @@ fn to_json(m: &sys::Machine, o: &Opts, results: &[WorkResult], total: Duration) 
     let mut j = String::new();
     let _ = write!(
         j,
-        "{{\n  \"machine\": {{\"cores\": {}, \"cpu\": {}, \"kernel\": {}, \"io\": \"n/a (scheduling workloads)\"}},\n",
+        "{{\n  \"machine\": {{\"cores\": {}, \"cpu\": {}, \"kernel\": {}, \"io\": {}}},\n",
         m.cores,
         json_str(&m.cpu),
-        json_str(&m.kernel)
+        json_str(&m.kernel),
+        json_str(&io_rows::io_note())
     );
     let _ = write!(
         j,

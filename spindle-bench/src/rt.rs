@@ -101,6 +101,25 @@ impl Tokio {
         Tokio { rt, name: "tokio-mt" }
     }
 
+    /// tokio multi-thread with its I/O driver (for the TCP rows).
+    pub fn multi_thread_io(workers: usize) -> Tokio {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_io()
+            .build()
+            .expect("build tokio multi-thread runtime");
+        Tokio { rt, name: "tokio-mt" }
+    }
+
+    /// tokio current-thread with its I/O driver.
+    pub fn current_thread_io() -> Tokio {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("build tokio current-thread runtime");
+        Tokio { rt, name: "tokio-ct" }
+    }
+
     /// tokio current-thread with its time driver.
     pub fn current_thread_timed() -> Tokio {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -27,6 +27,11 @@ impl Spindle {
         let rt = spindle::runtime::Builder::new_current_thread().build().expect("build spindle current-thread runtime");
         Spindle { rt, name: "spindle-ct" }
     }
+
+    /// The I/O backend of this process's runtimes (`"io_uring"` or `"epoll"`).
+    pub fn io_driver(&self) -> &'static str {
+        self.rt.handle().io_driver()
+    }
 }
 
 /// spindle's `JoinHandle`, unwrapped.

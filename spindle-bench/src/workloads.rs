@@ -37,6 +37,8 @@ pub enum Kind {
     Struct(crate::struct_rows::StructKind),
     /// A timer row: its entrants are runtimes with their own timers (`timer_rows.rs`).
     Timer(crate::timer_rows::TimerKind),
+    /// A TCP row: its entrants are runtimes with their own sockets, and a raw io_uring loop (`io_rows.rs`).
+    Io(crate::io_rows::IoKind),
 }
 
 /// A workload row.
@@ -165,6 +167,7 @@ pub fn run<R: Rt>(rt: &R, kind: Kind) -> u64 {
         Kind::Sync(..) => unreachable!("sync rows run on their primitive entrants (sync_rows.rs)"),
         Kind::Struct(..) => unreachable!("structured rows run on their entrants (struct_rows.rs)"),
         Kind::Timer(..) => unreachable!("timer rows run on their entrants (timer_rows.rs)"),
+        Kind::Io(..) => unreachable!("I/O rows run on their entrants (io_rows.rs)"),
     }
 }
 

@@ -1,0 +1,736 @@
+//! The TCP rows (shared/PERF.md: `echo`, `echo_1conn`): loopback echo on spindle (on io_uring and on
+//! epoll), tokio, smol and a raw io_uring loop.
+//!
+//! - `echo`: 64 connections, each doing 3000 round trips of a 64-byte message: the client sends 64
+//!   B, waits for the 64 B echo, checks it and repeats; the server echoes what it reads. Clients and
+//!   servers are tasks of the same runtime in the same process, all 64 connections in flight.
+//!   Reported as round trips per second and ns per round trip.
+//! - `echo_1conn`: the same with one connection and 20k round trips (latency: µs per round trip).
+//!
+//! What is timed: connections are set up first (bind, connect, accept, `TCP_NODELAY` on both ends),
+//! outside the measurement; the clock starts just before the 2 x N echo tasks are spawned and stops
+//! when every client finished and every server saw end of stream. Every message is checked, and the
+//! checksum is the number of intact round trips (the servers' echoed byte count must match too).
+//!
+//! Entrants:
+//! - `spindle-{mt,ct}/{uring,epoll}`: spindle, 2 workers or current-thread, with its owned-buffer
+//!   API (`read_owned`, `write_all_owned`, `read_exact_owned` on `spindle::net::TcpStream`).
+//!   Spindle picks its I/O backend once per process from `SPINDLE_DRIVER`, so these run in two child
+//!   processes of this binary (`spindle-bench --io-child`, one with `SPINDLE_DRIVER=uring`, one with
+//!   `epoll`), kept for the whole row and told what to run over a pipe; the child times itself
+//!   (wall and its own CPU time) and replies. Between runs the child is idle (its workers parked).
+//! - `tokio-{mt,ct}`: tokio with its I/O driver (mio, epoll), `tokio::net`, `read_exact`/`write_all`.
+//! - `smol-{mt,1t}`: `async-executor` on 2 threads / the caller's, every thread in
+//!   `async_io::block_on` (as `smol` runs them), `async_io::Async<std::net::TcpStream>`.
+//! - `raw-uring`: [`crate::raw_uring`], one thread and one ring: the reference, never a "peer".
+//!
+//! Syscalls per round trip: after the timed rounds each entrant runs once more, untimed, with a
+//! kernel counter of the `raw_syscalls:sys_enter` tracepoint on every thread of its process (see
+//! [`crate::syscount`]: `perf_event_open`, what `perf stat -e raw_syscalls:sys_enter` does, but
+//! only around the measured section; `strace -c` would slow every syscall by orders of magnitude).
+//! Everything the process does from the start to the end of the measured section is counted,
+//! including spawning the tasks and closing the sockets, divided by the round trips. In-process
+//! entrants share the process with the other (idle, parked) peer runtimes and the bench's watchdog
+//! thread, which add a handful of syscalls per run (noise well below 0.01 per round trip at full
+//! size). `--quick` counts too (one tiny extra run per entrant); where the counter cannot be opened
+//! the column says `n/a` and why.
+//!
+//! Targets (PERF.md, judged on `echo` only, per spindle row, on medians of per-round ratios):
+//! io_uring: >= 1.3x the best peer's round trips/s, >= 0.9x the raw loop's, <= 0.1 syscalls per round
+//! trip; epoll: >= 1.0x tokio's (the faster tokio flavour).
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write as _};
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::rt::{Rt, Smol, Tokio};
+use crate::rt_spindle::Spindle;
+use crate::workloads::{Kind, Spec};
+use crate::{median, sys, syscount, Sample, WorkResult};
+
+/// Bytes per message.
+pub const MSG: usize = 64;
+
+/// The argument that makes this binary a spindle child (see the module docs).
+pub const CHILD_ARG: &str = "--io-child";
+
+/// An I/O workload and its sizes.
+#[derive(Clone, Copy, Debug)]
+pub enum IoKind {
+    /// `conns` connections x `rts` round trips; `latency` rows print µs per round trip.
+    Echo { conns: usize, rts: usize, latency: bool },
+}
+
+/// The message a client sends on connection `conn` in round trip `round` (differs between
+/// connections and rounds, so a misrouted or stale echo fails the check).
+pub fn message(conn: usize, round: usize) -> [u8; MSG] {
+    let mut m = [0u8; MSG];
+    for (k, b) in m.iter_mut().enumerate() {
+        *b = (conn.wrapping_mul(131) ^ round.wrapping_mul(31) ^ k.wrapping_mul(7)) as u8;
+    }
+    m
+}
+
+/// One run: its own timing, checksum, and (when counted) the syscalls of the measured section.
+pub struct Outcome {
+    pub wall_ns: u64,
+    pub cpu_ns: u64,
+    pub check: u64,
+    pub syscalls: Option<Result<u64, String>>,
+}
+
+/// The I/O rows (full or `--quick` sizes).
+pub fn specs(quick: bool) -> Vec<Spec> {
+    let q = |full: usize, small: usize| if quick { small } else { full };
+    let mut v = Vec::new();
+    let (conns, rts) = (q(64, 4), q(3000, 300));
+    v.push(Spec {
+        name: "echo",
+        op: "one 64 B round trip over loopback TCP (client send, server echo, client receive; all connections in flight)",
+        ops: (conns * rts) as u64,
+        target: None,
+        check: "round trips echoed intact",
+        expect: (conns * rts) as u64,
+        kind: Kind::Io(IoKind::Echo { conns, rts, latency: false }),
+    });
+    let rts = q(20_000, 500);
+    v.push(Spec {
+        name: "echo_1conn",
+        op: "one 64 B round trip over loopback TCP on a single connection (latency)",
+        ops: rts as u64,
+        target: None,
+        check: "round trips echoed intact",
+        expect: rts as u64,
+        kind: Kind::Io(IoKind::Echo { conns: 1, rts, latency: true }),
+    });
+    v
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The workload, written once over a small TCP trait.
+
+/// The TCP types of one runtime.
+trait Net: 'static {
+    type Listener: Send + Sync + 'static;
+    type Stream: Send + 'static;
+    fn listen() -> impl Future<Output = (Self::Listener, SocketAddr)> + Send;
+    fn accept(l: &Self::Listener) -> impl Future<Output = Self::Stream> + Send + '_;
+    fn connect(addr: SocketAddr) -> impl Future<Output = Self::Stream> + Send;
+    /// `rts` round trips; returns how many came back intact.
+    fn client(s: Self::Stream, conn: usize, rts: usize) -> impl Future<Output = u64> + Send + 'static;
+    /// Echoes until end of stream; returns the bytes echoed.
+    fn server(s: Self::Stream) -> impl Future<Output = u64> + Send + 'static;
+}
+
+fn run_echo<R: Rt, N: Net>(rt: &R, conns: usize, rts: usize, count: bool) -> Outcome {
+    let (clients, servers) = rt.run(async move {
+        let (l, addr) = N::listen().await;
+        let acceptor = R::spawn(async move {
+            let mut v = Vec::with_capacity(conns);
+            for _ in 0..conns {
+                v.push(N::accept(&l).await);
+            }
+            v
+        });
+        let mut clients = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            clients.push(N::connect(addr).await);
+        }
+        (clients, acceptor.await)
+    });
+    let counter = if count { Some(syscount::Counter::start()) } else { None };
+    let c0 = sys::process_cpu_ns();
+    let t0 = Instant::now();
+    let check = rt.run(async move {
+        let servers: Vec<_> = servers.into_iter().map(|s| R::spawn(N::server(s))).collect();
+        let clients: Vec<_> = clients.into_iter().enumerate().map(|(i, s)| R::spawn(N::client(s, i, rts))).collect();
+        let mut intact = 0;
+        for c in clients {
+            intact += c.await;
+        }
+        let mut echoed = 0;
+        for s in servers {
+            echoed += s.await;
+        }
+        if echoed == (conns * rts * MSG) as u64 {
+            intact
+        } else {
+            0
+        }
+    });
+    let wall_ns = t0.elapsed().as_nanos() as u64;
+    let cpu_ns = sys::process_cpu_ns().saturating_sub(c0);
+    let syscalls = counter.map(|c| c.and_then(|c| c.stop()));
+    Outcome { wall_ns, cpu_ns, check, syscalls }
+}
+
+struct SpindleNet;
+
+impl Net for SpindleNet {
+    type Listener = spindle::net::TcpListener;
+    type Stream = spindle::net::TcpStream;
+
+    async fn listen() -> (Self::Listener, SocketAddr) {
+        let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.expect("spindle bind");
+        let a = l.local_addr().unwrap();
+        (l, a)
+    }
+
+    async fn accept(l: &Self::Listener) -> Self::Stream {
+        let (s, _) = l.accept().await.expect("spindle accept");
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    async fn connect(addr: SocketAddr) -> Self::Stream {
+        let s = spindle::net::TcpStream::connect(addr).await.expect("spindle connect");
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    async fn client(mut s: Self::Stream, conn: usize, rts: usize) -> u64 {
+        use spindle::io::{AsyncReadOwned, AsyncWriteOwned};
+        let mut tx: Box<[u8]> = Box::new([0u8; MSG]);
+        let mut rx: Box<[u8]> = Box::new([0u8; MSG]);
+        let mut intact = 0;
+        for r in 0..rts {
+            tx.copy_from_slice(&message(conn, r));
+            let (res, b) = s.write_all_owned(tx).await;
+            res.expect("spindle write_all_owned");
+            tx = b;
+            let (res, b) = s.read_exact_owned(rx).await;
+            res.expect("spindle read_exact_owned");
+            rx = b;
+            intact += u64::from(rx == tx);
+        }
+        intact
+    }
+
+    async fn server(mut s: Self::Stream) -> u64 {
+        use spindle::io::{AsyncReadOwned, AsyncWriteOwned, IoBuf};
+        let mut buf: Box<[u8]> = Box::new([0u8; MSG]);
+        let mut echoed = 0;
+        loop {
+            let (res, b) = s.read_owned(buf).await;
+            let n = res.expect("spindle read_owned");
+            if n == 0 {
+                return echoed;
+            }
+            let (res, b) = s.write_all_owned(b.slice(..n)).await;
+            res.expect("spindle write_all_owned");
+            buf = b.into_inner();
+            echoed += n as u64;
+        }
+    }
+}
+
+struct TokioNet;
+
+impl Net for TokioNet {
+    type Listener = tokio::net::TcpListener;
+    type Stream = tokio::net::TcpStream;
+
+    async fn listen() -> (Self::Listener, SocketAddr) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("tokio bind");
+        let a = l.local_addr().unwrap();
+        (l, a)
+    }
+
+    async fn accept(l: &Self::Listener) -> Self::Stream {
+        let (s, _) = l.accept().await.expect("tokio accept");
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    async fn connect(addr: SocketAddr) -> Self::Stream {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("tokio connect");
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    async fn client(mut s: Self::Stream, conn: usize, rts: usize) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut rx = [0u8; MSG];
+        let mut intact = 0;
+        for r in 0..rts {
+            let tx = message(conn, r);
+            s.write_all(&tx).await.expect("tokio write_all");
+            s.read_exact(&mut rx).await.expect("tokio read_exact");
+            intact += u64::from(rx == tx);
+        }
+        intact
+    }
+
+    async fn server(mut s: Self::Stream) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; MSG];
+        let mut echoed = 0;
+        loop {
+            let n = s.read(&mut buf).await.expect("tokio read");
+            if n == 0 {
+                return echoed;
+            }
+            s.write_all(&buf[..n]).await.expect("tokio write_all");
+            echoed += n as u64;
+        }
+    }
+}
+
+struct SmolNet;
+
+impl Net for SmolNet {
+    type Listener = async_io::Async<std::net::TcpListener>;
+    type Stream = async_io::Async<std::net::TcpStream>;
+
+    async fn listen() -> (Self::Listener, SocketAddr) {
+        let l = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).expect("async-io bind");
+        let a = l.get_ref().local_addr().unwrap();
+        (l, a)
+    }
+
+    async fn accept(l: &Self::Listener) -> Self::Stream {
+        let (s, _) = l.accept().await.expect("async-io accept");
+        s.get_ref().set_nodelay(true).unwrap();
+        s
+    }
+
+    async fn connect(addr: SocketAddr) -> Self::Stream {
+        let s = async_io::Async::<std::net::TcpStream>::connect(addr).await.expect("async-io connect");
+        s.get_ref().set_nodelay(true).unwrap();
+        s
+    }
+
+    async fn client(mut s: Self::Stream, conn: usize, rts: usize) -> u64 {
+        use futures_lite::{AsyncReadExt, AsyncWriteExt};
+        let mut rx = [0u8; MSG];
+        let mut intact = 0;
+        for r in 0..rts {
+            let tx = message(conn, r);
+            s.write_all(&tx).await.expect("async-io write_all");
+            s.read_exact(&mut rx).await.expect("async-io read_exact");
+            intact += u64::from(rx == tx);
+        }
+        intact
+    }
+
+    async fn server(mut s: Self::Stream) -> u64 {
+        use futures_lite::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; MSG];
+        let mut echoed = 0;
+        loop {
+            let n = s.read(&mut buf).await.expect("async-io read");
+            if n == 0 {
+                return echoed;
+            }
+            s.write_all(&buf[..n]).await.expect("async-io write_all");
+            echoed += n as u64;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Entrants.
+
+fn echo_sizes(kind: Kind) -> (usize, usize) {
+    match kind {
+        Kind::Io(IoKind::Echo { conns, rts, .. }) => (conns, rts),
+        _ => unreachable!("I/O entrants only run I/O rows"),
+    }
+}
+
+/// A peer runtime in this process.
+struct InProc<R, N> {
+    rt: R,
+    net: PhantomData<fn() -> N>,
+}
+
+impl<R: Rt, N: Net> crate::Bench for InProc<R, N> {
+    fn label(&self) -> &'static str {
+        self.rt.name()
+    }
+    fn once(&self, kind: Kind) -> u64 {
+        self.once_timed(kind).unwrap().1
+    }
+    fn once_timed(&self, kind: Kind) -> Option<(Sample, u64)> {
+        let (conns, rts) = echo_sizes(kind);
+        let o = run_echo::<R, N>(&self.rt, conns, rts, false);
+        Some((Sample { wall_ns: o.wall_ns, cpu_ns: o.cpu_ns }, o.check))
+    }
+    fn syscalls(&self, kind: Kind) -> Option<Result<u64, String>> {
+        let (conns, rts) = echo_sizes(kind);
+        run_echo::<R, N>(&self.rt, conns, rts, true).syscalls
+    }
+}
+
+/// The raw io_uring loop.
+struct Raw;
+
+impl crate::Bench for Raw {
+    fn label(&self) -> &'static str {
+        "raw-uring"
+    }
+    fn once(&self, kind: Kind) -> u64 {
+        self.once_timed(kind).unwrap().1
+    }
+    fn once_timed(&self, kind: Kind) -> Option<(Sample, u64)> {
+        let (conns, rts) = echo_sizes(kind);
+        let o = crate::raw_uring::echo(conns, rts, false);
+        Some((Sample { wall_ns: o.wall_ns, cpu_ns: o.cpu_ns }, o.check))
+    }
+    fn syscalls(&self, kind: Kind) -> Option<Result<u64, String>> {
+        let (conns, rts) = echo_sizes(kind);
+        crate::raw_uring::echo(conns, rts, true).syscalls
+    }
+    fn reference(&self) -> bool {
+        true
+    }
+}
+
+/// A child process running spindle on one backend (both flavours).
+struct ChildProc {
+    /// Its stdin (taken on drop: end of file tells the child to exit) and stdout.
+    io: Mutex<(Option<ChildStdin>, BufReader<ChildStdout>)>,
+    child: Child,
+}
+
+impl ChildProc {
+    /// Starts `spindle-bench --io-child` with `SPINDLE_DRIVER=driver` and checks which backend its
+    /// runtimes really use.
+    fn start(driver: &str, expect: &str) -> Result<ChildProc, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .arg(CHILD_ARG)
+            .env("SPINDLE_DRIVER", driver)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("spawn child: {e}"))?;
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        if line.trim().strip_prefix("ready ") != Some(expect) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "child with SPINDLE_DRIVER={driver} did not start on {expect} (said {:?})",
+                line.trim()
+            ));
+        }
+        Ok(ChildProc { io: Mutex::new((Some(stdin), stdout)), child })
+    }
+
+    /// Sends one command, returns the reply line.
+    fn ask(&self, cmd: &str) -> String {
+        let mut io = self.io.lock().unwrap();
+        let stdin = io.0.as_mut().expect("child stdin");
+        writeln!(stdin, "{cmd}").and_then(|_| stdin.flush()).expect("write to the spindle child");
+        let mut line = String::new();
+        io.1.read_line(&mut line).expect("read from the spindle child");
+        if line.is_empty() {
+            panic!("the spindle child exited during {cmd:?} (see its output above)");
+        }
+        line.trim_end().to_string()
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        // End of file on its stdin ends the child; give it a moment, then make sure.
+        drop(self.io.get_mut().unwrap().0.take());
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// spindle in a child: `flavor` is `mt` or `ct`.
+struct InChild {
+    proc: Arc<ChildProc>,
+    flavor: &'static str,
+    label: &'static str,
+}
+
+impl InChild {
+    fn run(&self, kind: Kind, count: bool) -> Outcome {
+        let (conns, rts) = echo_sizes(kind);
+        let reply = self.proc.ask(&format!("echo {} {conns} {rts} {}", self.flavor, u8::from(count)));
+        let mut it = reply.splitn(4, ' ');
+        let mut num = || it.next().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| panic!("bad reply {reply:?}"));
+        let (wall_ns, cpu_ns, check) = (num(), num(), num());
+        let rest = reply.splitn(4, ' ').nth(3).unwrap_or("-");
+        let syscalls = if rest == "-" {
+            None
+        } else {
+            Some(rest.parse::<u64>().map_err(|_| rest.strip_prefix("err:").unwrap_or(rest).to_string()))
+        };
+        Outcome { wall_ns, cpu_ns, check, syscalls }
+    }
+}
+
+impl crate::Bench for InChild {
+    fn label(&self) -> &'static str {
+        self.label
+    }
+    fn once(&self, kind: Kind) -> u64 {
+        self.run(kind, false).check
+    }
+    fn once_timed(&self, kind: Kind) -> Option<(Sample, u64)> {
+        let o = self.run(kind, false);
+        Some((Sample { wall_ns: o.wall_ns, cpu_ns: o.cpu_ns }, o.check))
+    }
+    fn syscalls(&self, kind: Kind) -> Option<Result<u64, String>> {
+        self.run(kind, true).syscalls
+    }
+}
+
+/// The entrants of an I/O row: spindle on io_uring and on epoll (in children), the peers, the raw loop.
+pub fn entrants() -> Vec<(Box<dyn crate::Bench>, bool)> {
+    let mut v: Vec<(Box<dyn crate::Bench>, bool)> = Vec::new();
+    for (driver, name, labels) in [
+        ("uring", "io_uring", ["spindle-mt/uring", "spindle-ct/uring"]),
+        ("epoll", "epoll", ["spindle-mt/epoll", "spindle-ct/epoll"]),
+    ] {
+        match ChildProc::start(driver, name) {
+            Ok(p) => {
+                let p = Arc::new(p);
+                for (flavor, label) in ["mt", "ct"].into_iter().zip(labels) {
+                    v.push((Box::new(InChild { proc: p.clone(), flavor, label }), true));
+                }
+            }
+            Err(e) => println!("\n   spindle on {name} left out: {e}"),
+        }
+    }
+    v.push((Box::new(InProc::<_, TokioNet> { rt: Tokio::multi_thread_io(2), net: PhantomData }), false));
+    v.push((Box::new(InProc::<_, TokioNet> { rt: Tokio::current_thread_io(), net: PhantomData }), false));
+    v.push((Box::new(InProc::<_, SmolNet> { rt: Smol::multi_thread_io(2), net: PhantomData }), false));
+    v.push((Box::new(InProc::<_, SmolNet> { rt: Smol::single_thread_io(), net: PhantomData }), false));
+    if io_uring::IoUring::new(8).is_ok() {
+        v.push((Box::new(Raw), false));
+    } else {
+        println!("\n   raw-uring left out: io_uring is not usable here");
+    }
+    v
+}
+
+/// `spindle-bench --io-child`: builds spindle's two runtimes on the backend `SPINDLE_DRIVER` chose,
+/// says `ready <backend>`, then serves `echo <mt|ct> <conns> <rts> <count 0|1>` lines with
+/// `<wall ns> <cpu ns> <check> <syscalls | - | err:why>` until its stdin closes.
+pub fn child_main() -> ExitCode {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only; it makes the kernel kill this
+    // process if the bench dies (a hung or aborted bench must not leave children behind).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mt = Spindle::multi_thread(2);
+    let ct = Spindle::current_thread();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ready {}", mt.io_driver());
+    let _ = out.flush();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (conns, rts, count) = match f.as_slice() {
+            ["echo", _, c, r, k] => (c.parse().unwrap(), r.parse().unwrap(), *k == "1"),
+            _ => panic!("io child: bad command {line:?}"),
+        };
+        let o = if f[1] == "mt" {
+            run_echo::<_, SpindleNet>(&mt, conns, rts, count)
+        } else {
+            run_echo::<_, SpindleNet>(&ct, conns, rts, count)
+        };
+        let sys = match o.syscalls {
+            None => "-".to_string(),
+            Some(Ok(n)) => n.to_string(),
+            Some(Err(e)) => format!("err:{e}"),
+        };
+        let _ = writeln!(out, "{} {} {} {}", o.wall_ns, o.cpu_ns, o.check, sys.replace('\n', " "));
+        let _ = out.flush();
+    }
+    ExitCode::SUCCESS
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reporting.
+
+/// The header's `io:` line.
+pub fn io_note() -> String {
+    let uring = match io_uring::IoUring::new(8) {
+        Ok(_) => "io_uring usable".to_string(),
+        Err(e) => format!("io_uring NOT usable ({e})"),
+    };
+    format!(
+        "{uring}; TCP rows: spindle on io_uring and on epoll (child processes, SPINDLE_DRIVER), tokio and smol \
+         on epoll, raw io_uring loop; other rows: spindle's default backend"
+    )
+}
+
+/// Summary lines of the I/O rows, printed with the run's summary.
+static SUMMARY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Median over rounds of `peer wall / who wall`: how many times `who`'s round trips/s `peer`'s is.
+fn speedup(w: &WorkResult, who: usize, peer: usize) -> f64 {
+    let mut v: Vec<f64> =
+        w.rts[who].samples.iter().zip(&w.rts[peer].samples).map(|(a, b)| b.wall_ns as f64 / a.wall_ns as f64).collect();
+    median(&mut v)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISS"
+    }
+}
+
+/// Runs the syscall-counting run of every entrant, prints the row's table and target checks.
+pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
+    let s = &w.spec;
+    let Kind::Io(IoKind::Echo { latency, .. }) = s.kind else { unreachable!() };
+    let ops = s.ops as f64;
+    let sys: Vec<Option<Result<f64, String>>> = runtimes
+        .iter()
+        .map(|(b, _)| {
+            let limit = Instant::now() + std::time::Duration::from_secs(90);
+            *crate::WATCH.lock().unwrap() = Some((limit, format!("{} (syscall count) on {}", s.name, b.label())));
+            let r = b.syscalls(s.kind).map(|r| r.map(|n| n as f64 / ops));
+            *crate::WATCH.lock().unwrap() = None;
+            r
+        })
+        .collect();
+    println!("   op = {}; {} round trips/run", s.op, s.ops);
+    if w.rts.iter().all(|r| r.checks_ok) {
+        println!("   check: {} = {} on every entrant: ok", s.check, s.expect);
+    } else {
+        for r in w.rts.iter().filter(|r| !r.checks_ok) {
+            println!(
+                "   CHECK FAILED on {}: {} expected {}, got {} -- its times are meaningless",
+                r.name,
+                s.check,
+                s.expect,
+                r.bad_check.unwrap()
+            );
+        }
+    }
+    let best = w.best_peer();
+    let raw = w.rts.iter().position(|r| r.reference && r.checks_ok);
+    let unit = if latency { "us/rt" } else { "ns/rt" };
+    let scale = if latency { 1000.0 } else { 1.0 };
+    println!(
+        "   {:<17} {:>10} {:>9} {:>19} {:>10} {:>8} {:>11}   vs best peer (rt/s)   vs raw",
+        "entrant",
+        "rt/s",
+        unit,
+        "min..max",
+        format!("cpu {unit}"),
+        "cpu/wall",
+        "syscalls/rt"
+    );
+    for (i, r) in w.rts.iter().enumerate() {
+        let mut ns = r.ns_per_op(s.ops);
+        let med = median(&mut ns);
+        let (lo, hi) = (ns[0], ns[ns.len() - 1]);
+        let cpu = median(&mut r.cpu_per_op(s.ops));
+        let sc = match &sys[i] {
+            Some(Ok(x)) => format!("{x:.3}"),
+            Some(Err(_)) | None => "n/a".into(),
+        };
+        let vs_best = if r.spindle {
+            best.map(|b| format!("{:.2}x vs {}", speedup(w, i, b), w.rts[b].name)).unwrap_or_default()
+        } else if Some(i) == best {
+            "* best peer".into()
+        } else {
+            String::new()
+        };
+        let vs_raw = match raw {
+            Some(x) if x != i => format!("{:.2}x", speedup(w, i, x)),
+            _ => String::new(),
+        };
+        println!(
+            "   {:<17} {:>10.0} {:>9} {:>19} {:>10} {:>8.2} {:>11}   {:<20}  {}{}",
+            r.name,
+            1e9 / med,
+            fmt(med / scale),
+            format!("{}..{}", fmt(lo / scale), fmt(hi / scale)),
+            fmt(cpu / scale),
+            cpu / med,
+            sc,
+            vs_best,
+            vs_raw,
+            if r.checks_ok { "" } else { "  CHECK FAILED" }
+        );
+    }
+    for (i, r) in sys.iter().enumerate() {
+        if let Some(Err(e)) = r {
+            println!("   syscalls of {}: n/a: {e}", w.rts[i].name);
+        }
+    }
+    // Targets: PERF.md names them for `echo` only.
+    let mut summary = SUMMARY.lock().unwrap();
+    if latency {
+        println!("   targets: none in PERF.md for this row (physical limit: ~23 us per blocking round trip)");
+        for i in (0..w.rts.len()).filter(|&i| w.rts[i].spindle && w.rts[i].checks_ok) {
+            let us = median(&mut w.rts[i].ns_per_op(s.ops)) / 1000.0;
+            let vs = best.map(|b| format!(", {:.2}x best peer's rt/s", speedup(w, i, b))).unwrap_or_default();
+            summary.push(format!("   {:<11} {:<17} {:.1} us/rt{vs} (no target)", s.name, w.rts[i].name, us));
+        }
+        return;
+    }
+    let tokio = (0..w.rts.len())
+        .filter(|&i| w.rts[i].name.starts_with("tokio") && w.rts[i].checks_ok)
+        .min_by(|&a, &b| w.med_ns(a).partial_cmp(&w.med_ns(b)).unwrap());
+    for i in (0..w.rts.len()).filter(|&i| w.rts[i].spindle) {
+        let r = &w.rts[i];
+        let mut parts = Vec::new();
+        if !r.checks_ok {
+            parts.push("CHECK FAILED".to_string());
+        } else if r.name.ends_with("/uring") {
+            if let Some(b) = best {
+                let x = speedup(w, i, b);
+                parts.push(format!("{x:.2}x best peer {} (>= 1.3x: {})", w.rts[b].name, verdict(x >= 1.3)));
+            }
+            match raw {
+                Some(x) => {
+                    let x = speedup(w, i, x);
+                    parts.push(format!("{x:.2}x raw-uring (>= 0.9x: {})", verdict(x >= 0.9)));
+                }
+                None => parts.push("raw-uring n/a".into()),
+            }
+            match &sys[i] {
+                Some(Ok(x)) => parts.push(format!("{x:.3} syscalls/rt (<= 0.1: {})", verdict(*x <= 0.1))),
+                _ => parts.push("syscalls/rt n/a".into()),
+            }
+        } else if let Some(t) = tokio {
+            let x = speedup(w, i, t);
+            parts.push(format!("{x:.2}x {} (>= 1.0x: {})", w.rts[t].name, verdict(x >= 1.0)));
+        }
+        let line = format!("   {:<11} {:<17} {}", s.name, r.name, parts.join("; "));
+        println!("   target {}", line.trim_start());
+        summary.push(line);
+    }
+}
+
+/// The I/O rows' lines for the run's summary.
+pub fn print_summary() {
+    let lines = SUMMARY.lock().unwrap();
+    if lines.is_empty() {
+        return;
+    }
+    println!("\n== summary of I/O rows: spindle's round trips/s as a multiple of the peer's (> 1 is faster), PERF.md targets");
+    for l in lines.iter() {
+        println!("{l}");
+    }
+}
+
+fn fmt(x: f64) -> String {
+    crate::fmt_ns(x)
+}
