@@ -1,0 +1,209 @@
+//! 10,000 TCP connections open at the same time over loopback, client and server both spindle, on
+//! every runtime flavour.
+//!
+//! A listener on 127.0.0.1:0 accepts while client tasks connect; each client sends a 16-byte
+//! message and checks the server's answer, then holds its connection until every connection of the
+//! run has exchanged its message (so all of them are alive at once: the test checks the process
+//! has at least 2 x N more fds open at that point). Then all clients close, every server task sees
+//! end of stream, and the process's open fd count (/proc/self/fd) must come back to where it was.
+//!
+//! File descriptors: both ends live in this process, so N connections need 2 x N fds. The test
+//! raises RLIMIT_NOFILE's soft limit to the hard limit; if that is too low for 2 x 10,000 plus what
+//! the process already uses, N is reduced to what fits and the test says so (on a machine with a
+//! hard limit of exactly 20,000 that is about 9,950 connections).
+//!
+//! Pacing: the listener's backlog is spindle's (1024); a connection beyond a full accept queue
+//! waits out SYN retransmits (1 s, then 3 s, ...), so at most [`WINDOW`] connections are between
+//! `connect` and a completed exchange at any time. Clients and the accept loop run concurrently.
+//!
+//! Bounded in time: each flavour's run is under a [`PER_FLAVOUR`] `timeout`, and a watchdog thread
+//! fails the whole test binary if it is still running after [`WATCHDOG`] (a runtime so broken that
+//! its timers never fire must fail the test, not hang it). In a debug build one flavour takes about
+//! 0.4-1.4 s here (2 cores; both backends), so every flavour runs the full count.
+//!
+//! Its own test binary, because it raises RLIMIT_NOFILE and needs most of the fds.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::each_flavor;
+use futures::channel::{mpsc, oneshot};
+use futures::future::FutureExt;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use spindle::net::{TcpListener, TcpStream};
+
+/// Connections wanted.
+const WANT: usize = 10_000;
+/// Connections between `connect` and a completed exchange at once (below the accept backlog).
+const WINDOW: usize = 512;
+/// Bound on one flavour's run.
+const PER_FLAVOUR: Duration = Duration::from_secs(60);
+/// Bound on the whole test binary.
+const WATCHDOG: Duration = Duration::from_secs(240);
+/// Bytes per message.
+const MSG: usize = 16;
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+fn raise_nofile() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid, live rlimit for the kernel to fill.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // SAFETY: `raised` is a valid rlimit; raising the soft limit up to the hard one is allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    lim.rlim_cur.min(usize::MAX as libc::rlim_t) as usize
+}
+
+/// What the server answers to `m`.
+fn answer(m: &[u8; MSG]) -> [u8; MSG] {
+    let mut a = *m;
+    for b in &mut a {
+        *b = !*b;
+    }
+    a
+}
+
+/// The message of client `i`.
+fn message(i: usize) -> [u8; MSG] {
+    let mut m = [0u8; MSG];
+    m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    m[8..].copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    m
+}
+
+/// One run with `n` connections; returns the fd count seen while all were open.
+async fn run(n: usize, base_fds: usize) -> usize {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+
+    // Accept loop: one server task per connection; it answers one message, then waits for end of
+    // stream and returns whether the exchange was right.
+    let acceptor = {
+        let served = served.clone();
+        spindle::spawn(async move {
+            let mut servers = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                let served = served.clone();
+                servers.push(spindle::spawn(async move {
+                    let mut m = [0u8; MSG];
+                    s.read_exact(&mut m).await.expect("server read");
+                    s.write_all(&answer(&m)).await.expect("server write");
+                    served.fetch_add(1, Ordering::Relaxed);
+                    let mut rest = [0u8; 1];
+                    let eof = s.read(&mut rest).await.expect("server read to end");
+                    eof == 0
+                }));
+            }
+            drop(listener);
+            let mut clean = 0;
+            for s in servers {
+                clean += usize::from(s.await.unwrap());
+            }
+            clean
+        })
+    };
+
+    // Clients, at most WINDOW between connect and a finished exchange; each then holds its
+    // connection until `release` fires.
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let release = release_rx.shared();
+    let (done_tx, mut done_rx) = mpsc::unbounded::<usize>();
+    let mut clients = Vec::with_capacity(n);
+    let mut exchanged = 0;
+    for i in 0..n {
+        while i - exchanged >= WINDOW {
+            exchanged += 1;
+            done_rx.next().await.expect("a client finished its exchange");
+        }
+        let (done_tx, release) = (done_tx.clone(), release.clone());
+        clients.push(spindle::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("client {i}: connect: {e}"));
+            let m = message(i);
+            s.write_all(&m).await.expect("client write");
+            let mut a = [0u8; MSG];
+            s.read_exact(&mut a).await.expect("client read");
+            let _ = done_tx.unbounded_send(i);
+            let _ = release.await;
+            drop(s);
+            a == answer(&m)
+        }));
+    }
+    while exchanged < n {
+        exchanged += 1;
+        done_rx.next().await.expect("a client finished its exchange");
+    }
+
+    // Every connection is open now: both ends of each are held by a task.
+    let fds_all_open = open_fds();
+    assert_eq!(served.load(Ordering::Relaxed), n, "every server answered");
+    assert!(
+        fds_all_open >= base_fds + 2 * n,
+        "{n} connections should hold {} fds at once; open: {fds_all_open}, before: {base_fds}",
+        2 * n
+    );
+
+    release_tx.send(()).unwrap();
+    let mut ok = 0;
+    for c in clients {
+        ok += usize::from(c.await.unwrap());
+    }
+    assert_eq!(ok, n, "clients that got the right answer");
+    assert_eq!(acceptor.await.unwrap(), n, "servers that saw a clean end of stream");
+    fds_all_open
+}
+
+#[test]
+fn ten_thousand_connections_open_at_once() {
+    let watchdog_start = Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(WATCHDOG);
+        eprintln!("net_10k: still running after {:?}: failing instead of hanging", watchdog_start.elapsed());
+        std::process::exit(101);
+    });
+
+    let limit = raise_nofile();
+    each_flavor(|rt| {
+        let base = open_fds();
+        // Room for the runtime's own fds, the listener and what the harness opens meanwhile.
+        let spare = 64;
+        let fit = limit.saturating_sub(base + spare) / 2;
+        let n = WANT.min(fit);
+        if n < WANT {
+            eprintln!(
+                "net_10k: RLIMIT_NOFILE is {limit} (hard limit) with {base} fds open: room for {n} connections \
+                 (2 fds each, both ends in this process), not {WANT}"
+            );
+        }
+        assert!(n >= 1000, "too few fds for a meaningful test: limit {limit}, {base} open");
+        let t0 = Instant::now();
+        let peak = rt
+            .block_on(spindle::time::timeout(PER_FLAVOUR, run(n, base)))
+            .unwrap_or_else(|_| panic!("{n} connections did not finish within {PER_FLAVOUR:?}"));
+        let took = t0.elapsed();
+        // Closing may finish a moment after the tasks end (a backend can close asynchronously).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut now = open_fds();
+        while now > base && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            now = open_fds();
+        }
+        eprintln!(
+            "net_10k: {n} connections on {} in {took:?} (fds: {base} before, {peak} all open, {now} after)",
+            rt.handle().io_driver()
+        );
+        assert_eq!(now, base, "open fds after every connection closed (before: {base}, peak: {peak})");
+    });
+}
