@@ -577,6 +577,14 @@ pub fn io_note() -> String {
 /// Summary lines of the I/O rows, printed with the run's summary.
 static SUMMARY: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Syscalls per op by (row, entrant), for the JSON output.
+static SYSCALLS: Mutex<Vec<(&'static str, &'static str, f64)>> = Mutex::new(Vec::new());
+
+/// The counted syscalls per op of `entrant` in I/O row `row`, if counted.
+pub fn syscalls_per_op(row: &str, entrant: &str) -> Option<f64> {
+    SYSCALLS.lock().unwrap().iter().find(|(r, e, _)| *r == row && *e == entrant).map(|t| t.2)
+}
+
 /// Median over rounds of `peer wall / who wall`: how many times `who`'s round trips/s `peer`'s is.
 fn speedup(w: &WorkResult, who: usize, peer: usize) -> f64 {
     let mut v: Vec<f64> =
@@ -607,6 +615,11 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
             r
         })
         .collect();
+    for (i, x) in sys.iter().enumerate() {
+        if let Some(Ok(x)) = x {
+            SYSCALLS.lock().unwrap().push((s.name, w.rts[i].name, *x));
+        }
+    }
     println!("   op = {}; {} round trips/run", s.op, s.ops);
     if w.rts.iter().all(|r| r.checks_ok) {
         println!("   check: {} = {} on every entrant: ok", s.check, s.expect);

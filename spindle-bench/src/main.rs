@@ -573,6 +573,18 @@ fn json_arr(v: &[f64]) -> String {
     format!("[{}]", v.iter().map(|&x| json_f(x)).collect::<Vec<_>>().join(", "))
 }
 
+/// The I/O rows' extra fields of an entrant: whether it is the reference, its syscalls per op.
+fn io_json(row: &str, r: &RtResult) -> String {
+    let mut o = String::new();
+    if r.reference {
+        o.push_str(", \"reference\": true");
+    }
+    if let Some(x) = io_rows::syscalls_per_op(row, r.name) {
+        let _ = write!(o, ", \"syscalls_per_op\": {}", json_f(x));
+    }
+    o
+}
+
 fn to_json(m: &sys::Machine, o: &Opts, results: &[WorkResult], total: Duration) -> String {
     let mut j = String::new();
     let _ = write!(
@@ -610,7 +622,7 @@ fn to_json(m: &sys::Machine, o: &Opts, results: &[WorkResult], total: Duration) 
             let cpu = r.cpu_per_op(s.ops);
             let _ = write!(
                 j,
-                "{}\n       {{\"name\": {}, \"spindle\": {}, \"check_ok\": {}, \"ns_per_op_median\": {}, \"cpu_ns_per_op_median\": {}, \"ns_per_op\": {}, \"cpu_ns_per_op\": {}}}",
+                "{}\n       {{\"name\": {}, \"spindle\": {}, \"check_ok\": {}, \"ns_per_op_median\": {}, \"cpu_ns_per_op_median\": {}, \"ns_per_op\": {}, \"cpu_ns_per_op\": {}{}}}",
                 if ri > 0 { "," } else { "" },
                 json_str(r.name),
                 r.spindle,
@@ -618,7 +630,8 @@ fn to_json(m: &sys::Machine, o: &Opts, results: &[WorkResult], total: Duration) 
                 json_f(median(&mut ns.clone())),
                 json_f(median(&mut cpu.clone())),
                 json_arr(&ns),
-                json_arr(&cpu)
+                json_arr(&cpu),
+                io_json(s.name, r)
             );
         }
         j.push_str("],\n     \"ratios\": [");

@@ -274,7 +274,7 @@ fn tcp_refused_reset_and_bad_addresses() {
             assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e}");
 
             // Reset: the server closes with SO_LINGER 0.
-            if !peer_close_is_delayed() {
+            {
                 let mut c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
                 let (s, _) = l.accept().await.unwrap();
                 s.set_linger(Some(Duration::ZERO)).unwrap();
@@ -291,8 +291,6 @@ fn tcp_refused_reset_and_bad_addresses() {
                     }
                 }
                 assert!(saw_error);
-            } else {
-                eprintln!("tcp_refused_reset_and_bad_addresses: reset check skipped (see peer_close_is_delayed)");
             }
 
             // Read shutdown: our reads see end of stream.
@@ -306,27 +304,11 @@ fn tcp_refused_reset_and_bad_addresses() {
     });
 }
 
-/// KNOWN BUG (driver, io_uring backend, current-thread runtime): closing a registered socket does
-/// not reach its peer until the closing thread next leaves the kernel (the registration's poll op
-/// keeps the file open until its cancellation is reaped), so a reader on the same current-thread
-/// runtime that waits for the peer's FIN or RST is never woken. `peer_close_reaches_a_waiting_reader`
-/// shows it; checks that depend on it are skipped there until the driver is fixed.
-fn peer_close_is_delayed() -> bool {
-    let h = spindle::runtime::Handle::current();
-    h.io_driver() == "io_uring" && h.runtime_flavor() == spindle::runtime::RuntimeFlavor::CurrentThread
-}
-
 #[test]
 fn peer_close_reaches_a_waiting_reader() {
     let _s = serial();
     each_flavor(|rt| {
         bounded(rt, 20, async {
-            if peer_close_is_delayed() {
-                eprintln!(
-                    "peer_close_reaches_a_waiting_reader: skipped on io_uring + current-thread (known driver bug)"
-                );
-                return;
-            }
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let mut buf = [0u8; 8];
             // FIN: the reader sees end of stream.
@@ -678,4 +660,77 @@ fn tokio_io_traits_are_implemented() {
             assert_eq!(rb.filled(), b"tokio");
         });
     });
+}
+
+/// A task that never stops yielding keeps its worker (or current-thread runtime) busy for good:
+/// the worker never parks, so only its periodic maintenance poll of the reactor can deliver I/O
+/// to another task on the same worker (readiness, and on io_uring the op's submission and its
+/// completion). Data written by a plain thread must still reach a reader there.
+#[test]
+fn busy_worker_still_delivers_io() {
+    let _s = serial();
+    let rts = [
+        ("current_thread", spindle::runtime::Builder::new_current_thread().build().unwrap()),
+        ("multi_thread(1)", spindle::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap()),
+    ];
+    for (name, rt) in &rts {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let spinner = rt.spawn(async move {
+            while !stop2.load(Ordering::Relaxed) {
+                spindle::task::yield_now().await;
+            }
+        });
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (c, mut d) = std::os::unix::net::UnixStream::pair().unwrap();
+        // Both readers are spawned (on the one worker), register there and wait there.
+        let owned = rt.spawn(async move {
+            let mut a = UnixStream::from_std(a).unwrap();
+            let (res, buf) = a.read_owned(Vec::with_capacity(16)).await;
+            res.map(|_| buf)
+        });
+        let slices = rt.spawn(async move {
+            let mut c = UnixStream::from_std(c).unwrap();
+            let mut buf = [0u8; 16];
+            c.read(&mut buf).await.map(|n| buf[..n].to_vec())
+        });
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            std::thread::sleep(Duration::from_millis(50));
+            b.write_all(b"owned").unwrap();
+            d.write_all(b"slices").unwrap();
+            (b, d)
+        });
+        let got = rt.block_on(async {
+            spindle::time::timeout(Duration::from_secs(10), async {
+                (owned.await.unwrap().unwrap(), slices.await.unwrap().unwrap())
+            })
+            .await
+        });
+        stop.store(true, Ordering::Relaxed);
+        let _ends = writer.join().unwrap();
+        let (x, y) = got.unwrap_or_else(|_| panic!("{name}: a busy worker never delivered the I/O"));
+        assert_eq!((&x[..], &y[..]), (&b"owned"[..], &b"slices"[..]), "{name}");
+        rt.block_on(spinner).unwrap();
+    }
+}
+
+/// A socket whose runtime was dropped fails with a clear error instead of waiting forever.
+#[test]
+fn socket_outlives_its_runtime() {
+    let _s = serial();
+    for (name, rt) in common::flavors() {
+        let (a, b) = rt.block_on(async {
+            // Registered from a worker (multi-thread) or the driving thread (current-thread).
+            spindle::spawn(async { UnixStream::pair().unwrap() }).await.unwrap()
+        });
+        drop(rt);
+        let (mut a, _b) = (a, b);
+        let r = spindle::block_on(async {
+            let mut buf = [0u8; 4];
+            spindle::time::timeout(Duration::from_secs(5), a.read(&mut buf)).await
+        });
+        let e = r.unwrap_or_else(|_| panic!("{name}: a read on a socket of a dropped runtime hung")).unwrap_err();
+        assert!(e.to_string().contains("shut down"), "{name}: {e}");
+    }
 }
