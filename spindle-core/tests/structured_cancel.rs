@@ -252,3 +252,32 @@ fn broadcast_and_watch_observe_a_task_group_cancel() {
         drop((btx, wtx));
     });
 }
+
+#[test]
+fn a_scope_built_before_its_wrapper_polls_it_is_still_linked() {
+    // The scope future is built outside `with_token` / the deadline (as arguments), before they
+    // make their token current: its token is made at its first poll, under theirs.
+    on_every_runtime("scope linked at first poll", |_rt| async move {
+        let t = CancelToken::new();
+        t.cancel();
+        let saw = with_token(
+            t,
+            spindle_core::scope!(|s| async {
+                let h = s.spawn(async { cancel_requested() });
+                h.await.unwrap()
+            }),
+        )
+        .await;
+        assert!(saw, "the outer cancellation reaches the scope's children");
+        let r = spindle::structured::with_timeout(
+            Duration::from_millis(2),
+            Duration::from_secs(3600),
+            spindle::scope!(|s| async {
+                s.spawn(spindle::time::sleep(Duration::from_secs(3600))); // ends at the deadline
+                "wound down"
+            }),
+        )
+        .await;
+        assert_eq!(r, Ok("wound down"));
+    });
+}

@@ -34,7 +34,7 @@ use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use crate::loom::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
+use crate::loom::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
 use crate::sync::atomic_waker::AtomicWaker;
 
 /// In the ready stack.
@@ -97,11 +97,30 @@ impl Shared {
     }
 
     /// Marks the start (`true`) or end of a drain; at the end, whether anything was queued since.
+    ///
+    /// With [`Shared::after_push`] this is the store-buffering pattern, closed with sequentially
+    /// consistent fences: the scope clears `polling`, fences, then looks at the stack; a waker
+    /// pushes, fences, then reads `polling`. The fences are totally ordered, so either the scope
+    /// sees the push (and polls the child) or the waker sees `polling` clear (and wakes the
+    /// scope's task). A waker that reads `polling` set read a drain that checks the stack again
+    /// when it ends. (Plain `SeqCst` loads and stores would not do: the push is an `AcqRel`
+    /// read-modify-write, outside the `SeqCst` order.)
     pub(crate) fn set_polling(&self, on: bool) -> bool {
-        self.polling.store(on, SeqCst);
+        self.polling.store(on, Relaxed);
         !on && {
-            let h = self.head.load(SeqCst);
+            fence(SeqCst);
+            let h = self.head.load(Acquire);
             !h.is_null() && h != CLOSED
+        }
+    }
+
+    /// After a successful push: wakes the scope's task unless the scope is draining (see
+    /// [`set_polling`](Self::set_polling)).
+    #[inline]
+    fn after_push(&self) {
+        fence(SeqCst);
+        if !self.polling.load(Relaxed) {
+            self.parent.wake();
         }
     }
 
@@ -174,8 +193,8 @@ struct Cell<F: Future> {
 
 /// Allocates a cell for `future` with two references (the scope's slab and the handle) plus one
 /// for the ready stack, queued. The caller pushes it with [`publish`].
-pub(crate) fn allocate<F: Future>(future: F, shared: &alloc::sync::Arc<Shared>, key: usize) -> NonNull<Header> {
-    let raw = alloc::sync::Arc::into_raw(shared.clone());
+pub(crate) fn allocate<F: Future>(future: F, shared: &crate::sync::Shared<Shared>, key: usize) -> NonNull<Header> {
+    let raw = crate::sync::Shared::into_raw(shared.clone());
     let cell = Box::new(Cell {
         header: Header {
             state: AtomicUsize::new(QUEUED),
@@ -202,9 +221,7 @@ pub(crate) fn publish(h: NonNull<Header>) {
         release(h);
         return;
     }
-    if !shared.polling.load(SeqCst) {
-        shared.parent.wake();
-    }
+    shared.after_push();
 }
 
 fn vtable<F: Future>() -> &'static Vtable {
@@ -286,7 +303,7 @@ unsafe fn dealloc<F: Future>(h: NonNull<Header>) {
     // The stage is `Empty` (module docs), so this frees memory only.
     drop(cell);
     // SAFETY: the cell owned one count on the shared block.
-    unsafe { drop(alloc::sync::Arc::from_raw(shared)) };
+    unsafe { drop(crate::sync::Shared::from_raw(shared)) };
 }
 
 /// Drops one reference, freeing the cell after the last.
@@ -391,9 +408,7 @@ pub(crate) fn wake(h: NonNull<Header>) {
         release(h);
         return;
     }
-    if !shared.polling.load(SeqCst) {
-        shared.parent.wake();
-    }
+    shared.after_push();
 }
 
 /// A waker for the child that borrows the caller's reference (no count taken until cloned).

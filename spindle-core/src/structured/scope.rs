@@ -4,6 +4,8 @@
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
+
+use crate::sync::Shared as LoomArc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::future::Future;
@@ -18,6 +20,7 @@ use super::child::{self, Header, Panic, Polled, Shared};
 use super::close::AsyncClose;
 use super::current;
 use super::spawn::{Spawn, SpawnMeta};
+use crate::loom::UnsafeCell;
 use crate::sync::lock::Lock;
 use crate::task::{GroupKind, GroupRef, TaskId};
 
@@ -28,10 +31,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// that always wakes itself cannot keep the scope's task on the CPU forever).
 const BATCHES_PER_POLL: usize = 4;
 
-impl CancelHook for Shared {
+/// The scope's cancel hook: a separate small block (the token keeps a `Weak` to it) holding the
+/// shared block, which lives in the loom-aware `Arc` so loom models see its reference counts.
+struct ScopeHook(LoomArc<Shared>);
+
+impl CancelHook for ScopeHook {
     fn on_cancel(&self) {
         // The scope polls every child once when it next runs and sees its token cancelled.
-        self.parent.wake();
+        self.0.parent.wake();
     }
 }
 
@@ -40,9 +47,14 @@ impl CancelHook for Shared {
 /// `'scope` is the life of the scope; children and their outputs may borrow anything that
 /// outlives it (`'env`).
 pub struct Scope<'scope, 'env: 'scope, S = super::NoSpawn> {
-    shared: Arc<Shared>,
+    shared: LoomArc<Shared>,
+    /// Keeps the cancel hook alive for the scope's life.
+    hook: Arc<ScopeHook>,
     inner: Lock<Inner<'scope>>,
-    token: CancelToken,
+    /// The scope's token, made at the scope future's first poll as a child of the token current
+    /// there (so `with_token(t, scope!(..))` and deadlines around a scope built before they poll
+    /// it still reach it). Written once, before the body first runs; only read afterwards.
+    token: UnsafeCell<Option<CancelToken>>,
     id: TaskId,
     spawner: S,
     _scope: PhantomData<&'scope mut &'scope ()>,
@@ -78,7 +90,32 @@ impl<'scope> Deferred<'scope> {
 // spawn requires it) and are only polled and dropped by the scope future.
 unsafe impl Send for Inner<'_> {}
 
+// SAFETY: the only field that is not `Sync` by itself is the token cell, written once by the
+// scope future's first poll before the body (the only holder of `&Scope`) first runs, and only
+// read after that; the rest is `Sync` (locks, atomics, the `Sync` spawner).
+unsafe impl<S: Send + Sync> Sync for Scope<'_, '_, S> {}
+
 impl<'scope, 'env, S> Scope<'scope, 'env, S> {
+    /// The token; made by the first poll, before anything that can reach `&Scope` runs.
+    fn tok(&self) -> &CancelToken {
+        // SAFETY: written only by `init_token`, before the body first ran (see the field).
+        self.token
+            .with(|p| unsafe { (*p).as_ref() })
+            .expect("spindle: a scope's token is made at its first poll, before its body runs")
+    }
+
+    /// Makes the token under the current one, at the first poll (scope future only).
+    fn init_token(&self) {
+        // SAFETY: called by the scope future's poll before it polls the body for the first
+        // time: nothing else can read the cell yet.
+        if self.token.with(|p| unsafe { (*p).is_none() }) {
+            let hook: Weak<dyn CancelHook> = Arc::downgrade(&self.hook) as Weak<dyn CancelHook>;
+            let token = CancelToken::with_hook(None, hook);
+            // SAFETY: as above.
+            self.token.with_mut(|p| unsafe { *p = Some(token) });
+        }
+    }
+
     /// Spawns a child that may borrow from outside the scope. It runs concurrently with the body
     /// and the other children, polled by the scope future with its own waker (only woken children
     /// are polled), and the scope completes only after it does.
@@ -243,7 +280,7 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
     /// });
     /// ```
     pub fn cancel(&self) {
-        self.token.cancel();
+        self.tok().cancel();
     }
 
     /// Whether the scope was cancelled (by [`cancel`](Self::cancel), a panicking child or an
@@ -253,10 +290,12 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
     /// spindle::block_on(spindle::scope!(|s| async { assert!(!s.is_cancelled()) }));
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.tok().is_cancelled()
     }
 
-    /// The scope's token (a child of the token current where the scope was created).
+    /// The scope's token: a child of the token current where the scope future is first polled
+    /// (so `with_token(t, scope!(..))` and a deadline around a scope reach it, even though the
+    /// scope was built before they polled it).
     ///
     /// ```
     /// spindle::block_on(spindle::scope!(|s| async {
@@ -266,7 +305,7 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
     /// }));
     /// ```
     pub fn token(&self) -> &CancelToken {
-        &self.token
+        self.tok()
     }
 
     /// The scope's id: the group recorded for the tasks it spawns (`spawn_task`), whose parent is
@@ -310,7 +349,7 @@ impl<'scope, 'env, S: Spawn> Scope<'scope, 'env, S> {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, joiner) = super::remote::split(future, self.token.clone());
+        let (task, joiner) = super::remote::split(future, self.tok().clone());
         // The body (and so this call) runs inside the scope's poll: the current task owns the scope.
         let meta = SpawnMeta {
             parent: self.spawner.current_task(),
@@ -391,13 +430,12 @@ where
     T: Send + 'env,
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env, S>) -> BoxFuture<'scope, T>,
 {
-    let shared = Arc::new(Shared::new());
-    let hook: Weak<dyn CancelHook> = Arc::downgrade(&shared) as Weak<dyn CancelHook>;
-    let token = CancelToken::with_hook(None, hook);
+    let shared = LoomArc::new(Shared::new());
     let scope = Box::new(Scope {
+        hook: Arc::new(ScopeHook(shared.clone())),
         shared,
         inner: Lock::new(Inner { slab: Vec::new(), free: Vec::new(), live: 0, defers: Vec::new() }),
-        token,
+        token: UnsafeCell::new(None),
         id: TaskId::next(),
         spawner,
         _scope: PhantomData,
@@ -484,7 +522,7 @@ impl<'env, S, T> ScopeFuture<'env, S, T> {
                     if self.panic.is_none() {
                         self.panic = Some(p);
                     }
-                    scope.token.cancel();
+                    scope.tok().cancel();
                     Self::finish(scope, h);
                 }
             }
@@ -504,9 +542,10 @@ impl<S, T> Future for ScopeFuture<'_, S, T> {
         // SAFETY: the scope lives until `drop`.
         let scope = unsafe { this.scope.as_ref() };
         scope.shared.parent.register(cx.waker());
-        let _cur = current::enter(scope.token.as_ptr());
+        scope.init_token();
+        let _cur = current::enter(scope.tok().as_ptr());
         scope.shared.set_polling(true);
-        if !this.cancel_seen && scope.token.is_cancelled() {
+        if !this.cancel_seen && scope.tok().is_cancelled() {
             // Poll everything once so the leaf futures inside see the cancellation.
             this.cancel_seen = true;
             let inner = scope.inner.lock();

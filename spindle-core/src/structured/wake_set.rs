@@ -15,8 +15,8 @@
 //! The stack is a Treiber stack of indices that is only ever pushed to and emptied whole
 //! (`swap(EMPTY)`), so it has no ABA problem.
 
+use crate::sync::Shared as Arc;
 use alloc::collections::VecDeque;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::task::{RawWaker, RawWakerVTable, Waker};
 
@@ -65,11 +65,11 @@ impl WakeSet {
     /// at branch `first` and wrapping around.
     pub(crate) fn new_from(n: usize, first: usize) -> WakeSet {
         assert!(n < EMPTY as usize, "spindle: too many branches");
-        let shared = Arc::new_cyclic(|weak| {
-            let p = weak.as_ptr();
+        let mut shared = {
             let slots = (0..n)
                 .map(|i| Slot {
-                    shared: p,
+                    // Set below, once the block has its final address.
+                    shared: core::ptr::null(),
                     index: i as u32,
                     queued: AtomicBool::new(QUEUED),
                     // Every branch starts queued. The stack is served bottom-first, so `first`
@@ -78,8 +78,12 @@ impl WakeSet {
                 })
                 .collect();
             let head = if n > 0 { ((first + n - 1) % n) as u32 } else { EMPTY };
-            Shared { parent: AtomicWaker::new(), head: AtomicU32::new(head), slots }
-        });
+            Arc::new(Shared { parent: AtomicWaker::new(), head: AtomicU32::new(head), slots })
+        };
+        let p = Arc::as_ptr(&shared);
+        for slot in &mut Arc::get_mut(&mut shared).expect("just made: no other reference").slots {
+            slot.shared = p;
+        }
         let wakers = (0..n)
             .map(|i| {
                 let slot: *const Slot = &shared.slots[i];
