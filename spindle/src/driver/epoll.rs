@@ -5,6 +5,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use spindle_core::loom::unmodelled::{AtomicBool, Ordering::*};
+
 use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
 
 /// The token the reactor uses for its own eventfd.
@@ -20,6 +22,8 @@ pub(crate) struct Reactor {
     epoll: OwnedFd,
     eventfd: OwnedFd,
     slots: Mutex<Slab>,
+    /// The runtime owning this reactor was shut down.
+    shut_down: AtomicBool,
 }
 
 #[derive(Default)]
@@ -50,7 +54,7 @@ impl Reactor {
         // SAFETY: valid fds and a valid event struct on our stack.
         cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, eventfd.as_raw_fd(), &mut ev) })
             .map_err(|e| io::Error::new(e.kind(), format!("spindle: epoll_ctl(eventfd): {e}")))?;
-        Ok(Reactor { epoll, eventfd, slots: Mutex::new(Slab::default()) })
+        Ok(Reactor { epoll, eventfd, slots: Mutex::new(Slab::default()), shut_down: AtomicBool::new(false) })
     }
 
     fn slab(&self) -> std::sync::MutexGuard<'_, Slab> {
@@ -112,6 +116,21 @@ impl Reactor {
     }
 
     /// Adds `fd` (edge-triggered, read and write) and returns its key.
+    /// Whether [`shutdown`](Self::shutdown) ran.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Acquire)
+    }
+
+    /// The runtime is gone: marks the reactor shut down and wakes every registration's waiters
+    /// (they then see the shutdown and fail instead of waiting for events nobody dispatches).
+    pub(crate) fn shutdown(&self) {
+        self.shut_down.store(true, Release);
+        let ios: Vec<Arc<ScheduledIo>> = self.slab().slots.iter().filter_map(|s| s.io.clone()).collect();
+        for io in ios {
+            io.set_ready(ERROR);
+        }
+    }
+
     pub(crate) fn register(&self, fd: RawFd, io: &Arc<ScheduledIo>) -> io::Result<u64> {
         let (index, generation) = {
             let mut slab = self.slab();

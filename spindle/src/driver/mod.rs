@@ -8,6 +8,13 @@
 //!   an eventfd for unparking) instead of a bare futex, and dispatches readiness and completions
 //!   when it wakes. Outside any runtime a process-wide fallback reactor runs on its own thread, so
 //!   spindle's I/O types work on any executor.
+//! - A thread that keeps finding tasks never parks, so it also polls its reactor without blocking
+//!   ([`Reactor::maintain`]): every 61 polls on a multi-thread worker (31 on a current-thread
+//!   runtime), and on io_uring also each time a worker runs out of local work, before it steals.
+//!   Without it a busy worker would never dispatch readiness or completions for its own tasks,
+//!   nor submit the io_uring entries they queued (a ring's waiting thread submits its entries
+//!   with its next wait). On io_uring the poll costs no syscall unless entries are queued,
+//!   completions or kernel task work are pending; on epoll it is one `epoll_wait(0)`.
 //! - A [`Registration`] ties one file descriptor to the reactor of the worker that created it
 //!   (edge-triggered, read and write interest: epoll `EPOLLET`, or an io_uring multishot
 //!   `POLL_ADD`, which is edge-triggered too). Its owner polls readiness (`poll_ready`), runs a
@@ -15,13 +22,25 @@
 //!   which keeps readiness that a newer event set meanwhile, so no edge is lost). Readiness
 //!   events carry a slab index and a generation, so an event for a registration dropped in the
 //!   meantime is ignored, never dereferenced. `Registration` is the same type on both backends.
-//! - Dropping a `Registration` removes the fd from the epoll set (or cancels the poll op); the
+//! - Dropping a `Registration` removes the fd from the epoll set (or cancels the poll op with
+//!   `ASYNC_CANCEL`: a `POLL_REMOVE` racing with the poll's own wakeup fails with `EALREADY` and
+//!   leaves the poll armed, holding the file open, so a close would never reach the peer); the
 //!   owner closes the fd after.
 //! - Completion ops (io_uring only): [`uring::op`] — `read`, `write`, `recv`, `send`, `accept`,
-//!   `connect`, `readv`, `writev`, `read_at`, `write_at`, taking owned buffers ([`crate::io::IoBuf`]
-//!   / [`crate::io::IoBufMut`]) and giving them back. Dropping an op in flight never frees what
-//!   the kernel may still write: see the op lifecycle in [`uring`]. On epoll, [`uring_reactor`]
-//!   returns `None` and callers use readiness plus a non-blocking syscall instead.
+//!   `connect`, `readv`, `writev`, `read_at`, `write_at`, `send_to`, `recv_from`, taking owned
+//!   buffers ([`crate::io::IoBuf`] / [`crate::io::IoBufMut`]) and giving them back. Dropping an op
+//!   in flight never frees what the kernel may still write: see the op lifecycle in [`uring`].
+//!   The sockets' owned-buffer methods (`read_owned`, `write_owned`, `writev_owned`, `send_owned`,
+//!   `recv_owned`, `send_to_owned`, `recv_from_owned`) and `fs::File`'s positional ones are ops
+//!   on the current thread's ring; the op also owns the socket or file (`op::KeepAlive`), so the
+//!   fd stays open until the final completion even if the op and its object are dropped. On
+//!   epoll, [`uring_reactor`] returns `None` and callers use readiness plus a non-blocking
+//!   syscall (files: the blocking pool) instead.
+//! - Shutdown: when a runtime is dropped, after its tasks, its reactors are shut down
+//!   ([`Reactor::shutdown`]): registrations still alive (a socket kept past its runtime) fail with
+//!   [`shut_down_error`] instead of waiting for events nobody dispatches, and on io_uring the ops
+//!   its dropped tasks orphaned are cancelled and reaped, releasing their buffers and the sockets
+//!   they keep open (whose registrations hold the reactor: a cycle otherwise).
 //! - Backend selection, once per process: `SPINDLE_DRIVER=uring` (or `io_uring`) forces io_uring
 //!   (a runtime fails to build with a clear error when the kernel refuses it), `epoll` forces
 //!   epoll; unset (or `auto`) probes `io_uring_setup` with the flags the reactor uses and every
@@ -159,6 +178,41 @@ impl Reactor {
         }
     }
 
+    /// A non-blocking poll for a thread that is busy running tasks (called every few polls and
+    /// before it looks for work elsewhere): dispatches whatever readiness or completions are
+    /// there and, on io_uring, submits entries queued since the last wait. On io_uring it makes
+    /// no syscall when nothing is queued, due or pending; on epoll it is one `epoll_wait(0)`.
+    /// Called by the thread that parks in this reactor.
+    pub(crate) fn maintain(&self) {
+        match self {
+            Reactor::Epoll(r) => {
+                r.wait(Some(Duration::ZERO));
+            }
+            Reactor::Uring(r) => {
+                r.maintain();
+            }
+        }
+    }
+
+    /// The runtime that owns this reactor is gone: see [`Reactor::is_shut_down`]. On io_uring
+    /// also cancels and reaps the ops still in flight.
+    pub(crate) fn shutdown(&self) {
+        match self {
+            Reactor::Epoll(r) => r.shutdown(),
+            Reactor::Uring(r) => r.shutdown(),
+        }
+    }
+
+    /// Whether the runtime owning this reactor was shut down: nothing dispatches its events any
+    /// more, so registrations and ops on it fail with [`shut_down_error`] instead of waiting
+    /// forever.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        match self {
+            Reactor::Epoll(r) => r.is_shut_down(),
+            Reactor::Uring(r) => r.is_shut_down(),
+        }
+    }
+
     /// The io_uring reactor, if this is one.
     pub(crate) fn as_uring(&self) -> Option<&uring::Reactor> {
         match self {
@@ -180,6 +234,11 @@ impl Reactor {
             Reactor::Uring(r) => r.deregister(key),
         }
     }
+}
+
+/// The error of I/O on an object whose runtime was dropped.
+pub(crate) fn shut_down_error() -> io::Error {
+    io::Error::other("spindle: the runtime this socket belongs to was shut down")
 }
 
 /// The io_uring reactor completion ops on this thread go to (the current worker's, or the

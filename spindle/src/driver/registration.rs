@@ -122,6 +122,11 @@ impl Registration {
         Ok(Registration { reactor, io, fd, key })
     }
 
+    /// Whether the runtime owning the reactor was shut down (see `Reactor::is_shut_down`).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.reactor.is_shut_down()
+    }
+
     /// Polls for readiness in `dir`.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
         let mask = dir.mask();
@@ -172,6 +177,9 @@ impl Registration {
         mut f: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
+            if self.reactor.is_shut_down() {
+                return Poll::Ready(Err(super::shut_down_error()));
+            }
             let ev = match self.poll_ready(cx, dir) {
                 Poll::Ready(ev) => ev,
                 Poll::Pending => return Poll::Pending,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{path_error, Metadata, Permissions};
+use crate::driver::uring::op;
 use crate::io::blocking;
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
@@ -41,6 +42,15 @@ impl fmt::Debug for File {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("File").field("fd", &self.std.as_raw_fd()).field("path", &self.path).finish()
     }
+}
+
+/// Offsets past `i64::MAX` are refused before an io_uring op is built (the kernel's offsets are
+/// signed, and io_uring reads `-1` as "the file position").
+fn check_offset(pos: u64) -> io::Result<u64> {
+    if pos > i64::MAX as u64 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "offset too large"));
+    }
+    Ok(pos)
 }
 
 /// Retries a syscall wrapper on `EINTR`.
@@ -189,6 +199,18 @@ impl File {
     /// });
     /// ```
     pub async fn read_at_owned<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
+        if let Some(reactor) = crate::driver::uring_reactor() {
+            // An io_uring read: no blocking-pool hop. The op owns an `Arc` of the file with the
+            // buffer, so an op orphaned by a dropped future keeps the fd open until its final
+            // completion (its number cannot be reused under the kernel).
+            let pos = match check_offset(pos) {
+                Ok(p) => p,
+                Err(e) => return (Err(self.error("read_at", e)), buf),
+            };
+            let buf = op::KeepAlive::new(buf, self.std.clone());
+            let (res, buf) = op::read_at(&reactor, self.std.as_raw_fd(), buf, pos).await;
+            return (res.map_err(|e| self.error("read_at", e)), buf.buf);
+        }
         self.run_buf("read_at", buf, move |f, b| {
             let total = b.bytes_total();
             // SAFETY: `IoBufMut` promises `bytes_total()` writable bytes at the stable pointer.
@@ -217,6 +239,32 @@ impl File {
     /// });
     /// ```
     pub async fn read_exact_at_owned<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<(), B> {
+        if crate::driver::uring_reactor().is_some() {
+            // io_uring reads until full (each one an op).
+            let total = buf.bytes_total();
+            let mut filled = 0;
+            let mut buf = buf;
+            while filled < total {
+                let Some(at) = pos.checked_add(filled as u64) else {
+                    let e = io::Error::new(io::ErrorKind::InvalidInput, "offset too large");
+                    return (Err(self.error("read_exact_at", e)), buf);
+                };
+                let (res, slice) = self.read_at_owned(buf.slice(filled..), at).await;
+                buf = slice.into_inner();
+                match res {
+                    Ok(0) => {
+                        let e = io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("end of file after {filled} of {total} bytes"),
+                        );
+                        return (Err(self.error("read_exact_at", e)), buf);
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) => return (Err(e), buf),
+                }
+            }
+            return (Ok(()), buf);
+        }
         self.run_buf("read_exact_at", buf, move |f, b| {
             let total = b.bytes_total();
             let mut filled = 0;
@@ -261,6 +309,16 @@ impl File {
     /// });
     /// ```
     pub async fn write_at_owned<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
+        if let Some(reactor) = crate::driver::uring_reactor() {
+            // An io_uring write, holding the file open as `read_at_owned` does.
+            let pos = match check_offset(pos) {
+                Ok(p) => p,
+                Err(e) => return (Err(self.error("write_at", e)), buf),
+            };
+            let buf = op::KeepAlive::new(buf, self.std.clone());
+            let (res, buf) = op::write_at(&reactor, self.std.as_raw_fd(), buf, pos).await;
+            return (res.map_err(|e| self.error("write_at", e)), buf.buf);
+        }
         self.run_buf("write_at", buf, move |f, b| {
             // SAFETY: `IoBuf` promises `bytes_init()` initialized bytes at the stable pointer.
             retry(|| unsafe { pwrite(f.as_raw_fd(), b.stable_ptr(), b.bytes_init(), pos) })
@@ -282,6 +340,32 @@ impl File {
     /// });
     /// ```
     pub async fn write_all_at_owned<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<(), B> {
+        if crate::driver::uring_reactor().is_some() {
+            // io_uring writes until all is written (each one an op).
+            let total = buf.bytes_init();
+            let mut written = 0;
+            let mut buf = buf;
+            while written < total {
+                let Some(at) = pos.checked_add(written as u64) else {
+                    let e = io::Error::new(io::ErrorKind::InvalidInput, "offset too large");
+                    return (Err(self.error("write_all_at", e)), buf);
+                };
+                let (res, slice) = self.write_at_owned(buf.slice(written..total), at).await;
+                buf = slice.into_inner();
+                match res {
+                    Ok(0) => {
+                        let e = io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            format!("the file accepted no more after {written} of {total} bytes"),
+                        );
+                        return (Err(self.error("write_all_at", e)), buf);
+                    }
+                    Ok(n) => written += n,
+                    Err(e) => return (Err(e), buf),
+                }
+            }
+            return (Ok(()), buf);
+        }
         self.run_buf("write_all_at", buf, move |f, b| {
             let total = b.bytes_init();
             let mut written = 0;

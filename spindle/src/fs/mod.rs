@@ -5,11 +5,15 @@
 //!
 //! - **Completion-style API.** Every operation is an `async fn` that owns its inputs until it is
 //!   done: reads and writes take buffers by value ([`IoBuf`]/[`IoBufMut`]) and give them back
-//!   ([`BufResult`]); paths are copied in. Today each call runs the blocking system call on the
-//!   runtime's blocking pool (outside a runtime: on a new thread); an io_uring backend will serve
-//!   the same signatures without a thread hop.
-//! - **Dropping a future does not cancel the operation**: it finishes in the background and then
-//!   drops its buffer (a write may still land). Await it to know.
+//!   ([`BufResult`]); paths are copied in. On the io_uring backend the positional reads and
+//!   writes of [`File`] (`read_at_owned`, `write_at_owned` and their exact/all loops) are
+//!   io_uring operations (no thread hop; an operation keeps the file open until its final
+//!   completion). Everything else, and everything on epoll, runs the blocking system call on the
+//!   runtime's blocking pool (outside a runtime: on a new thread).
+//! - **Dropping a future may or may not cancel the operation**: a blocking-pool job finishes in
+//!   the background, an io_uring operation is cancelled if the kernel has not finished it; either
+//!   way the buffer is dropped only once nothing uses it any more (a write may still land).
+//!   Await it to know.
 //! - **Errors** are `io::Error`s of the system call's kind whose message names the operation and
 //!   the path (`open /tmp/x: No such file or directory (os error 2)`). Bad input (a missing file,
 //!   a path with a NUL byte, a directory where a file is expected) is an error, never a panic.

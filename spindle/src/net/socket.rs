@@ -11,7 +11,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use socket2::{SockAddr, Socket};
 use spindle_core::loom::{AtomicBool, Ordering};
 
-use crate::driver::{Direction, Registration};
+use crate::driver::uring::op::{self, KeepAlive};
+use crate::driver::{Direction, Reactor, Registration};
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
 /// A non-blocking socket and its reactor registration.
@@ -240,26 +241,50 @@ impl PollSocket {
         self.poll_io(cx, Direction::Read, || self.sock.peek(as_uninit(buf)))
     }
 
-    /// Reads into the start of an owned buffer (see `AsyncReadOwned::read_owned`).
-    pub(crate) async fn recv_owned<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
-        let res = poll_fn(|cx| self.poll_io(cx, Direction::Read, || self.sock.recv(spare(&mut buf)))).await;
-        if let Ok(n) = res {
-            // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
-            unsafe { buf.set_init(n) };
+    /// The io_uring reactor owned-buffer ops of this thread go to, or `None` on epoll (and the
+    /// shut-down error if this socket's runtime is gone, which readiness reports by itself).
+    fn uring(&self) -> Option<io::Result<Arc<Reactor>>> {
+        let r = crate::driver::uring_reactor()?;
+        Some(if self.reg.is_shut_down() { Err(crate::driver::shut_down_error()) } else { Ok(r) })
+    }
+
+    /// Reads into the start of an owned buffer (see `AsyncReadOwned::read_owned`): an io_uring
+    /// `recv` op on the io_uring backend, else readiness and `recv`.
+    pub(crate) async fn recv_owned<B: IoBufMut>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
+        match self.uring() {
+            Some(Ok(r)) => {
+                let (res, b) = op::recv(&r, self.fd(), KeepAlive::new(buf, self.clone())).await;
+                (res, b.buf)
+            }
+            Some(Err(e)) => (Err(e), buf),
+            None => self.recv_owned_ready(buf, false).await,
         }
-        (res, buf)
     }
 
-    /// Sends from an owned buffer's initialized bytes.
-    pub(crate) async fn send_owned<B: IoBuf>(&self, mut buf: B) -> BufResult<usize, B> {
-        // Held as `&mut` (Send for any `B: Send`), not `&` (which would need `B: Sync`).
-        let b = &mut buf;
-        let res = self.io(Direction::Write, move || self.sock.send_with_flags(init(&*b), SEND_FLAGS)).await;
-        (res, buf)
+    /// Sends from an owned buffer's initialized bytes: an io_uring `send` op on the io_uring
+    /// backend, else readiness and `send`.
+    pub(crate) async fn send_owned<B: IoBuf>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
+        match self.uring() {
+            Some(Ok(r)) => {
+                let (res, b) = op::send(&r, self.fd(), KeepAlive::new(buf, self.clone())).await;
+                (res, b.buf)
+            }
+            Some(Err(e)) => (Err(e), buf),
+            None => self.send_owned_ready(buf, false).await,
+        }
     }
 
-    /// Sends from several owned buffers in one gathering call.
-    pub(crate) async fn send_vectored_owned<B: IoBuf>(&self, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+    /// Sends from several owned buffers in one gathering call (`writev` op on io_uring).
+    pub(crate) async fn send_vectored_owned<B: IoBuf>(self: &Arc<Self>, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        match self.uring() {
+            Some(Ok(r)) => {
+                let wrapped: Vec<_> = bufs.into_iter().map(|b| KeepAlive::new(b, self.clone())).collect();
+                let (res, wrapped) = op::writev(&r, self.fd(), wrapped, None).await;
+                return (res, wrapped.into_iter().map(|w| w.buf).collect());
+            }
+            Some(Err(e)) => return (Err(e), bufs),
+            None => {}
+        }
         let b = &mut bufs;
         let res = self
             .io(Direction::Write, move || {
@@ -269,6 +294,33 @@ impl PollSocket {
             })
             .await;
         (res, bufs)
+    }
+
+    /// Readiness and `recv` into an owned buffer (`shared`: several tasks may wait at once).
+    async fn recv_owned_ready<B: IoBufMut>(&self, mut buf: B, shared: bool) -> BufResult<usize, B> {
+        let res = poll_fn(|cx| {
+            let f = || self.sock.recv(spare(&mut buf));
+            if shared {
+                self.poll_io_shared(cx, Direction::Read, f)
+            } else {
+                self.poll_io(cx, Direction::Read, f)
+            }
+        })
+        .await;
+        if let Ok(n) = res {
+            // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
+            unsafe { buf.set_init(n) };
+        }
+        (res, buf)
+    }
+
+    /// Readiness and `send` of an owned buffer (`shared`: several tasks may wait at once).
+    async fn send_owned_ready<B: IoBuf>(&self, mut buf: B, shared: bool) -> BufResult<usize, B> {
+        // Held as `&mut` (Send for any `B: Send`), not `&` (which would need `B: Sync`).
+        let b = &mut buf;
+        let f = move || self.sock.send_with_flags(init(&*b), SEND_FLAGS);
+        let res = if shared { self.io_shared(Direction::Write, f).await } else { self.io(Direction::Write, f).await };
+        (res, buf)
     }
 
     // ----- datagram operations (`&self`, shared) -----
@@ -293,29 +345,58 @@ impl PollSocket {
         self.io_shared(Direction::Read, || self.sock.peek_from(as_uninit(buf))).await
     }
 
-    pub(crate) async fn send_owned_shared<B: IoBuf>(&self, mut buf: B) -> BufResult<usize, B> {
-        let b = &mut buf;
-        let res = self.io_shared(Direction::Write, move || self.sock.send_with_flags(init(&*b), SEND_FLAGS)).await;
-        (res, buf)
-    }
-
-    pub(crate) async fn recv_owned_shared<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
-        let res = poll_fn(|cx| self.poll_io_shared(cx, Direction::Read, || self.sock.recv(spare(&mut buf)))).await;
-        if let Ok(n) = res {
-            // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
-            unsafe { buf.set_init(n) };
+    /// Sends one datagram from an owned buffer (connected sockets): an io_uring `send` op on the
+    /// io_uring backend (several may be in flight at once), else readiness shared by waiters.
+    pub(crate) async fn send_owned_shared<B: IoBuf>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
+        match self.uring() {
+            Some(_) => self.send_owned(buf).await,
+            None => self.send_owned_ready(buf, true).await,
         }
-        (res, buf)
     }
 
-    pub(crate) async fn send_to_owned_shared<B: IoBuf>(&self, mut buf: B, addr: &SockAddr) -> BufResult<usize, B> {
+    /// Receives one datagram into an owned buffer (connected sockets), as `send_owned_shared`.
+    pub(crate) async fn recv_owned_shared<B: IoBufMut>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
+        match self.uring() {
+            Some(_) => self.recv_owned(buf).await,
+            None => self.recv_owned_ready(buf, true).await,
+        }
+    }
+
+    /// Sends one datagram to `addr` from an owned buffer: an io_uring `sendmsg` op on the
+    /// io_uring backend, else readiness and `sendto`.
+    pub(crate) async fn send_to_owned_shared<B: IoBuf>(
+        self: &Arc<Self>,
+        mut buf: B,
+        addr: &SockAddr,
+    ) -> BufResult<usize, B> {
+        match self.uring() {
+            Some(Ok(r)) => {
+                let (res, b) = op::send_to(&r, self.fd(), KeepAlive::new(buf, self.clone()), addr).await;
+                return (res, b.buf);
+            }
+            Some(Err(e)) => return (Err(e), buf),
+            None => {}
+        }
         let b = &mut buf;
         let res =
             self.io_shared(Direction::Write, move || self.sock.send_to_with_flags(init(&*b), addr, SEND_FLAGS)).await;
         (res, buf)
     }
 
-    pub(crate) async fn recv_from_owned_shared<B: IoBufMut>(&self, mut buf: B) -> BufResult<(usize, SockAddr), B> {
+    /// Receives one datagram and its sender into an owned buffer: an io_uring `recvmsg` op on
+    /// the io_uring backend, else readiness and `recvfrom`.
+    pub(crate) async fn recv_from_owned_shared<B: IoBufMut>(
+        self: &Arc<Self>,
+        mut buf: B,
+    ) -> BufResult<(usize, SockAddr), B> {
+        match self.uring() {
+            Some(Ok(r)) => {
+                let (res, b) = op::recv_from(&r, self.fd(), KeepAlive::new(buf, self.clone())).await;
+                return (res, b.buf);
+            }
+            Some(Err(e)) => return (Err(e), buf),
+            None => {}
+        }
         let res = poll_fn(|cx| self.poll_io_shared(cx, Direction::Read, || self.sock.recv_from(spare(&mut buf)))).await;
         if let Ok((n, _)) = &res {
             // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.

@@ -199,7 +199,7 @@ impl TcpListener {
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (sock, addr) = self.backoff.accept(&self.io).await?;
         let addr = inet_addr(Ok(addr))?;
-        Ok((TcpStream { io: PollSocket::new(sock)? }, addr))
+        Ok((TcpStream { io: Arc::new(PollSocket::new(sock)?) }, addr))
     }
 
     /// The address the listener is bound to.
@@ -305,7 +305,8 @@ impl AsFd for TcpListener {
 /// });
 /// ```
 pub struct TcpStream {
-    io: PollSocket,
+    /// Shared with io_uring ops in flight (they keep the socket open until their final completion).
+    io: Arc<PollSocket>,
 }
 
 impl fmt::Debug for TcpStream {
@@ -353,7 +354,7 @@ impl TcpStream {
         }
         let io = PollSocket::new(sock)?;
         wait_connected(&io).await?;
-        Ok(TcpStream { io })
+        Ok(TcpStream { io: Arc::new(io) })
     }
 
     /// Wraps a connected `std::net::TcpStream` (made non-blocking here).
@@ -367,7 +368,7 @@ impl TcpStream {
     /// });
     /// ```
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        Ok(TcpStream { io: PollSocket::from_blocking(Socket::from(stream))? })
+        Ok(TcpStream { io: Arc::new(PollSocket::from_blocking(Socket::from(stream))?) })
     }
 
     /// The local address.

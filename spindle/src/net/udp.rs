@@ -11,6 +11,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -40,7 +41,8 @@ use crate::io::{BufResult, IoBuf, IoBufMut};
 /// });
 /// ```
 pub struct UdpSocket {
-    io: PollSocket,
+    /// Shared with io_uring ops in flight (they keep the socket open until their final completion).
+    io: Arc<PollSocket>,
 }
 
 impl fmt::Debug for UdpSocket {
@@ -68,7 +70,7 @@ impl UdpSocket {
             let sock = Socket::new(Domain::for_address(a), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))
                 .and_then(|s| s.bind(&a.into()).map(|()| s))
                 .map_err(|e| addr_error("bind", a, e))?;
-            Ok(UdpSocket { io: PollSocket::new(sock)? })
+            Ok(UdpSocket { io: Arc::new(PollSocket::new(sock)?) })
         })
     }
 
@@ -82,7 +84,7 @@ impl UdpSocket {
     /// });
     /// ```
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
-        Ok(UdpSocket { io: PollSocket::from_blocking(Socket::from(socket))? })
+        Ok(UdpSocket { io: Arc::new(PollSocket::from_blocking(Socket::from(socket))?) })
     }
 
     /// Sets the default destination (and the only source accepted by `recv`).

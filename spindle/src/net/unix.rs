@@ -131,7 +131,7 @@ impl UnixListener {
     /// ```
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         let (sock, _) = self.backoff.accept(&self.io).await?;
-        let stream = UnixStream { io: PollSocket::new(sock)? };
+        let stream = UnixStream { io: Arc::new(PollSocket::new(sock)?) };
         let addr = peer_addr_of(stream.io.fd())?;
         Ok((stream, addr))
     }
@@ -178,7 +178,8 @@ impl AsFd for UnixListener {
 /// });
 /// ```
 pub struct UnixStream {
-    io: PollSocket,
+    /// Shared with io_uring ops in flight (they keep the socket open until their final completion).
+    io: Arc<PollSocket>,
 }
 
 impl fmt::Debug for UnixStream {
@@ -208,7 +209,7 @@ impl UnixStream {
             }
             let io = PollSocket::new(sock)?;
             wait_connected(&io).await?;
-            Ok(UnixStream { io })
+            Ok(UnixStream { io: Arc::new(io) })
         };
         connect.await.map_err(|e| path_error("connect", path, e))
     }
@@ -221,7 +222,7 @@ impl UnixStream {
     /// ```
     pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
         let (a, b) = Socket::pair(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
-        Ok((UnixStream { io: PollSocket::new(a)? }, UnixStream { io: PollSocket::new(b)? }))
+        Ok((UnixStream { io: Arc::new(PollSocket::new(a)?) }, UnixStream { io: Arc::new(PollSocket::new(b)?) }))
     }
 
     /// Wraps a connected `std::os::unix::net::UnixStream` (made non-blocking here).
@@ -234,7 +235,7 @@ impl UnixStream {
     /// });
     /// ```
     pub fn from_std(stream: StdStream) -> io::Result<UnixStream> {
-        Ok(UnixStream { io: PollSocket::from_blocking(Socket::from(stream))? })
+        Ok(UnixStream { io: Arc::new(PollSocket::from_blocking(Socket::from(stream))?) })
     }
 
     /// The local address.
@@ -453,7 +454,8 @@ impl_write!(OwnedWriteHalf, |s| s.inner.io);
 /// });
 /// ```
 pub struct UnixDatagram {
-    io: PollSocket,
+    /// Shared with io_uring ops in flight (they keep the socket open until their final completion).
+    io: Arc<PollSocket>,
 }
 
 impl fmt::Debug for UnixDatagram {
@@ -483,7 +485,7 @@ impl UnixDatagram {
         let sock = new_socket(Type::DGRAM)
             .and_then(|s| s.bind(&SockAddr::unix(path)?).map(|()| s))
             .map_err(|e| path_error("bind", path, e))?;
-        Ok(UnixDatagram { io: PollSocket::new(sock)? })
+        Ok(UnixDatagram { io: Arc::new(PollSocket::new(sock)?) })
     }
 
     /// An unbound socket (it can send; replies need a bound sender).
@@ -493,7 +495,7 @@ impl UnixDatagram {
     /// # drop(s);
     /// ```
     pub fn unbound() -> io::Result<UnixDatagram> {
-        Ok(UnixDatagram { io: PollSocket::new(new_socket(Type::DGRAM)?)? })
+        Ok(UnixDatagram { io: Arc::new(PollSocket::new(new_socket(Type::DGRAM)?)?) })
     }
 
     /// A connected pair of datagram sockets.
@@ -504,7 +506,7 @@ impl UnixDatagram {
     /// ```
     pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
         let (a, b) = Socket::pair(Domain::UNIX, Type::DGRAM.nonblocking().cloexec(), None)?;
-        Ok((UnixDatagram { io: PollSocket::new(a)? }, UnixDatagram { io: PollSocket::new(b)? }))
+        Ok((UnixDatagram { io: Arc::new(PollSocket::new(a)?) }, UnixDatagram { io: Arc::new(PollSocket::new(b)?) }))
     }
 
     /// Wraps a `std::os::unix::net::UnixDatagram` (made non-blocking here).
@@ -515,7 +517,7 @@ impl UnixDatagram {
     /// # drop(s);
     /// ```
     pub fn from_std(socket: StdDatagram) -> io::Result<UnixDatagram> {
-        Ok(UnixDatagram { io: PollSocket::from_blocking(Socket::from(socket))? })
+        Ok(UnixDatagram { io: Arc::new(PollSocket::from_blocking(Socket::from(socket))?) })
     }
 
     /// Sets the default destination.

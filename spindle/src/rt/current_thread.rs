@@ -211,12 +211,16 @@ impl Shared {
                 let mut core = driving.core();
                 core.tick = core.tick.wrapping_add(1);
                 if core.tick % GLOBAL_INTERVAL == 0 {
-                    // Maintenance: a busy runtime still fires its timers.
+                    // Maintenance: a busy runtime still fires its timers and polls its reactor
+                    // without blocking (dispatching readiness and completions, and submitting
+                    // the io_uring entries its tasks queued, which otherwise wait for the next
+                    // park). The core is not borrowed meanwhile: dispatching wakes tasks.
+                    drop(core);
                     if self.timers.has_due() {
-                        drop(core);
                         self.timers.process();
-                        core = driving.core();
                     }
+                    self.reactor.maintain();
+                    core = driving.core();
                     self.inject.pop().or_else(|| core.queue.pop_front())
                 } else {
                     core.queue.pop_front().or_else(|| self.inject.pop())
@@ -291,6 +295,9 @@ impl Shared {
             core.queue.clear();
         }
         while self.inject.pop().is_some() {}
+        // Nobody drives the reactor any more: I/O objects still registered with it fail from now
+        // on instead of waiting forever, and ops orphaned by the tasks just dropped are reaped.
+        self.reactor.shutdown();
     }
 }
 

@@ -19,16 +19,20 @@
 //!   under the SQ lock.
 //!
 //! In both modes entries pushed by the thread that last waited are submitted by its next wait
-//! (one `io_uring_enter` per park for a whole batch); other threads submit at once (shared) or
-//! hand over (pinned). Waking: an eventfd watched by a multishot poll on the ring; `wake` writes
-//! it from any thread. Parking: `io_uring_enter(GETEVENTS)` for one completion with the
+//! (one `io_uring_enter` per park for a whole batch) or by its next [`Reactor::maintain`] (the
+//! non-blocking poll a busy thread makes between tasks: no syscall unless entries are queued,
+//! task work is pending or the CQ overflowed; completions already in the CQ are reaped without
+//! one); other threads submit at once (shared) or hand over (pinned). Waking: an eventfd
+//! watched by a multishot poll on the ring; `wake` writes it from any thread. Parking: `io_uring_enter(GETEVENTS)` for one completion with the
 //! extended-argument timeout.
 //!
 //! # `user_data`
 //!
 //! Two tag bits: slab entries (index in the low 32 bits, a 30-bit generation above), the wake
-//! poll, and requests whose completions are ignored (cancels, poll removals). A completion whose
-//! generation does not match its slot is stale and ignored.
+//! poll, and requests whose completions are ignored (cancels, including the `ASYNC_CANCEL` that
+//! ends a registration's poll: unlike `POLL_REMOVE` it cannot fail with `EALREADY` against the
+//! poll's own wakeup and leave it armed). A completion whose generation does not match its slot
+//! is stale and ignored.
 //!
 //! # Op lifecycle
 //!
@@ -40,9 +44,12 @@
 //! returns — until the final CQE; only then is the slot freed. Multishot requests (the
 //! registration polls) live until a CQE without `F_MORE`. [`op::Op::cancel`] requests
 //! cancellation and waits for the final CQE, returning the resources and the result (partial
-//! transfers included). Teardown (`Drop`) cancels everything still in flight and reaps until it
-//! all completed; past a deadline (or when it cannot reap, a pinned ring dropped off its owner)
-//! it leaks the remaining resources rather than free memory the kernel may still write.
+//! transfers included). When the runtime is dropped, [`Reactor::shutdown`] marks the reactor
+//! shut down (new ops and readiness waits on it fail), cancels the ops still in flight and reaps
+//! them, which releases the sockets orphaned ops keep open. Teardown (`Drop`) cancels everything
+//! still in flight and reaps until it all completed; past a deadline (or when it cannot reap, a
+//! pinned ring dropped off its owner) it leaks the remaining resources rather than free memory
+//! the kernel may still write.
 
 pub(crate) mod op;
 
@@ -140,7 +147,7 @@ fn probe_once() -> io::Result<()> {
     }
     let mut probe = io_uring::Probe::new();
     ring.submitter().register_probe(&mut probe).map_err(|e| io_err("IORING_REGISTER_PROBE", e))?;
-    let ops: [(u8, &str); 13] = [
+    let ops: [(u8, &str); 15] = [
         (opcode::PollAdd::CODE, "POLL_ADD"),
         (opcode::PollRemove::CODE, "POLL_REMOVE"),
         (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
@@ -150,6 +157,8 @@ fn probe_once() -> io::Result<()> {
         (opcode::Writev::CODE, "WRITEV"),
         (opcode::Recv::CODE, "RECV"),
         (opcode::Send::CODE, "SEND"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
+        (opcode::RecvMsg::CODE, "RECVMSG"),
         (opcode::Accept::CODE, "ACCEPT"),
         (opcode::Connect::CODE, "CONNECT"),
         (opcode::Timeout::CODE, "TIMEOUT"),
@@ -256,6 +265,11 @@ pub(crate) struct Reactor {
     /// Token of the thread that last waited (pinned: the owner, fixed once set).
     waiter: AtomicU64,
     eventfd: OwnedFd,
+    /// Ops submitted over the reactor's life (a statistic: tests check that I/O really goes
+    /// through the ring).
+    ops_submitted: AtomicU64,
+    /// The runtime owning this reactor was shut down: nothing will drive it any more.
+    shut_down: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -292,6 +306,8 @@ impl Reactor {
             has_pending: AtomicBool::new(false),
             waiter: AtomicU64::new(0),
             eventfd,
+            ops_submitted: AtomicU64::new(0),
+            shut_down: AtomicBool::new(false),
         };
         if pinned {
             // Submitted by the owner's first wait (the ring is disabled until then).
@@ -464,6 +480,34 @@ impl Reactor {
         woken
     }
 
+    /// The non-blocking poll a busy thread makes between tasks (see the driver contract): when
+    /// entries wait to be submitted (pushed by this thread, or handed over), the kernel has task
+    /// work for us (`IORING_SQ_TASKRUN`, pinned rings), the CQ overflowed or completions wait in
+    /// the CQ, one `wait(Some(ZERO))`; otherwise nothing, not even a syscall. Called by the
+    /// thread that waits on this reactor. Returns whether anything was dispatched or submitted.
+    pub(crate) fn maintain(&self) -> bool {
+        if self.pinned && !self.on_waiter_thread() && self.waiter.load(Relaxed) != 0 {
+            return false; // another thread owns this ring
+        }
+        let needed = self.has_pending.load(Relaxed)
+            || self.waiter.load(Relaxed) == 0
+            || {
+                let _g = lock(&self.sq_lock);
+                // SAFETY: we hold `sq_lock`: the only SubmissionQueue view.
+                let sq = unsafe { self.ring.submission_shared() };
+                !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+            }
+            || {
+                let _c = lock(&self.cq_lock);
+                // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
+                !unsafe { self.ring.completion_shared() }.is_empty()
+            };
+        if needed {
+            self.wait(Some(Duration::ZERO));
+        }
+        needed
+    }
+
     /// Copies every available CQE out (caller holds `cq_lock`).
     fn reap(&self, out: &mut Vec<Cqe>) {
         // SAFETY: the caller holds `cq_lock`: the only CompletionQueue view.
@@ -573,7 +617,11 @@ impl Reactor {
                 _ => return,
             }
         }
-        let remove = opcode::PollRemove::new(key).build().user_data(IGNORE_KEY);
+        // ASYNC_CANCEL, not POLL_REMOVE: a POLL_REMOVE that races with the poll's own wakeup
+        // (its task work queued, not yet run) fails with EALREADY and leaves the multishot poll
+        // armed for good, holding its file reference, so closing the socket would never reach
+        // the peer. A cancel marks the poll cancelled and whoever owns it finishes it.
+        let remove = opcode::AsyncCancel::new(key).build().user_data(IGNORE_KEY);
         self.push(&[remove]);
         if self.on_waiter_thread() {
             // Submit now so the kernel drops its file reference promptly (the owner closes the
@@ -597,6 +645,7 @@ impl Reactor {
         waker: Waker,
         returns_fd: bool,
     ) -> (u32, u32) {
+        self.ops_submitted.fetch_add(1, Relaxed);
         let (index, generation) = lock(&self.slab).alloc(State::Op(OpSlot {
             waker: Some(waker),
             data: Some(data),
@@ -673,6 +722,67 @@ impl Reactor {
     #[allow(dead_code)]
     pub(crate) fn in_flight(&self) -> usize {
         lock(&self.slab).in_flight
+    }
+
+    /// Ops submitted so far (a statistic for tests).
+    #[allow(dead_code)]
+    pub(crate) fn ops_submitted(&self) -> u64 {
+        self.ops_submitted.load(Relaxed)
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) ran.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Acquire)
+    }
+
+    /// The runtime is gone: marks the reactor shut down (new ops and readiness waits fail with
+    /// a clear error), wakes every registration's waiters so they see it, cancels the ops still
+    /// in flight and reaps them (up to [`TEARDOWN_DEADLINE`]) when this thread may drive the
+    /// ring. Reaping releases what orphaned ops hold (buffers, and the sockets they keep open,
+    /// whose registrations hold this reactor: without it those would form a cycle that is never
+    /// freed). Called by the thread shutting the runtime down, after its tasks were dropped.
+    pub(crate) fn shutdown(&self) {
+        self.shut_down.store(true, Release);
+        let (ios, cancels): (Vec<Arc<ScheduledIo>>, Vec<squeue::Entry>) = {
+            let slab = lock(&self.slab);
+            let ios = slab
+                .entries
+                .iter()
+                .filter_map(|e| match &e.state {
+                    State::Poll { io, live: true, .. } => Some(io.clone()),
+                    _ => None,
+                })
+                .collect();
+            let cancels = slab
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| matches!(&e.state, State::Op(op) if op.result.is_none()))
+                .map(|(i, e)| opcode::AsyncCancel::new(slot_key(i as u32, e.generation)).build().user_data(IGNORE_KEY))
+                .collect();
+            (ios, cancels)
+        };
+        for io in ios {
+            io.set_ready(ERROR);
+        }
+        if self.pinned && self.waiter.load(Relaxed) != thread_token() {
+            // Only the owner may enter a pinned ring (and one never enabled never reached the
+            // kernel); what is left in flight stays until the reactor is dropped, which leaks
+            // rather than frees memory the kernel may still write.
+            return;
+        }
+        if !cancels.is_empty() {
+            self.push(&cancels);
+        }
+        let deadline = Instant::now() + TEARDOWN_DEADLINE;
+        while self.ops_pending() > 0 && Instant::now() < deadline {
+            self.wait(Some(Duration::from_millis(10)));
+        }
+    }
+
+    /// Op slots (not polls) whose final CQE has not arrived.
+    fn ops_pending(&self) -> usize {
+        lock(&self.slab).entries.iter().filter(|e| matches!(&e.state, State::Op(op) if op.result.is_none())).count()
     }
 }
 

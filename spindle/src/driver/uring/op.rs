@@ -6,8 +6,13 @@
 //! back. Dropping the future in flight orphans the slot (see the lifecycle in [`super`]).
 //!
 //! Convenience functions return what std-like callers want: [`read`], [`read_at`], [`write`],
-//! [`write_at`], [`recv`], [`send`], [`readv`], [`writev`] give `BufResult<usize, B>`; [`accept`]
-//! gives the new (non-blocking, close-on-exec) fd and the peer address; [`connect`] gives `()`.
+//! [`write_at`], [`recv`], [`send`], [`readv`], [`writev`], [`send_to`] give
+//! `BufResult<usize, B>`, [`recv_from`] also the sender's address; [`accept`] gives the new
+//! (non-blocking, close-on-exec) fd and the peer address; [`connect`] gives `()`.
+//!
+//! The fd is a plain number: the caller keeps it open until the op's final completion, also when
+//! the op is dropped (orphaned) — wrap the buffer in a [`KeepAlive`] holding the fd's owner, so
+//! the slot that owns the buffer owns the fd too.
 //! Each takes `&Arc<driver::Reactor>`, which must be an io_uring reactor: get it from
 //! [`crate::driver::uring_reactor`] (`None` on epoll: use readiness instead).
 
@@ -24,6 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use io_uring::{opcode, squeue, types};
+use socket2::{SockAddr, SockAddrStorage};
 
 use crate::driver::Reactor;
 use crate::io::{BufResult, IoBuf, IoBufMut};
@@ -103,6 +109,14 @@ impl<T: OpData> Future for Op<T> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, OpState::Done) {
             OpState::Idle(mut data) => {
+                if this.reactor.is_shut_down() {
+                    // Nothing would ever reap it.
+                    return Poll::Ready(Completion {
+                        result: Err(super::super::shut_down_error()),
+                        flags: 0,
+                        data: *data,
+                    });
+                }
                 let sqe = data.sqe();
                 let data: Box<dyn Any + Send> = data;
                 // SAFETY: `OpData` promises the SQE points only into `data`'s heap allocation
@@ -134,6 +148,45 @@ impl<T: OpData> Drop for Op<T> {
         if let OpState::Submitted { index, generation } = self.state {
             self.uring().orphan_op(index, generation);
         }
+    }
+}
+
+/// An owned buffer carrying a value the op must keep alive as long as it owns the buffer: the
+/// owner of the op's fd (a socket, a file), so that an orphaned op keeps the fd open (and its
+/// number from being reused) until its final completion. The buffer methods delegate to `buf`.
+pub(crate) struct KeepAlive<B, K> {
+    pub(crate) buf: B,
+    _keep: K,
+}
+
+impl<B, K> KeepAlive<B, K> {
+    pub(crate) fn new(buf: B, keep: K) -> KeepAlive<B, K> {
+        KeepAlive { buf, _keep: keep }
+    }
+}
+
+// SAFETY: every method delegates to `buf`, whose own `IoBuf` contract holds; `K` is only kept
+// (it is `Send + Unpin + 'static`, as `IoBuf` requires) and changes nothing about the memory.
+unsafe impl<B: IoBuf, K: Send + Unpin + 'static> IoBuf for KeepAlive<B, K> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.buf.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.buf.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.buf.bytes_total()
+    }
+}
+
+// SAFETY: delegates to `buf`'s own `IoBufMut` contract.
+unsafe impl<B: IoBufMut, K: Send + Unpin + 'static> IoBufMut for KeepAlive<B, K> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.buf.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, n: usize) {
+        // SAFETY: the caller's guarantee is passed on unchanged.
+        unsafe { self.buf.set_init(n) }
     }
 }
 
@@ -258,6 +311,76 @@ unsafe impl<B: IoBuf> OpData for Writev<B> {
     }
 }
 
+/// The message header of a `sendmsg`/`recvmsg` op with its one iovec (pointers into the op's
+/// own buffer and address).
+pub(crate) struct MsgHdr {
+    msg: libc::msghdr,
+    iov: libc::iovec,
+}
+
+// SAFETY: the pointers inside point into the same op value (its buffer and address), which is
+// `Send`; moving them to another thread together is as sound as moving the buffer.
+unsafe impl std::marker::Send for MsgHdr {}
+
+impl MsgHdr {
+    fn new() -> MsgHdr {
+        // SAFETY: msghdr and iovec are plain C data; all-zero (null pointers, zero lengths) is
+        // a valid value of both.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// Points the header at `len` bytes at `ptr` and at the address storage.
+    fn set(&mut self, ptr: *mut u8, len: usize, addr: *mut SockAddrStorage, addr_len: libc::socklen_t) {
+        self.iov = libc::iovec { iov_base: ptr.cast(), iov_len: len };
+        self.msg.msg_name = addr.cast();
+        self.msg.msg_namelen = addr_len;
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_control = std::ptr::null_mut();
+        self.msg.msg_controllen = 0;
+        self.msg.msg_flags = 0;
+    }
+}
+
+/// `sendmsg` of an owned buffer's initialized bytes to an address (`MSG_NOSIGNAL`).
+pub(crate) struct SendTo<B> {
+    fd: RawFd,
+    buf: B,
+    addr: SockAddrStorage,
+    addr_len: libc::socklen_t,
+    hdr: MsgHdr,
+}
+
+// SAFETY: the SQE points at `self.hdr.msg`, whose iovec points at `buf`'s stable pointer for
+// `bytes_init` bytes and whose name points at `self.addr`: all inside the boxed value or the
+// buffer's stable storage.
+unsafe impl<B: IoBuf> OpData for SendTo<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_init();
+        self.hdr.set(self.buf.stable_ptr() as *mut u8, len, &mut self.addr, self.addr_len);
+        opcode::SendMsg::new(types::Fd(self.fd), &self.hdr.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+    }
+}
+
+/// `recvmsg` into an owned buffer, with the sender's address.
+pub(crate) struct RecvFrom<B> {
+    fd: RawFd,
+    buf: B,
+    addr: SockAddrStorage,
+    hdr: MsgHdr,
+}
+
+// SAFETY: as for `SendTo`, with `bytes_total` writable bytes; the kernel writes the address
+// into `self.addr` (up to its size) and its length into `self.hdr.msg`.
+unsafe impl<B: IoBufMut> OpData for RecvFrom<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_total();
+        let size = self.addr.size_of();
+        self.hdr.set(self.buf.stable_mut_ptr(), len, &mut self.addr, size);
+        opcode::RecvMsg::new(types::Fd(self.fd), &mut self.hdr.msg).build()
+    }
+}
+
 /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`; the kernel writes the peer address into `addr`.
 pub(crate) struct Accept {
     fd: RawFd,
@@ -344,6 +467,31 @@ pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Bu
 pub(crate) async fn send<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
     let c = Op::new(r.clone(), SendOp { fd, buf }).await;
     buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Sends `buf`'s initialized bytes to `addr` (datagram sockets; `EPIPE` rather than SIGPIPE).
+pub(crate) async fn send_to<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B, addr: &SockAddr) -> BufResult<usize, B> {
+    let addr_len = addr.len();
+    let data = SendTo { fd, buf, addr: addr.clone().as_storage(), addr_len, hdr: MsgHdr::new() };
+    let c = Op::new(r.clone(), data).await;
+    buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
+}
+
+/// Receives one datagram into `buf` (from its start) and the sender's address.
+pub(crate) async fn recv_from<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<(usize, SockAddr), B> {
+    let data = RecvFrom { fd, buf, addr: SockAddrStorage::zeroed(), hdr: MsgHdr::new() };
+    let c = Op::new(r.clone(), data).await;
+    let RecvFrom { mut buf, addr, hdr, .. } = c.data;
+    let res = c.result.map(|n| {
+        let n = n as usize;
+        // SAFETY: the kernel initialized the first `n <= bytes_total` bytes.
+        unsafe { buf.set_init(n) };
+        // SAFETY: the kernel wrote the sender's address into `addr` and its length (at most the
+        // storage's size, which it was given) into `msg_namelen`.
+        let from = unsafe { SockAddr::new(addr, hdr.msg.msg_namelen.min(SockAddrStorage::zeroed().size_of())) };
+        (n, from)
+    });
+    (res, buf)
 }
 
 /// Reads into several buffers in order (at the file position when `pos` is `None`); each buffer

@@ -390,3 +390,46 @@ fn cancellation_storm_inner() {
     }
     assert_eq!(open_fds(), fds, "fds leaked");
 }
+
+/// On io_uring, the owned-buffer socket and file methods really run as ring ops (the worker's
+/// reactor counts them), on both runtime flavours; on epoll there is no ring at all.
+#[test]
+fn owned_socket_and_file_io_are_ring_ops() {
+    use crate::io::{AsyncReadOwned, AsyncWriteOwned};
+    let rts = [
+        crate::runtime::Builder::new_current_thread().build().unwrap(),
+        crate::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap(),
+    ];
+    let path = std::env::temp_dir().join(format!("spindle-ring-ops-{}", std::process::id()));
+    for rt in &rts {
+        let path = path.clone();
+        let counted = rt.block_on(rt.spawn(async move {
+            let Some(r) = crate::driver::uring_reactor() else {
+                assert_eq!(crate::driver::backend_name(), "epoll");
+                return None;
+            };
+            let ops = || r.as_uring().unwrap().ops_submitted();
+            let (mut a, mut b) = crate::net::UnixStream::pair().unwrap();
+            let before = ops();
+            let (res, _) = a.write_all_owned(b"ring".to_vec()).await;
+            res.unwrap();
+            let (res, buf) = b.read_exact_owned(Vec::with_capacity(4)).await;
+            res.unwrap();
+            assert_eq!(buf, b"ring");
+            let sockets = ops() - before;
+            let mut opts = crate::fs::OpenOptions::new();
+            let f = opts.read(true).write(true).create(true).truncate(true).open(&path).await.unwrap();
+            let before = ops();
+            let (res, _) = f.write_all_at_owned(b"file".to_vec(), 0).await;
+            res.unwrap();
+            let (res, buf) = f.read_at_owned(Vec::with_capacity(8), 0).await;
+            assert_eq!((res.unwrap(), &buf[..]), (4, &b"file"[..]));
+            Some((sockets, ops() - before))
+        }));
+        if let Some((sockets, files)) = counted.unwrap() {
+            assert!(sockets >= 2, "socket ops submitted: {sockets}");
+            assert!(files >= 2, "file ops submitted: {files}");
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}

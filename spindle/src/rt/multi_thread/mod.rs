@@ -209,6 +209,15 @@ impl WorkerCtx {
                 self.run_task(t);
                 continue;
             }
+            // Out of local work: reap our own completions before taking other workers' tasks
+            // (cheap on io_uring: no syscall unless something is queued or due; on epoll the
+            // periodic maintenance in `next_task` and the park cover it).
+            if let Some(r) = self.remote().reactor.as_uring() {
+                r.maintain();
+                if self.has_local_work() {
+                    continue;
+                }
+            }
             if let Some(t) = self.search() {
                 self.run_task(t);
                 continue;
@@ -264,12 +273,18 @@ impl WorkerCtx {
         let mut core = self.core.borrow_mut();
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_INTERVAL == 0 {
-            // Maintenance: a busy worker still fires its timers.
+            // Maintenance: a busy worker still fires its timers and polls its reactor without
+            // blocking. Otherwise a worker that always finds a task never dispatches readiness
+            // or completions, and never submits the io_uring entries its own tasks queued (the
+            // waiting thread's entries are submitted by its next wait): I/O of tasks on this
+            // worker would stall for as long as any other task keeps it busy. (The core is not
+            // borrowed meanwhile: dispatching wakes tasks, which queue on this worker.)
+            drop(core);
             if self.remote().timers.has_due() {
-                drop(core);
                 self.remote().timers.process();
-                core = self.core.borrow_mut();
             }
+            self.remote().reactor.maintain();
+            core = self.core.borrow_mut();
             if let Some(t) = shared.inject.pop() {
                 return Some(Runnable::Shared(t));
             }
@@ -663,6 +678,14 @@ impl Workers {
             if let Some(p) = NonNull::new(r.lifo.swap(ptr::null_mut(), Acquire)) {
                 // SAFETY: the slot holds `Notified<Sched>` raw pointers; the swap made it ours.
                 drop(unsafe { Notified::<Sched>::from_raw_owned(p) });
+            }
+        }
+        if all {
+            // No worker drives the reactors any more: I/O objects still registered with them
+            // fail from now on instead of waiting forever, and ops orphaned by the tasks just
+            // dropped are reaped (releasing their buffers and sockets).
+            for r in shared.remotes.iter() {
+                r.reactor.shutdown();
             }
         }
         all
