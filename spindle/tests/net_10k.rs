@@ -42,7 +42,7 @@ const WINDOW: usize = 512;
 /// Bound on one flavour's run.
 const PER_FLAVOUR: Duration = Duration::from_secs(60);
 /// Bound on the whole test binary.
-const WATCHDOG: Duration = Duration::from_secs(240);
+const WATCHDOG: Duration = Duration::from_secs(150);
 /// Bytes per message.
 const MSG: usize = 16;
 
