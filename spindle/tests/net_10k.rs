@@ -200,9 +200,13 @@ fn ten_thousand_connections_open_at_once() {
             std::thread::sleep(Duration::from_millis(20));
             now = open_fds();
         }
+        let h = rt.handle();
         eprintln!(
-            "net_10k: {n} connections on {} in {took:?} (fds: {base} before, {peak} all open, {now} after)",
-            rt.handle().io_driver()
+            "net_10k: {n} connections on {:?} ({} workers), {}, in {took:?} (fds: {base} before, {peak} all open, \
+             {now} after)",
+            h.runtime_flavor(),
+            h.metrics().num_workers(),
+            h.io_driver()
         );
         assert_eq!(now, base, "open fds after every connection closed (before: {base}, peak: {peak})");
     });
