@@ -9,12 +9,13 @@
 //!   when it wakes. Outside any runtime a process-wide fallback reactor runs on its own thread, so
 //!   spindle's I/O types work on any executor.
 //! - A thread that keeps finding tasks never parks, so it also polls its reactor without blocking
-//!   ([`Reactor::maintain`]): every 61 polls on a multi-thread worker (31 on a current-thread
+//!   ([`Reactor::maintain`]): every 61 polls on a multi-thread worker (62 on a current-thread
 //!   runtime), and on io_uring also each time a worker runs out of local work, before it steals.
 //!   Without it a busy worker would never dispatch readiness or completions for its own tasks,
 //!   nor submit the io_uring entries they queued (a ring's waiting thread submits its entries
-//!   with its next wait). On io_uring the poll costs no syscall unless entries are queued,
-//!   completions or kernel task work are pending; on epoll it is one `epoll_wait(0)`.
+//!   with its next wait). On io_uring the poll costs a few atomic loads and one uncontended lock
+//!   and no syscall unless entries are queued, completions or kernel task work are pending; on
+//!   epoll it is one `epoll_wait(0)`.
 //! - A [`Registration`] ties one file descriptor to the reactor of the worker that created it
 //!   (edge-triggered, read and write interest: epoll `EPOLLET`, or an io_uring multishot
 //!   `POLL_ADD`, which is edge-triggered too). Its owner polls readiness (`poll_ready`), runs a

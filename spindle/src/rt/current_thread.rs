@@ -211,15 +211,19 @@ impl Shared {
                 let mut core = driving.core();
                 core.tick = core.tick.wrapping_add(1);
                 if core.tick % GLOBAL_INTERVAL == 0 {
-                    // Maintenance: a busy runtime still fires its timers and polls its reactor
-                    // without blocking (dispatching readiness and completions, and submitting
-                    // the io_uring entries its tasks queued, which otherwise wait for the next
-                    // park). The core is not borrowed meanwhile: dispatching wakes tasks.
+                    // Maintenance: a busy runtime still fires its timers and, every other time,
+                    // polls its reactor without blocking (dispatching readiness and completions,
+                    // and submitting the io_uring entries its tasks queued, which otherwise wait
+                    // for the next park). The core is not borrowed meanwhile: dispatching wakes
+                    // tasks.
+                    let poll_io = core.tick % (2 * GLOBAL_INTERVAL) == 0;
                     drop(core);
                     if self.timers.has_due() {
                         self.timers.process();
                     }
-                    self.reactor.maintain();
+                    if poll_io {
+                        self.reactor.maintain();
+                    }
                     core = driving.core();
                     self.inject.pop().or_else(|| core.queue.pop_front())
                 } else {

@@ -264,6 +264,8 @@ pub(crate) struct Reactor {
     has_pending: AtomicBool,
     /// Token of the thread that last waited (pinned: the owner, fixed once set).
     waiter: AtomicU64,
+    /// The waiting thread pushed entries that its next wait (or maintenance poll) submits.
+    unsubmitted: AtomicBool,
     eventfd: OwnedFd,
     /// Ops submitted over the reactor's life (a statistic: tests check that I/O really goes
     /// through the ring).
@@ -305,6 +307,7 @@ impl Reactor {
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
             waiter: AtomicU64::new(0),
+            unsubmitted: AtomicBool::new(false),
             eventfd,
             ops_submitted: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
@@ -360,7 +363,9 @@ impl Reactor {
         let leftover = {
             let _g = lock(&self.sq_lock);
             let leftover = self.push_locked(entries);
-            if !waiter {
+            if waiter {
+                self.unsubmitted.store(true, Relaxed);
+            } else {
                 // EBUSY (CQ overflow backlog) leaves the entries in the SQ for the waiter.
                 let _ = self.ring.submit();
             }
@@ -438,6 +443,9 @@ impl Reactor {
             self.waiter.store(me, Relaxed);
         }
         self.flush_pending();
+        // Everything queued so far is submitted below (what an EBUSY leaves is retried by the
+        // next wait, which the overflow makes come soon).
+        self.unsubmitted.store(false, Relaxed);
         let mut cqes = Vec::new();
         // Something already there (or a zero timeout): do not sleep.
         // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
@@ -489,14 +497,19 @@ impl Reactor {
         if self.pinned && !self.on_waiter_thread() && self.waiter.load(Relaxed) != 0 {
             return false; // another thread owns this ring
         }
+        // Cheapest checks first: this runs every few dozen task polls.
         let needed = self.has_pending.load(Relaxed)
+            || self.unsubmitted.load(Relaxed)
             || self.waiter.load(Relaxed) == 0
-            || {
+            || (self.pinned && {
+                // Deferred task work (completions not yet posted) only runs when the owner
+                // enters the kernel. (A shared ring's task work runs on its own, and a CQ
+                // overflow leaves the CQ full, which the check below sees.)
                 let _g = lock(&self.sq_lock);
                 // SAFETY: we hold `sq_lock`: the only SubmissionQueue view.
                 let sq = unsafe { self.ring.submission_shared() };
-                !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
-            }
+                sq.taskrun() || sq.cq_overflow()
+            })
             || {
                 let _c = lock(&self.cq_lock);
                 // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
