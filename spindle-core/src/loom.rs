@@ -11,11 +11,12 @@ pub use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64,
 #[cfg(loom)]
 pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-/// Atomics outside the loom model: `static` counters and futex words.
+/// Atomics outside the loom model: `static` counters, futex words, and words in memory shared
+/// with the kernel (the tail of an io_uring provided-buffer ring is an `AtomicU16`).
 pub mod unmodelled {
     /// For thread-local state (the current cancellation token), which loom has no model of.
     pub use core::cell::Cell;
-    pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 
 /// Hint for spin loops (a no-op that yields to the model under loom).

@@ -49,6 +49,7 @@
 //!   [`backend_name`] reports the choice.
 
 pub(crate) mod epoll;
+pub(crate) mod pool;
 pub(crate) mod registration;
 pub(crate) mod uring;
 

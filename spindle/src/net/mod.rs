@@ -69,13 +69,18 @@
 //! ```
 
 mod addr;
+mod pooled;
 mod socket;
 mod stream_io;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
 
+pub use crate::driver::pool::PooledBuf;
+#[doc(hidden)]
+pub use crate::driver::pool::{BufPool, PoolStats};
 pub use addr::ToSocketAddrs;
+pub use pooled::RecvStream;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

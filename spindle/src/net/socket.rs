@@ -28,6 +28,8 @@ pub(crate) struct PollSocket {
     /// registration. Until then the first operation tries its syscall eagerly instead of waiting
     /// for the reactor's first event (a fresh socket is usually writable at once).
     primed: [AtomicBool; 2],
+    /// Pooled receives and multishot accept (`net::pooled`), set up on first use.
+    pub(crate) pooled: super::pooled::PerSocket,
     sock: Socket,
 }
 
@@ -100,6 +102,7 @@ impl PollSocket {
             reg,
             shared: Default::default(),
             primed: [AtomicBool::new(false), AtomicBool::new(false)],
+            pooled: Default::default(),
             sock,
         })
     }

@@ -183,8 +183,15 @@ impl TcpListener {
     /// that logs the error and calls `accept` again therefore keeps serving without spinning.
     /// Connections aborted before they were accepted are skipped.
     ///
+    /// On io_uring the listener keeps one multishot accept in the kernel (started by the first
+    /// `accept`) that queues accepted connections for the following calls; it pauses while 64
+    /// wait unclaimed, and the queued ones are closed when the listener is dropped. On epoll (or
+    /// while the fd for the multishot accept cannot be had, under EMFILE) it waits for readiness
+    /// and calls `accept4`.
+    ///
     /// # Cancel safety
-    /// Cancel safe: if the future is dropped, no connection was taken from the queue.
+    /// Cancel safe: if the future is dropped, no connection is lost (it stays in the kernel's
+    /// queue, or in the listener's on io_uring, for the next `accept`).
     ///
     /// ```
     /// spindle::block_on(async {
@@ -197,7 +204,10 @@ impl TcpListener {
     /// });
     /// ```
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (sock, addr) = self.backoff.accept(&self.io).await?;
+        let (sock, addr) = match super::pooled::accept_multishot(&self.io).await {
+            Some(r) => r?,
+            None => self.backoff.accept(&self.io).await?,
+        };
         let addr = inet_addr(Ok(addr))?;
         Ok((TcpStream { io: Arc::new(PollSocket::new(sock)?) }, addr))
     }
@@ -413,6 +423,65 @@ impl TcpStream {
     /// ```
     pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         std::future::poll_fn(|cx| self.io.poll_peek(cx, buf)).await
+    }
+
+    /// Receives the next chunk of data into a buffer of the runtime's pool: no buffer to manage,
+    /// and on io_uring the kernel picks the buffer only when data arrives (a `RECV` from a
+    /// provided-buffer ring), so thousands of idle connections hold no memory. `Ok` with an empty
+    /// buffer means end of stream. The [`PooledBuf`](crate::net::PooledBuf) goes back to the pool
+    /// when dropped.
+    ///
+    /// When every buffer of the pool is held, returns an `ErrorKind::OutOfMemory` (ENOBUFS) error
+    /// once; the next call waits until a buffer comes back.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: no data is lost. On io_uring a dropped call's receive stays armed and what it
+    /// gets is kept for the next `recv_pooled` / [`recv_stream`](Self::recv_stream) on this
+    /// stream (so finish with pooled receives before switching to other reads).
+    ///
+    /// ```
+    /// use futures::AsyncWriteExt;
+    /// spindle::block_on(async {
+    ///     let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ///     let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    ///     let (s, _) = l.accept().await.unwrap();
+    ///     c.write_all(b"pooled").await.unwrap();
+    ///     assert_eq!(&s.recv_pooled().await.unwrap()[..], b"pooled");
+    ///     drop(c);
+    ///     assert!(s.recv_pooled().await.unwrap().is_empty()); // end of stream
+    /// });
+    /// ```
+    pub async fn recv_pooled(&self) -> io::Result<super::PooledBuf> {
+        super::pooled::recv_pooled(&self.io).await
+    }
+
+    /// A stream of received chunks in pool buffers: on io_uring one multishot `RECV` that keeps
+    /// delivering until end of stream, an error, or the stream is dropped (see
+    /// [`RecvStream`](crate::net::RecvStream)); on epoll, readiness and `recv` per item.
+    ///
+    /// # Cancel safety
+    /// Dropping the stream loses no data: chunks received but not yet yielded are kept for the
+    /// next pooled receive on this stream.
+    ///
+    /// ```
+    /// use futures::{AsyncWriteExt, StreamExt};
+    /// spindle::block_on(async {
+    ///     let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ///     let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    ///     let (s, _) = l.accept().await.unwrap();
+    ///     c.write_all(b"stream").await.unwrap();
+    ///     let mut bufs = s.recv_stream();
+    ///     assert_eq!(&bufs.next().await.unwrap().unwrap()[..], b"stream");
+    /// });
+    /// ```
+    pub fn recv_stream(&self) -> super::RecvStream<'_> {
+        super::RecvStream::new(&self.io)
+    }
+
+    /// The counters of the buffer pool this stream's pooled receives use (for tests).
+    #[doc(hidden)]
+    pub fn pool_stats(&self) -> Option<super::PoolStats> {
+        super::pooled::pool_stats(&self.io)
     }
 
     /// Reads into several slices with one system call (`readv`).

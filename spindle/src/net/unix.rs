@@ -258,6 +258,38 @@ impl UnixStream {
         peer_addr_of(self.io.fd())
     }
 
+    /// Receives the next chunk into a buffer of the runtime's pool; `Ok` with an empty buffer
+    /// means end of stream. As [`TcpStream::recv_pooled`](crate::net::TcpStream::recv_pooled),
+    /// with the same cancel safety (nothing is lost) and pool-exhaustion behaviour.
+    ///
+    /// ```
+    /// use futures::AsyncWriteExt;
+    /// spindle::block_on(async {
+    ///     let (mut a, b) = spindle::net::UnixStream::pair().unwrap();
+    ///     a.write_all(b"pooled").await.unwrap();
+    ///     assert_eq!(&b.recv_pooled().await.unwrap()[..], b"pooled");
+    /// });
+    /// ```
+    pub async fn recv_pooled(&self) -> io::Result<super::PooledBuf> {
+        super::pooled::recv_pooled(&self.io).await
+    }
+
+    /// A stream of received chunks in pool buffers (one multishot receive on io_uring); as
+    /// [`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream).
+    ///
+    /// ```
+    /// use futures::{AsyncWriteExt, StreamExt};
+    /// spindle::block_on(async {
+    ///     let (mut a, b) = spindle::net::UnixStream::pair().unwrap();
+    ///     a.write_all(b"stream").await.unwrap();
+    ///     let mut bufs = b.recv_stream();
+    ///     assert_eq!(&bufs.next().await.unwrap().unwrap()[..], b"stream");
+    /// });
+    /// ```
+    pub fn recv_stream(&self) -> super::RecvStream<'_> {
+        super::RecvStream::new(&self.io)
+    }
+
     /// Reads into several slices with one system call.
     ///
     /// ```

@@ -51,7 +51,9 @@
 //! pinned ring dropped off its owner) it leaks the remaining resources rather than free memory
 //! the kernel may still write.
 
+pub(crate) mod bufring;
 pub(crate) mod op;
+pub(crate) mod sink;
 
 use std::any::Any;
 use std::io;
@@ -188,6 +190,8 @@ enum State {
         live: bool,
     },
     Op(OpSlot),
+    /// A request whose completions go to a sink (see [`sink`]); may be multishot.
+    Sink(sink::SinkSlot),
 }
 
 /// The kernel-facing half of an op: owns its resources until the final CQE.
@@ -267,6 +271,8 @@ pub(crate) struct Reactor {
     /// The waiting thread pushed entries that its next wait (or maintenance poll) submits.
     unsubmitted: AtomicBool,
     eventfd: OwnedFd,
+    /// The provided-buffer pool, created on first use (see [`bufring`]).
+    bufs: bufring::PoolSlot,
     /// Ops submitted over the reactor's life (a statistic: tests check that I/O really goes
     /// through the ring).
     ops_submitted: AtomicU64,
@@ -309,6 +315,7 @@ impl Reactor {
             waiter: AtomicU64::new(0),
             unsubmitted: AtomicBool::new(false),
             eventfd,
+            bufs: Default::default(),
             ops_submitted: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
         };
@@ -542,6 +549,7 @@ impl Reactor {
         let mut wakers: Vec<Waker> = Vec::new();
         let mut released: Vec<State> = Vec::new();
         let mut rearm: Vec<squeue::Entry> = Vec::new();
+        let mut sinks: Vec<(Arc<dyn sink::CqeSink>, u64, i32, u32)> = Vec::new();
         {
             let mut slab = lock(&self.slab);
             for c in cqes {
@@ -576,6 +584,12 @@ impl Reactor {
                                     }
                                 }
                             }
+                            State::Sink(s) => {
+                                sinks.push((s.sink.clone(), c.user_data, c.result, c.flags));
+                                if !more {
+                                    released.push(slab.release(index));
+                                }
+                            }
                             State::Op(op) => {
                                 if more {
                                     continue; // no multishot ops besides polls yet
@@ -601,7 +615,11 @@ impl Reactor {
         if !rearm.is_empty() {
             self.push(&rearm);
         }
-        // Outside the slab lock: wakers may submit or drop ops; buffers may have destructors.
+        // Outside the slab lock: sinks and wakers may submit or drop ops; buffers may have
+        // destructors. Sinks get their CQEs before their slots' resources are released.
+        for (s, key, result, flags) in sinks {
+            s.complete(key, result, flags);
+        }
         drop(released);
         for (io, bits) in ready {
             io.set_ready(bits);
@@ -770,7 +788,7 @@ impl Reactor {
                 .entries
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| matches!(&e.state, State::Op(op) if op.result.is_none()))
+                .filter(|(_, e)| awaits_final_cqe(&e.state))
                 .map(|(i, e)| opcode::AsyncCancel::new(slot_key(i as u32, e.generation)).build().user_data(IGNORE_KEY))
                 .collect();
             (ios, cancels)
@@ -793,10 +811,15 @@ impl Reactor {
         }
     }
 
-    /// Op slots (not polls) whose final CQE has not arrived.
+    /// Op and sink slots (not polls) whose final CQE has not arrived.
     fn ops_pending(&self) -> usize {
-        lock(&self.slab).entries.iter().filter(|e| matches!(&e.state, State::Op(op) if op.result.is_none())).count()
+        lock(&self.slab).entries.iter().filter(|e| awaits_final_cqe(&e.state)).count()
     }
+}
+
+/// An op or sink op whose final CQE has not arrived (a sink slot lives exactly until then).
+fn awaits_final_cqe(state: &State) -> bool {
+    matches!(state, State::Op(op) if op.result.is_none()) || matches!(state, State::Sink(_))
 }
 
 fn poll_entry(fd: RawFd, key: u64) -> squeue::Entry {
@@ -854,6 +877,10 @@ impl Drop for Reactor {
                 self.wait(Some(Duration::from_millis(10)));
             }
         }
+        // The buffer pool's ring is unregistered only once nothing can pick from it; else the
+        // pool is leaked with the ops (see `bufring`).
+        let clean = lock(&self.slab).in_flight == 0 || never_enabled;
+        self.release_buf_pool(clean);
         let mut slab = lock(&self.slab);
         if slab.in_flight > 0 && !never_enabled {
             // Leak what the kernel may still own: never free under the kernel.
@@ -862,6 +889,9 @@ impl Drop for Reactor {
                     if op.result.is_none() {
                         std::mem::forget(op.data.take());
                     }
+                }
+                if let State::Sink(s) = &mut e.state {
+                    std::mem::forget(s.data.take());
                 }
             }
         }
