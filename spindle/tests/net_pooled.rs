@@ -134,19 +134,16 @@ fn recv_stream_echo_round_trip() {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap();
             let server = spindle::spawn(async move {
-                let (mut s, _) = l.accept().await.unwrap();
-                // The stream borrows `s`: collect, then echo the same buffers back.
-                let mut r = Vec::new();
-                let mut bufs = s.recv_stream();
+                let (s, _) = l.accept().await.unwrap();
+                // Streaming zero-copy echo: each pool buffer received goes straight back out.
+                let (r, mut w) = s.into_split();
+                let mut n = 0;
+                let mut bufs = r.recv_stream();
                 while let Some(b) = bufs.next().await {
                     let b = b.unwrap();
                     assert!(!b.is_empty());
-                    r.push(b);
-                }
-                drop(bufs);
-                let n: usize = r.iter().map(|b| b.len()).sum();
-                for b in r {
-                    let (res, _) = s.write_all_owned(b).await;
+                    n += b.len();
+                    let (res, _) = w.write_all_owned(b).await;
                     res.unwrap();
                 }
                 n

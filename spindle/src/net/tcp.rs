@@ -804,6 +804,48 @@ impl fmt::Display for ReuniteError {
 impl std::error::Error for ReuniteError {}
 
 impl OwnedReadHalf {
+    /// [`TcpStream::recv_pooled`] on this half.
+    ///
+    /// ```
+    /// use futures::AsyncWriteExt;
+    /// # spindle::block_on(async {
+    /// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// # let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    /// # let (s, _) = l.accept().await.unwrap();
+    /// let (r, mut w) = s.into_split();
+    /// c.write_all(b"x").await.unwrap();
+    /// assert_eq!(&r.recv_pooled().await.unwrap()[..], b"x");
+    /// # drop(w);
+    /// # });
+    /// ```
+    pub async fn recv_pooled(&self) -> io::Result<super::PooledBuf> {
+        self.inner.recv_pooled().await
+    }
+
+    /// [`TcpStream::recv_stream`] on this half: with the write half, a zero-copy streaming echo.
+    ///
+    /// ```
+    /// use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    /// use spindle::io::AsyncWriteOwned;
+    /// # spindle::block_on(async {
+    /// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// # let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    /// # let (s, _) = l.accept().await.unwrap();
+    /// let (r, mut w) = s.into_split();
+    /// c.write_all(b"echo").await.unwrap();
+    /// let mut bufs = r.recv_stream();
+    /// let buf = bufs.next().await.unwrap().unwrap();
+    /// let (res, _) = w.write_all_owned(buf).await; // the pool's buffer goes out as is
+    /// res.unwrap();
+    /// let mut back = [0u8; 4];
+    /// c.read_exact(&mut back).await.unwrap();
+    /// assert_eq!(&back, b"echo");
+    /// # });
+    /// ```
+    pub fn recv_stream(&self) -> super::RecvStream<'_> {
+        self.inner.recv_stream()
+    }
+
     /// Puts the halves back together.
     ///
     /// ```
