@@ -119,10 +119,10 @@ impl Reactor {
             SlotState::Unsupported => return None,
             SlotState::Untried => {}
         }
-        // A single-issuer ring accepts registrations only from its owner (EEXIST otherwise):
-        // do not try from another thread, and try again when the owner asks.
-        let owner = self.waiter.load(Relaxed);
-        if self.pinned && owner != 0 && !self.on_waiter_thread() {
+        // A single-issuer ring accepts registrations only from its owner (EEXIST otherwise), and
+        // one not enabled yet has no owner: register from the owner thread only, and let other
+        // threads use readiness meanwhile (nothing is cached, so the owner registers later).
+        if self.pinned && !self.on_waiter_thread() {
             return None;
         }
         match self.register_pool() {
