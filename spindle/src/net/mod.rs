@@ -35,6 +35,12 @@
 //!   submit io_uring completion ops: the driver's op API takes a borrowed fd, and an orphaned op
 //!   whose entry is not yet submitted could outlive the socket's fd number (which may be reused);
 //!   the op has to own (or `dup`) the fd first.
+//! - **Runtime-owned buffers**: `recv_pooled` / `recv_stream` on stream sockets give
+//!   [`PooledBuf`]s from the worker's buffer pool (a provided-buffer ring the kernel picks from
+//!   on io_uring, with multishot receives; a userspace pool on epoll), and `TcpListener::accept`
+//!   keeps one multishot accept per listener on io_uring. Their completions go to a per-socket
+//!   queue rather than to a future, so dropping any of these futures or streams loses no data and
+//!   no connection; those requests name a `dup` of the socket's fd. Details in `net::pooled`.
 //! - Name resolution (`"host:port"`) runs on the blocking pool; literal addresses are parsed inline.
 //! - Sockets are created non-blocking and close-on-exec in one system call.
 //!
