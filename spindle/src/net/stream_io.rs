@@ -162,6 +162,7 @@ macro_rules! impl_write {
 
 /// The five methods tokio's `AsyncWrite` and hyper's `rt::Write` share (same names, same
 /// signatures), written once for both impls in [`impl_write`].
+#[cfg(any(feature = "tokio-io", feature = "hyper"))]
 macro_rules! poll_write_methods {
     (|$s:ident| $io:expr) => {
         fn poll_write(
@@ -203,4 +204,6 @@ macro_rules! poll_write_methods {
     };
 }
 
-pub(crate) use {impl_read, impl_write, poll_write_methods};
+pub(crate) use {impl_read, impl_write};
+#[cfg(any(feature = "tokio-io", feature = "hyper"))]
+pub(crate) use poll_write_methods;
