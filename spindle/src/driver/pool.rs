@@ -181,6 +181,21 @@ impl BufPool {
     }
 
     /// The counters.
+    ///
+    /// ```
+    /// # spindle::block_on(async {
+    /// # use futures::AsyncWriteExt;
+    /// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// # let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    /// # let (s, _) = l.accept().await.unwrap();
+    /// c.write_all(b"hi").await.unwrap();
+    /// let buf = s.recv_pooled().await.unwrap();
+    /// let pool = buf.pool().unwrap();
+    /// drop(buf); // back to the pool
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.available, stats.total);
+    /// # });
+    /// ```
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             total: POOL_BUFS as usize,
@@ -353,12 +368,39 @@ impl PooledBuf {
     }
 
     /// The counters of the pool this buffer belongs to (`None` for an end-of-stream buffer).
+    ///
+    /// ```
+    /// # spindle::block_on(async {
+    /// # use futures::AsyncWriteExt;
+    /// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// # let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    /// # let (s, _) = l.accept().await.unwrap();
+    /// c.write_all(b"hi").await.unwrap();
+    /// let buf = s.recv_pooled().await.unwrap();
+    /// assert_eq!(buf.pool_stats().unwrap().buf_size, 4096);
+    /// # });
+    /// ```
     #[doc(hidden)]
     pub fn pool_stats(&self) -> Option<PoolStats> {
         self.pool.as_ref().map(|p| p.stats())
     }
 
     /// The pool this buffer belongs to (to watch its counters after the buffer is dropped).
+    ///
+    /// ```
+    /// # spindle::block_on(async {
+    /// # use futures::AsyncWriteExt;
+    /// # let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// # let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    /// # let (s, _) = l.accept().await.unwrap();
+    /// c.write_all(b"hi").await.unwrap();
+    /// let buf = s.recv_pooled().await.unwrap();
+    /// let pool = buf.pool().unwrap();
+    /// let before = pool.stats().available;
+    /// drop(buf);
+    /// assert_eq!(pool.stats().available, before + 1);
+    /// # });
+    /// ```
     #[doc(hidden)]
     pub fn pool(&self) -> Option<Arc<BufPool>> {
         self.pool.clone()
