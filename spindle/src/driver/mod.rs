@@ -138,7 +138,6 @@ impl Reactor {
 
     /// A reactor of the process's backend that one thread drives for its whole life (on io_uring
     /// a `SINGLE_ISSUER | DEFER_TASKRUN` ring; on epoll the same as [`Reactor::new`]).
-    #[allow(dead_code)]
     pub(crate) fn new_pinned() -> io::Result<Reactor> {
         Ok(match backend()? {
             Backend::Epoll => Reactor::Epoll(epoll::Reactor::new()?),

@@ -55,7 +55,6 @@ impl Driver {
     /// (a multi-thread worker): on io_uring the ring is `SINGLE_ISSUER | DEFER_TASKRUN`, owned by
     /// the first thread that parks. Parking from another thread later is a contract violation
     /// (the park then only sleeps briefly).
-    #[allow(dead_code)] // for multi-thread workers
     pub(crate) fn with_pinned_reactor() -> std::io::Result<Driver> {
         Ok(Driver::from_reactor(Arc::new(Reactor::new_pinned()?)))
     }

@@ -8,13 +8,16 @@
 //! waiting thread reaps and submits again). Two modes:
 //!
 //! - **pinned** ([`Reactor::new_pinned`]): for a ring one thread drives for its whole life (a
-//!   multi-thread worker). `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG`, created
-//!   disabled and enabled by the first thread that waits on it, which becomes the owner. Only the
+//!   multi-thread worker, when `rt::multi_thread::PINNED_RINGS` is on; it is off, see there why).
+//!   `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG`, created disabled and enabled
+//!   by the first thread that waits on it, which becomes the owner. With `DEFER_TASKRUN`
+//!   completions are posted only when the owner enters the kernel with `GETEVENTS`: its
+//!   maintenance poll does so when the kernel flags pending task work. Only the
 //!   owner touches the SQ: other threads (a task dropping an op after being stolen, a socket
 //!   registered from outside the runtime) push entries to a mutex-protected `pending` list and
 //!   wake the owner, which moves them to the SQ before it waits. A wake never submits on the ring.
 //! - **shared** ([`Reactor::new`]): for a ring whose driving thread may change (a current-thread
-//!   runtime is driven by whichever thread calls `block_on`). No task-run deferral (a completion's
+//!   runtime is driven by whichever thread calls `block_on`), and today for multi-thread workers. No task-run deferral (a completion's
 //!   task work must be able to interrupt whichever thread submitted it), so any thread may submit,
 //!   under the SQ lock.
 //!
@@ -337,7 +340,7 @@ impl Reactor {
     }
 
     /// Whether this ring runs in pinned mode.
-    #[allow(dead_code)]
+    #[allow(dead_code)] // for tests
     pub(crate) fn is_pinned(&self) -> bool {
         self.pinned
     }

@@ -408,6 +408,12 @@ fn owned_socket_and_file_io_are_ring_ops() {
                 assert_eq!(crate::driver::backend_name(), "epoll");
                 return None;
             };
+            // Multi-thread workers own pinned rings (SINGLE_ISSUER|DEFER_TASKRUN) when that mode
+            // is on; a current-thread runtime, driven by whichever thread calls block_on, always
+            // a shared one.
+            let flavor = crate::runtime::Handle::current().runtime_flavor();
+            let multi = flavor == crate::runtime::RuntimeFlavor::MultiThread;
+            assert_eq!(r.as_uring().unwrap().is_pinned(), multi && crate::rt::multi_thread::PINNED_RINGS);
             let ops = || r.as_uring().unwrap().ops_submitted();
             let (mut a, mut b) = crate::net::UnixStream::pair().unwrap();
             let before = ops();

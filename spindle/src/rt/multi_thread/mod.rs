@@ -43,6 +43,17 @@ use super::{context, Scheduler};
 use crate::driver::Reactor;
 use crate::time::{Clock, Shard};
 
+/// Whether workers own pinned io_uring rings (`SINGLE_ISSUER | DEFER_TASKRUN`: only the worker
+/// submits; entries from other threads are handed over and submitted when it next wakes or polls
+/// its reactor). Off: it works (the net, fs, runtime, shutdown and driver suites pass with it,
+/// the worker reaps its own ring at shutdown), but an entry pushed by a thread that is not the
+/// worker (a `block_on` caller, a task dropped on another worker) is not in the kernel when the
+/// push returns, only once the worker gets to it; code that relies on "submitted by the time the
+/// first poll returns" breaks (tests/net_pooled.rs arms a multishot accept from `block_on` and
+/// then exhausts the fd limit: it fails most runs on multi_thread(2) with pinned rings), and
+/// every such op pays a cross-thread hand-over. Shared rings submit at once from any thread.
+pub(crate) const PINNED_RINGS: bool = false;
+
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
 const SPIN_ROUNDS: u32 = 4;
@@ -55,6 +66,11 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     exited: Mutex<usize>,
     exited_cv: Condvar,
+    /// Set (under `exited`, signalled through `exited_cv`) once the thread shutting the runtime
+    /// down has dropped the `Send` tasks: a worker waits for it before its last act, shutting
+    /// down its reactor (only the owner of a pinned ring may cancel and reap the ops those
+    /// tasks orphaned).
+    tasks_dropped: AtomicBool,
     pub(crate) blocking: Spawner,
     pub(crate) clock: Arc<Clock>,
     /// `block_on` threads currently awake (polling their future): virtual time must not jump
@@ -125,7 +141,7 @@ pub(crate) fn start(
     let mut drivers = Vec::with_capacity(num_workers);
     for index in 0..num_workers {
         let (run_queue, stealer) = local::new();
-        let driver = Driver::with_reactor()?;
+        let driver = if PINNED_RINGS { Driver::with_pinned_reactor()? } else { Driver::with_reactor()? };
         remotes.push(Remote {
             stealer,
             lifo: AtomicPtr::new(ptr::null_mut()),
@@ -154,6 +170,7 @@ pub(crate) fn start(
         shutdown: AtomicBool::new(false),
         exited: Mutex::new(0),
         exited_cv: Condvar::new(),
+        tasks_dropped: AtomicBool::new(false),
         blocking,
         clock,
         block_on_awake: Arc::new(spindle_core::loom::AtomicUsize::new(0)),
@@ -194,9 +211,27 @@ fn run_worker(shared: Arc<Shared>, core: Core, driver: Driver) {
     }
     while shared.remotes[index].local_inject.pop().is_some() {}
     drop(w);
-    *shared.exited.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    let mut exited = shared.exited.lock().unwrap_or_else(|e| e.into_inner());
+    *exited += 1;
     shared.exited_cv.notify_all();
+    // Wait for the `Send` tasks to be dropped (they may hold ops on our ring), then cancel and
+    // reap what they left in flight, on this thread: a pinned ring cannot be entered by any
+    // other. Bounded, in case the shutting-down thread is stuck dropping a task.
+    let deadline = Instant::now() + SHUTDOWN_HANDOFF;
+    while !shared.tasks_dropped.load(Acquire) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        exited = shared.exited_cv.wait_timeout(exited, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+    }
+    drop(exited);
+    shared.remotes[index].reactor.shutdown();
 }
+
+/// How long an exiting worker waits for the runtime's `Send` tasks to be dropped before it shuts
+/// its reactor down anyway.
+const SHUTDOWN_HANDOFF: Duration = Duration::from_secs(5);
 
 impl WorkerCtx {
     fn run(&self) {
@@ -664,11 +699,6 @@ impl Workers {
             }
         }
         drop(exited);
-        if all && !on_own_worker {
-            for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-                let _ = t.join();
-            }
-        }
         // Drop the `Send` tasks here. A task still being polled by a stuck worker is only marked
         // cancelled; that worker drops it when its poll returns.
         let _enter = context::set_scheduler(Scheduler::MultiThread(self.shared.clone()));
@@ -680,12 +710,21 @@ impl Workers {
                 drop(unsafe { Notified::<Sched>::from_raw_owned(p) });
             }
         }
-        if all {
-            // No worker drives the reactors any more: I/O objects still registered with them
-            // fail from now on instead of waiting forever, and ops orphaned by the tasks just
-            // dropped are reaped (releasing their buffers and sockets).
-            for r in shared.remotes.iter() {
-                r.reactor.shutdown();
+        {
+            // Exited workers now shut their reactors down (see `run_worker`).
+            let _g = shared.exited.lock().unwrap_or_else(|e| e.into_inner());
+            shared.tasks_dropped.store(true, Release);
+            shared.exited_cv.notify_all();
+        }
+        if on_own_worker {
+            // This worker's own reactor: it is still running (this task), so shut it down here.
+            if let Some(w) = self.shared.current_worker() {
+                w.remote().reactor.shutdown();
+            }
+        }
+        if all && !on_own_worker {
+            for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                let _ = t.join();
             }
         }
         all
