@@ -11,10 +11,13 @@
 //!   before the socket is closed (field order in `socket::PollSocket`). Until a direction has
 //!   seen its first readiness event, its first operation tries the syscall eagerly (a fresh
 //!   socket is usually writable at once), so it does not wait for the reactor's next turn.
+//!   On io_uring the owned-buffer operations (`read_owned`, `write_owned`, `writev_owned`,
+//!   datagram `send_owned`/`recv_owned`, `send_to_owned`/`recv_from_owned`) are completion ops
+//!   (`RECV`, `SEND`, `WRITEV`, `SENDMSG`, `RECVMSG`) on the current thread's ring instead.
 //! - **A socket belongs to the runtime it was created in** (or to the fallback reactor, if
 //!   created outside any runtime): use it there. Once that runtime is dropped nothing drives its
-//!   reactor, so an operation that has to wait for readiness on such a socket would never be
-//!   woken. (Making orphaned registrations move to the fallback reactor is the driver's job.)
+//!   reactor: operations on such a socket fail with an `io::Error` saying the runtime was shut
+//!   down (waiters are woken to see it) instead of waiting forever.
 //! - **Naming** (DESIGN.md section 4): slices through `futures_io`/tokio traits and std-named
 //!   inherent methods (`send_to(&[u8], addr)`, `recv_from(&mut [u8])`, `peek`); owned buffers
 //!   through [`AsyncReadOwned`](crate::io::AsyncReadOwned) / [`AsyncWriteOwned`](crate::io::AsyncWriteOwned)
@@ -29,12 +32,12 @@
 //!   (`BrokenPipe`; SIGPIPE is never raised: sends use `MSG_NOSIGNAL`). `accept` under fd
 //!   exhaustion returns the error and backs off (5 ms doubling to 1 s) so accept loops never spin.
 //! - **Cancellation**: dropping any future is safe and leaks nothing (a half-open `connect` closes
-//!   its socket). These types use readiness on both backends (on io_uring through the driver's
-//!   multishot poll registrations), so no operation is in flight in the kernel when a future is
-//!   dropped and owned buffers are simply dropped with it. The owned-buffer operations do not yet
-//!   submit io_uring completion ops: the driver's op API takes a borrowed fd, and an orphaned op
-//!   whose entry is not yet submitted could outlive the socket's fd number (which may be reused);
-//!   the op has to own (or `dup`) the fd first.
+//!   its socket). Slice operations use readiness on both backends (on io_uring through the
+//!   driver's multishot poll registrations), so nothing is in flight in the kernel when their
+//!   future is dropped. A dropped owned-buffer op on io_uring is cancelled; until its final
+//!   completion the driver keeps its buffer and the socket itself (the op holds a reference), so
+//!   the fd is neither closed nor reused under the kernel. Data such an op had already received
+//!   is lost with it (as the `AsyncReadOwned` cancel-safety note says).
 //! - **Runtime-owned buffers**: `recv_pooled` / `recv_stream` on stream sockets give
 //!   [`PooledBuf`]s from the worker's buffer pool (a provided-buffer ring the kernel picks from
 //!   on io_uring, with multishot receives; a userspace pool on epoll), and `TcpListener::accept`
