@@ -7,10 +7,11 @@
 //! has at least 2 x N more fds open at that point). Then all clients close, every server task sees
 //! end of stream, and the process's open fd count (/proc/self/fd) must come back to where it was.
 //!
-//! File descriptors: both ends live in this process, so N connections need 2 x N fds. The test
-//! raises RLIMIT_NOFILE's soft limit to the hard limit; if that is too low for 2 x 10,000 plus what
-//! the process already uses, N is reduced to what fits and the test says so (on a machine with a
-//! hard limit of exactly 20,000 that is about 9,950 connections).
+//! File descriptors: with both ends in this process, N connections need 2 x N fds. The test raises
+//! RLIMIT_NOFILE's soft limit to the hard limit; the in-process runs (every flavour) use N = what
+//! fits (on a machine whose hard limit is exactly 20,000: about 9,950). The full 10,000 run puts
+//! the clients in a child process (this test binary again, also on spindle), so each process
+//! needs only N fds: [`ten_thousand_connections_client_in_a_child_process`].
 //!
 //! Pacing: the listener's backlog is spindle's (1024); a connection beyond a full accept queue
 //! waits out SYN retransmits (1 s, then 3 s, ...), so at most [`WINDOW`] connections are between
@@ -25,6 +26,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +49,13 @@ const PER_FLAVOUR: Duration = Duration::from_secs(60);
 const WATCHDOG: Duration = Duration::from_secs(150);
 /// Bytes per message.
 const MSG: usize = 16;
+
+/// The tests of this binary each need most of the process's fds: they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
@@ -167,6 +178,10 @@ async fn run(n: usize, base_fds: usize) -> usize {
 
 #[test]
 fn ten_thousand_connections_open_at_once() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return; // we are the client process of the cross-process test: only `client_child` acts
+    }
+    let _serial = serial();
     let watchdog_start = Instant::now();
     std::thread::spawn(move || {
         std::thread::sleep(WATCHDOG);
@@ -210,4 +225,150 @@ fn ten_thousand_connections_open_at_once() {
         );
         assert_eq!(now, base, "open fds after every connection closed (before: {base}, peak: {peak})");
     });
+}
+
+/// Environment variable that makes [`client_child`] act: `<server address> <connections>`.
+const CHILD_ENV: &str = "SPINDLE_NET_10K_CLIENT";
+/// Line the child prints once all its connections have exchanged their message.
+const CHILD_READY: &str = "net_10k child: all connections open";
+
+/// The client side of the cross-process run (does nothing unless [`CHILD_ENV`] is set): opens
+/// the connections, exchanges one message on each (paced by [`WINDOW`]), holds them all, says so
+/// on stdout, waits until its stdin closes, then closes everything.
+#[test]
+fn client_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let mut parts = spec.split(' ');
+    let addr: SocketAddr = parts.next().and_then(|a| a.parse().ok()).expect("child: server address");
+    let n: usize = parts.next().and_then(|c| c.parse().ok()).expect("child: connection count");
+    raise_nofile();
+    let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let streams = rt.block_on(async move {
+        let (done_tx, mut done_rx) = mpsc::unbounded::<TcpStream>();
+        let mut streams = Vec::with_capacity(n);
+        for i in 0..n {
+            while i - streams.len() >= WINDOW {
+                streams.push(done_rx.next().await.expect("a client finished its exchange"));
+            }
+            let done_tx = done_tx.clone();
+            spindle::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("client {i}: connect: {e}"));
+                let m = message(i);
+                s.write_all(&m).await.expect("client write");
+                let mut a = [0u8; MSG];
+                s.read_exact(&mut a).await.expect("client read");
+                assert_eq!(a, answer(&m), "client {i}: wrong answer");
+                let _ = done_tx.unbounded_send(s);
+            });
+        }
+        while streams.len() < n {
+            streams.push(done_rx.next().await.expect("a client finished its exchange"));
+        }
+        streams
+    });
+    println!("{CHILD_READY}");
+    std::io::stdout().flush().unwrap();
+    // Hold every connection until the parent closes our stdin.
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(streams);
+    drop(rt);
+}
+
+/// The full 10,000: the server (this process, multi-thread runtime with 2 workers) holds 10,000
+/// accepted connections at once while a child process holds the 10,000 client ends.
+#[test]
+fn ten_thousand_connections_client_in_a_child_process() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return; // we are the child: only `client_child` acts
+    }
+    let _serial = serial();
+    let limit = raise_nofile();
+    let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let base = open_fds();
+    assert!(limit >= base + WANT + 64, "RLIMIT_NOFILE {limit} leaves no room for {WANT} connections");
+    let t0 = Instant::now();
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["client_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, format!("{addr} {WANT}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the client process");
+        let mut child_in = child.stdin.take();
+        let child_out = child.stdout.take().unwrap();
+        // The child's "ready" line, read on the blocking pool (a pipe read blocks). The test
+        // harness may print "test client_child ... " on the same line first. The reader then
+        // drains the pipe to its end, so the child never writes into a closed pipe.
+        let (ready_tx, ready) = spindle::sync::oneshot::channel::<()>();
+        let _reader = spindle::spawn_blocking(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in BufReader::new(child_out).lines().map_while(Result::ok) {
+                if line.contains(CHILD_READY) {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+
+        let served = Arc::new(AtomicUsize::new(0));
+        let work = async {
+            let mut servers = Vec::with_capacity(WANT);
+            for _ in 0..WANT {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                let served = served.clone();
+                servers.push(spindle::spawn(async move {
+                    let mut m = [0u8; MSG];
+                    s.read_exact(&mut m).await.expect("server read");
+                    s.write_all(&answer(&m)).await.expect("server write");
+                    served.fetch_add(1, Ordering::Relaxed);
+                    let mut rest = [0u8; 1];
+                    s.read(&mut rest).await.expect("server read to end") == 0
+                }));
+            }
+            ready.await.expect("the client process ended without opening its connections");
+            let fds_all_open = open_fds();
+            assert_eq!(served.load(Ordering::Relaxed), WANT, "every server answered");
+            assert!(
+                fds_all_open >= base + WANT,
+                "{WANT} accepted connections should hold {WANT} fds at once; open: {fds_all_open}, before: {base}"
+            );
+            // Release the clients: they close, every server sees end of stream.
+            drop(child_in.take());
+            let mut clean = 0;
+            for s in servers {
+                clean += usize::from(s.await.unwrap());
+            }
+            assert_eq!(clean, WANT, "servers that saw a clean end of stream");
+            fds_all_open
+        };
+        let peak = spindle::time::timeout(PER_FLAVOUR, work).await;
+        drop(child_in);
+        let status = spindle::spawn_blocking(move || {
+            if peak.is_err() {
+                let _ = child.kill();
+            }
+            child.wait()
+        })
+        .await
+        .unwrap()
+        .expect("wait for the client process");
+        let peak = peak.unwrap_or_else(|_| panic!("{WANT} connections did not finish within {PER_FLAVOUR:?}"));
+        assert!(status.success(), "client process failed: {status}");
+        eprintln!(
+            "net_10k: {WANT} connections (clients in a child process) on {}, in {:?} (server fds: {base} before, \
+             {peak} all open)",
+            spindle::runtime::Handle::current().io_driver(),
+            t0.elapsed()
+        );
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_fds() > base && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(open_fds(), base, "server fds after every connection closed");
 }
