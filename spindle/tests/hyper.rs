@@ -27,6 +27,27 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
     Ok(Response::new(Full::new(Bytes::from(format!("{path} {body}")))))
 }
 
+/// Sends `requests` (path, body length) one after another over one HTTP/1 connection on `io`,
+/// checks each echo, then closes the connection and waits for its task.
+async fn client_exchange<I>(io: I, requests: Vec<(String, usize)>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    let conn = spindle::spawn(conn);
+    for (path, len) in requests {
+        // HTTP/1 carries one request at a time: wait until the previous exchange is done.
+        sender.ready().await.unwrap();
+        let req = Request::post(path.as_str()).body(Full::new(Bytes::from(vec![b'x'; len]))).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(got, format!("{path} {len}").as_bytes());
+    }
+    drop(sender);
+    conn.await.unwrap().unwrap();
+}
+
 #[test]
 fn http1_keep_alive_requests_over_tcp() {
     each_flavor(|rt| {
@@ -42,22 +63,9 @@ fn http1_keep_alive_requests_over_tcp() {
             });
 
             let stream = TcpStream::connect(addr).await.unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(stream).await.unwrap();
-            let conn = spindle::spawn(conn);
-            for i in 0..50usize {
-                // Bodies from empty to 64 KiB: larger than one socket read, so hyper's reads and
-                // writes go around the readiness loop.
-                let body = vec![b'x'; i * 1337];
-                let req = Request::post(format!("/r{i}")).body(Full::new(Bytes::from(body))).unwrap();
-                // HTTP/1 carries one request at a time: wait until the previous exchange is done.
-                sender.ready().await.unwrap();
-                let resp = sender.send_request(req).await.unwrap();
-                assert_eq!(resp.status(), 200);
-                let got = resp.into_body().collect().await.unwrap().to_bytes();
-                assert_eq!(got, format!("/r{i} {}", i * 1337).as_bytes());
-            }
-            drop(sender);
-            conn.await.unwrap().unwrap();
+            // Bodies from empty to 64 KiB: larger than one socket read, so hyper's reads and
+            // writes go around the readiness loop.
+            client_exchange(stream, (0..50usize).map(|i| (format!("/r{i}"), i * 1337)).collect()).await;
             server.await.unwrap().unwrap();
         });
     });
@@ -71,12 +79,7 @@ fn http1_over_a_unix_stream_pair() {
             let server = spindle::spawn(
                 hyper::server::conn::http1::Builder::new().serve_connection(a, hyper::service::service_fn(echo)),
             );
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(b).await.unwrap();
-            let conn = spindle::spawn(conn);
-            let resp = sender.send_request(Request::get("/unix").body(Full::new(Bytes::new())).unwrap()).await.unwrap();
-            assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "/unix 0".as_bytes());
-            drop(sender);
-            conn.await.unwrap().unwrap();
+            client_exchange(b, vec![("/unix".to_string(), 0)]).await;
             server.await.unwrap().unwrap();
         });
     });

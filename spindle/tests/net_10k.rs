@@ -93,6 +93,17 @@ fn message(i: usize) -> [u8; MSG] {
     m
 }
 
+/// The server side of one connection: answers one message, counts it in `served`, then waits
+/// for end of stream; returns whether the stream ended cleanly.
+async fn serve_one(mut s: TcpStream, served: Arc<AtomicUsize>) -> bool {
+    let mut m = [0u8; MSG];
+    s.read_exact(&mut m).await.expect("server read");
+    s.write_all(&answer(&m)).await.expect("server write");
+    served.fetch_add(1, Ordering::Relaxed);
+    let mut rest = [0u8; 1];
+    s.read(&mut rest).await.expect("server read to end") == 0
+}
+
 /// One run with `n` connections; returns the fd count seen while all were open.
 async fn run(n: usize, base_fds: usize) -> usize {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -106,17 +117,9 @@ async fn run(n: usize, base_fds: usize) -> usize {
         spindle::spawn(async move {
             let mut servers = Vec::with_capacity(n);
             for _ in 0..n {
-                let (mut s, _) = listener.accept().await.expect("accept");
+                let (s, _) = listener.accept().await.expect("accept");
                 let served = served.clone();
-                servers.push(spindle::spawn(async move {
-                    let mut m = [0u8; MSG];
-                    s.read_exact(&mut m).await.expect("server read");
-                    s.write_all(&answer(&m)).await.expect("server write");
-                    served.fetch_add(1, Ordering::Relaxed);
-                    let mut rest = [0u8; 1];
-                    let eof = s.read(&mut rest).await.expect("server read to end");
-                    eof == 0
-                }));
+                servers.push(spindle::spawn(serve_one(s, served)));
             }
             drop(listener);
             let mut clean = 0;
@@ -319,16 +322,9 @@ fn ten_thousand_connections_client_in_a_child_process() {
         let work = async {
             let mut servers = Vec::with_capacity(WANT);
             for _ in 0..WANT {
-                let (mut s, _) = listener.accept().await.expect("accept");
+                let (s, _) = listener.accept().await.expect("accept");
                 let served = served.clone();
-                servers.push(spindle::spawn(async move {
-                    let mut m = [0u8; MSG];
-                    s.read_exact(&mut m).await.expect("server read");
-                    s.write_all(&answer(&m)).await.expect("server write");
-                    served.fetch_add(1, Ordering::Relaxed);
-                    let mut rest = [0u8; 1];
-                    s.read(&mut rest).await.expect("server read to end") == 0
-                }));
+                servers.push(spindle::spawn(serve_one(s, served)));
             }
             ready.await.expect("the client process ended without opening its connections");
             let fds_all_open = open_fds();

@@ -44,17 +44,11 @@ macro_rules! impl_read {
                 let $s = &*self;
                 // SAFETY: the receive call only writes initialized bytes into the unfilled part, and
                 // `assume_init` below covers exactly the bytes it reported.
-                let unfilled = unsafe { buf.unfilled_mut() };
-                match $io.poll_recv_uninit(cx, unfilled) {
-                    std::task::Poll::Ready(Ok(n)) => {
-                        // SAFETY: the kernel initialized `n` bytes at the start of the unfilled part.
-                        unsafe { buf.assume_init(n) };
-                        buf.advance(n);
-                        std::task::Poll::Ready(Ok(()))
-                    }
-                    std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-                    std::task::Poll::Pending => std::task::Poll::Pending,
-                }
+                let n = std::task::ready!($io.poll_recv_uninit(cx, unsafe { buf.unfilled_mut() }))?;
+                // SAFETY: the kernel initialized `n` bytes at the start of the unfilled part.
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                std::task::Poll::Ready(Ok(()))
             }
         }
 
@@ -68,16 +62,10 @@ macro_rules! impl_read {
                 let $s = &*self;
                 // SAFETY: the receive call only writes initialized bytes into the cursor's unfilled
                 // part, and `advance` below covers exactly the bytes it reported.
-                let unfilled = unsafe { buf.as_mut() };
-                match $io.poll_recv_uninit(cx, unfilled) {
-                    std::task::Poll::Ready(Ok(n)) => {
-                        // SAFETY: the kernel initialized `n` bytes at the start of the unfilled part.
-                        unsafe { buf.advance(n) };
-                        std::task::Poll::Ready(Ok(()))
-                    }
-                    std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-                    std::task::Poll::Pending => std::task::Poll::Pending,
-                }
+                let n = std::task::ready!($io.poll_recv_uninit(cx, unsafe { buf.as_mut() }))?;
+                // SAFETY: the kernel initialized `n` bytes at the start of the unfilled part.
+                unsafe { buf.advance(n) };
+                std::task::Poll::Ready(Ok(()))
             }
         }
     };
@@ -204,6 +192,6 @@ macro_rules! poll_write_methods {
     };
 }
 
-pub(crate) use {impl_read, impl_write};
 #[cfg(any(feature = "tokio-io", feature = "hyper"))]
 pub(crate) use poll_write_methods;
+pub(crate) use {impl_read, impl_write};
