@@ -353,3 +353,58 @@ fn scope_child_recorded_parent_is_the_scope() {
     });
     rt.block_on(h).unwrap();
 }
+
+/// A future that must not move once polled (as intrusive timer entries and wait-list nodes):
+/// it records its address at its first poll and checks it when dropped.
+struct PinnedProbe {
+    at: Option<usize>,
+    moved: Arc<AtomicUsize>,
+    _pin: std::marker::PhantomPinned,
+}
+
+impl std::future::Future for PinnedProbe {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // SAFETY: only `at` is written; nothing is moved.
+        let this = unsafe { self.get_unchecked_mut() };
+        this.at = Some(this as *mut PinnedProbe as usize);
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for PinnedProbe {
+    fn drop(&mut self) {
+        if let Some(at) = self.at {
+            if at != self as *mut PinnedProbe as usize {
+                self.moved.fetch_add(1, SeqCst);
+            }
+        }
+    }
+}
+
+#[test]
+fn pending_children_are_dropped_in_place() {
+    // Regression: the scope once moved a running child out of its cell to drop it, so a timer
+    // entry inside it unlinked itself from the wrong address (tokio's wheel kept a dangling one).
+    on_every_runtime("dropped in place", |rt| async move {
+        let moved = Arc::new(AtomicUsize::new(0));
+        let m = moved.clone();
+        let mut scope = Box::pin(spindle_core::scope!(|s| async move {
+            s.spawn(PinnedProbe { at: None, moved: m.clone(), _pin: std::marker::PhantomPinned });
+            s.spawn(async move {
+                // A probe inside a child's own state (as a leaf future is).
+                let probe = PinnedProbe { at: None, moved: m, _pin: std::marker::PhantomPinned };
+                probe.await
+            });
+            std::future::pending::<()>().await
+        }));
+        std::future::poll_fn(|cx| {
+            assert!(std::future::Future::poll(scope.as_mut(), cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        rt.yield_now().await;
+        drop(scope);
+        assert_eq!(moved.load(SeqCst), 0, "a pinned child future was moved before its drop");
+    });
+}

@@ -3,23 +3,48 @@
 //!
 //! # State word
 //!
+//! One word holds three flags and, from bit [`REF_SHIFT`] up, the reference count:
+//!
 //! - [`QUEUED`]: the child is in the ready stack (or being pushed). A wake that finds it set
 //!   does nothing, so a child is in the stack at most once; the scope clears it (acquire) just
-//!   before polling the child, so a wake during the poll queues it again.
+//!   before polling a woken child, so a wake during the poll queues it again. A new child starts
+//!   with it clear (it waits in the scope's list of new children, polled in the next batch; no
+//!   waker of it exists before that first poll, except the scope's own cancel wake-up, which
+//!   only queues it once more).
 //! - [`COMPLETE`]: the scope is done with the child: the stage holds the output, or nothing if
 //!   the child panicked or was dropped unfinished. Set once, by the scope, after the stage write.
-//! - [`HANDLE_GONE`]: the [`ScopeHandle`](super::ScopeHandle) was dropped (or took the output).
+//! - [`HANDLE_GONE`]: the [`ScopeHandle`](super::ScopeHandle) was dropped before `COMPLETE`. Set
+//!   once, by the handle, in the same compare-and-swap that drops the handle's reference, and
+//!   only while `COMPLETE` is clear.
 //!
-//! Whoever sets the second of `COMPLETE` and `HANDLE_GONE` owns what is left in the stage and
-//! drops it; before that the scope owns the stage while the child runs, and the handle owns it
-//! after `COMPLETE`.
+//! The stage belongs to the scope until `COMPLETE`, then to the handle. A handle dropped before
+//! that sets `HANDLE_GONE` and leaves the stage alone, and the scope, seeing the flag, drops the
+//! stage itself before it sets `COMPLETE` (both flags are sticky, so a flag seen once stays
+//! true). A handle dropped after `COMPLETE` drops the stage (the output) itself.
 //!
 //! # References
 //!
-//! `refs` counts the scope's slab entry, a ready-stack entry, every waker and the handle. The
-//! future (and output) are only ever dropped by the scope or the handle, never by whoever drops
-//! the last reference: the last reference frees the memory only. A leaked scope leaks its slab
-//! references, so its children's memory is never freed under a pinned future.
+//! The count (in units of [`REF_ONE`]) counts the scope's slab entry, a ready-stack entry, every
+//! waker and the handle (a new child waiting in the scope's list of new children needs no
+//! reference of its own: its slab entry outlives that list entry). Keeping it in the state word
+//! lets a transition and a reference drop share one atomic operation (`complete` when the handle
+//! is gone, `drop_handle` before completion, a wake that queues). The future (and output) are
+//! only ever dropped by the scope or the handle, never by whoever drops the last reference: the
+//! last reference drops the (empty) cell in place and gives its memory back to the chunk. A leaked
+//! scope leaks its slab references, so its children's memory is never freed under a pinned
+//! future.
+//!
+//! # Memory: chunks
+//!
+//! Cells are not allocated one by one: the scope's [`Arena`] carves them, bump-pointer, from
+//! chunks (4 KiB, doubling up to 64 KiB; a cell too big or too aligned for that gets a chunk of
+//! its own). A chunk counts its live cells in `live`, plus [`HOLD`] while the arena may still
+//! carve from it; the arena counts what it carved without atomics and, when it moves on to a new
+//! chunk (or the scope is dropped), subtracts `HOLD` minus that count in one step. A cell's last
+//! reference drops the cell in place and subtracts one; whoever brings `live` to zero frees the
+//! chunk, so a chunk outlives every cell in it (and the wakers that keep cells alive), wherever
+//! they are dropped. Each chunk holds one count on the scope's shared block, so cells (and their
+//! wakers) reach the shared block through a plain pointer, without a count of their own.
 //!
 //! # Ready stack
 //!
@@ -28,6 +53,7 @@
 //! cell and the shared block alive in a cycle after the scope is gone.
 
 use alloc::boxed::Box;
+use core::alloc::Layout;
 use core::any::Any;
 use core::future::Future;
 use core::pin::Pin;
@@ -41,8 +67,28 @@ use crate::sync::atomic_waker::AtomicWaker;
 pub(crate) const QUEUED: usize = 1 << 0;
 /// The scope is done with the child (see the module docs).
 pub(crate) const COMPLETE: usize = 1 << 1;
-/// The handle is gone.
+/// The handle was dropped before `COMPLETE`.
 pub(crate) const HANDLE_GONE: usize = 1 << 2;
+/// Where the reference count starts in the state word.
+pub(crate) const REF_SHIFT: u32 = 3;
+/// One reference, in the state word.
+pub(crate) const REF_ONE: usize = 1 << REF_SHIFT;
+
+/// How many references a state word holds.
+#[inline]
+const fn refs(state: usize) -> usize {
+    state >> REF_SHIFT
+}
+
+/// What dropping a reference did.
+#[must_use]
+pub(crate) enum Release {
+    /// Other references remain.
+    Kept,
+    /// That was the last one: the cell was dropped in place, and its count on this chunk is the
+    /// caller's to give back (`Arena::give_back` or `chunk_release`).
+    Freed(NonNull<Chunk>),
+}
 
 /// The ready stack's "closed" marker (never a valid header address: headers are aligned).
 const CLOSED: *mut Header = core::ptr::dangling_mut::<Header>();
@@ -160,21 +206,48 @@ pub(crate) struct Vtable {
     poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Polled,
     /// Drops whatever the stage holds.
     drop_stage: unsafe fn(NonNull<Header>),
-    /// Frees the allocation (the stage is already empty).
-    dealloc: unsafe fn(NonNull<Header>),
+    /// Drops the cell in place (the stage is already empty); the memory stays in the chunk.
+    drop_cell: unsafe fn(NonNull<Header>),
+}
+
+/// Where a cell sits in its scope's lists. Only the scope's side touches these: under the
+/// scope's lock (the list of unfinished children, the list of new children), or on the thread
+/// polling the scope (the list of children finished in the current batch, `finished`).
+pub(crate) struct Links {
+    /// The scope's list of unfinished children (doubly linked, under the lock).
+    pub(crate) all_prev: *mut Header,
+    pub(crate) all_next: *mut Header,
+    /// The next new child (under the lock), then, once polled and finished, the next child
+    /// finished in the same batch (scope only).
+    pub(crate) link: *mut Header,
+    /// The scope polled the child to its end; it is completed at the end of the batch.
+    pub(crate) finished: bool,
+}
+
+/// The cell's links.
+///
+/// # Safety
+/// The caller is the scope's side, holding the scope's lock or being the scope future for the
+/// fields the [`Links`] docs give it, and the cell is alive (the scope's reference).
+#[allow(clippy::mut_from_ref)]
+pub(crate) unsafe fn links<'a>(h: NonNull<Header>) -> &'a mut Links {
+    // SAFETY: forwarded: one side at a time uses each field.
+    unsafe { &mut *h.as_ref().links.with_mut(|p| p) }
 }
 
 /// The first field of every cell.
 #[repr(C)]
 pub(crate) struct Header {
+    /// Flags and reference count (module docs).
     pub(crate) state: AtomicUsize,
-    refs: AtomicUsize,
     next: AtomicPtr<Header>,
-    /// The scope's shared block; every cell owns one `Arc` count on it.
+    /// The scope's shared block (kept alive by the cell's chunk).
     shared: *const Shared,
+    /// The chunk the cell was carved from.
+    chunk: NonNull<Chunk>,
     vtable: &'static Vtable,
-    /// The slab key (fixed before the child is published).
-    pub(crate) key: usize,
+    /// The scope's links (see [`Links`]).
+    links: UnsafeCell<Links>,
     /// The handle's waker.
     pub(crate) join: AtomicWaker,
 }
@@ -191,41 +264,186 @@ struct Cell<F: Future> {
     stage: UnsafeCell<Stage<F>>,
 }
 
-/// Allocates a cell for `future` with two references (the scope's slab and the handle) plus one
-/// for the ready stack, queued. The caller pushes it with [`publish`].
-pub(crate) fn allocate<F: Future>(future: F, shared: &crate::sync::Shared<Shared>, key: usize) -> NonNull<Header> {
-    let raw = crate::sync::Shared::into_raw(shared.clone());
-    let cell = Box::new(Cell {
-        header: Header {
-            state: AtomicUsize::new(QUEUED),
-            refs: AtomicUsize::new(3),
-            next: AtomicPtr::new(ptr::null_mut()),
-            shared: raw,
-            vtable: vtable::<F>(),
-            key,
-            join: AtomicWaker::new(),
-        },
-        stage: UnsafeCell::new(Stage::Running(future)),
-    });
-    NonNull::from(Box::leak(cell)).cast()
+/// Carves a cell for `future` from `arena` with two references (the scope's slab and the
+/// handle), not queued: the caller puts it in the scope's list of new children, which the scope
+/// polls in its next batch.
+pub(crate) fn allocate<F: Future>(future: F, arena: &mut Arena) -> NonNull<Header> {
+    let (mem, chunk) = arena.carve(Layout::new::<Cell<F>>());
+    let cell = mem.cast::<Cell<F>>();
+    // SAFETY: `carve` returned memory of `Cell<F>`'s layout that nothing else uses; the chunk
+    // stays alive until this cell is dropped and returned to it (module docs).
+    unsafe {
+        cell.as_ptr().write(Cell {
+            header: Header {
+                state: AtomicUsize::new(2 * REF_ONE),
+                next: AtomicPtr::new(ptr::null_mut()),
+                shared: chunk.as_ref().shared,
+                chunk,
+                vtable: vtable::<F>(),
+                links: UnsafeCell::new(Links {
+                    all_prev: ptr::null_mut(),
+                    all_next: ptr::null_mut(),
+                    link: ptr::null_mut(),
+                    finished: false,
+                }),
+                join: AtomicWaker::new(),
+            },
+            stage: UnsafeCell::new(Stage::Running(future)),
+        })
+    };
+    cell.cast()
 }
 
-/// Queues a freshly allocated cell (its `QUEUED` bit and stack reference are already set).
-pub(crate) fn publish(h: NonNull<Header>) {
-    // SAFETY: the caller holds references.
-    let header = unsafe { h.as_ref() };
-    // SAFETY: every cell holds a count on its shared block.
-    let shared = unsafe { &*header.shared };
-    if !shared.push(h) {
-        // Closed (cannot happen while the scope is alive to spawn): drop the stack's reference.
-        release(h);
+/// A chunk's `live` count while its arena may still carve from it (module docs).
+const HOLD: usize = 1 << (usize::BITS - 2);
+/// The first chunk's size; each next one doubles, up to [`MAX_CHUNK`].
+const MIN_CHUNK: usize = 4 << 10;
+/// The largest shared chunk; a bigger cell gets a chunk of its own.
+const MAX_CHUNK: usize = 64 << 10;
+/// The alignment chunks are allocated with; a cell that needs more gets a chunk of its own.
+const CHUNK_ALIGN: usize = 16;
+
+/// The head of a chunk of cells (module docs).
+pub(crate) struct Chunk {
+    /// Live cells, plus [`HOLD`] while the arena may carve from the chunk.
+    live: AtomicUsize,
+    /// The scope's shared block: one count, dropped with the chunk.
+    shared: *const Shared,
+    /// The chunk's allocation.
+    layout: Layout,
+}
+
+/// Where in a chunk the first cell may go.
+const fn data_offset(align: usize) -> usize {
+    let h = core::mem::size_of::<Chunk>();
+    (h + align - 1) & !(align - 1)
+}
+
+/// A scope's cell allocator (module docs). Used under the scope's lock.
+pub(crate) struct Arena {
+    shared: crate::sync::Shared<Shared>,
+    /// The chunk being carved (its `HOLD` is still in), or none.
+    chunk: Option<NonNull<Chunk>>,
+    /// Next free byte and end of the current chunk, as addresses.
+    cursor: usize,
+    end: usize,
+    /// Cells carved from the current chunk.
+    carved: usize,
+    /// Size of the next shared chunk.
+    next_size: usize,
+}
+
+impl Arena {
+    pub(crate) fn new(shared: crate::sync::Shared<Shared>) -> Arena {
+        Arena { shared, chunk: None, cursor: 0, end: 0, carved: 0, next_size: MIN_CHUNK }
+    }
+
+    /// Memory for one cell of `layout`, and its chunk (which counts the cell as live).
+    #[inline]
+    fn carve(&mut self, layout: Layout) -> (NonNull<u8>, NonNull<Chunk>) {
+        if let Some(chunk) = self.chunk {
+            if layout.align() <= CHUNK_ALIGN {
+                let start = (self.cursor + layout.align() - 1) & !(layout.align() - 1);
+                if start + layout.size() <= self.end {
+                    self.cursor = start + layout.size();
+                    self.carved += 1;
+                    // SAFETY: inside the current chunk's data area, which nothing else uses.
+                    return (unsafe { NonNull::new_unchecked(start as *mut u8) }, chunk);
+                }
+            }
+        }
+        self.carve_slow(layout)
+    }
+
+    /// [`carve`](Self::carve) when the current chunk has no room: a new chunk.
+    #[cold]
+    fn carve_slow(&mut self, layout: Layout) -> (NonNull<u8>, NonNull<Chunk>) {
+        let align = layout.align().max(CHUNK_ALIGN);
+        let need = data_offset(align) + layout.size();
+        if align > CHUNK_ALIGN || need > MAX_CHUNK / 4 {
+            // A chunk of its own, never carved again: its hold goes at once.
+            let chunk = self.new_chunk(need, align);
+            // SAFETY: the chunk was just made with its hold; we give the hold up, keeping one
+            // live cell (this one).
+            unsafe { chunk.as_ref() }.live.fetch_sub(HOLD - 1, Relaxed);
+            // SAFETY: the data area starts `data_offset(align)` bytes in, inside the chunk.
+            let mem = unsafe { NonNull::new_unchecked(chunk.as_ptr().cast::<u8>().add(data_offset(align))) };
+            return (mem, chunk);
+        }
+        self.retire();
+        let size = self.next_size.max(need);
+        self.next_size = (self.next_size * 2).min(MAX_CHUNK);
+        let chunk = self.new_chunk(size, CHUNK_ALIGN);
+        let base = chunk.as_ptr() as usize;
+        self.chunk = Some(chunk);
+        self.end = base + size;
+        let start = base + data_offset(CHUNK_ALIGN);
+        let start = (start + layout.align() - 1) & !(layout.align() - 1);
+        self.cursor = start + layout.size();
+        self.carved = 1;
+        // SAFETY: as above, in the fresh chunk.
+        (unsafe { NonNull::new_unchecked(start as *mut u8) }, chunk)
+    }
+
+    /// Allocates a chunk of `size` bytes (head included) with its hold in, holding one count on
+    /// the shared block.
+    fn new_chunk(&self, size: usize, align: usize) -> NonNull<Chunk> {
+        let layout = Layout::from_size_align(size, align).expect("spindle: scope child too large");
+        // SAFETY: `layout` has a non-zero size (it includes the chunk head).
+        let p = unsafe { alloc::alloc::alloc(layout) } as *mut Chunk;
+        let Some(p) = NonNull::new(p) else { alloc::alloc::handle_alloc_error(layout) };
+        let shared = crate::sync::Shared::into_raw(self.shared.clone());
+        // SAFETY: fresh memory of at least `size_of::<Chunk>()` bytes, aligned for `Chunk`.
+        unsafe { p.as_ptr().write(Chunk { live: AtomicUsize::new(HOLD), shared, layout }) };
+        p
+    }
+
+    /// Takes back `n` cells of `chunk` that the scope freed itself: without an atomic operation
+    /// if it is the chunk being carved (they are simply no longer counted as carved).
+    pub(crate) fn give_back(&mut self, chunk: NonNull<Chunk>, n: usize) {
+        if self.chunk == Some(chunk) {
+            self.carved -= n;
+        } else {
+            // SAFETY: the caller owns `n` counts of the chunk (cells it freed).
+            unsafe { chunk_release(chunk, n) };
+        }
+    }
+
+    /// Gives up the current chunk: its hold goes, so the last of its cells frees it.
+    pub(crate) fn retire(&mut self) {
+        if let Some(chunk) = self.chunk.take() {
+            // SAFETY: the hold keeps the chunk alive until this subtraction.
+            unsafe { chunk_release(chunk, HOLD - self.carved) };
+        }
+    }
+}
+
+// SAFETY: the arena's raw chunk pointer is only used by the scope that owns it, under its lock;
+// chunks themselves are shared through their atomic `live` count.
+unsafe impl Send for Arena {}
+
+/// Subtracts `n` from a chunk's `live` count, freeing the chunk (and its count on the shared
+/// block) if that was the rest.
+///
+/// # Safety
+/// The caller owns `n` of the chunk's counts (cells or the hold).
+pub(crate) unsafe fn chunk_release(chunk: NonNull<Chunk>, n: usize) {
+    // SAFETY: our counts keep the chunk alive until the subtraction.
+    let c = unsafe { chunk.as_ref() };
+    if c.live.fetch_sub(n, AcqRel) != n {
         return;
     }
-    shared.after_push();
+    let (shared, layout) = (c.shared, c.layout);
+    // SAFETY: nothing else refers to the chunk any more; it was written by `new_chunk`.
+    unsafe {
+        ptr::drop_in_place(chunk.as_ptr());
+        alloc::alloc::dealloc(chunk.as_ptr().cast(), layout);
+        drop(crate::sync::Shared::from_raw(shared));
+    }
 }
 
 fn vtable<F: Future>() -> &'static Vtable {
-    &Vtable { poll: poll::<F>, drop_stage: drop_stage::<F>, dealloc: dealloc::<F> }
+    &Vtable { poll: poll::<F>, drop_stage: drop_stage::<F>, drop_cell: drop_cell::<F> }
 }
 
 /// # Safety
@@ -273,46 +491,89 @@ unsafe fn poll<F: Future>(h: NonNull<Header>, cx: &mut Context<'_>) -> Polled {
     match r {
         Ok(Poll::Pending) => Polled::Pending,
         Ok(Poll::Ready(v)) => {
-            // SAFETY: as above; dropping the finished future in place.
-            cell.stage.with_mut(|p| unsafe { *p = Stage::Done(v) });
-            Polled::Ready
+            // SAFETY: as above; the finished future is dropped in place.
+            match catch(|| cell.stage.with_mut(|p| unsafe { replace_in_place(p, Stage::Done(v)) })) {
+                Ok(()) => Polled::Ready,
+                // Its destructor panicked: the output is gone with it.
+                Err(panic) => Polled::Panicked(panic),
+            }
         }
         Err(panic) => {
             // The future is dropped in place; a panic from its destructor is contained too.
             let _ = catch(|| {
                 // SAFETY: as above.
-                cell.stage.with_mut(|p| unsafe { *p = Stage::Empty })
+                cell.stage.with_mut(|p| unsafe { replace_in_place(p, Stage::Empty) })
             });
             Polled::Panicked(panic)
         }
     }
 }
 
+/// Drops the stage **in place** and writes `next` there. A running future is pinned in its cell:
+/// moving it out to drop it (`ptr::replace`) would break the pin guarantee that intrusive
+/// futures (timer entries, wait-list nodes linked into a driver) rely on to unlink themselves.
+/// If the drop panics, the stage is left `Empty` (and `next` is dropped), so nothing is dropped
+/// twice.
+///
+/// # Safety
+/// `p` is the stage of a live cell, owned by the caller (module docs).
+unsafe fn replace_in_place<F: Future>(p: *mut Stage<F>, next: Stage<F>) {
+    struct LeaveEmpty<F: Future>(*mut Stage<F>);
+    impl<F: Future> Drop for LeaveEmpty<F> {
+        fn drop(&mut self) {
+            // SAFETY: runs only while unwinding from the drop below, which left the stage
+            // dropped: overwrite it without dropping it again.
+            unsafe { ptr::write(self.0, Stage::Empty) };
+        }
+    }
+    let guard = LeaveEmpty(p);
+    // SAFETY: forwarded; the value is dropped where it lies, never moved.
+    unsafe { ptr::drop_in_place(p) };
+    core::mem::forget(guard);
+    // SAFETY: the old value was dropped; this writes without dropping it again.
+    unsafe { ptr::write(p, next) };
+}
+
 unsafe fn drop_stage<F: Future>(h: NonNull<Header>) {
     // SAFETY: the caller owns the stage (module docs).
     let cell = unsafe { cell::<F>(h) };
+    // SAFETY: as above; a running future is dropped in place (pinned).
+    cell.stage.with_mut(|p| unsafe { replace_in_place(p, Stage::Empty) });
+}
+
+unsafe fn drop_cell<F: Future>(h: NonNull<Header>) {
+    // SAFETY: the last reference is gone and the cell came from `allocate::<F>`. The stage is
+    // `Empty` (module docs), so this drops the header's fields (a handle waker left in `join`)
+    // and nothing of the child.
+    unsafe { ptr::drop_in_place(h.cast::<Cell<F>>().as_ptr()) };
+}
+
+/// After the last reference: drops the cell in place and returns its chunk.
+fn free_cell(h: NonNull<Header>) -> NonNull<Chunk> {
+    // SAFETY: the caller dropped the last reference; nothing else touches the cell.
+    let header = unsafe { h.as_ref() };
+    let chunk = header.chunk;
     // SAFETY: as above.
-    let old = cell.stage.with_mut(|p| unsafe { ptr::replace(p, Stage::Empty) });
-    drop(old);
+    unsafe { (header.vtable.drop_cell)(h) };
+    chunk
 }
 
-unsafe fn dealloc<F: Future>(h: NonNull<Header>) {
-    // SAFETY: the last reference is gone and the cell came from `allocate::<F>`.
-    let cell = unsafe { Box::from_raw(h.cast::<Cell<F>>().as_ptr()) };
-    let shared = cell.header.shared;
-    // The stage is `Empty` (module docs), so this frees memory only.
-    drop(cell);
-    // SAFETY: the cell owned one count on the shared block.
-    unsafe { drop(crate::sync::Shared::from_raw(shared)) };
-}
-
-/// Drops one reference, freeing the cell after the last.
+/// Drops one reference, freeing the cell (and returning it to its chunk) after the last.
 pub(crate) fn release(h: NonNull<Header>) {
+    if let Release::Freed(chunk) = release_local(h) {
+        // SAFETY: the freed cell's count on the chunk is ours.
+        unsafe { chunk_release(chunk, 1) };
+    }
+}
+
+/// Drops one reference; after the last, drops the cell and hands its chunk count to the caller.
+pub(crate) fn release_local(h: NonNull<Header>) -> Release {
     // SAFETY: the caller owns a reference.
     let header = unsafe { h.as_ref() };
-    if header.refs.fetch_sub(1, AcqRel) == 1 {
-        // SAFETY: that was the last reference.
-        unsafe { (header.vtable.dealloc)(h) };
+    if refs(header.state.fetch_sub(REF_ONE, AcqRel)) == 1 {
+        Release::Freed(free_cell(h))
+    } else {
+        Release::Kept
     }
 }
 
@@ -326,19 +587,37 @@ pub(crate) unsafe fn poll_child(h: NonNull<Header>, cx: &mut Context<'_>) -> Pol
     unsafe { (h.as_ref().vtable.poll)(h, cx) }
 }
 
-/// Marks the child complete (the scope is done with it), drops the stage if the handle is gone,
-/// wakes the handle, and drops the scope's reference.
-pub(crate) fn complete(h: NonNull<Header>) {
-    // SAFETY: the scope holds its slab reference until the end of this function.
+/// Marks the child complete (the scope is done with it), drops the stage if the handle is gone
+/// or wakes the handle, and drops the scope's reference (a handle gone before this: one atomic
+/// operation).
+pub(crate) fn complete(h: NonNull<Header>) -> Release {
+    // SAFETY: the scope holds its slab reference until the release below.
     let header = unsafe { h.as_ref() };
+    let cur = header.state.load(Acquire);
+    if cur & HANDLE_GONE != 0 {
+        // The handle left before `COMPLETE` and never comes back: the stage is ours.
+        // SAFETY: as above; a panic in the output's destructor is contained.
+        let _ = catch(|| unsafe { (header.vtable.drop_stage)(h) });
+        if refs(cur) == 1 {
+            // Ours is the only reference (no waker, no stack entry, no handle), and only a
+            // holder of a reference can make another: nobody else can reach the cell, so it
+            // is freed without another atomic operation.
+            return Release::Freed(free_cell(h));
+        }
+        // Sets `COMPLETE` (clear until now) and drops our reference.
+        let prev = header.state.fetch_sub(REF_ONE - COMPLETE, AcqRel);
+        return if refs(prev) == 1 { Release::Freed(free_cell(h)) } else { Release::Kept };
+    }
+    // The handle may want the output: publish `COMPLETE`, keeping our reference while we wake it.
     let prev = header.state.fetch_or(COMPLETE, AcqRel);
     if prev & HANDLE_GONE != 0 {
-        // SAFETY: the handle is gone, so the stage is ours (module docs).
-        unsafe { (header.vtable.drop_stage)(h) };
+        // It left in between, seeing no `COMPLETE`: the stage is ours after all.
+        // SAFETY: as above.
+        let _ = catch(|| unsafe { (header.vtable.drop_stage)(h) });
     } else {
         header.join.wake();
     }
-    release(h);
+    release_local(h)
 }
 
 /// Drops an unfinished child's future (a hard cancel), then completes it.
@@ -348,7 +627,10 @@ pub(crate) fn complete(h: NonNull<Header>) {
 pub(crate) unsafe fn cancel_child(h: NonNull<Header>) {
     // SAFETY: forwarded: the stage is ours while the child is not complete.
     let _ = catch(|| unsafe { (h.as_ref().vtable.drop_stage)(h) });
-    complete(h);
+    if let Release::Freed(chunk) = complete(h) {
+        // SAFETY: the freed cell's count on the chunk is ours.
+        unsafe { chunk_release(chunk, 1) };
+    }
 }
 
 /// The handle's side: take the output once complete.
@@ -374,16 +656,23 @@ pub(crate) unsafe fn poll_output<F: Future>(h: NonNull<Header>, cx: &mut Context
     })
 }
 
-/// The handle is dropped (or took the output): drops the output if the scope is done, and the
-/// handle's reference.
+/// The handle is dropped (or took the output). Before `COMPLETE`: sets `HANDLE_GONE` and drops
+/// the handle's reference in one compare-and-swap (the scope drops the output). After: drops the
+/// output, then the reference.
 pub(crate) fn drop_handle(h: NonNull<Header>) {
     // SAFETY: the handle holds a reference.
     let header = unsafe { h.as_ref() };
-    let prev = header.state.fetch_or(HANDLE_GONE, AcqRel);
-    if prev & COMPLETE != 0 {
-        // SAFETY: complete and we were the handle: the stage is ours.
-        let _ = catch(|| unsafe { (header.vtable.drop_stage)(h) });
+    let mut cur = header.state.load(Acquire);
+    while cur & COMPLETE == 0 {
+        // The slab's reference outlives this one until `COMPLETE`, so ours is not the last.
+        debug_assert!(refs(cur) >= 2);
+        match header.state.compare_exchange_weak(cur, cur - REF_ONE + HANDLE_GONE, AcqRel, Acquire) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
     }
+    // SAFETY: complete and we are the handle: the stage is ours.
+    let _ = catch(|| unsafe { (header.vtable.drop_stage)(h) });
     release(h);
 }
 
@@ -394,15 +683,22 @@ pub(crate) fn unqueue(h: NonNull<Header>) -> bool {
     prev & COMPLETE != 0
 }
 
-/// Wakes a child as its waker would.
+/// Wakes a child as its waker would: unless it is queued or complete, queues it, taking a
+/// reference for the stack in the same atomic operation.
 pub(crate) fn wake(h: NonNull<Header>) {
     // SAFETY: the caller holds a reference.
     let header = unsafe { h.as_ref() };
-    if header.state.fetch_or(QUEUED, AcqRel) & (QUEUED | COMPLETE) != 0 {
-        return;
+    let mut cur = header.state.load(Acquire);
+    loop {
+        if cur & (QUEUED | COMPLETE) != 0 {
+            return;
+        }
+        match header.state.compare_exchange_weak(cur, (cur | QUEUED) + REF_ONE, AcqRel, Acquire) {
+            Ok(_) => break,
+            Err(actual) => cur = actual,
+        }
     }
-    header.refs.fetch_add(1, Relaxed);
-    // SAFETY: every cell holds a count on its shared block.
+    // SAFETY: the cell's chunk keeps the shared block alive.
     let shared = unsafe { &*header.shared };
     if !shared.push(h) {
         release(h);
@@ -421,7 +717,7 @@ static WAKER_VTABLE: RawWakerVTable = RawWakerVTable::new(w_clone, w_wake, w_wak
 
 unsafe fn w_clone(p: *const ()) -> RawWaker {
     // SAFETY: a live waker's header.
-    unsafe { &*(p as *const Header) }.refs.fetch_add(1, Relaxed);
+    unsafe { &*(p as *const Header) }.state.fetch_add(REF_ONE, Relaxed);
     RawWaker::new(p, &WAKER_VTABLE)
 }
 

@@ -9,8 +9,11 @@
 //!
 //! A task takes the lock only when it first returns `Pending` (to leave its waker; again only
 //! if its waker changes) and when it finishes (to queue its result); a task that finishes in its
-//! first poll takes it once. The live count changes under the same lock as the result queue, so
-//! `join_next` never sees "no task left" while a result is on its way.
+//! first poll takes it once. The live count is an atomic word that `spawn` raises without the
+//! lock and a finishing task lowers under the lock, together with queueing its result, so
+//! `join_next` (which looks at both under the lock) never sees "no task left" while a result is
+//! on its way. `join_next` moves the whole queue to the joiner's side at once and serves from
+//! there, taking the lock only when that side is empty.
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
@@ -124,19 +127,37 @@ impl<E: fmt::Debug + fmt::Display> core::error::Error for GroupError<E> {}
 
 type Outcome<T, E> = Result<T, TaskError<E>>;
 
+/// The joiner's side of the result queue. Results (panic payloads among them) are `Send` but not
+/// `Sync`, and a group is shared by reference (`spawn` takes `&self`), so the queue is reachable
+/// only through `&mut` ([`TaskGroup::join_next`]), except for its length.
+struct Ready<T, E>(VecDeque<Outcome<T, E>>);
+
+// SAFETY: through `&Ready` only the length is readable (no result); the results themselves move
+// between threads only with `&mut`/ownership, for which `Send` suffices.
+unsafe impl<T: Send, E: Send> Sync for Ready<T, E> {}
+
+impl<T, E> Ready<T, E> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 struct Inner<T, E> {
     /// Wakers of tasks that returned `Pending`, by key.
     waiting: Vec<Option<Waker>>,
     free: Vec<usize>,
     done: VecDeque<Outcome<T, E>>,
     joiner: Option<Waker>,
-    /// Tasks spawned and not yet finished (changed under this lock at finish).
-    live: usize,
     failed: bool,
 }
 
 struct Shared<T, E> {
     flags: AtomicUsize,
+    /// Tasks spawned and not yet finished: raised by `spawn` (the owner, which never runs at the
+    /// same time as a joiner: `join_next` takes `&mut self`), lowered by `finish` under the lock
+    /// together with queueing the result, so a joiner holding the lock never sees "no task left"
+    /// while a result is on its way.
+    live: AtomicUsize,
     inner: Lock<Inner<T, E>>,
     token: CancelToken,
     mode: Mode,
@@ -164,7 +185,7 @@ impl<T, E> Shared<T, E> {
             inner.free.push(k);
         }
         inner.done.push_back(out);
-        inner.live -= 1;
+        self.live.fetch_sub(1, Release);
         let cancel = fails && self.mode == Mode::FailFast && !inner.failed;
         if fails {
             inner.failed = true;
@@ -211,6 +232,8 @@ impl<T, E> Shared<T, E> {
 /// ```
 pub struct TaskGroup<T, E, S> {
     shared: Arc<Shared<T, E>>,
+    /// Results taken from the shared queue and not yet returned by `join_next`.
+    ready: Ready<T, E>,
     spawner: S,
     id: TaskId,
     /// The task that created the group (the parent recorded for its tasks).
@@ -256,15 +279,15 @@ where
                     free: Vec::new(),
                     done: VecDeque::new(),
                     joiner: None,
-                    live: 0,
                     failed: false,
                 }),
+                live: AtomicUsize::new(0),
                 token: CancelToken::with_hook(None, hook),
                 mode,
             }
         });
         let owner = spawner.current_task();
-        TaskGroup { shared, spawner, id: TaskId::next(), owner, _t: PhantomData }
+        TaskGroup { shared, ready: Ready(VecDeque::new()), spawner, id: TaskId::next(), owner, _t: PhantomData }
     }
 
     /// A fail-fast group on the default spawner (the current runtime, for spindle's).
@@ -314,7 +337,7 @@ where
     where
         F: Future<Output = Result<T, E>> + Send + 'static,
     {
-        self.shared.inner.lock().live += 1;
+        self.shared.live.fetch_add(1, Relaxed);
         let task = GroupTask { future: Some(future), shared: self.shared.clone(), key: None, waker: None };
         let meta = SpawnMeta {
             parent: self.owner,
@@ -336,7 +359,7 @@ where
     /// });
     /// ```
     pub fn join_next(&mut self) -> JoinNext<'_, T, E> {
-        JoinNext { shared: &self.shared }
+        JoinNext { shared: &self.shared, ready: &mut self.ready.0 }
     }
 
     /// Waits for every task: all values (in completion order), or every failure.
@@ -431,7 +454,7 @@ where
     /// ```
     pub fn len(&self) -> usize {
         let inner = self.shared.inner.lock();
-        inner.live + inner.done.len()
+        self.shared.live.load(Acquire) + inner.done.len() + self.ready.len()
     }
 
     /// Whether [`len`](Self::len) is zero.
@@ -497,7 +520,7 @@ where
 impl<T, E, S> Drop for TaskGroup<T, E, S> {
     fn drop(&mut self) {
         // Never detach: abort whatever still runs.
-        if self.shared.inner.lock().live > 0 {
+        if self.shared.live.load(Acquire) > 0 {
             self.shared.flags.fetch_or(ABORTED, AcqRel);
             self.shared.token.cancel();
             self.shared.wake_waiting();
@@ -514,7 +537,8 @@ impl<T, E, S> fmt::Debug for TaskGroup<T, E, S> {
 async fn collect<T, E>(shared: &Arc<Shared<T, E>>) -> Result<Vec<T>, GroupError<E>> {
     let mut values = Vec::new();
     let mut errors = Vec::new();
-    while let Some(r) = (JoinNext { shared }).await {
+    let mut ready = VecDeque::new();
+    while let Some(r) = (JoinNext { shared, ready: &mut ready }).await {
         match r {
             Ok(v) => values.push(v),
             Err(e) => errors.push(e),
@@ -531,6 +555,9 @@ async fn collect<T, E>(shared: &Arc<Shared<T, E>>) -> Result<Vec<T>, GroupError<
 #[must_use = "futures do nothing unless polled"]
 pub struct JoinNext<'a, T, E> {
     shared: &'a Arc<Shared<T, E>>,
+    /// The joiner's side of the result queue: results are moved here a batch at a time, so
+    /// taking one takes the lock only when this is empty.
+    ready: &'a mut VecDeque<Outcome<T, E>>,
 }
 
 impl<T, E> Future for JoinNext<'_, T, E> {
@@ -540,11 +567,18 @@ impl<T, E> Future for JoinNext<'_, T, E> {
         if crate::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
-        let mut inner = self.shared.inner.lock();
-        if let Some(r) = inner.done.pop_front() {
+        let this = self.get_mut();
+        if let Some(r) = this.ready.pop_front() {
             return Poll::Ready(Some(r));
         }
-        if inner.live == 0 {
+        let mut inner = this.shared.inner.lock();
+        if !inner.done.is_empty() {
+            // Take the whole batch (the two queues swap buffers, so neither reallocates).
+            core::mem::swap(&mut inner.done, this.ready);
+            drop(inner);
+            return Poll::Ready(this.ready.pop_front());
+        }
+        if this.shared.live.load(Acquire) == 0 {
             return Poll::Ready(None);
         }
         match &mut inner.joiner {

@@ -66,8 +66,11 @@
 //!   freed), nobody polls the children again, so none of them touches the freed data. Their
 //!   cells are leaked with the scope's references to them: a child's memory is freed only after
 //!   the scope has dropped its future, so pinned futures are never freed without `drop` (the pin
-//!   guarantee). Wakers the children left behind (in timers, wait lists) only touch the cells'
-//!   reference-counted headers and the scope's `'static` ready stack, never the futures.
+//!   guarantee). Cells live in chunks the scope carves them from; a chunk is freed only when its
+//!   last cell is gone *and* the scope gave it up (its destructor does), so a leaked scope leaks
+//!   its chunks too. Wakers the children left behind (in timers, wait lists) only touch the
+//!   cells' reference-counted headers, their chunks' counts and the scope's ready stack (kept
+//!   alive by the chunks), never the futures.
 //! - Outputs are read by the [`ScopeHandle`], which borrows the scope (`'scope`), so it cannot
 //!   outlive the borrowed data either.
 //! - The scope reference a body gets is higher-ranked (`for<'scope>`), so the body cannot store

@@ -12,17 +12,42 @@ use core::future::Future;
 use core::marker::PhantomData;
 use core::panic::Location;
 use core::pin::Pin;
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
 
 use super::cancel::{CancelHook, CancelToken, Cancelled};
-use super::child::{self, Header, Panic, Polled, Shared};
+use super::child::{self, Chunk, Header, Panic, Polled, Release, Shared};
 use super::close::AsyncClose;
 use super::current;
 use super::spawn::{Spawn, SpawnMeta};
 use crate::loom::UnsafeCell;
-use crate::sync::lock::Lock;
+use crate::spin::{SpinGuard, SpinLock};
 use crate::task::{GroupKind, GroupRef, TaskId};
+
+/// The scope's lock: a spin lock (one compare-and-swap to take, one store to release). It is
+/// only contended when a body hands `&Scope` to other threads that spawn at the same time, and
+/// it is never held across user code (a spawn moves the future into its cell; cleanups and
+/// children are run and dropped outside it).
+struct Lock<T>(SpinLock<T>);
+
+impl<T> Lock<T> {
+    fn new(value: T) -> Lock<T> {
+        Lock(SpinLock::new(value))
+    }
+
+    #[inline]
+    fn lock(&self) -> SpinGuard<'_, T> {
+        self.0.lock(relax)
+    }
+}
+
+/// What a thread waiting for the scope's lock does after brief spinning.
+fn relax() {
+    #[cfg(all(feature = "std", not(loom)))]
+    std::thread::yield_now();
+    #[cfg(any(not(feature = "std"), loom))]
+    crate::loom::spin_loop();
+}
 
 /// A boxed, sendable future borrowing for `'a`: what a scope body is.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -62,10 +87,20 @@ pub struct Scope<'scope, 'env: 'scope, S = super::NoSpawn> {
 }
 
 struct Inner<'scope> {
-    /// Every child not yet complete (the body included), by key.
-    slab: Vec<Option<NonNull<Header>>>,
-    free: Vec<usize>,
+    /// Every child not yet complete (the body included), linked through the cells'
+    /// `all_prev`/`all_next`; membership holds the scope's reference to the cell.
+    all: *mut Header,
     live: usize,
+    /// Children spawned and not yet polled, oldest first, linked through the cells' `link`; the
+    /// scope takes them at the start of each batch. They hold no reference: their membership of
+    /// `all` outlives this.
+    new_head: *mut Header,
+    new_tail: *mut Header,
+    /// Whether the scope is running a batch and will look at `new` again before it returns (a
+    /// spawn then need not wake the scope's task).
+    polling: bool,
+    /// Where children's cells are carved from.
+    arena: child::Arena,
     /// Deferred cleanups, run last-in first-out when the scope ends.
     defers: Vec<Deferred<'scope>>,
 }
@@ -89,6 +124,69 @@ impl<'scope> Deferred<'scope> {
 // SAFETY: the raw headers in `Inner` are children the scope owns; they are `Send` futures (every
 // spawn requires it) and are only polled and dropped by the scope future.
 unsafe impl Send for Inner<'_> {}
+
+impl Inner<'_> {
+    /// Adds a new child to `all` and to the new list.
+    fn insert(&mut self, h: NonNull<Header>) {
+        // SAFETY: we hold the scope's lock, and the cell is alive (just made).
+        let l = unsafe { child::links(h) };
+        l.all_next = self.all;
+        if !self.all.is_null() {
+            // SAFETY: as above: a member of `all` is alive (the scope's reference).
+            unsafe { child::links(NonNull::new_unchecked(self.all)) }.all_prev = h.as_ptr();
+        }
+        self.all = h.as_ptr();
+        self.live += 1;
+        if self.new_tail.is_null() {
+            self.new_head = h.as_ptr();
+        } else {
+            // SAFETY: as above: the tail of the new list is a member of `all`.
+            unsafe { child::links(NonNull::new_unchecked(self.new_tail)) }.link = h.as_ptr();
+        }
+        self.new_tail = h.as_ptr();
+    }
+
+    /// Removes a finished child from `all` (the caller then drops the scope's reference).
+    fn remove(&mut self, h: NonNull<Header>) {
+        // SAFETY: we hold the scope's lock, and `h` is a member of `all` (alive).
+        let l = unsafe { child::links(h) };
+        let (prev, next) = (l.all_prev, l.all_next);
+        if prev.is_null() {
+            self.all = next;
+        } else {
+            // SAFETY: as above: neighbours in `all` are alive.
+            unsafe { child::links(NonNull::new_unchecked(prev)) }.all_next = next;
+        }
+        if !next.is_null() {
+            // SAFETY: as above.
+            unsafe { child::links(NonNull::new_unchecked(next)) }.all_prev = prev;
+        }
+        self.live -= 1;
+    }
+
+    /// Takes the new list (oldest first, linked through `link`, ending in null).
+    fn take_new(&mut self) -> *mut Header {
+        let head = self.new_head;
+        self.new_head = ptr::null_mut();
+        self.new_tail = ptr::null_mut();
+        head
+    }
+
+    /// Takes every unfinished child out of `all` (for the scope's destructor).
+    fn take_all(&mut self) -> Vec<NonNull<Header>> {
+        let mut v = Vec::new();
+        let mut p = self.all;
+        while let Some(h) = NonNull::new(p) {
+            v.push(h);
+            // SAFETY: we hold the lock; members of `all` are alive.
+            p = unsafe { child::links(h) }.all_next;
+        }
+        self.all = ptr::null_mut();
+        self.live = 0;
+        self.take_new();
+        v
+    }
+}
 
 // SAFETY: the only field that is not `Sync` by itself is the token cell, written once by the
 // scope future's first poll before the body (the only holder of `&Scope`) first runs, and only
@@ -142,17 +240,16 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
         F: Future + Send + 'scope,
         F::Output: Send + 'scope,
     {
-        let mut inner = self.inner.lock();
-        let key = inner.free.pop().unwrap_or(inner.slab.len());
-        let h = child::allocate(future, &self.shared, key);
-        if key == inner.slab.len() {
-            inner.slab.push(Some(h));
-        } else {
-            inner.slab[key] = Some(h);
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let h = child::allocate(future, &mut inner.arena);
+        inner.insert(h);
+        let wake = !inner.polling;
+        drop(guard);
+        if wake {
+            // Spawned from outside a batch (before the first poll, or from a deferred cleanup).
+            self.shared.parent.wake();
         }
-        inner.live += 1;
-        drop(inner);
-        child::publish(h);
         ScopeHandle { h, take: child::poll_output::<F>, _scope: PhantomData }
     }
 
@@ -433,8 +530,16 @@ where
     let shared = LoomArc::new(Shared::new());
     let scope = Box::new(Scope {
         hook: Arc::new(ScopeHook(shared.clone())),
+        inner: Lock::new(Inner {
+            all: ptr::null_mut(),
+            live: 0,
+            new_head: ptr::null_mut(),
+            new_tail: ptr::null_mut(),
+            polling: false,
+            arena: child::Arena::new(shared.clone()),
+            defers: Vec::new(),
+        }),
         shared,
-        inner: Lock::new(Inner { slab: Vec::new(), free: Vec::new(), live: 0, defers: Vec::new() }),
         token: UnsafeCell::new(None),
         id: TaskId::next(),
         spawner,
@@ -455,6 +560,8 @@ where
         cancel_seen: false,
         defer: None,
         scratch: Vec::new(),
+        finished: ptr::null_mut(),
+        freed: None,
         done: false,
     }
 }
@@ -475,7 +582,13 @@ pub struct ScopeFuture<'env, S, T> {
     panic: Option<Panic>,
     cancel_seen: bool,
     defer: Option<Deferred<'env>>,
+    /// Reused buffer: woken children, each with a ready-stack reference.
     scratch: Vec<NonNull<Header>>,
+    /// Children finished in the current batch (linked through their cells' `link`), completed
+    /// at the end of the batch, once out of `all`.
+    finished: *mut Header,
+    /// Cells of one chunk the scope freed in the current batch (see `freed`).
+    freed: Option<(NonNull<Chunk>, usize)>,
     done: bool,
 }
 
@@ -489,47 +602,113 @@ unsafe impl<S, T> Sync for ScopeFuture<'_, S, T> {}
 impl<S, T> Unpin for ScopeFuture<'_, S, T> {}
 
 impl<'env, S, T> ScopeFuture<'env, S, T> {
-    /// Removes a finished child from the slab and completes it.
-    fn finish(scope: &Scope<'env, 'env, S>, h: NonNull<Header>) {
-        // SAFETY: we hold the stack's reference; `key` is immutable.
-        let key = unsafe { h.as_ref() }.key;
-        let mut inner = scope.inner.lock();
-        inner.slab[key] = None;
-        inner.free.push(key);
-        inner.live -= 1;
-        drop(inner);
-        child::complete(h);
+    /// Polls one child taken from the new list (`stack_ref` false) or the ready stack (true, and
+    /// that reference is dropped here). A child that finishes goes on the batch's finished list.
+    fn run_child(&mut self, scope: &Scope<'env, 'env, S>, h: NonNull<Header>, stack_ref: bool) {
+        // SAFETY: the scope's reference (membership of `all`) keeps the cell alive until the end
+        // of the batch; `finished` is the scope's own field.
+        let finished = unsafe { child::links(h) }.finished;
+        if (stack_ref && child::unqueue(h)) || finished {
+            if stack_ref {
+                let r = child::release_local(h);
+                self.freed(r);
+            }
+            return;
+        }
+        let waker = child::waker_ref(h);
+        // SAFETY: we are the scope and the child is not complete.
+        let polled = unsafe { child::poll_child(h, &mut Context::from_waker(&waker)) };
+        let done = match polled {
+            Polled::Pending => false,
+            Polled::Ready => true,
+            Polled::Panicked(p) => {
+                if self.panic.is_none() {
+                    self.panic = Some(p);
+                }
+                scope.tok().cancel();
+                true
+            }
+        };
+        if done {
+            // SAFETY: as above; the child left the new list before it was run.
+            let l = unsafe { child::links(h) };
+            l.finished = true;
+            l.link = self.finished;
+            self.finished = h.as_ptr();
+        }
+        if stack_ref {
+            let r = child::release_local(h);
+            self.freed(r);
+        }
     }
 
-    /// Polls one batch of woken children; returns whether anything was queued.
+    /// Counts a cell the scope freed, to give back to its chunk in one step at the next lock
+    /// (without an atomic operation if it is the chunk being carved).
+    fn freed(&mut self, r: Release) {
+        let Release::Freed(chunk) = r else { return };
+        match &mut self.freed {
+            Some((c, n)) if *c == chunk => *n += 1,
+            other => {
+                if let Some((c, n)) = other.replace((chunk, 1)) {
+                    // SAFETY: we own the counts of the cells we freed.
+                    unsafe { child::chunk_release(c, n) };
+                }
+            }
+        }
+    }
+
+    /// Polls one batch: the children spawned since the last batch, then the woken ones, then
+    /// completes the finished ones. Returns whether children were spawned meanwhile (they need
+    /// another batch).
     fn poll_batch(&mut self) -> bool {
         let scope = self.scope;
         // SAFETY: the scope lives until `drop`; children only hold shared references too.
         let scope = unsafe { scope.as_ref() };
+        let mut new = {
+            let mut inner = scope.inner.lock();
+            inner.polling = true;
+            if let Some((chunk, n)) = self.freed.take() {
+                inner.arena.give_back(chunk, n);
+            }
+            inner.take_new()
+        };
         let mut scratch = core::mem::take(&mut self.scratch);
-        let any = scope.shared.drain(&mut scratch);
+        scope.shared.drain(&mut scratch);
+        while let Some(h) = NonNull::new(new) {
+            // SAFETY: members of the new list are alive (in `all`); read before the run reuses
+            // the field.
+            new = unsafe { child::links(h) }.link;
+            self.run_child(scope, h, false);
+        }
         for h in scratch.drain(..) {
-            if child::unqueue(h) {
-                child::release(h);
-                continue;
-            }
-            let waker = child::waker_ref(h);
-            // SAFETY: we are the scope and the child is not complete.
-            match unsafe { child::poll_child(h, &mut Context::from_waker(&waker)) } {
-                Polled::Pending => {}
-                Polled::Ready => Self::finish(scope, h),
-                Polled::Panicked(p) => {
-                    if self.panic.is_none() {
-                        self.panic = Some(p);
-                    }
-                    scope.tok().cancel();
-                    Self::finish(scope, h);
-                }
-            }
-            child::release(h);
+            self.run_child(scope, h, true);
         }
         self.scratch = scratch;
-        any
+        let finished = core::mem::replace(&mut self.finished, ptr::null_mut());
+        let more = {
+            let mut inner = scope.inner.lock();
+            let mut p = finished;
+            while let Some(h) = NonNull::new(p) {
+                // SAFETY: finished children are still in `all` (alive).
+                p = unsafe { child::links(h) }.link;
+                inner.remove(h);
+            }
+            let more = !inner.new_head.is_null();
+            if !more {
+                inner.polling = false;
+            }
+            more
+        };
+        // Out of `all` now: complete them (dropping the scope's references), outside the lock,
+        // since dropping an output whose handle is gone runs user code.
+        let mut p = finished;
+        while let Some(h) = NonNull::new(p) {
+            // SAFETY: the scope's reference keeps the cell alive until `complete` drops it.
+            p = unsafe { child::links(h) }.link;
+            let r = child::complete(h);
+            self.freed(r);
+        }
+        more
     }
 }
 
@@ -549,16 +728,19 @@ impl<S, T> Future for ScopeFuture<'_, S, T> {
             // Poll everything once so the leaf futures inside see the cancellation.
             this.cancel_seen = true;
             let inner = scope.inner.lock();
-            for h in inner.slab.iter().flatten() {
-                child::wake(*h);
+            let mut p = inner.all;
+            while let Some(h) = NonNull::new(p) {
+                // SAFETY: we hold the lock; members of `all` are alive (the scope's reference).
+                p = unsafe { child::links(h) }.all_next;
+                child::wake(h);
             }
         }
         let mut batches = 0;
         let mut more = true;
         while more && batches < BATCHES_PER_POLL {
-            this.poll_batch();
+            let spawned = this.poll_batch();
             batches += 1;
-            more = scope.shared.set_polling(false);
+            more = scope.shared.set_polling(false) || spawned;
             if more {
                 scope.shared.set_polling(true);
             }
@@ -625,12 +807,7 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
         }
         // Hard-cancel every child still running (a child's destructor may spawn: loop).
         loop {
-            let live: Vec<NonNull<Header>> = {
-                let mut inner = scope_ref.inner.lock();
-                let v: Vec<_> = inner.slab.iter_mut().filter_map(Option::take).collect();
-                inner.live = 0;
-                v
-            };
+            let live: Vec<NonNull<Header>> = scope_ref.inner.lock().take_all();
             if live.is_empty() {
                 break;
             }
@@ -656,6 +833,15 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
             }
         }
         super::detach::hand_off(owned, GroupRef { id: scope_ref.id, kind: GroupKind::Scope });
+        // The arena carves no more: the last cell of its chunk (maybe held by a waker elsewhere)
+        // frees it.
+        {
+            let mut inner = scope_ref.inner.lock();
+            if let Some((chunk, n)) = self.freed.take() {
+                inner.arena.give_back(chunk, n);
+            }
+            inner.arena.retire();
+        }
         // SAFETY: nothing borrows the scope any more: the body, the children and the deferred
         // futures are gone. It was allocated by `scope_on` with `Box`.
         drop(unsafe { Box::from_raw(scope.as_ptr()) });
