@@ -408,3 +408,64 @@ fn pending_children_are_dropped_in_place() {
         assert_eq!(moved.load(SeqCst), 0, "a pinned child future was moved before its drop");
     });
 }
+
+#[test]
+fn spawns_and_handle_drops_from_other_threads_inside_a_poll() {
+    // A child runs plain threads inside its poll (`std::thread::scope`) that spawn on the scope
+    // and drop or return handles: those spawns take the scope's remote path.
+    on_every_runtime("foreign spawns", |_rt| async move {
+        let data: Vec<u64> = (0..40).collect();
+        let total = AtomicUsize::new(0);
+        let (data, total) = (&data, &total);
+        let sum = spindle_core::scope!(|s| async move {
+            let handles = std::thread::scope(|ts| {
+                let threads: Vec<_> = (0..4)
+                    .map(|t| {
+                        ts.spawn(move || {
+                            let mut kept = Vec::new();
+                            for i in 0..10 {
+                                let h = s.spawn(async move {
+                                    total.fetch_add(1, SeqCst);
+                                    data[t * 10 + i]
+                                });
+                                if i % 2 == 0 {
+                                    kept.push(h); // returned to the body
+                                } // else dropped here, on another thread
+                            }
+                            kept
+                        })
+                    })
+                    .collect();
+                threads.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<_>>()
+            });
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        })
+        .await;
+        assert_eq!(total.load(SeqCst), 40, "every child ran");
+        assert_eq!(sum, (0..40u64).filter(|v| v % 2 == 0).sum::<u64>());
+    });
+}
+
+#[test]
+fn a_cleanup_may_spawn_and_await_children() {
+    on_every_runtime("cleanup spawns", |rt| async move {
+        let log = Mutex::new(Vec::new());
+        spindle_core::scope!(|s| async {
+            s.defer(async {
+                let h = s.spawn(async {
+                    rt.yield_now().await;
+                    5
+                });
+                let v = h.await.unwrap();
+                log.lock().unwrap().push(v);
+                s.spawn(async { log.lock().unwrap().push(6) }); // not awaited: still joined
+            });
+        })
+        .await;
+        assert_eq!(*log.lock().unwrap(), [5, 6]);
+    });
+}

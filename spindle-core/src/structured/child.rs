@@ -37,8 +37,8 @@
 //! # Memory: chunks
 //!
 //! Cells are not allocated one by one: the scope's [`Arena`] carves them, bump-pointer, from
-//! chunks (4 KiB, doubling up to 64 KiB; a cell too big or too aligned for that gets a chunk of
-//! its own). A chunk counts its live cells in `live`, plus [`HOLD`] while the arena may still
+//! chunks (4 KiB, doubling up to 64 KiB; a cell too big or too aligned for that, or spawned from
+//! outside the scope's poll, where the arena is out of reach, gets a chunk of its own). A chunk counts its live cells in `live`, plus [`HOLD`] while the arena may still
 //! carve from it; the arena counts what it carved without atomics and, when it moves on to a new
 //! chunk (or the scope is dropped), subtracts `HOLD` minus that count in one step. A cell's last
 //! reference drops the cell in place and subtracts one; whoever brings `live` to zero frees the
@@ -114,11 +114,64 @@ pub(crate) struct Shared {
     /// Set while the scope drains the stack: wakes then skip waking the parent (the scope looks
     /// at the stack again before it returns).
     polling: AtomicBool,
+    /// The [`thread_token`] of the thread inside the scope future's `poll`, or 0 (see
+    /// [`on_poller`]).
+    poller: crate::loom::unmodelled::AtomicUsize,
+}
+
+/// A nonzero token for the calling thread (the address of a thread-local), or 0 where threads
+/// cannot be told apart (without `std`, under loom, during thread teardown).
+#[inline]
+pub(crate) fn thread_token() -> usize {
+    #[cfg(all(feature = "std", not(loom)))]
+    {
+        std::thread_local! {
+            static TOKEN: u8 = const { 0 };
+        }
+        TOKEN.try_with(|t| t as *const u8 as usize).unwrap_or(0)
+    }
+    #[cfg(any(not(feature = "std"), loom))]
+    0
+}
+
+/// Whether the calling thread is inside the `poll` of the scope that owns `shared` (so it may
+/// use the scope's owner-side state without a lock: the scope's code is on this very thread,
+/// between two of its own steps, running a child, the body or a cleanup).
+///
+/// Sound with relaxed accesses: a thread reads its own token back only if it stored it, and
+/// the scope clears the token (on this thread) before its `poll` returns or unwinds. Tokens of
+/// live threads differ, so another thread never reads its own token there.
+#[inline]
+pub(crate) fn on_poller(shared: &Shared) -> bool {
+    let t = thread_token();
+    t != 0 && shared.poller.load(crate::loom::unmodelled::Ordering::Relaxed) == t
+}
+
+/// Marks the calling thread as the one polling the scope until dropped.
+#[must_use = "the thread is the poller only while the guard lives"]
+pub(crate) struct PollerGuard<'a>(&'a Shared);
+
+impl<'a> PollerGuard<'a> {
+    pub(crate) fn enter(shared: &'a Shared) -> PollerGuard<'a> {
+        shared.poller.store(thread_token(), crate::loom::unmodelled::Ordering::Relaxed);
+        PollerGuard(shared)
+    }
+}
+
+impl Drop for PollerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.poller.store(0, crate::loom::unmodelled::Ordering::Relaxed);
+    }
 }
 
 impl Shared {
     pub(crate) fn new() -> Shared {
-        Shared { head: AtomicPtr::new(ptr::null_mut()), parent: AtomicWaker::new(), polling: AtomicBool::new(false) }
+        Shared {
+            head: AtomicPtr::new(ptr::null_mut()),
+            parent: AtomicWaker::new(),
+            polling: AtomicBool::new(false),
+            poller: crate::loom::unmodelled::AtomicUsize::new(0),
+        }
     }
 
     /// Takes every queued child, oldest wake first, calling `f` with each (`f` owns the stack's
@@ -210,25 +263,28 @@ pub(crate) struct Vtable {
     drop_cell: unsafe fn(NonNull<Header>),
 }
 
-/// Where a cell sits in its scope's lists. Only the scope's side touches these: under the
-/// scope's lock (the list of unfinished children, the list of new children), or on the thread
-/// polling the scope (the list of children finished in the current batch, `finished`).
+/// Where a cell sits in its scope's lists. Only the scope's side touches these: its owner side
+/// (the thread inside the scope's poll, or the scope's constructor and destructor), and, for
+/// `link` of a child spawned from elsewhere and not yet adopted, the scope's lock.
 pub(crate) struct Links {
-    /// The scope's list of unfinished children (doubly linked, under the lock).
+    /// The scope's list of unfinished children (doubly linked).
     pub(crate) all_prev: *mut Header,
     pub(crate) all_next: *mut Header,
-    /// The next new child (under the lock), then, once polled and finished, the next child
-    /// finished in the same batch (scope only).
+    /// The next child spawned from elsewhere (under the lock) or the next new child, then, once
+    /// polled and finished, the next child finished in the same batch.
     pub(crate) link: *mut Header,
     /// The scope polled the child to its end; it is completed at the end of the batch.
     pub(crate) finished: bool,
+    /// The scope has polled the child (so wakers of it may exist).
+    pub(crate) polled: bool,
 }
 
 /// The cell's links.
 ///
 /// # Safety
-/// The caller is the scope's side, holding the scope's lock or being the scope future for the
-/// fields the [`Links`] docs give it, and the cell is alive (the scope's reference).
+/// The caller is the scope's owner side, or holds the scope's lock for `link` of a child not
+/// yet adopted (see [`Links`]), holds no other reference to these links, and the cell is alive
+/// (the scope's reference).
 #[allow(clippy::mut_from_ref)]
 pub(crate) unsafe fn links<'a>(h: NonNull<Header>) -> &'a mut Links {
     // SAFETY: forwarded: one side at a time uses each field.
@@ -269,6 +325,17 @@ struct Cell<F: Future> {
 /// polls in its next batch.
 pub(crate) fn allocate<F: Future>(future: F, arena: &mut Arena) -> NonNull<Header> {
     let (mem, chunk) = arena.carve(Layout::new::<Cell<F>>());
+    write_cell(future, mem, chunk)
+}
+
+/// As [`allocate`], in a chunk of its own (for spawns from outside the scope's poll, which have
+/// no access to the arena).
+pub(crate) fn allocate_alone<F: Future>(future: F, shared: &crate::sync::Shared<Shared>) -> NonNull<Header> {
+    let (mem, chunk) = alone(shared, Layout::new::<Cell<F>>());
+    write_cell(future, mem, chunk)
+}
+
+fn write_cell<F: Future>(future: F, mem: NonNull<u8>, chunk: NonNull<Chunk>) -> NonNull<Header> {
     let cell = mem.cast::<Cell<F>>();
     // SAFETY: `carve` returned memory of `Cell<F>`'s layout that nothing else uses; the chunk
     // stays alive until this cell is dropped and returned to it (module docs).
@@ -285,6 +352,7 @@ pub(crate) fn allocate<F: Future>(future: F, arena: &mut Arena) -> NonNull<Heade
                     all_next: ptr::null_mut(),
                     link: ptr::null_mut(),
                     finished: false,
+                    polled: false,
                 }),
                 join: AtomicWaker::new(),
             },
@@ -361,14 +429,7 @@ impl Arena {
         let align = layout.align().max(CHUNK_ALIGN);
         let need = data_offset(align) + layout.size();
         if align > CHUNK_ALIGN || need > MAX_CHUNK / 4 {
-            // A chunk of its own, never carved again: its hold goes at once.
-            let chunk = self.new_chunk(need, align);
-            // SAFETY: the chunk was just made with its hold; we give the hold up, keeping one
-            // live cell (this one).
-            unsafe { chunk.as_ref() }.live.fetch_sub(HOLD - 1, Relaxed);
-            // SAFETY: the data area starts `data_offset(align)` bytes in, inside the chunk.
-            let mem = unsafe { NonNull::new_unchecked(chunk.as_ptr().cast::<u8>().add(data_offset(align))) };
-            return (mem, chunk);
+            return alone(&self.shared, layout);
         }
         self.retire();
         let size = self.next_size.max(need);
@@ -385,17 +446,8 @@ impl Arena {
         (unsafe { NonNull::new_unchecked(start as *mut u8) }, chunk)
     }
 
-    /// Allocates a chunk of `size` bytes (head included) with its hold in, holding one count on
-    /// the shared block.
     fn new_chunk(&self, size: usize, align: usize) -> NonNull<Chunk> {
-        let layout = Layout::from_size_align(size, align).expect("spindle: scope child too large");
-        // SAFETY: `layout` has a non-zero size (it includes the chunk head).
-        let p = unsafe { alloc::alloc::alloc(layout) } as *mut Chunk;
-        let Some(p) = NonNull::new(p) else { alloc::alloc::handle_alloc_error(layout) };
-        let shared = crate::sync::Shared::into_raw(self.shared.clone());
-        // SAFETY: fresh memory of at least `size_of::<Chunk>()` bytes, aligned for `Chunk`.
-        unsafe { p.as_ptr().write(Chunk { live: AtomicUsize::new(HOLD), shared, layout }) };
-        p
+        new_chunk(&self.shared, size, align)
     }
 
     /// Takes back `n` cells of `chunk` that the scope freed itself: without an atomic operation
@@ -418,7 +470,33 @@ impl Arena {
     }
 }
 
-// SAFETY: the arena's raw chunk pointer is only used by the scope that owns it, under its lock;
+/// Allocates a chunk of `size` bytes (head included) with its hold in, holding one count on the
+/// shared block.
+fn new_chunk(shared: &crate::sync::Shared<Shared>, size: usize, align: usize) -> NonNull<Chunk> {
+    let layout = Layout::from_size_align(size, align).expect("spindle: scope child too large");
+    // SAFETY: `layout` has a non-zero size (it includes the chunk head).
+    let p = unsafe { alloc::alloc::alloc(layout) } as *mut Chunk;
+    let Some(p) = NonNull::new(p) else { alloc::alloc::handle_alloc_error(layout) };
+    let shared = crate::sync::Shared::into_raw(shared.clone());
+    // SAFETY: fresh memory of at least `size_of::<Chunk>()` bytes, aligned for `Chunk`.
+    unsafe { p.as_ptr().write(Chunk { live: AtomicUsize::new(HOLD), shared, layout }) };
+    p
+}
+
+/// Memory for one cell of `layout` in a chunk of its own, never carved again (its hold goes at
+/// once, so the cell's own count is the chunk's only one).
+fn alone(shared: &crate::sync::Shared<Shared>, layout: Layout) -> (NonNull<u8>, NonNull<Chunk>) {
+    let align = layout.align().max(CHUNK_ALIGN);
+    let chunk = new_chunk(shared, data_offset(align) + layout.size(), align);
+    // SAFETY: the chunk was just made with its hold; we give the hold up, keeping one live cell
+    // (this one).
+    unsafe { chunk.as_ref() }.live.fetch_sub(HOLD - 1, Relaxed);
+    // SAFETY: the data area starts `data_offset(align)` bytes in, inside the chunk.
+    let mem = unsafe { NonNull::new_unchecked(chunk.as_ptr().cast::<u8>().add(data_offset(align))) };
+    (mem, chunk)
+}
+
+// SAFETY: the arena's raw chunk pointer is only used by the scope's owner side;
 // chunks themselves are shared through their atomic `live` count.
 unsafe impl Send for Arena {}
 
@@ -662,6 +740,20 @@ pub(crate) unsafe fn poll_output<F: Future>(h: NonNull<Header>, cx: &mut Context
 pub(crate) fn drop_handle(h: NonNull<Header>) {
     // SAFETY: the handle holds a reference.
     let header = unsafe { h.as_ref() };
+    // SAFETY: the cell's chunk keeps the shared block alive.
+    if on_poller(unsafe { &*header.shared }) {
+        // SAFETY: inside the scope's poll, on its thread: `polled` is the scope's field, and the
+        // scope's code is not using it (it is running user code that dropped this handle).
+        if !unsafe { links(h) }.polled {
+            // Never polled: no waker of it exists, and every other party that can change the
+            // state word (the scope: completion, its cancel wake-up) runs on this thread and is
+            // not running now. Nothing can race: plain load and store.
+            let cur = header.state.load(Relaxed);
+            debug_assert!(cur & COMPLETE == 0 && refs(cur) >= 2);
+            header.state.store(cur - REF_ONE + HANDLE_GONE, Relaxed);
+            return;
+        }
+    }
     let mut cur = header.state.load(Acquire);
     while cur & COMPLETE == 0 {
         // The slab's reference outlives this one until `COMPLETE`, so ours is not the last.

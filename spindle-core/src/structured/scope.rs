@@ -1,6 +1,24 @@
 //! `scope!`: children that borrow, polled inside the scope future; `'static` tasks joined by it.
 //!
 //! See the module docs of [`structured`](super) for the soundness argument.
+//!
+//! # Where the state lives
+//!
+//! - The *owner side* (`Inner`: the arena children are carved from, the list of unfinished
+//!   children, the list of new ones, the live count) has no lock. Only the thread inside the
+//!   scope future's `poll` uses it (it marks itself in the shared block for that poll,
+//!   `child::on_poller`), or the scope's constructor and destructor, which own the scope. Spawns
+//!   from the body, a child or a cleanup run on that thread, inside that poll, so they carve and
+//!   link their child with plain writes (no atomic operation), and the poll looks at the new list
+//!   before it returns. The scope's own code never holds a reference into the owner side across
+//!   user code.
+//! - Spawns from anywhere else (before the first poll, from threads a child runs and joins
+//!   inside its poll, from destructors) take the *remote side*: a lock, a chunk of their own for
+//!   the cell, and a list the poll adopts at its next batch (waking the scope if it is not
+//!   polling). Deferred cleanups live there too.
+//! - A handle dropped on the polling thread before its child was first polled (the common
+//!   `s.spawn(fut);`) updates the child's state word with a plain store: no waker of the child
+//!   exists yet and everyone else who could touch the word is the scope, on this thread.
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
@@ -24,10 +42,9 @@ use crate::loom::UnsafeCell;
 use crate::spin::{SpinGuard, SpinLock};
 use crate::task::{GroupKind, GroupRef, TaskId};
 
-/// The scope's lock: a spin lock (one compare-and-swap to take, one store to release). It is
-/// only contended when a body hands `&Scope` to other threads that spawn at the same time, and
-/// it is never held across user code (a spawn moves the future into its cell; cleanups and
-/// children are run and dropped outside it).
+/// The scope's lock (for spawns from outside its poll, deferred cleanups, and the scope's
+/// per-batch look at them): a spin lock, one compare-and-swap to take and one store to release.
+/// It is never held across user code.
 struct Lock<T>(SpinLock<T>);
 
 impl<T> Lock<T> {
@@ -75,7 +92,14 @@ pub struct Scope<'scope, 'env: 'scope, S = super::NoSpawn> {
     shared: LoomArc<Shared>,
     /// Keeps the cancel hook alive for the scope's life.
     hook: Arc<ScopeHook>,
-    inner: Lock<Inner<'scope>>,
+    /// The owner side: used without a lock, only by the thread inside the scope future's `poll`
+    /// (`child::on_poller`), or by `scope_on` and the scope's destructor, which own the scope
+    /// outright. The scope's own code never holds a reference into it across user code, so a
+    /// spawn from a child or the body (user code on that thread) may use it.
+    own: UnsafeCell<Inner>,
+    /// The rest, under a lock: spawns from elsewhere (before the first poll, from threads a child
+    /// runs inside its poll, from destructors) and deferred cleanups.
+    remote: Lock<Remote<'scope>>,
     /// The scope's token, made at the scope future's first poll as a child of the token current
     /// there (so `with_token(t, scope!(..))` and deadlines around a scope built before they poll
     /// it still reach it). Written once, before the body first runs; only read afterwards.
@@ -86,7 +110,7 @@ pub struct Scope<'scope, 'env: 'scope, S = super::NoSpawn> {
     _env: PhantomData<&'env mut &'env ()>,
 }
 
-struct Inner<'scope> {
+struct Inner {
     /// Every child not yet complete (the body included), linked through the cells'
     /// `all_prev`/`all_next`; membership holds the scope's reference to the cell.
     all: *mut Header,
@@ -96,13 +120,33 @@ struct Inner<'scope> {
     /// `all` outlives this.
     new_head: *mut Header,
     new_tail: *mut Header,
-    /// Whether the scope is running a batch and will look at `new` again before it returns (a
-    /// spawn then need not wake the scope's task).
-    polling: bool,
     /// Where children's cells are carved from.
     arena: child::Arena,
+}
+
+struct Remote<'scope> {
+    /// Children spawned from outside the scope's poll (each in a chunk of its own), oldest
+    /// first, linked through their cells' `link`; the scope adopts them at its next batch.
+    head: *mut Header,
+    tail: *mut Header,
+    /// Whether the scope is running a batch and will look here again before it returns (a
+    /// spawn then need not wake the scope's task).
+    polling: bool,
     /// Deferred cleanups, run last-in first-out when the scope ends.
     defers: Vec<Deferred<'scope>>,
+}
+
+// SAFETY: the raw headers are children the scope owns (`Send` futures), moved to its owner side.
+unsafe impl Send for Remote<'_> {}
+
+impl Remote<'_> {
+    /// Takes the children spawned from elsewhere (linked through `link`, ending in null).
+    fn take(&mut self) -> *mut Header {
+        let head = self.head;
+        self.head = ptr::null_mut();
+        self.tail = ptr::null_mut();
+        head
+    }
 }
 
 /// A deferred cleanup: one that borrows (dropped unrun if the scope is dropped early) or one that
@@ -123,9 +167,20 @@ impl<'scope> Deferred<'scope> {
 
 // SAFETY: the raw headers in `Inner` are children the scope owns; they are `Send` futures (every
 // spawn requires it) and are only polled and dropped by the scope future.
-unsafe impl Send for Inner<'_> {}
+unsafe impl Send for Inner {}
 
-impl Inner<'_> {
+impl Inner {
+    /// Adopts children spawned from elsewhere (a `link`-linked list, as `Remote::take` gives).
+    fn adopt(&mut self, mut p: *mut Header) {
+        while let Some(h) = NonNull::new(p) {
+            // SAFETY: a child spawned and not yet adopted is alive (the scope's reference).
+            p = unsafe { child::links(h) }.link;
+            // SAFETY: as above.
+            unsafe { child::links(h) }.link = ptr::null_mut();
+            self.insert(h);
+        }
+    }
+
     /// Adds a new child to `all` and to the new list.
     fn insert(&mut self, h: NonNull<Header>) {
         // SAFETY: we hold the scope's lock, and the cell is alive (just made).
@@ -188,12 +243,24 @@ impl Inner<'_> {
     }
 }
 
-// SAFETY: the only field that is not `Sync` by itself is the token cell, written once by the
+// SAFETY: the fields that are not `Sync` by themselves are the token cell, written once by the
 // scope future's first poll before the body (the only holder of `&Scope`) first runs, and only
-// read after that; the rest is `Sync` (locks, atomics, the `Sync` spawner).
+// read after that, and the owner side, used only by the thread inside the scope's poll (see the
+// field); the rest is `Sync` (a lock, atomics, the `Sync` spawner).
 unsafe impl<S: Send + Sync> Sync for Scope<'_, '_, S> {}
 
 impl<'scope, 'env, S> Scope<'scope, 'env, S> {
+    /// The owner side.
+    ///
+    /// # Safety
+    /// The caller is the thread inside the scope's poll (`child::on_poller`), or owns the scope
+    /// outright (`scope_on`, the destructor), and drops the reference before running user code.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn own(&self) -> &mut Inner {
+        // SAFETY: forwarded: one user at a time (the field's docs).
+        unsafe { &mut *self.own.with_mut(|p| p) }
+    }
+
     /// The token; made by the first poll, before anything that can reach `&Scope` runs.
     fn tok(&self) -> &CancelToken {
         // SAFETY: written only by `init_token`, before the body first ran (see the field).
@@ -240,17 +307,39 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
         F: Future + Send + 'scope,
         F::Output: Send + 'scope,
     {
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let h = child::allocate(future, &mut inner.arena);
-        inner.insert(h);
-        let wake = !inner.polling;
-        drop(guard);
+        let h = if child::on_poller(&self.shared) {
+            // From a child, the body or a cleanup, inside the scope's poll: the owner side is
+            // ours, and the scope looks at its new children before its poll returns.
+            // SAFETY: on the polling thread, and the reference is dropped at once.
+            let own = unsafe { self.own() };
+            let h = child::allocate(future, &mut own.arena);
+            own.insert(h);
+            h
+        } else {
+            self.spawn_remote(future)
+        };
+        ScopeHandle { h, take: child::poll_output::<F>, _scope: PhantomData }
+    }
+
+    /// A spawn from outside the scope's poll: the cell gets a chunk of its own and waits under
+    /// the lock for the scope to adopt it.
+    #[cold]
+    fn spawn_remote<F: Future + Send + 'scope>(&self, future: F) -> NonNull<Header> {
+        let h = child::allocate_alone(future, &self.shared);
+        let mut remote = self.remote.lock();
+        if remote.tail.is_null() {
+            remote.head = h.as_ptr();
+        } else {
+            // SAFETY: we hold the lock; the tail is a child waiting here (alive).
+            unsafe { child::links(NonNull::new_unchecked(remote.tail)) }.link = h.as_ptr();
+        }
+        remote.tail = h.as_ptr();
+        let wake = !remote.polling;
+        drop(remote);
         if wake {
-            // Spawned from outside a batch (before the first poll, or from a deferred cleanup).
             self.shared.parent.wake();
         }
-        ScopeHandle { h, take: child::poll_output::<F>, _scope: PhantomData }
+        h
     }
 
     /// Runs `cleanup` when the scope ends (after the body and every child), shielded from the
@@ -279,7 +368,8 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
     where
         F: Future<Output = ()> + Send + 'scope,
     {
-        self.inner.lock().defers.push(Deferred::Borrowed(Box::pin(cleanup)));
+        let cleanup = Deferred::Borrowed(Box::pin(cleanup));
+        self.remote.lock().defers.push(cleanup);
     }
 
     /// As [`defer`](Self::defer), for a cleanup that owns everything it touches (`'static`), which
@@ -316,7 +406,8 @@ impl<'scope, 'env, S> Scope<'scope, 'env, S> {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.inner.lock().defers.push(Deferred::Owned(Box::pin(cleanup)));
+        let cleanup = Deferred::Owned(Box::pin(cleanup));
+        self.remote.lock().defers.push(cleanup);
     }
 
     /// Closes `value` with [`AsyncClose::close`] when the scope ends (see [`defer`](Self::defer));
@@ -530,15 +621,14 @@ where
     let shared = LoomArc::new(Shared::new());
     let scope = Box::new(Scope {
         hook: Arc::new(ScopeHook(shared.clone())),
-        inner: Lock::new(Inner {
+        own: UnsafeCell::new(Inner {
             all: ptr::null_mut(),
             live: 0,
             new_head: ptr::null_mut(),
             new_tail: ptr::null_mut(),
-            polling: false,
             arena: child::Arena::new(shared.clone()),
-            defers: Vec::new(),
         }),
+        remote: Lock::new(Remote { head: ptr::null_mut(), tail: ptr::null_mut(), polling: false, defers: Vec::new() }),
         shared,
         token: UnsafeCell::new(None),
         id: TaskId::next(),
@@ -615,6 +705,9 @@ impl<'env, S, T> ScopeFuture<'env, S, T> {
             }
             return;
         }
+        // SAFETY: as above; from now on wakers of the child may exist (`drop_handle` needs to
+        // know).
+        unsafe { child::links(h) }.polled = true;
         let waker = child::waker_ref(h);
         // SAFETY: we are the scope and the child is not complete.
         let polled = unsafe { child::poll_child(h, &mut Context::from_waker(&waker)) };
@@ -664,13 +757,19 @@ impl<'env, S, T> ScopeFuture<'env, S, T> {
         let scope = self.scope;
         // SAFETY: the scope lives until `drop`; children only hold shared references too.
         let scope = unsafe { scope.as_ref() };
+        let adopted = {
+            let mut remote = scope.remote.lock();
+            remote.polling = true;
+            remote.take()
+        };
         let mut new = {
-            let mut inner = scope.inner.lock();
-            inner.polling = true;
+            // SAFETY: we are the scope's poll; the reference ends before any child runs.
+            let own = unsafe { scope.own() };
+            own.adopt(adopted);
             if let Some((chunk, n)) = self.freed.take() {
-                inner.arena.give_back(chunk, n);
+                own.arena.give_back(chunk, n);
             }
-            inner.take_new()
+            own.take_new()
         };
         let mut scratch = core::mem::take(&mut self.scratch);
         scope.shared.drain(&mut scratch);
@@ -686,16 +785,19 @@ impl<'env, S, T> ScopeFuture<'env, S, T> {
         self.scratch = scratch;
         let finished = core::mem::replace(&mut self.finished, ptr::null_mut());
         let more = {
-            let mut inner = scope.inner.lock();
+            // SAFETY: we are the scope's poll; no child runs while the reference lives.
+            let own = unsafe { scope.own() };
             let mut p = finished;
             while let Some(h) = NonNull::new(p) {
                 // SAFETY: finished children are still in `all` (alive).
                 p = unsafe { child::links(h) }.link;
-                inner.remove(h);
+                own.remove(h);
             }
-            let more = !inner.new_head.is_null();
+            let more_own = !own.new_head.is_null();
+            let mut remote = scope.remote.lock();
+            let more = more_own || !remote.head.is_null();
             if !more {
-                inner.polling = false;
+                remote.polling = false;
             }
             more
         };
@@ -723,12 +825,15 @@ impl<S, T> Future for ScopeFuture<'_, S, T> {
         scope.shared.parent.register(cx.waker());
         scope.init_token();
         let _cur = current::enter(scope.tok().as_ptr());
+        // Spawns and handle drops on this thread until we return may use the owner side.
+        let _poller = child::PollerGuard::enter(&scope.shared);
         scope.shared.set_polling(true);
         if !this.cancel_seen && scope.tok().is_cancelled() {
             // Poll everything once so the leaf futures inside see the cancellation.
             this.cancel_seen = true;
-            let inner = scope.inner.lock();
-            let mut p = inner.all;
+            // SAFETY: we are the scope's poll; `wake` runs no user code.
+            let own = unsafe { scope.own() };
+            let mut p = own.all;
             while let Some(h) = NonNull::new(p) {
                 // SAFETY: we hold the lock; members of `all` are alive (the scope's reference).
                 p = unsafe { child::links(h) }.all_next;
@@ -765,11 +870,17 @@ impl<S, T> Future for ScopeFuture<'_, S, T> {
         }
         // The body is done: wait for the children, then run the deferred cleanups.
         loop {
-            if scope.inner.lock().live != 0 {
+            // SAFETY: we are the scope's poll.
+            let own = unsafe { scope.own() };
+            if own.live != 0 {
+                if !own.new_head.is_null() {
+                    // A cleanup spawned children (they were not in this poll's batches).
+                    cx.waker().wake_by_ref();
+                }
                 return Poll::Pending;
             }
             if this.defer.is_none() {
-                this.defer = scope.inner.lock().defers.pop();
+                this.defer = scope.remote.lock().defers.pop();
             }
             let Some(d) = &mut this.defer else { break };
             // Shielded: cleanups run to the end even when the scope was cancelled.
@@ -778,7 +889,14 @@ impl<S, T> Future for ScopeFuture<'_, S, T> {
                 child::catch(|| d.future().poll(cx))
             };
             match ready {
-                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Pending) => {
+                    // SAFETY: we are the scope's poll; the cleanup is not running.
+                    if !unsafe { scope.own() }.new_head.is_null() {
+                        // The cleanup spawned children: poll them.
+                        cx.waker().wake_by_ref();
+                    }
+                    return Poll::Pending;
+                }
                 Ok(Poll::Ready(())) => this.defer = None,
                 Err(p) => {
                     this.defer = None;
@@ -807,7 +925,12 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
         }
         // Hard-cancel every child still running (a child's destructor may spawn: loop).
         loop {
-            let live: Vec<NonNull<Header>> = scope_ref.inner.lock().take_all();
+            let adopted = scope_ref.remote.lock().take();
+            // SAFETY: the destructor owns the scope; child destructors (run below, after the
+            // reference is gone) spawn through the remote side.
+            let own = unsafe { scope_ref.own() };
+            own.adopt(adopted);
+            let live: Vec<NonNull<Header>> = own.take_all();
             if live.is_empty() {
                 break;
             }
@@ -822,7 +945,7 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
         // hand the owned ones to the runtime (see `defer_static`).
         let mut owned = Vec::new();
         let pending =
-            self.defer.take().into_iter().chain(core::mem::take(&mut scope_ref.inner.lock().defers).into_iter().rev());
+            self.defer.take().into_iter().chain(core::mem::take(&mut scope_ref.remote.lock().defers).into_iter().rev());
         for d in pending {
             match d {
                 Deferred::Owned(f) => owned.push(f),
@@ -836,11 +959,12 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
         // The arena carves no more: the last cell of its chunk (maybe held by a waker elsewhere)
         // frees it.
         {
-            let mut inner = scope_ref.inner.lock();
+            // SAFETY: the destructor owns the scope.
+            let own = unsafe { scope_ref.own() };
             if let Some((chunk, n)) = self.freed.take() {
-                inner.arena.give_back(chunk, n);
+                own.arena.give_back(chunk, n);
             }
-            inner.arena.retire();
+            own.arena.retire();
         }
         // SAFETY: nothing borrows the scope any more: the body, the children and the deferred
         // futures are gone. It was allocated by `scope_on` with `Box`.
