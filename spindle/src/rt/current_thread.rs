@@ -4,8 +4,12 @@
 //!
 //! - `Shared` is the runtime: an inject queue for wakes and spawns from other threads, the task
 //!   registry, and the `Core` (local run queue + driver) which exactly one thread holds while it
-//!   drives the runtime in `block_on`. Wakes on the driving thread push to the local queue;
-//!   everything else goes through the inject queue and unparks the driver.
+//!   drives the runtime in `block_on`. Wakes on the driving thread push to the local queue (or,
+//!   while it is parked in its driver dispatching I/O, to `Driving::deferred`, moved to the local
+//!   queue when the park returns) and never unpark it: that thread is awake by definition and
+//!   looks at its queues before it parks again, so such a wake costs no syscall. Everything else
+//!   goes through the inject queue and unparks the driver. The main future's waker likewise only
+//!   unparks when it fires off the driving thread.
 //! - Local (`spawn_local`) tasks are bound to the first thread that drove the runtime: only that
 //!   thread may drive it afterwards while local tasks live (`block_on` elsewhere panics with a
 //!   message), and only that thread drops them at shutdown (elsewhere they are leaked, with a warning).
@@ -63,6 +67,9 @@ pub(crate) struct Driving {
     shared: Arc<Shared>,
     /// Always `Some` while driving; taken back into `Shared::core` on drop (also on panic).
     core: RefCell<Option<Box<Core>>>,
+    /// Tasks woken on this thread while `core` is borrowed (during `park_until`, which dispatches
+    /// readiness and completions): moved to the local queue once the park returns.
+    deferred: RefCell<VecDeque<Notified<CtSched>>>,
     prev: std::cell::Cell<*const Driving>,
 }
 
@@ -75,7 +82,10 @@ impl Driving {
 impl Drop for Driving {
     fn drop(&mut self) {
         context::set_driving(self.prev.get());
-        let core = self.core.borrow_mut().take();
+        let mut core = self.core.borrow_mut().take();
+        if let Some(core) = core.as_mut() {
+            core.queue.append(&mut self.deferred.borrow_mut());
+        }
         *self.shared.core.lock().unwrap_or_else(|e| e.into_inner()) = core;
     }
 }
@@ -111,10 +121,25 @@ impl Shared {
                         return;
                     }
                 }
+                // The core is borrowed: we are inside the driver's park, dispatching. This thread
+                // runs its queues again before it can park: no unpark (it would cost an eventfd
+                // write now and a wasted trip through the poller to read it back).
+                if let Ok(mut deferred) = d.deferred.try_borrow_mut() {
+                    deferred.push_back(task);
+                    return;
+                }
             }
         }
         self.inject.push(task);
         self.unparker.unpark();
+    }
+
+    /// Whether the current thread drives this runtime (inside its `block_on`).
+    fn is_driving_thread(self: &Arc<Self>) -> bool {
+        let d = context::driving();
+        // SAFETY: as in `schedule`: a non-null `driving()` points at a live `Driving` on this
+        // thread's stack.
+        !d.is_null() && Arc::ptr_eq(&unsafe { &*d }.shared, self)
     }
 
     #[track_caller]
@@ -184,6 +209,7 @@ impl Shared {
         let driving = Driving {
             shared: self.clone(),
             core: RefCell::new(Some(core)),
+            deferred: RefCell::new(VecDeque::new()),
             prev: std::cell::Cell::new(std::ptr::null()),
         };
         driving.prev.set(context::set_driving(&driving));
@@ -256,7 +282,12 @@ impl Shared {
                     // `inject` and unpark us first.
                     let next = self.timers.prepare_park();
                     let timeout = next.and_then(|t| self.clock.until_tick(t));
-                    driving.core().driver.park_until(timeout);
+                    {
+                        let mut core = driving.core();
+                        core.driver.park_until(timeout);
+                        let mut deferred = driving.deferred.borrow_mut();
+                        core.queue.append(&mut deferred);
+                    }
                     self.timers.unparked();
                     self.timers.process();
                     return;
@@ -313,7 +344,11 @@ impl Wake for MainWaker {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.main_woken.store(true, Release);
-        self.0.unparker.unpark();
+        // On the driving thread (a task or an I/O dispatch woke the main future) the flag is
+        // seen before the next park: no unpark, which would cost a syscall.
+        if !self.0.is_driving_thread() {
+            self.0.unparker.unpark();
+        }
     }
 }
 
