@@ -9,6 +9,11 @@
 //! deregistration, so a later access from the firing thread is a causality violation, and its
 //! state must still be idle at the end.
 //!
+//! The last model runs the sleep inside a real task cell (`spindle_core::task`, with a queue-and-
+//! registry scheduler of its own) and aborts it while the shard fires, so the sleep is dropped by
+//! the cell's cancellation path; it checks the pin guarantee the wheel relies on (the sleep is
+//! dropped at the address where it was polled and registered).
+//!
 //! At most two threads contend for the shard's spin lock at any moment: with three, loom's
 //! scheduler keeps alternating between the two spinning threads and never runs the holder
 //! (tokio-rs/loom#53), so such a model exceeds its branch budget without finding anything.
@@ -18,6 +23,7 @@
 //!     cargo test -p spindle --release --test loom_timer
 #![cfg(loom)]
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -26,9 +32,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use loom::sync::Mutex;
 use loom::thread;
 use spindle::time::__loom::Timers;
 use spindle::time::{sleep_until, Instant, Sleep};
+use spindle_core::task::{self as raw_task, JoinHandle, Notified, Schedule, Task, TaskId, TaskMeta};
 
 const TICK: Duration = Duration::from_millis(1);
 
@@ -313,5 +321,111 @@ fn reset_races_fire() {
         assert_eq!(timers.len(), 1, "the re-armed sleep is linked");
         drop(slot);
         assert!(timers.is_empty());
+    });
+}
+
+/// A one-task runtime for the model below: a run queue and a registry holding the task.
+#[derive(Clone)]
+struct OneTask(Arc<OneTaskShared>);
+
+struct OneTaskShared {
+    queue: Mutex<VecDeque<Notified<OneTask>>>,
+    registry: Mutex<Option<Task<OneTask>>>,
+}
+
+impl Schedule for OneTask {
+    fn schedule(&self, task: Notified<Self>) {
+        self.0.queue.lock().unwrap().push_back(task);
+    }
+
+    fn release(&self, _task: &Task<Self>) -> Option<Task<Self>> {
+        self.0.registry.lock().unwrap().take()
+    }
+}
+
+impl OneTask {
+    fn spawn<F: Future + Send + 'static>(fut: F) -> (OneTask, JoinHandle<F::Output>)
+    where
+        F::Output: Send,
+    {
+        let rt = OneTask(Arc::new(OneTaskShared { queue: Mutex::new(VecDeque::new()), registry: Mutex::new(None) }));
+        let (task, notified, join) = raw_task::new_task(fut, rt.clone(), TaskId::next(), TaskMeta::here());
+        *rt.0.registry.lock().unwrap() = Some(task);
+        rt.schedule(notified);
+        (rt, join)
+    }
+
+    fn run_all(&self) {
+        loop {
+            // The guard is a temporary: the queue is unlocked while the task runs.
+            let next = self.0.queue.lock().unwrap().pop_front();
+            match next {
+                Some(t) => t.run(),
+                None => return,
+            }
+        }
+    }
+}
+
+/// A sleep that records where it was polled (pinned) and whether it was dropped there.
+struct PinChecked {
+    sleep: Sleep,
+    /// Address of `sleep` at its last poll (0: never polled).
+    polled_at: usize,
+    /// Set by the destructor: 1 dropped where polled (or never polled), 2 moved after pinning.
+    verdict: Arc<AtomicUsize>,
+}
+
+impl Future for PinChecked {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: `sleep` is structurally pinned and never moved; `polled_at` is a plain field.
+        let this = unsafe { self.get_unchecked_mut() };
+        this.polled_at = &this.sleep as *const Sleep as usize;
+        // SAFETY: as above.
+        unsafe { Pin::new_unchecked(&mut this.sleep) }.poll(cx)
+    }
+}
+
+impl Drop for PinChecked {
+    fn drop(&mut self) {
+        let here = &self.sleep as *const Sleep as usize;
+        let in_place = self.polled_at == 0 || self.polled_at == here;
+        self.verdict.store(if in_place { 1 } else { 2 }, SeqCst);
+    }
+}
+
+/// (e) A task whose sleep is registered is aborted while another thread fires the shard: the
+/// task cell drops the future on its cancellation path, racing the fire (which may also wake the
+/// task, so it may complete instead). The sleep must be dropped where it was pinned, since its
+/// entry unlinks itself by that address: a cell that moved the future out to drop it (as it once
+/// did) had the sleep deregister a stack copy whose links the firer could have changed meanwhile,
+/// while the wheel still pointed into the cell's memory, which the cell then overwrote. The task
+/// ends cancelled or completed (never panicked) and the shard ends empty.
+#[test]
+fn abort_a_task_with_a_registered_sleep_while_the_shard_fires() {
+    model(BOUND, || {
+        let timers = Arc::new(Timers::new());
+        let verdict = Arc::new(AtomicUsize::new(0));
+        let fut = PinChecked { sleep: sleep_until(timers.now() + TICK), polled_at: 0, verdict: verdict.clone() };
+        let (rt, mut join) = OneTask::spawn(fut);
+        rt.run_all();
+        assert_eq!(timers.len(), 1, "the first poll registered the sleep");
+
+        let t = timers.clone();
+        let firer = thread::spawn(move || fire(&t));
+        join.abort();
+        rt.run_all();
+        firer.join().unwrap();
+        rt.run_all();
+
+        assert_eq!(verdict.load(SeqCst), 1, "the task cell moved the pinned future out to drop it");
+        assert!(timers.is_empty(), "the dropped sleep stayed linked");
+        let out = Pin::new(&mut join).poll(&mut Context::from_waker(Waker::noop()));
+        match out {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled(), "the task failed: {e:?}"),
+            Poll::Pending => panic!("the aborted task did not finish"),
+        }
     });
 }

@@ -227,12 +227,24 @@ fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn core::any::Any + Send>> 
     Ok(f())
 }
 
-/// Drops whatever the stage holds, containing any panic from a user destructor.
+/// Drops whatever the stage holds **in place**, containing any panic from a user destructor, then
+/// writes `new` there.
+///
+/// A running future is pinned in its cell, and `Pin` promises it is dropped where it lies: moving
+/// it out to drop it (`ptr::replace`) would let intrusive futures (a `Sleep` linked in a timer
+/// wheel, a waiter in a wait list) unlink a stack copy whose links went stale, while the list
+/// kept pointing into the cell, which the stage's next value then overwrites.
 fn set_stage<F: Future>(stage: &UnsafeCell<Stage<F>>, new: Stage<F>) -> Result<(), JoinError> {
-    // SAFETY: callers own the stage (they hold `RUNNING`, or the task is complete and they are
-    // the only party allowed to touch the output), so no other access is concurrent.
-    let old = stage.with_mut(|p| unsafe { ptr::replace(p, new) });
-    catch(move || drop(old)).map_err(JoinError::panic)
+    stage.with_mut(|p| {
+        // SAFETY: callers own the stage (they hold `RUNNING`, or the task is complete and they are
+        // the only party allowed to touch the output), so no other access is concurrent; the value
+        // is dropped where it lies, never moved.
+        let dropped = catch(|| unsafe { ptr::drop_in_place(p) });
+        // SAFETY: the old value is dropped (a panicking destructor still had the drop glue drop
+        // the remaining fields while unwinding), so this overwrites it without a second drop.
+        unsafe { ptr::write(p, new) };
+        dropped.map_err(JoinError::panic)
+    })
 }
 
 unsafe fn poll<F: Future + 'static, S: Schedule>(ptr: NonNull<Header>) {

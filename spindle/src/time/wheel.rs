@@ -12,6 +12,11 @@
 //!   the lock of the [`Shard`] it is registered in; its `state` is atomic so the owner can see
 //!   `FIRED` without locking. An entry is registered in at most one shard; whoever drops or resets
 //!   it takes that shard's lock and unlinks it, so the wheel never points at freed memory.
+//! - The wheel finds an entry by its address, so a registered entry must not move: its `Sleep` is
+//!   dropped where it was pinned (`Pin`'s drop guarantee, which executors must keep: a task cell
+//!   that moved its future out to drop it once made a `Sleep` unlink a stale copy of itself while
+//!   the wheel kept pointing into the cell). Debug builds check in `unlink` that the neighbours
+//!   and the slot head point back at the entry being removed.
 //! - Firing happens under the shard lock (unlink, take the waker, then mark `FIRED` as the last
 //!   access); wakers are called after the lock is released. A fired entry is its owner's alone:
 //!   dropping or resetting it takes no lock.
@@ -190,15 +195,24 @@ impl Wheel {
         unsafe {
             let r = e.as_ref();
             let (prev, next) = (r.prev.get(), r.next.get());
+            // The list must point back at `e` itself: an entry that moved after it was linked
+            // (its future dropped somewhere other than where it was pinned) unlinks a copy
+            // whose links may be stale, while the list keeps pointing at the old place.
+            const MOVED: &str = "spindle: a timer entry moved while registered (pinned future not dropped in place)";
             match prev {
-                Some(p) => p.as_ref().next.set(next),
+                Some(p) => {
+                    debug_assert_eq!(p.as_ref().next.get(), Some(e), "{MOVED}");
+                    p.as_ref().next.set(next)
+                }
                 None => {
                     let deadline = r.deadline.get();
                     let level = level_for(self.elapsed, deadline);
                     if level >= LEVELS {
+                        debug_assert_eq!(self.overflow, Some(e), "{MOVED}");
                         self.overflow = next;
                     } else {
                         let slot = slot_for(deadline, level);
+                        debug_assert_eq!(self.slots[level][slot], Some(e), "{MOVED}");
                         self.slots[level][slot] = next;
                         if next.is_none() {
                             self.occupied[level] &= !(1 << slot);
@@ -207,6 +221,7 @@ impl Wheel {
                 }
             }
             if let Some(n) = next {
+                debug_assert_eq!(n.as_ref().prev.get(), Some(e), "{MOVED}");
                 n.as_ref().prev.set(prev);
             }
             r.prev.set(None);
