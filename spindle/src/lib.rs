@@ -33,7 +33,9 @@ pub mod time;
 
 /// Runtimes and their builder.
 pub mod runtime {
-    pub use crate::rt::{Builder, EnterGuard, Handle, Runtime, RuntimeFlavor, RuntimeMetrics, TryCurrentError};
+    pub use crate::rt::{
+        Builder, EnterGuard, Handle, IoDriver, Runtime, RuntimeFlavor, RuntimeMetrics, TryCurrentError,
+    };
 }
 
 pub use spindle_core;

@@ -46,7 +46,7 @@
 //!   (a runtime fails to build with a clear error when the kernel refuses it), `epoll` forces
 //!   epoll; unset (or `auto`) probes `io_uring_setup` with the flags the reactor uses and every
 //!   opcode it submits, and falls back to epoll on ENOSYS/EPERM/`io_uring_disabled`.
-//!   [`backend_name`] reports the choice.
+//!   `Builder::io_driver` forces a backend for one runtime; `Handle::io_driver` reports a runtime's.
 
 pub(crate) mod epoll;
 pub(crate) mod pool;
@@ -110,14 +110,11 @@ pub(crate) fn backend() -> io::Result<Backend> {
         .map_err(|(kind, msg)| io::Error::new(kind, msg))
 }
 
-/// Which I/O backend runtimes use in this process (`"io_uring"` or `"epoll"`).
+/// Which I/O backend this process chose (`"io_uring"` or `"epoll"`); runtimes report their own
+/// (a builder may force one) through `Handle::io_driver`.
+#[cfg(test)]
 pub(crate) fn backend_name() -> &'static str {
     backend().map(Backend::name).unwrap_or("epoll")
-}
-
-/// Checks `SPINDLE_DRIVER` and the probe (called when a runtime is built).
-pub(crate) fn check_backend_choice() -> io::Result<()> {
-    backend().map(drop)
 }
 
 /// A worker's reactor: one epoll instance or one io_uring, chosen at runtime start.
@@ -136,10 +133,10 @@ impl Reactor {
         Reactor::with_backend(backend()?)
     }
 
-    /// A reactor of the process's backend that one thread drives for its whole life (on io_uring
-    /// a `SINGLE_ISSUER | DEFER_TASKRUN` ring; on epoll the same as [`Reactor::new`]).
-    pub(crate) fn new_pinned() -> io::Result<Reactor> {
-        Ok(match backend()? {
+    /// A reactor of `backend` that one thread drives for its whole life (on io_uring a
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` ring; on epoll the same as [`Reactor::with_backend`]).
+    pub(crate) fn new_pinned(backend: Backend) -> io::Result<Reactor> {
+        Ok(match backend {
             Backend::Epoll => Reactor::Epoll(epoll::Reactor::new()?),
             Backend::Uring => Reactor::Uring(uring::Reactor::new_pinned()?),
         })

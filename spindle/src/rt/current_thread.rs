@@ -91,8 +91,12 @@ impl Drop for Driving {
 }
 
 impl Shared {
-    pub(crate) fn new(blocking: Spawner, clock: Arc<Clock>) -> std::io::Result<Arc<Shared>> {
-        let driver = Driver::with_reactor()?;
+    pub(crate) fn new(
+        blocking: Spawner,
+        clock: Arc<Clock>,
+        backend: crate::driver::Backend,
+    ) -> std::io::Result<Arc<Shared>> {
+        let driver = Driver::with_reactor(backend)?;
         let timers = Arc::new(Shard::new(clock.clone(), driver.unparker()));
         Ok(Arc::new(Shared {
             reactor: driver.reactor().expect("a reactor driver").clone(),

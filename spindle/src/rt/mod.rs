@@ -92,6 +92,20 @@ pub enum RuntimeFlavor {
     MultiThread,
 }
 
+/// Which I/O driver a runtime's workers park in (see [`Builder::io_driver`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IoDriver {
+    /// The process's choice: `SPINDLE_DRIVER` if set, else io_uring when the kernel allows it
+    /// (probed once per process), else epoll.
+    #[default]
+    Auto,
+    /// io_uring; building the runtime fails with a clear error where the kernel refuses it.
+    Uring,
+    /// epoll (readiness), whatever the kernel supports.
+    Epoll,
+}
+
 /// Builds a [`Runtime`] with custom settings, with the names tokio users know.
 ///
 /// ```
@@ -111,6 +125,7 @@ pub struct Builder {
     max_blocking_threads: usize,
     keep_alive: Duration,
     start_paused: bool,
+    io_driver: IoDriver,
 }
 
 impl fmt::Debug for Builder {
@@ -122,6 +137,7 @@ impl fmt::Debug for Builder {
             .field("max_blocking_threads", &self.max_blocking_threads)
             .field("keep_alive", &self.keep_alive)
             .field("start_paused", &self.start_paused)
+            .field("io_driver", &self.io_driver)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +152,7 @@ impl Builder {
             max_blocking_threads: 512,
             keep_alive: Duration::from_secs(10),
             start_paused: false,
+            io_driver: IoDriver::Auto,
         }
     }
 
@@ -266,6 +283,21 @@ impl Builder {
         self
     }
 
+    /// Forces the I/O driver of this runtime, overriding `SPINDLE_DRIVER` (default
+    /// [`IoDriver::Auto`]: the process's choice). With [`IoDriver::Uring`], [`build`](Self::build)
+    /// fails with a clear error where the kernel refuses io_uring (containers often do). I/O
+    /// objects created outside any runtime use the process's choice.
+    ///
+    /// ```
+    /// use spindle::runtime::{Builder, IoDriver};
+    /// let rt = Builder::new_current_thread().io_driver(IoDriver::Epoll).build().unwrap();
+    /// assert_eq!(rt.handle().io_driver(), "epoll");
+    /// ```
+    pub fn io_driver(&mut self, driver: IoDriver) -> &mut Builder {
+        self.io_driver = driver;
+        self
+    }
+
     /// Accepted so tokio code compiles unchanged: every spindle driver is always enabled.
     ///
     /// ```
@@ -285,7 +317,18 @@ impl Builder {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn build(&mut self) -> io::Result<Runtime> {
-        crate::driver::check_backend_choice()?;
+        let backend = match self.io_driver {
+            IoDriver::Auto => crate::driver::backend()?,
+            IoDriver::Epoll => crate::driver::Backend::Epoll,
+            IoDriver::Uring => crate::driver::uring::probe().map(|()| crate::driver::Backend::Uring).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "spindle: Builder::io_driver(IoDriver::Uring) requested, but io_uring is not usable here: {e}"
+                    ),
+                )
+            })?,
+        };
         spindle_core::coop::set_hook(context::coop_hook);
         spindle_core::structured::set_detach_hook(crate::structured::detach_hook);
         let name = self.thread_name.clone();
@@ -298,13 +341,14 @@ impl Builder {
         let clock = Arc::new(crate::time::Clock::new(self.start_paused));
         let (scheduler, workers) = match self.flavor {
             RuntimeFlavor::CurrentThread => {
-                (Scheduler::CurrentThread(current_thread::Shared::new(pool.spawner(), clock)?), None)
+                (Scheduler::CurrentThread(current_thread::Shared::new(pool.spawner(), clock, backend)?), None)
             }
             RuntimeFlavor::MultiThread => {
                 let n = self
                     .worker_threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-                let (shared, workers) = multi_thread::start(n, &*name, self.thread_stack_size, pool.spawner(), clock)?;
+                let (shared, workers) =
+                    multi_thread::start(n, &*name, self.thread_stack_size, pool.spawner(), clock, backend)?;
                 (Scheduler::MultiThread(shared), Some(workers))
             }
         };
@@ -645,15 +689,19 @@ impl Handle {
         }
     }
 
-    /// The I/O backend this runtime's workers park in: `"io_uring"` or `"epoll"` (chosen once per
-    /// process: `SPINDLE_DRIVER=uring|epoll`, else io_uring when the kernel allows it).
+    /// The I/O backend this runtime's workers park in: `"io_uring"` or `"epoll"` (the process's
+    /// choice — `SPINDLE_DRIVER=uring|epoll`, else io_uring when the kernel allows it — unless
+    /// [`Builder::io_driver`] forced one).
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
     /// assert!(["io_uring", "epoll"].contains(&rt.handle().io_driver()));
     /// ```
     pub fn io_driver(&self) -> &'static str {
-        crate::driver::backend_name()
+        match &self.inner {
+            Scheduler::CurrentThread(s) => s.reactor.backend().name(),
+            Scheduler::MultiThread(s) => s.reactor().backend().name(),
+        }
     }
 
     /// Runtime metrics.

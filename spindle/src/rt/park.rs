@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use spindle_core::loom::unmodelled::{AtomicU32, Ordering::*};
 
-use crate::driver::Reactor;
+use crate::driver::{Backend, Reactor};
 
 const EMPTY: u32 = 0;
 const PARKED: u32 = 1;
@@ -45,18 +45,19 @@ impl Driver {
         Ok(Driver { state: Arc::new(ParkState { word: AtomicU32::new(EMPTY), reactor: None }) })
     }
 
-    /// A driver that parks in an I/O reactor of the process's backend (workers and
-    /// current-thread runtimes). Any thread may park in it, one at a time.
-    pub(crate) fn with_reactor() -> std::io::Result<Driver> {
-        Ok(Driver::from_reactor(Arc::new(Reactor::new()?)))
+    /// A driver that parks in an I/O reactor of `backend` (workers and current-thread runtimes).
+    /// Any thread may park in it, one at a time.
+    pub(crate) fn with_reactor(backend: Backend) -> std::io::Result<Driver> {
+        Ok(Driver::from_reactor(Arc::new(Reactor::with_backend(backend)?)))
     }
 
     /// Like [`Driver::with_reactor`], for a driver that one thread parks in for its whole life
     /// (a multi-thread worker): on io_uring the ring is `SINGLE_ISSUER | DEFER_TASKRUN`, owned by
     /// the first thread that parks. Parking from another thread later is a contract violation
     /// (the park then only sleeps briefly).
-    pub(crate) fn with_pinned_reactor() -> std::io::Result<Driver> {
-        Ok(Driver::from_reactor(Arc::new(Reactor::new_pinned()?)))
+    #[allow(dead_code)] // for multi-thread workers
+    pub(crate) fn with_pinned_reactor(backend: Backend) -> std::io::Result<Driver> {
+        Ok(Driver::from_reactor(Arc::new(Reactor::new_pinned(backend)?)))
     }
 
     fn from_reactor(reactor: Arc<Reactor>) -> Driver {
@@ -177,7 +178,7 @@ mod tests {
 
     #[test]
     fn reactor_driver_parks_and_unparks() {
-        let mut d = Driver::with_reactor().unwrap();
+        let mut d = Driver::with_reactor(crate::driver::backend().unwrap()).unwrap();
         let u = d.unparker();
         u.unpark();
         d.park(); // token

@@ -135,13 +135,14 @@ pub(crate) fn start(
     stack_size: Option<usize>,
     blocking: Spawner,
     clock: Arc<Clock>,
+    backend: crate::driver::Backend,
 ) -> std::io::Result<(Arc<Shared>, Workers)> {
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
     let mut drivers = Vec::with_capacity(num_workers);
     for index in 0..num_workers {
         let (run_queue, stealer) = local::new();
-        let driver = if PINNED_RINGS { Driver::with_pinned_reactor()? } else { Driver::with_reactor()? };
+        let driver = if PINNED_RINGS { Driver::with_pinned_reactor(backend)? } else { Driver::with_reactor(backend)? };
         remotes.push(Remote {
             stealer,
             lifo: AtomicPtr::new(ptr::null_mut()),
