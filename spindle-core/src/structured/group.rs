@@ -3,17 +3,21 @@
 //! # Group state
 //!
 //! One word of flags, [`ABORTED`] (hard cancel: every task drops its future at its next poll),
-//! plus the group's token (soft cancel). Everything else lives under one short lock: the wakers
-//! of tasks that are waiting (so a cancel or abort can wake them), the queue of finished tasks'
-//! results (so `join_next` is O(1) per completion) and the joiner's waker.
+//! plus the group's token (soft cancel). Everything else lives under one short spin lock
+//! ([`Lock`](super::Lock)): the wakers of tasks that are waiting (so a cancel or abort can wake
+//! them), the queue of finished tasks' results (so `join_next` is O(1) per completion), how many
+//! tasks finished, and the joiner's waker.
 //!
 //! A task takes the lock only when it first returns `Pending` (to leave its waker; again only
-//! if its waker changes) and when it finishes (to queue its result); a task that finishes in its
-//! first poll takes it once. The live count is an atomic word that `spawn` raises without the
-//! lock and a finishing task lowers under the lock, together with queueing its result, so
-//! `join_next` (which looks at both under the lock) never sees "no task left" while a result is
-//! on its way. `join_next` moves the whole queue to the joiner's side at once and serves from
-//! there, taking the lock only when that side is empty.
+//! if its waker changes) and when it finishes (to queue its result and count itself); a task
+//! that finishes in its first poll takes it once, and touches no other shared word that is
+//! written. `spawn` counts the tasks spawned in an atomic word of its own (`spawned`), so the
+//! spawning thread and the finishing workers never write the same cache line: the tasks still
+//! running are `spawned - finished`, and since a task counts itself finished under the lock
+//! together with queueing its result, `join_next` (which looks at both under the lock) never
+//! sees "no task left" while a result is on its way. `join_next` moves the whole queue to the
+//! joiner's side at once and serves from there, taking the lock only when that side is empty.
+//! The read-mostly words (flags, token), the spawn count and the lock sit on separate cache lines.
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
@@ -29,9 +33,14 @@ use super::cancel::{CancelHook, CancelToken};
 use super::child::{catch, Panic};
 use super::current;
 use super::spawn::{Spawn, SpawnMeta};
+use super::Lock;
 use crate::loom::{AtomicUsize, Ordering::*};
-use crate::sync::lock::Lock;
 use crate::task::{GroupKind, GroupRef, TaskId};
+
+/// A value on cache lines of its own (128 bytes: adjacent-line prefetching pairs 64-byte lines),
+/// so that writes to it do not slow down threads using its neighbours.
+#[repr(align(128))]
+struct CachePadded<T>(T);
 
 /// Every task must drop its future at its next poll.
 const ABORTED: usize = 1 << 0;
@@ -147,20 +156,20 @@ struct Inner<T, E> {
     waiting: Vec<Option<Waker>>,
     free: Vec<usize>,
     done: VecDeque<Outcome<T, E>>,
+    /// Tasks that finished (their results queued in `done`, or taken from it).
+    finished: usize,
     joiner: Option<Waker>,
     failed: bool,
 }
 
 struct Shared<T, E> {
+    /// Read by every poll of every task; written only by cancels and aborts.
     flags: AtomicUsize,
-    /// Tasks spawned and not yet finished: raised by `spawn` (the owner, which never runs at the
-    /// same time as a joiner: `join_next` takes `&mut self`), lowered by `finish` under the lock
-    /// together with queueing the result, so a joiner holding the lock never sees "no task left"
-    /// while a result is on its way.
-    live: AtomicUsize,
-    inner: Lock<Inner<T, E>>,
     token: CancelToken,
     mode: Mode,
+    /// Tasks spawned: raised by `spawn` only (module docs).
+    spawned: CachePadded<AtomicUsize>,
+    inner: CachePadded<Lock<Inner<T, E>>>,
 }
 
 impl<T: Send + 'static, E: Send + 'static> CancelHook for Shared<T, E> {
@@ -170,8 +179,14 @@ impl<T: Send + 'static, E: Send + 'static> CancelHook for Shared<T, E> {
 }
 
 impl<T, E> Shared<T, E> {
+    /// Tasks spawned and not finished, given the lock's `finished` count.
+    fn running(&self, finished: usize) -> usize {
+        // Acquire: a task counted in `finished` was spawned, so its spawn is seen too.
+        self.spawned.0.load(Acquire) - finished
+    }
+
     fn wake_waiting(&self) {
-        let wakers: Vec<Waker> = self.inner.lock().waiting.iter().flatten().cloned().collect();
+        let wakers: Vec<Waker> = self.inner.0.lock().waiting.iter().flatten().cloned().collect();
         for w in wakers {
             w.wake();
         }
@@ -179,13 +194,13 @@ impl<T, E> Shared<T, E> {
 
     fn finish(&self, key: Option<usize>, out: Outcome<T, E>) {
         let fails = out.is_err();
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.0.lock();
         if let Some(k) = key {
             inner.waiting[k] = None;
             inner.free.push(k);
         }
         inner.done.push_back(out);
-        self.live.fetch_sub(1, Release);
+        inner.finished += 1;
         let cancel = fails && self.mode == Mode::FailFast && !inner.failed;
         if fails {
             inner.failed = true;
@@ -274,16 +289,17 @@ where
             let hook: Weak<dyn CancelHook> = weak.clone() as Weak<dyn CancelHook>;
             Shared {
                 flags: AtomicUsize::new(0),
-                inner: Lock::new(Inner {
+                token: CancelToken::with_hook(None, hook),
+                mode,
+                spawned: CachePadded(AtomicUsize::new(0)),
+                inner: CachePadded(Lock::new(Inner {
                     waiting: Vec::new(),
                     free: Vec::new(),
                     done: VecDeque::new(),
+                    finished: 0,
                     joiner: None,
                     failed: false,
-                }),
-                live: AtomicUsize::new(0),
-                token: CancelToken::with_hook(None, hook),
-                mode,
+                })),
             }
         });
         let owner = spawner.current_task();
@@ -337,7 +353,8 @@ where
     where
         F: Future<Output = Result<T, E>> + Send + 'static,
     {
-        self.shared.live.fetch_add(1, Relaxed);
+        // Release: pairs with `running`'s acquire (the count never runs behind a finished task).
+        self.shared.spawned.0.fetch_add(1, Release);
         let task = GroupTask { future: Some(future), shared: self.shared.clone(), key: None, waker: None };
         let meta = SpawnMeta {
             parent: self.owner,
@@ -359,7 +376,7 @@ where
     /// });
     /// ```
     pub fn join_next(&mut self) -> JoinNext<'_, T, E> {
-        JoinNext { shared: &self.shared, ready: &mut self.ready.0 }
+        JoinNext { shared: &self.shared, ready: &mut self.ready.0, yielded: false }
     }
 
     /// Waits for every task: all values (in completion order), or every failure.
@@ -453,8 +470,8 @@ where
     /// });
     /// ```
     pub fn len(&self) -> usize {
-        let inner = self.shared.inner.lock();
-        self.shared.live.load(Acquire) + inner.done.len() + self.ready.len()
+        let inner = self.shared.inner.0.lock();
+        self.shared.running(inner.finished) + inner.done.len() + self.ready.len()
     }
 
     /// Whether [`len`](Self::len) is zero.
@@ -520,7 +537,8 @@ where
 impl<T, E, S> Drop for TaskGroup<T, E, S> {
     fn drop(&mut self) {
         // Never detach: abort whatever still runs.
-        if self.shared.live.load(Acquire) > 0 {
+        let finished = self.shared.inner.0.lock().finished;
+        if self.shared.running(finished) > 0 {
             self.shared.flags.fetch_or(ABORTED, AcqRel);
             self.shared.token.cancel();
             self.shared.wake_waiting();
@@ -538,7 +556,7 @@ async fn collect<T, E>(shared: &Arc<Shared<T, E>>) -> Result<Vec<T>, GroupError<
     let mut values = Vec::new();
     let mut errors = Vec::new();
     let mut ready = VecDeque::new();
-    while let Some(r) = (JoinNext { shared, ready: &mut ready }).await {
+    while let Some(r) = (JoinNext { shared, ready: &mut ready, yielded: false }).await {
         match r {
             Ok(v) => values.push(v),
             Err(e) => errors.push(e),
@@ -558,6 +576,8 @@ pub struct JoinNext<'a, T, E> {
     /// The joiner's side of the result queue: results are moved here a batch at a time, so
     /// taking one takes the lock only when this is empty.
     ready: &'a mut VecDeque<Outcome<T, E>>,
+    /// Whether this call already yielded once to wait for results (see `poll`).
+    yielded: bool,
 }
 
 impl<T, E> Future for JoinNext<'_, T, E> {
@@ -571,15 +591,27 @@ impl<T, E> Future for JoinNext<'_, T, E> {
         if let Some(r) = this.ready.pop_front() {
             return Poll::Ready(Some(r));
         }
-        let mut inner = this.shared.inner.lock();
+        let mut inner = this.shared.inner.0.lock();
         if !inner.done.is_empty() {
             // Take the whole batch (the two queues swap buffers, so neither reallocates).
             core::mem::swap(&mut inner.done, this.ready);
             drop(inner);
             return Poll::Ready(this.ready.pop_front());
         }
-        if this.shared.live.load(Acquire) == 0 {
+        if this.shared.running(inner.finished) == 0 {
             return Poll::Ready(None);
+        }
+        if !this.yielded {
+            // Nothing yet: yield once before sleeping. A task that wakes itself while being
+            // polled goes to the back of its worker's queue (spindle's runtimes), behind the
+            // tasks it spawned there, so the next poll usually finds a whole batch of results;
+            // waiting for a wake instead would have the first task to finish wake us (into the
+            // worker's LIFO slot, right after it) for one result at a time: a poll and a wake
+            // per result. If the yield finds nothing, we register and sleep as usual.
+            this.yielded = true;
+            drop(inner);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         match &mut inner.joiner {
             Some(w) if w.will_wake(cx.waker()) => {}
@@ -630,7 +662,7 @@ where
                 if !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     let w = cx.waker().clone();
                     *this.waker = Some(w.clone());
-                    let mut inner = shared.inner.lock();
+                    let mut inner = shared.inner.0.lock();
                     let key = match *this.key {
                         Some(k) => k,
                         None => {

@@ -124,6 +124,33 @@ mod scope;
 mod spawn;
 mod wake_set;
 
+/// The lock of scopes and groups (a scope's spawns from outside its poll and deferred cleanups; a
+/// group's result queue and waiting tasks' wakers): a spin lock, one compare-and-swap to take and
+/// one store to release, where a futex mutex takes two read-modify-writes and, when contended,
+/// sleeps and wakes through syscalls. Critical sections are a few pointer writes and never run
+/// user code, so contenders spin only briefly (then yield the thread, so a preempted holder can
+/// run).
+struct Lock<T>(crate::spin::SpinLock<T>);
+
+impl<T> Lock<T> {
+    fn new(value: T) -> Lock<T> {
+        Lock(crate::spin::SpinLock::new(value))
+    }
+
+    #[inline]
+    fn lock(&self) -> crate::spin::SpinGuard<'_, T> {
+        self.0.lock(relax)
+    }
+}
+
+/// What a thread waiting for a [`Lock`] does after brief spinning.
+fn relax() {
+    #[cfg(all(feature = "std", not(loom)))]
+    std::thread::yield_now();
+    #[cfg(any(not(feature = "std"), loom))]
+    crate::loom::spin_loop();
+}
+
 pub use cancel::{
     checkpoint, or_cancelled, shield, with_token, CancelToken, Cancelled, Checkpoint, OrCancelled, Shield, WithToken,
 };

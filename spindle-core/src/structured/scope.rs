@@ -38,33 +38,9 @@ use super::child::{self, Chunk, Header, Panic, Polled, Release, Shared};
 use super::close::AsyncClose;
 use super::current;
 use super::spawn::{Spawn, SpawnMeta};
+use super::Lock;
 use crate::loom::UnsafeCell;
-use crate::spin::{SpinGuard, SpinLock};
 use crate::task::{GroupKind, GroupRef, TaskId};
-
-/// The scope's lock (for spawns from outside its poll, deferred cleanups, and the scope's
-/// per-batch look at them): a spin lock, one compare-and-swap to take and one store to release.
-/// It is never held across user code.
-struct Lock<T>(SpinLock<T>);
-
-impl<T> Lock<T> {
-    fn new(value: T) -> Lock<T> {
-        Lock(SpinLock::new(value))
-    }
-
-    #[inline]
-    fn lock(&self) -> SpinGuard<'_, T> {
-        self.0.lock(relax)
-    }
-}
-
-/// What a thread waiting for the scope's lock does after brief spinning.
-fn relax() {
-    #[cfg(all(feature = "std", not(loom)))]
-    std::thread::yield_now();
-    #[cfg(any(not(feature = "std"), loom))]
-    crate::loom::spin_loop();
-}
 
 /// A boxed, sendable future borrowing for `'a`: what a scope body is.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
