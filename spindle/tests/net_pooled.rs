@@ -527,7 +527,19 @@ fn multishot_accept_under_emfile_backs_off_and_recovers() {
                 // Arms the multishot accept on io_uring (a dropped accept leaves it armed).
                 let a = pin!(l.accept());
                 assert!(futures::poll!(a).is_pending());
-                spindle::task::yield_now().await; // submitted
+            }
+            // The request may still wait in the ring's queue (pushed by this thread, or handed
+            // over to the worker that owns a pinned ring). A probe connection accepted through
+            // it proves it is in the kernel, prepared under the limit above; the multishot accept
+            // stays armed after it.
+            {
+                let probe = std::net::TcpStream::connect(addr).unwrap();
+                let (accepted, _) = spindle::time::timeout(Duration::from_secs(10), l.accept())
+                    .await
+                    .expect("the probe connection is accepted")
+                    .unwrap();
+                drop(accepted);
+                drop(probe);
             }
             let mut fillers = Vec::new();
             loop {

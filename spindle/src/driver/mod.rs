@@ -10,7 +10,10 @@
 //!   spindle's I/O types work on any executor.
 //! - A thread that keeps finding tasks never parks, so it also polls its reactor without blocking
 //!   ([`Reactor::maintain`]): every 61 polls on a multi-thread worker (62 on a current-thread
-//!   runtime), and on io_uring also each time a worker runs out of local work, before it steals.
+//!   runtime). On io_uring a worker that runs out of local work also reaps the completions
+//!   already posted before it steals (no syscall unless the kernel must be entered anyway), and
+//!   submits its queued entries before it runs a stolen task; otherwise its park submits them
+//!   together with its wait (one `io_uring_enter`).
 //!   Without it a busy worker would never dispatch readiness or completions for its own tasks,
 //!   nor submit the io_uring entries they queued (a ring's waiting thread submits its entries
 //!   with its next wait). On io_uring the poll costs a few atomic loads and one uncontended lock

@@ -8,7 +8,7 @@
 //! waiting thread reaps and submits again). Two modes:
 //!
 //! - **pinned** ([`Reactor::new_pinned`]): for a ring one thread drives for its whole life (a
-//!   multi-thread worker, when `rt::multi_thread::PINNED_RINGS` is on; it is off, see there why).
+//!   multi-thread worker, when `rt::multi_thread::PINNED_RINGS` is on, as it is).
 //!   `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG`, created disabled and enabled
 //!   by the first thread that waits on it, which becomes the owner. With `DEFER_TASKRUN`
 //!   completions are posted only when the owner enters the kernel with `GETEVENTS`: its
@@ -17,7 +17,8 @@
 //!   registered from outside the runtime) push entries to a mutex-protected `pending` list and
 //!   wake the owner, which moves them to the SQ before it waits. A wake never submits on the ring.
 //! - **shared** ([`Reactor::new`]): for a ring whose driving thread may change (a current-thread
-//!   runtime is driven by whichever thread calls `block_on`), and today for multi-thread workers. No task-run deferral (a completion's
+//!   runtime is driven by whichever thread calls `block_on`), and for multi-thread workers when
+//!   `PINNED_RINGS` is off. No task-run deferral (a completion's
 //!   task work must be able to interrupt whichever thread submitted it), so any thread may submit,
 //!   under the SQ lock.
 //!
@@ -25,7 +26,9 @@
 //! (one `io_uring_enter` per park for a whole batch) or by its next [`Reactor::maintain`] (the
 //! non-blocking poll a busy thread makes between tasks: no syscall unless entries are queued,
 //! task work is pending or the CQ overflowed; completions already in the CQ are reaped without
-//! one); other threads submit at once (shared) or hand over (pinned). Waking: an eventfd
+//! one; [`Reactor::reap_completions`], the poll of a worker out of local work, does not enter the
+//! kernel just to submit: its park will, with its wait); other threads submit at once (shared)
+//! or hand over (pinned). Waking: an eventfd
 //! watched by a multishot poll on the ring; `wake` writes it from any thread. Parking: `io_uring_enter(GETEVENTS)` for one completion with the
 //! extended-argument timeout.
 //!
@@ -217,6 +220,9 @@ struct Slab {
     free: Vec<u32>,
     /// Op and poll slots awaiting their final CQE.
     in_flight: usize,
+    /// Ops submitted over the reactor's life (a statistic: tests check that I/O really goes
+    /// through the ring). Counted under the slab lock the submission takes anyway.
+    ops_submitted: u64,
 }
 
 impl Slab {
@@ -276,9 +282,6 @@ pub(crate) struct Reactor {
     eventfd: OwnedFd,
     /// The provided-buffer pool, created on first use (see [`bufring`]).
     bufs: bufring::PoolSlot,
-    /// Ops submitted over the reactor's life (a statistic: tests check that I/O really goes
-    /// through the ring).
-    ops_submitted: AtomicU64,
     /// The runtime owning this reactor was shut down: nothing will drive it any more.
     shut_down: AtomicBool,
 }
@@ -319,7 +322,6 @@ impl Reactor {
             unsubmitted: AtomicBool::new(false),
             eventfd,
             bufs: Default::default(),
-            ops_submitted: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
         };
         if pinned {
@@ -414,10 +416,10 @@ impl Reactor {
         0
     }
 
-    /// Moves handed-over entries into the SQ (waiting thread only).
-    fn flush_pending(&self) {
+    /// Moves handed-over entries into the SQ (waiting thread only); returns whether there were any.
+    fn flush_pending(&self) -> bool {
         if !self.has_pending.swap(false, Acquire) {
-            return;
+            return false;
         }
         let entries = std::mem::take(&mut *lock(&self.pending));
         let _g = lock(&self.sq_lock);
@@ -429,11 +431,19 @@ impl Reactor {
             *p = rest;
             self.has_pending.store(true, Release);
         }
+        true
     }
 
     /// Waits for completions (or a wake, or the timeout) and dispatches them. Returns whether a
     /// wake was seen. Called by the thread that parks on this reactor.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.wait_inner(timeout, true)
+    }
+
+    /// [`wait`](Self::wait); with `submit` false and a zero timeout, the kernel is entered only
+    /// when it must be (handed-over entries, task work, CQ overflow), not merely to submit the
+    /// entries this thread queued.
+    fn wait_inner(&self, timeout: Option<Duration>, submit: bool) -> bool {
         let _cq = lock(&self.cq_lock);
         let me = thread_token();
         if self.pinned {
@@ -452,16 +462,29 @@ impl Reactor {
         } else {
             self.waiter.store(me, Relaxed);
         }
-        self.flush_pending();
-        // Everything queued so far is submitted below (what an EBUSY leaves is retried by the
-        // next wait, which the overflow makes come soon).
-        self.unsubmitted.store(false, Relaxed);
+        let flushed = self.flush_pending();
         let mut cqes = Vec::new();
         // Something already there (or a zero timeout): do not sleep.
         // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
         let ready = !unsafe { self.ring.completion_shared() }.is_empty();
         let want = if ready || timeout == Some(Duration::ZERO) { 0 } else { 1 };
+        // Not sleeping: enter the kernel only for something it must do (completions already in
+        // the CQ are reaped without a syscall).
+        let enter = want == 1 || flushed || {
+            let _g = lock(&self.sq_lock);
+            // SAFETY: we hold `sq_lock`: the only SubmissionQueue view.
+            let sq = unsafe { self.ring.submission_shared() };
+            (submit && !sq.is_empty()) || sq.cq_overflow() || (self.pinned && sq.taskrun())
+        };
+        if enter {
+            // Everything queued so far is submitted below (what an EBUSY leaves is retried by
+            // the next wait, which the overflow makes come soon).
+            self.unsubmitted.store(false, Relaxed);
+        }
         for attempt in 0..2 {
+            if !enter {
+                break;
+            }
             // Not under `sq_lock`: this may block, and other threads must still be able to
             // push (the kernel serializes submissions; the SQ tail we publish is atomic).
             let r = {
@@ -504,12 +527,30 @@ impl Reactor {
     /// the CQ, one `wait(Some(ZERO))`; otherwise nothing, not even a syscall. Called by the
     /// thread that waits on this reactor. Returns whether anything was dispatched or submitted.
     pub(crate) fn maintain(&self) -> bool {
+        self.poll_nonblocking(true)
+    }
+
+    /// Like [`maintain`](Self::maintain), but leaves the entries this thread pushed queued (its
+    /// next wait or maintenance poll submits them in one batch): for a worker that ran out of
+    /// local work and is about to look elsewhere or park. Dispatches completions already posted
+    /// (no syscall), and enters the kernel only when it must anyway (handed-over entries, pending
+    /// task work, a CQ overflow), which then submits everything queued as well.
+    pub(crate) fn reap_completions(&self) -> bool {
+        self.poll_nonblocking(false)
+    }
+
+    /// Whether entries this thread pushed wait for its next wait or maintenance poll.
+    pub(crate) fn has_unsubmitted(&self) -> bool {
+        self.unsubmitted.load(Relaxed)
+    }
+
+    fn poll_nonblocking(&self, submit_own: bool) -> bool {
         if self.pinned && !self.on_waiter_thread() && self.waiter.load(Relaxed) != 0 {
             return false; // another thread owns this ring
         }
         // Cheapest checks first: this runs every few dozen task polls.
         let needed = self.has_pending.load(Relaxed)
-            || self.unsubmitted.load(Relaxed)
+            || (submit_own && self.unsubmitted.load(Relaxed))
             || self.waiter.load(Relaxed) == 0
             || (self.pinned && {
                 // Deferred task work (completions not yet posted) only runs when the owner
@@ -526,7 +567,7 @@ impl Reactor {
                 !unsafe { self.ring.completion_shared() }.is_empty()
             };
         if needed {
-            self.wait(Some(Duration::ZERO));
+            self.wait_inner(Some(Duration::ZERO), submit_own);
         }
         needed
     }
@@ -679,14 +720,17 @@ impl Reactor {
         waker: Waker,
         returns_fd: bool,
     ) -> (u32, u32) {
-        self.ops_submitted.fetch_add(1, Relaxed);
-        let (index, generation) = lock(&self.slab).alloc(State::Op(OpSlot {
-            waker: Some(waker),
-            data: Some(data),
-            result: None,
-            orphaned: false,
-            returns_fd,
-        }));
+        let (index, generation) = {
+            let mut slab = lock(&self.slab);
+            slab.ops_submitted += 1;
+            slab.alloc(State::Op(OpSlot {
+                waker: Some(waker),
+                data: Some(data),
+                result: None,
+                orphaned: false,
+                returns_fd,
+            }))
+        };
         self.push(&[sqe.user_data(slot_key(index, generation))]);
         (index, generation)
     }
@@ -698,12 +742,16 @@ impl Reactor {
         generation: u32,
         waker: &Waker,
     ) -> Option<(i32, u32, Box<dyn Any + Send>)> {
-        let done = {
+        let (done, state) = {
             let mut slab = lock(&self.slab);
             let e = slab.get(index, generation).expect("spindle: op slot vanished while its future lives");
             let State::Op(op) = &mut e.state else { unreachable!("op key names a non-op slot") };
             match op.result {
-                Some((res, flags)) => Some((res, flags, op.data.take().expect("op resources taken twice"))),
+                Some((res, flags)) => {
+                    let data = op.data.take().expect("op resources taken twice");
+                    // Done: free the slot (under the same lock).
+                    ((res, flags, data), slab.release(index))
+                }
                 None => {
                     match &op.waker {
                         Some(w) if w.will_wake(waker) => {}
@@ -713,10 +761,9 @@ impl Reactor {
                 }
             }
         };
-        // Done: free the slot.
-        let state = lock(&self.slab).release(index);
+        // Outside the lock: the slot's leftovers (a stale waker) may run arbitrary drops.
         drop(state);
-        done
+        Some(done)
     }
 
     /// Asks the kernel to cancel an op (its final CQE still comes).
@@ -761,7 +808,7 @@ impl Reactor {
     /// Ops submitted so far (a statistic for tests).
     #[allow(dead_code)]
     pub(crate) fn ops_submitted(&self) -> u64 {
-        self.ops_submitted.load(Relaxed)
+        lock(&self.slab).ops_submitted
     }
 
     /// Whether [`shutdown`](Self::shutdown) ran.

@@ -69,20 +69,24 @@ enum OpState<T> {
 }
 
 /// A completion op. See the module docs.
-pub(crate) struct Op<T: OpData> {
-    reactor: Arc<Reactor>,
+///
+/// It borrows its reactor (the caller keeps the `Arc` for the op's life): no reference count
+/// traffic per op. Dropping it in flight still orphans the slot on that reactor, which outlives
+/// the borrow by construction.
+pub(crate) struct Op<'r, T: OpData> {
+    reactor: &'r super::Reactor,
     state: OpState<T>,
 }
 
-impl<T: OpData> Op<T> {
+impl<'r, T: OpData> Op<'r, T> {
     /// An op on `reactor` (which must be an io_uring reactor); nothing happens until polled.
-    pub(crate) fn new(reactor: Arc<Reactor>, data: T) -> Op<T> {
-        assert!(reactor.as_uring().is_some(), "spindle: completion op on a non-io_uring reactor");
+    pub(crate) fn new(reactor: &'r Arc<Reactor>, data: T) -> Op<'r, T> {
+        let reactor = reactor.as_uring().expect("spindle: completion op on a non-io_uring reactor");
         Op { reactor, state: OpState::Idle(Box::new(data)) }
     }
 
-    fn uring(&self) -> &super::Reactor {
-        self.reactor.as_uring().expect("checked in Op::new")
+    fn uring(&self) -> &'r super::Reactor {
+        self.reactor
     }
 
     /// Requests cancellation and waits for the op's final completion: returns the resources and
@@ -102,14 +106,14 @@ impl<T: OpData> Op<T> {
     }
 }
 
-impl<T: OpData> Future for Op<T> {
+impl<T: OpData> Future for Op<'_, T> {
     type Output = Completion<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion<T>> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, OpState::Done) {
             OpState::Idle(mut data) => {
-                if this.reactor.is_shut_down() {
+                if this.uring().is_shut_down() {
                     // Nothing would ever reap it.
                     return Poll::Ready(Completion {
                         result: Err(super::super::shut_down_error()),
@@ -143,7 +147,7 @@ impl<T: OpData> Future for Op<T> {
     }
 }
 
-impl<T: OpData> Drop for Op<T> {
+impl<T: OpData> Drop for Op<'_, T> {
     fn drop(&mut self) {
         if let OpState::Submitted { index, generation } = self.state {
             self.uring().orphan_op(index, generation);
@@ -428,8 +432,8 @@ fn filled<B: IoBufMut>(c: Completion<B>) -> BufResult<usize, B> {
 }
 
 /// Reads into `buf` (from its start) at the file position: the op future.
-pub(crate) fn read_op<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Op<Read<B>> {
-    Op::new(r.clone(), Read { fd, buf, offset: CURRENT_POS })
+pub(crate) fn read_op<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Op<'_, Read<B>> {
+    Op::new(r, Read { fd, buf, offset: CURRENT_POS })
 }
 
 /// Reads into `buf` at the file position (streams, pipes): up to `bytes_total` bytes; the buffer
@@ -441,31 +445,31 @@ pub(crate) async fn read<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Bu
 
 /// Reads into `buf` at offset `pos` (files).
 pub(crate) async fn read_at<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B, pos: u64) -> BufResult<usize, B> {
-    let c = Op::new(r.clone(), Read { fd, buf, offset: pos }).await;
+    let c = Op::new(r, Read { fd, buf, offset: pos }).await;
     filled(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 
 /// Writes `buf`'s initialized bytes at the file position (one write: may be short).
 pub(crate) async fn write<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
-    let c = Op::new(r.clone(), Write { fd, buf, offset: CURRENT_POS }).await;
+    let c = Op::new(r, Write { fd, buf, offset: CURRENT_POS }).await;
     buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 
 /// Writes `buf`'s initialized bytes at offset `pos` (files; may be short).
 pub(crate) async fn write_at<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B, pos: u64) -> BufResult<usize, B> {
-    let c = Op::new(r.clone(), Write { fd, buf, offset: pos }).await;
+    let c = Op::new(r, Write { fd, buf, offset: pos }).await;
     buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 
 /// Receives into `buf` (sockets).
 pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
-    let c = Op::new(r.clone(), Recv { fd, buf }).await;
+    let c = Op::new(r, Recv { fd, buf }).await;
     filled(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 
 /// Sends `buf`'s initialized bytes (sockets; may be short; `EPIPE` rather than SIGPIPE).
 pub(crate) async fn send<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
-    let c = Op::new(r.clone(), SendOp { fd, buf }).await;
+    let c = Op::new(r, SendOp { fd, buf }).await;
     buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 
@@ -473,14 +477,14 @@ pub(crate) async fn send<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufRe
 pub(crate) async fn send_to<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B, addr: &SockAddr) -> BufResult<usize, B> {
     let addr_len = addr.len();
     let data = SendTo { fd, buf, addr: addr.clone().as_storage(), addr_len, hdr: MsgHdr::new() };
-    let c = Op::new(r.clone(), data).await;
+    let c = Op::new(r, data).await;
     buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 
 /// Receives one datagram into `buf` (from its start) and the sender's address.
 pub(crate) async fn recv_from<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<(usize, SockAddr), B> {
     let data = RecvFrom { fd, buf, addr: SockAddrStorage::zeroed(), hdr: MsgHdr::new() };
-    let c = Op::new(r.clone(), data).await;
+    let c = Op::new(r, data).await;
     let RecvFrom { mut buf, addr, hdr, .. } = c.data;
     let res = c.result.map(|n| {
         let n = n as usize;
@@ -502,7 +506,7 @@ pub(crate) async fn readv<B: IoBufMut>(
     bufs: Vec<B>,
     pos: Option<u64>,
 ) -> BufResult<usize, Vec<B>> {
-    let c = Op::new(r.clone(), Readv { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
+    let c = Op::new(r, Readv { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
     let mut bufs = c.data.bufs;
     let res = c.result.map(|n| n as usize);
     if let Ok(n) = res {
@@ -524,16 +528,15 @@ pub(crate) async fn writev<B: IoBuf>(
     bufs: Vec<B>,
     pos: Option<u64>,
 ) -> BufResult<usize, Vec<B>> {
-    let c =
-        Op::new(r.clone(), Writev { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
+    let c = Op::new(r, Writev { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
     (c.result.map(|n| n as usize), c.data.bufs)
 }
 
 /// The accept op future (its output's data holds the peer address).
-pub(crate) fn accept_op(r: &Arc<Reactor>, fd: RawFd) -> Op<Accept> {
+pub(crate) fn accept_op(r: &Arc<Reactor>, fd: RawFd) -> Op<'_, Accept> {
     // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
     let addr = unsafe { std::mem::zeroed() };
-    Op::new(r.clone(), Accept { fd, addr, len: 0 })
+    Op::new(r, Accept { fd, addr, len: 0 })
 }
 
 /// Accepts a connection: the new socket (non-blocking, close-on-exec) and the peer address.
@@ -549,7 +552,7 @@ pub(crate) async fn accept(r: &Arc<Reactor>, fd: RawFd) -> io::Result<(OwnedFd, 
 /// Connects `fd` to `addr`.
 pub(crate) async fn connect(r: &Arc<Reactor>, fd: RawFd, addr: SocketAddr) -> io::Result<()> {
     let (storage, len) = std_to_sockaddr(addr);
-    Op::new(r.clone(), Connect { fd, addr: storage, len }).await.result.map(drop)
+    Op::new(r, Connect { fd, addr: storage, len }).await.result.map(drop)
 }
 
 fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {

@@ -275,7 +275,9 @@ fn dropped_ops_are_orphaned_then_released() {
         // Also dropped from another thread.
         let mut rd = op::read_op(&r, a.as_raw_fd(), vec![0u8; 64]);
         assert!(std::pin::Pin::new(&mut rd).poll(&mut cx).is_pending());
-        std::thread::spawn(move || drop(rd)).join().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || drop(rd));
+        });
         settle(&r);
         drop((a, b, l));
         // Other tests in this process open fds concurrently: the exact count is checked by the

@@ -16,8 +16,11 @@
 //! - Fairness: the LIFO slot is used at most `MAX_LIFO_POLLS` times in a row and can be stolen;
 //!   the inject queue is checked first every `GLOBAL_INTERVAL` ticks; local and shared tasks alternate.
 //! - Idle: a worker with nothing to do tries to steal (as a "searcher", at most half the workers
-//!   at once), spins briefly, then parks. Producers wake a parked worker only when nobody is
-//!   searching (see `idle.rs` for the lost-wakeup argument).
+//!   at once), spins briefly (not when io_uring entries of its own wait to be submitted: the
+//!   park submits them), then parks. Producers wake a parked worker only when nobody is
+//!   searching (see `idle.rs` for the lost-wakeup argument). Tasks woken by the I/O a worker
+//!   dispatches inside its own park are queued without notifying anyone; after the park, one
+//!   sibling is notified if more than one task is queued.
 //! - Shutdown: a flag plus an unpark of every worker; each worker drops its local tasks on its own
 //!   thread and exits; then the `Send` tasks are dropped by the thread shutting down.
 
@@ -44,15 +47,15 @@ use crate::driver::Reactor;
 use crate::time::{Clock, Shard};
 
 /// Whether workers own pinned io_uring rings (`SINGLE_ISSUER | DEFER_TASKRUN`: only the worker
-/// submits; entries from other threads are handed over and submitted when it next wakes or polls
-/// its reactor). Off: it works (the net, fs, runtime, shutdown and driver suites pass with it,
-/// the worker reaps its own ring at shutdown), but an entry pushed by a thread that is not the
-/// worker (a `block_on` caller, a task dropped on another worker) is not in the kernel when the
-/// push returns, only once the worker gets to it; code that relies on "submitted by the time the
-/// first poll returns" breaks (tests/net_pooled.rs arms a multishot accept from `block_on` and
-/// then exhausts the fd limit: it fails most runs on multi_thread(2) with pinned rings), and
-/// every such op pays a cross-thread hand-over. Shared rings submit at once from any thread.
-pub(crate) const PINNED_RINGS: bool = false;
+/// submits and completions are posted when it enters the ring, so they never interrupt it while
+/// it runs tasks; entries from other threads are handed over and submitted when it next wakes or
+/// polls its reactor). On. The cost: an entry pushed by a thread that is not the worker (a
+/// `block_on` caller, a task dropped on another worker) is not in the kernel when the push
+/// returns, only once the worker gets to it (the push wakes it), so code must not rely on "submitted
+/// by the time the first poll returns" (tests/net_pooled.rs proves its multishot accept armed
+/// with a probe connection instead), and such an op pays a cross-thread hand-over. Off: shared
+/// rings, any thread submits at once.
+pub(crate) const PINNED_RINGS: bool = true;
 
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
@@ -107,6 +110,12 @@ pub(crate) struct WorkerCtx {
     index: usize,
     core: RefCell<Core>,
     driver: RefCell<Driver>,
+    /// Set while this worker is inside its driver's park (dispatching the readiness and
+    /// completions that end it): wakes of our tasks then only queue them, and the notification
+    /// of a sibling they would make is left to after the park (`notify_deferred`), when we know
+    /// whether there is more than we take ourselves.
+    in_driver: std::cell::Cell<bool>,
+    notify_deferred: std::cell::Cell<bool>,
 }
 
 /// Scheduler handle of `Send` tasks.
@@ -198,7 +207,14 @@ pub(crate) fn start(
 fn run_worker(shared: Arc<Shared>, core: Core, driver: Driver) {
     let _enter = context::enter_runtime(Scheduler::MultiThread(shared.clone()));
     let index = core.index;
-    let w = WorkerCtx { shared: shared.clone(), index, core: RefCell::new(core), driver: RefCell::new(driver) };
+    let w = WorkerCtx {
+        shared: shared.clone(),
+        index,
+        core: RefCell::new(core),
+        driver: RefCell::new(driver),
+        in_driver: std::cell::Cell::new(false),
+        notify_deferred: std::cell::Cell::new(false),
+    };
     let prev = context::set_worker(&w);
     w.run();
     // Local tasks may only be dropped here, on their own thread.
@@ -245,20 +261,30 @@ impl WorkerCtx {
                 self.run_task(t);
                 continue;
             }
-            // Out of local work: reap our own completions before taking other workers' tasks
-            // (cheap on io_uring: no syscall unless something is queued or due; on epoll the
-            // periodic maintenance in `next_task` and the park cover it).
-            if let Some(r) = self.remote().reactor.as_uring() {
-                r.maintain();
+            // Out of local work: take the completions already posted for our own tasks before
+            // taking other workers' tasks (on io_uring no syscall unless the kernel must be
+            // entered anyway; on epoll the periodic maintenance in `next_task` and the park
+            // cover it). Entries our tasks queued stay queued: the park submits them with its
+            // wait, in one `io_uring_enter`.
+            let uring = self.remote().reactor.as_uring();
+            if let Some(r) = uring {
+                r.reap_completions();
                 if self.has_local_work() {
                     continue;
                 }
             }
             if let Some(t) = self.search() {
+                // Going to run another worker's task: our queued entries are submitted first,
+                // so their I/O does not wait for that task (and what it brings) to finish.
+                if let Some(r) = uring.filter(|r| r.has_unsubmitted()) {
+                    r.maintain();
+                }
                 self.run_task(t);
                 continue;
             }
-            if self.spin_for_work() {
+            // With entries of ours queued, parking (which submits them and waits) beats spinning:
+            // the I/O has not even started.
+            if !uring.is_some_and(|r| r.has_unsubmitted()) && self.spin_for_work() {
                 continue;
             }
             self.park();
@@ -460,8 +486,15 @@ impl WorkerCtx {
             if !advanced && !shared.shutdown.load(Acquire) && !self.has_local_work() {
                 let next = timers.prepare_park();
                 let timeout = next.and_then(|t| shared.clock.until_tick(t));
+                self.in_driver.set(true);
                 self.driver.borrow_mut().park_until(timeout);
+                self.in_driver.set(false);
                 timers.unparked();
+                if self.notify_deferred.replace(false) && self.has_surplus_work() {
+                    // Our park's dispatch woke more tasks than the one we run next: let a
+                    // parked sibling (if nobody searches) take some.
+                    shared.notify_parked();
+                }
             }
             // Fire what is due here, and help workers too busy to fire theirs.
             timers.process();
@@ -533,8 +566,19 @@ impl WorkerCtx {
             }
         };
         if notify {
-            shared.notify_parked();
+            if self.in_driver.get() {
+                // We are awake (dispatching inside our park) and run our queue next; whether a
+                // sibling is needed is decided once the park returns.
+                self.notify_deferred.set(true);
+            } else {
+                shared.notify_parked();
+            }
         }
+    }
+
+    /// Whether this worker has more queued than the next task it runs itself.
+    fn has_surplus_work(&self) -> bool {
+        self.core.try_borrow().map(|c| !c.run_queue.is_empty()).unwrap_or(false)
     }
 }
 
