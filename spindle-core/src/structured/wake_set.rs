@@ -14,10 +14,22 @@
 //!
 //! The stack is a Treiber stack of indices that is only ever pushed to and emptied whole
 //! (`swap(EMPTY)`), so it has no ABA problem.
+//!
+//! Only a push onto an empty stack wakes the parent: a push onto a non-empty one lands behind a
+//! push since the consumer's last `swap`, whose wake (done or about to be) makes the parent poll
+//! and drain both. A burst of wakes costs one parent wake, not one each.
+//!
+//! The consumer reverses each chain it takes into oldest-first order in place (through the
+//! slots' `next` links, which nobody else writes while the flags are set) and keeps the branches
+//! it has not served yet as such a chain (`backlog`), so draining copies nothing.
+//!
+//! Branch wakers are not stored: the consumer lends each branch a waker built on the spot that
+//! owns no count (the set's own reference keeps the block alive while it lends); clones of it
+//! count a reference each, as usual.
 
 use crate::sync::Shared as Arc;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::mem::ManuallyDrop;
 use core::task::{RawWaker, RawWakerVTable, Waker};
 
 use crate::loom::{AtomicBool, AtomicU32, Ordering::*};
@@ -52,12 +64,9 @@ unsafe impl Sync for Shared {}
 /// The wakers of `n` branches and the queue of woken ones.
 pub(crate) struct WakeSet {
     shared: Arc<Shared>,
-    /// Branch wakers, made once.
-    wakers: Vec<Waker>,
-    /// Reused buffer for draining the ready stack.
-    scratch: Vec<u32>,
-    /// Branches taken off the stack but not served yet (their flags stay set), oldest first.
-    backlog: VecDeque<u32>,
+    /// Branches taken off the stack but not served yet (their flags stay set), oldest first: a
+    /// chain through the slots' `next` links, first and last index (`EMPTY` when none).
+    backlog: (u32, u32),
 }
 
 impl WakeSet {
@@ -84,17 +93,7 @@ impl WakeSet {
         for slot in &mut Arc::get_mut(&mut shared).expect("just made: no other reference").slots {
             slot.shared = p;
         }
-        let wakers = (0..n)
-            .map(|i| {
-                let slot: *const Slot = &shared.slots[i];
-                // The waker owns one count on `shared`.
-                core::mem::forget(shared.clone());
-                // SAFETY: the vtable's contract holds: `slot` lives inside `shared`, which the
-                // count we just took keeps alive.
-                unsafe { Waker::from_raw(RawWaker::new(slot as *const (), &VTABLE)) }
-            })
-            .collect();
-        WakeSet { shared, wakers, scratch: Vec::new(), backlog: VecDeque::new() }
+        WakeSet { shared, backlog: (EMPTY, EMPTY) }
     }
 
     /// Records the parent's waker: branch wakes wake it.
@@ -106,8 +105,8 @@ impl WakeSet {
     /// Marks every branch woken (used when the current token is cancelled, so that every leaf
     /// future gets polled and can observe it).
     pub(crate) fn wake_all(&self) {
-        for w in &self.wakers {
-            w.wake_by_ref();
+        for slot in &self.shared.slots {
+            wake_slot(slot);
         }
     }
 
@@ -116,33 +115,57 @@ impl WakeSet {
     /// the branches already queued. Stops early when `f` returns `false`; the branches not served
     /// yet stay first in line for the next drain.
     pub(crate) fn drain(&mut self, mut f: impl FnMut(usize, &Waker) -> bool) {
-        let mut head = self.shared.head.swap(EMPTY, Acquire);
-        if head != EMPTY {
-            // The stack is newest-first: collect it, then append it oldest-first.
-            self.scratch.clear();
-            while head != EMPTY {
-                self.scratch.push(head);
-                head = self.shared.slots[head as usize].next.load(Relaxed);
+        let slots = &self.shared.slots;
+        let mut top = self.shared.head.swap(EMPTY, Acquire);
+        if top != EMPTY {
+            // The stack is newest-first: reverse it in place (its slots are flagged, so their
+            // links are ours) and append it to the backlog.
+            let last = top;
+            let mut chain = EMPTY;
+            while top != EMPTY {
+                let slot = &slots[top as usize];
+                let below = slot.next.load(Relaxed);
+                slot.next.store(chain, Relaxed);
+                chain = top;
+                top = below;
             }
-            self.backlog.extend(self.scratch.iter().rev());
+            match self.backlog {
+                (EMPTY, _) => self.backlog = (chain, last),
+                (_, tail) => {
+                    slots[tail as usize].next.store(chain, Relaxed);
+                    self.backlog.1 = last;
+                }
+            }
         }
-        while let Some(i) = self.backlog.pop_front() {
-            let i = i as usize;
-            self.shared.slots[i].queued.swap(false, AcqRel);
-            if !f(i, &self.wakers[i]) {
+        while self.backlog.0 != EMPTY {
+            let i = self.backlog.0;
+            let slot = &slots[i as usize];
+            // Read the link before clearing the flag: from then on a wake may push the slot
+            // again and rewrite it.
+            self.backlog.0 = slot.next.load(Relaxed);
+            if self.backlog.0 == EMPTY {
+                self.backlog.1 = EMPTY;
+            }
+            slot.queued.swap(false, AcqRel);
+            // SAFETY: the vtable's contract holds: `slot` lives inside `shared`, which our own
+            // reference keeps alive while the waker is lent; the waker owns no count and is
+            // never dropped (`ManuallyDrop`), only cloned (which counts one).
+            let waker =
+                ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(slot as *const Slot as *const (), &VTABLE)) });
+            if !f(i as usize, &waker) {
                 return;
             }
         }
     }
 }
 
-/// Pushes a slot whose `queued` flag the caller set.
-fn push(shared: &Shared, slot: &Slot) {
+/// Pushes a slot whose `queued` flag the caller set; returns whether the stack was empty.
+fn push(shared: &Shared, slot: &Slot) -> bool {
     let mut head = shared.head.load(Relaxed);
     loop {
         slot.next.store(head, Relaxed);
         match shared.head.compare_exchange_weak(head, slot.index, Release, Relaxed) {
-            Ok(_) => return,
+            Ok(_) => return head == EMPTY,
             Err(h) => head = h,
         }
     }
@@ -152,10 +175,12 @@ fn wake_slot(slot: &Slot) {
     if slot.queued.swap(QUEUED, AcqRel) == QUEUED {
         return;
     }
-    // SAFETY: the waker holds a count on `shared`.
+    // SAFETY: the waker (or the set lending it) holds a count on `shared`.
     let shared = unsafe { &*slot.shared };
-    push(shared, slot);
-    shared.parent.wake();
+    // Onto a non-empty stack: the push that made it non-empty wakes the parent (module docs).
+    if push(shared, slot) {
+        shared.parent.wake();
+    }
 }
 
 static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_raw, wake_raw, wake_by_ref_raw, drop_raw);
