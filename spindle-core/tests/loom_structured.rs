@@ -1,7 +1,8 @@
 //! Loom models of the structured-concurrency wake paths, driving the real `scope!` and `join` /
 //! `merge`: the scope's per-child wakers (child state word `QUEUED`/`COMPLETE`, the lock-free
 //! ready stack, the `polling` flag that skips parent wakes, cell reference counts) and the
-//! per-branch wake set of the combinators.
+//! per-branch wake set of the combinators (a push onto a non-empty ready stack skips the parent
+//! wake), and a `TaskGroup` whose tasks finish on other threads while its joiner waits.
 //!
 //! Every model runs the scope (or combinator) on the main loom thread with a waker that unparks
 //! it, and wakes children from other loom threads. A lost wake leaves the main thread parked
@@ -199,6 +200,76 @@ fn join_branches_woken_concurrently() {
         ta.join().unwrap();
         tb.join().unwrap();
         assert!(a.polls() <= 2 && b.polls() <= 2, "polled {} and {} times", a.polls(), b.polls());
+    });
+}
+
+/// Two branches woken one after the other from one thread while the join polls on another: the
+/// second wake may land on the non-empty ready stack and skip the parent wake, which the first
+/// push's wake must cover (a lost wake deadlocks the model).
+#[test]
+fn join_burst_of_wakes_from_one_thread() {
+    model(3, || {
+        let (a, b) = (Latch::new(1), Latch::new(1));
+        let (a2, b2) = (a.clone(), b.clone());
+        let t = thread::spawn(move || {
+            a2.hit();
+            b2.hit();
+        });
+        block_on(join((a.wait(), b.wait())));
+        t.join().unwrap();
+        assert!(a.polls() <= 2 && b.polls() <= 2, "polled {} and {} times", a.polls(), b.polls());
+    });
+}
+
+/// A spawner that runs each task to completion on a loom thread of its own.
+#[derive(Clone, Default)]
+struct Threads(Arc<Mutex<Vec<thread::JoinHandle<()>>>>);
+
+impl spindle_core::structured::Spawn for Threads {
+    fn spawn<F>(&self, future: F, _meta: spindle_core::structured::SpawnMeta)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let t = thread::spawn(move || block_on(future));
+        self.0.lock().unwrap().push(t);
+    }
+}
+
+impl Threads {
+    fn join_all(&self) {
+        for t in std::mem::take(&mut *self.0.lock().unwrap()) {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// A fail-fast `TaskGroup` of two tasks finishing on their own threads (one fails, cancelling
+/// the group's token) while the joiner takes results, yields once and sleeps on the group's
+/// lock: every result arrives exactly once, `join_next` ends with `None`, no wake is lost.
+#[test]
+fn group_results_from_two_threads() {
+    use spindle_core::structured::{TaskError, TaskGroup};
+    // Long executions (three threads, the token's cancel hook), not unbounded ones.
+    sync_loom::model_with(2, 20_000, || {
+        let threads = Threads::default();
+        let mut g = TaskGroup::<u32, &'static str, _>::with_spawner(threads.clone());
+        g.spawn(async { Ok(1) });
+        g.spawn(async { Err("failed") });
+        let (mut oks, mut errs) = (0, 0);
+        block_on(async {
+            while let Some(r) = g.join_next().await {
+                match r {
+                    Ok(v) => oks += v,
+                    Err(TaskError::Failed("failed")) => errs += 1,
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            }
+        });
+        assert_eq!((oks, errs), (1, 1));
+        assert!(g.token().is_cancelled(), "the failure cancelled the fail-fast group");
+        assert!(g.is_empty());
+        drop(g);
+        threads.join_all();
     });
 }
 

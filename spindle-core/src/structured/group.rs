@@ -2,8 +2,9 @@
 //!
 //! # Group state
 //!
-//! One word of flags, [`ABORTED`] (hard cancel: every task drops its future at its next poll),
-//! plus the group's token (soft cancel). Everything else lives under one short spin lock
+//! One word of flags, [`ABORTED`] (hard cancel: every task drops its future at its next poll)
+//! and [`FAILED`] (a fail-fast group's first failure, which cancels the token before its result
+//! is queued), plus the group's token (soft cancel). Everything else lives under one short spin lock
 //! ([`Lock`](super::Lock)): the wakers of tasks that are waiting (so a cancel or abort can wake
 //! them), the queue of finished tasks' results (so `join_next` is O(1) per completion), how many
 //! tasks finished, and the joiner's waker.
@@ -44,6 +45,8 @@ struct CachePadded<T>(T);
 
 /// Every task must drop its future at its next poll.
 const ABORTED: usize = 1 << 0;
+/// A task of a fail-fast group failed (the first to set it cancels the group).
+const FAILED: usize = 1 << 1;
 
 /// How a group reacts to a failed task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +162,6 @@ struct Inner<T, E> {
     /// Tasks that finished (their results queued in `done`, or taken from it).
     finished: usize,
     joiner: Option<Waker>,
-    failed: bool,
 }
 
 struct Shared<T, E> {
@@ -193,7 +195,11 @@ impl<T, E> Shared<T, E> {
     }
 
     fn finish(&self, key: Option<usize>, out: Outcome<T, E>) {
-        let fails = out.is_err();
+        // The first failure of a fail-fast group cancels it before the failure is queued, so a
+        // joiner that sees the failure sees the group cancelled.
+        if out.is_err() && self.mode == Mode::FailFast && self.flags.fetch_or(FAILED, AcqRel) & FAILED == 0 {
+            self.token.cancel();
+        }
         let mut inner = self.inner.0.lock();
         if let Some(k) = key {
             inner.waiting[k] = None;
@@ -201,17 +207,10 @@ impl<T, E> Shared<T, E> {
         }
         inner.done.push_back(out);
         inner.finished += 1;
-        let cancel = fails && self.mode == Mode::FailFast && !inner.failed;
-        if fails {
-            inner.failed = true;
-        }
         let joiner = inner.joiner.take();
         drop(inner);
         if let Some(j) = joiner {
             j.wake();
-        }
-        if cancel {
-            self.token.cancel();
         }
     }
 }
@@ -298,7 +297,6 @@ where
                     done: VecDeque::new(),
                     finished: 0,
                     joiner: None,
-                    failed: false,
                 })),
             }
         });

@@ -129,25 +129,38 @@ mod wake_set;
 /// one store to release, where a futex mutex takes two read-modify-writes and, when contended,
 /// sleeps and wakes through syscalls. Critical sections are a few pointer writes and never run
 /// user code, so contenders spin only briefly (then yield the thread, so a preempted holder can
-/// run).
-struct Lock<T>(crate::spin::SpinLock<T>);
+/// run). Under loom it is loom's mutex ([`crate::sync::lock::Lock`]): a contended spin lock makes
+/// loom explore every spin.
+struct Lock<T> {
+    #[cfg(not(loom))]
+    inner: crate::spin::SpinLock<T>,
+    #[cfg(loom)]
+    inner: crate::sync::lock::Lock<T>,
+}
 
 impl<T> Lock<T> {
     fn new(value: T) -> Lock<T> {
-        Lock(crate::spin::SpinLock::new(value))
+        #[cfg(not(loom))]
+        return Lock { inner: crate::spin::SpinLock::new(value) };
+        #[cfg(loom)]
+        return Lock { inner: crate::sync::lock::Lock::new(value) };
     }
 
     #[inline]
-    fn lock(&self) -> crate::spin::SpinGuard<'_, T> {
-        self.0.lock(relax)
+    fn lock(&self) -> impl core::ops::DerefMut<Target = T> + '_ {
+        #[cfg(not(loom))]
+        return self.inner.lock(relax);
+        #[cfg(loom)]
+        return self.inner.lock();
     }
 }
 
 /// What a thread waiting for a [`Lock`] does after brief spinning.
+#[cfg(not(loom))]
 fn relax() {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(feature = "std")]
     std::thread::yield_now();
-    #[cfg(any(not(feature = "std"), loom))]
+    #[cfg(not(feature = "std"))]
     crate::loom::spin_loop();
 }
 
