@@ -26,6 +26,9 @@
 //!   which keeps readiness that a newer event set meanwhile, so no edge is lost). Readiness
 //!   events carry a slab index and a generation, so an event for a registration dropped in the
 //!   meantime is ignored, never dereferenced. `Registration` is the same type on both backends.
+//!   On io_uring the poll is armed by the first `poll_ready`, not at creation: sockets used only
+//!   through completion ops never pay for a poll (a CQE per readiness change); the armed poll
+//!   reports the readiness the fd has by then, so arming late misses nothing.
 //! - Dropping a `Registration` removes the fd from the epoll set (or cancels the poll op with
 //!   `ASYNC_CANCEL`: a `POLL_REMOVE` racing with the poll's own wakeup fails with `EALREADY` and
 //!   leaves the poll armed, holding the file open, so a close would never reach the peer); the

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use spindle_core::loom::{AtomicU32, Ordering::*};
@@ -104,8 +104,13 @@ pub(crate) struct Registration {
     pub(super) reactor: Arc<Reactor>,
     pub(super) io: Arc<ScheduledIo>,
     pub(super) fd: RawFd,
-    /// The backend's key for this registration (slab index and generation).
-    pub(super) key: u64,
+    /// The backend's key for this registration (slab index and generation). Set at creation on
+    /// epoll; on io_uring on the first readiness wait ([`Registration::poll_ready`]): a socket
+    /// only ever used through completion ops (the owned-buffer methods) then never arms a
+    /// multishot poll, whose CQE per readiness change (every arriving segment) would be kernel
+    /// work and dispatch for nothing. Arming late loses nothing: the poll reports the readiness
+    /// the fd has when it is armed.
+    key: OnceLock<u64>,
 }
 impl Registration {
     /// Registers `fd` (already non-blocking) with the current runtime's reactor (the current
@@ -118,8 +123,22 @@ impl Registration {
     /// Registers `fd` with a given reactor.
     pub(crate) fn with_reactor(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
         let io = ScheduledIo::new();
-        let key = reactor.register(fd, &io)?;
+        let key = OnceLock::new();
+        if reactor.as_uring().is_none() {
+            // epoll_ctl can fail: report it now, where the caller expects errors.
+            let _ = key.set(reactor.register(fd, &io)?);
+        }
         Ok(Registration { reactor, io, fd, key })
+    }
+
+    /// Arms the io_uring poll on first use (see `key`); a no-op once armed and on epoll.
+    fn arm(&self) {
+        if self.key.get().is_none() {
+            self.key.get_or_init(|| {
+                // The io_uring registration only allocates a slot and queues a `POLL_ADD`.
+                self.reactor.register(self.fd, &self.io).expect("spindle: io_uring registration cannot fail")
+            });
+        }
     }
 
     /// Whether the runtime owning the reactor was shut down (see `Reactor::is_shut_down`).
@@ -129,6 +148,7 @@ impl Registration {
 
     /// Polls for readiness in `dir`.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
+        self.arm();
         let mask = dir.mask();
         let cur = self.io.readiness.load(Acquire);
         if cur & mask != 0 {
@@ -194,6 +214,8 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.reactor.deregister(self.fd, self.key);
+        if let Some(&key) = self.key.get() {
+            self.reactor.deregister(self.fd, key);
+        }
     }
 }

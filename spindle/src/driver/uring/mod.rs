@@ -679,6 +679,12 @@ impl Reactor {
         let (index, generation) = lock(&self.slab).alloc(State::Poll { io: io.clone(), fd, live: true });
         let key = slot_key(index, generation);
         self.push(&[poll_entry(fd, key)]);
+        if self.is_shut_down() {
+            // Registered (lazily, on first use) after `shutdown` woke the live registrations:
+            // wake this one's waiters the same way. (Shutdown marks the reactor before it looks
+            // at the slab; the slot above was allocated after that look, or it was seen.)
+            io.set_ready(ERROR);
+        }
         Ok(key)
     }
 

@@ -106,6 +106,8 @@ fn registration_readiness_on_uring() {
         let reg = Registration::with_reactor(r.clone(), a.as_raw_fd()).unwrap();
         let waker = Waker::from(Arc::new(Flag(false.into())));
         let mut cx = Context::from_waker(&waker);
+        // The poll is armed by the first readiness wait (nothing observed yet).
+        let _ = reg.poll_ready(&mut cx, Direction::Write);
         r.wait(Some(Duration::from_millis(50)));
         assert!(reg.poll_ready(&mut cx, Direction::Write).is_ready());
         assert!(reg.poll_ready(&mut cx, Direction::Read).is_pending());
