@@ -192,3 +192,25 @@ fn nested_group_inside_scope_is_cancelled_with_it() {
         });
     }
 }
+
+/// `join_next` yields once before it sleeps (to wake to a batch of results); the yield is
+/// remembered by the group, so a caller that makes a fresh `JoinNext` for every poll does not
+/// spin while a task is still running.
+#[test]
+fn join_next_made_afresh_for_every_poll_does_not_spin() {
+    spindle::block_on(async {
+        let mut g = spindle::TaskGroup::<u8, ()>::new();
+        g.spawn(async {
+            spindle::time::sleep(Duration::from_millis(20)).await;
+            Ok(1)
+        });
+        let mut polls = 0;
+        let r = std::future::poll_fn(|cx| {
+            polls += 1;
+            std::future::Future::poll(std::pin::Pin::new(&mut g.join_next()), cx)
+        })
+        .await;
+        assert_eq!(r.unwrap().unwrap(), 1);
+        assert!(polls <= 4, "polled {polls} times while one task slept");
+    });
+}

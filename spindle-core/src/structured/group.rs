@@ -18,6 +18,8 @@
 //! together with queueing its result, `join_next` (which looks at both under the lock) never
 //! sees "no task left" while a result is on its way. `join_next` moves the whole queue to the
 //! joiner's side at once and serves from there, taking the lock only when that side is empty.
+//! A joiner that finds nothing yields once (per batch it takes) before it registers its waker,
+//! so that it wakes to a batch rather than to each result (`JoinNext::poll`).
 //! The read-mostly words (flags, token), the spawn count and the lock sit on separate cache lines.
 
 use alloc::collections::VecDeque;
@@ -162,6 +164,9 @@ struct Inner<T, E> {
     /// Tasks that finished (their results queued in `done`, or taken from it).
     finished: usize,
     joiner: Option<Waker>,
+    /// The joiner found no result and yielded once since it last took results (see
+    /// `JoinNext::poll`).
+    yielded: bool,
 }
 
 struct Shared<T, E> {
@@ -297,6 +302,7 @@ where
                     done: VecDeque::new(),
                     finished: 0,
                     joiner: None,
+                    yielded: false,
                 })),
             }
         });
@@ -374,7 +380,7 @@ where
     /// });
     /// ```
     pub fn join_next(&mut self) -> JoinNext<'_, T, E> {
-        JoinNext { shared: &self.shared, ready: &mut self.ready.0, yielded: false }
+        JoinNext { shared: &self.shared, ready: &mut self.ready.0 }
     }
 
     /// Waits for every task: all values (in completion order), or every failure.
@@ -554,7 +560,7 @@ async fn collect<T, E>(shared: &Arc<Shared<T, E>>) -> Result<Vec<T>, GroupError<
     let mut values = Vec::new();
     let mut errors = Vec::new();
     let mut ready = VecDeque::new();
-    while let Some(r) = (JoinNext { shared, ready: &mut ready, yielded: false }).await {
+    while let Some(r) = (JoinNext { shared, ready: &mut ready }).await {
         match r {
             Ok(v) => values.push(v),
             Err(e) => errors.push(e),
@@ -574,8 +580,6 @@ pub struct JoinNext<'a, T, E> {
     /// The joiner's side of the result queue: results are moved here a batch at a time, so
     /// taking one takes the lock only when this is empty.
     ready: &'a mut VecDeque<Outcome<T, E>>,
-    /// Whether this call already yielded once to wait for results (see `poll`).
-    yielded: bool,
 }
 
 impl<T, E> Future for JoinNext<'_, T, E> {
@@ -593,20 +597,23 @@ impl<T, E> Future for JoinNext<'_, T, E> {
         if !inner.done.is_empty() {
             // Take the whole batch (the two queues swap buffers, so neither reallocates).
             core::mem::swap(&mut inner.done, this.ready);
+            inner.yielded = false;
             drop(inner);
             return Poll::Ready(this.ready.pop_front());
         }
         if this.shared.running(inner.finished) == 0 {
             return Poll::Ready(None);
         }
-        if !this.yielded {
+        if !inner.yielded {
             // Nothing yet: yield once before sleeping. A task that wakes itself while being
             // polled goes to the back of its worker's queue (spindle's runtimes), behind the
             // tasks it spawned there, so the next poll usually finds a whole batch of results;
             // waiting for a wake instead would have the first task to finish wake us (into the
             // worker's LIFO slot, right after it) for one result at a time: a poll and a wake
-            // per result. If the yield finds nothing, we register and sleep as usual.
-            this.yielded = true;
+            // per result. If the yield finds nothing, we register and sleep as usual. The flag
+            // lives in the group, not in this future, so a caller that makes a new `JoinNext`
+            // for every poll does not spin: one yield per batch of results taken.
+            inner.yielded = true;
             drop(inner);
             cx.waker().wake_by_ref();
             return Poll::Pending;
