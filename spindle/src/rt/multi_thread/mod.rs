@@ -16,8 +16,8 @@
 //! - Fairness: the LIFO slot is used at most `MAX_LIFO_POLLS` times in a row and can be stolen;
 //!   the inject queue is checked first every `GLOBAL_INTERVAL` ticks; local and shared tasks alternate.
 //! - Idle: a worker with nothing to do tries to steal (as a "searcher", at most half the workers
-//!   at once), spins briefly (not when io_uring entries of its own wait to be submitted: the
-//!   park submits them), then parks. Producers wake a parked worker only when nobody is
+//!   at once), then parks at once (no spinning: its own reactor's work only arrives through the
+//!   park). Producers wake a parked worker only when nobody is
 //!   searching (see `idle.rs` for the lost-wakeup argument). Tasks woken by the I/O a worker
 //!   dispatches inside its own park are queued without notifying anyone; after the park, one
 //!   sibling is notified if more than one task is queued.
@@ -59,7 +59,6 @@ pub(crate) const PINNED_RINGS: bool = true;
 
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
-const SPIN_ROUNDS: u32 = 4;
 
 pub(crate) struct Shared {
     remotes: Box<[Remote]>,
@@ -282,11 +281,10 @@ impl WorkerCtx {
                 self.run_task(t);
                 continue;
             }
-            // With entries of ours queued, parking (which submits them and waits) beats spinning:
-            // the I/O has not even started.
-            if !uring.is_some_and(|r| r.has_unsubmitted()) && self.spin_for_work() {
-                continue;
-            }
+            // No spinning before the park: the work this worker's own reactor brings arrives only
+            // through its park (which a spin would delay: measured, a spin of 256 PAUSEs made a
+            // one-connection echo on epoll 2x slower and cost ping_pong and chained_spawn too),
+            // and work from other workers wakes us through `notify_parked`.
             self.park();
         }
     }
@@ -443,19 +441,6 @@ impl WorkerCtx {
             }
         }
         self.refill_from_inject(&mut core)
-    }
-
-    /// Spins briefly before parking: cheaper than a futex round trip when work is about to arrive.
-    fn spin_for_work(&self) -> bool {
-        for _ in 0..SPIN_ROUNDS {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            if self.shared.shutdown.load(Relaxed) || self.has_local_work() || self.shared.has_visible_work() {
-                return true;
-            }
-        }
-        false
     }
 
     fn has_local_work(&self) -> bool {
