@@ -249,8 +249,15 @@ pub(crate) fn shut_down_error() -> io::Error {
 /// fallback reactor outside runtimes), or `None` when the process runs on epoll.
 #[allow(dead_code)] // used by the socket and file types
 pub(crate) fn uring_reactor() -> Option<Arc<Reactor>> {
-    let r = crate::rt::current_reactor().unwrap_or_else(global_reactor);
-    r.as_uring().is_some().then_some(r)
+    // Called by every owned-buffer socket op: on an epoll runtime it must not cost a reference
+    // count round trip just to say no.
+    match crate::rt::with_current_reactor(|r| r.as_uring().is_some().then(|| r.clone())) {
+        Some(r) => r,
+        None => {
+            let r = global_reactor();
+            r.as_uring().is_some().then_some(r)
+        }
+    }
 }
 
 /// The process-wide reactor for I/O objects created outside any spindle runtime.

@@ -121,6 +121,52 @@ impl PollSocket {
         self.sock.as_raw_fd()
     }
 
+    /// `recv(2)` as a plain system call. Not through libc's `recv`, which is a thread
+    /// cancellation point and brackets the call with enabling and disabling asynchronous
+    /// cancellation (a measurable share of a readiness round trip; a Rust runtime never uses
+    /// pthread cancellation).
+    fn sys_recv(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call (the kernel writes
+        // only initialized bytes into it); the null address arguments ask for no sender address.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                self.fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                0,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// `send(2)` with `flags` as a plain system call (see [`sys_recv`](Self::sys_recv)).
+    fn sys_send(&self, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the call; no address given.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                self.fd(),
+                buf.as_ptr(),
+                buf.len(),
+                flags,
+                std::ptr::null::<libc::sockaddr>(),
+                0,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// Runs `f` when `dir` is ready, for a caller with exclusive use of the direction (`&mut`
     /// methods, split halves). Spends cooperative budget first.
     pub(crate) fn poll_io<R>(
@@ -200,7 +246,7 @@ impl PollSocket {
     // ----- stream operations (exclusive per direction) -----
 
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Read, || self.sock.recv(as_uninit(buf)))
+        self.poll_io(cx, Direction::Read, || self.sys_recv(as_uninit(buf)))
     }
 
     /// Receives into possibly-uninitialized memory (the unfilled part of a tokio `ReadBuf`).
@@ -210,7 +256,7 @@ impl PollSocket {
         cx: &mut Context<'_>,
         buf: &mut [MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Read, || self.sock.recv(buf))
+        self.poll_io(cx, Direction::Read, || self.sys_recv(buf))
     }
 
     pub(crate) fn poll_recv_vectored(
@@ -233,7 +279,7 @@ impl PollSocket {
     }
 
     pub(crate) fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Write, || self.sock.send_with_flags(buf, SEND_FLAGS))
+        self.poll_io(cx, Direction::Write, || self.sys_send(buf, SEND_FLAGS))
     }
 
     pub(crate) fn poll_send_vectored(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
@@ -302,7 +348,7 @@ impl PollSocket {
     /// Readiness and `recv` into an owned buffer (`shared`: several tasks may wait at once).
     async fn recv_owned_ready<B: IoBufMut>(&self, mut buf: B, shared: bool) -> BufResult<usize, B> {
         let res = poll_fn(|cx| {
-            let f = || self.sock.recv(spare(&mut buf));
+            let f = || self.sys_recv(spare(&mut buf));
             if shared {
                 self.poll_io_shared(cx, Direction::Read, f)
             } else {
@@ -321,7 +367,7 @@ impl PollSocket {
     async fn send_owned_ready<B: IoBuf>(&self, mut buf: B, shared: bool) -> BufResult<usize, B> {
         // Held as `&mut` (Send for any `B: Send`), not `&` (which would need `B: Sync`).
         let b = &mut buf;
-        let f = move || self.sock.send_with_flags(init(&*b), SEND_FLAGS);
+        let f = move || self.sys_send(init(&*b), SEND_FLAGS);
         let res = if shared { self.io_shared(Direction::Write, f).await } else { self.io(Direction::Write, f).await };
         (res, buf)
     }
@@ -329,11 +375,11 @@ impl PollSocket {
     // ----- datagram operations (`&self`, shared) -----
 
     pub(crate) async fn send_shared(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io_shared(Direction::Write, || self.sock.send_with_flags(buf, SEND_FLAGS)).await
+        self.io_shared(Direction::Write, || self.sys_send(buf, SEND_FLAGS)).await
     }
 
     pub(crate) async fn recv_shared(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io_shared(Direction::Read, || self.sock.recv(as_uninit(buf))).await
+        self.io_shared(Direction::Read, || self.sys_recv(as_uninit(buf))).await
     }
 
     pub(crate) async fn send_to_shared(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {

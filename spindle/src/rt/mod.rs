@@ -784,6 +784,22 @@ pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
     })
 }
 
+/// Runs `f` on the reactor [`current_reactor`] would return, without cloning the `Arc` (for
+/// callers that only look at it, or clone it only when it suits them).
+pub(crate) fn with_current_reactor<R>(f: impl FnOnce(&Arc<crate::driver::Reactor>) -> R) -> Option<R> {
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Some(f(unsafe { &*w }.reactor()));
+    }
+    context::with_scheduler(|s| {
+        s.map(|s| match s {
+            Scheduler::CurrentThread(s) => f(&s.reactor),
+            Scheduler::MultiThread(s) => f(&s.reactor()),
+        })
+    })
+}
+
 /// Fires due timers of the current runtime (after `time::advance`).
 pub(crate) fn process_all_timers() {
     context::with_scheduler(|s| match s {
