@@ -13,29 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::each_flavor;
+use common::{bounded, each_flavor, open_fds, serial};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use spindle::io::{AsyncReadOwned, AsyncWriteOwned, IoBuf};
 use spindle::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
-use spindle::runtime::Runtime;
-
-/// Tests in this binary run one at a time: some count the process's open fds.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
-
-/// Runs `body` on `rt`, failing (not hanging) after `secs` seconds.
-fn bounded<F: std::future::Future>(rt: &Runtime, secs: u64, body: F) -> F::Output {
-    rt.block_on(
-        async move { spindle::time::timeout(Duration::from_secs(secs), body).await.expect("test body timed out") },
-    )
-}
 
 /// A fresh socket path under the temp dir.
 fn sock_path(tag: &str) -> PathBuf {

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::each_flavor;
+use common::{each_flavor, open_fds, serial};
 use futures::channel::{mpsc, oneshot};
 use futures::future::FutureExt;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -49,17 +49,6 @@ const PER_FLAVOUR: Duration = Duration::from_secs(60);
 const WATCHDOG: Duration = Duration::from_secs(150);
 /// Bytes per message.
 const MSG: usize = 16;
-
-/// The tests of this binary each need most of the process's fds: they run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
 fn raise_nofile() -> usize {

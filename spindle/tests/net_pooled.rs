@@ -8,32 +8,13 @@ mod common;
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::each_flavor;
+use common::{bounded, each_flavor, open_fds, serial};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use spindle::io::AsyncWriteOwned;
 use spindle::net::{BufPool, TcpListener, TcpStream, UnixStream};
-use spindle::runtime::Runtime;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Tests here count fds and drain pools: one at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
-
-/// Runs `body` on `rt`, failing (not hanging) after `secs` seconds.
-fn bounded<F: std::future::Future>(rt: &Runtime, secs: u64, body: F) -> F::Output {
-    rt.block_on(
-        async move { spindle::time::timeout(Duration::from_secs(secs), body).await.expect("test body timed out") },
-    )
-}
 
 fn on_uring() -> bool {
     spindle::runtime::Handle::current().io_driver() == "io_uring"

@@ -37,3 +37,24 @@ impl Drop for DropFlag {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Serializes the tests of one test binary that must not overlap (they count the process's open
+/// fds, drain shared pools or use most of the fd limit). Each test binary has its own lock.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the binary's serial lock (a panicking holder does not poison it for the others).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The process's open file descriptors (entries of /proc/self/fd).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Runs `body` on `rt`, failing (not hanging) after `secs` seconds.
+pub fn bounded<F: std::future::Future>(rt: &Runtime, secs: u64, body: F) -> F::Output {
+    rt.block_on(async move {
+        spindle::time::timeout(std::time::Duration::from_secs(secs), body).await.expect("test body timed out")
+    })
+}
