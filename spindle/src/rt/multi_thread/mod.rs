@@ -55,7 +55,13 @@ use crate::time::{Clock, Shard};
 /// by the time the first poll returns" (tests/net_pooled.rs proves its multishot accept armed
 /// with a probe connection instead), and such an op pays a cross-thread hand-over. Off: shared
 /// rings, any thread submits at once.
-pub(crate) const PINNED_RINGS: bool = true;
+///
+/// Off for now: with pinned rings, `tests/net.rs`'s `cancellation_storm_keeps_fd_count_and_runtime_serving`
+/// hung on io_uring `multi_thread(4)` in about 1 run in 10 under load (2 of 19 runs; 0 of 12 with
+/// shared rings in the same conditions). Not diagnosed yet: suspect an entry handed over to an
+/// owner that does not enter the ring to submit it (DEFER_TASKRUN posts nothing until the owner
+/// does). The pinned mode itself stays covered by the driver's unit tests.
+pub(crate) const PINNED_RINGS: bool = false;
 
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
