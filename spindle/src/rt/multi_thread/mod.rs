@@ -57,10 +57,16 @@ use crate::time::{Clock, Shard};
 /// rings, any thread submits at once.
 ///
 /// Off for now: with pinned rings, `tests/net.rs`'s `cancellation_storm_keeps_fd_count_and_runtime_serving`
-/// hung on io_uring `multi_thread(4)` in about 1 run in 10 under load (2 of 19 runs; 0 of 12 with
-/// shared rings in the same conditions). Not diagnosed yet: suspect an entry handed over to an
-/// owner that does not enter the ring to submit it (DEFER_TASKRUN posts nothing until the owner
-/// does). The pinned mode itself stays covered by the driver's unit tests.
+/// failed on io_uring under CPU load (about 1 run in 20): a test writes to a socket after dropping
+/// pending `read_owned` futures that the `block_on` thread submitted. Their `ASYNC_CANCEL`s are
+/// handed over to the ring's owner and reach the kernel only when it next enters the ring; until
+/// then an orphaned `RECV` can take the newly written bytes (confirmed: the data of the first
+/// write vanished and a second write arrived). A dropped owned read losing data is the documented
+/// behaviour of completion I/O, but shared rings submit the cancel at once from the dropping
+/// thread, which closes that window in practice. Turning pinned rings on wants orphaned reads to
+/// hand their bytes back to the socket (a per-socket stash that later reads drain first, with new
+/// reads waiting for an orphaned one's final completion to keep order). The pinned mode itself
+/// stays covered by the driver's unit tests.
 pub(crate) const PINNED_RINGS: bool = false;
 
 const MAX_LIFO_POLLS: u32 = 3;
