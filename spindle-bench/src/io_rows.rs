@@ -621,19 +621,7 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
         }
     }
     println!("   op = {}; {} round trips/run", s.op, s.ops);
-    if w.rts.iter().all(|r| r.checks_ok) {
-        println!("   check: {} = {} on every entrant: ok", s.check, s.expect);
-    } else {
-        for r in w.rts.iter().filter(|r| !r.checks_ok) {
-            println!(
-                "   CHECK FAILED on {}: {} expected {}, got {} -- its times are meaningless",
-                r.name,
-                s.check,
-                s.expect,
-                r.bad_check.unwrap()
-            );
-        }
-    }
+    crate::print_checks(w, "entrant");
     let best = w.best_peer();
     let raw = w.rts.iter().position(|r| r.reference && r.checks_ok);
     let unit = if latency { "us/rt" } else { "ns/rt" };

@@ -499,23 +499,29 @@ fn print_runtime_summary(results: &[&WorkResult]) {
     }
 }
 
+/// The correctness line of a workload: "ok on every `who`", or one line per entrant whose
+/// result was wrong (its times are then meaningless).
+fn print_checks(w: &WorkResult, who: &str) {
+    let s = &w.spec;
+    if w.rts.iter().all(|r| r.checks_ok) {
+        println!("   check: {} = {} on every {who}: ok", s.check, s.expect);
+        return;
+    }
+    for r in w.rts.iter().filter(|r| !r.checks_ok) {
+        println!(
+            "   CHECK FAILED on {}: {} expected {}, got {} -- its times are meaningless",
+            r.name,
+            s.check,
+            s.expect,
+            r.bad_check.unwrap()
+        );
+    }
+}
+
 fn print_table(w: &WorkResult) {
     let s = &w.spec;
     println!("   op = {}; {} ops/run; target {}", s.op, s.ops, target_str(s.target));
-    let all_ok = w.rts.iter().all(|r| r.checks_ok);
-    if all_ok {
-        println!("   check: {} = {} on every runtime: ok", s.check, s.expect);
-    } else {
-        for r in w.rts.iter().filter(|r| !r.checks_ok) {
-            println!(
-                "   CHECK FAILED on {}: {} expected {}, got {} -- its times are meaningless",
-                r.name,
-                s.check,
-                s.expect,
-                r.bad_check.unwrap()
-            );
-        }
-    }
+    print_checks(w, "runtime");
     let best = w.best_peer();
     println!(
         "   {:<12} {:>11} {:>23} {:>11} {:>9}   vs best peer",

@@ -15,7 +15,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::rt::{Rt, Tokio};
 use crate::rt_spindle::Spindle;
-use crate::workloads::{Kind, Spec};
+use crate::workloads::{tri, Kind, Spec};
 
 /// A structured-concurrency workload and its sizes.
 #[derive(Clone, Copy, Debug)]
@@ -27,11 +27,6 @@ pub enum StructKind {
     /// `n` futures in one join; `rounds` rounds each wake 1% of them (a different 1%), each woken
     /// future counts the wake and waits again; then all are released.
     JoinManyWoken { n: usize, rounds: usize },
-}
-
-fn tri(n: usize) -> u64 {
-    let n = n as u64;
-    n * n.saturating_sub(1) / 2
 }
 
 /// The structured rows (full or `--quick` sizes).

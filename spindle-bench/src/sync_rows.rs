@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::rt::{Rt, Tokio};
 use crate::rt_spindle::Spindle;
-use crate::workloads::{Kind, Spec};
+use crate::workloads::{tri, Kind, Spec};
 
 /// A sync-primitive workload and its sizes.
 #[derive(Clone, Copy, Debug)]
@@ -36,11 +36,6 @@ pub enum SyncKind {
 pub enum Exec {
     SpindleMt,
     TokioMt,
-}
-
-fn tri(n: usize) -> u64 {
-    let n = n as u64;
-    n * n.saturating_sub(1) / 2
 }
 
 /// The sync rows (full or `--quick` sizes).

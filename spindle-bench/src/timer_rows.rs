@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::rt::{Rt, Smol, Tokio};
 use crate::rt_spindle::Spindle;
-use crate::workloads::{Kind, Spec};
+use crate::workloads::{tri, Kind, Spec};
 
 /// A timer workload and its sizes.
 #[derive(Clone, Copy, Debug)]
@@ -39,11 +39,6 @@ pub enum TimerKind {
     ChurnTimeout { n: usize },
     /// `n` tasks each sleeping `ms` milliseconds, all in flight together.
     Fire { n: usize, ms: u64 },
-}
-
-fn tri(n: usize) -> u64 {
-    let n = n as u64;
-    n * n.saturating_sub(1) / 2
 }
 
 /// The timer rows (full or `--quick` sizes).

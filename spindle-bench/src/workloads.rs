@@ -60,7 +60,8 @@ pub struct Spec {
     pub kind: Kind,
 }
 
-fn tri(n: usize) -> u64 {
+/// 0 + 1 + ... + (n - 1): the expected sum of `n` task indices.
+pub(crate) fn tri(n: usize) -> u64 {
     let n = n as u64;
     n * n.saturating_sub(1) / 2
 }

@@ -594,11 +594,6 @@ where
 // ---------------------------------------------------------------------------------------------
 // Tuples: the branches live inline; each arm of the generated `match` polls one field.
 
-macro_rules! count {
-    () => { 0 };
-    ($head:ident $($tail:ident)*) => { 1 + count!($($tail)*) };
-}
-
 macro_rules! tuples {
     ($( ($($F:ident $i:tt),+) )+) => { $(
         impl<T, $($F: Future<Output = T>),+> IntoRace for ($($F,)+) {

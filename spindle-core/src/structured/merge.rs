@@ -199,11 +199,6 @@ impl<S: Stream, const N: usize> IntoMerge for [S; N] {
     }
 }
 
-macro_rules! count {
-    () => { 0 };
-    ($head:ident $($tail:ident)*) => { 1 + count!($($tail)*) };
-}
-
 macro_rules! tuples {
     ($( ($($S:ident $i:tt),+) )+) => { $(
         impl<T, $($S: Stream<Item = T>),+> IntoMerge for ($($S,)+) {
