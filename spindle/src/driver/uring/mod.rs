@@ -212,6 +212,19 @@ struct OpSlot {
     orphaned: bool,
     /// The result is an fd the slot must close if nobody takes it.
     returns_fd: bool,
+    /// Called with the data and the final result when the op completes after its future was
+    /// dropped (see [`op::OpData::orphaned_completion`]).
+    on_orphan: Option<op::OrphanHook>,
+}
+
+impl OpSlot {
+    /// The future is gone and the final result is in: hand the data to the op's orphan hook
+    /// (called outside the slab lock: hooks lock and wake).
+    fn finish_orphaned(&mut self) {
+        if let (Some(hook), Some((res, _)), Some(data)) = (self.on_orphan, self.result, self.data.as_mut()) {
+            hook(&mut **data, res);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -664,6 +677,11 @@ impl Reactor {
         for (s, key, result, flags) in sinks {
             s.complete(key, result, flags);
         }
+        for state in &mut released {
+            if let State::Op(op) = state {
+                op.finish_orphaned();
+            }
+        }
         drop(released);
         for (io, bits) in ready {
             io.set_ready(bits);
@@ -725,6 +743,7 @@ impl Reactor {
         sqe: squeue::Entry,
         waker: Waker,
         returns_fd: bool,
+        on_orphan: Option<op::OrphanHook>,
     ) -> (u32, u32) {
         let (index, generation) = {
             let mut slab = lock(&self.slab);
@@ -735,6 +754,7 @@ impl Reactor {
                 result: None,
                 orphaned: false,
                 returns_fd,
+                on_orphan,
             }))
         };
         self.push(&[sqe.user_data(slot_key(index, generation))]);
@@ -799,10 +819,11 @@ impl Reactor {
                 }
             }
         };
-        if matches!(state, State::Free) {
-            self.cancel_op(index, generation);
+        match state {
+            State::Free => self.cancel_op(index, generation),
+            State::Op(mut op) => op.finish_orphaned(),
+            _ => {}
         }
-        drop(state);
     }
 
     /// Number of slots (ops and polls) awaiting a final CQE; for tests and teardown.

@@ -46,6 +46,26 @@ pub(crate) unsafe trait OpData: Send + 'static {
     fn sqe(&mut self) -> squeue::Entry;
     /// Whether a successful result is a new fd (closed by the reactor if the op is orphaned).
     const RETURNS_FD: bool = false;
+    /// Whether [`orphaned_completion`](Self::orphaned_completion) does anything (ops without
+    /// one skip the call).
+    const HAS_ORPHAN_HOOK: bool = false;
+    /// The op's future was dropped and its final completion `result` (a byte count or `-errno`)
+    /// came in: the last chance to keep what the kernel did, e.g. give bytes a cancelled read
+    /// took back to their socket. Called once, on whichever thread saw the completion (the
+    /// ring's waiter, or the thread dropping a future whose op had already completed), before
+    /// the data is dropped; never under a reactor lock.
+    fn orphaned_completion(&mut self, result: i32) {
+        let _ = result;
+    }
+}
+
+/// The type-erased [`OpData::orphaned_completion`] a slot calls.
+pub(crate) type OrphanHook = fn(&mut (dyn Any + Send), i32);
+
+fn orphan_hook<T: OpData>(data: &mut (dyn Any + Send), result: i32) {
+    if let Some(d) = data.downcast_mut::<T>() {
+        d.orphaned_completion(result);
+    }
 }
 
 /// What an op completed with: the CQE's result (`Ok(res)` or the errno), its flags, and the
@@ -126,8 +146,9 @@ impl<T: OpData> Future for Op<'_, T> {
                 // SAFETY: `OpData` promises the SQE points only into `data`'s heap allocation
                 // (or memory outliving the op); the reactor's slot owns that allocation, without
                 // moving it, until the final CQE — also if this future is dropped (orphaned).
+                let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
                 let (index, generation) =
-                    unsafe { this.uring().submit_op(data, sqe, cx.waker().clone(), T::RETURNS_FD) };
+                    unsafe { this.uring().submit_op(data, sqe, cx.waker().clone(), T::RETURNS_FD, hook) };
                 this.state = OpState::Submitted { index, generation };
                 Poll::Pending
             }
