@@ -142,11 +142,11 @@ impl<T: OpData> Future for Op<'_, T> {
                     });
                 }
                 let sqe = data.sqe();
+                let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
                 let data: Box<dyn Any + Send> = data;
                 // SAFETY: `OpData` promises the SQE points only into `data`'s heap allocation
                 // (or memory outliving the op); the reactor's slot owns that allocation, without
                 // moving it, until the final CQE — also if this future is dropped (orphaned).
-                let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
                 let (index, generation) =
                     unsafe { this.uring().submit_op(data, sqe, cx.waker().clone(), T::RETURNS_FD, hook) };
                 this.state = OpState::Submitted { index, generation };
