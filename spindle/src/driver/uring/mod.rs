@@ -70,6 +70,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use spindle_core::loom::unmodelled::{AtomicBool, AtomicU64, Ordering::*};
+use spindle_core::spin::{SpinGuard, SpinLock};
 
 use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
 
@@ -280,11 +281,14 @@ struct Cqe {
 pub(crate) struct Reactor {
     ring: IoUring,
     pinned: bool,
-    /// Serializes SQ producers (the SQ tail is not shared-writer safe).
-    sq_lock: Mutex<()>,
     /// Serializes CQ consumers (the waiting thread, teardown).
     cq_lock: Mutex<()>,
-    slab: Mutex<Slab>,
+    /// The op slots, and the right to produce into the SQ (the SQ tail is not shared-writer
+    /// safe): one lock, so that submitting an op (a slot plus its SQE) takes it once. A spin
+    /// lock: every critical section is a few field writes (taking it is one atomic
+    /// read-modify-write, releasing it a plain store), except a push into a full SQ, which
+    /// submits under it. Never held while waking, dropping op resources or calling sinks.
+    slab: SpinLock<Slab>,
     /// Entries handed over by threads that may not submit (pinned mode), or that found the SQ full.
     pending: Mutex<Vec<squeue::Entry>>,
     has_pending: AtomicBool,
@@ -326,9 +330,8 @@ impl Reactor {
         let r = Reactor {
             ring,
             pinned,
-            sq_lock: Mutex::new(()),
             cq_lock: Mutex::new(()),
-            slab: Mutex::new(Slab::default()),
+            slab: SpinLock::new(Slab::default()),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
             waiter: AtomicU64::new(0),
@@ -372,6 +375,11 @@ impl Reactor {
         self.waiter.load(Relaxed) == thread_token()
     }
 
+    /// The slab and SQ lock (see the field).
+    fn lock_slab(&self) -> SpinGuard<'_, Slab> {
+        self.slab.lock(std::thread::yield_now)
+    }
+
     /// Queues entries: into the SQ when this thread may touch it (submitted at once unless this
     /// is the waiting thread, whose next wait submits the batch), else handed to the waiter.
     ///
@@ -385,33 +393,37 @@ impl Reactor {
             self.wake();
             return;
         }
-        let leftover = {
-            let _g = lock(&self.sq_lock);
-            let leftover = self.push_locked(entries);
-            if waiter {
-                self.unsubmitted.store(true, Relaxed);
-            } else {
-                // EBUSY (CQ overflow backlog) leaves the entries in the SQ for the waiter.
-                let _ = self.ring.submit();
-            }
-            leftover
-        };
-        if leftover > 0 {
+        let leftover = self.push_locked(&mut self.lock_slab(), entries);
+        self.pushed(waiter, &entries[entries.len() - leftover..]);
+    }
+
+    /// After entries went into the SQ (by a thread allowed to, `waiter` if it is the waiting
+    /// one): the waiter's next wait submits them, any other thread submits now (outside the
+    /// lock: the kernel serializes submissions, and others may push meanwhile). `leftover`
+    /// (what did not fit) is handed to the waiter.
+    fn pushed(&self, waiter: bool, leftover: &[squeue::Entry]) {
+        if waiter {
+            self.unsubmitted.store(true, Relaxed);
+        } else {
+            // EBUSY (CQ overflow backlog) leaves the entries in the SQ for the waiter.
+            let _ = self.ring.submit();
+        }
+        if !leftover.is_empty() {
             let mut p = lock(&self.pending);
-            p.extend_from_slice(&entries[entries.len() - leftover..]);
+            p.extend_from_slice(leftover);
             self.has_pending.store(true, Release);
             drop(p);
             self.wake();
         }
     }
 
-    /// Pushes into the SQ (caller holds `sq_lock` and may submit); returns how many entries at
-    /// the end did not fit.
-    fn push_locked(&self, entries: &[squeue::Entry]) -> usize {
+    /// Pushes into the SQ (the caller holds the slab lock, proven by `_slab`, and may submit);
+    /// returns how many entries at the end did not fit.
+    fn push_locked(&self, _slab: &mut Slab, entries: &[squeue::Entry]) -> usize {
         for (i, e) in entries.iter().enumerate() {
             loop {
-                // SAFETY: the caller holds `sq_lock`, so no other SubmissionQueue view of this
-                // ring exists while this one lives.
+                // SAFETY: the caller holds the slab lock, so no other SubmissionQueue view of
+                // this ring exists while this one lives.
                 let mut sq = unsafe { self.ring.submission_shared() };
                 // SAFETY: the entry's pointers stay valid until its final CQE (the contract of
                 // `push`).
@@ -435,8 +447,7 @@ impl Reactor {
             return false;
         }
         let entries = std::mem::take(&mut *lock(&self.pending));
-        let _g = lock(&self.sq_lock);
-        let left = self.push_locked(&entries);
+        let left = self.push_locked(&mut self.lock_slab(), &entries);
         if left > 0 {
             let mut p = lock(&self.pending);
             let mut rest = entries[entries.len() - left..].to_vec();
@@ -484,8 +495,8 @@ impl Reactor {
         // Not sleeping: enter the kernel only for something it must do (completions already in
         // the CQ are reaped without a syscall).
         let enter = want == 1 || flushed || {
-            let _g = lock(&self.sq_lock);
-            // SAFETY: we hold `sq_lock`: the only SubmissionQueue view.
+            let _g = self.lock_slab();
+            // SAFETY: we hold the slab lock: the only SubmissionQueue view.
             let sq = unsafe { self.ring.submission_shared() };
             (submit && !sq.is_empty()) || sq.cq_overflow() || (self.pinned && sq.taskrun())
         };
@@ -498,7 +509,7 @@ impl Reactor {
             if !enter {
                 break;
             }
-            // Not under `sq_lock`: this may block, and other threads must still be able to
+            // Not under the slab lock: this may block, and other threads must still be able to
             // push (the kernel serializes submissions; the SQ tail we publish is atomic).
             let r = {
                 match timeout {
@@ -569,8 +580,8 @@ impl Reactor {
                 // Deferred task work (completions not yet posted) only runs when the owner
                 // enters the kernel. (A shared ring's task work runs on its own, and a CQ
                 // overflow leaves the CQ full, which the check below sees.)
-                let _g = lock(&self.sq_lock);
-                // SAFETY: we hold `sq_lock`: the only SubmissionQueue view.
+                let _g = self.lock_slab();
+                // SAFETY: we hold the slab lock: the only SubmissionQueue view.
                 let sq = unsafe { self.ring.submission_shared() };
                 sq.taskrun() || sq.cq_overflow()
             })
@@ -608,7 +619,7 @@ impl Reactor {
         let mut rearm: Vec<squeue::Entry> = Vec::new();
         let mut sinks: Vec<(Arc<dyn sink::CqeSink>, u64, i32, u32)> = Vec::new();
         {
-            let mut slab = lock(&self.slab);
+            let mut slab = self.lock_slab();
             for c in cqes {
                 let more = cqueue::more(c.flags);
                 match c.user_data >> TAG_SHIFT {
@@ -694,7 +705,7 @@ impl Reactor {
 
     /// Starts a multishot poll for `fd` and returns its key.
     pub(crate) fn register(&self, fd: RawFd, io: &Arc<ScheduledIo>) -> io::Result<u64> {
-        let (index, generation) = lock(&self.slab).alloc(State::Poll { io: io.clone(), fd, live: true });
+        let (index, generation) = self.lock_slab().alloc(State::Poll { io: io.clone(), fd, live: true });
         let key = slot_key(index, generation);
         self.push(&[poll_entry(fd, key)]);
         if self.is_shut_down() {
@@ -709,7 +720,7 @@ impl Reactor {
     /// Cancels a registration's poll; the slot is freed by its final CQE.
     pub(crate) fn deregister(&self, key: u64) {
         {
-            let mut slab = lock(&self.slab);
+            let mut slab = self.lock_slab();
             let Some(e) = slab.get(key as u32, (key >> 32) as u32) else { return };
             match &mut e.state {
                 State::Poll { live, .. } => *live = false,
@@ -725,7 +736,6 @@ impl Reactor {
         if self.on_waiter_thread() {
             // Submit now so the kernel drops its file reference promptly (the owner closes the
             // fd right after; the peer should see the close).
-            let _g = lock(&self.sq_lock);
             let _ = self.ring.submit();
         }
     }
@@ -745,19 +755,29 @@ impl Reactor {
         returns_fd: bool,
         on_orphan: Option<op::OrphanHook>,
     ) -> (u32, u32) {
-        let (index, generation) = {
-            let mut slab = lock(&self.slab);
+        let waiter = self.on_waiter_thread();
+        // May this thread touch the SQ? Then slot and SQE go in under one lock.
+        let direct = !self.pinned || waiter;
+        let (index, generation, sqe, leftover) = {
+            let mut slab = self.lock_slab();
             slab.ops_submitted += 1;
-            slab.alloc(State::Op(OpSlot {
+            let (index, generation) = slab.alloc(State::Op(OpSlot {
                 waker: Some(waker),
                 data: Some(data),
                 result: None,
                 orphaned: false,
                 returns_fd,
                 on_orphan,
-            }))
+            }));
+            let sqe = sqe.user_data(slot_key(index, generation));
+            let leftover = direct && self.push_locked(&mut slab, std::slice::from_ref(&sqe)) > 0;
+            (index, generation, sqe, leftover)
         };
-        self.push(&[sqe.user_data(slot_key(index, generation))]);
+        if direct {
+            self.pushed(waiter, if leftover { std::slice::from_ref(&sqe) } else { &[] });
+        } else {
+            self.push(&[sqe]);
+        }
         (index, generation)
     }
 
@@ -769,7 +789,7 @@ impl Reactor {
         waker: &Waker,
     ) -> Option<(i32, u32, Box<dyn Any + Send>)> {
         let (done, state) = {
-            let mut slab = lock(&self.slab);
+            let mut slab = self.lock_slab();
             let e = slab.get(index, generation).expect("spindle: op slot vanished while its future lives");
             let State::Op(op) = &mut e.state else { unreachable!("op key names a non-op slot") };
             match op.result {
@@ -801,7 +821,7 @@ impl Reactor {
     /// The op's future was dropped: free now if done, else orphan it and cancel.
     pub(crate) fn orphan_op(&self, index: u32, generation: u32) {
         let state = {
-            let mut slab = lock(&self.slab);
+            let mut slab = self.lock_slab();
             let Some(e) = slab.get(index, generation) else { return };
             let State::Op(op) = &mut e.state else { return };
             match op.result {
@@ -829,13 +849,13 @@ impl Reactor {
     /// Number of slots (ops and polls) awaiting a final CQE; for tests and teardown.
     #[allow(dead_code)]
     pub(crate) fn in_flight(&self) -> usize {
-        lock(&self.slab).in_flight
+        self.lock_slab().in_flight
     }
 
     /// Ops submitted so far (a statistic for tests).
     #[allow(dead_code)]
     pub(crate) fn ops_submitted(&self) -> u64 {
-        lock(&self.slab).ops_submitted
+        self.lock_slab().ops_submitted
     }
 
     /// Whether [`shutdown`](Self::shutdown) ran.
@@ -852,7 +872,7 @@ impl Reactor {
     pub(crate) fn shutdown(&self) {
         self.shut_down.store(true, Release);
         let (ios, cancels): (Vec<Arc<ScheduledIo>>, Vec<squeue::Entry>) = {
-            let slab = lock(&self.slab);
+            let slab = self.lock_slab();
             let ios = slab
                 .entries
                 .iter()
@@ -890,7 +910,7 @@ impl Reactor {
 
     /// Op and sink slots (not polls) whose final CQE has not arrived.
     fn ops_pending(&self) -> usize {
-        lock(&self.slab).entries.iter().filter(|e| awaits_final_cqe(&e.state)).count()
+        self.lock_slab().entries.iter().filter(|e| awaits_final_cqe(&e.state)).count()
     }
 }
 
@@ -936,7 +956,7 @@ impl Drop for Reactor {
         let can_reap = !self.pinned || owner == me;
         if can_reap {
             let mut cancels: Vec<squeue::Entry> = {
-                let slab = lock(&self.slab);
+                let slab = self.lock_slab();
                 slab.entries
                     .iter()
                     .enumerate()
@@ -950,15 +970,15 @@ impl Drop for Reactor {
             self.waiter.store(me, Relaxed);
             self.push(&cancels);
             let deadline = Instant::now() + TEARDOWN_DEADLINE;
-            while lock(&self.slab).in_flight > 0 && Instant::now() < deadline {
+            while self.lock_slab().in_flight > 0 && Instant::now() < deadline {
                 self.wait(Some(Duration::from_millis(10)));
             }
         }
         // The buffer pool's ring is unregistered only once nothing can pick from it; else the
         // pool is leaked with the ops (see `bufring`).
-        let clean = lock(&self.slab).in_flight == 0 || never_enabled;
+        let clean = self.lock_slab().in_flight == 0 || never_enabled;
         self.release_buf_pool(clean);
-        let mut slab = lock(&self.slab);
+        let mut slab = self.lock_slab();
         if slab.in_flight > 0 && !never_enabled {
             // Leak what the kernel may still own: never free under the kernel.
             for e in slab.entries.iter_mut() {

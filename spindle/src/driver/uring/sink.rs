@@ -17,7 +17,7 @@ use std::sync::Arc;
 use io_uring::squeue;
 use spindle_core::loom::unmodelled::Ordering::Acquire;
 
-use super::{lock, slot_key, Reactor, State};
+use super::{slot_key, Reactor, State};
 
 /// Receives every CQE of a sink op. Called on the dispatching thread, outside the slab lock, in
 /// CQ order; must not block (a short mutex is fine).
@@ -48,7 +48,7 @@ impl Reactor {
         sqe: squeue::Entry,
         sink: Arc<dyn CqeSink>,
     ) -> u64 {
-        let (index, generation) = lock(&self.slab).alloc(State::Sink(SinkSlot { sink, data: Some(data) }));
+        let (index, generation) = self.lock_slab().alloc(State::Sink(SinkSlot { sink, data: Some(data) }));
         let key = slot_key(index, generation);
         self.push(&[sqe.user_data(key)]);
         key
@@ -69,9 +69,9 @@ impl Reactor {
         if self.pinned && !self.on_waiter_thread() {
             return false;
         }
-        let _g = lock(&self.sq_lock);
         let _ = self.ring.submit();
-        // SAFETY: we hold `sq_lock`: the only SubmissionQueue view.
+        let _g = self.lock_slab();
+        // SAFETY: we hold the slab lock: the only SubmissionQueue view.
         let sq_empty = unsafe { self.ring.submission_shared() }.is_empty();
         sq_empty && !self.has_pending.load(Acquire)
     }
