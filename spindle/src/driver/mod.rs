@@ -260,6 +260,42 @@ pub(crate) fn uring_reactor() -> Option<Arc<Reactor>> {
     }
 }
 
+/// A reactor an op runs on: borrowed when it is the I/O object's own (no reference count round
+/// trip per op), else a reference of its own.
+pub(crate) enum ReactorRef<'a> {
+    Borrowed(&'a Arc<Reactor>),
+    Owned(Arc<Reactor>),
+}
+
+impl std::ops::Deref for ReactorRef<'_> {
+    type Target = Arc<Reactor>;
+    fn deref(&self) -> &Arc<Reactor> {
+        match self {
+            ReactorRef::Borrowed(r) => r,
+            ReactorRef::Owned(r) => r,
+        }
+    }
+}
+
+/// [`uring_reactor`] for an object registered with `own`: `own` itself, borrowed, when it is the
+/// reactor ops on this thread go to (always on a current-thread runtime; on a worker that
+/// registered the object), else the current one.
+#[allow(dead_code)] // used by the socket types
+pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
+    let current = crate::rt::with_current_reactor(|r| {
+        if Arc::ptr_eq(r, own) {
+            None
+        } else {
+            Some(r.as_uring().is_some().then(|| r.clone()))
+        }
+    });
+    match current {
+        Some(None) => own.as_uring().is_some().then_some(ReactorRef::Borrowed(own)),
+        Some(Some(other)) => other.map(ReactorRef::Owned),
+        None => uring_reactor().map(ReactorRef::Owned),
+    }
+}
+
 /// The process-wide reactor for I/O objects created outside any spindle runtime.
 pub(crate) fn global_reactor() -> Arc<Reactor> {
     static GLOBAL: OnceLock<Arc<Reactor>> = OnceLock::new();

@@ -141,6 +141,11 @@ impl Registration {
         }
     }
 
+    /// The reactor this fd is registered with.
+    pub(crate) fn reactor(&self) -> &Arc<Reactor> {
+        &self.reactor
+    }
+
     /// Whether the runtime owning the reactor was shut down (see `Reactor::is_shut_down`).
     pub(crate) fn is_shut_down(&self) -> bool {
         self.reactor.is_shut_down()

@@ -12,7 +12,7 @@ use socket2::{SockAddr, Socket};
 use spindle_core::loom::{AtomicBool, Ordering};
 
 use crate::driver::uring::op::{self, KeepAlive};
-use crate::driver::{Direction, Reactor, Registration};
+use crate::driver::{Direction, Registration};
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
 /// A non-blocking socket and its reactor registration.
@@ -292,8 +292,8 @@ impl PollSocket {
 
     /// The io_uring reactor owned-buffer ops of this thread go to, or `None` on epoll (and the
     /// shut-down error if this socket's runtime is gone, which readiness reports by itself).
-    fn uring(&self) -> Option<io::Result<Arc<Reactor>>> {
-        let r = crate::driver::uring_reactor()?;
+    fn uring(&self) -> Option<io::Result<crate::driver::ReactorRef<'_>>> {
+        let r = crate::driver::uring_reactor_near(self.reg.reactor())?;
         Some(if self.reg.is_shut_down() { Err(crate::driver::shut_down_error()) } else { Ok(r) })
     }
 

@@ -281,8 +281,9 @@ struct Cqe {
 pub(crate) struct Reactor {
     ring: IoUring,
     pinned: bool,
-    /// Serializes CQ consumers (the waiting thread, teardown).
-    cq_lock: Mutex<()>,
+    /// Serializes CQ consumers (the waiting thread, teardown); holds the vector completions are
+    /// copied into, kept between waits so a batch costs no allocation.
+    cq_lock: Mutex<Vec<Cqe>>,
     /// The op slots, and the right to produce into the SQ (the SQ tail is not shared-writer
     /// safe): one lock, so that submitting an op (a slot plus its SQE) takes it once. A spin
     /// lock: every critical section is a few field writes (taking it is one atomic
@@ -330,7 +331,7 @@ impl Reactor {
         let r = Reactor {
             ring,
             pinned,
-            cq_lock: Mutex::new(()),
+            cq_lock: Mutex::new(Vec::new()),
             slab: SpinLock::new(Slab::default()),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
@@ -468,7 +469,7 @@ impl Reactor {
     /// when it must be (handed-over entries, task work, CQ overflow), not merely to submit the
     /// entries this thread queued.
     fn wait_inner(&self, timeout: Option<Duration>, submit: bool) -> bool {
-        let _cq = lock(&self.cq_lock);
+        let mut cq_guard = lock(&self.cq_lock);
         let me = thread_token();
         if self.pinned {
             let owner = self.waiter.load(Relaxed);
@@ -487,7 +488,7 @@ impl Reactor {
             self.waiter.store(me, Relaxed);
         }
         let flushed = self.flush_pending();
-        let mut cqes = Vec::new();
+        let mut cqes = std::mem::take(&mut *cq_guard);
         // Something already there (or a zero timeout): do not sleep.
         // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
         let ready = !unsafe { self.ring.completion_shared() }.is_empty();
@@ -530,8 +531,14 @@ impl Reactor {
             }
         }
         self.reap(&mut cqes);
-        drop(_cq);
-        let woken = self.dispatch(cqes);
+        drop(cq_guard);
+        let woken = self.dispatch(&mut cqes);
+        // Give the (emptied) vector back for the next wait, unless a nested wait did meanwhile.
+        let mut back = lock(&self.cq_lock);
+        if back.capacity() < cqes.capacity() {
+            *back = cqes;
+        }
+        drop(back);
         if woken {
             // Reset the counter, or the poll keeps reporting it.
             let mut buf = 0u64;
@@ -611,16 +618,17 @@ impl Reactor {
         }
     }
 
-    fn dispatch(&self, cqes: Vec<Cqe>) -> bool {
+    /// Dispatches the completions in `cqes`, leaving it empty.
+    fn dispatch(&self, cqes: &mut Vec<Cqe>) -> bool {
         let mut woken = false;
         let mut ready: Vec<(Arc<ScheduledIo>, u32)> = Vec::new();
-        let mut wakers: Vec<Waker> = Vec::new();
+        let mut wakers: Vec<Waker> = Vec::with_capacity(cqes.len());
         let mut released: Vec<State> = Vec::new();
         let mut rearm: Vec<squeue::Entry> = Vec::new();
         let mut sinks: Vec<(Arc<dyn sink::CqeSink>, u64, i32, u32)> = Vec::new();
         {
             let mut slab = self.lock_slab();
-            for c in cqes {
+            for c in cqes.drain(..) {
                 let more = cqueue::more(c.flags);
                 match c.user_data >> TAG_SHIFT {
                     TAG_WAKE => {
