@@ -52,6 +52,15 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
+/// The number of sockets among this process's open fds.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn open_sockets() -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 /// Runs `body` on `rt`, failing (not hanging) after `secs` seconds.
 pub fn bounded<F: std::future::Future>(rt: &Runtime, secs: u64, body: F) -> F::Output {
     rt.block_on(async move {
