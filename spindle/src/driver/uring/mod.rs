@@ -201,6 +201,10 @@ enum State {
     Sink(sink::SinkSlot),
 }
 
+/// A finished op as [`Reactor::poll_op`] hands it back: the final CQE's result and flags, and
+/// the resources if the slot held them (not for movable ops, whose future keeps them).
+pub(crate) type OpOutcome = (i32, u32, Option<Box<dyn Any + Send>>);
+
 /// The kernel-facing half of an op: owns its resources until the final CQE.
 struct OpSlot {
     waker: Option<Waker>,
@@ -757,7 +761,7 @@ impl Reactor {
     /// at a fixed address until the final CQE) or to memory that outlives the op.
     pub(crate) unsafe fn submit_op(
         &self,
-        data: Box<dyn Any + Send>,
+        data: Option<Box<dyn Any + Send>>,
         sqe: squeue::Entry,
         waker: Waker,
         returns_fd: bool,
@@ -771,7 +775,7 @@ impl Reactor {
             slab.ops_submitted += 1;
             let (index, generation) = slab.alloc(State::Op(OpSlot {
                 waker: Some(waker),
-                data: Some(data),
+                data,
                 result: None,
                 orphaned: false,
                 returns_fd,
@@ -790,19 +794,14 @@ impl Reactor {
     }
 
     /// Polls an op: its final result and resources when done, else stores the waker.
-    pub(crate) fn poll_op(
-        &self,
-        index: u32,
-        generation: u32,
-        waker: &Waker,
-    ) -> Option<(i32, u32, Box<dyn Any + Send>)> {
+    pub(crate) fn poll_op(&self, index: u32, generation: u32, waker: &Waker) -> Option<OpOutcome> {
         let (done, state) = {
             let mut slab = self.lock_slab();
             let e = slab.get(index, generation).expect("spindle: op slot vanished while its future lives");
             let State::Op(op) = &mut e.state else { unreachable!("op key names a non-op slot") };
             match op.result {
                 Some((res, flags)) => {
-                    let data = op.data.take().expect("op resources taken twice");
+                    let data = op.data.take();
                     // Done: free the slot (under the same lock).
                     ((res, flags, data), slab.release(index))
                 }
@@ -826,12 +825,24 @@ impl Reactor {
         self.push(&[cancel]);
     }
 
-    /// The op's future was dropped: free now if done, else orphan it and cancel.
-    pub(crate) fn orphan_op(&self, index: u32, generation: u32) {
+    /// The op's future was dropped: free now if done, else orphan it and cancel. `kept` is the
+    /// data of a movable op, which the future held until now and the slot keeps from here on.
+    pub(crate) fn orphan_op(&self, index: u32, generation: u32, kept: Option<Box<dyn Any + Send>>) {
         let state = {
             let mut slab = self.lock_slab();
-            let Some(e) = slab.get(index, generation) else { return };
-            let State::Op(op) = &mut e.state else { return };
+            let Some(e) = slab.get(index, generation) else {
+                // Cannot happen (a live future's slot is freed only through it); never drop
+                // memory the kernel might use on a broken invariant.
+                std::mem::forget(kept);
+                return;
+            };
+            let State::Op(op) = &mut e.state else {
+                std::mem::forget(kept);
+                return;
+            };
+            if kept.is_some() {
+                op.data = kept;
+            }
             match op.result {
                 Some((res, _)) => {
                     if op.returns_fd && res >= 0 {

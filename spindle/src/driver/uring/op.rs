@@ -39,11 +39,19 @@ use crate::io::{BufResult, IoBuf, IoBufMut};
 /// # Safety
 ///
 /// `sqe` may only put pointers into the SQE that point into `self`'s own heap-stable storage
-/// (a buffer's stable pointer, a `Vec`'s heap, or `self` itself: the value is boxed before the
-/// call and never moved until the final CQE) or into memory that outlives the op.
+/// (a buffer's stable pointer, a `Vec`'s heap, or `self` itself: unless the type says it is
+/// [`MOVABLE`](Self::MOVABLE), the value is boxed before the call and never moved until the
+/// final CQE) or into memory that outlives the op. A type may say `MOVABLE` only if its SQE
+/// never points into the value itself, only into heap storage the value owns (which moving the
+/// value does not move: the `IoBuf` contract) or memory outliving the op.
 pub(crate) unsafe trait OpData: Send + 'static {
     /// Builds the SQE (its `user_data` is set by the reactor).
     fn sqe(&mut self) -> squeue::Entry;
+    /// Whether the value may move while the op is in flight (see the safety contract). A movable
+    /// op's data stays in its future while in flight (no allocation per op) and is boxed into
+    /// the reactor's slot only if the future is dropped before the final completion; other ops
+    /// are boxed at submission.
+    const MOVABLE: bool = false;
     /// Whether a successful result is a new fd (closed by the reactor if the op is orphaned).
     const RETURNS_FD: bool = false;
     /// Whether [`orphaned_completion`](Self::orphaned_completion) does anything (ops without
@@ -79,11 +87,13 @@ pub(crate) struct Completion<T> {
 
 enum OpState<T> {
     /// Idle: nothing submitted; we own the data.
-    Idle(Box<T>),
-    /// Queued or in flight: the slot owns the data.
+    Idle(T),
+    /// Queued or in flight: the slot owns the data, or (`kept`, movable ops) this future does,
+    /// untouched until the final completion.
     Submitted {
         index: u32,
         generation: u32,
+        kept: Option<T>,
     },
     Done,
 }
@@ -102,7 +112,7 @@ impl<'r, T: OpData> Op<'r, T> {
     /// An op on `reactor` (which must be an io_uring reactor); nothing happens until polled.
     pub(crate) fn new(reactor: &'r Arc<Reactor>, data: T) -> Op<'r, T> {
         let reactor = reactor.as_uring().expect("spindle: completion op on a non-io_uring reactor");
-        Op { reactor, state: OpState::Idle(Box::new(data)) }
+        Op { reactor, state: OpState::Idle(data) }
     }
 
     fn uring(&self) -> &'r super::Reactor {
@@ -114,10 +124,10 @@ impl<'r, T: OpData> Op<'r, T> {
     pub(crate) async fn cancel(mut self) -> Completion<T> {
         match std::mem::replace(&mut self.state, OpState::Done) {
             OpState::Idle(data) => {
-                Completion { result: Err(io::Error::from_raw_os_error(libc::ECANCELED)), flags: 0, data: *data }
+                Completion { result: Err(io::Error::from_raw_os_error(libc::ECANCELED)), flags: 0, data }
             }
-            OpState::Submitted { index, generation } => {
-                self.state = OpState::Submitted { index, generation };
+            OpState::Submitted { index, generation, kept } => {
+                self.state = OpState::Submitted { index, generation, kept };
                 self.uring().cancel_op(index, generation);
                 (&mut self).await
             }
@@ -125,6 +135,10 @@ impl<'r, T: OpData> Op<'r, T> {
         }
     }
 }
+
+// Not structurally pinned: nothing ever pins the data (the kernel sees a movable op's heap
+// storage, or a boxed value), so moving an `Op` is fine.
+impl<T: OpData> Unpin for Op<'_, T> {}
 
 impl<T: OpData> Future for Op<'_, T> {
     type Output = Completion<T>;
@@ -135,31 +149,40 @@ impl<T: OpData> Future for Op<'_, T> {
             OpState::Idle(mut data) => {
                 if this.uring().is_shut_down() {
                     // Nothing would ever reap it.
-                    return Poll::Ready(Completion {
-                        result: Err(super::super::shut_down_error()),
-                        flags: 0,
-                        data: *data,
-                    });
+                    return Poll::Ready(Completion { result: Err(super::super::shut_down_error()), flags: 0, data });
                 }
-                let sqe = data.sqe();
                 let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
-                let data: Box<dyn Any + Send> = data;
-                // SAFETY: `OpData` promises the SQE points only into `data`'s heap allocation
-                // (or memory outliving the op); the reactor's slot owns that allocation, without
-                // moving it, until the final CQE — also if this future is dropped (orphaned).
+                let (sqe, boxed, kept) = if T::MOVABLE {
+                    (data.sqe(), None, Some(data))
+                } else {
+                    // Boxed first: the SQE may point into the value itself.
+                    let mut b = Box::new(data);
+                    let sqe = b.sqe();
+                    (sqe, Some(b as Box<dyn Any + Send>), None)
+                };
+                // SAFETY: `OpData` promises the SQE points only into heap storage that stays put
+                // until the final CQE: the boxed value, which the reactor's slot owns without
+                // moving it until then (also if this future is dropped), or, for a movable op,
+                // heap storage the value owns, which this future keeps untouched until the final
+                // CQE and hands to the slot if dropped before it (see `Drop`).
                 let (index, generation) =
-                    unsafe { this.uring().submit_op(data, sqe, cx.waker().clone(), T::RETURNS_FD, hook) };
-                this.state = OpState::Submitted { index, generation };
+                    unsafe { this.uring().submit_op(boxed, sqe, cx.waker().clone(), T::RETURNS_FD, hook) };
+                this.state = OpState::Submitted { index, generation, kept };
                 Poll::Pending
             }
-            OpState::Submitted { index, generation } => match this.uring().poll_op(index, generation, cx.waker()) {
-                Some((res, flags, data)) => {
-                    let data = *data.downcast::<T>().expect("spindle: op slot holds another op's data");
+            OpState::Submitted { index, generation, kept } => match this.uring().poll_op(index, generation, cx.waker())
+            {
+                Some((res, flags, boxed)) => {
+                    let data = match (kept, boxed) {
+                        (Some(data), _) => data,
+                        (None, Some(b)) => *b.downcast::<T>().expect("spindle: op slot holds another op's data"),
+                        (None, None) => unreachable!("spindle: a completed op's data is nowhere"),
+                    };
                     let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as u32) };
                     Poll::Ready(Completion { result, flags, data })
                 }
                 None => {
-                    this.state = OpState::Submitted { index, generation };
+                    this.state = OpState::Submitted { index, generation, kept };
                     Poll::Pending
                 }
             },
@@ -170,8 +193,10 @@ impl<T: OpData> Future for Op<'_, T> {
 
 impl<T: OpData> Drop for Op<'_, T> {
     fn drop(&mut self) {
-        if let OpState::Submitted { index, generation } = self.state {
-            self.uring().orphan_op(index, generation);
+        if let OpState::Submitted { index, generation, kept } = std::mem::replace(&mut self.state, OpState::Done) {
+            // A movable op's data goes to the slot, which keeps it until the final completion.
+            let kept = kept.map(|d| Box::new(d) as Box<dyn Any + Send>);
+            self.uring().orphan_op(index, generation, kept);
         }
     }
 }
@@ -234,6 +259,8 @@ impl<B> Read<B> {
 
 // SAFETY: the SQE points at `buf`'s stable pointer, valid for `bytes_total` bytes (IoBufMut).
 unsafe impl<B: IoBufMut> OpData for Read<B> {
+    const MOVABLE: bool = true;
+
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
         opcode::Read::new(types::Fd(self.fd), self.buf.stable_mut_ptr(), len).offset(self.offset).build()
@@ -249,6 +276,8 @@ pub(crate) struct Write<B> {
 
 // SAFETY: the SQE points at `buf`'s stable pointer, valid for `bytes_init` bytes (IoBuf).
 unsafe impl<B: IoBuf> OpData for Write<B> {
+    const MOVABLE: bool = true;
+
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
         opcode::Write::new(types::Fd(self.fd), self.buf.stable_ptr(), len).offset(self.offset).build()
@@ -263,6 +292,8 @@ pub(crate) struct Recv<B> {
 
 // SAFETY: as for `Read`.
 unsafe impl<B: IoBufMut> OpData for Recv<B> {
+    const MOVABLE: bool = true;
+
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
         opcode::Recv::new(types::Fd(self.fd), self.buf.stable_mut_ptr(), len).build()
@@ -277,6 +308,8 @@ pub(crate) struct SendOp<B> {
 
 // SAFETY: as for `Write`.
 unsafe impl<B: IoBuf> OpData for SendOp<B> {
+    const MOVABLE: bool = true;
+
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
         opcode::Send::new(types::Fd(self.fd), self.buf.stable_ptr(), len).flags(libc::MSG_NOSIGNAL).build()
@@ -302,6 +335,8 @@ pub(crate) struct Readv<B> {
 // SAFETY: the SQE points at `iovecs`' heap (not resized until the final CQE), whose entries
 // point at each buffer's stable pointer for `bytes_total` bytes.
 unsafe impl<B: IoBufMut> OpData for Readv<B> {
+    const MOVABLE: bool = true;
+
     fn sqe(&mut self) -> squeue::Entry {
         self.iovecs.0 = self
             .bufs
@@ -324,6 +359,8 @@ pub(crate) struct Writev<B> {
 
 // SAFETY: as for `Readv`, with `bytes_init` bytes per buffer, only read by the kernel.
 unsafe impl<B: IoBuf> OpData for Writev<B> {
+    const MOVABLE: bool = true;
+
     fn sqe(&mut self) -> squeue::Entry {
         self.iovecs.0 = self
             .bufs
