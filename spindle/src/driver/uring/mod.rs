@@ -20,7 +20,8 @@
 //!   runtime is driven by whichever thread calls `block_on`), and for multi-thread workers when
 //!   `PINNED_RINGS` is off. No task-run deferral (a completion's
 //!   task work must be able to interrupt whichever thread submitted it), so any thread may submit,
-//!   under the SQ lock.
+//!   under the slab lock (one spin lock guards the op slots and the SQ producer side, so an op's
+//!   slot and SQE go in with one lock).
 //!
 //! In both modes entries pushed by the thread that last waited are submitted by its next wait
 //! (one `io_uring_enter` per park for a whole batch) or by its next [`Reactor::maintain`] (the
@@ -43,11 +44,14 @@
 //! # Op lifecycle
 //!
 //! One slab slot per op: `Idle` (the [`op::Op`] future holds its resources, nothing submitted)
-//! `-> Queued` (first poll: resources moved into the slot, the SQE pushed) `-> InFlight{waker}`
+//! `-> Queued` (first poll: resources boxed into the slot, the SQE pushed) `-> InFlight{waker}`
 //! (submitted) `-> Done` (final CQE: result stored, waker woken; the future takes the resources
-//! back). Dropping the future while queued or in flight (on any thread) makes it `Orphaned`: an
-//! `ASYNC_CANCEL` is pushed, and the slot keeps owning the buffer — and closes any fd the kernel
-//! returns — until the final CQE; only then is the slot freed. Multishot requests (the
+//! back). A *movable* op (its SQE points only into heap storage its data owns, e.g. a buffer:
+//! [`op::OpData::MOVABLE`]) skips the box: the future keeps the data, untouched, while in flight.
+//! Dropping the future while queued or in flight (on any thread) makes it `Orphaned`: a movable
+//! op's data is boxed into the slot then, an `ASYNC_CANCEL` is pushed, and the slot keeps owning
+//! the buffer — and closes any fd the kernel returns — until the final CQE; only then is the slot
+//! freed, after the op's orphan hook ([`op::OpData::orphaned_completion`]) saw the result. Multishot requests (the
 //! registration polls) live until a CQE without `F_MORE`. [`op::Op::cancel`] requests
 //! cancellation and waits for the final CQE, returning the resources and the result (partial
 //! transfers included). When the runtime is dropped, [`Reactor::shutdown`] marks the reactor
