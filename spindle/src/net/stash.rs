@@ -347,8 +347,10 @@ pub(crate) struct RecvOp<B> {
 }
 
 // SAFETY: the SQE points at `buf`'s stable pointer, valid for `bytes_total` bytes (IoBufMut),
-// owned by the op value until its final completion.
+// owned by the op value until its final completion. It points nowhere into the value itself
+// (the buffer's storage does not move with it: the `IoBuf` contract), so the value is movable.
 unsafe impl<B: IoBufMut> OpData for RecvOp<B> {
+    const MOVABLE: bool = true;
     const HAS_ORPHAN_HOOK: bool = true;
 
     fn sqe(&mut self) -> squeue::Entry {
