@@ -25,8 +25,11 @@
 //!
 //! **Cancel safety.** Dropping an owned-buffer future never frees memory the kernel still uses;
 //! the buffer is dropped (or recycled) once the kernel is done. Whether data was transferred when
-//! the future is dropped is unknown, as with any cancelled I/O: a stream whose read was cancelled
-//! may have lost the bytes that read took. Use the result, not cancellation, to stop reading.
+//! the future is dropped is unknown, as with any cancelled I/O: in general a stream whose read was
+//! cancelled may have lost the bytes that read took. Use the result, not cancellation, to stop
+//! reading. Spindle's own sockets lose nothing: what a dropped read took (bytes, a whole datagram,
+//! the end of stream, an error) is kept on the socket and returned, in order, by its next read of
+//! any kind.
 //!
 //! ```
 //! use spindle::io::{AsyncReadOwned, AsyncWriteOwned, BufResult, IoBuf, IoBufMut};

@@ -48,7 +48,8 @@ pub trait AsyncReadOwned: Send {
     ///
     /// # Cancel safety
     /// Dropping the future may lose data the operation had already taken from the stream; the
-    /// buffer is never freed while the kernel may write into it.
+    /// buffer is never freed while the kernel may write into it. Spindle's streams lose nothing:
+    /// bytes a dropped read took are returned by the stream's next read.
     ///
     /// ```
     /// # use spindle::io::{AsyncReadOwned, BufResult, IoBufMut};

@@ -80,6 +80,7 @@
 mod addr;
 mod pooled;
 mod socket;
+mod stash;
 mod stream_io;
 pub mod tcp;
 pub mod udp;

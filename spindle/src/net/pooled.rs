@@ -39,7 +39,10 @@
 //! On the readiness path the `recv` happens inside the poll that returns its result, so there is
 //! nothing to lose. Mixing pooled receives with slice or owned reads on one socket is allowed,
 //! but bytes queued for pooled receives (or taken by a still-armed `RECV`) are only returned by
-//! pooled receives: finish with one style before switching.
+//! pooled receives: finish with one style before switching. The other way round is covered:
+//! bytes an owned read dropped in flight took (the socket's stash, `net::stash`) are returned by
+//! the next receive of any style, pooled ones included (copied into a buffer of the thread's
+//! userspace pool, see `poll_stashed`), before anything the socket still holds.
 //!
 //! # The fd the kernel uses
 //!
@@ -72,6 +75,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
 use super::socket::PollSocket;
+use super::stash::{Fill, Mode};
 use crate::driver::pool::{self, BufPool, PooledBuf, POOL_BUF_SIZE};
 use crate::driver::uring::bufring::BGID;
 use crate::driver::uring::sink::CqeSink;
@@ -437,7 +441,52 @@ fn poll_recv_ready(sock: &PollSocket, shared: &Shared, cx: &mut Context<'_>) -> 
     }
 }
 
+/// Bytes that owned reads dropped in flight took (the socket's stash, `net::stash`), copied into
+/// a buffer of this thread's userspace pool: `Ready(None)` when nothing is stashed, `Pending`
+/// while an orphaned read is in flight (or no buffer is free).
+///
+/// Copied, not queued with the pooled results: a `PooledBuf` is a pool buffer, and on io_uring
+/// the receive pool's buffers are the kernel's to pick (none can be taken to copy into). The
+/// userspace pool is a pool like any other to the caller (the buffer goes back to it on drop, from
+/// any thread), and stashed bytes are rare (only a cancelled owned read leaves any), so one copy
+/// keeps the pooled path's queue and its sink ops unaware of the stash.
+fn poll_stashed(sock: &PollSocket, cx: &mut Context<'_>) -> Poll<Option<io::Result<PooledBuf>>> {
+    // Wait for orphaned reads and see whether anything is stashed before taking a buffer.
+    let mut probe = Fill::new(&mut []);
+    if std::task::ready!(sock.poll_stashed(cx, &mut probe, Mode::Peek)).is_none() {
+        return Poll::Ready(None);
+    }
+    let pool = match pool::local_pool() {
+        Ok(p) => p,
+        Err(e) => return Poll::Ready(Some(Err(e))),
+    };
+    let Some(mut b) = pool.try_take() else {
+        // Every buffer of this thread's pool is held: wait for one (then look again).
+        if pool.poll_available(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+        return Poll::Pending;
+    };
+    match std::task::ready!(sock.poll_stashed(cx, &mut Fill::new(b.spare_mut()), Mode::Take)) {
+        // Taken meanwhile by another pooled receive on the socket: go on to the socket.
+        None => Poll::Ready(None),
+        // End of stream (the buffer goes back at once).
+        Some(Ok(0)) => Poll::Ready(Some(Ok(PooledBuf::empty()))),
+        Some(Ok(n)) => {
+            // SAFETY: the stash initialized the first `n <= POOL_BUF_SIZE` bytes.
+            unsafe { b.set_len(n) };
+            Poll::Ready(Some(Ok(b)))
+        }
+        Some(Err(e)) => Poll::Ready(Some(Err(e))),
+    }
+}
+
 fn poll_recv(sock: &PollSocket, cx: &mut Context<'_>, kind: Kind) -> Poll<io::Result<PooledBuf>> {
+    if sock.stash.is_busy() {
+        if let Some(r) = std::task::ready!(poll_stashed(sock, cx)) {
+            return Poll::Ready(r);
+        }
+    }
     let shared = match sock.pooled.get(sock, false) {
         Ok(s) => s,
         Err(e) => return Poll::Ready(Err(e)),

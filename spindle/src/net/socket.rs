@@ -1,16 +1,20 @@
 //! [`PollSocket`]: a non-blocking socket registered with a reactor, and the raw operations every
 //! socket type is built from.
+//!
+//! Every read first drains the socket's [`Stash`]: what owned reads dropped in flight on
+//! io_uring took (see `net::stash`), so a cancelled read never loses data.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{ready, Context, Poll, Wake, Waker};
 
 use socket2::{SockAddr, Socket};
 use spindle_core::loom::{AtomicBool, Ordering};
 
+use super::stash::{self, Dest, Fill, FillVectored, Mode, Stash};
 use crate::driver::uring::op::{self, KeepAlive};
 use crate::driver::{Direction, Registration};
 use crate::io::{BufResult, IoBuf, IoBufMut};
@@ -30,6 +34,8 @@ pub(crate) struct PollSocket {
     primed: [AtomicBool; 2],
     /// Pooled receives and multishot accept (`net::pooled`), set up on first use.
     pub(crate) pooled: super::pooled::PerSocket,
+    /// What owned reads dropped in flight took; every read drains it first (`net::stash`).
+    pub(crate) stash: Stash,
     sock: Socket,
 }
 
@@ -103,6 +109,7 @@ impl PollSocket {
             shared: Default::default(),
             primed: [AtomicBool::new(false), AtomicBool::new(false)],
             pooled: Default::default(),
+            stash: Stash::default(),
             sock,
         })
     }
@@ -243,19 +250,57 @@ impl PollSocket {
         poll_fn(|cx| self.poll_io_shared(cx, dir, &mut f)).await
     }
 
+    // ----- the stash (`net::stash`) -----
+
+    /// A stream read's look at the stash: `Ready(None)` to go on to the socket, `Pending` while
+    /// an orphaned read is in flight, else the stashed bytes, end of stream or error. Callers
+    /// check [`Stash::is_busy`] first (the whole cost when nothing was ever stashed).
+    pub(crate) fn poll_stashed(
+        &self,
+        cx: &mut Context<'_>,
+        dst: &mut dyn Dest,
+        mode: Mode,
+    ) -> Poll<Option<io::Result<usize>>> {
+        self.stash.poll_stream(cx, dst, mode, || self.reg.is_shut_down())
+    }
+
+    /// A datagram read's look at the stash (see [`poll_stashed`](Self::poll_stashed)): a whole
+    /// stashed datagram and its sender.
+    fn poll_stashed_datagram(
+        &self,
+        cx: &mut Context<'_>,
+        dst: &mut dyn Dest,
+        mode: Mode,
+    ) -> Poll<Option<io::Result<(usize, SockAddr)>>> {
+        let r = ready!(self.stash.poll_datagram(cx, dst, mode, || self.reg.is_shut_down()));
+        // Stashed datagrams carry their sender (they come from `recvmsg`); without one (nothing
+        // stashes such a datagram today) the connected peer is the sender.
+        Poll::Ready(r.map(|r| r.and_then(|(n, from)| Ok((n, from.map_or_else(|| self.sock.peer_addr(), Ok)?)))))
+    }
+
     // ----- stream operations (exclusive per direction) -----
 
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.stash.is_busy() {
+            if let Some(r) = ready!(self.poll_stashed(cx, &mut Fill::new(as_uninit(buf)), Mode::Take)) {
+                return Poll::Ready(r);
+            }
+        }
         self.poll_io(cx, Direction::Read, || self.sys_recv(as_uninit(buf)))
     }
 
     /// Receives into possibly-uninitialized memory (the unfilled part of a tokio `ReadBuf`).
-    #[cfg_attr(not(feature = "tokio-io"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tokio-io", feature = "hyper")), allow(dead_code))]
     pub(crate) fn poll_recv_uninit(
         &self,
         cx: &mut Context<'_>,
         buf: &mut [MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>> {
+        if self.stash.is_busy() {
+            if let Some(r) = ready!(self.poll_stashed(cx, &mut Fill::new(buf), Mode::Take)) {
+                return Poll::Ready(r);
+            }
+        }
         self.poll_io(cx, Direction::Read, || self.sys_recv(buf))
     }
 
@@ -264,6 +309,11 @@ impl PollSocket {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.stash.is_busy() {
+            if let Some(r) = ready!(self.poll_stashed(cx, &mut FillVectored::new(bufs), Mode::Take)) {
+                return Poll::Ready(r);
+            }
+        }
         let fd = self.fd();
         self.poll_io(cx, Direction::Read, || {
             let iovcnt = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
@@ -286,7 +336,13 @@ impl PollSocket {
         self.poll_io(cx, Direction::Write, || self.sock.send_vectored_with_flags(bufs, SEND_FLAGS))
     }
 
+    /// Peeks: stashed bytes (left stashed) come first, as a read would return them.
     pub(crate) fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.stash.is_busy() {
+            if let Some(r) = ready!(self.poll_stashed(cx, &mut Fill::new(as_uninit(buf)), Mode::Peek)) {
+                return Poll::Ready(r);
+            }
+        }
         self.poll_io(cx, Direction::Read, || self.sock.peek(as_uninit(buf)))
     }
 
@@ -297,16 +353,30 @@ impl PollSocket {
         Some(if self.reg.is_shut_down() { Err(crate::driver::shut_down_error()) } else { Ok(r) })
     }
 
-    /// Reads into the start of an owned buffer (see `AsyncReadOwned::read_owned`): an io_uring
-    /// `recv` op on the io_uring backend, else readiness and `recv`.
-    pub(crate) async fn recv_owned<B: IoBufMut>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
-        match self.uring() {
-            Some(Ok(r)) => {
-                let (res, b) = op::recv(&r, self.fd(), KeepAlive::new(buf, self.clone())).await;
-                (res, b.buf)
+    /// Takes stashed bytes into the start of an owned buffer (waiting for orphaned reads in
+    /// flight first): `None` when nothing is stashed.
+    async fn recv_owned_stashed<B: IoBufMut>(&self, buf: &mut B) -> Option<io::Result<usize>> {
+        let res = poll_fn(|cx| self.poll_stashed(cx, &mut Fill::new(spare(buf)), Mode::Take)).await;
+        if let Some(Ok(n)) = res {
+            // SAFETY: the stash initialized the first `n <= bytes_total()` bytes.
+            unsafe { buf.set_init(n) };
+        }
+        res
+    }
+
+    /// Reads into the start of an owned buffer (see `AsyncReadOwned::read_owned`): stashed bytes
+    /// first, else an io_uring `recv` op on the io_uring backend (which stashes what it takes if
+    /// it is dropped in flight), else readiness and `recv`.
+    pub(crate) async fn recv_owned<B: IoBufMut>(self: &Arc<Self>, mut buf: B) -> BufResult<usize, B> {
+        if self.stash.is_busy() {
+            if let Some(res) = self.recv_owned_stashed(&mut buf).await {
+                return (res, buf);
             }
+        }
+        match self.uring() {
+            Some(Ok(r)) => stash::recv(&r, self, buf).await,
             Some(Err(e)) => (Err(e), buf),
-            None => self.recv_owned_ready(buf, false).await,
+            None => self.recv_owned_ready(buf).await,
         }
     }
 
@@ -345,17 +415,9 @@ impl PollSocket {
         (res, bufs)
     }
 
-    /// Readiness and `recv` into an owned buffer (`shared`: several tasks may wait at once).
-    async fn recv_owned_ready<B: IoBufMut>(&self, mut buf: B, shared: bool) -> BufResult<usize, B> {
-        let res = poll_fn(|cx| {
-            let f = || self.sys_recv(spare(&mut buf));
-            if shared {
-                self.poll_io_shared(cx, Direction::Read, f)
-            } else {
-                self.poll_io(cx, Direction::Read, f)
-            }
-        })
-        .await;
+    /// Readiness and `recv` into an owned buffer (stream sockets: one reader at a time).
+    async fn recv_owned_ready<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
+        let res = poll_fn(|cx| self.poll_io(cx, Direction::Read, || self.sys_recv(spare(&mut buf)))).await;
         if let Ok(n) = res {
             // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
             unsafe { buf.set_init(n) };
@@ -378,7 +440,18 @@ impl PollSocket {
         self.io_shared(Direction::Write, || self.sys_send(buf, SEND_FLAGS)).await
     }
 
+    /// A stashed datagram (see [`poll_stashed_datagram`](Self::poll_stashed_datagram)), waiting
+    /// for orphaned receives in flight first: `None` when nothing is stashed.
+    async fn datagram_stashed(&self, dst: &mut [MaybeUninit<u8>], mode: Mode) -> Option<io::Result<(usize, SockAddr)>> {
+        poll_fn(|cx| self.poll_stashed_datagram(cx, &mut Fill::new(dst), mode)).await
+    }
+
     pub(crate) async fn recv_shared(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stash.is_busy() {
+            if let Some(r) = self.datagram_stashed(as_uninit(buf), Mode::Take).await {
+                return r.map(|(n, _)| n);
+            }
+        }
         self.io_shared(Direction::Read, || self.sys_recv(as_uninit(buf))).await
     }
 
@@ -387,10 +460,20 @@ impl PollSocket {
     }
 
     pub(crate) async fn recv_from_shared(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        if self.stash.is_busy() {
+            if let Some(r) = self.datagram_stashed(as_uninit(buf), Mode::Take).await {
+                return r;
+            }
+        }
         self.io_shared(Direction::Read, || self.sock.recv_from(as_uninit(buf))).await
     }
 
     pub(crate) async fn peek_from_shared(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        if self.stash.is_busy() {
+            if let Some(r) = self.datagram_stashed(as_uninit(buf), Mode::Peek).await {
+                return r;
+            }
+        }
         self.io_shared(Direction::Read, || self.sock.peek_from(as_uninit(buf))).await
     }
 
@@ -403,12 +486,11 @@ impl PollSocket {
         }
     }
 
-    /// Receives one datagram into an owned buffer (connected sockets), as `send_owned_shared`.
+    /// Receives one datagram into an owned buffer (connected sockets), as
+    /// [`recv_from_owned_shared`](Self::recv_from_owned_shared) without the sender.
     pub(crate) async fn recv_owned_shared<B: IoBufMut>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
-        match self.uring() {
-            Some(_) => self.recv_owned(buf).await,
-            None => self.recv_owned_ready(buf, true).await,
-        }
+        let (res, buf) = self.recv_from_owned_shared(buf).await;
+        (res.map(|(n, _)| n), buf)
     }
 
     /// Sends one datagram to `addr` from an owned buffer: an io_uring `sendmsg` op on the
@@ -432,17 +514,25 @@ impl PollSocket {
         (res, buf)
     }
 
-    /// Receives one datagram and its sender into an owned buffer: an io_uring `recvmsg` op on
-    /// the io_uring backend, else readiness and `recvfrom`.
+    /// Receives one datagram and its sender into an owned buffer: a stashed one first (a
+    /// datagram a dropped receive took), else an io_uring `recvmsg` op on the io_uring backend
+    /// (which stashes the datagram it takes if it is dropped in flight), else readiness and
+    /// `recvfrom`.
     pub(crate) async fn recv_from_owned_shared<B: IoBufMut>(
         self: &Arc<Self>,
         mut buf: B,
     ) -> BufResult<(usize, SockAddr), B> {
-        match self.uring() {
-            Some(Ok(r)) => {
-                let (res, b) = op::recv_from(&r, self.fd(), KeepAlive::new(buf, self.clone())).await;
-                return (res, b.buf);
+        if self.stash.is_busy() {
+            if let Some(r) = self.datagram_stashed(spare(&mut buf), Mode::Take).await {
+                if let Ok((n, _)) = &r {
+                    // SAFETY: the stash initialized the first `n <= bytes_total()` bytes.
+                    unsafe { buf.set_init(*n) };
+                }
+                return (r, buf);
             }
+        }
+        match self.uring() {
+            Some(Ok(r)) => return stash::recv_msg(&r, self, buf).await,
             Some(Err(e)) => return (Err(e), buf),
             None => {}
         }

@@ -56,18 +56,19 @@ use crate::time::{Clock, Shard};
 /// with a probe connection instead), and such an op pays a cross-thread hand-over. Off: shared
 /// rings, any thread submits at once.
 ///
-/// Off for now: with pinned rings, `tests/net.rs`'s `cancellation_storm_keeps_fd_count_and_runtime_serving`
-/// failed on io_uring under CPU load (about 1 run in 20): a test writes to a socket after dropping
-/// pending `read_owned` futures that the `block_on` thread submitted. Their `ASYNC_CANCEL`s are
-/// handed over to the ring's owner and reach the kernel only when it next enters the ring; until
-/// then an orphaned `RECV` can take the newly written bytes (confirmed: the data of the first
-/// write vanished and a second write arrived). A dropped owned read losing data is the documented
-/// behaviour of completion I/O, but shared rings submit the cancel at once from the dropping
-/// thread, which closes that window in practice. Turning pinned rings on wants orphaned reads to
-/// hand their bytes back to the socket (a per-socket stash that later reads drain first, with new
-/// reads waiting for an orphaned one's final completion to keep order). The pinned mode itself
-/// stays covered by the driver's unit tests.
-pub(crate) const PINNED_RINGS: bool = false;
+/// Why the late hand-over is safe for reads: an owned read dropped in flight is orphaned, and
+/// until its handed-over `ASYNC_CANCEL` reaches the kernel its `RECV` can still take bytes written
+/// after the drop (this made `tests/net.rs`'s cancellation storm lose data under load, about one
+/// run in 20, while pinned rings were off for it). Orphaned socket reads now give what they took
+/// back to their socket (`net::stash`: bytes, whole datagrams, end of stream, errors), and every
+/// later read of the socket waits for orphaned reads in flight and drains the stash first, so a
+/// late cancel delays the next read a little but loses and reorders nothing
+/// (`tests/net_cancel_read.rs`). The other ops a late cancel lets complete lose nothing either: a
+/// dropped send or write may still be written (as with shared rings, where it can also have
+/// completed before the drop), a dropped positional file read leaves its bytes in the file, and
+/// accepts go through the listener's multishot accept, whose connections wait in the listener's
+/// queue whoever dropped what (`net::pooled`).
+pub(crate) const PINNED_RINGS: bool = true;
 
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
