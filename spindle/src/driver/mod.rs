@@ -39,8 +39,10 @@
 //!   in flight never frees what the kernel may still write: see the op lifecycle in [`uring`].
 //!   The sockets' owned-buffer methods (`read_owned`, `write_owned`, `writev_owned`, `send_owned`,
 //!   `recv_owned`, `send_to_owned`, `recv_from_owned`) and `fs::File`'s positional ones are ops
-//!   on the current thread's ring; the op also owns the socket or file (`op::KeepAlive`), so the
-//!   fd stays open until the final completion even if the op and its object are dropped. On
+//!   on the current thread's ring; the op also owns the socket or file (`op::KeepAlive` for
+//!   writes and files; the read ops of `net::stash`, which also hand what a cancelled read took
+//!   back to its socket), so the fd stays open until the final completion even if the op and its
+//!   object are dropped. On
 //!   epoll, [`uring_reactor`] returns `None` and callers use readiness plus a non-blocking
 //!   syscall (files: the blocking pool) instead.
 //! - Shutdown: when a runtime is dropped, after its tasks, its reactors are shut down
