@@ -1,5 +1,7 @@
 //! The TCP rows (shared/PERF.md: `echo`, `echo_1conn`): loopback echo on spindle (on io_uring and on
-//! epoll), tokio, smol and a raw io_uring loop.
+//! epoll), tokio, smol and a raw io_uring loop. `http_hello` (hyper under a load generator) shares
+//! their spindle child processes and summary; its server, generators and table are in
+//! [`crate::http_rows`].
 //!
 //! - `echo`: 64 connections, each doing 3000 round trips of a 64-byte message: the client sends 64
 //!   B, waits for the 64 B echo, checks it and repeats; the server echoes what it reads. Clients and
@@ -63,6 +65,17 @@ pub const CHILD_ARG: &str = "--io-child";
 pub enum IoKind {
     /// `conns` connections x `rts` round trips; `latency` rows print µs per round trip.
     Echo { conns: usize, rts: usize, latency: bool },
+    /// `http_hello`: hyper HTTP/1.1 under a load generator (http_rows.rs).
+    Http(crate::http_rows::HttpKind),
+}
+
+/// Rounds for a row whose count is not `--rounds`: `http_hello` under `--quick` runs one round
+/// (its runs last a fixed time; the smoke test only needs it to work).
+pub fn rounds(kind: Kind) -> Option<usize> {
+    match kind {
+        Kind::Io(IoKind::Http(h)) => h.rounds,
+        _ => None,
+    }
 }
 
 /// The message a client sends on connection `conn` in round trip `round` (differs between
@@ -107,6 +120,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
         expect: rts as u64,
         kind: Kind::Io(IoKind::Echo { conns: 1, rts, latency: true }),
     });
+    v.push(crate::http_rows::spec(quick));
     v
 }
 
@@ -460,9 +474,28 @@ struct InChild {
     proc: Arc<ChildProc>,
     flavor: &'static str,
     label: &'static str,
+    /// Requests per run and failures of `http_hello` runs.
+    http: crate::http_rows::HttpLog,
 }
 
 impl InChild {
+    /// One `http_hello` run: the child serves (`http <flavor>`, reply `addr <ip:port>`), this
+    /// process runs the load generator, then `stop` (reply `<cpu ns> <requests answered>`).
+    fn run_http(&self, kind: Kind) -> (Sample, u64) {
+        let reply = self.proc.ask(&format!("http {}", self.flavor));
+        let addr: SocketAddr = reply
+            .strip_prefix("addr ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("bad reply to http: {reply:?}"));
+        let load = crate::http_rows::load(addr, crate::http_rows::window(kind));
+        let reply = self.proc.ask("stop");
+        let (cpu, served) = reply
+            .split_once(' ')
+            .and_then(|(c, s)| Some((c.parse::<u64>().ok()?, s.parse::<u64>().ok()?)))
+            .unwrap_or_else(|| panic!("bad reply to stop: {reply:?}"));
+        self.http.record(load, cpu, served)
+    }
+
     fn run(&self, kind: Kind, count: bool) -> Outcome {
         let (conns, rts) = echo_sizes(kind);
         let reply = self.proc.ask(&format!("echo {} {conns} {rts} {}", self.flavor, u8::from(count)));
@@ -484,19 +517,36 @@ impl crate::Bench for InChild {
         self.label
     }
     fn once(&self, kind: Kind) -> u64 {
-        self.run(kind, false).check
+        self.once_timed(kind).unwrap().1
     }
     fn once_timed(&self, kind: Kind) -> Option<(Sample, u64)> {
+        if let Kind::Io(IoKind::Http(_)) = kind {
+            return Some(self.run_http(kind));
+        }
         let o = self.run(kind, false);
         Some((Sample { wall_ns: o.wall_ns, cpu_ns: o.cpu_ns }, o.check))
     }
     fn syscalls(&self, kind: Kind) -> Option<Result<u64, String>> {
+        // Not counted for http_hello (PERF.md asks it of echo only); its client, the other
+        // half of every exchange, is another process, which this counter does not see.
+        if let Kind::Io(IoKind::Http(_)) = kind {
+            return None;
+        }
         self.run(kind, true).syscalls
+    }
+    fn extra(&self) -> Vec<f64> {
+        self.http.requests()
+    }
+    fn failures(&self) -> Vec<String> {
+        self.http.errors()
     }
 }
 
-/// The entrants of an I/O row: spindle on io_uring and on epoll (in children), the peers, the raw loop.
-pub fn entrants() -> Vec<(Box<dyn crate::Bench>, bool)> {
+/// The entrants of an I/O row: spindle on io_uring and on epoll (in children), the peers, the raw
+/// loop; for `http_hello`, spindle and tokio with hyper only (PERF.md's target is against tokio +
+/// hyper, and there is no raw HTTP reference).
+pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
+    let http = matches!(kind, Kind::Io(IoKind::Http(_)));
     let mut v: Vec<(Box<dyn crate::Bench>, bool)> = Vec::new();
     for (driver, name, labels) in [
         ("uring", "io_uring", ["spindle-mt/uring", "spindle-ct/uring"]),
@@ -506,11 +556,19 @@ pub fn entrants() -> Vec<(Box<dyn crate::Bench>, bool)> {
             Ok(p) => {
                 let p = Arc::new(p);
                 for (flavor, label) in ["mt", "ct"].into_iter().zip(labels) {
-                    v.push((Box::new(InChild { proc: p.clone(), flavor, label }), true));
+                    let http = crate::http_rows::HttpLog::default();
+                    v.push((Box::new(InChild { proc: p.clone(), flavor, label, http }), true));
                 }
             }
             Err(e) => println!("\n   spindle on {name} left out: {e}"),
         }
+    }
+    if http {
+        use crate::http_rows::{InProc as Http, TokioHttp};
+        // hyper's timers on tokio need its time driver too.
+        v.push((Box::new(Http::<_, TokioHttp>::new(Tokio::multi_thread_io_timed(2))), false));
+        v.push((Box::new(Http::<_, TokioHttp>::new(Tokio::current_thread_io_timed())), false));
+        return v;
     }
     v.push((Box::new(InProc::<_, TokioNet> { rt: Tokio::multi_thread_io(2), net: PhantomData }), false));
     v.push((Box::new(InProc::<_, TokioNet> { rt: Tokio::current_thread_io(), net: PhantomData }), false));
@@ -525,22 +583,40 @@ pub fn entrants() -> Vec<(Box<dyn crate::Bench>, bool)> {
 }
 
 /// `spindle-bench --io-child`: builds spindle's two runtimes on the backend `SPINDLE_DRIVER` chose,
-/// says `ready <backend>`, then serves `echo <mt|ct> <conns> <rts> <count 0|1>` lines with
-/// `<wall ns> <cpu ns> <check> <syscalls | - | err:why>` until its stdin closes.
+/// says `ready <backend>`, then serves commands until its stdin closes:
+/// - `echo <mt|ct> <conns> <rts> <count 0|1>`: replies `<wall ns> <cpu ns> <check> <syscalls | - | err:why>`;
+/// - `http <mt|ct>`: starts the http_hello server, replies `addr <ip:port>`, serves until the next
+///   line (`stop`), then replies `<cpu ns> <requests answered>` ([`crate::http_rows::child_serve`]).
 pub fn child_main() -> ExitCode {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only; it makes the kernel kill this
     // process if the bench dies (a hung or aborted bench must not leave children behind).
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let mt = Spindle::multi_thread(2);
     let ct = Spindle::current_thread();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "ready {}", mt.io_driver());
-    let _ = out.flush();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
+    // One line at a time, taking no lock across commands: during `http` another thread reads
+    // the `stop` line while this one is inside the runtime.
+    fn say(line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    say(&format!("ready {}", mt.io_driver()));
+    loop {
+        let mut line = String::new();
+        if !matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0) {
+            break;
+        }
         let f: Vec<&str> = line.split_whitespace().collect();
         let (conns, rts, count) = match f.as_slice() {
             ["echo", _, c, r, k] => (c.parse().unwrap(), r.parse().unwrap(), *k == "1"),
+            ["http", "mt"] => {
+                crate::http_rows::child_serve(&mt, say);
+                continue;
+            }
+            ["http", "ct"] => {
+                crate::http_rows::child_serve(&ct, say);
+                continue;
+            }
             _ => panic!("io child: bad command {line:?}"),
         };
         let o = if f[1] == "mt" {
@@ -553,8 +629,7 @@ pub fn child_main() -> ExitCode {
             Some(Ok(n)) => n.to_string(),
             Some(Err(e)) => format!("err:{e}"),
         };
-        let _ = writeln!(out, "{} {} {} {}", o.wall_ns, o.cpu_ns, o.check, sys.replace('\n', " "));
-        let _ = out.flush();
+        say(&format!("{} {} {} {}", o.wall_ns, o.cpu_ns, o.check, sys.replace('\n', " ")));
     }
     ExitCode::SUCCESS
 }
@@ -586,13 +661,14 @@ pub fn syscalls_per_op(row: &str, entrant: &str) -> Option<f64> {
 }
 
 /// Median over rounds of `peer wall / who wall`: how many times `who`'s round trips/s `peer`'s is.
-fn speedup(w: &WorkResult, who: usize, peer: usize) -> f64 {
+pub(crate) fn speedup(w: &WorkResult, who: usize, peer: usize) -> f64 {
     let mut v: Vec<f64> =
         w.rts[who].samples.iter().zip(&w.rts[peer].samples).map(|(a, b)| b.wall_ns as f64 / a.wall_ns as f64).collect();
     median(&mut v)
 }
 
-fn verdict(ok: bool) -> &'static str {
+/// "met" or "MISS".
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
@@ -603,7 +679,15 @@ fn verdict(ok: bool) -> &'static str {
 /// Runs the syscall-counting run of every entrant, prints the row's table and target checks.
 pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
     let s = &w.spec;
-    let Kind::Io(IoKind::Echo { latency, .. }) = s.kind else { unreachable!() };
+    let latency = match s.kind {
+        Kind::Io(IoKind::Echo { latency, .. }) => latency,
+        Kind::Io(IoKind::Http(_)) => {
+            let lines = crate::http_rows::report(w, runtimes);
+            SUMMARY.lock().unwrap().extend(lines);
+            return;
+        }
+        _ => unreachable!(),
+    };
     let ops = s.ops as f64;
     let sys: Vec<Option<Result<f64, String>>> = runtimes
         .iter()
@@ -726,7 +810,10 @@ pub fn print_summary() {
     if lines.is_empty() {
         return;
     }
-    println!("\n== summary of I/O rows: spindle's round trips/s as a multiple of the peer's (> 1 is faster), PERF.md targets");
+    println!(
+        "\n== summary of I/O rows: spindle's round trips/s (http_hello: requests/s) as a multiple of the peer's \
+         (> 1 is faster), PERF.md targets"
+    );
     for l in lines.iter() {
         println!("{l}");
     }

@@ -17,7 +17,13 @@
 //! (`perf_event_open`) on every thread, read just before and after the measured section
 //! (syscount.rs); `strace -c` gives the same counts but slows every syscall, and `--quick` needs
 //! neither strace nor perf installed.
+//!
+//! `http_hello` (http_rows.rs) serves hyper's HTTP/1.1 server on spindle (in the same child
+//! processes) and on tokio under a load generator in a process of its own: `wrk` when it is on
+//! `PATH`, else this binary's built-in one (`--http-load`). Its runs last a fixed time (~3 s;
+//! `--quick`: 0.3 s and a single round), and it reports requests/s against the faster tokio.
 
+mod http_rows;
 mod io_rows;
 mod raw_uring;
 mod rt;
@@ -56,6 +62,11 @@ trait Bench: Sync {
     /// (syscount.rs); `None` where not counted.
     fn syscalls(&self, _kind: Kind) -> Option<Result<u64, String>> {
         None
+    }
+    /// Why runs failed their check, where the entrant can tell (http_hello: wrk's error line, a
+    /// bad response); empty for most rows.
+    fn failures(&self) -> Vec<String> {
+        Vec::new()
     }
     /// A reference (the raw io_uring loop): shown, never the "best peer".
     fn reference(&self) -> bool {
@@ -252,6 +263,9 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(io_rows::CHILD_ARG) {
         return io_rows::child_main();
     }
+    if std::env::args().nth(1).as_deref() == Some(http_rows::LOAD_ARG) {
+        return http_rows::load_main();
+    }
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -322,7 +336,7 @@ fn main() -> ExitCode {
             }
             // I/O rows: each runtime with its own sockets, spindle in child processes (io_rows.rs).
             Kind::Io(_) => {
-                sync_entrants = io_rows::entrants();
+                sync_entrants = io_rows::entrants(spec.kind);
                 &sync_entrants
             }
             _ => &runtimes,
@@ -339,7 +353,8 @@ fn main() -> ExitCode {
             })
             .collect();
         let n = runtimes.len();
-        for round in 0..=opts.rounds {
+        let rounds = io_rows::rounds(spec.kind).unwrap_or(opts.rounds);
+        for round in 0..=rounds {
             for k in 0..n {
                 let i = (round + k) % n;
                 let (b, _) = &runtimes[i];

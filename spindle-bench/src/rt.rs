@@ -120,6 +120,27 @@ impl Tokio {
         Tokio { rt, name: "tokio-ct" }
     }
 
+    /// tokio multi-thread with its I/O and time drivers (http_hello: hyper's timers run on tokio's).
+    pub fn multi_thread_io_timed(workers: usize) -> Tokio {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_io()
+            .enable_time()
+            .build()
+            .expect("build tokio multi-thread runtime");
+        Tokio { rt, name: "tokio-mt" }
+    }
+
+    /// tokio current-thread with its I/O and time drivers.
+    pub fn current_thread_io_timed() -> Tokio {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .expect("build tokio current-thread runtime");
+        Tokio { rt, name: "tokio-ct" }
+    }
+
     /// tokio current-thread with its time driver.
     pub fn current_thread_timed() -> Tokio {
         let rt = tokio::runtime::Builder::new_current_thread()
