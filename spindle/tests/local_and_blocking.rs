@@ -141,20 +141,24 @@ fn spawn_blocking_returns_and_catches_panics() {
 
 #[test]
 fn spawn_blocking_grows_the_pool_for_concurrent_jobs() {
-    // Eight jobs that all wait for each other can only finish if eight threads run at once.
+    // Eight jobs that all wait for each other can only finish if eight threads run at once: the
+    // first burst starts threads; the later ones find them idle and must wake all eight (wakeups
+    // are chained, one in flight at a time, so this also checks the chain reaches every job).
     each_flavor(|rt| {
         let barrier = Arc::new(Barrier::new(8));
         rt.block_on(async {
-            let hs: Vec<_> = (0..8)
-                .map(|_| {
-                    let b = barrier.clone();
-                    spindle::spawn_blocking(move || {
-                        b.wait();
+            for _burst in 0..3 {
+                let hs: Vec<_> = (0..8)
+                    .map(|_| {
+                        let b = barrier.clone();
+                        spindle::spawn_blocking(move || {
+                            b.wait();
+                        })
                     })
-                })
-                .collect();
-            for h in hs {
-                h.await.unwrap();
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
             }
         });
     });
