@@ -94,6 +94,17 @@ impl ScheduledIo {
 }
 
 impl ScheduledIo {
+    /// Drops the stored wakers (the registration is gone: nobody waits on it any more). The
+    /// reactor may keep this state until the kernel confirms the deregistration; a waker kept
+    /// that long would hold its task, and through it the runtime that owns the reactor: a
+    /// reference cycle that leaked the runtime when it was dropped first.
+    fn clear_wakers(&self) {
+        for dir in [Direction::Read, Direction::Write] {
+            let w = self.waker_slot(dir).lock(std::thread::yield_now).take();
+            drop(w);
+        }
+    }
+
     pub(crate) fn new() -> Arc<ScheduledIo> {
         Arc::new(ScheduledIo { readiness: AtomicU32::new(0), reader: SpinLock::new(None), writer: SpinLock::new(None) })
     }
@@ -222,5 +233,6 @@ impl Drop for Registration {
         if let Some(&key) = self.key.get() {
             self.reactor.deregister(self.fd, key);
         }
+        self.io.clear_wakers();
     }
 }
