@@ -310,6 +310,8 @@ pub(crate) struct Reactor {
     bufs: bufring::PoolSlot,
     /// The runtime owning this reactor was shut down: nothing will drive it any more.
     shut_down: AtomicBool,
+    /// Teardown removed the wake poll on purpose: its `ECANCELED` is not to be re-armed.
+    tearing_down: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -348,6 +350,7 @@ impl Reactor {
             eventfd,
             bufs: Default::default(),
             shut_down: AtomicBool::new(false),
+            tearing_down: AtomicBool::new(false),
         };
         if pinned {
             // Submitted by the owner's first wait (the ring is disabled until then).
@@ -641,7 +644,10 @@ impl Reactor {
                 match c.user_data >> TAG_SHIFT {
                     TAG_WAKE => {
                         woken = true;
-                        if !more && c.result != -libc::ECANCELED {
+                        // Ended: re-arm, also after an `ECANCELED` teardown did not ask for (the
+                        // kernel cancels a thread's requests when it exits, and a current-thread
+                        // runtime may outlive the thread that drove it first).
+                        if !more && (c.result != -libc::ECANCELED || !self.tearing_down.load(Relaxed)) {
                             rearm.push(self.wake_poll());
                         }
                     }
@@ -652,7 +658,13 @@ impl Reactor {
                         match &mut entry.state {
                             State::Free => {}
                             State::Poll { io, fd, live } => {
-                                if *live {
+                                // A live registration's poll cancelled by nobody here (the kernel
+                                // cancels requests of a thread that exits: seen for ops, see
+                                // `op::OpData::RESUBMIT_IF_KERNEL_CANCELLED`; a current-thread
+                                // runtime may outlive the thread that drove it first). Not an
+                                // error of the socket: arm it again.
+                                let foreign_cancel = *live && c.result == -libc::ECANCELED;
+                                if *live && !foreign_cancel {
                                     if c.result >= 0 {
                                         ready.push((io.clone(), poll_to_ready(c.result as u32)));
                                     } else {
@@ -660,8 +672,9 @@ impl Reactor {
                                     }
                                 }
                                 if !more {
-                                    if *live && c.result >= 0 {
-                                        // Multishot ended early (e.g. CQ overflow): re-arm.
+                                    if *live && (c.result >= 0 || foreign_cancel) {
+                                        // Multishot ended early (e.g. CQ overflow, or the
+                                        // cancel above): re-arm.
                                         rearm.push(poll_entry(*fd, c.user_data));
                                     } else {
                                         released.push(slab.release(index));
@@ -989,6 +1002,7 @@ impl Drop for Reactor {
                     })
                     .collect()
             };
+            self.tearing_down.store(true, Relaxed);
             cancels.push(opcode::PollRemove::new(WAKE_KEY).build().user_data(IGNORE_KEY));
             self.waiter.store(me, Relaxed);
             self.push(&cancels);

@@ -47,6 +47,12 @@ use crate::io::{BufResult, IoBuf, IoBufMut};
 pub(crate) unsafe trait OpData: Send + 'static {
     /// Builds the SQE (its `user_data` is set by the reactor).
     fn sqe(&mut self) -> squeue::Entry;
+    /// Whether an op the kernel cancelled without being asked may simply be submitted again
+    /// (`ECANCELED` means it did nothing). The kernel cancels the requests a thread submitted
+    /// when that thread exits, and a current-thread runtime may be driven by a thread that is
+    /// gone by the time the op completes. True for reads, writes, sends, receives and accepts;
+    /// not for `connect`, whose retry would find the connection attempt already under way.
+    const RESUBMIT_IF_KERNEL_CANCELLED: bool = true;
     /// Whether the value may move while the op is in flight (see the safety contract). A movable
     /// op's data stays in its future while in flight (no allocation per op) and is boxed into
     /// the reactor's slot only if the future is dropped before the final completion; other ops
@@ -106,13 +112,16 @@ enum OpState<T> {
 pub(crate) struct Op<'r, T: OpData> {
     reactor: &'r super::Reactor,
     state: OpState<T>,
+    /// [`cancel`](Op::cancel) asked for the cancellation: an `ECANCELED` is the answer, not a
+    /// reason to submit again (see `poll`).
+    cancel_requested: bool,
 }
 
 impl<'r, T: OpData> Op<'r, T> {
     /// An op on `reactor` (which must be an io_uring reactor); nothing happens until polled.
     pub(crate) fn new(reactor: &'r Arc<Reactor>, data: T) -> Op<'r, T> {
         let reactor = reactor.as_uring().expect("spindle: completion op on a non-io_uring reactor");
-        Op { reactor, state: OpState::Idle(data) }
+        Op { reactor, state: OpState::Idle(data), cancel_requested: false }
     }
 
     fn uring(&self) -> &'r super::Reactor {
@@ -128,6 +137,7 @@ impl<'r, T: OpData> Op<'r, T> {
             }
             OpState::Submitted { index, generation, kept } => {
                 self.state = OpState::Submitted { index, generation, kept };
+                self.cancel_requested = true;
                 self.uring().cancel_op(index, generation);
                 (&mut self).await
             }
@@ -146,30 +156,7 @@ impl<T: OpData> Future for Op<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion<T>> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, OpState::Done) {
-            OpState::Idle(mut data) => {
-                if this.uring().is_shut_down() {
-                    // Nothing would ever reap it.
-                    return Poll::Ready(Completion { result: Err(super::super::shut_down_error()), flags: 0, data });
-                }
-                let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
-                let (sqe, boxed, kept) = if T::MOVABLE {
-                    (data.sqe(), None, Some(data))
-                } else {
-                    // Boxed first: the SQE may point into the value itself.
-                    let mut b = Box::new(data);
-                    let sqe = b.sqe();
-                    (sqe, Some(b as Box<dyn Any + Send>), None)
-                };
-                // SAFETY: `OpData` promises the SQE points only into heap storage that stays put
-                // until the final CQE: the boxed value, which the reactor's slot owns without
-                // moving it until then (also if this future is dropped), or, for a movable op,
-                // heap storage the value owns, which this future keeps untouched until the final
-                // CQE and hands to the slot if dropped before it (see `Drop`).
-                let (index, generation) =
-                    unsafe { this.uring().submit_op(boxed, sqe, cx.waker().clone(), T::RETURNS_FD, hook) };
-                this.state = OpState::Submitted { index, generation, kept };
-                Poll::Pending
-            }
+            OpState::Idle(data) => this.submit(data, cx),
             OpState::Submitted { index, generation, kept } => match this.uring().poll_op(index, generation, cx.waker())
             {
                 Some((res, flags, boxed)) => {
@@ -178,6 +165,11 @@ impl<T: OpData> Future for Op<'_, T> {
                         (None, Some(b)) => *b.downcast::<T>().expect("spindle: op slot holds another op's data"),
                         (None, None) => unreachable!("spindle: a completed op's data is nowhere"),
                     };
+                    if res == -libc::ECANCELED && !this.cancel_requested && T::RESUBMIT_IF_KERNEL_CANCELLED {
+                        // Nobody here cancelled it: the thread that submitted it exited (see
+                        // `RESUBMIT_IF_KERNEL_CANCELLED`). It did nothing; submit it again.
+                        return this.submit(data, cx);
+                    }
                     let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as u32) };
                     Poll::Ready(Completion { result, flags, data })
                 }
@@ -188,6 +180,34 @@ impl<T: OpData> Future for Op<'_, T> {
             },
             OpState::Done => panic!("spindle: op polled after completion"),
         }
+    }
+}
+
+impl<T: OpData> Op<'_, T> {
+    /// Moves `data` into a new slot (or, movable, keeps it here) and pushes its SQE.
+    fn submit(&mut self, mut data: T, cx: &mut Context<'_>) -> Poll<Completion<T>> {
+        if self.uring().is_shut_down() {
+            // Nothing would ever reap it.
+            return Poll::Ready(Completion { result: Err(super::super::shut_down_error()), flags: 0, data });
+        }
+        let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
+        let (sqe, boxed, kept) = if T::MOVABLE {
+            (data.sqe(), None, Some(data))
+        } else {
+            // Boxed first: the SQE may point into the value itself.
+            let mut b = Box::new(data);
+            let sqe = b.sqe();
+            (sqe, Some(b as Box<dyn Any + Send>), None)
+        };
+        // SAFETY: `OpData` promises the SQE points only into heap storage that stays put until
+        // the final CQE: the boxed value, which the reactor's slot owns without moving it until
+        // then (also if this future is dropped), or, for a movable op, heap storage the value
+        // owns, which this future keeps untouched until the final CQE and hands to the slot if
+        // dropped before it (see `Drop`).
+        let (index, generation) =
+            unsafe { self.uring().submit_op(boxed, sqe, cx.waker().clone(), T::RETURNS_FD, hook) };
+        self.state = OpState::Submitted { index, generation, kept };
+        Poll::Pending
     }
 }
 
@@ -471,6 +491,8 @@ pub(crate) struct Connect {
 
 // SAFETY: the SQE points at `self.addr`, inside the boxed value.
 unsafe impl OpData for Connect {
+    const RESUBMIT_IF_KERNEL_CANCELLED: bool = false;
+
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Connect::new(types::Fd(self.fd), (&self.addr as *const libc::sockaddr_storage).cast(), self.len).build()
     }
