@@ -204,20 +204,29 @@ impl Stash {
 
     /// Locks the stash for a read: `Ready(None)` when nothing is stashed and nothing in flight
     /// (the reader goes to the socket), `Pending` while orphaned reads are in flight with nothing
-    /// stashed yet (or the shut-down error if nothing will complete them any more).
-    fn poll_items(&self, cx: &mut Context<'_>, shut_down: bool) -> Poll<Option<MutexGuard<'_, Inner>>> {
+    /// stashed yet (or the shut-down error if nothing will complete them any more), else the
+    /// locked stash, whose items are not empty.
+    fn poll_items(
+        &self,
+        cx: &mut Context<'_>,
+        shut_down: impl FnOnce() -> bool,
+    ) -> Poll<Option<io::Result<MutexGuard<'_, Inner>>>> {
+        if !self.is_busy() {
+            return Poll::Ready(None);
+        }
+        let shut_down = shut_down();
         let mut inner = lock(&self.inner);
         if !inner.items.is_empty() {
             // Stashed items come first: they were received before anything the socket holds
             // now (and before anything an orphan still in flight may take).
-            return Poll::Ready(Some(inner));
+            return Poll::Ready(Some(Ok(inner)));
         }
         if inner.orphans == 0 {
             self.busy.store(false, Ordering::Release);
             return Poll::Ready(None);
         }
         if shut_down {
-            return Poll::Ready(Some(inner));
+            return Poll::Ready(Some(Err(crate::driver::shut_down_error())));
         }
         if !inner.waiters.iter().any(|w| w.will_wake(cx.waker())) {
             inner.waiters.push(cx.waker().clone());
@@ -241,14 +250,11 @@ impl Stash {
         mode: Mode,
         shut_down: impl FnOnce() -> bool,
     ) -> Poll<Option<io::Result<usize>>> {
-        if !self.is_busy() {
-            return Poll::Ready(None);
-        }
-        let shut_down = shut_down();
-        let Some(mut inner) = std::task::ready!(self.poll_items(cx, shut_down)) else { return Poll::Ready(None) };
-        if inner.items.is_empty() {
-            return Poll::Ready(Some(Err(crate::driver::shut_down_error())));
-        }
+        let mut inner = match std::task::ready!(self.poll_items(cx, shut_down)) {
+            None => return Poll::Ready(None),
+            Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Some(Ok(inner)) => inner,
+        };
         let mut n = 0;
         let mut done = 0;
         let mut res = None;
@@ -298,13 +304,14 @@ impl Stash {
         mode: Mode,
         shut_down: impl FnOnce() -> bool,
     ) -> Poll<Option<io::Result<Datagram>>> {
-        if !self.is_busy() {
-            return Poll::Ready(None);
-        }
-        let shut_down = shut_down();
-        let Some(mut inner) = std::task::ready!(self.poll_items(cx, shut_down)) else { return Poll::Ready(None) };
+        let mut inner = match std::task::ready!(self.poll_items(cx, shut_down)) {
+            None => return Poll::Ready(None),
+            Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Some(Ok(inner)) => inner,
+        };
         let res = match inner.items.front() {
-            None => return Poll::Ready(Some(Err(crate::driver::shut_down_error()))),
+            // Not empty (`poll_items`); read the socket if it ever were.
+            None => return Poll::Ready(None),
             Some(Item::Data { data, pos, from }) => Ok((dst.put(&data[*pos..]), from.clone())),
             Some(Item::Eof) => Ok((0, None)),
             Some(Item::Err(e)) => Err(io::Error::from_raw_os_error(*e)),
