@@ -40,12 +40,14 @@ fn nested_groups_and_scopes_record_the_parent_chain() {
     let root = rt.spawn(async move {
         let (rec, ids, plain) = (r2, i2, p2);
         ids.lock().unwrap().insert("root", me());
+        assert_eq!(spindle::task::parent_id(), None, "spawned from outside any task");
         let g1 = TaskGroup::<(), (), _>::with_spawner(rec.clone());
         assert_eq!(g1.owner(), Some(me()));
         ids.lock().unwrap().insert("g1", g1.id());
         let (rec_a, ids_a) = (rec.clone(), ids.clone());
         g1.spawn(async move {
             ids_a.lock().unwrap().insert("a", me());
+            ids_a.lock().unwrap().insert("a.parent_id()", spindle::task::parent_id().unwrap());
             // A plain spawn from inside a group task: parent A, no group.
             let d = spindle::spawn(async {});
             *plain.lock().unwrap() = Some(d.header_ref().meta().clone());
@@ -55,11 +57,13 @@ fn nested_groups_and_scopes_record_the_parent_chain() {
                 ids_a.lock().unwrap().insert("s1", s.id());
                 s.spawn_task(async move {
                     ids_b.lock().unwrap().insert("b", me());
+                    ids_b.lock().unwrap().insert("b.parent_id()", spindle::task::parent_id().unwrap());
                     let g2 = TaskGroup::<(), (), _>::with_spawner(rec_b.clone());
                     ids_b.lock().unwrap().insert("g2", g2.id());
                     let ids_c = ids_b.clone();
                     g2.spawn(async move {
                         ids_c.lock().unwrap().insert("c", me());
+                        ids_c.lock().unwrap().insert("c.parent_id()", spindle::task::parent_id().unwrap());
                         Ok(())
                     });
                     g2.join_all().await.unwrap();
@@ -88,6 +92,10 @@ fn nested_groups_and_scopes_record_the_parent_chain() {
     // c: member of group g2, created by task b.
     assert_eq!(meta("c").group, group("g2", GroupKind::TaskGroup));
     assert_eq!(meta("c").parent, Some(ids["b"]));
+    // The running task sees the same parent (`task::parent_id`).
+    assert_eq!(ids["a.parent_id()"], ids["root"]);
+    assert_eq!(ids["b.parent_id()"], ids["a"]);
+    assert_eq!(ids["c.parent_id()"], ids["b"]);
     // A plain spawn inside a: parent a, no group.
     let d = plain.lock().unwrap().clone().unwrap();
     assert_eq!(d.parent, Some(ids["a"]));

@@ -258,7 +258,7 @@ fn run_thread(inner: &Arc<Inner>) {
             if wake {
                 inner.job_ready.notify_one();
             }
-            let prev = context::start_poll(Some(job.header().id()));
+            let prev = context::start_poll(Some(job.header()));
             job.run(); // panics are caught inside the task cell
             context::end_poll(prev);
             if inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst) == 1 {

@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::task::{Context as TaskContext, Poll};
 
-use spindle_core::task::TaskId;
+use spindle_core::task::{Header, TaskId};
 
 use super::{current_thread, multi_thread, Scheduler};
 
@@ -26,7 +26,10 @@ pub(crate) struct Context {
     driving: Cell<*const current_thread::Driving>,
     /// Whether this thread is inside a runtime (a worker or a `block_on`), to refuse nested `block_on`.
     entered: Cell<bool>,
-    current_task: Cell<Option<TaskId>>,
+    /// The header of the task being polled on this thread (null between polls). Valid while
+    /// set: the poller holds a reference to the task for the whole poll, and `end_poll` puts
+    /// the previous value back before that reference goes.
+    current_task: Cell<*const Header>,
     budget: Cell<u8>,
     /// `(next, end)` of this thread's reserved block of task ids.
     ids: Cell<(u64, u64)>,
@@ -39,7 +42,7 @@ thread_local! {
             worker: Cell::new(std::ptr::null()),
             driving: Cell::new(std::ptr::null()),
             entered: Cell::new(false),
-            current_task: Cell::new(None),
+            current_task: Cell::new(std::ptr::null()),
             budget: Cell::new(UNCONSTRAINED),
             ids: Cell::new((0, 0)),
         }
@@ -122,14 +125,15 @@ pub(crate) fn driving() -> *const current_thread::Driving {
 /// What a poll replaced in the context, restored by [`end_poll`].
 #[must_use]
 pub(crate) struct PollScope {
-    task: Option<TaskId>,
+    task: *const Header,
     budget: u8,
 }
 
 /// Prepares the context for one task poll: sets the current task and refills the budget.
 #[inline]
-pub(crate) fn start_poll(id: Option<TaskId>) -> PollScope {
-    CONTEXT.with(|c| PollScope { task: c.current_task.replace(id), budget: c.budget.replace(BUDGET) })
+pub(crate) fn start_poll(task: Option<&Header>) -> PollScope {
+    let task = task.map_or(std::ptr::null(), |h| h as *const Header);
+    CONTEXT.with(|c| PollScope { task: c.current_task.replace(task), budget: c.budget.replace(BUDGET) })
 }
 
 /// Restores what [`start_poll`] replaced.
@@ -141,9 +145,27 @@ pub(crate) fn end_poll(prev: PollScope) {
     });
 }
 
+/// Runs `f` on the header of the task being polled on this thread, if any.
+fn with_current_header<R>(f: impl FnOnce(&Header) -> R) -> Option<R> {
+    CONTEXT
+        .try_with(|c| {
+            let p = c.current_task.get();
+            // SAFETY: non-null only between `start_poll` and `end_poll` of a poll on this thread,
+            // while the poller holds a reference to the task (see the field).
+            (!p.is_null()).then(|| f(unsafe { &*p }))
+        })
+        .ok()
+        .flatten()
+}
+
 /// The task being polled on this thread.
 pub(crate) fn current_task() -> Option<TaskId> {
-    CONTEXT.try_with(|c| c.current_task.get()).ok().flatten()
+    with_current_header(Header::id)
+}
+
+/// The parent recorded for the task being polled on this thread (see `TaskMeta::parent`).
+pub(crate) fn current_parent() -> Option<TaskId> {
+    with_current_header(|h| h.meta().parent).flatten()
 }
 
 /// The budget hook installed in `spindle_core::coop`.

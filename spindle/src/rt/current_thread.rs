@@ -262,7 +262,7 @@ impl Shared {
             };
             match task {
                 Some(task) => {
-                    let prev = context::start_poll(Some(task.header().id()));
+                    let prev = context::start_poll(Some(task.header()));
                     task.run();
                     context::end_poll(prev);
                     if self.main_woken.load(Relaxed) {

@@ -9,7 +9,7 @@
 //! `handle.header_ref().meta()`): its name, spawn location, and its place in the task tree —
 //! `parent`, the task that spawned it or owns the scope/group it belongs to, and `group`, that
 //! scope or [`TaskGroup`](crate::TaskGroup) ([`GroupRef`]). [`try_id`] is the id of the task being
-//! polled.
+//! polled, [`parent_id`] its parent.
 //!
 //! ```
 //! spindle::block_on(async {
@@ -153,6 +153,24 @@ impl Future for YieldNow {
 /// ```
 pub fn try_id() -> Option<TaskId> {
     context::current_task()
+}
+
+/// The parent of the task being polled on this thread: the task that spawned it, or for a child
+/// of a `scope!` or `TaskGroup`, the task that owns the scope or group (its
+/// [`TaskMeta::parent`](spindle_core::task::TaskMeta::parent)). `None` outside a task, or for a
+/// task spawned from outside any task (from `block_on`'s future, or another thread).
+///
+/// ```
+/// spindle::block_on(async {
+///     let outer = spindle::spawn(async {
+///         let me = spindle::task::try_id();
+///         spindle::spawn(async { spindle::task::parent_id() }).await.unwrap() == me
+///     });
+///     assert!(outer.await.unwrap());
+/// });
+/// ```
+pub fn parent_id() -> Option<TaskId> {
+    context::current_parent()
 }
 
 /// Spends one unit of the task's cooperative budget, yielding if it is used up. Call it in long

@@ -312,12 +312,12 @@ impl WorkerCtx {
         }
         match task {
             Runnable::Shared(t) => {
-                let prev = context::start_poll(Some(t.header().id()));
+                let prev = context::start_poll(Some(t.header()));
                 t.run();
                 context::end_poll(prev);
             }
             Runnable::Local(t) => {
-                let prev = context::start_poll(Some(t.header().id()));
+                let prev = context::start_poll(Some(t.header()));
                 t.run();
                 context::end_poll(prev);
             }
