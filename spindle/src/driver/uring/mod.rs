@@ -658,11 +658,12 @@ impl Reactor {
                         match &mut entry.state {
                             State::Free => {}
                             State::Poll { io, fd, live } => {
-                                // A live registration's poll cancelled by nobody here (the kernel
-                                // cancels requests of a thread that exits: seen for ops, see
-                                // `op::OpData::RESUBMIT_IF_KERNEL_CANCELLED`; a current-thread
-                                // runtime may outlive the thread that drove it first). Not an
-                                // error of the socket: arm it again.
+                                // A live registration's poll cancelled by nobody here: the kernel
+                                // completes a poll with `ECANCELED` at its first event after the
+                                // thread that submitted it exited (a current-thread runtime may
+                                // outlive the thread that drove it first; see
+                                // tests/driving_thread_exits.rs). Not an error of the socket: arm
+                                // it again (from this thread).
                                 let foreign_cancel = *live && c.result == -libc::ECANCELED;
                                 if *live && !foreign_cancel {
                                     if c.result >= 0 {
