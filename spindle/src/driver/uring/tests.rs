@@ -556,7 +556,6 @@ fn dropped_reads_never_free_a_buffer_the_kernel_writes() {
     if !available() {
         return;
     }
-    let _one_at_a_time = QUARANTINE_TEST.lock().unwrap_or_else(|e| e.into_inner());
     for r in [shared(), pinned()] {
         r.wait(Some(Duration::ZERO)); // adopt (pinned: become the owner)
         let (a, b) = UnixStream::pair().unwrap();
@@ -601,6 +600,3 @@ fn dropped_reads_never_free_a_buffer_the_kernel_writes() {
         assert!(checked >= 1200, "only {checked} buffers were dropped");
     }
 }
-
-/// Keeps quarantine tests from mixing their canaries.
-static QUARANTINE_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
