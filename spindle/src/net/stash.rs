@@ -47,7 +47,7 @@ use socket2::{SockAddr, SockAddrStorage};
 use spindle_core::loom::unmodelled::{AtomicBool, Ordering};
 
 use super::socket::PollSocket;
-use crate::driver::uring::op::{Completion, Op, OpData};
+use crate::driver::uring::op::{Completion, MsgHdr, Op, OpData};
 use crate::driver::Reactor;
 use crate::io::IoBufMut;
 
@@ -192,9 +192,7 @@ impl Stash {
                 inner.items.push_back(it);
             }
             inner.orphans = inner.orphans.saturating_sub(1);
-            if inner.is_idle() {
-                self.busy.store(false, Ordering::Release);
-            }
+            self.settle(&inner);
             std::mem::take(&mut inner.waiters)
         };
         for w in waiters {
@@ -234,6 +232,7 @@ impl Stash {
         Poll::Pending
     }
 
+    /// Clears `busy` when nothing is stashed or in flight (the caller holds the lock).
     fn settle(&self, inner: &Inner) {
         if inner.is_idle() {
             self.busy.store(false, Ordering::Release);
@@ -378,17 +377,6 @@ unsafe impl<B: IoBufMut> OpData for RecvOp<B> {
     }
 }
 
-/// The message header of a [`RecvMsgOp`] with its one iovec (pointers into the op's own buffer
-/// and address storage).
-struct MsgHdr {
-    msg: libc::msghdr,
-    iov: libc::iovec,
-}
-
-// SAFETY: the pointers inside point into the same op value (its buffer and address storage),
-// which moves between threads as a whole; sending them along is as sound as sending the buffer.
-unsafe impl Send for MsgHdr {}
-
 /// A datagram socket's `recvmsg` into an owned buffer, with the sender's address; an orphaned one
 /// stashes the datagram it took, whole.
 pub(crate) struct RecvMsgOp<B> {
@@ -400,15 +388,12 @@ pub(crate) struct RecvMsgOp<B> {
 
 impl<B: IoBufMut> RecvMsgOp<B> {
     fn new(sock: Arc<PollSocket>, buf: B) -> RecvMsgOp<B> {
-        // SAFETY: msghdr and iovec are plain C data; all-zero (null pointers, zero lengths) is a
-        // valid value of both. `sqe` fills them in.
-        let hdr = unsafe { std::mem::zeroed() };
-        RecvMsgOp { sock, buf, addr: SockAddrStorage::zeroed(), hdr }
+        RecvMsgOp { sock, buf, addr: SockAddrStorage::zeroed(), hdr: MsgHdr::new() }
     }
 
     /// The sender's address the kernel wrote (once the op completed).
     fn from(&mut self) -> SockAddr {
-        let len = self.hdr.msg.msg_namelen.min(self.addr.size_of());
+        let len = self.hdr.name_len().min(self.addr.size_of());
         let storage = std::mem::replace(&mut self.addr, SockAddrStorage::zeroed());
         // SAFETY: the kernel wrote the sender's address into the storage and its length (capped
         // at the storage's size above) into `msg_namelen`.
@@ -423,15 +408,9 @@ unsafe impl<B: IoBufMut> OpData for RecvMsgOp<B> {
     const HAS_ORPHAN_HOOK: bool = true;
 
     fn sqe(&mut self) -> squeue::Entry {
-        self.hdr.iov = libc::iovec { iov_base: self.buf.stable_mut_ptr().cast(), iov_len: self.buf.bytes_total() };
-        self.hdr.msg.msg_name = (&mut self.addr as *mut SockAddrStorage).cast();
-        self.hdr.msg.msg_namelen = self.addr.size_of();
-        self.hdr.msg.msg_iov = &mut self.hdr.iov;
-        self.hdr.msg.msg_iovlen = 1;
-        self.hdr.msg.msg_control = std::ptr::null_mut();
-        self.hdr.msg.msg_controllen = 0;
-        self.hdr.msg.msg_flags = 0;
-        opcode::RecvMsg::new(types::Fd(self.sock.fd()), &mut self.hdr.msg).build()
+        let (len, size) = (self.buf.bytes_total(), self.addr.size_of());
+        self.hdr.set(self.buf.stable_mut_ptr(), len, &mut self.addr, size);
+        opcode::RecvMsg::new(types::Fd(self.sock.fd()), self.hdr.msg_mut()).build()
     }
 
     fn orphaned_completion(&mut self, result: i32) {

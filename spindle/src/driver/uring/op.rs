@@ -405,14 +405,24 @@ pub(crate) struct MsgHdr {
 unsafe impl std::marker::Send for MsgHdr {}
 
 impl MsgHdr {
-    fn new() -> MsgHdr {
+    pub(crate) fn new() -> MsgHdr {
         // SAFETY: msghdr and iovec are plain C data; all-zero (null pointers, zero lengths) is
         // a valid value of both.
         unsafe { std::mem::zeroed() }
     }
 
-    /// Points the header at `len` bytes at `ptr` and at the address storage.
-    fn set(&mut self, ptr: *mut u8, len: usize, addr: *mut SockAddrStorage, addr_len: libc::socklen_t) {
+    /// Points the header at `len` bytes at `ptr` and at the address storage (`addr_len` bytes).
+    /// The header, for the SQE (it points at the iovec inside `self`).
+    pub(crate) fn msg_mut(&mut self) -> &mut libc::msghdr {
+        &mut self.msg
+    }
+
+    /// The address length in the header (after a receive: what the kernel wrote).
+    pub(crate) fn name_len(&self) -> libc::socklen_t {
+        self.msg.msg_namelen
+    }
+
+    pub(crate) fn set(&mut self, ptr: *mut u8, len: usize, addr: *mut SockAddrStorage, addr_len: libc::socklen_t) {
         self.iov = libc::iovec { iov_base: ptr.cast(), iov_len: len };
         self.msg.msg_name = addr.cast();
         self.msg.msg_namelen = addr_len;
