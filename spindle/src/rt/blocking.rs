@@ -64,6 +64,37 @@ struct State {
     shutdown: bool,
 }
 
+/// Who takes a queued job (see [`State::runner_for_queued`]).
+enum Runner {
+    /// A woken thread is on its way (it chains the next wakeup), or every thread is busy at the
+    /// limit.
+    Coming,
+    /// Wake an idle thread (counted in `pending_wakeups`).
+    Wake,
+    /// Start a thread (counted in `threads`).
+    Start,
+}
+
+impl State {
+    /// Decides who takes a job just queued, or still queued behind one a thread took (the
+    /// chained wakeups of the module docs), and counts the wakeup or thread it asks for.
+    fn runner_for_queued(&mut self, max_threads: usize) -> Runner {
+        if self.idle > self.pending_wakeups {
+            if self.pending_wakeups == 0 {
+                self.pending_wakeups += 1;
+                Runner::Wake
+            } else {
+                Runner::Coming
+            }
+        } else if self.threads < max_threads {
+            self.threads += 1;
+            Runner::Start
+        } else {
+            Runner::Coming
+        }
+    }
+}
+
 /// Blocking jobs are never re-scheduled (they finish on their first poll) and have no registry.
 pub(crate) struct NoSchedule;
 
@@ -192,34 +223,34 @@ impl Spawner {
             return join;
         }
         st.queue.push_back(notified);
-        if st.idle > st.pending_wakeups {
-            // An idle thread will take it: wake one unless a wakeup is already on its way (that
-            // thread chains the next wakeup if more jobs are left when it takes one).
-            if st.pending_wakeups == 0 {
-                st.pending_wakeups += 1;
+        match st.runner_for_queued(self.inner.max_threads) {
+            // A wakeup is on its way, or every thread is busy at the limit: the job waits its turn.
+            Runner::Coming => {}
+            Runner::Wake => {
                 drop(st);
                 self.inner.job_ready.notify_one();
             }
-        } else if st.threads < self.inner.max_threads {
-            st.threads += 1;
-            drop(st);
-            if let Err(e) = start_thread(&self.inner) {
-                // Could not start a thread (resource limits): the job stays queued and runs
-                // when an existing thread frees up; if there is none, it fails loudly below.
-                let mut st = self.inner.lock();
-                st.threads -= 1;
-                if st.threads == 0 {
-                    let jobs: Vec<_> = st.queue.drain(..).collect();
-                    drop(st);
-                    eprintln!("spindle: cannot start a blocking-pool thread ({e}); cancelling queued blocking jobs");
-                    for j in jobs {
-                        j.into_task().shutdown();
-                        self.inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst);
+            Runner::Start => {
+                drop(st);
+                if let Err(e) = start_thread(&self.inner) {
+                    // Could not start a thread (resource limits): the job stays queued and runs
+                    // when an existing thread frees up; if there is none, it fails loudly below.
+                    let mut st = self.inner.lock();
+                    st.threads -= 1;
+                    if st.threads == 0 {
+                        let jobs: Vec<_> = st.queue.drain(..).collect();
+                        drop(st);
+                        eprintln!(
+                            "spindle: cannot start a blocking-pool thread ({e}); cancelling queued blocking jobs"
+                        );
+                        for j in jobs {
+                            j.into_task().shutdown();
+                            self.inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst);
+                        }
                     }
                 }
             }
         }
-        // Otherwise every thread is busy and the pool is at its limit: the job waits its turn.
         join
     }
 }
@@ -241,16 +272,14 @@ fn run_thread(inner: &Arc<Inner>) {
             // which may take long.
             let mut wake = false;
             if !st.queue.is_empty() {
-                if st.idle > st.pending_wakeups {
-                    if st.pending_wakeups == 0 {
-                        st.pending_wakeups += 1;
-                        wake = true;
-                    }
-                } else if st.threads < inner.max_threads {
-                    st.threads += 1;
-                    if start_thread(inner).is_err() {
-                        // This thread takes the rest after its job.
-                        st.threads -= 1;
+                match st.runner_for_queued(inner.max_threads) {
+                    Runner::Coming => {}
+                    Runner::Wake => wake = true,
+                    Runner::Start => {
+                        if start_thread(inner).is_err() {
+                            // This thread takes the rest after its job.
+                            st.threads -= 1;
+                        }
                     }
                 }
             }
