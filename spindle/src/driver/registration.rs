@@ -152,6 +152,13 @@ impl Registration {
         }
     }
 
+    /// Whether a readiness watch is armed for the fd (always on epoll; on io_uring once a
+    /// readiness wait needed it).
+    #[cfg(test)]
+    pub(crate) fn is_armed(&self) -> bool {
+        self.key.get().is_some()
+    }
+
     /// The reactor this fd is registered with.
     pub(crate) fn reactor(&self) -> &Arc<Reactor> {
         &self.reactor

@@ -114,6 +114,51 @@ impl PollSocket {
         })
     }
 
+    /// Connects `sock` (non-blocking, not yet connected) to `addr` and registers it: an io_uring
+    /// `connect` op on the io_uring backend, else a non-blocking `connect` and write readiness.
+    ///
+    /// On io_uring this arms no readiness poll. A stream then used only through completion ops
+    /// (the owned-buffer methods) never gets one, where waiting for connect readiness would
+    /// leave a multishot poll posting a CQE for every segment the socket receives.
+    pub(crate) async fn connect(sock: Socket, addr: &SockAddr) -> io::Result<Arc<PollSocket>> {
+        if let Some(r) = crate::driver::uring_reactor() {
+            if r.is_shut_down() {
+                return Err(crate::driver::shut_down_error());
+            }
+            // Registers with `r` (the reactor `Registration::new` picks too), lazily: nothing armed.
+            let io = Arc::new(PollSocket::new(sock)?);
+            // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
+            op::connect(&r, io.fd(), addr.clone(), io.clone()).await?;
+            return Ok(io);
+        }
+        // Epoll: connect first. An edge-triggered registration of a socket that is not yet
+        // connecting reports it hung up, and a closed direction stays closed.
+        match sock.connect(addr) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let io = PollSocket::new(sock)?;
+        io.wait_connected().await?;
+        Ok(Arc::new(io))
+    }
+
+    /// Waits for a non-blocking `connect` to finish: its error, or `Ok` once connected.
+    async fn wait_connected(&self) -> io::Result<()> {
+        self.io(Direction::Write, || {
+            if let Some(e) = self.sock.take_error()? {
+                return Err(e);
+            }
+            match self.sock.peer_addr() {
+                Ok(_) => Ok(()),
+                // Not connected yet (a spurious readiness): wait for the next event.
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Makes `sock` non-blocking and registers it.
     pub(crate) fn from_blocking(sock: Socket) -> io::Result<PollSocket> {
         sock.set_nonblocking(true)?;
@@ -542,5 +587,44 @@ impl PollSocket {
             unsafe { buf.set_init(*n) };
         }
         (res, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::io::{AsyncReadOwned, AsyncWriteOwned};
+    use crate::net::{TcpListener, TcpStream};
+    use crate::rt::{Builder, IoDriver};
+
+    /// A stream connected and used only through owned-buffer ops arms no readiness poll on
+    /// io_uring (its CQE per received segment would be work for nothing), on both ends; on epoll
+    /// both ends are registered from the start.
+    #[test]
+    fn owned_ops_on_io_uring_arm_no_readiness_poll() {
+        for driver in [IoDriver::Uring, IoDriver::Epoll] {
+            let rt = match Builder::new_current_thread().io_driver(driver).build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    assert_eq!(driver, IoDriver::Uring, "{e}");
+                    eprintln!("io_uring unavailable, that half skipped: {e}");
+                    continue;
+                }
+            };
+            rt.block_on(async {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap();
+                let accept = crate::spawn(async move { l.accept().await.unwrap().0 });
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                let mut s = accept.await.unwrap();
+                let (res, _) = c.write_all_owned(b"ping".to_vec()).await;
+                res.unwrap();
+                let (res, buf) = s.read_exact_owned(vec![0u8; 4]).await;
+                res.unwrap();
+                assert_eq!(buf, b"ping");
+                let armed = driver == IoDriver::Epoll;
+                assert_eq!(c.io.reg.is_armed(), armed, "connected end on {driver:?}");
+                assert_eq!(s.io.reg.is_armed(), armed, "accepted end on {driver:?}");
+            });
+        }
     }
 }

@@ -316,7 +316,7 @@ impl AsFd for TcpListener {
 /// ```
 pub struct TcpStream {
     /// Shared with io_uring ops in flight (they keep the socket open until their final completion).
-    io: Arc<PollSocket>,
+    pub(super) io: Arc<PollSocket>,
 }
 
 impl fmt::Debug for TcpStream {
@@ -357,14 +357,7 @@ impl TcpStream {
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
-        match sock.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        let io = PollSocket::new(sock)?;
-        wait_connected(&io).await?;
-        Ok(TcpStream { io: Arc::new(io) })
+        Ok(TcpStream { io: PollSocket::connect(sock, &addr.into()).await? })
     }
 
     /// Wraps a connected `std::net::TcpStream` (made non-blocking here).
@@ -718,21 +711,6 @@ impl TcpStream {
 }
 
 /// Waits for a non-blocking `connect` to finish: write readiness, then `SO_ERROR`.
-pub(crate) async fn wait_connected(io: &PollSocket) -> io::Result<()> {
-    io.io(Direction::Write, || {
-        if let Some(e) = io.socket().take_error()? {
-            return Err(e);
-        }
-        match io.socket().peer_addr() {
-            Ok(_) => Ok(()),
-            // Not connected yet (a spurious readiness): wait for the next event.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-}
-
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
         self.io.fd()

@@ -23,7 +23,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::socket::PollSocket;
 use super::stream_io::{impl_read, impl_write};
-use super::tcp::{wait_connected, AcceptBackoff};
+use super::tcp::AcceptBackoff;
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
 fn path_error(op: &str, path: &Path, e: io::Error) -> io::Error {
@@ -202,14 +202,7 @@ impl UnixStream {
         let path = path.as_ref();
         let connect = async {
             let sock = new_socket(Type::STREAM)?;
-            match sock.connect(&SockAddr::unix(path)?) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-                Err(e) => return Err(e),
-            }
-            let io = PollSocket::new(sock)?;
-            wait_connected(&io).await?;
-            Ok(UnixStream { io: Arc::new(io) })
+            Ok(UnixStream { io: PollSocket::connect(sock, &SockAddr::unix(path)?).await? })
         };
         connect.await.map_err(|e| path_error("connect", path, e))
     }

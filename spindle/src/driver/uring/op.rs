@@ -492,19 +492,20 @@ unsafe impl OpData for Accept {
     }
 }
 
-/// `connect` to the address in `addr`.
-pub(crate) struct Connect {
+/// `connect` to the address in `addr`, keeping `_keep` (the owner of `fd`) alive as long as the
+/// op may run (see [`KeepAlive`]).
+pub(crate) struct Connect<K> {
     fd: RawFd,
-    addr: libc::sockaddr_storage,
-    len: libc::socklen_t,
+    addr: SockAddr,
+    _keep: K,
 }
 
-// SAFETY: the SQE points at `self.addr`, inside the boxed value.
-unsafe impl OpData for Connect {
+// SAFETY: the SQE points at `self.addr`'s storage, inside the boxed value (not `MOVABLE`).
+unsafe impl<K: Send + 'static> OpData for Connect<K> {
     const RESUBMIT_IF_KERNEL_CANCELLED: bool = false;
 
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::Connect::new(types::Fd(self.fd), (&self.addr as *const libc::sockaddr_storage).cast(), self.len).build()
+        opcode::Connect::new(types::Fd(self.fd), self.addr.as_ptr().cast(), self.addr.len()).build()
     }
 }
 
@@ -639,41 +640,10 @@ pub(crate) async fn accept(r: &Arc<Reactor>, fd: RawFd) -> io::Result<(OwnedFd, 
     Ok((owned, addr))
 }
 
-/// Connects `fd` to `addr`.
-pub(crate) async fn connect(r: &Arc<Reactor>, fd: RawFd, addr: SocketAddr) -> io::Result<()> {
-    let (storage, len) = std_to_sockaddr(addr);
-    Op::new(r, Connect { fd, addr: storage, len }).await.result.map(drop)
-}
-
-fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
+/// Connects `fd` to `addr`; `keep` (the owner of `fd`) stays alive until the op's final
+/// completion even if this future is dropped.
+pub(crate) async fn connect<K: Send + 'static>(r: &Arc<Reactor>, fd: RawFd, addr: SockAddr, keep: K) -> io::Result<()> {
+    Op::new(r, Connect { fd, addr, _keep: keep }).await.result.map(drop)
 }
 
 fn sockaddr_to_std(s: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<SocketAddr> {

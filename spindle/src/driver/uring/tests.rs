@@ -213,7 +213,8 @@ fn accept_and_connect() {
     assert!(fd >= 0);
     // SAFETY: a fresh fd we own.
     let sock = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let (a, c) = run(&r, async { futures_join(op::accept(&r, l.as_raw_fd()), op::connect(&r, fd, addr)).await });
+    let (a, c) =
+        run(&r, async { futures_join(op::accept(&r, l.as_raw_fd()), op::connect(&r, fd, addr.into(), ())).await });
     c.unwrap();
     let (fd, peer) = a.unwrap();
     assert_eq!(peer, sock.local_addr().unwrap());
