@@ -50,7 +50,8 @@ impl Reactor {
         let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
         // SAFETY: as above.
         let eventfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: WAKE_TOKEN };
+        // Edge-triggered: one event per wake (see `signal_eventfd`), so the counter is never read.
+        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: WAKE_TOKEN };
         // SAFETY: valid fds and a valid event struct on our stack.
         cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, eventfd.as_raw_fd(), &mut ev) })
             .map_err(|e| io::Error::new(e.kind(), format!("spindle: epoll_ctl(eventfd): {e}")))?;
@@ -63,10 +64,7 @@ impl Reactor {
 
     /// Makes a blocked (or the next) `wait` return.
     pub(crate) fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd. EAGAIN (counter full) still
-        // leaves it readable, which is all we need.
-        unsafe { libc::write(self.eventfd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+        super::signal_eventfd(&self.eventfd);
     }
 
     /// Waits for events (or a wake, or the timeout) and dispatches readiness. Returns whether
@@ -102,11 +100,6 @@ impl Reactor {
                     ready.push((io.clone(), epoll_to_ready(ev.events)));
                 }
             }
-        }
-        if woken {
-            let mut buf = 0u64;
-            // SAFETY: reads 8 bytes into a live u64 (resets the counter; EAGAIN is fine).
-            unsafe { libc::read(self.eventfd.as_raw_fd(), &mut buf as *mut u64 as *mut libc::c_void, 8) };
         }
         // Wake outside the slab lock: wakers may register or drop I/O.
         for (io, bits) in ready {
@@ -242,6 +235,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(10));
         r.wake();
         assert!(t.join().unwrap());
+        // Each wake is reported once (edge-triggered; the counter is never reset), and again
+        // after the counter has grown.
+        for _ in 0..2 {
+            r.wake();
+            r.wake();
+            assert!(r.wait(Some(Duration::from_millis(20))));
+            assert!(!r.wait(Some(Duration::from_millis(20))), "woken with no wake");
+        }
     }
 
     fn futures_task_noop() -> Waker {

@@ -62,7 +62,7 @@ pub(crate) mod registration;
 pub(crate) mod uring;
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -239,6 +239,24 @@ impl Reactor {
             Reactor::Epoll(r) => r.deregister(fd, key),
             Reactor::Uring(r) => r.deregister(key),
         }
+    }
+}
+
+/// Signals a reactor's wake eventfd. Both backends watch it edge-triggered (a multishot poll on
+/// io_uring, `EPOLLET` on epoll): every write is one wakeup, whatever the counter holds, so the
+/// counter is never read back (a `read` per wake saved). Only a counter at its maximum refuses a
+/// write (`EAGAIN`, after some 2^64 wakes): then it is reset and written again.
+pub(crate) fn signal_eventfd(fd: &OwnedFd) {
+    let one: u64 = 1;
+    for _ in 0..2 {
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+        let n = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if n == 8 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            return;
+        }
+        let mut buf = 0u64;
+        // SAFETY: reads 8 bytes into a live u64 (resets the counter).
+        unsafe { libc::read(fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
     }
 }
 

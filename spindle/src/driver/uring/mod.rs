@@ -377,10 +377,7 @@ impl Reactor {
 
     /// Makes a blocked (or the next) `wait` return; any thread. Never touches the ring.
     pub(crate) fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd. EAGAIN (counter full) still
-        // leaves it readable, which is all we need.
-        unsafe { libc::write(self.eventfd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+        crate::driver::signal_eventfd(&self.eventfd);
     }
 
     fn on_waiter_thread(&self) -> bool {
@@ -550,12 +547,10 @@ impl Reactor {
             *back = cqes;
         }
         drop(back);
-        if woken {
-            // Reset the counter, or the poll keeps reporting it.
-            let mut buf = 0u64;
-            // SAFETY: reads 8 bytes into a live u64 (EAGAIN is fine).
-            unsafe { libc::read(self.eventfd.as_raw_fd(), &mut buf as *mut u64 as *mut libc::c_void, 8) };
-        }
+        // The eventfd's counter is never read back: the multishot poll posts one CQE per
+        // wakeup of the eventfd (every `wake` write), not while the counter stays non-zero, so
+        // resetting it would cost a `read` per wake for nothing (a re-armed poll reports a
+        // non-zero counter once: one spurious wake). At one per wake it never nears its limit.
         if self.has_pending.load(Relaxed) {
             // Handed-over entries that did not fit: make the next wait come back soon.
             self.wake();

@@ -91,6 +91,18 @@ fn wake_interrupts_wait_shared_and_pinned() {
             assert!(start.elapsed() < Duration::from_secs(5));
         }
         t.join().unwrap();
+        // Each wake is reported once: the eventfd's counter is never reset, and must not make
+        // the next waits return as woken (several wakes before a wait may be one report).
+        for _ in 0..3 {
+            r.wake();
+        }
+        let mut reports = 0;
+        while r.wait(Some(Duration::from_millis(20))) {
+            reports += 1;
+            assert!(reports <= 3, "a wake reported more than once");
+        }
+        assert!(reports >= 1, "the wakes were not reported");
+        assert!(!r.wait(Some(Duration::from_millis(20))), "woken with no wake");
     }
 }
 
