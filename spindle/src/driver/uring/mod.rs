@@ -576,6 +576,29 @@ impl Reactor {
         self.poll_nonblocking(false)
     }
 
+    /// Whether completions wait to be reaped by this ring's owner without the kernel having been
+    /// entered: task work deferred by the kernel (`IORING_SQ_TASKRUN`: pinned rings post their
+    /// completions only when the owner enters), a CQ overflow, or CQEs already posted. No
+    /// syscall; what a worker watches while it spins before parking.
+    pub(crate) fn has_completions_waiting(&self) -> bool {
+        {
+            let _g = self.lock_slab();
+            // SAFETY: we hold the slab lock: the only SubmissionQueue view.
+            let sq = unsafe { self.ring.submission_shared() };
+            if sq.taskrun() || sq.cq_overflow() {
+                return true;
+            }
+        }
+        let _c = lock(&self.cq_lock);
+        // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
+        !unsafe { self.ring.completion_shared() }.is_empty()
+    }
+
+    /// Whether ops or registrations of this ring are in flight (so completions may come).
+    pub(crate) fn has_in_flight(&self) -> bool {
+        self.lock_slab().in_flight > 0
+    }
+
     /// Whether entries this thread pushed wait for its next wait or maintenance poll.
     pub(crate) fn has_unsubmitted(&self) -> bool {
         self.unsubmitted.load(Relaxed)

@@ -16,8 +16,11 @@
 //! - Fairness: the LIFO slot is used at most `MAX_LIFO_POLLS` times in a row and can be stolen;
 //!   the inject queue is checked first every `GLOBAL_INTERVAL` ticks; local and shared tasks alternate.
 //! - Idle: a worker with nothing to do tries to steal (as a "searcher", at most half the workers
-//!   at once), then parks at once (no spinning: its own reactor's work only arrives through the
-//!   park). Producers wake a parked worker only when nobody is
+//!   at once), then parks: at once on epoll (its own reactor's work only arrives through the
+//!   park); on io_uring, with I/O in flight, after looking for work for up to
+//!   `SPIN_BEFORE_PARK` (its completions are visible without a syscall, and a sleeping thread
+//!   costs microseconds to wake; a spinning worker is not parked, producers never unpark it, it
+//!   sees their work itself). Producers wake a parked worker only when nobody is
 //!   searching (see `idle.rs` for the lost-wakeup argument). Tasks woken by the I/O a worker
 //!   dispatches inside its own park are queued without notifying anyone; after the park, one
 //!   sibling is notified if more than one task is queued.
@@ -72,6 +75,11 @@ pub(crate) const PINNED_RINGS: bool = true;
 
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
+/// How long an io_uring worker with I/O in flight looks for work before parking (see
+/// `WorkerCtx::spin_for_work`).
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
+/// Work checks between two clock reads while spinning.
+const SPIN_CHECKS_PER_CLOCK_READ: u32 = 16;
 
 pub(crate) struct Shared {
     remotes: Box<[Remote]>,
@@ -306,12 +314,54 @@ impl WorkerCtx {
                 self.run_task(t);
                 continue;
             }
-            // No spinning before the park: the work this worker's own reactor brings arrives only
-            // through its park (which a spin would delay: measured, a spin of 256 PAUSEs made a
-            // one-connection echo on epoll 2x slower and cost ping_pong and chained_spawn too),
-            // and work from other workers wakes us through `notify_parked`.
+            // An io_uring worker with I/O in flight spins briefly first (see `spin_for_work`):
+            // its completions are visible without a syscall. An epoll worker parks at once: the
+            // work its own reactor brings arrives only through its park (which a spin would
+            // delay: measured, a spin of 256 PAUSEs made a one-connection echo on epoll 2x slower
+            // and cost ping_pong and chained_spawn too), and work from other workers wakes it
+            // through `notify_parked`.
+            if let Some(r) = uring {
+                if self.spin_for_work(r) {
+                    continue;
+                }
+            }
             self.park();
             self.core.borrow_mut().polls_since_io = 0;
+        }
+    }
+
+    /// Before parking, a worker whose io_uring has ops in flight looks for work for up to
+    /// [`SPIN_BEFORE_PARK`]: its own completions (visible without a syscall on a pinned ring),
+    /// its queues, and work other workers published. Returns whether it found some.
+    ///
+    /// Why: a completion for a parked worker's ring wakes its thread, and waking a sleeping
+    /// thread (an idle core, in a VM an exit to the hypervisor) costs several microseconds, more
+    /// than a whole loopback round trip; with the two ends of a conversation on two workers that
+    /// was paid twice per exchange (echo_1conn on two workers: 11 us per round trip, 3.5 us on
+    /// one thread). Spinning meanwhile costs at most this long per idle spell, and only while
+    /// I/O is in flight. The entries this worker queued are submitted first (the park would
+    /// have submitted them with its wait). Epoll workers do not spin: their events are only
+    /// seen through a syscall, and measured, a spin made their one-connection echo 2x slower.
+    fn spin_for_work(&self, r: &crate::driver::uring::Reactor) -> bool {
+        if !r.has_in_flight() {
+            return false;
+        }
+        if r.has_unsubmitted() {
+            r.maintain();
+            self.core.borrow_mut().polls_since_io = 0;
+        }
+        let shared = &*self.shared;
+        let deadline = Instant::now() + SPIN_BEFORE_PARK;
+        loop {
+            for _ in 0..SPIN_CHECKS_PER_CLOCK_READ {
+                if self.has_local_work() || shared.has_visible_work() || r.has_completions_waiting() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if shared.shutdown.load(Acquire) || Instant::now() >= deadline {
+                return false;
+            }
         }
     }
 
