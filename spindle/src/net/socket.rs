@@ -128,7 +128,18 @@ impl PollSocket {
             // Registers with `r` (the reactor `Registration::new` picks too), lazily: nothing armed.
             let io = Arc::new(PollSocket::new(sock)?);
             // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
-            op::connect(&r, io.fd(), addr.clone(), io.clone()).await?;
+            match op::connect(&r, io.fd(), addr.clone(), io.clone()).await {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EISCONN) => {}
+                // Nobody here cancels a connect op (a dropped future sees no result): the kernel
+                // did, because the thread that submitted it exited, after starting the connect
+                // (or an older kernel handed back the non-blocking connect's progress). Finish
+                // it through readiness, as on epoll.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ECANCELED | libc::EINPROGRESS | libc::EALREADY)) => {
+                    io.wait_connected().await?
+                }
+                Err(e) => return Err(e),
+            }
             return Ok(io);
         }
         // Epoll: connect first. An edge-triggered registration of a socket that is not yet
