@@ -715,3 +715,49 @@ fn socket_outlives_its_runtime() {
         assert!(e.to_string().contains("shut down"), "{name}: {e}");
     }
 }
+
+/// A socket's readiness is dispatched while another task keeps the worker busy with timers
+/// (a paused clock makes every park a virtual-time jump that never waits in the reactor): the
+/// periodic maintenance must still poll the reactor. Found in review: resetting the maintenance
+/// count at every park left the readiness undelivered on epoll.
+#[test]
+fn readiness_is_dispatched_while_a_task_sleeps_in_a_loop() {
+    let _s = serial();
+    for driver in [spindle::runtime::IoDriver::Epoll, spindle::runtime::IoDriver::Uring] {
+        let Ok(rt) = spindle::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .io_driver(driver)
+            .start_paused(true)
+            .build()
+        else {
+            eprintln!("{driver:?} unavailable, skipped");
+            continue;
+        };
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut server, _) = l.accept().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        rt.spawn(async move {
+            let mut s = TcpStream::from_std(client).unwrap();
+            let mut b = [0u8; 4];
+            let r = s.read_exact(&mut b).await;
+            d.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(r.map(|()| b));
+        });
+        let d = done.clone();
+        rt.spawn(async move {
+            let start = std::time::Instant::now();
+            while !d.load(std::sync::atomic::Ordering::SeqCst) && start.elapsed() < Duration::from_secs(4) {
+                spindle::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        std::io::Write::write_all(&mut server, b"ping").unwrap();
+        let r = rx.recv_timeout(Duration::from_secs(3));
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let r = r.unwrap_or_else(|_| panic!("{driver:?}: the socket's readiness was not dispatched in 3 s"));
+        assert_eq!(&r.unwrap(), b"ping");
+    }
+}

@@ -119,12 +119,13 @@ struct Core {
     run_queue: Local<Notified<Sched>>,
     local_queue: VecDeque<Notified<LocalSched>>,
     tick: u32,
-    /// Task polls since this worker's reactor last had everything submitted and was reaped (by
-    /// a park, or a reap or maintenance poll that left nothing queued). The periodic reactor
-    /// maintenance waits for this to reach `GLOBAL_INTERVAL`: a worker whose queue drains often
-    /// (and reaps then) makes no extra `io_uring_enter` every `GLOBAL_INTERVAL` polls (measured:
-    /// half the entries of a 64-connection echo on two workers were these), while one that never
-    /// runs out of tasks still submits and reaps at least that often.
+    /// Tasks taken since this worker's reactor last had everything submitted and was reaped
+    /// (an io_uring reap or maintenance poll that left nothing queued; on epoll only the
+    /// maintenance itself). The periodic reactor maintenance waits for this to reach
+    /// `GLOBAL_INTERVAL`: an io_uring worker whose queue drains often (and reaps then) makes no
+    /// extra `io_uring_enter` every `GLOBAL_INTERVAL` tasks (measured: a third of the entries of
+    /// a 64-connection echo on two workers were these), while any worker still polls its
+    /// reactor at least that often.
     polls_since_io: u32,
     lifo_polls: u32,
     is_searching: bool,
@@ -325,8 +326,10 @@ impl WorkerCtx {
                     continue;
                 }
             }
+            // No reset of `polls_since_io` here: a park may return without waiting in the
+            // reactor (an unpark token, a virtual-time jump, work found), and on epoll nothing
+            // else polls it.
             self.park();
-            self.core.borrow_mut().polls_since_io = 0;
         }
     }
 
