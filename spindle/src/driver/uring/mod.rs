@@ -576,27 +576,25 @@ impl Reactor {
         self.poll_nonblocking(false)
     }
 
-    /// Whether completions wait to be reaped by this ring's owner without the kernel having been
-    /// entered: task work deferred by the kernel (`IORING_SQ_TASKRUN`: pinned rings post their
-    /// completions only when the owner enters), a CQ overflow, or CQEs already posted. No
-    /// syscall; what a worker watches while it spins before parking.
-    pub(crate) fn has_completions_waiting(&self) -> bool {
-        {
-            let _g = self.lock_slab();
-            // SAFETY: we hold the slab lock: the only SubmissionQueue view.
-            let sq = unsafe { self.ring.submission_shared() };
-            if sq.taskrun() || sq.cq_overflow() {
-                return true;
-            }
+    /// For the owner of a pinned ring spinning before it parks: whether the kernel has deferred
+    /// completions for it (`IORING_SQ_TASKRUN`; a pinned ring posts them only when its owner
+    /// enters the kernel, so they are not in the CQ yet) or the CQ overflowed. No syscall, and no
+    /// waiting for the slab lock: while another thread holds it this says `false` (the next
+    /// check sees the flag). `false` on shared rings (their completions are not deferred).
+    pub(crate) fn has_deferred_completions(&self) -> bool {
+        if !self.pinned {
+            return false;
         }
-        let _c = lock(&self.cq_lock);
-        // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
-        !unsafe { self.ring.completion_shared() }.is_empty()
+        let Some(_g) = self.slab.try_lock() else { return false };
+        // SAFETY: we hold the slab lock: the only SubmissionQueue view.
+        let sq = unsafe { self.ring.submission_shared() };
+        sq.taskrun() || sq.cq_overflow()
     }
 
-    /// Whether ops or registrations of this ring are in flight (so completions may come).
-    pub(crate) fn has_in_flight(&self) -> bool {
-        self.lock_slab().in_flight > 0
+    /// Whether this ring is pinned and has requests in flight (ops or armed registrations), so
+    /// deferred completions may come for its owner (see [`has_deferred_completions`]).
+    pub(crate) fn is_pinned_with_requests_in_flight(&self) -> bool {
+        self.pinned && self.lock_slab().in_flight > 0
     }
 
     /// Whether entries this thread pushed wait for its next wait or maintenance poll.

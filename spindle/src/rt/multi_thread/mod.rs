@@ -17,10 +17,11 @@
 //!   the inject queue is checked first every `GLOBAL_INTERVAL` ticks; local and shared tasks alternate.
 //! - Idle: a worker with nothing to do tries to steal (as a "searcher", at most half the workers
 //!   at once), then parks: at once on epoll (its own reactor's work only arrives through the
-//!   park); on io_uring, with I/O in flight, after looking for work for up to
-//!   `SPIN_BEFORE_PARK` (its completions are visible without a syscall, and a sleeping thread
-//!   costs microseconds to wake; a spinning worker is not parked, producers never unpark it, it
-//!   sees their work itself). Producers wake a parked worker only when nobody is
+//!   park); on io_uring, with requests in flight and while spinning pays, after looking for
+//!   work for up to `SPIN_BEFORE_PARK` (the kernel's flag for deferred completions is visible
+//!   without a syscall, and a sleeping thread costs microseconds to wake; a spinning worker is
+//!   not parked, so producers do not unpark it: it sees their work itself). Producers wake a
+//!   parked worker only when nobody is
 //!   searching (see `idle.rs` for the lost-wakeup argument). Tasks woken by the I/O a worker
 //!   dispatches inside its own park are queued without notifying anyone; after the park, one
 //!   sibling is notified if more than one task is queued.
@@ -78,6 +79,8 @@ const GLOBAL_INTERVAL: u32 = 61;
 /// How long an io_uring worker with I/O in flight looks for work before parking (see
 /// `WorkerCtx::spin_for_work`).
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
+/// A park shorter than this makes the next idle spell spin (see `WorkerCtx::spin_for_work`).
+const SHORT_PARK: Duration = Duration::from_micros(50);
 /// Work checks between two clock reads while spinning.
 const SPIN_CHECKS_PER_CLOCK_READ: u32 = 16;
 
@@ -144,6 +147,8 @@ pub(crate) struct WorkerCtx {
     /// whether there is more than we take ourselves.
     in_driver: std::cell::Cell<bool>,
     notify_deferred: std::cell::Cell<bool>,
+    /// Whether the next idle spell spins before parking (io_uring; see `spin_for_work`).
+    spin_next: std::cell::Cell<bool>,
 }
 
 /// Scheduler handle of `Send` tasks.
@@ -243,6 +248,7 @@ fn run_worker(shared: Arc<Shared>, core: Core, driver: Driver) {
         driver: RefCell::new(driver),
         in_driver: std::cell::Cell::new(false),
         notify_deferred: std::cell::Cell::new(false),
+        spin_next: std::cell::Cell::new(false),
     };
     let prev = context::set_worker(&w);
     w.run();
@@ -315,8 +321,9 @@ impl WorkerCtx {
                 self.run_task(t);
                 continue;
             }
-            // An io_uring worker with I/O in flight spins briefly first (see `spin_for_work`):
-            // its completions are visible without a syscall. An epoll worker parks at once: the
+            // An io_uring worker may spin briefly first (see `spin_for_work`): the kernel's flag
+            // for its deferred completions is visible without a syscall. An epoll worker parks
+            // at once: the
             // work its own reactor brings arrives only through its park (which a spin would
             // delay: measured, a spin of 256 PAUSEs made a one-connection echo on epoll 2x slower
             // and cost ping_pong and chained_spawn too), and work from other workers wakes it
@@ -329,40 +336,53 @@ impl WorkerCtx {
             // No reset of `polls_since_io` here: a park may return without waiting in the
             // reactor (an unpark token, a virtual-time jump, work found), and on epoll nothing
             // else polls it.
-            self.park();
+            if uring.is_some() && !self.shared.clock.is_paused() {
+                // A short park means a spin would have caught the wakeup: spin next time.
+                let start = Instant::now();
+                self.park();
+                self.spin_next.set(start.elapsed() < SHORT_PARK);
+            } else {
+                self.park();
+            }
         }
     }
 
-    /// Before parking, a worker whose io_uring has ops in flight looks for work for up to
-    /// [`SPIN_BEFORE_PARK`]: its own completions (visible without a syscall on a pinned ring),
-    /// its queues, and work other workers published. Returns whether it found some.
+    /// Before parking, a worker whose (pinned) io_uring has requests in flight may look for work
+    /// for up to [`SPIN_BEFORE_PARK`]: completions the kernel deferred for it (the
+    /// `IORING_SQ_TASKRUN` flag, visible without a syscall; reaping them then takes one enter),
+    /// its own queues, and work other workers published. Returns whether it found some.
     ///
     /// Why: a completion for a parked worker's ring wakes its thread, and waking a sleeping
-    /// thread (an idle core, in a VM an exit to the hypervisor) costs several microseconds, more
-    /// than a whole loopback round trip; with the two ends of a conversation on two workers that
-    /// was paid twice per exchange (echo_1conn on two workers: 11 us per round trip, 3.5 us on
-    /// one thread). Spinning meanwhile costs at most this long per idle spell, and only while
-    /// I/O is in flight. The entries this worker queued are submitted first (the park would
-    /// have submitted them with its wait). Epoll workers do not spin: their events are only
-    /// seen through a syscall, and measured, a spin made their one-connection echo 2x slower.
+    /// thread (an idle core; in a VM, an exit to the hypervisor) costs several microseconds,
+    /// more than a whole loopback round trip. With the two ends of a conversation on two
+    /// workers that was paid twice per exchange (echo_1conn on two workers: 10-15 us per round
+    /// trip; spinning, the idle worker also steals the other end and both settle on one worker:
+    /// 3.9 us). The spin is adaptive, so a worker that is woken rarely does not pay for it on
+    /// every idle spell: it spins only while spinning pays (the last spin found work) or its last
+    /// park was short enough that a spin would have caught its wakeup. Never under a paused
+    /// clock (virtual time jumps at the park). The entries this worker queued are submitted
+    /// first (the park would have submitted them with its wait). Epoll workers never spin: their
+    /// events are only seen through a syscall, and measured, a spin made their one-connection
+    /// echo 2x slower.
     fn spin_for_work(&self, r: &crate::driver::uring::Reactor) -> bool {
-        if !r.has_in_flight() {
+        let shared = &*self.shared;
+        if !self.spin_next.get() || shared.clock.is_paused() || !r.is_pinned_with_requests_in_flight() {
             return false;
         }
         if r.has_unsubmitted() {
             r.maintain();
             self.core.borrow_mut().polls_since_io = 0;
         }
-        let shared = &*self.shared;
         let deadline = Instant::now() + SPIN_BEFORE_PARK;
         loop {
             for _ in 0..SPIN_CHECKS_PER_CLOCK_READ {
-                if self.has_local_work() || shared.has_visible_work() || r.has_completions_waiting() {
+                if self.has_local_work() || shared.has_visible_work() || r.has_deferred_completions() {
                     return true;
                 }
                 std::hint::spin_loop();
             }
             if shared.shutdown.load(Acquire) || Instant::now() >= deadline {
+                self.spin_next.set(false);
                 return false;
             }
         }
