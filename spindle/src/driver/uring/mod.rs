@@ -547,10 +547,11 @@ impl Reactor {
             *back = cqes;
         }
         drop(back);
-        // The eventfd's counter is never read back: the multishot poll posts one CQE per
-        // wakeup of the eventfd (every `wake` write), not while the counter stays non-zero, so
-        // resetting it would cost a `read` per wake for nothing (a re-armed poll reports a
-        // non-zero counter once: one spurious wake). At one per wake it never nears its limit.
+        // The eventfd's counter is never read back: the multishot poll posts a CQE for wakeups
+        // of the eventfd (`wake` writes; writes before the kernel handles the first may make
+        // one CQE), not while the counter stays non-zero, so resetting it would cost a `read`
+        // per wake for nothing (a re-armed poll reports a non-zero counter once: one spurious
+        // wake). At one per wake it never nears its limit.
         if self.has_pending.load(Relaxed) {
             // Handed-over entries that did not fit: make the next wait come back soon.
             self.wake();
