@@ -75,32 +75,34 @@ impl Driver {
 
     /// Blocks until unparked.
     pub(crate) fn park(&mut self) {
-        self.park_until(None)
+        self.park_until(None);
     }
 
     /// Blocks until unparked or `timeout` passed.
     pub(crate) fn park_timeout(&mut self, timeout: Duration) {
-        self.park_until(Some(timeout))
+        self.park_until(Some(timeout));
     }
 
-    /// Blocks until unparked or, if given, `timeout` passed.
-    pub(crate) fn park_until(&mut self, timeout: Option<Duration>) {
+    /// Blocks until unparked or, if given, `timeout` passed. Returns whether it waited in the
+    /// reactor (which then submitted, reaped and dispatched everything pending); a pending
+    /// unpark token returns at once without.
+    pub(crate) fn park_until(&mut self, timeout: Option<Duration>) -> bool {
         let word = &self.state.word;
         // Consume a pending token without sleeping.
         if word.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok() {
-            return;
+            return false;
         }
         if word.compare_exchange(EMPTY, PARKED, Acquire, Acquire).is_err() {
             // A token arrived between the two exchanges.
             word.store(EMPTY, Release);
-            return;
+            return false;
         }
         if let Some(reactor) = &self.state.reactor {
             // One wait: events, an unpark (eventfd) or the timeout all end it; spurious returns
             // are allowed by the contract.
             reactor.wait(timeout);
             word.swap(EMPTY, Acquire);
-            return;
+            return true;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -111,13 +113,13 @@ impl Driver {
                     _ => {
                         // Timed out: leave, taking a token if one raced in.
                         word.swap(EMPTY, Acquire);
-                        return;
+                        return false;
                     }
                 },
             };
             futex_wait(word, PARKED, remaining);
             if word.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok() {
-                return;
+                return false;
             }
             // Spurious wake (or EINTR): sleep again.
         }

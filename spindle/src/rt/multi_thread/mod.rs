@@ -333,16 +333,20 @@ impl WorkerCtx {
                     continue;
                 }
             }
-            // No reset of `polls_since_io` here: a park may return without waiting in the
-            // reactor (an unpark token, a virtual-time jump, work found), and on epoll nothing
-            // else polls it.
-            if uring.is_some() && !self.shared.clock.is_paused() {
+            // A park resets `polls_since_io` only if it waited in the reactor: it may return
+            // without (an unpark token, a virtual-time jump, work found), and on epoll nothing
+            // else polls the reactor.
+            let polled = if uring.is_some() && !self.shared.clock.is_paused() {
                 // A short park means a spin would have caught the wakeup: spin next time.
                 let start = Instant::now();
-                self.park();
+                let polled = self.park();
                 self.spin_next.set(start.elapsed() < SHORT_PARK);
+                polled
             } else {
-                self.park();
+                self.park()
+            };
+            if polled {
+                self.core.borrow_mut().polls_since_io = 0;
             }
         }
     }
@@ -556,10 +560,13 @@ impl WorkerCtx {
             || self.core.try_borrow().map(|c| !c.local_queue.is_empty() || !c.run_queue.is_empty()).unwrap_or(true)
     }
 
-    fn park(&self) {
+    /// Parks until there is work; returns whether it waited in the reactor (see
+    /// `Driver::park_until`).
+    fn park(&self) -> bool {
         let shared = &*self.shared;
+        let mut polled = false;
         if self.has_local_work() {
-            return;
+            return polled;
         }
         let was_searching = std::mem::replace(&mut self.core.borrow_mut().is_searching, false);
         let parked = shared.idle.transition_to_parked(self.index, was_searching);
@@ -578,7 +585,7 @@ impl WorkerCtx {
                 let next = timers.prepare_park();
                 let timeout = next.and_then(|t| shared.clock.until_tick(t));
                 self.in_driver.set(true);
-                self.driver.borrow_mut().park_until(timeout);
+                polled |= self.driver.borrow_mut().park_until(timeout);
                 self.in_driver.set(false);
                 timers.unparked();
                 if self.notify_deferred.replace(false) && self.has_surplus_work() {
@@ -596,18 +603,18 @@ impl WorkerCtx {
             }
             if shared.shutdown.load(Acquire) {
                 shared.idle.unpark_self(self.index);
-                return;
+                return polled;
             }
             if !shared.idle.is_parked(self.index) {
                 // Picked by `notify_parked`: we count as searching.
                 self.core.borrow_mut().is_searching = true;
-                return;
+                return polled;
             }
             if self.has_local_work() {
                 if !shared.idle.unpark_self(self.index) {
                     self.core.borrow_mut().is_searching = true;
                 }
-                return;
+                return polled;
             }
             // Otherwise a spurious wakeup (or an auto-advance that woke only other threads).
         }
