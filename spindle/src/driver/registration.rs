@@ -131,6 +131,13 @@ impl Registration {
         Registration::with_reactor(reactor, fd)
     }
 
+    /// Registers `fd` (already non-blocking), an accepted connection, with the reactor
+    /// `rt::spread_reactor` picks: on a multi-thread runtime the workers' in turn.
+    pub(crate) fn new_spread(fd: RawFd) -> io::Result<Registration> {
+        let reactor = crate::rt::spread_reactor().unwrap_or_else(super::global_reactor);
+        Registration::with_reactor(reactor, fd)
+    }
+
     /// Registers `fd` with a given reactor.
     pub(crate) fn with_reactor(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
         let io = ScheduledIo::new();

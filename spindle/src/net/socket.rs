@@ -104,14 +104,18 @@ impl PollSocket {
     /// Registers `sock`, which must already be non-blocking, with the current reactor.
     pub(crate) fn new(sock: Socket) -> io::Result<PollSocket> {
         let reg = Registration::new(sock.as_raw_fd())?;
-        Ok(PollSocket {
+        Ok(PollSocket::with_registration(sock, reg))
+    }
+
+    fn with_registration(sock: Socket, reg: Registration) -> PollSocket {
+        PollSocket {
             reg,
             shared: Default::default(),
             primed: [AtomicBool::new(false), AtomicBool::new(false)],
             pooled: Default::default(),
             stash: Stash::default(),
             sock,
-        })
+        }
     }
 
     /// Connects `sock` (non-blocking, not yet connected) to `addr` and registers it: an io_uring
@@ -168,6 +172,13 @@ impl PollSocket {
             }
         })
         .await
+    }
+
+    /// Registers `sock`, an accepted connection (non-blocking), with the reactor
+    /// `Registration::new_spread` picks.
+    pub(crate) fn accepted(sock: Socket) -> io::Result<PollSocket> {
+        let reg = Registration::new_spread(sock.as_raw_fd())?;
+        Ok(PollSocket::with_registration(sock, reg))
     }
 
     /// Makes `sock` non-blocking and registers it.
@@ -606,6 +617,40 @@ mod tests {
     use crate::io::{AsyncReadOwned, AsyncWriteOwned};
     use crate::net::{TcpListener, TcpStream};
     use crate::rt::{Builder, IoDriver};
+
+    /// Accepted connections register with the workers' reactors in turn on a multi-thread
+    /// runtime (the acceptor's worker would otherwise dispatch every connection's events), and
+    /// with the runtime's one reactor on a current-thread runtime.
+    #[test]
+    fn accepted_connections_spread_over_the_workers_reactors() {
+        for (workers, multi) in [(2, true), (1, false)] {
+            let rt = if multi {
+                Builder::new_multi_thread().worker_threads(workers).build().unwrap()
+            } else {
+                Builder::new_current_thread().build().unwrap()
+            };
+            let reactors = rt.block_on(async {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap();
+                let clients: Vec<_> = (0..4).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+                let accepted = crate::spawn(async move {
+                    let mut v = Vec::new();
+                    for _ in 0..4 {
+                        v.push(l.accept().await.unwrap().0);
+                    }
+                    v
+                })
+                .await
+                .unwrap();
+                drop(clients);
+                accepted.iter().map(|s| std::sync::Arc::as_ptr(s.io.reg.reactor())).collect::<Vec<_>>()
+            });
+            let mut distinct = reactors.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), workers, "multi={multi}: {reactors:?}");
+        }
+    }
 
     /// A stream connected and used only through owned-buffer ops arms no readiness poll on
     /// io_uring (its CQE per received segment would be work for nothing), on both ends; on epoll

@@ -209,7 +209,7 @@ impl TcpListener {
             None => self.backoff.accept(&self.io).await?,
         };
         let addr = inet_addr(Ok(addr))?;
-        Ok((TcpStream { io: Arc::new(PollSocket::new(sock)?) }, addr))
+        Ok((TcpStream { io: Arc::new(PollSocket::accepted(sock)?) }, addr))
     }
 
     /// The address the listener is bound to.

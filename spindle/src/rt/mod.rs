@@ -784,6 +784,17 @@ pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
     })
 }
 
+/// The reactor a connection accepted on this thread registers with: on a multi-thread runtime
+/// the workers' reactors in turn (see `multi_thread::Shared::next_reactor`), else
+/// [`current_reactor`]'s.
+pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::MultiThread(s)) => Some(s.next_reactor()),
+        Some(Scheduler::CurrentThread(s)) => Some(s.reactor.clone()),
+        None => None,
+    })
+}
+
 /// Runs `f` on the reactor [`current_reactor`] would return, without cloning the `Arc` (for
 /// callers that only look at it, or clone it only when it suits them).
 pub(crate) fn with_current_reactor<R>(f: impl FnOnce(&Arc<crate::driver::Reactor>) -> R) -> Option<R> {

@@ -37,7 +37,7 @@ use std::ptr::{self, NonNull};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use spindle_core::loom::{AtomicBool, AtomicPtr, Ordering::*};
+use spindle_core::loom::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 use spindle_core::queue::inject::Inject;
 use spindle_core::queue::local::{self, Local, Stealer};
 use spindle_core::task::{new_local_task, new_task, Header, JoinHandle, Notified, Schedule, Task, TaskMeta};
@@ -86,6 +86,8 @@ const SPIN_CHECKS_PER_CLOCK_READ: u32 = 16;
 
 pub(crate) struct Shared {
     remotes: Box<[Remote]>,
+    /// Turns for [`next_reactor`](Shared::next_reactor).
+    reactor_turn: AtomicUsize,
     inject: Inject<Sched>,
     idle: Idle,
     owned: OwnedTasks<Sched>,
@@ -208,6 +210,7 @@ pub(crate) fn start(
     }
     let shared = Arc::new(Shared {
         remotes: remotes.into_boxed_slice(),
+        reactor_turn: AtomicUsize::new(0),
         inject: Inject::new(),
         idle: Idle::new(num_workers),
         owned: OwnedTasks::new(4 * num_workers),
@@ -788,13 +791,25 @@ impl Shared {
         }
     }
 
-    /// The reactor an fd created on this thread registers with: the current worker's, or worker
-    /// 0's for threads that are not workers.
+    /// The reactor an fd created on this thread registers with: the current worker's, or, for
+    /// threads that are not workers, the workers' in turn ([`next_reactor`](Self::next_reactor)).
     pub(crate) fn reactor(self: &Arc<Self>) -> Arc<Reactor> {
         match self.current_worker() {
             Some(w) => w.remote().reactor.clone(),
-            None => self.remotes[0].reactor.clone(),
+            None => self.next_reactor(),
         }
+    }
+
+    /// The workers' reactors in turn: for fds whose creator says nothing about where they will
+    /// be used (accepted connections, usually handed to a task of their own; fds created off
+    /// the workers). A registration's events are dispatched by its reactor's worker, which
+    /// wakes the waiting task onto its own queue, so tasks follow their sockets: registered all
+    /// with the acceptor's worker, every connection's readiness was dispatched by that one
+    /// worker and the others only got work by stealing it (measured, echo on two epoll workers:
+    /// 3.6 us per round trip, spread 3.2 us or better).
+    pub(crate) fn next_reactor(&self) -> Arc<Reactor> {
+        let i = self.reactor_turn.fetch_add(1, Relaxed) % self.remotes.len();
+        self.remotes[i].reactor.clone()
     }
 
     /// Fires due timers of every worker.
