@@ -129,8 +129,9 @@ impl PollSocket {
             if r.is_shut_down() {
                 return Err(crate::driver::shut_down_error());
             }
-            // Registers with `r` (the reactor `Registration::new` picks too), lazily: nothing armed.
-            let io = Arc::new(PollSocket::new(sock)?);
+            // Registered with `r`, lazily: nothing armed.
+            let reg = Registration::with_reactor(r.clone(), sock.as_raw_fd())?;
+            let io = Arc::new(PollSocket::with_registration(sock, reg));
             // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
             match op::connect(&r, io.fd(), addr.clone(), io.clone()).await {
                 Ok(()) => {}
