@@ -26,6 +26,15 @@ fn drivers() -> Vec<IoDriver> {
     }
 }
 
+/// Runs `case` for each backend (see [`drivers`]) on a current-thread and a multi-thread runtime.
+fn each_backend_and_flavour(case: impl Fn(IoDriver, bool)) {
+    for driver in drivers() {
+        for multi in [false, true] {
+            case(driver, multi);
+        }
+    }
+}
+
 fn runtime(driver: IoDriver, multi: bool) -> Runtime {
     let mut b = if multi { Builder::new_multi_thread() } else { Builder::new_current_thread() };
     if multi {
@@ -64,23 +73,22 @@ fn errors_are_the_same_on_both_backends_and_flavours() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("regular-file");
     std::fs::write(&file, b"x").unwrap();
-    let mut results = Vec::new();
-    for driver in drivers() {
-        for multi in [false, true] {
-            let file = file.clone();
-            let r = common::bounded(&runtime(driver, multi), 10, async move {
-                let mut v = Vec::new();
-                let e = TcpStream::connect("127.0.0.1:1").await.unwrap_err();
+    let results = std::sync::Mutex::new(Vec::new());
+    each_backend_and_flavour(|driver, multi| {
+        let file = file.clone();
+        let r = common::bounded(&runtime(driver, multi), 10, async move {
+            let mut v = Vec::new();
+            let e = TcpStream::connect("127.0.0.1:1").await.unwrap_err();
+            v.push(format!("{:?} {e}", e.kind()));
+            for path in ["/no/such/socket", file.to_str().unwrap(), "\0spindle-no-such-abstract", ""] {
+                let e = UnixStream::connect(path).await.unwrap_err();
                 v.push(format!("{:?} {e}", e.kind()));
-                for path in ["/no/such/socket", file.to_str().unwrap(), "\0spindle-no-such-abstract", ""] {
-                    let e = UnixStream::connect(path).await.unwrap_err();
-                    v.push(format!("{:?} {e}", e.kind()));
-                }
-                v
-            });
-            results.push((driver, multi, r));
-        }
-    }
+            }
+            v
+        });
+        results.lock().unwrap().push((driver, multi, r));
+    });
+    let results = results.into_inner().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     for (driver, multi, r) in &results {
         assert!(r[0].starts_with("ConnectionRefused connect 127.0.0.1:1: "), "{r:?}");
@@ -150,40 +158,36 @@ fn connect_outside_a_runtime_outlives_the_thread_that_submitted_it() {
 #[test]
 fn dropped_connect_closes_its_socket() {
     let _s = common::serial();
-    for driver in drivers() {
-        for multi in [false, true] {
-            let (l, addr, filler) = full_listener();
-            let rt = runtime(driver, multi);
-            let before = common::open_sockets();
-            common::bounded(&rt, 10, async move {
-                let r = spindle::time::timeout(Duration::from_millis(50), TcpStream::connect(addr)).await;
-                assert!(r.is_err(), "connected though the accept queue is full");
-            });
-            // The runtime reaps the orphaned op's final completion while it runs.
-            let after = sockets_once_settled(before, || rt.block_on(spindle::time::sleep(Duration::from_millis(10))));
-            assert_eq!(after, before, "{driver:?} multi={multi}: the dropped connect's socket leaked");
-            drop((l, filler, rt));
-        }
-    }
+    each_backend_and_flavour(|driver, multi| {
+        let (l, addr, filler) = full_listener();
+        let rt = runtime(driver, multi);
+        let before = common::open_sockets();
+        common::bounded(&rt, 10, async move {
+            let r = spindle::time::timeout(Duration::from_millis(50), TcpStream::connect(addr)).await;
+            assert!(r.is_err(), "connected though the accept queue is full");
+        });
+        // The runtime reaps the orphaned op's final completion while it runs.
+        let after = sockets_once_settled(before, || rt.block_on(spindle::time::sleep(Duration::from_millis(10))));
+        assert_eq!(after, before, "{driver:?} multi={multi}: the dropped connect's socket leaked");
+        drop((l, filler, rt));
+    });
 }
 
 /// A runtime dropped with a connect in flight ends promptly and closes the socket.
 #[test]
 fn runtime_dropped_with_a_connect_in_flight_closes_its_socket() {
     let _s = common::serial();
-    for driver in drivers() {
-        for multi in [false, true] {
-            let (l, addr, filler) = full_listener();
-            let before = common::open_sockets();
-            let rt = runtime(driver, multi);
-            let _h = rt.spawn(async move { TcpStream::connect(addr).await.map(drop) });
-            std::thread::sleep(Duration::from_millis(50));
-            drop(rt);
-            let after = sockets_once_settled(before, || std::thread::sleep(Duration::from_millis(10)));
-            assert_eq!(after, before, "{driver:?} multi={multi}: the socket leaked");
-            drop((l, filler));
-        }
-    }
+    each_backend_and_flavour(|driver, multi| {
+        let (l, addr, filler) = full_listener();
+        let before = common::open_sockets();
+        let rt = runtime(driver, multi);
+        let _h = rt.spawn(async move { TcpStream::connect(addr).await.map(drop) });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(rt);
+        let after = sockets_once_settled(before, || std::thread::sleep(Duration::from_millis(10)));
+        assert_eq!(after, before, "{driver:?} multi={multi}: the socket leaked");
+        drop((l, filler));
+    });
 }
 
 fn _assert_send<F: Future + Send>(_: F) {}
