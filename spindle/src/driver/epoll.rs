@@ -110,6 +110,7 @@ impl Reactor {
 
     /// Adds `fd` (edge-triggered, read and write) and returns its key.
     /// Whether [`shutdown`](Self::shutdown) ran.
+    #[inline]
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shut_down.load(Acquire)
     }

@@ -67,6 +67,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use spindle_core::loom::unmodelled::{AtomicBool, Ordering::Relaxed};
+
 // The socket types (spindle::net) are the users of registrations.
 #[allow(unused_imports)]
 pub(crate) use registration::{Direction, ReadyEvent, Registration};
@@ -213,6 +215,7 @@ impl Reactor {
     /// Whether the runtime owning this reactor was shut down: nothing dispatches its events any
     /// more, so registrations and ops on it fail with [`shut_down_error`] instead of waiting
     /// forever.
+    #[inline]
     pub(crate) fn is_shut_down(&self) -> bool {
         match self {
             Reactor::Epoll(r) => r.is_shut_down(),
@@ -298,11 +301,30 @@ impl std::ops::Deref for ReactorRef<'_> {
     }
 }
 
+/// Set once an io_uring reactor was built (a runtime's or the fallback one).
+static URING_BUILT: AtomicBool = AtomicBool::new(false);
+
+/// Records that an io_uring reactor exists (see [`uring_possible`]).
+pub(crate) fn note_uring_built() {
+    URING_BUILT.store(true, Relaxed);
+}
+
+/// Whether some thread may find an io_uring reactor: one was built, or the process backend is
+/// io_uring (the fallback reactor would be one). When not, an epoll-registered object's ops need
+/// no look at the thread's runtime ([`uring_reactor_near`]'s fast path: on epoll that look was a
+/// measurable share of a readiness round trip).
+fn uring_possible() -> bool {
+    URING_BUILT.load(Relaxed) || !matches!(backend(), Ok(Backend::Epoll))
+}
+
 /// [`uring_reactor`] for an object registered with `own`: `own` itself, borrowed, when it is the
 /// reactor ops on this thread go to (always on a current-thread runtime; on a worker that
 /// registered the object), else the current one.
 #[allow(dead_code)] // used by the socket types
 pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
+    if own.as_uring().is_none() && !uring_possible() {
+        return None;
+    }
     let current = crate::rt::with_current_reactor(|r| {
         if Arc::ptr_eq(r, own) {
             None

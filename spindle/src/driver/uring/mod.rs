@@ -331,6 +331,7 @@ impl Reactor {
 
     fn build(pinned: bool) -> io::Result<Reactor> {
         let ring = builder(pinned, pinned).build(SQ_ENTRIES).map_err(|e| io_err("io_uring_setup", e))?;
+        super::note_uring_built();
         // SAFETY: a plain syscall; the result is checked and wrapped in an OwnedFd at once.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {
@@ -913,6 +914,7 @@ impl Reactor {
     }
 
     /// Whether [`shutdown`](Self::shutdown) ran.
+    #[inline]
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shut_down.load(Acquire)
     }
