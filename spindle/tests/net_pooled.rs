@@ -499,8 +499,11 @@ fn multishot_accept_under_emfile_backs_off_and_recovers() {
         bounded(rt, 30, async {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap();
-            // The client's socket exists before the fds run out; it connects after.
-            let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            // The clients' sockets exist before the fds run out; one connects after (a few
+            // spares: see the retry below).
+            let mut clients: Vec<_> = (0..3)
+                .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
+                .collect();
             // Lowered first: io_uring's accept takes the fd limit when the request is prepared.
             let _restore = RestoreNofile(original);
             set_nofile(open_fds() as u64 + 16);
@@ -523,15 +526,24 @@ fn multishot_accept_under_emfile_backs_off_and_recovers() {
                 drop(probe);
             }
             let mut fillers = Vec::new();
-            loop {
-                match std::fs::File::open("/dev/null") {
-                    Ok(f) => fillers.push(f),
-                    Err(e) if e.raw_os_error() == Some(libc::EMFILE) => break,
-                    Err(e) => panic!("unexpected error filling fds: {e}"),
+            // An fd closed after the filling (a runtime of an earlier test going away: its
+            // threads and rings may outlive it briefly) makes room for the connection: then
+            // fill again and connect a spare client.
+            let (e, client) = loop {
+                loop {
+                    match std::fs::File::open("/dev/null") {
+                        Ok(f) => fillers.push(f),
+                        Err(e) if e.raw_os_error() == Some(libc::EMFILE) => break,
+                        Err(e) => panic!("unexpected error filling fds: {e}"),
+                    }
                 }
-            }
-            client.connect(&addr.into()).unwrap();
-            let e = l.accept().await.unwrap_err();
+                let client = clients.pop().expect("an accept failed with EMFILE within 3 tries");
+                client.connect(&addr.into()).unwrap();
+                match l.accept().await {
+                    Err(e) => break (e, client),
+                    Ok((s, _)) => drop((s, client)),
+                }
+            };
             assert!(e.to_string().contains("Too many open files"), "{e}");
             assert!(e.to_string().contains("waits"), "{e}");
             let start = spindle::time::Instant::now();
