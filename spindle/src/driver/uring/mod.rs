@@ -371,7 +371,6 @@ impl Reactor {
     }
 
     /// Whether this ring runs in pinned mode.
-    #[allow(dead_code)] // for tests
     pub(crate) fn is_pinned(&self) -> bool {
         self.pinned
     }
@@ -591,12 +590,6 @@ impl Reactor {
         // SAFETY: we hold the slab lock: the only SubmissionQueue view.
         let sq = unsafe { self.ring.submission_shared() };
         sq.taskrun() || sq.cq_overflow()
-    }
-
-    /// Whether this ring is pinned and has requests in flight (ops or armed registrations), so
-    /// deferred completions may come for its owner (see [`has_deferred_completions`]).
-    pub(crate) fn is_pinned_with_requests_in_flight(&self) -> bool {
-        self.pinned && self.lock_slab().in_flight > 0
     }
 
     /// Whether entries this thread pushed wait for its next wait or maintenance poll.
@@ -901,8 +894,7 @@ impl Reactor {
         }
     }
 
-    /// Number of slots (ops and polls) awaiting a final CQE; for tests and teardown.
-    #[allow(dead_code)]
+    /// Number of slots (ops and polls) awaiting a final CQE.
     pub(crate) fn in_flight(&self) -> usize {
         self.lock_slab().in_flight
     }

@@ -374,7 +374,7 @@ impl WorkerCtx {
     /// echo 2x slower.
     fn spin_for_work(&self, r: &crate::driver::uring::Reactor) -> bool {
         let shared = &*self.shared;
-        if !self.spin_next.get() || shared.clock.is_paused() || !r.is_pinned_with_requests_in_flight() {
+        if !self.spin_next.get() || shared.clock.is_paused() || !r.is_pinned() || r.in_flight() == 0 {
             return false;
         }
         if r.has_unsubmitted() {
