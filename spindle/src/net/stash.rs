@@ -345,6 +345,9 @@ unsafe fn taken<B: IoBufMut>(buf: &mut B, n: usize) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts(buf.stable_mut_ptr(), n) }.to_vec()
 }
 
+/// `IORING_RECVSEND_POLL_FIRST` (a recv's `ioprio`): wait for data before trying to receive.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
 /// A stream socket's `recv` into an owned buffer; an orphaned one stashes what it took.
 pub(crate) struct RecvOp<B> {
     /// The socket: keeps the fd open until the final completion, and receives the stash.
@@ -361,7 +364,8 @@ unsafe impl<B: IoBufMut> OpData for RecvOp<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
-        opcode::Recv::new(types::Fd(self.sock.fd()), self.buf.stable_mut_ptr(), len).build()
+        let ioprio = if self.sock.recv_drained.load(Ordering::Relaxed) { RECVSEND_POLL_FIRST } else { 0 };
+        opcode::Recv::new(types::Fd(self.sock.fd()), self.buf.stable_mut_ptr(), len).ioprio(ioprio).build()
     }
 
     fn orphaned_completion(&mut self, result: i32) {
@@ -476,6 +480,11 @@ pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, sock: &Arc<PollSocket>, 
     let c = StashedOp::new(r, &sock.stash, RecvOp { sock: sock.clone(), buf }).await;
     let mut buf = c.data.buf;
     let res = c.result.map(|n| n as usize);
+    // Data received and none left behind: the next receive will probably wait (see the field).
+    let drained = matches!(res, Ok(n) if n > 0) && !io_uring::cqueue::sock_nonempty(c.flags);
+    if sock.recv_drained.load(Ordering::Relaxed) != drained {
+        sock.recv_drained.store(drained, Ordering::Relaxed);
+    }
     if let Ok(n) = res {
         // SAFETY: the kernel initialized the first `n <= bytes_total` bytes.
         unsafe { buf.set_init(n) };

@@ -86,7 +86,6 @@ fn orphan_hook<T: OpData>(data: &mut (dyn Any + Send), result: i32) {
 /// resources given back.
 pub(crate) struct Completion<T> {
     pub(crate) result: io::Result<u32>,
-    #[allow(dead_code)]
     pub(crate) flags: u32,
     pub(crate) data: T,
 }
