@@ -378,7 +378,7 @@ impl WorkerCtx {
             return false;
         }
         if r.has_unsubmitted() {
-            r.maintain();
+            r.submit_queued();
             self.core.borrow_mut().polls_since_io = 0;
         }
         let deadline = Instant::now() + SPIN_BEFORE_PARK;
