@@ -460,8 +460,9 @@ impl PollSocket {
     pub(crate) async fn send_owned<B: IoBuf>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
         match self.uring() {
             Some(Ok(r)) => {
-                let (res, b) = op::send(&r, self.fd(), KeepAlive::new(buf, self.clone())).await;
-                (res, b.buf)
+                // SAFETY: this future borrows `self` for its whole life, and a send op is movable.
+                let keep = unsafe { op::Lent::new(self) };
+                op::send(&r, self.fd(), buf, keep).await
             }
             Some(Err(e)) => (Err(e), buf),
             None => self.send_owned_ready(buf, false).await,

@@ -47,7 +47,7 @@ use socket2::{SockAddr, SockAddrStorage};
 use spindle_core::loom::unmodelled::{AtomicBool, Ordering};
 
 use super::socket::PollSocket;
-use crate::driver::uring::op::{Completion, MsgHdr, Op, OpData};
+use crate::driver::uring::op::{Completion, Keeper, Lent, MsgHdr, Op, OpData};
 use crate::driver::Reactor;
 use crate::io::IoBufMut;
 
@@ -351,7 +351,7 @@ const RECVSEND_POLL_FIRST: u16 = 1;
 /// A stream socket's `recv` into an owned buffer; an orphaned one stashes what it took.
 pub(crate) struct RecvOp<B> {
     /// The socket: keeps the fd open until the final completion, and receives the stash.
-    sock: Arc<PollSocket>,
+    sock: Lent<PollSocket>,
     buf: B,
 }
 
@@ -361,6 +361,10 @@ pub(crate) struct RecvOp<B> {
 unsafe impl<B: IoBufMut> OpData for RecvOp<B> {
     const MOVABLE: bool = true;
     const HAS_ORPHAN_HOOK: bool = true;
+
+    fn detach(&self) -> Option<Keeper> {
+        Some(self.sock.keeper())
+    }
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
@@ -477,7 +481,9 @@ impl<T: OpData> Drop for StashedOp<'_, T> {
 /// `recv` on a stream socket into an owned buffer as an io_uring op (what a dropped one took is
 /// stashed). The buffer then holds exactly the bytes received.
 pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, sock: &Arc<PollSocket>, buf: B) -> (io::Result<usize>, B) {
-    let c = StashedOp::new(r, &sock.stash, RecvOp { sock: sock.clone(), buf }).await;
+    // SAFETY: this future borrows `sock` for its whole life, and `RecvOp` is movable.
+    let sock_ref = unsafe { Lent::new(sock) };
+    let c = StashedOp::new(r, &sock.stash, RecvOp { sock: sock_ref, buf }).await;
     let mut buf = c.data.buf;
     let res = c.result.map(|n| n as usize);
     // Data received and none left behind: the next receive will probably wait (see the field).

@@ -228,6 +228,9 @@ struct OpSlot {
     /// Called with the data and the final result when the op completes after its future was
     /// dropped (see [`op::OpData::orphaned_completion`]).
     on_orphan: Option<op::OrphanHook>,
+    /// What the data borrowed, owned by the slot since the future was dropped (see
+    /// [`op::OpData::detach`]). Declared after `data`: dropped after it.
+    keeper: Option<op::Keeper>,
 }
 
 impl OpSlot {
@@ -844,6 +847,7 @@ impl Reactor {
                 orphaned: false,
                 returns_fd,
                 on_orphan,
+                keeper: None,
             }));
             let sqe = sqe.user_data(slot_key(index, generation));
             let leftover = direct && self.push_locked(&mut slab, std::slice::from_ref(&sqe)) > 0;
@@ -890,22 +894,30 @@ impl Reactor {
     }
 
     /// The op's future was dropped: free now if done, else orphan it and cancel. `kept` is the
-    /// data of a movable op, which the future held until now and the slot keeps from here on.
-    pub(crate) fn orphan_op(&self, index: u32, generation: u32, kept: Option<Box<dyn Any + Send>>) {
+    /// data of a movable op, which the future held until now and the slot keeps from here on,
+    /// with `keeper` (what the data borrowed: see [`op::OpData::detach`]).
+    pub(crate) fn orphan_op(
+        &self,
+        index: u32,
+        generation: u32,
+        kept: Option<Box<dyn Any + Send>>,
+        keeper: Option<op::Keeper>,
+    ) {
         let state = {
             let mut slab = self.lock_slab();
             let Some(e) = slab.get(index, generation) else {
                 // Cannot happen (a live future's slot is freed only through it); never drop
-                // memory the kernel might use on a broken invariant.
-                std::mem::forget(kept);
+                // memory the kernel might use, or close its fd, on a broken invariant.
+                std::mem::forget((kept, keeper));
                 return;
             };
             let State::Op(op) = &mut e.state else {
-                std::mem::forget(kept);
+                std::mem::forget((kept, keeper));
                 return;
             };
             if kept.is_some() {
                 op.data = kept;
+                op.keeper = keeper;
             }
             match op.result {
                 Some((res, _)) => {

@@ -71,6 +71,13 @@ pub(crate) unsafe trait OpData: Send + 'static {
     fn orphaned_completion(&mut self, result: i32) {
         let _ = result;
     }
+    /// A movable op's future is dropped while the op is in flight, and the reactor's slot takes
+    /// the data over until the final completion: a strong reference to what the data only
+    /// borrowed from the future's owner (see [`Lent`]), which the slot keeps, and drops after the
+    /// data. Called once, while the borrow still holds.
+    fn detach(&self) -> Option<Keeper> {
+        None
+    }
 }
 
 /// The type-erased [`OpData::orphaned_completion`] a slot calls.
@@ -213,9 +220,11 @@ impl<T: OpData> Op<'_, T> {
 impl<T: OpData> Drop for Op<'_, T> {
     fn drop(&mut self) {
         if let OpState::Submitted { index, generation, kept } = std::mem::replace(&mut self.state, OpState::Done) {
-            // A movable op's data goes to the slot, which keeps it until the final completion.
+            // A movable op's data goes to the slot, which keeps it until the final completion,
+            // with a strong reference to what it borrowed so far.
+            let keeper = kept.as_ref().and_then(T::detach);
             let kept = kept.map(|d| Box::new(d) as Box<dyn Any + Send>);
-            self.uring().orphan_op(index, generation, kept);
+            self.uring().orphan_op(index, generation, kept, keeper);
         }
     }
 }
@@ -258,6 +267,79 @@ unsafe impl<B: IoBufMut, K: Send + Unpin + 'static> IoBufMut for KeepAlive<B, K>
         unsafe { self.buf.set_init(n) }
     }
 }
+
+/// A strong reference the reactor's slot keeps while it owns an orphaned op's data (see
+/// [`OpData::detach`]); dropped after the data.
+pub(crate) type Keeper = Arc<dyn Any + Send + Sync>;
+
+/// What an op keeps alive besides its buffer (the owner of its fd), and what the slot must keep
+/// when the op outlives its future ([`OpData::detach`]).
+pub(crate) trait Keep: Send + 'static {
+    /// See [`OpData::detach`].
+    fn detach(&self) -> Option<Keeper> {
+        None
+    }
+}
+
+impl Keep for () {}
+
+impl<T: Send + Sync + 'static> Keep for Arc<T> {}
+
+impl<T: Send + Sync + 'static> Keep for Lent<T> {
+    fn detach(&self) -> Option<Keeper> {
+        Some(self.keeper())
+    }
+}
+
+/// A reference to an `Arc`'s value, for the data of a movable op: free while the op's future
+/// lives; if the future is dropped with the op in flight, [`OpData::detach`] gives the reactor's
+/// slot a strong reference ([`keeper`](Self::keeper)) to keep with the data until the final
+/// completion. Owned-buffer reads and writes on sockets used to hold an `Arc` clone per op only
+/// for that case; measured on echo over io_uring, the clone and, mostly, the drop glue it gave
+/// the op's data cost about 150 ns of a 2.9 us round trip. Deliberately no `Drop`: the slot's
+/// keeper, not this, holds the count.
+pub(crate) struct Lent<T: Send + Sync + 'static>(std::ptr::NonNull<T>);
+
+impl<T: Send + Sync + 'static> Lent<T> {
+    /// Lends `arc`'s value to an op.
+    ///
+    /// # Safety
+    ///
+    /// `arc`'s value must stay alive as long as this `Lent` is used: put it only in the data of
+    /// a [movable](OpData::MOVABLE) op whose future borrows `arc` for its whole life (an `async
+    /// fn` on `&Arc<..>`), and have the op's [`detach`](OpData::detach) return
+    /// [`keeper`](Self::keeper). Such an op's data lives in its future (which the borrow
+    /// outlives) until it completes; if the future is dropped in flight, its `Drop` takes the
+    /// keeper while the borrow still holds, and the slot keeps it as long as the data.
+    pub(crate) unsafe fn new(arc: &Arc<T>) -> Lent<T> {
+        Lent(std::ptr::NonNull::from(&**arc))
+    }
+
+    /// A strong reference of the lent value's `Arc`.
+    pub(crate) fn keeper(&self) -> Arc<T> {
+        // SAFETY: the value is alive (the contract of `new`), so its `Arc`'s strong count is at
+        // least one: raising it and making an `Arc` of that count is sound.
+        unsafe {
+            Arc::increment_strong_count(self.0.as_ptr());
+            Arc::from_raw(self.0.as_ptr())
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> std::ops::Deref for Lent<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the value is alive: kept by the lender while the op's future lives, then by
+        // the keeper the slot holds beside this data (the contract of `new`).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+// SAFETY: a `Lent<T>` is a shared reference to a `T` (kept alive as `new` requires); `&T` is
+// `Send` for `T: Sync`, and only `&T` is given out.
+unsafe impl<T: Send + Sync + 'static> Send for Lent<T> {}
+// SAFETY: as above, for `Sync`.
+unsafe impl<T: Send + Sync + 'static> Sync for Lent<T> {}
 
 /// Offset meaning "the file position" (streams, pipes, sockets).
 const CURRENT_POS: u64 = u64::MAX;
@@ -320,14 +402,20 @@ unsafe impl<B: IoBufMut> OpData for Recv<B> {
 }
 
 /// `send` of an owned buffer (`MSG_NOSIGNAL`: a closed peer gives `EPIPE`, not SIGPIPE).
-pub(crate) struct SendOp<B> {
+pub(crate) struct SendOp<B, K> {
     fd: RawFd,
     buf: B,
+    /// The fd's owner.
+    keep: K,
 }
 
 // SAFETY: as for `Write`.
-unsafe impl<B: IoBuf> OpData for SendOp<B> {
+unsafe impl<B: IoBuf, K: Keep> OpData for SendOp<B, K> {
     const MOVABLE: bool = true;
+
+    fn detach(&self) -> Option<Keeper> {
+        self.keep.detach()
+    }
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
@@ -558,8 +646,8 @@ pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Bu
 }
 
 /// Sends `buf`'s initialized bytes (sockets; may be short; `EPIPE` rather than SIGPIPE).
-pub(crate) async fn send<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> BufResult<usize, B> {
-    let c = Op::new(r, SendOp { fd, buf }).await;
+pub(crate) async fn send<B: IoBuf, K: Keep>(r: &Arc<Reactor>, fd: RawFd, buf: B, keep: K) -> BufResult<usize, B> {
+    let c = Op::new(r, SendOp { fd, buf, keep }).await;
     buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 

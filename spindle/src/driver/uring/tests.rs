@@ -187,7 +187,7 @@ fn ops_read_write_readv_writev() {
         let (res, bufs) = run(&r, op::readv(&r, b.as_raw_fd(), vec![vec![0u8; 3], vec![0u8; 8]], None));
         assert_eq!(res.unwrap(), 5);
         assert_eq!((&bufs[0][..], &bufs[1][..]), (&b"abc"[..], &b"de"[..]));
-        let (res, _) = run(&r, op::send(&r, a.as_raw_fd(), b"xyz".to_vec()));
+        let (res, _) = run(&r, op::send(&r, a.as_raw_fd(), b"xyz".to_vec(), ()));
         assert_eq!(res.unwrap(), 3);
         let (res, buf) = run(&r, op::recv(&r, b.as_raw_fd(), Vec::with_capacity(8)));
         assert_eq!((res.unwrap(), &buf[..]), (3, &b"xyz"[..]));
