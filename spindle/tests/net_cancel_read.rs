@@ -429,3 +429,63 @@ fn owned_read_half_dropped_reads_lose_nothing() {
         });
     });
 }
+
+/// A read dropped in flight and then its stream dropped: on io_uring the orphaned op is the
+/// socket's last owner until its final completion (it borrowed the socket while its future
+/// lived, and the reactor's slot took a reference when the future was dropped). The completion
+/// still reaches the socket's stash safely (run under ASan: no use after free), and then the
+/// socket closes: the peer sees the end of stream, and no socket is left open.
+#[test]
+fn read_dropped_in_flight_then_stream_dropped_closes_once_the_op_ends() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let before = common::open_sockets();
+            for data_first in [false, true] {
+                let (mut s, mut peer) = tcp_pair().await;
+                let mut got = Vec::new();
+                if data_first {
+                    // The orphaned read may complete with these bytes before its cancel lands.
+                    poll_once_and_drop(&mut s, &mut got).await;
+                    peer.write_all(b"late bytes").unwrap();
+                    poll_once_and_drop(&mut s, &mut got).await;
+                } else {
+                    poll_once_and_drop(&mut s, &mut got).await;
+                }
+                drop(s);
+                // The runtime runs on: the cancel and the final completion are reaped, the slot
+                // drops its reference, the socket closes.
+                peer.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+                let mut buf = [0u8; 16];
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    match std::io::Read::read(&mut peer, &mut buf) {
+                        // Closed; with unread bytes left in its receive queue (epoll: nothing
+                        // took them) the close is a reset.
+                        Ok(0) => break,
+                        Err(e) if data_first && e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Ok(_) => panic!("the peer got data it did not expect"),
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                            assert!(
+                                std::time::Instant::now() < deadline,
+                                "the socket never closed (data_first {data_first})"
+                            );
+                            spindle::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        Err(e) => panic!("peer read: {e}"),
+                    }
+                }
+            }
+            let mut after = common::open_sockets();
+            for _ in 0..100 {
+                if after <= before {
+                    break;
+                }
+                spindle::time::sleep(Duration::from_millis(10)).await;
+                after = common::open_sockets();
+            }
+            assert_eq!(after, before, "sockets left open");
+        });
+    });
+}
