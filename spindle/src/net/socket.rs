@@ -677,11 +677,7 @@ mod tests {
                 }
             };
             rt.block_on(async {
-                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = l.local_addr().unwrap();
-                let accept = crate::spawn(async move { l.accept().await.unwrap().0 });
-                let mut c = TcpStream::connect(addr).await.unwrap();
-                let mut s = accept.await.unwrap();
+                let (mut c, mut s) = connected_pair().await;
                 let (res, _) = c.write_all_owned(b"ping".to_vec()).await;
                 res.unwrap();
                 let (res, buf) = s.read_exact_owned(vec![0u8; 4]).await;
@@ -694,6 +690,15 @@ mod tests {
         }
     }
 
+    /// A loopback TCP connection: (connecting end, accepted end).
+    async fn connected_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accept = crate::spawn(async move { l.accept().await.unwrap().0 });
+        let c = TcpStream::connect(addr).await.unwrap();
+        (c, accept.await.unwrap())
+    }
+
     /// The io_uring receive hint: a receive that drained the socket makes the next one wait for
     /// data first (`POLL_FIRST`), one that left data behind does not; either way every byte
     /// arrives, whether it was queued before the receive was submitted or came after.
@@ -704,11 +709,7 @@ mod tests {
             Err(e) => return eprintln!("io_uring unavailable, skipped: {e}"),
         };
         rt.block_on(async {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            let accept = crate::spawn(async move { l.accept().await.unwrap().0 });
-            let mut c = TcpStream::connect(addr).await.unwrap();
-            let mut s = accept.await.unwrap();
+            let (mut c, mut s) = connected_pair().await;
             let drained = |s: &TcpStream| s.io.recv_drained.load(Ordering::Relaxed);
             assert!(!drained(&s), "no receive yet: no hint");
             // 8 bytes queued, a 4-byte receive: data is left behind.
