@@ -28,8 +28,9 @@
 //! non-blocking poll a busy thread makes between tasks: no syscall unless entries are queued,
 //! task work is pending or the CQ overflowed; completions already in the CQ are reaped without
 //! one; on a pinned ring the enter that submits also has the kernel post the completions it
-//! deferred, including those the submissions themselves caused); [`Reactor::reap_completions`], the poll of a worker out of local work, does not enter the
-//! kernel just to submit: its park will, with its wait); other threads submit at once (shared)
+//! deferred, including those the submissions themselves caused); [`Reactor::reap_completions`],
+//! the poll of a worker out of local work, does not enter the kernel just to submit: its park
+//! will, with its wait); other threads submit at once (shared)
 //! or hand over (pinned). Waking: an eventfd
 //! watched by a multishot poll on the ring; `wake` writes it from any thread. Parking: `io_uring_enter(GETEVENTS)` for one completion with the
 //! extended-argument timeout.
@@ -483,6 +484,7 @@ impl Reactor {
     /// [`wait`](Self::wait); with `submit` false and a zero timeout, the kernel is entered only
     /// when it must be (handed-over entries, task work, CQ overflow), not merely to submit the
     /// entries this thread queued.
+    ///
     /// `collect` false: a pinned ring's non-sleeping enter asks for deferred completions only if
     /// the kernel flagged some before it (see [`submit_queued`](Self::submit_queued)).
     fn wait_inner(&self, timeout: Option<Duration>, submit: bool, collect: bool) -> bool {

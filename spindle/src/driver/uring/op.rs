@@ -283,8 +283,6 @@ pub(crate) trait Keep: Send + 'static {
 
 impl Keep for () {}
 
-impl<T: Send + Sync + 'static> Keep for Arc<T> {}
-
 impl<T: Send + Sync + 'static> Keep for Lent<T> {
     fn detach(&self) -> Option<Keeper> {
         Some(self.keeper())
