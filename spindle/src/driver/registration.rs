@@ -166,6 +166,12 @@ impl Registration {
         self.key.get().is_some()
     }
 
+    /// Whether read readiness is currently recorded (the next read tries its syscall at once).
+    #[cfg(test)]
+    pub(crate) fn is_readable(&self) -> bool {
+        self.io.readiness.load(Acquire) & READABLE != 0
+    }
+
     /// The reactor this fd is registered with.
     pub(crate) fn reactor(&self) -> &Arc<Reactor> {
         &self.reactor
@@ -215,6 +221,37 @@ impl Registration {
             match self.io.readiness.compare_exchange_weak(cur, cur & !clear, AcqRel, Acquire) {
                 Ok(_) => return,
                 Err(a) => cur = a,
+            }
+        }
+    }
+
+    /// [`poll_io`](Self::poll_io) for a read that can tell it emptied the source (`f` returns
+    /// the count and that): the readiness it used is cleared then, as after `WouldBlock`. Sound
+    /// for the same reason: a newer event (data that came after the read) has a newer tick, and
+    /// one still to come sets readiness again.
+    pub(crate) fn poll_io_draining(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut f: impl FnMut() -> io::Result<(usize, bool)>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if self.reactor.is_shut_down() {
+                return Poll::Ready(Err(super::shut_down_error()));
+            }
+            let ev = match self.poll_ready(cx, dir) {
+                Poll::Ready(ev) => ev,
+                Poll::Pending => return Poll::Pending,
+            };
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(ev, dir),
+                Ok((n, drained)) => {
+                    if drained {
+                        self.clear_ready(ev, dir);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }

@@ -209,7 +209,9 @@ impl TcpListener {
             None => self.backoff.accept(&self.io).await?,
         };
         let addr = inet_addr(Ok(addr))?;
-        Ok((TcpStream { io: Arc::new(PollSocket::accepted(sock)?) }, addr))
+        let io = PollSocket::accepted(sock)?;
+        io.report_inq();
+        Ok((TcpStream { io: Arc::new(io) }, addr))
     }
 
     /// The address the listener is bound to.
@@ -357,7 +359,9 @@ impl TcpStream {
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
-        Ok(TcpStream { io: PollSocket::connect(sock, &addr.into()).await? })
+        let io = PollSocket::connect(sock, &addr.into()).await?;
+        io.report_inq();
+        Ok(TcpStream { io })
     }
 
     /// Wraps a connected `std::net::TcpStream` (made non-blocking here).
@@ -371,7 +375,9 @@ impl TcpStream {
     /// });
     /// ```
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        Ok(TcpStream { io: Arc::new(PollSocket::from_blocking(Socket::from(stream))?) })
+        let io = PollSocket::from_blocking(Socket::from(stream))?;
+        io.report_inq();
+        Ok(TcpStream { io: Arc::new(io) })
     }
 
     /// The local address.
