@@ -298,6 +298,25 @@ impl PollSocket {
         Ok((n as usize, drained))
     }
 
+    /// `sendmsg(2)` of `bufs` with [`SEND_FLAGS`] as a plain system call (see
+    /// [`sys_recv`](Self::sys_recv); libc's `sendmsg` is a cancellation point too: a hyper
+    /// response is one gathering write).
+    fn sys_send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: `msghdr` is plain data; all-zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // `IoSlice` is ABI-compatible with `iovec` (std guarantees it on Unix); the kernel only
+        // reads through the pointer.
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len() as _;
+        // SAFETY: `msg` points at `bufs`, each valid for reads of its length, for the call.
+        let n = unsafe { libc::syscall(libc::SYS_sendmsg, self.fd(), &msg as *const libc::msghdr, SEND_FLAGS) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// `send(2)` with `flags` as a plain system call (see [`sys_recv`](Self::sys_recv)).
     fn sys_send(&self, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the call; no address given.
@@ -494,7 +513,7 @@ impl PollSocket {
     }
 
     pub(crate) fn poll_send_vectored(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Write, || self.sock.send_vectored_with_flags(bufs, SEND_FLAGS))
+        self.poll_io(cx, Direction::Write, || self.sys_send_vectored(bufs))
     }
 
     /// Peeks: stashed bytes (left stashed) come first, as a read would return them.
@@ -571,7 +590,7 @@ impl PollSocket {
             .io(Direction::Write, move || {
                 let bufs = &*b;
                 let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(init(b))).collect();
-                self.sock.send_vectored_with_flags(&slices, SEND_FLAGS)
+                self.sys_send_vectored(&slices)
             })
             .await;
         (res, bufs)
