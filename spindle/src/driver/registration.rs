@@ -225,43 +225,26 @@ impl Registration {
         }
     }
 
-    /// [`poll_io`](Self::poll_io) for a read that can tell it emptied the source (`f` returns
-    /// the count and that): the readiness it used is cleared then, as after `WouldBlock`. Sound
-    /// for the same reason: a newer event (data that came after the read) has a newer tick, and
-    /// one still to come sets readiness again.
-    pub(crate) fn poll_io_draining(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
-        mut f: impl FnMut() -> io::Result<(usize, bool)>,
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            if self.reactor.is_shut_down() {
-                return Poll::Ready(Err(super::shut_down_error()));
-            }
-            let ev = match self.poll_ready(cx, dir) {
-                Poll::Ready(ev) => ev,
-                Poll::Pending => return Poll::Pending,
-            };
-            match f() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(ev, dir),
-                Ok((n, drained)) => {
-                    if drained {
-                        self.clear_ready(ev, dir);
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-
     /// Runs the non-blocking syscall `f` when `dir` is ready, retrying after `WouldBlock`.
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_io_clearing(cx, dir, f, |_| false)
+    }
+
+    /// [`poll_io`](Self::poll_io) for a syscall that can tell it emptied the source (`emptied`
+    /// says so of its result): the readiness it used is cleared then, as after `WouldBlock`.
+    /// Sound for the same reason: an event for anything that came after the syscall has a newer
+    /// tick, or is still to come and sets readiness again.
+    pub(crate) fn poll_io_clearing<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
         mut f: impl FnMut() -> io::Result<R>,
+        emptied: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         loop {
             if self.reactor.is_shut_down() {
@@ -273,7 +256,13 @@ impl Registration {
             };
             match f() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(ev, dir),
-                r => return Poll::Ready(r),
+                Ok(r) => {
+                    if emptied(&r) {
+                        self.clear_ready(ev, dir);
+                    }
+                    return Poll::Ready(Ok(r));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }

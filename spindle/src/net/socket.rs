@@ -366,8 +366,8 @@ impl PollSocket {
             return Poll::Pending;
         }
         let mut f = f;
-        let r = self.reg.poll_io_draining(cx, Direction::Read, || retry(&mut f));
-        self.eager_if_unprimed(r, Direction::Read, || retry(&mut f).map(|(n, _)| n))
+        let r = self.reg.poll_io_clearing(cx, Direction::Read, || retry(&mut f), |&(_, drained)| drained);
+        self.eager_if_unprimed(r, Direction::Read, || retry(&mut f)).map(|r| r.map(|(n, _)| n))
     }
 
     /// After the reactor said "not ready" for a direction that has not seen an event yet, tries
