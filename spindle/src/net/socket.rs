@@ -772,15 +772,7 @@ mod tests {
     /// both ends are registered from the start.
     #[test]
     fn owned_ops_on_io_uring_arm_no_readiness_poll() {
-        for driver in [IoDriver::Uring, IoDriver::Epoll] {
-            let rt = match Builder::new_current_thread().io_driver(driver).build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    assert_eq!(driver, IoDriver::Uring, "{e}");
-                    eprintln!("io_uring unavailable, that half skipped: {e}");
-                    continue;
-                }
-            };
+        on_each_driver(|driver, rt| {
             rt.block_on(async {
                 let (mut c, mut s) = connected_pair().await;
                 let (res, _) = c.write_all_owned(b"ping".to_vec()).await;
@@ -792,6 +784,20 @@ mod tests {
                 assert_eq!(c.io.reg.is_armed(), armed, "connected end on {driver:?}");
                 assert_eq!(s.io.reg.is_armed(), armed, "accepted end on {driver:?}");
             });
+        });
+    }
+
+    /// Runs `body` on a current-thread runtime of each backend (the io_uring half is skipped,
+    /// with a note, where io_uring is unavailable).
+    fn on_each_driver(body: impl Fn(IoDriver, &crate::rt::Runtime)) {
+        for driver in [IoDriver::Uring, IoDriver::Epoll] {
+            match Builder::new_current_thread().io_driver(driver).build() {
+                Ok(rt) => body(driver, &rt),
+                Err(e) => {
+                    assert_eq!(driver, IoDriver::Uring, "{e}");
+                    eprintln!("io_uring unavailable, that half skipped: {e}");
+                }
+            }
         }
     }
 
@@ -854,15 +860,7 @@ mod tests {
     #[test]
     fn readiness_read_that_empties_the_socket_drops_readiness() {
         use futures::{AsyncReadExt, AsyncWriteExt};
-        for driver in [IoDriver::Uring, IoDriver::Epoll] {
-            let rt = match Builder::new_current_thread().io_driver(driver).build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    assert_eq!(driver, IoDriver::Uring, "{e}");
-                    eprintln!("io_uring unavailable, that half skipped: {e}");
-                    continue;
-                }
-            };
+        on_each_driver(|driver, rt| {
             rt.block_on(async {
                 let (c, mut s) = connected_pair().await;
                 let settle = || crate::time::sleep(std::time::Duration::from_millis(20));
@@ -899,6 +897,6 @@ mod tests {
                 drop(late.await.unwrap());
                 assert_eq!(s.read(&mut buf).await.unwrap(), 0);
             });
-        }
+        });
     }
 }
