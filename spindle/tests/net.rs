@@ -761,3 +761,61 @@ fn readiness_is_dispatched_while_a_task_sleeps_in_a_loop() {
         assert_eq!(&r.unwrap(), b"ping");
     }
 }
+
+/// Sends `data` with `fd` attached (`SCM_RIGHTS`) on the Unix stream `sock`.
+fn send_with_fd(sock: std::os::fd::RawFd, data: &[u8], fd: std::os::fd::RawFd) {
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    let mut control = [0u64; 4];
+    // SAFETY: plain data, all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as _;
+    // SAFETY: `msg` has room for one control message carrying an `int` (`control` is 32 bytes).
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), fd);
+    }
+    // SAFETY: `msg` points at live data and control buffers for the call.
+    let n = unsafe { libc::sendmsg(sock, &msg, 0) };
+    assert_eq!(n, data.len() as isize, "sendmsg: {}", std::io::Error::last_os_error());
+}
+
+/// File descriptors a Unix stream's peer attaches (`SCM_RIGHTS`) are never installed in this
+/// process by spindle's reads (nothing would close them): every kind of read gets the bytes and
+/// the kernel drops the descriptors.
+#[test]
+fn unix_stream_reads_never_take_passed_fds() {
+    use std::os::fd::AsRawFd;
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 10, async {
+            let passed = std::fs::File::open("/dev/null").unwrap();
+            let (a, mut b) = UnixStream::pair().unwrap();
+            let before = open_fds();
+            for _ in 0..3 {
+                send_with_fd(a.as_raw_fd(), b"abcd", passed.as_raw_fd());
+            }
+            let mut got = Vec::new();
+            let (mut p, mut q) = ([0u8; 1], [0u8; 3]);
+            let n = b.readv(&mut [std::io::IoSliceMut::new(&mut p), std::io::IoSliceMut::new(&mut q)]).await.unwrap();
+            got.extend_from_slice(&[&p[..], &q[..]].concat()[..n]);
+            let mut buf = [0u8; 4];
+            let n = b.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+            while got.len() < 12 {
+                let (res, v) = b.read_owned(vec![0u8; 4]).await;
+                res.unwrap();
+                got.extend_from_slice(&v);
+            }
+            assert_eq!(got, b"abcdabcdabcd");
+            assert_eq!(open_fds(), before, "a read installed a passed descriptor");
+            drop((a, b));
+        });
+    });
+}

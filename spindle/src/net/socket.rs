@@ -265,18 +265,38 @@ impl PollSocket {
         if !self.reports_inq.load(Ordering::Relaxed) {
             return self.sys_recv(buf).map(|n| (n, false));
         }
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = [libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }];
+        self.sys_recvmsg_inq(&mut iov)
+    }
+
+    /// [`sys_recv_stream`](Self::sys_recv_stream) into several buffers (one `recvmsg`; a plain
+    /// syscall, where libc's `readv` would be a cancellation point).
+    fn sys_recv_stream_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<(usize, bool)> {
+        // `IoSliceMut` is ABI-compatible with `iovec` (std guarantees it on Unix).
+        // SAFETY: the slice of `IoSliceMut`s is viewed as as many `iovec`s, each pointing to a
+        // live `&mut [u8]` for as long as `bufs` is borrowed.
+        let iov = unsafe { std::slice::from_raw_parts_mut(bufs.as_mut_ptr().cast::<libc::iovec>(), bufs.len()) };
+        self.sys_recvmsg_inq(iov)
+    }
+
+    /// `recvmsg(2)` into `iov` as a plain syscall: the count, and whether the receive queue is now
+    /// empty (from the `TCP_CM_INQ` control message, when `TCP_INQ` is on; else `false`). Only
+    /// then is there room for control messages: a Unix stream's peer may send file descriptors,
+    /// which the kernel would install here if there were room (and nobody would close them).
+    fn sys_recvmsg_inq(&self, iov: &mut [libc::iovec]) -> io::Result<(usize, bool)> {
         // Room for one `int` control message (CMSG_SPACE(4) = 24 on 64-bit), 8-byte aligned.
         let mut control = [0u64; 4];
         // SAFETY: `msghdr` is plain data; all-zero is a valid empty header.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // SAFETY: `msg` points at `iov` (valid for writes of `buf.len()` bytes, the kernel writes
-        // only initialized bytes) and at `control` (valid for `msg_controllen` bytes), all alive
-        // for the call. A plain syscall for the reason given at `sys_recv`.
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len() as _;
+        if self.reports_inq.load(Ordering::Relaxed) {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        }
+        // SAFETY: `msg` points at `iov` (each entry valid for writes of its length; the kernel
+        // writes only initialized bytes) and at `control` (valid for `msg_controllen` bytes), all
+        // alive for the call. A plain syscall for the reason given at `sys_recv`.
         let n = unsafe { libc::syscall(libc::SYS_recvmsg, self.fd(), &mut msg as *mut libc::msghdr, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -494,18 +514,7 @@ impl PollSocket {
                 return Poll::Ready(r);
             }
         }
-        let fd = self.fd();
-        self.poll_io(cx, Direction::Read, || {
-            let iovcnt = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
-            // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix; each points to a live
-            // `&mut [u8]` for the duration of the call.
-            let n = unsafe { libc::readv(fd, bufs.as_ptr().cast::<libc::iovec>(), iovcnt) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        })
+        self.poll_read_draining(cx, || self.sys_recv_stream_vectored(bufs))
     }
 
     pub(crate) fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -893,8 +902,17 @@ mod tests {
                 });
                 assert_eq!(s.read(&mut buf).await.unwrap(), 2);
                 assert_eq!(&buf[..2], b"ij");
+                // A vectored read empties it the same way.
+                let mut c = late.await.unwrap();
+                c.write_all(b"klmn").await.unwrap();
+                settle().await;
+                let (mut a, mut b) = ([0u8; 1], [0u8; 16]);
+                let n =
+                    s.readv(&mut [std::io::IoSliceMut::new(&mut a), std::io::IoSliceMut::new(&mut b)]).await.unwrap();
+                assert_eq!((n, a[0], &b[..3]), (4, b'k', &b"lmn"[..]));
+                assert!(!s.io.reg.is_readable(), "emptied by a vectored read ({driver:?})");
                 // And end of stream after an emptying read.
-                drop(late.await.unwrap());
+                drop(c);
                 assert_eq!(s.read(&mut buf).await.unwrap(), 0);
             });
         });
