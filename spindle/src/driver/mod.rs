@@ -11,8 +11,9 @@
 //! - A thread that keeps finding tasks never parks, so it also polls its reactor without blocking
 //!   ([`Reactor::maintain`]): on a multi-thread worker once 61 tasks ran since its reactor was
 //!   last polled (on io_uring a reap that left nothing queued counts), on a current-thread
-//!   runtime every 122 tasks. On io_uring a worker that runs out of local work also reaps the completions
-//!   already posted before it steals (no syscall unless the kernel must be entered anyway), and
+//!   runtime every 122 tasks. On io_uring a worker that runs out of local work also reaps the
+//!   completions already posted before it steals (no syscall unless the kernel must be entered
+//!   anyway), and
 //!   submits its queued entries before it runs a stolen task; otherwise its park submits them
 //!   together with its wait (one `io_uring_enter`).
 //!   Without it a busy worker would never dispatch readiness or completions for its own tasks,

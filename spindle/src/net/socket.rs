@@ -75,11 +75,11 @@ fn dir_index(dir: Direction) -> usize {
     }
 }
 
-/// Converts a `std::io::Result` wrapper's `EINTR` into a retry.
 /// `TCP_INQ`, the socket option, and `TCP_CM_INQ`, the control message type carrying the bytes
 /// left queued (the same number).
 const TCP_CM_INQ: libc::c_int = 36;
 
+/// Converts a `std::io::Result` wrapper's `EINTR` into a retry.
 fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
         match f() {
@@ -366,11 +366,24 @@ impl PollSocket {
         dir: Direction,
         f: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
+        self.poll_io_clearing(cx, dir, f, |_| false)
+    }
+
+    /// [`poll_io`](Self::poll_io) for a syscall that can tell it emptied the source (`emptied`
+    /// says so of its result): the readiness it used is dropped then (see
+    /// `Registration::poll_io_clearing`).
+    fn poll_io_clearing<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        f: impl FnMut() -> io::Result<R>,
+        emptied: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
         if spindle_core::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
         let mut f = f;
-        let r = self.reg.poll_io(cx, dir, || retry(&mut f));
+        let r = self.reg.poll_io_clearing(cx, dir, || retry(&mut f), emptied);
         self.eager_if_unprimed(r, dir, f)
     }
 
@@ -382,12 +395,7 @@ impl PollSocket {
         cx: &mut Context<'_>,
         f: impl FnMut() -> io::Result<(usize, bool)>,
     ) -> Poll<io::Result<usize>> {
-        if spindle_core::coop::poll_proceed(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let mut f = f;
-        let r = self.reg.poll_io_clearing(cx, Direction::Read, || retry(&mut f), |&(_, drained)| drained);
-        self.eager_if_unprimed(r, Direction::Read, || retry(&mut f)).map(|r| r.map(|(n, _)| n))
+        self.poll_io_clearing(cx, Direction::Read, f, |&(_, drained)| drained).map(|r| r.map(|(n, _)| n))
     }
 
     /// After the reactor said "not ready" for a direction that has not seen an event yet, tries

@@ -30,10 +30,9 @@
 //! one; on a pinned ring the enter that submits also has the kernel post the completions it
 //! deferred, including those the submissions themselves caused); [`Reactor::reap_completions`],
 //! the poll of a worker out of local work, does not enter the kernel just to submit: its park
-//! will, with its wait); other threads submit at once (shared)
-//! or hand over (pinned). Waking: an eventfd
-//! watched by a multishot poll on the ring; `wake` writes it from any thread. Parking: `io_uring_enter(GETEVENTS)` for one completion with the
-//! extended-argument timeout.
+//! will, with its wait); other threads submit at once (shared) or hand over (pinned). Waking: an
+//! eventfd watched by a multishot poll on the ring; `wake` writes it from any thread. Parking:
+//! `io_uring_enter(GETEVENTS)` for one completion with the extended-argument timeout.
 //!
 //! # `user_data`
 //!

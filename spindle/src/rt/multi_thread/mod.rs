@@ -308,7 +308,7 @@ impl WorkerCtx {
             if let Some(r) = uring {
                 r.reap_completions();
                 if !r.has_unsubmitted() {
-                    self.core.borrow_mut().polls_since_io = 0;
+                    self.reactor_polled();
                 }
                 if self.has_local_work() {
                     continue;
@@ -319,7 +319,7 @@ impl WorkerCtx {
                 // so their I/O does not wait for that task (and what it brings) to finish.
                 if let Some(r) = uring.filter(|r| r.has_unsubmitted()) {
                     r.maintain();
-                    self.core.borrow_mut().polls_since_io = 0;
+                    self.reactor_polled();
                 }
                 self.run_task(t);
                 continue;
@@ -350,9 +350,15 @@ impl WorkerCtx {
                 self.park()
             };
             if polled {
-                self.core.borrow_mut().polls_since_io = 0;
+                self.reactor_polled();
             }
         }
+    }
+
+    /// The reactor was just fully polled (see `polls_since_io`): the periodic maintenance
+    /// counts from here.
+    fn reactor_polled(&self) {
+        self.core.borrow_mut().polls_since_io = 0;
     }
 
     /// Before parking, a worker whose (pinned) io_uring has requests in flight may look for work
@@ -379,7 +385,7 @@ impl WorkerCtx {
         }
         if r.has_unsubmitted() {
             r.submit_queued();
-            self.core.borrow_mut().polls_since_io = 0;
+            self.reactor_polled();
         }
         let deadline = Instant::now() + SPIN_BEFORE_PARK;
         loop {
