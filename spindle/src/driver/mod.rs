@@ -204,6 +204,16 @@ impl Reactor {
         }
     }
 
+    /// The thread that drove this reactor stops driving it (a current-thread runtime's
+    /// `block_on` returns): submits what it queued for its next wait, so that I/O (and a
+    /// released socket's close) proceeds until some thread drives the runtime again. No
+    /// completions are dispatched. Nothing to do on epoll.
+    pub(crate) fn flush_submissions(&self) {
+        if let Reactor::Uring(r) = self {
+            r.flush_submissions();
+        }
+    }
+
     /// The runtime that owns this reactor is gone: see [`Reactor::is_shut_down`]. On io_uring
     /// also cancels and reaps the ops still in flight.
     pub(crate) fn shutdown(&self) {

@@ -8,7 +8,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll, Wake, Waker};
 
 use socket2::{SockAddr, Socket};
@@ -16,14 +16,18 @@ use spindle_core::loom::{AtomicBool, Ordering};
 
 use super::stash::{self, Dest, Fill, FillVectored, Mode, Stash};
 use crate::driver::uring::op::{self, KeepAlive};
-use crate::driver::{Direction, Registration};
+use crate::driver::{Direction, Reactor, Registration};
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
 /// A non-blocking socket and its reactor registration.
 ///
-/// Field order matters: the registration is dropped (the fd leaves the epoll set) before the
-/// socket is closed, so the reactor never sees a closed (or reused) fd number.
+/// Field order matters: the registered-file slot is released and the registration dropped (the
+/// fd leaves the epoll set) before the socket is closed, so the reactor never sees a closed (or
+/// reused) fd number.
 pub(crate) struct PollSocket {
+    /// io_uring: how completion ops name this socket (see [`op_fd`](Self::op_fd)), decided by the
+    /// first one.
+    fixed: OnceLock<FixedFile>,
     reg: Registration,
     /// Waiters of `&self` methods that several tasks may call at once (one per direction); the
     /// registration keeps one waker per direction, which is this fan-out's.
@@ -48,6 +52,28 @@ pub(crate) struct PollSocket {
     /// What owned reads dropped in flight took; every read drains it first (`net::stash`).
     pub(crate) stash: Stash,
     sock: Socket,
+}
+
+/// A socket's slot in one ring's registered-file table (see `driver::uring::files`); `slot` is
+/// `None` when that ring had none to give. Released when the socket is dropped, which is after
+/// its last op on the ring completed (an op dropped in flight keeps the socket alive).
+struct FixedFile {
+    reactor: Arc<Reactor>,
+    slot: Option<u32>,
+}
+
+impl Drop for FixedFile {
+    fn drop(&mut self) {
+        if let (Some(slot), Some(u)) = (self.slot, self.reactor.as_uring()) {
+            u.release_file(slot);
+            if !crate::rt::drives(&self.reactor) {
+                // The slot holds the socket open: if this thread queued the release for a wait
+                // that may not come soon (it drives the ring, but not now), submit it so the
+                // peer sees the close.
+                self.reactor.flush_submissions();
+            }
+        }
+    }
 }
 
 /// Wakes every task that waits on a direction through a `&self` method.
@@ -124,6 +150,7 @@ impl PollSocket {
 
     fn with_registration(sock: Socket, reg: Registration) -> PollSocket {
         PollSocket {
+            fixed: OnceLock::new(),
             reg,
             shared: Default::default(),
             primed: [AtomicBool::new(false), AtomicBool::new(false)],
@@ -211,6 +238,33 @@ impl PollSocket {
 
     pub(crate) fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
+    }
+
+    /// How an io_uring op on ring `r` names this socket: by its slot in `r`'s registered-file
+    /// table when it has one there, else by its fd. The first call decides for the socket's
+    /// life: it gets a slot in at most one ring (on a multi-thread runtime, that of the worker
+    /// its first completion op ran on; elsewhere its ops name the fd), and none if that ring
+    /// could not give one then (table full, see `driver::uring::files`).
+    pub(crate) fn op_fd(&self, r: &Arc<Reactor>) -> op::OpFd {
+        let f = match self.fixed.get() {
+            Some(f) => f,
+            None => self.install_fixed(r),
+        };
+        match f.slot {
+            Some(slot) if Arc::ptr_eq(&f.reactor, r) => op::OpFd::Fixed(slot),
+            _ => op::OpFd::Raw(self.fd()),
+        }
+    }
+
+    #[cold]
+    fn install_fixed(&self, r: &Arc<Reactor>) -> &FixedFile {
+        let slot = r.as_uring().and_then(|u| u.install_file(self.fd()));
+        let mut mine = Some(FixedFile { reactor: r.clone(), slot });
+        let f = self.fixed.get_or_init(|| mine.take().expect("taken once"));
+        // Another op of this socket (its other half, on another thread) decided first: dropping
+        // ours releases the slot it got.
+        drop(mine);
+        f
     }
 
     /// `recv(2)` as a plain system call. Not through libc's `recv`, which is a thread
@@ -584,7 +638,7 @@ impl PollSocket {
             Some(Ok(r)) => {
                 // SAFETY: this future borrows `self` for its whole life, and a send op is movable.
                 let keep = unsafe { op::Lent::new(self) };
-                op::send(&r, self.fd(), buf, keep).await
+                op::send(&r, self.op_fd(&r), buf, keep).await
             }
             Some(Err(e)) => (Err(e), buf),
             None => self.send_owned_ready(buf, false).await,
@@ -802,6 +856,86 @@ mod tests {
                 assert_eq!(s.io.reg.is_armed(), armed, "accepted end on {driver:?}");
             });
         });
+    }
+
+    /// On io_uring, a stream's owned-buffer ops name it by a slot of the ring's registered-file
+    /// table (current-thread and multi-thread runtimes); dropping the stream releases the slot,
+    /// so the peer sees the close: dropped in a task, on the thread that drove a current-thread
+    /// runtime after its `block_on` returned, or after the runtime was dropped.
+    #[test]
+    fn owned_ops_on_io_uring_use_a_registered_slot_released_with_the_stream() {
+        use std::io::Read as _;
+        use std::time::{Duration, Instant};
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        enum DropStream {
+            InTask,
+            OutsideBlockOn,
+            AfterRuntime,
+        }
+        for multi in [false, true] {
+            for when in [DropStream::InTask, DropStream::OutsideBlockOn, DropStream::AfterRuntime] {
+                let rt = if multi {
+                    Builder::new_multi_thread().worker_threads(2).io_driver(IoDriver::Uring).build()
+                } else {
+                    Builder::new_current_thread().io_driver(IoDriver::Uring).build()
+                };
+                let Ok(rt) = rt else {
+                    eprintln!("io_uring unavailable, test skipped");
+                    return;
+                };
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = l.local_addr().unwrap();
+                let (stream, ring) = rt.block_on(async move {
+                    crate::spawn(async move {
+                        let mut s = TcpStream::connect(addr).await.unwrap();
+                        let (res, _) = s.write_all_owned(b"ping".to_vec()).await;
+                        res.unwrap();
+                        let f = s.io.fixed.get().expect("decided by the first op");
+                        assert!(f.slot.is_some(), "multi={multi}: the op got no slot");
+                        let ring = f.reactor.clone();
+                        assert_eq!(ring.as_uring().unwrap().files_in_use(), 1);
+                        (s, ring)
+                    })
+                    .await
+                    .unwrap()
+                });
+                let (mut peer, _) = l.accept().unwrap();
+                peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut got = [0u8; 4];
+                peer.read_exact(&mut got).unwrap();
+                assert_eq!(&got, b"ping");
+                match when {
+                    DropStream::InTask => rt.block_on(async move {
+                        crate::spawn(async move { drop(stream) }).await.unwrap();
+                        let deadline = Instant::now() + Duration::from_secs(5);
+                        while ring.as_uring().unwrap().files_in_use() > 0 {
+                            assert!(Instant::now() < deadline, "multi={multi}: the slot was never released");
+                            crate::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }),
+                    DropStream::OutsideBlockOn => drop(stream),
+                    DropStream::AfterRuntime => {
+                        drop(rt);
+                        drop(stream);
+                        assert_eq!(read_retrying(&mut peer, &mut got), 0, "multi={multi} {when:?}: no close seen");
+                        continue;
+                    }
+                }
+                assert_eq!(read_retrying(&mut peer, &mut got), 0, "multi={multi} {when:?}: no close seen");
+                drop(rt);
+            }
+        }
+    }
+
+    /// A blocking read that retries when a signal interrupts it.
+    fn read_retrying(s: &mut std::net::TcpStream, buf: &mut [u8]) -> usize {
+        use std::io::Read as _;
+        loop {
+            match s.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r.unwrap(),
+            }
+        }
     }
 
     /// Runs `body` on a current-thread runtime of each backend (the io_uring half is skipped,

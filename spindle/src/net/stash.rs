@@ -47,7 +47,7 @@ use socket2::{SockAddr, SockAddrStorage};
 use spindle_core::loom::unmodelled::{AtomicBool, Ordering};
 
 use super::socket::PollSocket;
-use crate::driver::uring::op::{Completion, Keeper, Lent, MsgHdr, Op, OpData};
+use crate::driver::uring::op::{new_on, Completion, Keeper, Lent, MsgHdr, Op, OpData, OpFd};
 use crate::driver::Reactor;
 use crate::io::IoBufMut;
 
@@ -352,6 +352,8 @@ const RECVSEND_POLL_FIRST: u16 = 1;
 pub(crate) struct RecvOp<B> {
     /// The socket: keeps the fd open until the final completion, and receives the stash.
     sock: Lent<PollSocket>,
+    /// The socket's fd, or its slot in the ring's registered-file table.
+    fd: OpFd,
     buf: B,
 }
 
@@ -369,7 +371,7 @@ unsafe impl<B: IoBufMut> OpData for RecvOp<B> {
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
         let ioprio = if self.sock.recv_drained.load(Ordering::Relaxed) { RECVSEND_POLL_FIRST } else { 0 };
-        opcode::Recv::new(types::Fd(self.sock.fd()), self.buf.stable_mut_ptr(), len).ioprio(ioprio).build()
+        new_on!(Recv, self.fd, self.buf.stable_mut_ptr(), len).ioprio(ioprio).build()
     }
 
     fn orphaned_completion(&mut self, result: i32) {
@@ -483,7 +485,8 @@ impl<T: OpData> Drop for StashedOp<'_, T> {
 pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, sock: &Arc<PollSocket>, buf: B) -> (io::Result<usize>, B) {
     // SAFETY: this future borrows `sock` for its whole life, and `RecvOp` is movable.
     let sock_ref = unsafe { Lent::new(sock) };
-    let c = StashedOp::new(r, &sock.stash, RecvOp { sock: sock_ref, buf }).await;
+    let fd = sock.op_fd(r);
+    let c = StashedOp::new(r, &sock.stash, RecvOp { sock: sock_ref, fd, buf }).await;
     let mut buf = c.data.buf;
     let res = c.result.map(|n| n as usize);
     // Data received and none left behind: the next receive will probably wait (see the field).

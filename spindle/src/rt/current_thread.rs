@@ -74,6 +74,11 @@ pub(crate) struct Driving {
 }
 
 impl Driving {
+    /// The reactor of the runtime this thread drives.
+    pub(crate) fn reactor(&self) -> &Arc<Reactor> {
+        &self.shared.reactor
+    }
+
     fn core(&self) -> std::cell::RefMut<'_, Core> {
         std::cell::RefMut::map(self.core.borrow_mut(), |c| &mut **c.as_mut().expect("core present while driving"))
     }
@@ -87,6 +92,9 @@ impl Drop for Driving {
             core.queue.append(&mut self.deferred.borrow_mut());
         }
         *self.shared.core.lock().unwrap_or_else(|e| e.into_inner()) = core;
+        // Ops and closes queued for this thread's next wait go to the kernel now, not whenever
+        // the runtime is driven again.
+        self.shared.reactor.flush_submissions();
     }
 }
 

@@ -811,6 +811,22 @@ pub(crate) fn with_current_reactor<R>(f: impl FnOnce(&Arc<crate::driver::Reactor
     })
 }
 
+/// Whether this thread drives `reactor` right now: it is the multi-thread worker the reactor
+/// belongs to, or it is inside `block_on` of the current-thread runtime the reactor belongs to.
+/// What such a thread queues for its next wait is submitted soon; otherwise it may wait until
+/// the runtime is driven again (see `Reactor::flush_submissions`).
+pub(crate) fn drives(reactor: &Arc<crate::driver::Reactor>) -> bool {
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Arc::ptr_eq(unsafe { &*w }.reactor(), reactor);
+    }
+    let d = context::driving();
+    // SAFETY: a non-null `driving` pointer is the `Driving` of a `block_on` on this thread's
+    // stack, which clears it (restores the previous one) before it is dropped.
+    !d.is_null() && Arc::ptr_eq(unsafe { &*d }.reactor(), reactor)
+}
+
 /// Fires due timers of the current runtime (after `time::advance`).
 pub(crate) fn process_all_timers() {
     context::with_scheduler(|s| match s {

@@ -39,8 +39,9 @@
 //! Two tag bits: slab entries (index in the low 32 bits, a 30-bit generation above), the wake
 //! poll, and requests whose completions are ignored (cancels, including the `ASYNC_CANCEL` that
 //! ends a registration's poll: unlike `POLL_REMOVE` it cannot fail with `EALREADY` against the
-//! poll's own wakeup and leave it armed). A completion whose generation does not match its slot
-//! is stale and ignored.
+//! poll's own wakeup and leave it armed), and updates of the registered-file table (slot in the
+//! low bits, see [`files`]). A completion whose generation does not match its slot is stale and
+//! ignored.
 //!
 //! # Op lifecycle
 //!
@@ -63,6 +64,7 @@
 //! the kernel may still write.
 
 pub(crate) mod bufring;
+pub(crate) mod files;
 pub(crate) mod op;
 pub(crate) mod sink;
 
@@ -88,6 +90,8 @@ const TAG_SHIFT: u32 = 62;
 const TAG_SLOT: u64 = 0;
 const TAG_WAKE: u64 = 1;
 const TAG_IGNORE: u64 = 2;
+/// Registered-file table updates (see [`files`]).
+const TAG_FILE: u64 = 3;
 const GEN_MASK: u32 = (1 << 30) - 1;
 const WAKE_KEY: u64 = TAG_WAKE << TAG_SHIFT;
 const IGNORE_KEY: u64 = TAG_IGNORE << TAG_SHIFT;
@@ -252,6 +256,8 @@ struct Slab {
     /// Ops submitted over the reactor's life (a statistic: tests check that I/O really goes
     /// through the ring). Counted under the slab lock the submission takes anyway.
     ops_submitted: u64,
+    /// The registered-file table's slots (see [`files`]).
+    files: files::FileTable,
 }
 
 impl Slab {
@@ -631,6 +637,14 @@ impl Reactor {
         sq.taskrun() || sq.cq_overflow()
     }
 
+    /// See [`crate::driver::Reactor::flush_submissions`].
+    pub(crate) fn flush_submissions(&self) {
+        if self.on_waiter_thread() && self.unsubmitted.swap(false, Relaxed) {
+            // EBUSY (CQ overflow backlog) leaves the entries in the SQ for the next wait.
+            let _ = self.ring.submit();
+        }
+    }
+
     /// Whether entries this thread pushed wait for its next wait or maintenance poll.
     pub(crate) fn has_unsubmitted(&self) -> bool {
         self.unsubmitted.load(Relaxed)
@@ -701,6 +715,7 @@ impl Reactor {
                             rearm.push(self.wake_poll());
                         }
                     }
+                    TAG_FILE => Self::file_update_done(&mut slab.files, c.user_data, c.result),
                     TAG_SLOT => {
                         let index = c.user_data as u32;
                         let generation = (c.user_data >> 32) as u32;
@@ -1002,6 +1017,8 @@ impl Reactor {
         while self.ops_pending() > 0 && Instant::now() < deadline {
             self.wait(Some(Duration::from_millis(10)));
         }
+        // Sockets that outlive the runtime keep their slots: release their files with the table.
+        self.unregister_files();
     }
 
     /// Op and sink slots (not polls) whose final CQE has not arrived.

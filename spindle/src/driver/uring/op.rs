@@ -339,6 +339,32 @@ unsafe impl<T: Send + Sync + 'static> Send for Lent<T> {}
 // SAFETY: as above, for `Sync`.
 unsafe impl<T: Send + Sync + 'static> Sync for Lent<T> {}
 
+/// The file an op names: an fd, or a slot of its ring's registered-file table, which spares the
+/// kernel the fd lookup per op (see [`super::files`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpFd {
+    Raw(RawFd),
+    Fixed(u32),
+}
+
+impl From<RawFd> for OpFd {
+    fn from(fd: RawFd) -> OpFd {
+        OpFd::Raw(fd)
+    }
+}
+
+/// `opcode::$op::new(file, args..)` for an [`OpFd`] (the crate's two file types are distinct
+/// types behind a sealed trait, so each gets its own call).
+macro_rules! new_on {
+    ($op:ident, $fd:expr, $($arg:expr),*) => {
+        match $fd {
+            OpFd::Raw(fd) => opcode::$op::new(types::Fd(fd), $($arg),*),
+            OpFd::Fixed(slot) => opcode::$op::new(types::Fixed(slot), $($arg),*),
+        }
+    };
+}
+pub(crate) use new_on;
+
 /// Offset meaning "the file position" (streams, pipes, sockets).
 const CURRENT_POS: u64 = u64::MAX;
 
@@ -401,7 +427,7 @@ unsafe impl<B: IoBufMut> OpData for Recv<B> {
 
 /// `send` of an owned buffer (`MSG_NOSIGNAL`: a closed peer gives `EPIPE`, not SIGPIPE).
 pub(crate) struct SendOp<B, K> {
-    fd: RawFd,
+    fd: OpFd,
     buf: B,
     /// The fd's owner.
     keep: K,
@@ -417,7 +443,7 @@ unsafe impl<B: IoBuf, K: Keep> OpData for SendOp<B, K> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
-        opcode::Send::new(types::Fd(self.fd), self.buf.stable_ptr(), len).flags(libc::MSG_NOSIGNAL).build()
+        new_on!(Send, self.fd, self.buf.stable_ptr(), len).flags(libc::MSG_NOSIGNAL).build()
     }
 }
 
@@ -644,8 +670,13 @@ pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Bu
 }
 
 /// Sends `buf`'s initialized bytes (sockets; may be short; `EPIPE` rather than SIGPIPE).
-pub(crate) async fn send<B: IoBuf, K: Keep>(r: &Arc<Reactor>, fd: RawFd, buf: B, keep: K) -> BufResult<usize, B> {
-    let c = Op::new(r, SendOp { fd, buf, keep }).await;
+pub(crate) async fn send<B: IoBuf, K: Keep>(
+    r: &Arc<Reactor>,
+    fd: impl Into<OpFd>,
+    buf: B,
+    keep: K,
+) -> BufResult<usize, B> {
+    let c = Op::new(r, SendOp { fd: fd.into(), buf, keep }).await;
     buf_result(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 

@@ -613,3 +613,49 @@ fn dropped_reads_never_free_a_buffer_the_kernel_writes() {
         assert!(checked >= 1200, "only {checked} buffers were dropped");
     }
 }
+
+/// Registered files (see `files`): an op naming a slot reaches the file installed there; the
+/// slot holds the file open after its fd is closed, until the slot is released; a full table
+/// says `None` (the caller names the fd) and a released slot is given out again.
+#[test]
+fn registered_file_slots_name_their_file_until_released() {
+    if !available() {
+        return;
+    }
+    for r in [shared(), pinned()] {
+        let u = r.as_uring().unwrap();
+        // A pinned ring installs only for its owner: become it (the first wait).
+        r.wait(Some(Duration::ZERO));
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (c, _d) = UnixStream::pair().unwrap();
+        let slot = u.install_file_within(a.as_raw_fd(), 1).expect("a slot in a fresh table");
+        assert_eq!(u.install_file_within(c.as_raw_fd(), 1), None, "a table of one slot is full");
+        assert_eq!(u.files_in_use(), 1);
+
+        let (res, _) = run(&r, op::send(&r, op::OpFd::Fixed(slot), b"via slot".to_vec(), ()));
+        assert_eq!(res.unwrap(), 8);
+        let mut got = [0u8; 8];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"via slot");
+
+        // Closing the fd leaves the socket open: the slot holds its file.
+        drop(a);
+        b.set_nonblocking(true).unwrap();
+        let e = b.read(&mut got).expect_err("no end of file while the slot holds the socket");
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        u.release_file(slot);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while u.files_in_use() > 0 {
+            assert!(Instant::now() < deadline, "the release never completed");
+            r.wait(Some(Duration::from_millis(10)));
+        }
+        b.set_nonblocking(false).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(b.read(&mut got).unwrap(), 0, "released: the peer sees the close");
+
+        // The released slot is given out again.
+        assert_eq!(u.install_file_within(c.as_raw_fd(), 1), Some(slot));
+        u.release_file(slot);
+        settle(&r);
+    }
+}
