@@ -18,7 +18,7 @@
 //!   pushed directly. Otherwise (table full, ring shut down, no room) it says `None` and the op
 //!   names the fd, which always works.
 //! - The slot holds a reference to the file: closing the fd no longer closes the socket. The
-//!   socket's owner ([`crate::net::socket`]) therefore calls [`Reactor::release_file`] when it
+//!   socket's owner (`net::socket::PollSocket`) therefore calls [`Reactor::release_file`] when it
 //!   is dropped, which is after its last op completed (an orphaned op keeps the socket alive).
 //!   The release is an update to `-1`, pushed from any thread (so that the peer sees the close
 //!   promptly, the caller submits it at once if its thread queued it and does not drive the ring

@@ -34,6 +34,13 @@
 //! eventfd watched by a multishot poll on the ring; `wake` writes it from any thread. Parking:
 //! `io_uring_enter(GETEVENTS)` for one completion with the extended-argument timeout.
 //!
+//! # Registered files
+//!
+//! Sockets' owned-buffer reads and sends name the socket by a slot of the ring's sparse
+//! registered-file table when it has one there, which spares the kernel an fd lookup per op; the
+//! slot is installed by an update queued ahead of the socket's first op and released when the
+//! socket is dropped (see [`files`] for the ordering and lifetime rules).
+//!
 //! # `user_data`
 //!
 //! Two tag bits: slab entries (index in the low 32 bits, a 30-bit generation above), the wake
