@@ -251,7 +251,7 @@ impl PollSocket {
             None => self.install_fixed(r),
         };
         match f.slot {
-            Some(slot) if Arc::ptr_eq(&f.reactor, r) => op::OpFd::Fixed(slot),
+            Some(slot) if Arc::ptr_eq(&f.reactor, r) => op::OpFd::Fixed { slot, fd: self.fd() },
             _ => op::OpFd::Raw(self.fd()),
         }
     }
@@ -891,9 +891,11 @@ mod tests {
                         let (res, _) = s.write_all_owned(b"ping".to_vec()).await;
                         res.unwrap();
                         let f = s.io.fixed.get().expect("decided by the first op");
-                        assert!(f.slot.is_some(), "multi={multi}: the op got no slot");
                         let ring = f.reactor.clone();
-                        assert_eq!(ring.as_uring().unwrap().files_in_use(), 1);
+                        if crate::driver::uring::files::supported() {
+                            assert!(f.slot.is_some(), "multi={multi}: the op got no slot");
+                            assert_eq!(ring.as_uring().unwrap().files_in_use(), 1);
+                        }
                         (s, ring)
                     })
                     .await

@@ -368,6 +368,10 @@ unsafe impl<B: IoBufMut> OpData for RecvOp<B> {
         Some(self.sock.keeper())
     }
 
+    fn fall_back_to_fd(&mut self) -> bool {
+        self.fd.fall_back()
+    }
+
     fn sqe(&mut self) -> squeue::Entry {
         let len = self.buf.bytes_total().min(u32::MAX as usize) as u32;
         let ioprio = if self.sock.recv_drained.load(Ordering::Relaxed) { RECVSEND_POLL_FIRST } else { 0 };

@@ -9,7 +9,8 @@
 //!
 //! - The table is created on the first [`Reactor::install_file`] (a sparse registration of
 //!   [`slots`] entries: at most [`MAX_SLOTS`], and no more than `RLIMIT_NOFILE` allows); if the
-//!   kernel refuses it, the ring never uses registered files and every op names fds.
+//!   kernel refuses it, or is older than 6.13 ([`supported`]), the ring never uses registered
+//!   files and every op names fds.
 //! - [`Reactor::install_file`] gives a slot to an fd: it queues an `IORING_OP_FILES_UPDATE` into
 //!   the SQ, ahead of the op that asked for it. The kernel issues SQEs in order and this update
 //!   completes at issue, so every later SQE sees the slot filled. It only installs when the
@@ -24,8 +25,12 @@
 //!   promptly, the caller submits it at once if its thread queued it and does not drive the ring
 //!   right now: [`Reactor::flush_submissions`]); the slot returns to the free list only on its
 //!   completion, so a later install of the same slot can never be overtaken by it.
-//! - [`Reactor::shutdown`] unregisters the whole table when it may enter the ring: the files of
-//!   sockets still alive after their runtime are then released when their fds close.
+//! - [`Reactor::shutdown`] unregisters the whole table when it may enter the ring and nothing is
+//!   in flight: the files of sockets still alive after their runtime are then released when their
+//!   fds close, and their releases are not queued any more.
+//! - If an install fails (only `ENOMEM` can make it), ops naming the slot fail with `EBADF`:
+//!   they are submitted again naming the fd ([`super::op::OpFd::fall_back`]), and the ring
+//!   installs nothing more.
 //! - The kernel reads an install's fd from memory when it issues the update, so each slot has a
 //!   home for its fd here, in chunks that never move while the table lives.
 
@@ -72,8 +77,40 @@ enum TableState {
     Unset,
     /// Registered with this many slots.
     Ready(u32),
-    /// The kernel refused the table, an install failed, or the ring was shut down.
+    /// The kernel refused the table (or is too old, see [`supported`]), or an install failed:
+    /// no more installs; the slots given out are still released.
     Off,
+    /// Unregistered (shutdown): the kernel released every slot's file; nothing to release.
+    Gone,
+}
+
+/// Whether this kernel releases a slot's file as soon as the requests that used it are done:
+/// Linux 6.13 and later. Before, a file taken out of the table was freed only once every request
+/// issued while it was in were done, in order, so one receive pending on an idle connection
+/// would keep every socket closed after it from closing (the peer would never see the end).
+pub(crate) fn supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        // SAFETY: `utsname` is plain bytes; zeroed is a valid value for `uname` to fill.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a valid `utsname` for the call to fill.
+        if unsafe { libc::uname(&mut u) } != 0 {
+            return false;
+        }
+        let release: String = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
+        kernel_at_least(&release, (6, 13))
+    })
+}
+
+/// Whether a kernel release string (`6.18.0-1-amd64`) is at least `min` (major, minor).
+pub(crate) fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
 }
 
 /// How many slots a new table gets: [`MAX_SLOTS`], or fewer if `RLIMIT_NOFILE` is lower (the
@@ -97,12 +134,12 @@ impl Reactor {
     /// name the fd. The caller must [`release_file`](Self::release_file) the slot when `fd`'s
     /// owner closes it.
     pub(crate) fn install_file(&self, fd: RawFd) -> Option<u32> {
-        self.install_file_within(fd, slots())
+        self.install_file_within(fd, None)
     }
 
     /// [`install_file`](Self::install_file) with a table of `cap` slots if this creates it
-    /// (tests use small tables to fill them).
-    pub(crate) fn install_file_within(&self, fd: RawFd, cap: u32) -> Option<u32> {
+    /// (tests use small tables to fill them), else of [`slots`].
+    pub(crate) fn install_file_within(&self, fd: RawFd, cap: Option<u32>) -> Option<u32> {
         if self.is_shut_down() {
             return None;
         }
@@ -115,10 +152,11 @@ impl Reactor {
             let t = &mut slab.files;
             let cap = match t.state {
                 TableState::Ready(cap) => cap,
-                TableState::Off => return None,
+                TableState::Off | TableState::Gone => return None,
                 TableState::Unset => {
                     // Once per ring, under the lock: other threads installing wait for it.
-                    if cap == 0 || self.ring.submitter().register_files_sparse(cap).is_err() {
+                    let cap = cap.unwrap_or_else(slots);
+                    if cap == 0 || !supported() || self.ring.submitter().register_files_sparse(cap).is_err() {
                         t.state = TableState::Off;
                         return None;
                     }
@@ -163,6 +201,9 @@ impl Reactor {
     /// Empties `slot` (its socket is being closed): from any thread, after the socket's last op
     /// on this ring completed. The slot is reused once the kernel confirms.
     pub(crate) fn release_file(&self, slot: u32) {
+        if self.lock_slab().files.state == TableState::Gone {
+            return; // released with the table
+        }
         let entry = opcode::FilesUpdate::new(&NO_FILE, 1).offset(slot as i32).build().user_data(file_key(slot, true));
         // From the ring's waiting thread this is submitted with its next wait or maintenance
         // poll, which comes soon while it drives the ring, and when it stops driving it (a
@@ -188,7 +229,9 @@ impl Reactor {
                 "spindle: io_uring registered-file update failed ({}); this ring's sockets use plain fds from now on",
                 std::io::Error::from_raw_os_error(-result)
             );
-            t.state = TableState::Off;
+            if t.state != TableState::Gone {
+                t.state = TableState::Off;
+            }
         }
     }
 
@@ -197,8 +240,10 @@ impl Reactor {
     pub(super) fn unregister_files(&self) {
         let registered = {
             let mut slab = self.lock_slab();
-            let was = matches!(slab.files.state, TableState::Ready(_));
-            slab.files.state = TableState::Off;
+            let was = matches!(slab.files.state, TableState::Ready(_) | TableState::Off);
+            if was {
+                slab.files.state = TableState::Gone;
+            }
             was
         };
         if registered {

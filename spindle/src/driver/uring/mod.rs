@@ -200,11 +200,15 @@ fn probe_once() -> io::Result<()> {
     Ok(())
 }
 
-/// One slab entry.
+/// One slab entry: one cache line (an op's submission writes it, its completion and final poll
+/// read it; see [`Orphan`] for what keeps it at 64 bytes).
+#[repr(align(64))]
 struct Entry {
     generation: u32,
     state: State,
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 64, "a slab entry grew past one cache line");
 
 enum State {
     Free,
@@ -232,23 +236,29 @@ struct OpSlot {
     data: Option<Box<dyn Any + Send>>,
     /// The final CQE (result, flags).
     result: Option<(i32, u32)>,
-    /// The future was dropped: free on the final CQE.
-    orphaned: bool,
+    /// Set when the future was dropped: free on the final CQE. Declared after `data`: the
+    /// keeper in it is dropped after the data.
+    orphan: Option<Box<Orphan>>,
+}
+
+/// What an op's slot needs once its future was dropped. Boxed, and made only then: every op's
+/// slot is written at submission and read at completion, and these fields made it 80 bytes
+/// instead of 64 (one cache line).
+struct Orphan {
     /// The result is an fd the slot must close if nobody takes it.
     returns_fd: bool,
-    /// Called with the data and the final result when the op completes after its future was
-    /// dropped (see [`op::OpData::orphaned_completion`]).
-    on_orphan: Option<op::OrphanHook>,
-    /// What the data borrowed, owned by the slot since the future was dropped (see
-    /// [`op::OpData::detach`]). Declared after `data`: dropped after it.
-    keeper: Option<op::Keeper>,
+    /// Called with the data and the final result (see [`op::OpData::orphaned_completion`]).
+    hook: Option<op::OrphanHook>,
+    /// What the data borrowed (see [`op::OpData::detach`]); only held, to be dropped after it.
+    _keeper: Option<op::Keeper>,
 }
 
 impl OpSlot {
     /// The future is gone and the final result is in: hand the data to the op's orphan hook
     /// (called outside the slab lock: hooks lock and wake).
     fn finish_orphaned(&mut self) {
-        if let (Some(hook), Some((res, _)), Some(data)) = (self.on_orphan, self.result, self.data.as_mut()) {
+        let hook = self.orphan.as_ref().and_then(|o| o.hook);
+        if let (Some(hook), Some((res, _)), Some(data)) = (hook, self.result, self.data.as_mut()) {
             hook(&mut **data, res);
         }
     }
@@ -765,8 +775,8 @@ impl Reactor {
                                     continue; // no multishot ops besides polls yet
                                 }
                                 op.result = Some((c.result, c.flags));
-                                if op.orphaned {
-                                    if op.returns_fd && c.result >= 0 {
+                                if let Some(orphan) = &op.orphan {
+                                    if orphan.returns_fd && c.result >= 0 {
                                         // SAFETY: the kernel returned a new fd that nobody else
                                         // knows of (the op's future is gone).
                                         drop(unsafe { OwnedFd::from_raw_fd(c.result) });
@@ -854,8 +864,6 @@ impl Reactor {
         data: Option<Box<dyn Any + Send>>,
         sqe: squeue::Entry,
         waker: Waker,
-        returns_fd: bool,
-        on_orphan: Option<op::OrphanHook>,
     ) -> (u32, u32) {
         let waiter = self.on_waiter_thread();
         // May this thread touch the SQ? Then slot and SQE go in under one lock.
@@ -863,15 +871,8 @@ impl Reactor {
         let (index, generation, sqe, leftover) = {
             let mut slab = self.lock_slab();
             slab.ops_submitted += 1;
-            let (index, generation) = slab.alloc(State::Op(OpSlot {
-                waker: Some(waker),
-                data,
-                result: None,
-                orphaned: false,
-                returns_fd,
-                on_orphan,
-                keeper: None,
-            }));
+            let (index, generation) =
+                slab.alloc(State::Op(OpSlot { waker: Some(waker), data, result: None, orphan: None }));
             let sqe = sqe.user_data(slot_key(index, generation));
             let leftover = direct && self.push_locked(&mut slab, std::slice::from_ref(&sqe)) > 0;
             (index, generation, sqe, leftover)
@@ -918,13 +919,16 @@ impl Reactor {
 
     /// The op's future was dropped: free now if done, else orphan it and cancel. `kept` is the
     /// data of a movable op, which the future held until now and the slot keeps from here on,
-    /// with `keeper` (what the data borrowed: see [`op::OpData::detach`]).
+    /// with `keeper` (what the data borrowed: see [`op::OpData::detach`]); `returns_fd` and
+    /// `hook` as in [`op::OpData`].
     pub(crate) fn orphan_op(
         &self,
         index: u32,
         generation: u32,
         kept: Option<Box<dyn Any + Send>>,
         keeper: Option<op::Keeper>,
+        returns_fd: bool,
+        hook: Option<op::OrphanHook>,
     ) {
         let state = {
             let mut slab = self.lock_slab();
@@ -940,18 +944,17 @@ impl Reactor {
             };
             if kept.is_some() {
                 op.data = kept;
-                op.keeper = keeper;
             }
+            op.orphan = Some(Box::new(Orphan { returns_fd, hook, _keeper: keeper }));
             match op.result {
                 Some((res, _)) => {
-                    if op.returns_fd && res >= 0 {
+                    if returns_fd && res >= 0 {
                         // SAFETY: the kernel returned this fd to the op, whose future is gone.
                         drop(unsafe { OwnedFd::from_raw_fd(res) });
                     }
                     slab.release(index)
                 }
                 None => {
-                    op.orphaned = true;
                     op.waker = None;
                     State::Free
                 }
@@ -1025,7 +1028,11 @@ impl Reactor {
             self.wait(Some(Duration::from_millis(10)));
         }
         // Sockets that outlive the runtime keep their slots: release their files with the table.
-        self.unregister_files();
+        // Not with ops still in flight past the deadline: before Linux 6.13 the unregistration
+        // waits for them (the table then goes with the ring).
+        if self.ops_pending() == 0 {
+            self.unregister_files();
+        }
     }
 
     /// Op and sink slots (not polls) whose final CQE has not arrived.

@@ -78,6 +78,11 @@ pub(crate) unsafe trait OpData: Send + 'static {
     fn detach(&self) -> Option<Keeper> {
         None
     }
+    /// The op failed with `EBADF` naming a registered-file slot: name the fd instead and say so
+    /// (the op is then submitted again), else `false` (see [`OpFd::fall_back`]).
+    fn fall_back_to_fd(&mut self) -> bool {
+        false
+    }
 }
 
 /// The type-erased [`OpData::orphaned_completion`] a slot calls.
@@ -176,6 +181,12 @@ impl<T: OpData> Future for Op<'_, T> {
                         // `RESUBMIT_IF_KERNEL_CANCELLED`). It did nothing; submit it again.
                         return this.submit(data, cx);
                     }
+                    let mut data = data;
+                    if res == -libc::EBADF && data.fall_back_to_fd() {
+                        // Its registered-file slot is empty (the install failed): it did
+                        // nothing; submit it again naming the fd.
+                        return this.submit(data, cx);
+                    }
                     let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as u32) };
                     Poll::Ready(Completion { result, flags, data })
                 }
@@ -196,7 +207,6 @@ impl<T: OpData> Op<'_, T> {
             // Nothing would ever reap it.
             return Poll::Ready(Completion { result: Err(super::super::shut_down_error()), flags: 0, data });
         }
-        let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
         let (sqe, boxed, kept) = if T::MOVABLE {
             (data.sqe(), None, Some(data))
         } else {
@@ -210,8 +220,7 @@ impl<T: OpData> Op<'_, T> {
         // then (also if this future is dropped), or, for a movable op, heap storage the value
         // owns, which this future keeps untouched until the final CQE and hands to the slot if
         // dropped before it (see `Drop`).
-        let (index, generation) =
-            unsafe { self.uring().submit_op(boxed, sqe, cx.waker().clone(), T::RETURNS_FD, hook) };
+        let (index, generation) = unsafe { self.uring().submit_op(boxed, sqe, cx.waker().clone()) };
         self.state = OpState::Submitted { index, generation, kept };
         Poll::Pending
     }
@@ -224,7 +233,8 @@ impl<T: OpData> Drop for Op<'_, T> {
             // with a strong reference to what it borrowed so far.
             let keeper = kept.as_ref().and_then(T::detach);
             let kept = kept.map(|d| Box::new(d) as Box<dyn Any + Send>);
-            self.uring().orphan_op(index, generation, kept, keeper);
+            let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
+            self.uring().orphan_op(index, generation, kept, keeper, T::RETURNS_FD, hook);
         }
     }
 }
@@ -340,11 +350,25 @@ unsafe impl<T: Send + Sync + 'static> Send for Lent<T> {}
 unsafe impl<T: Send + Sync + 'static> Sync for Lent<T> {}
 
 /// The file an op names: an fd, or a slot of its ring's registered-file table, which spares the
-/// kernel the fd lookup per op (see [`super::files`]).
+/// kernel the fd lookup per op (see [`super::files`]); a slot comes with its fd, to fall back to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OpFd {
     Raw(RawFd),
-    Fixed(u32),
+    Fixed { slot: u32, fd: RawFd },
+}
+
+impl OpFd {
+    /// Names the fd instead of a slot: the op got `EBADF`, so the slot's install failed (see
+    /// [`super::files`]); says whether anything changed (an op naming an fd has nothing to try).
+    pub(crate) fn fall_back(&mut self) -> bool {
+        match *self {
+            OpFd::Fixed { fd, .. } => {
+                *self = OpFd::Raw(fd);
+                true
+            }
+            OpFd::Raw(_) => false,
+        }
+    }
 }
 
 impl From<RawFd> for OpFd {
@@ -359,7 +383,7 @@ macro_rules! new_on {
     ($op:ident, $fd:expr, $($arg:expr),*) => {
         match $fd {
             OpFd::Raw(fd) => opcode::$op::new(types::Fd(fd), $($arg),*),
-            OpFd::Fixed(slot) => opcode::$op::new(types::Fixed(slot), $($arg),*),
+            OpFd::Fixed { slot, .. } => opcode::$op::new(types::Fixed(slot), $($arg),*),
         }
     };
 }
@@ -439,6 +463,10 @@ unsafe impl<B: IoBuf, K: Keep> OpData for SendOp<B, K> {
 
     fn detach(&self) -> Option<Keeper> {
         self.keep.detach()
+    }
+
+    fn fall_back_to_fd(&mut self) -> bool {
+        self.fd.fall_back()
     }
 
     fn sqe(&mut self) -> squeue::Entry {
