@@ -147,7 +147,7 @@ impl Reactor {
         if self.pinned && !waiter {
             return None;
         }
-        let entry = {
+        let slot = {
             let mut slab = self.lock_slab();
             let t = &mut slab.files;
             let cap = match t.state {
@@ -192,10 +192,10 @@ impl Reactor {
                 .user_data(file_key(slot, false));
             let left = self.push_locked(&mut slab, std::slice::from_ref(&entry));
             debug_assert_eq!(left, 0, "the SQ had room");
-            (slot, entry)
+            slot
         };
         self.pushed(waiter, &[]);
-        Some(entry.0)
+        Some(slot)
     }
 
     /// Empties `slot` (its socket is being closed): from any thread, after the socket's last op
