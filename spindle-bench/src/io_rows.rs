@@ -585,7 +585,8 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
 /// `spindle-bench --io-child`: builds spindle's two runtimes on the backend `SPINDLE_DRIVER` chose,
 /// says `ready <backend>`, then serves commands until its stdin closes:
 /// - `echo <mt|ct|raw|tokio-mt|tokio-ct> <conns> <rts> <count 0|1>` (`raw`: the raw io_uring
-///   loop; `tokio-*`: tokio on 2 workers or 1 thread; these for profiling one entrant alone): replies `<wall ns> <cpu ns> <check> <syscalls | - | err:why>`;
+///   loop; `tokio-*`: tokio on 2 workers or 1 thread; these for profiling one entrant alone):
+///   replies `<wall ns> <cpu ns> <check> <syscalls | - | err:why>`;
 /// - `http <mt|ct>`: starts the http_hello server, replies `addr <ip:port>`, serves until the next
 ///   line (`stop`), then replies `<cpu ns> <requests answered>` ([`crate::http_rows::child_serve`]).
 pub fn child_main() -> ExitCode {

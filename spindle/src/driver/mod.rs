@@ -13,9 +13,8 @@
 //!   last polled (on io_uring a reap that left nothing queued counts), on a current-thread
 //!   runtime every 122 tasks. On io_uring a worker that runs out of local work also reaps the
 //!   completions already posted before it steals (no syscall unless the kernel must be entered
-//!   anyway), and
-//!   submits its queued entries before it runs a stolen task; otherwise its park submits them
-//!   together with its wait (one `io_uring_enter`).
+//!   anyway), and submits its queued entries before it runs a stolen task; otherwise its park
+//!   submits them together with its wait (one `io_uring_enter`).
 //!   Without it a busy worker would never dispatch readiness or completions for its own tasks,
 //!   nor submit the io_uring entries they queued (a ring's waiting thread submits its entries
 //!   with its next wait). On io_uring the poll costs a few atomic loads and one uncontended lock

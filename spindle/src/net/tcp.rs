@@ -209,9 +209,7 @@ impl TcpListener {
             None => self.backoff.accept(&self.io).await?,
         };
         let addr = inet_addr(Ok(addr))?;
-        let io = PollSocket::accepted(sock)?;
-        io.report_inq();
-        Ok((TcpStream { io: Arc::new(io) }, addr))
+        Ok((TcpStream::new(Arc::new(PollSocket::accepted(sock)?)), addr))
     }
 
     /// The address the listener is bound to.
@@ -359,9 +357,7 @@ impl TcpStream {
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
-        let io = PollSocket::connect(sock, &addr.into()).await?;
-        io.report_inq();
-        Ok(TcpStream { io })
+        Ok(TcpStream::new(PollSocket::connect(sock, &addr.into()).await?))
     }
 
     /// Wraps a connected `std::net::TcpStream` (made non-blocking here).
@@ -375,9 +371,14 @@ impl TcpStream {
     /// });
     /// ```
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        let io = PollSocket::from_blocking(Socket::from(stream))?;
+        Ok(TcpStream::new(Arc::new(PollSocket::from_blocking(Socket::from(stream))?)))
+    }
+
+    /// Every stream is made here: a connected TCP socket, with `TCP_INQ` asked for (see
+    /// `PollSocket::report_inq`) before anything else can use it.
+    fn new(io: Arc<PollSocket>) -> TcpStream {
         io.report_inq();
-        Ok(TcpStream { io: Arc::new(io) })
+        TcpStream { io }
     }
 
     /// The local address.
