@@ -24,7 +24,11 @@ impl Spindle {
 
     /// Current-thread runtime.
     pub fn current_thread() -> Spindle {
-        let rt = spindle::runtime::Builder::new_current_thread().build().expect("build spindle current-thread runtime");
+        // As `#[spindle::main(flavor = "current_thread")]` builds it: bound to the thread driving it.
+        let rt = spindle::runtime::Builder::new_current_thread()
+            .bind_to_driving_thread(true)
+            .build()
+            .expect("build spindle current-thread runtime");
         Spindle { rt, name: "spindle-ct" }
     }
 

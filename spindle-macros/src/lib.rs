@@ -61,8 +61,10 @@
 //! # Contract with `spindle`
 //!
 //! The expansion uses only `<crate>::runtime::Builder::{new_current_thread, new_multi_thread}`,
-//! `Builder::worker_threads(usize)`, `Builder::start_paused(bool)` (only when the option is
-//! given), `Builder::build() -> std::io::Result<Runtime>` and `Runtime::block_on(future) -> Output`.
+//! `Builder::bind_to_driving_thread(true)` (current-thread flavor: the runtime is only ever driven
+//! by the thread the function runs on), `Builder::worker_threads(usize)`,
+//! `Builder::start_paused(bool)` (only when the option is given), `Builder::build() ->
+//! std::io::Result<Runtime>` and `Runtime::block_on(future) -> Output`.
 
 mod entry;
 

@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     main_woken: AtomicBool,
     /// The thread local tasks are bound to.
     local_owner: OnceLock<ThreadId>,
+    /// Built with `bind_to_driving_thread`: the only thread that may drive the runtime, set by
+    /// the first `block_on` (on io_uring, the owner of the runtime's single-issuer ring).
+    driver_owner: Option<OnceLock<ThreadId>>,
     pub(crate) blocking: Spawner,
     pub(crate) clock: Arc<Clock>,
     pub(crate) timers: Arc<Shard>,
@@ -103,8 +106,10 @@ impl Shared {
         blocking: Spawner,
         clock: Arc<Clock>,
         backend: crate::driver::Backend,
+        bind_to_driving_thread: bool,
     ) -> std::io::Result<Arc<Shared>> {
-        let driver = Driver::with_reactor(backend)?;
+        let driver =
+            if bind_to_driving_thread { Driver::with_pinned_reactor(backend)? } else { Driver::with_reactor(backend)? };
         let timers = Arc::new(Shard::new(clock.clone(), driver.unparker()));
         Ok(Arc::new(Shared {
             reactor: driver.reactor().expect("a reactor driver").clone(),
@@ -116,6 +121,7 @@ impl Shared {
             core: Mutex::new(Some(Box::new(Core { queue: VecDeque::with_capacity(256), driver, tick: 0 }))),
             main_woken: AtomicBool::new(false),
             local_owner: OnceLock::new(),
+            driver_owner: bind_to_driving_thread.then(OnceLock::new),
             blocking,
         }))
     }
@@ -209,6 +215,15 @@ impl Shared {
             return super::park_on(future, None);
         };
         let me = std::thread::current().id();
+        if let Some(owner) = self.driver_owner.as_ref().map(|o| *o.get_or_init(|| me)) {
+            if owner != me {
+                *self.core.lock().unwrap_or_else(|e| e.into_inner()) = Some(core);
+                panic!(
+                    "spindle: this current-thread runtime was built with `bind_to_driving_thread(true)` and \
+                     belongs to thread {owner:?}; block_on cannot drive it from another thread"
+                );
+            }
+        }
         if let Some(owner) = self.local_owner.get() {
             if *owner != me && self.owned.len() > 0 {
                 *self.core.lock().unwrap_or_else(|e| e.into_inner()) = Some(core);

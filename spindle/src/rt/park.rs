@@ -52,10 +52,9 @@ impl Driver {
     }
 
     /// Like [`Driver::with_reactor`], for a driver that one thread parks in for its whole life
-    /// (a multi-thread worker): on io_uring the ring is `SINGLE_ISSUER | DEFER_TASKRUN`, owned by
-    /// the first thread that parks. Parking from another thread later is a contract violation
-    /// (the park then only sleeps briefly).
-    #[allow(dead_code)] // for multi-thread workers
+    /// (a multi-thread worker, a current-thread runtime bound to its driving thread): on io_uring
+    /// the ring is `SINGLE_ISSUER | DEFER_TASKRUN`, owned by the first thread that parks. Parking
+    /// from another thread later is a contract violation (the park then only sleeps briefly).
     pub(crate) fn with_pinned_reactor(backend: Backend) -> std::io::Result<Driver> {
         Ok(Driver::from_reactor(Arc::new(Reactor::new_pinned(backend)?)))
     }

@@ -3,10 +3,13 @@
 
 use spindle::runtime::{Builder, Runtime};
 
-/// The runtime flavours every test runs on: current-thread, and multi-thread with 1, 2 and 4 workers.
+/// The runtime flavours every test runs on: current-thread (any thread may drive it, and bound to
+/// the thread that drives it first, as `#[spindle::main]` builds it: on io_uring a single-issuer
+/// ring), and multi-thread with 1, 2 and 4 workers.
 pub fn flavors() -> Vec<(&'static str, Runtime)> {
     vec![
         ("current_thread", Builder::new_current_thread().build().unwrap()),
+        ("current_thread(bound)", Builder::new_current_thread().bind_to_driving_thread(true).build().unwrap()),
         ("multi_thread(1)", Builder::new_multi_thread().worker_threads(1).build().unwrap()),
         ("multi_thread(2)", Builder::new_multi_thread().worker_threads(2).build().unwrap()),
         ("multi_thread(4)", Builder::new_multi_thread().worker_threads(4).build().unwrap()),
