@@ -436,3 +436,46 @@ fn join_handles_work_from_another_executor_without_budget_livelock() {
     });
     assert_eq!(sum, (0..1000).sum());
 }
+
+/// A current-thread runtime bound to its driving thread (`bind_to_driving_thread`): driven by a
+/// thread that dropped a read in flight and then exited, spawned into from another thread, it
+/// refuses `block_on` on another thread with a clear message, and is dropped there (with a
+/// stream of it still open) without hanging.
+#[test]
+fn bound_current_thread_runtime_dropped_on_another_thread() {
+    use spindle::io::AsyncReadOwned;
+    let rt = Arc::new(Builder::new_current_thread().bind_to_driving_thread(true).build().unwrap());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let owner = {
+        let rt = rt.clone();
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let mut s = spindle::net::TcpStream::connect(addr).await.unwrap();
+                // A read that never completes, dropped in flight when the timeout ends.
+                let read = s.read_owned(vec![0u8; 16]);
+                let _ = spindle::time::timeout(Duration::from_millis(20), read).await;
+                started_tx.send(()).unwrap();
+                // Keep driving until told to stop, so another thread's block_on meets a driven runtime.
+                let _ = spindle::task::spawn_blocking(move || release_rx.recv()).await;
+                s
+            })
+        })
+    };
+    let (_peer, _) = l.accept().unwrap();
+    started_rx.recv().unwrap();
+    // Spawning from another thread while the owner drives.
+    let handle = rt.handle().clone();
+    let spawned = handle.spawn(async { 5 });
+    release_tx.send(()).unwrap();
+    let stream = owner.join().unwrap();
+    // The owner is gone: block_on here may not drive the runtime.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async {})));
+    let msg = panic_message(&*r.expect_err("block_on on another thread must panic"));
+    assert!(msg.contains("bind_to_driving_thread"), "{msg}");
+    drop(spawned);
+    drop(stream);
+    drop(rt);
+}
