@@ -2,6 +2,10 @@
 //!
 //! # Contract
 //!
+//! - Built with `bind_to_driving_thread`, only the first thread that calls `block_on` may drive
+//!   it (elsewhere `block_on` panics): its reactor is then pinned to that thread (on io_uring a
+//!   single-issuer ring with deferred task work), otherwise shared (any driving thread may wait
+//!   on it).
 //! - `Shared` is the runtime: an inject queue for wakes and spawns from other threads, the task
 //!   registry, and the `Core` (local run queue + driver) which exactly one thread holds while it
 //!   drives the runtime in `block_on`. Wakes on the driving thread push to the local queue (or,

@@ -8,7 +8,8 @@
 //! waiting thread reaps and submits again). Two modes:
 //!
 //! - **pinned** ([`Reactor::new_pinned`]): for a ring one thread drives for its whole life (a
-//!   multi-thread worker, when `rt::multi_thread::PINNED_RINGS` is on, as it is).
+//!   multi-thread worker, when `rt::multi_thread::PINNED_RINGS` is on, as it is; a current-thread
+//!   runtime built with `bind_to_driving_thread`).
 //!   `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG`, created disabled and enabled
 //!   by the first thread that waits on it, which becomes the owner. With `DEFER_TASKRUN`
 //!   completions are posted only when the owner enters the kernel with `GETEVENTS`: its
@@ -16,8 +17,9 @@
 //!   owner touches the SQ: other threads (a task dropping an op after being stolen, a socket
 //!   registered from outside the runtime) push entries to a mutex-protected `pending` list and
 //!   wake the owner, which moves them to the SQ before it waits. A wake never submits on the ring.
-//! - **shared** ([`Reactor::new`]): for a ring whose driving thread may change (a current-thread
-//!   runtime is driven by whichever thread calls `block_on`), and for multi-thread workers when
+//! - **shared** ([`Reactor::new`]): for a ring whose driving thread may change (an unbound
+//!   current-thread runtime is driven by whichever thread calls `block_on`), and for multi-thread
+//!   workers when
 //!   `PINNED_RINGS` is off. No task-run deferral (a completion's
 //!   task work must be able to interrupt whichever thread submitted it), so any thread may submit,
 //!   under the slab lock (one spin lock guards the op slots and the SQ producer side, so an op's
