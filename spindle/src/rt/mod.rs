@@ -458,7 +458,9 @@ impl Runtime {
     /// spawned tasks meanwhile.
     ///
     /// # Panics
-    /// If called from inside a runtime (a task, or another `block_on`): that would stall it.
+    /// If called from inside a runtime (a task, or another `block_on`): that would stall it. On a
+    /// current-thread runtime built with [`Builder::bind_to_driving_thread`], if this thread
+    /// would drive it and is not the first thread that did.
     ///
     /// ```
     /// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
@@ -687,7 +689,8 @@ impl Handle {
     /// [`Runtime::block_on`]).
     ///
     /// # Panics
-    /// If called from inside a runtime.
+    /// If called from inside a runtime, or as [`Runtime::block_on`] says for a runtime bound to
+    /// its driving thread.
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
