@@ -210,13 +210,13 @@ mod tests {
         assert!(reg.poll_ready(&mut cx, Direction::Write).is_ready());
         // Not readable until the peer writes.
         let ev = match reg.poll_ready(&mut cx, Direction::Read) {
-            Poll::Ready(ev) => Some(ev),
+            Poll::Ready(ev) => Some(ev.unwrap()),
             Poll::Pending => None,
         };
         assert!(ev.is_none());
         b.write_all(b"hi").unwrap();
         r.wait(Some(Duration::from_secs(1)));
-        let Poll::Ready(ev) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("not readable") };
+        let Poll::Ready(Ok(ev)) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("not readable") };
         let mut buf = [0u8; 8];
         assert_eq!(a.read(&mut buf).unwrap(), 2);
         assert_eq!(a.read(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
@@ -224,7 +224,7 @@ mod tests {
         assert!(reg.poll_ready(&mut cx, Direction::Read).is_pending());
         drop(b);
         r.wait(Some(Duration::from_secs(1)));
-        let Poll::Ready(ev) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("no hup") };
+        let Poll::Ready(Ok(ev)) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("no hup") };
         assert!(ev.is_closed());
     }
 

@@ -29,7 +29,10 @@
 //!   meantime is ignored, never dereferenced. `Registration` is the same type on both backends.
 //!   On io_uring the poll is armed by the first `poll_ready`, not at creation: sockets used only
 //!   through completion ops never pay for a poll (a CQE per readiness change); the armed poll
-//!   reports the readiness the fd has by then, so arming late misses nothing.
+//!   reports the readiness the fd has by then, so arming late misses nothing. On a multi-thread
+//!   runtime on epoll, the two ends of a loopback connection made and accepted in the runtime
+//!   are armed lazily too, both on the reactor [`placement`] picks when either is first waited
+//!   on (one worker per connection: measured 3.5 -> 2.1 us per echo round trip).
 //! - Dropping a `Registration` removes the fd from the epoll set (or cancels the poll op with
 //!   `ASYNC_CANCEL`: a `POLL_REMOVE` racing with the poll's own wakeup fails with `EALREADY` and
 //!   leaves the poll armed, holding the file open, so a close would never reach the peer); the
@@ -58,6 +61,7 @@
 //!   `Builder::io_driver` forces a backend for one runtime; `Handle::io_driver` reports a runtime's.
 
 pub(crate) mod epoll;
+pub(crate) mod placement;
 pub(crate) mod pool;
 pub(crate) mod registration;
 pub(crate) mod uring;

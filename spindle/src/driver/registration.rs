@@ -112,17 +112,33 @@ impl ScheduledIo {
 
 /// An fd registered with a reactor. See the module contract.
 pub(crate) struct Registration {
+    /// The reactor the fd was registered with: its runtime's, which says whether it was shut
+    /// down. The readiness watch is armed on it too, unless [`placement`](Self::placement)
+    /// picks another of the runtime's reactors.
     pub(super) reactor: Arc<Reactor>,
     pub(super) io: Arc<ScheduledIo>,
     pub(super) fd: RawFd,
-    /// The backend's key for this registration (slab index and generation). Set at creation on
-    /// epoll; on io_uring on the first readiness wait ([`Registration::poll_ready`]): a socket
+    /// The readiness watch: where it is armed and the backend's key for it (slab index and
+    /// generation), or the errno arming it failed with. Set at creation on epoll (unless
+    /// placed); on io_uring on the first readiness wait ([`Registration::poll_ready`]): a socket
     /// only ever used through completion ops (the owned-buffer methods) then never arms a
     /// multishot poll, whose CQE per readiness change (every arriving segment) would be kernel
-    /// work and dispatch for nothing. Arming late loses nothing: the poll reports the readiness
-    /// the fd has when it is armed.
-    key: OnceLock<u64>,
+    /// work and dispatch for nothing. Arming late loses nothing: the watch reports the readiness
+    /// the fd has when it is armed (epoll's `EPOLL_CTL_ADD` of an edge-triggered fd reports what
+    /// is already ready).
+    watch: OnceLock<Result<Watch, i32>>,
+    /// One end of an in-process loopback connection: the watch is armed lazily, on the reactor
+    /// both ends share (see [`super::placement`]).
+    placement: Option<Arc<super::placement::Placement>>,
 }
+
+/// An armed readiness watch.
+struct Watch {
+    key: u64,
+    /// The reactor it is armed on when that is not the registration's own (placed ones).
+    on: Option<Arc<Reactor>>,
+}
+
 impl Registration {
     /// Registers `fd` (already non-blocking) with the current runtime's reactor (the current
     /// worker's), or with the fallback reactor outside any runtime.
@@ -140,22 +156,41 @@ impl Registration {
 
     /// Registers `fd` with a given reactor.
     pub(crate) fn with_reactor(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
-        let io = ScheduledIo::new();
-        let key = OnceLock::new();
-        if reactor.as_uring().is_none() {
+        let reg = Registration { reactor, io: ScheduledIo::new(), fd, watch: OnceLock::new(), placement: None };
+        if reg.reactor.as_uring().is_none() {
             // epoll_ctl can fail: report it now, where the caller expects errors.
-            let _ = key.set(reactor.register(fd, &io)?);
+            let key = reg.reactor.register(fd, &reg.io)?;
+            let _ = reg.watch.set(Ok(Watch { key, on: None }));
         }
-        Ok(Registration { reactor, io, fd, key })
+        Ok(reg)
     }
 
-    /// Arms the io_uring poll on first use (see `key`); a no-op once armed and on epoll.
-    fn arm(&self) {
-        if self.key.get().is_none() {
-            self.key.get_or_init(|| {
-                // The io_uring registration only allocates a slot and queues a `POLL_ADD`.
-                self.reactor.register(self.fd, &self.io).expect("spindle: io_uring registration cannot fail")
-            });
+    /// Registers `fd`, one end of an in-process loopback connection, with `reactor` (its
+    /// runtime's; see [`reactor`](Self::reactor)); its readiness watch is armed by the first
+    /// readiness wait, on the reactor `placement` picks.
+    pub(crate) fn placed(
+        reactor: Arc<Reactor>,
+        fd: RawFd,
+        placement: Arc<super::placement::Placement>,
+    ) -> Registration {
+        Registration { reactor, io: ScheduledIo::new(), fd, watch: OnceLock::new(), placement: Some(placement) }
+    }
+
+    /// Arms the readiness watch on first use (see `watch`); a no-op once armed.
+    fn arm(&self) -> io::Result<()> {
+        let watch = self.watch.get_or_init(|| {
+            let on = self.placement.as_ref().map(|p| p.reactor(&self.reactor));
+            match on.as_ref().unwrap_or(&self.reactor).register(self.fd, &self.io) {
+                Ok(key) => Ok(Watch { key, on }),
+                Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        });
+        match watch {
+            Ok(_) => Ok(()),
+            Err(errno) => {
+                let e = io::Error::from_raw_os_error(*errno);
+                Err(io::Error::new(e.kind(), format!("spindle: cannot watch fd {} for readiness: {e}", self.fd)))
+            }
         }
     }
 
@@ -163,7 +198,16 @@ impl Registration {
     /// readiness wait needed it).
     #[cfg(test)]
     pub(crate) fn is_armed(&self) -> bool {
-        self.key.get().is_some()
+        matches!(self.watch.get(), Some(Ok(_)))
+    }
+
+    /// The address of the reactor the readiness watch is armed on, if armed.
+    #[cfg(test)]
+    pub(crate) fn watched_by(&self) -> Option<usize> {
+        match self.watch.get() {
+            Some(Ok(w)) => Some(Arc::as_ptr(w.on.as_ref().unwrap_or(&self.reactor)) as usize),
+            _ => None,
+        }
     }
 
     /// Whether read readiness is currently recorded (the next read tries its syscall at once).
@@ -183,12 +227,13 @@ impl Registration {
     }
 
     /// Polls for readiness in `dir`.
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
-        self.arm();
+    /// Fails only if the watch could not be armed (see `watch`).
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<ReadyEvent>> {
+        self.arm()?;
         let mask = dir.mask();
         let cur = self.io.readiness.load(Acquire);
         if cur & mask != 0 {
-            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
+            return Poll::Ready(Ok(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask }));
         }
         {
             let mut slot = self.io.waker_slot(dir).lock(std::thread::yield_now);
@@ -200,7 +245,7 @@ impl Registration {
         // An event may have arrived while we stored the waker.
         let cur = self.io.readiness.load(Acquire);
         if cur & mask != 0 {
-            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
+            return Poll::Ready(Ok(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask }));
         }
         Poll::Pending
     }
@@ -251,7 +296,8 @@ impl Registration {
                 return Poll::Ready(Err(super::shut_down_error()));
             }
             let ev = match self.poll_ready(cx, dir) {
-                Poll::Ready(ev) => ev,
+                Poll::Ready(Ok(ev)) => ev,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             };
             match f() {
@@ -270,8 +316,8 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(&key) = self.key.get() {
-            self.reactor.deregister(self.fd, key);
+        if let Some(Ok(w)) = self.watch.get() {
+            w.on.as_ref().unwrap_or(&self.reactor).deregister(self.fd, w.key);
         }
         self.io.clear_wakers();
     }

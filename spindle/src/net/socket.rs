@@ -16,7 +16,7 @@ use spindle_core::loom::{AtomicBool, Ordering};
 
 use super::stash::{self, Dest, Fill, FillVectored, Mode, Stash};
 use crate::driver::uring::op::{self, KeepAlive};
-use crate::driver::{Direction, Reactor, Registration};
+use crate::driver::{placement, Direction, Reactor, Registration};
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
 /// A non-blocking socket and its reactor registration.
@@ -198,8 +198,23 @@ impl PollSocket {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
-        let io = PollSocket::new(sock)?;
+        // A loopback connection on a multi-thread runtime may be accepted in this runtime: enter
+        // it (its local port is bound by now) so that its two ends are placed on one worker.
+        let pair = addr
+            .as_socket()
+            .filter(placement::is_loopback)
+            .and_then(|_| sock.local_addr().ok()?.as_socket())
+            .and_then(|local| crate::rt::with_loopback_pairs(|pairs| pairs.connecting(local)));
+        let mut io = PollSocket::new(sock)?;
         io.wait_connected().await?;
+        if let Some(pair) = pair {
+            // Connected: from now on watched where the pair is placed, decided when either end
+            // first waits (this drops the registration the connect waited on). Both directions
+            // try their first syscall eagerly again, as on a fresh registration.
+            let reactor = io.reg.reactor().clone();
+            io.reg = Registration::placed(reactor, io.sock.as_raw_fd(), pair);
+            io.primed = [AtomicBool::new(false), AtomicBool::new(false)];
+        }
         Ok(Arc::new(io))
     }
 
@@ -219,9 +234,18 @@ impl PollSocket {
         .await
     }
 
-    /// Registers `sock`, an accepted connection (non-blocking), with the reactor
-    /// `Registration::new_spread` picks.
-    pub(crate) fn accepted(sock: Socket) -> io::Result<PollSocket> {
+    /// Registers `sock`, an accepted connection (non-blocking) from `peer` (TCP), with the
+    /// reactor `Registration::new_spread` picks, or, if its peer is a loopback connection this
+    /// runtime made, where that connection's two ends are placed (see `driver::placement`).
+    pub(crate) fn accepted(sock: Socket, peer: Option<std::net::SocketAddr>) -> io::Result<PollSocket> {
+        let pair = peer
+            .filter(placement::is_loopback)
+            .and_then(|peer| crate::rt::with_loopback_pairs(|pairs| pairs.accepted(peer)).flatten());
+        if let Some(pair) = pair {
+            let reactor = crate::rt::current_reactor().unwrap_or_else(crate::driver::global_reactor);
+            let reg = Registration::placed(reactor, sock.as_raw_fd(), pair);
+            return Ok(PollSocket::with_registration(sock, reg));
+        }
         let reg = Registration::new_spread(sock.as_raw_fd())?;
         Ok(PollSocket::with_registration(sock, reg))
     }
@@ -836,6 +860,69 @@ mod tests {
             distinct.dedup();
             assert_eq!(distinct.len(), workers, "multi={multi}: {reactors:?}");
         }
+    }
+
+    /// On a multi-thread runtime on epoll, the two ends of a loopback connection made and
+    /// accepted in the runtime are watched by one worker's reactor, whichever task waits first
+    /// and wherever the ends were created (here: all connected by one task, each end then used
+    /// by a task of its own), and the connections are spread over the workers. Connections to a
+    /// peer outside the runtime keep the usual placement.
+    #[test]
+    fn loopback_connection_ends_in_one_runtime_share_a_worker_on_epoll() {
+        const PAIRS: usize = 8;
+        let rt = Builder::new_multi_thread().worker_threads(2).io_driver(IoDriver::Epoll).build().unwrap();
+        let pairs = rt.block_on(async {
+            crate::spawn(async {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap();
+                let mut ends = Vec::new();
+                for _ in 0..PAIRS {
+                    let c = TcpStream::connect(addr).await.unwrap();
+                    let (s, _) = l.accept().await.unwrap();
+                    ends.push((c, s));
+                }
+                let tasks: Vec<_> = ends
+                    .into_iter()
+                    .map(|(mut c, mut s)| {
+                        let server = crate::spawn(async move {
+                            let (res, buf) = s.read_exact_owned(vec![0u8; 4]).await;
+                            res.unwrap();
+                            s.write_all_owned(buf).await.0.unwrap();
+                            s
+                        });
+                        crate::spawn(async move {
+                            c.write_all_owned(b"ping".to_vec()).await.0.unwrap();
+                            let (res, buf) = c.read_exact_owned(vec![0u8; 4]).await;
+                            res.unwrap();
+                            assert_eq!(buf, b"ping");
+                            (c, server.await.unwrap())
+                        })
+                    })
+                    .collect();
+                let mut pairs = Vec::new();
+                for t in tasks {
+                    let (c, s) = t.await.unwrap();
+                    pairs.push((c.io.reg.watched_by().unwrap(), s.io.reg.watched_by().unwrap()));
+                }
+                // A peer outside the runtime: the accepted end is registered at once, as usual.
+                let outside = std::net::TcpStream::connect(addr).unwrap();
+                let (s, _) = l.accept().await.unwrap();
+                assert_eq!(s.io.reg.watched_by(), Some(std::sync::Arc::as_ptr(s.io.reg.reactor()) as usize));
+                drop(outside);
+                pairs
+            })
+            .await
+            .unwrap()
+        });
+        for (c, s) in &pairs {
+            assert_eq!(c, s, "the ends of a connection are watched by different reactors: {pairs:?}");
+        }
+        let mut used: Vec<_> = pairs.iter().map(|p| p.0).collect();
+        used.sort();
+        used.dedup();
+        assert_eq!(used.len(), 2, "every connection on one worker: {pairs:?}");
+        let waiting = rt.block_on(async { crate::rt::with_loopback_pairs(|p| p.len()).unwrap() });
+        assert_eq!(waiting, 0, "accepted connections leave no entries behind");
     }
 
     /// A stream connected and used only through owned-buffer ops arms no readiness poll on

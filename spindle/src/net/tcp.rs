@@ -209,7 +209,7 @@ impl TcpListener {
             None => self.backoff.accept(&self.io).await?,
         };
         let addr = inet_addr(Ok(addr))?;
-        Ok((TcpStream::new(Arc::new(PollSocket::accepted(sock)?)), addr))
+        Ok((TcpStream::new(Arc::new(PollSocket::accepted(sock, Some(addr))?)), addr))
     }
 
     /// The address the listener is bound to.

@@ -131,7 +131,7 @@ impl UnixListener {
     /// ```
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         let (sock, _) = self.backoff.accept(&self.io).await?;
-        let stream = UnixStream { io: Arc::new(PollSocket::accepted(sock)?) };
+        let stream = UnixStream { io: Arc::new(PollSocket::accepted(sock, None)?) };
         let addr = peer_addr_of(stream.io.fd())?;
         Ok((stream, addr))
     }

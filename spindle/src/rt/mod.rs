@@ -839,6 +839,40 @@ pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
     })
 }
 
+/// Runs `f` on the current runtime's [`Pairs`](crate::driver::placement::Pairs), if it is a
+/// multi-thread runtime (the only kind with more than one reactor to choose from).
+pub(crate) fn with_loopback_pairs<R>(f: impl FnOnce(&crate::driver::placement::Pairs) -> R) -> Option<R> {
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Some(f(&unsafe { &*w }.shared().loopback_pairs));
+    }
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::MultiThread(s)) => Some(f(&s.loopback_pairs)),
+        _ => None,
+    })
+}
+
+/// For [`Placement`](crate::driver::placement::Placement): on the multi-thread runtime whose
+/// [`Pairs`](crate::driver::placement::Pairs) has the address `pairs`, when this thread is one
+/// of its workers or inside its `block_on`, the next of its reactors in turn (`spread`) or the
+/// current worker's; else `None`.
+pub(crate) fn placement_reactor(pairs: usize, spread: bool) -> Option<Arc<crate::driver::Reactor>> {
+    let ours = |s: &multi_thread::Shared| &s.loopback_pairs as *const crate::driver::placement::Pairs as usize == pairs;
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        let w = unsafe { &*w };
+        if ours(w.shared()) {
+            return Some(if spread { w.shared().next_reactor() } else { w.reactor().clone() });
+        }
+    }
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::MultiThread(s)) if spread && ours(s) => Some(s.next_reactor()),
+        _ => None,
+    })
+}
+
 /// Runs `f` on the reactor [`current_reactor`] would return, without cloning the `Arc` (for
 /// callers that only look at it, or clone it only when it suits them).
 pub(crate) fn with_current_reactor<R>(f: impl FnOnce(&Arc<crate::driver::Reactor>) -> R) -> Option<R> {

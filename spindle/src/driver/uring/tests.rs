@@ -125,7 +125,7 @@ fn registration_readiness_on_uring() {
         assert!(reg.poll_ready(&mut cx, Direction::Read).is_pending());
         b.write_all(b"hi").unwrap();
         r.wait(Some(Duration::from_secs(1)));
-        let Poll::Ready(ev) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("not readable") };
+        let Poll::Ready(Ok(ev)) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("not readable") };
         let mut buf = [0u8; 8];
         assert_eq!(a.read(&mut buf).unwrap(), 2);
         reg.clear_ready(ev, Direction::Read);
@@ -137,7 +137,7 @@ fn registration_readiness_on_uring() {
         assert_eq!(a.read(&mut buf).unwrap(), 5);
         drop(b);
         r.wait(Some(Duration::from_secs(1)));
-        let Poll::Ready(ev) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("no hup") };
+        let Poll::Ready(Ok(ev)) = reg.poll_ready(&mut cx, Direction::Read) else { panic!("no hup") };
         assert!(ev.is_closed());
         drop(reg);
         settle(&r);

@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     remotes: Box<[Remote]>,
     /// Turns for [`next_reactor`](Shared::next_reactor).
     reactor_turn: AtomicUsize,
+    /// In-process loopback connections to place on one worker (see `driver::placement`).
+    pub(crate) loopback_pairs: crate::driver::placement::Pairs,
     inject: Inject<Sched>,
     idle: Idle,
     owned: OwnedTasks<Sched>,
@@ -211,6 +213,7 @@ pub(crate) fn start(
     let shared = Arc::new(Shared {
         remotes: remotes.into_boxed_slice(),
         reactor_turn: AtomicUsize::new(0),
+        loopback_pairs: Default::default(),
         inject: Inject::new(),
         idle: Idle::new(num_workers),
         owned: OwnedTasks::new(4 * num_workers),
@@ -434,6 +437,10 @@ impl WorkerCtx {
 
     pub(crate) fn reactor(&self) -> &Arc<Reactor> {
         &self.remote().reactor
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     fn remote(&self) -> &Remote {
