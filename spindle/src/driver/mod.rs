@@ -30,9 +30,9 @@
 //!   On io_uring the poll is armed by the first `poll_ready`, not at creation: sockets used only
 //!   through completion ops never pay for a poll (a CQE per readiness change); the armed poll
 //!   reports the readiness the fd has by then, so arming late misses nothing. On a multi-thread
-//!   runtime on epoll, the two ends of a loopback connection made and accepted in the runtime
-//!   are armed lazily too, both on the reactor [`placement`] picks when either is first waited
-//!   on (one worker per connection: measured 3.5 -> 2.1 us per echo round trip).
+//!   runtime, loopback connections are placed by [`placement`]: the two ends of one made and
+//!   accepted in the runtime are served by one worker (on epoll both watches are armed lazily on
+//!   its reactor; on io_uring both ends' ops go to its ring).
 //! - Dropping a `Registration` removes the fd from the epoll set (or cancels the poll op with
 //!   `ASYNC_CANCEL`: a `POLL_REMOVE` racing with the poll's own wakeup fails with `EALREADY` and
 //!   leaves the poll armed, holding the file open, so a close would never reach the peer); the

@@ -1,36 +1,38 @@
-//! Where the two ends of an in-process loopback TCP connection watch readiness on a multi-thread
-//! runtime on epoll: on one worker, the worker of whichever end first waits.
+//! Which worker serves the two ends of an in-process loopback TCP connection on a multi-thread
+//! runtime: one worker, picked when either end is first used.
 //!
 //! # Why
 //!
 //! Over loopback the kernel does the receiving socket's TCP work in the sender's system call.
-//! When the two ends of a connection are registered with different workers, every message is
-//! sent on one core, processed into the peer's socket there, and read on the other core: socket
-//! state and buffers bounce between the cores' caches, and every wakeup crosses them. Measured on
-//! echo over two epoll workers (64 connections, client and server in one process): 3.5 us per
-//! round trip with the ends on different workers, 2.1 us with each connection's ends on one.
+//! When the two ends of a connection are served by different workers, every message is sent on
+//! one core, processed into the peer's socket there, and read on the other core: socket state
+//! and buffers bounce between the cores' caches, and every wakeup crosses them. Measured on echo
+//! over two workers (64 connections, client and server in one process), ns per round trip:
+//! epoll 3247 -> 2122, io_uring 2849 -> 2002, with each connection's ends on one worker.
 //! Where the ends are created says nothing about where they will be used (a task often connects
 //! many streams and hands each to a task of its own, and accepted connections are spread over the
-//! workers), so the two ends are placed when one of them is first waited on.
+//! workers), so the ends are placed when one of them is first used.
 //!
 //! # Contract
 //!
-//! - Each multi-thread runtime owns one [`Pairs`]: connecting ends whose accepted end has not
-//!   been seen yet, by the connecting socket's local address (which is the accepted socket's peer
-//!   address). The connecting end enters itself right after its `connect` syscall; the accepting
-//!   end takes the entry. Entries are weak: a connection to another process's listener is never
-//!   accepted here, and its entry dies with its socket (dead entries are pruned as the map grows).
-//! - Both ends share one [`Placement`]; their registrations are armed lazily and ask it for their
-//!   reactor: the first asks decides (the worker it runs on, if that is one of this runtime's;
-//!   else the reactor the registration was made on), the second follows. Tasks follow their
-//!   sockets (a registration's events are dispatched by its reactor's worker, which wakes the
-//!   task onto its own queue), so the two tasks then meet on that worker.
-//! - Only a performance hint: a missed match (the accept ran before the connect entered itself,
-//!   or the ends live in different runtimes) leaves the usual placement; a wrong one costs speed,
-//!   never correctness. Ports are only reused once their socket is closed, so an entry found by
-//!   a peer address is that peer's.
-//! - Only epoll: on io_uring a socket's owned-buffer ops run on the ring of the thread that polls
-//!   them, not on its registration's.
+//! - Each multi-thread runtime owns one [`Pairs`]: ends of loopback connections whose other end
+//!   has not been seen, by the connecting socket's local address (the accepted socket's peer
+//!   address). A connecting end joins once its local port is bound (epoll: after the `connect`
+//!   syscall; io_uring: once the connect op completed), an accepted end when accepted; whichever
+//!   comes second finds the first's [`Placement`], and both are then *matched*. Entries are weak:
+//!   a connection with another process is never matched, and its entry dies with its socket (dead
+//!   entries are pruned as the map grows).
+//! - The placement picks a reactor once, when either end first asks: for a matched pair or an
+//!   accepted end, the runtime's workers' reactors in turn (as for accepted connections); for a
+//!   connecting end still alone, the worker it is used on (as for any connected socket). Outside
+//!   the runtime's threads, the reactor the asking end was registered with.
+//! - Who asks: on epoll, both ends' registrations arm their readiness watch lazily, on the
+//!   placement's reactor. On io_uring, the owned-buffer ops of a matched end go to the
+//!   placement's ring (other sockets' ops go to the ring of the thread polling them); a task
+//!   follows the ring its op completes on, so both ends' tasks settle on that worker (an op
+//!   submitted from another thread is handed over to the ring's owner, once per migration).
+//! - Only a hint: a wrong or missed match costs speed, never correctness. Ports are reused only
+//!   once their socket is closed, so a live entry found by a peer address is that peer's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,10 +41,19 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::Reactor;
 
+/// Which end of a connection a socket is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    Connecting,
+    Accepted,
+}
+
 /// The reactor the two ends of one connection share (see the module contract).
 pub(crate) struct Placement {
     reactor: OnceLock<Arc<Reactor>>,
-    /// The accepted end was found: both ends are this runtime's.
+    /// The end that made this placement (the other end, if it comes, joins it).
+    end: End,
+    /// Both ends are this runtime's.
     matched: AtomicBool,
     /// The address of the runtime's [`Pairs`]: which runtime's worker may decide (an identity
     /// only, never dereferenced).
@@ -52,17 +63,23 @@ pub(crate) struct Placement {
 impl Placement {
     /// The reactor both ends register with: decided by the first caller (see the contract),
     /// `fallback` being the reactor the caller's registration was made on.
-    pub(crate) fn reactor(&self, fallback: &Arc<Reactor>) -> Arc<Reactor> {
-        self.reactor
-            .get_or_init(|| {
-                let spread = self.matched.load(Relaxed);
-                crate::rt::placement_reactor(self.runtime, spread).unwrap_or_else(|| fallback.clone())
-            })
-            .clone()
+    pub(crate) fn reactor(&self, fallback: &Arc<Reactor>) -> &Arc<Reactor> {
+        self.reactor.get_or_init(|| {
+            // A connection in the runtime, or an accepted one (whose peer may still join): the
+            // workers' reactors in turn, as for accepted connections. A connecting end whose
+            // peer is elsewhere: where its user runs, as for any connected socket.
+            let spread = self.end == End::Accepted || self.is_matched();
+            crate::rt::placement_reactor(self.runtime, spread).unwrap_or_else(|| fallback.clone())
+        })
+    }
+
+    /// Whether both ends are known to be in this runtime.
+    pub(crate) fn is_matched(&self) -> bool {
+        self.matched.load(Relaxed)
     }
 }
 
-/// One runtime's connecting ends awaiting their accepted ends (see the module contract).
+/// One runtime's connection ends awaiting their other ends (see the module contract).
 #[derive(Default)]
 pub(crate) struct Pairs {
     waiting: Mutex<PairsInner>,
@@ -70,7 +87,8 @@ pub(crate) struct Pairs {
 
 #[derive(Default)]
 struct PairsInner {
-    by_local_addr: HashMap<SocketAddr, Weak<Placement>>,
+    /// By the connecting end's local address (the accepted end's peer address).
+    by_client_addr: HashMap<SocketAddr, Weak<Placement>>,
     /// Prune dead entries when the map reaches this size (twice the live count at the last
     /// prune, at least 64): amortized O(1) per entry.
     prune_at: usize,
@@ -81,26 +99,26 @@ impl Pairs {
         self as *const Pairs as usize
     }
 
-    /// A connecting socket bound to `local` (its connect syscall made): its placement, shared
-    /// with the accepted end if this runtime accepts it.
-    pub(crate) fn connecting(&self, local: SocketAddr) -> Arc<Placement> {
-        let p = Arc::new(Placement { reactor: OnceLock::new(), matched: AtomicBool::new(false), runtime: self.id() });
+    /// The placement of a socket that is `end` of the loopback connection whose connecting end
+    /// has the address `client`: the other end's, if that one is waiting (then both are
+    /// matched), else a new one the other end may join.
+    pub(crate) fn join(&self, client: SocketAddr, end: End) -> Arc<Placement> {
         let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if w.by_local_addr.len() >= w.prune_at.max(64) {
-            w.by_local_addr.retain(|_, p| p.strong_count() > 0);
-            w.prune_at = 2 * w.by_local_addr.len();
+        if let Some(other) = w.by_client_addr.get(&client).and_then(Weak::upgrade) {
+            if other.end != end {
+                w.by_client_addr.remove(&client);
+                other.matched.store(true, Relaxed);
+                return other;
+            }
         }
-        w.by_local_addr.insert(local, Arc::downgrade(&p));
+        if w.by_client_addr.len() >= w.prune_at.max(64) {
+            w.by_client_addr.retain(|_, p| p.strong_count() > 0);
+            w.prune_at = 2 * w.by_client_addr.len();
+        }
+        let p =
+            Arc::new(Placement { reactor: OnceLock::new(), end, matched: AtomicBool::new(false), runtime: self.id() });
+        w.by_client_addr.insert(client, Arc::downgrade(&p));
         p
-    }
-
-    /// An accepted socket whose peer is `peer`: the placement of its connecting end, if that is
-    /// a socket of this runtime that is still open.
-    pub(crate) fn accepted(&self, peer: SocketAddr) -> Option<Arc<Placement>> {
-        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let p = w.by_local_addr.remove(&peer)?.upgrade()?;
-        p.matched.store(true, Relaxed);
-        Some(p)
     }
 
     /// Whether `placement` came from these pairs (tests).
@@ -112,7 +130,7 @@ impl Pairs {
     /// Entries held (tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.waiting.lock().unwrap().by_local_addr.len()
+        self.waiting.lock().unwrap().by_client_addr.len()
     }
 }
 
@@ -131,29 +149,37 @@ mod tests {
     }
 
     #[test]
-    fn accepted_end_gets_the_connecting_ends_placement_once() {
+    fn the_two_ends_share_a_placement_whichever_comes_first() {
         let pairs = Pairs::default();
-        let p = pairs.connecting(addr(40000));
-        assert!(pairs.owns(&p));
-        let q = pairs.accepted(addr(40000)).expect("the connecting end is waiting");
-        assert!(Arc::ptr_eq(&p, &q));
-        assert!(pairs.accepted(addr(40000)).is_none(), "an entry is taken once");
-        assert!(pairs.accepted(addr(40001)).is_none());
+        for (first, second) in [(End::Connecting, End::Accepted), (End::Accepted, End::Connecting)] {
+            let p = pairs.join(addr(40000), first);
+            assert!(pairs.owns(&p));
+            assert!(!p.is_matched());
+            let q = pairs.join(addr(40000), second);
+            assert!(Arc::ptr_eq(&p, &q), "{first:?} then {second:?}");
+            assert!(p.is_matched());
+            assert_eq!(pairs.len(), 0, "a matched entry is taken");
+        }
+        // Same end twice (the first one's socket is still open): no match.
+        let p = pairs.join(addr(40001), End::Accepted);
+        let q = pairs.join(addr(40001), End::Accepted);
+        assert!(!Arc::ptr_eq(&p, &q));
+        assert!(!q.is_matched());
     }
 
     #[test]
     fn entries_of_closed_sockets_are_not_matched_and_are_pruned() {
         let pairs = Pairs::default();
-        drop(pairs.connecting(addr(40000)));
-        assert!(pairs.accepted(addr(40000)).is_none(), "the connecting socket is gone");
-        let live: Vec<_> = (0..10).map(|i| pairs.connecting(addr(41000 + i))).collect();
+        drop(pairs.join(addr(40000), End::Connecting));
+        assert!(!pairs.join(addr(40000), End::Accepted).is_matched(), "the connecting socket is gone");
+        let live: Vec<_> = (0..10).map(|i| pairs.join(addr(41000 + i), End::Connecting)).collect();
         for i in 0..1000 {
-            drop(pairs.connecting(addr(42000 + i)));
+            drop(pairs.join(addr(42000 + i), End::Accepted));
         }
         assert!(pairs.len() < 200, "dead entries pile up: {}", pairs.len());
         for i in 0..10 {
-            let q = pairs.accepted(addr(41000 + i)).expect("live entries survive pruning");
-            assert!(Arc::ptr_eq(&live[i as usize], &q));
+            let q = pairs.join(addr(41000 + i), End::Accepted);
+            assert!(Arc::ptr_eq(&live[i as usize], &q), "live entries survive pruning");
         }
     }
 }

@@ -127,9 +127,10 @@ pub(crate) struct Registration {
     /// the fd has when it is armed (epoll's `EPOLL_CTL_ADD` of an edge-triggered fd reports what
     /// is already ready).
     watch: OnceLock<Result<Watch, i32>>,
-    /// One end of an in-process loopback connection: the watch is armed lazily, on the reactor
-    /// both ends share (see [`super::placement`]).
-    placement: Option<Arc<super::placement::Placement>>,
+    /// One end of a loopback connection on a multi-thread runtime: the watch is armed lazily,
+    /// on the reactor the placement picks (see [`super::placement`]); set at creation, or (io_uring
+    /// connects) once connected, before any other use.
+    placement: OnceLock<Arc<super::placement::Placement>>,
 }
 
 /// An armed readiness watch.
@@ -156,7 +157,8 @@ impl Registration {
 
     /// Registers `fd` with a given reactor.
     pub(crate) fn with_reactor(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
-        let reg = Registration { reactor, io: ScheduledIo::new(), fd, watch: OnceLock::new(), placement: None };
+        let reg =
+            Registration { reactor, io: ScheduledIo::new(), fd, watch: OnceLock::new(), placement: OnceLock::new() };
         if reg.reactor.as_uring().is_none() {
             // epoll_ctl can fail: report it now, where the caller expects errors.
             let key = reg.reactor.register(fd, &reg.io)?;
@@ -173,13 +175,34 @@ impl Registration {
         fd: RawFd,
         placement: Arc<super::placement::Placement>,
     ) -> Registration {
-        Registration { reactor, io: ScheduledIo::new(), fd, watch: OnceLock::new(), placement: Some(placement) }
+        Registration {
+            reactor,
+            io: ScheduledIo::new(),
+            fd,
+            watch: OnceLock::new(),
+            placement: OnceLock::from(placement),
+        }
+    }
+
+    /// Gives a registration made lazily (io_uring) its placement, before any use.
+    pub(crate) fn set_placement(&self, placement: Arc<super::placement::Placement>) {
+        debug_assert!(self.watch.get().is_none(), "placed after use");
+        let _ = self.placement.set(placement);
+    }
+
+    /// The io_uring reactor owned-buffer ops on this fd go to when its connection's two ends are
+    /// in one runtime: the one its placement picks (see [`super::placement`]), so that the two
+    /// ends' tasks meet on its worker (a task follows the ring its op completes on).
+    pub(crate) fn placed_ops_reactor(&self) -> Option<&Arc<Reactor>> {
+        let p = self.placement.get().filter(|p| p.is_matched())?;
+        let r = p.reactor(&self.reactor);
+        r.as_uring().is_some().then_some(r)
     }
 
     /// Arms the readiness watch on first use (see `watch`); a no-op once armed.
     fn arm(&self) -> io::Result<()> {
         let watch = self.watch.get_or_init(|| {
-            let on = self.placement.as_ref().map(|p| p.reactor(&self.reactor));
+            let on = self.placement.get().map(|p| p.reactor(&self.reactor).clone());
             match on.as_ref().unwrap_or(&self.reactor).register(self.fd, &self.io) {
                 Ok(key) => Ok(Watch { key, on }),
                 Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),

@@ -178,7 +178,7 @@ impl PollSocket {
             let io = Arc::new(PollSocket::with_registration(sock, reg));
             // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
             match op::connect(&r, io.fd(), addr.clone(), io.clone()).await {
-                Ok(()) => {}
+                Ok(()) => io.join_loopback_pair(addr),
                 Err(e) if e.raw_os_error() == Some(libc::EISCONN) => {}
                 // Nobody here cancels a connect op (a dropped future sees no result): the kernel
                 // did, because the thread that submitted it exited, after starting the connect
@@ -200,11 +200,10 @@ impl PollSocket {
         }
         // A loopback connection on a multi-thread runtime may be accepted in this runtime: enter
         // it (its local port is bound by now) so that its two ends are placed on one worker.
-        let pair = addr
-            .as_socket()
-            .filter(placement::is_loopback)
-            .and_then(|_| sock.local_addr().ok()?.as_socket())
-            .and_then(|local| crate::rt::with_loopback_pairs(|pairs| pairs.connecting(local)));
+        let pair =
+            addr.as_socket().filter(placement::is_loopback).and_then(|_| sock.local_addr().ok()?.as_socket()).and_then(
+                |local| crate::rt::with_loopback_pairs(|pairs| pairs.join(local, placement::End::Connecting)),
+            );
         let mut io = PollSocket::new(sock)?;
         io.wait_connected().await?;
         if let Some(pair) = pair {
@@ -216,6 +215,20 @@ impl PollSocket {
             io.primed = [AtomicBool::new(false), AtomicBool::new(false)];
         }
         Ok(Arc::new(io))
+    }
+
+    /// io_uring, connected to `addr`: if that is a loopback address and this is a multi-thread
+    /// runtime, joins the connection's accepted end should the runtime accept it (see
+    /// `driver::placement`), before anything else uses the socket.
+    fn join_loopback_pair(&self, addr: &SockAddr) {
+        let Some(local) =
+            addr.as_socket().filter(placement::is_loopback).and_then(|_| self.sock.local_addr().ok()?.as_socket())
+        else {
+            return;
+        };
+        if let Some(pair) = crate::rt::with_loopback_pairs(|pairs| pairs.join(local, placement::End::Connecting)) {
+            self.reg.set_placement(pair);
+        }
     }
 
     /// Waits for a non-blocking `connect` to finish: its error, or `Ok` once connected.
@@ -235,12 +248,13 @@ impl PollSocket {
     }
 
     /// Registers `sock`, an accepted connection (non-blocking) from `peer` (TCP), with the
-    /// reactor `Registration::new_spread` picks, or, if its peer is a loopback connection this
-    /// runtime made, where that connection's two ends are placed (see `driver::placement`).
+    /// reactor `Registration::new_spread` picks; on a multi-thread runtime, a loopback one is
+    /// placed instead (lazily, beside its connecting end if that is in this runtime: see
+    /// `driver::placement`).
     pub(crate) fn accepted(sock: Socket, peer: Option<std::net::SocketAddr>) -> io::Result<PollSocket> {
         let pair = peer
             .filter(placement::is_loopback)
-            .and_then(|peer| crate::rt::with_loopback_pairs(|pairs| pairs.accepted(peer)).flatten());
+            .and_then(|peer| crate::rt::with_loopback_pairs(|pairs| pairs.join(peer, placement::End::Accepted)));
         if let Some(pair) = pair {
             let reactor = crate::rt::current_reactor().unwrap_or_else(crate::driver::global_reactor);
             let reg = Registration::placed(reactor, sock.as_raw_fd(), pair);
@@ -624,7 +638,10 @@ impl PollSocket {
     /// The io_uring reactor owned-buffer ops of this thread go to, or `None` on epoll (and the
     /// shut-down error if this socket's runtime is gone, which readiness reports by itself).
     fn uring(&self) -> Option<io::Result<crate::driver::ReactorRef<'_>>> {
-        let r = crate::driver::uring_reactor_near(self.reg.reactor())?;
+        let r = match self.reg.placed_ops_reactor() {
+            Some(r) => crate::driver::ReactorRef::Borrowed(r),
+            None => crate::driver::uring_reactor_near(self.reg.reactor())?,
+        };
         Some(if self.reg.is_shut_down() { Err(crate::driver::shut_down_error()) } else { Ok(r) })
     }
 
@@ -823,14 +840,15 @@ impl PollSocket {
 
 #[cfg(test)]
 mod tests {
+    use crate::driver::Direction;
     use crate::io::{AsyncReadOwned, AsyncWriteOwned};
     use crate::net::{TcpListener, TcpStream};
     use crate::rt::{Builder, IoDriver};
     use spindle_core::loom::Ordering;
 
-    /// Accepted connections register with the workers' reactors in turn on a multi-thread
+    /// Accepted connections are watched by the workers' reactors in turn on a multi-thread
     /// runtime (the acceptor's worker would otherwise dispatch every connection's events), and
-    /// with the runtime's one reactor on a current-thread runtime.
+    /// by the runtime's one reactor on a current-thread runtime.
     #[test]
     fn accepted_connections_spread_over_the_workers_reactors() {
         for (workers, multi) in [(2, true), (1, false)] {
@@ -842,18 +860,27 @@ mod tests {
             let reactors = rt.block_on(async {
                 let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = l.local_addr().unwrap();
-                let clients: Vec<_> = (0..4).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+                let clients: Vec<_> = (0..4)
+                    .map(|_| {
+                        let mut c = std::net::TcpStream::connect(addr).unwrap();
+                        std::io::Write::write_all(&mut c, b"x").unwrap();
+                        c
+                    })
+                    .collect();
                 let accepted = crate::spawn(async move {
                     let mut v = Vec::new();
                     for _ in 0..4 {
-                        v.push(l.accept().await.unwrap().0);
+                        let s = l.accept().await.unwrap().0;
+                        // Waiting for readiness arms the watch (lazily, for loopback peers).
+                        std::future::poll_fn(|cx| s.io.reg.poll_ready(cx, Direction::Read)).await.unwrap();
+                        v.push(s);
                     }
                     v
                 })
                 .await
                 .unwrap();
                 drop(clients);
-                accepted.iter().map(|s| std::sync::Arc::as_ptr(s.io.reg.reactor())).collect::<Vec<_>>()
+                accepted.iter().map(|s| s.io.reg.watched_by().unwrap()).collect::<Vec<_>>()
             });
             let mut distinct = reactors.clone();
             distinct.sort();
@@ -862,67 +889,89 @@ mod tests {
         }
     }
 
-    /// On a multi-thread runtime on epoll, the two ends of a loopback connection made and
-    /// accepted in the runtime are watched by one worker's reactor, whichever task waits first
-    /// and wherever the ends were created (here: all connected by one task, each end then used
-    /// by a task of its own), and the connections are spread over the workers. Connections to a
-    /// peer outside the runtime keep the usual placement.
+    /// On a multi-thread runtime, the two ends of a loopback connection made and accepted in the
+    /// runtime are served by one worker (on epoll its reactor watches both; on io_uring both
+    /// ends' ops go to its ring), whichever end's task runs first and wherever the ends were
+    /// created (here: all connected by one task, each end then used by a task of its own); the
+    /// connections are spread over the workers. A connection from outside the runtime is placed
+    /// as before (epoll: spread; io_uring: ops on the ring of the thread that runs them).
     #[test]
-    fn loopback_connection_ends_in_one_runtime_share_a_worker_on_epoll() {
+    fn loopback_connection_ends_in_one_runtime_share_a_worker() {
         const PAIRS: usize = 8;
-        let rt = Builder::new_multi_thread().worker_threads(2).io_driver(IoDriver::Epoll).build().unwrap();
-        let pairs = rt.block_on(async {
-            crate::spawn(async {
-                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = l.local_addr().unwrap();
-                let mut ends = Vec::new();
-                for _ in 0..PAIRS {
-                    let c = TcpStream::connect(addr).await.unwrap();
-                    let (s, _) = l.accept().await.unwrap();
-                    ends.push((c, s));
+        for driver in [IoDriver::Epoll, IoDriver::Uring] {
+            let rt = match Builder::new_multi_thread().worker_threads(2).io_driver(driver).build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    assert_eq!(driver, IoDriver::Uring, "{e}");
+                    eprintln!("io_uring unavailable, that half skipped: {e}");
+                    continue;
                 }
-                let tasks: Vec<_> = ends
-                    .into_iter()
-                    .map(|(mut c, mut s)| {
-                        let server = crate::spawn(async move {
-                            let (res, buf) = s.read_exact_owned(vec![0u8; 4]).await;
-                            res.unwrap();
-                            s.write_all_owned(buf).await.0.unwrap();
-                            s
-                        });
-                        crate::spawn(async move {
-                            c.write_all_owned(b"ping".to_vec()).await.0.unwrap();
-                            let (res, buf) = c.read_exact_owned(vec![0u8; 4]).await;
-                            res.unwrap();
-                            assert_eq!(buf, b"ping");
-                            (c, server.await.unwrap())
+            };
+            // Where a stream's I/O is served: its watch's reactor on epoll, its ops' on io_uring.
+            let served_by = move |s: &TcpStream| match driver {
+                IoDriver::Epoll => s.io.reg.watched_by(),
+                _ => s.io.reg.placed_ops_reactor().map(|r| std::sync::Arc::as_ptr(r) as usize),
+            };
+            let (pairs, waiting) = rt.block_on(async move {
+                crate::spawn(async move {
+                    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let addr = l.local_addr().unwrap();
+                    let mut ends = Vec::new();
+                    for _ in 0..PAIRS {
+                        let c = TcpStream::connect(addr).await.unwrap();
+                        let (s, _) = l.accept().await.unwrap();
+                        ends.push((c, s));
+                    }
+                    let tasks: Vec<_> = ends
+                        .into_iter()
+                        .map(|(mut c, mut s)| {
+                            let server = crate::spawn(async move {
+                                let (res, buf) = s.read_exact_owned(vec![0u8; 4]).await;
+                                res.unwrap();
+                                s.write_all_owned(buf).await.0.unwrap();
+                                s
+                            });
+                            crate::spawn(async move {
+                                c.write_all_owned(b"ping".to_vec()).await.0.unwrap();
+                                let (res, buf) = c.read_exact_owned(vec![0u8; 4]).await;
+                                res.unwrap();
+                                assert_eq!(buf, b"ping");
+                                (c, server.await.unwrap())
+                            })
                         })
-                    })
-                    .collect();
-                let mut pairs = Vec::new();
-                for t in tasks {
-                    let (c, s) = t.await.unwrap();
-                    pairs.push((c.io.reg.watched_by().unwrap(), s.io.reg.watched_by().unwrap()));
-                }
-                // A peer outside the runtime: the accepted end is registered at once, as usual.
-                let outside = std::net::TcpStream::connect(addr).unwrap();
-                let (s, _) = l.accept().await.unwrap();
-                assert_eq!(s.io.reg.watched_by(), Some(std::sync::Arc::as_ptr(s.io.reg.reactor()) as usize));
-                drop(outside);
-                pairs
-            })
-            .await
-            .unwrap()
-        });
-        for (c, s) in &pairs {
-            assert_eq!(c, s, "the ends of a connection are watched by different reactors: {pairs:?}");
+                        .collect();
+                    let mut pairs = Vec::new();
+                    for t in tasks {
+                        let (c, s) = t.await.unwrap();
+                        pairs.push((served_by(&c), served_by(&s)));
+                    }
+                    // A peer outside the runtime.
+                    let mut outside = std::net::TcpStream::connect(addr).unwrap();
+                    let (mut s, _) = l.accept().await.unwrap();
+                    std::io::Write::write_all(&mut outside, b"hi").unwrap();
+                    assert_eq!(s.read_exact_owned(vec![0u8; 2]).await.1, b"hi");
+                    match driver {
+                        IoDriver::Epoll => assert!(s.io.reg.watched_by().is_some()),
+                        _ => assert!(s.io.reg.placed_ops_reactor().is_none(), "an outside peer is never matched"),
+                    }
+                    drop(outside);
+                    let waiting = crate::rt::with_loopback_pairs(|p| p.len()).unwrap();
+                    (pairs, waiting)
+                })
+                .await
+                .unwrap()
+            });
+            for (c, s) in &pairs {
+                assert!(c.is_some(), "{driver:?}: not placed: {pairs:?}");
+                assert_eq!(c, s, "{driver:?}: the ends of a connection are served by different workers: {pairs:?}");
+            }
+            let mut used: Vec<_> = pairs.iter().map(|p| p.0).collect();
+            used.sort();
+            used.dedup();
+            assert_eq!(used.len(), 2, "{driver:?}: every connection on one worker: {pairs:?}");
+            // The outside connection's accepted end waits for a peer that never joins.
+            assert!(waiting <= 1, "{driver:?}: matched connections leave entries behind: {waiting}");
         }
-        let mut used: Vec<_> = pairs.iter().map(|p| p.0).collect();
-        used.sort();
-        used.dedup();
-        assert_eq!(used.len(), 2, "every connection on one worker: {pairs:?}");
-        let waiting = rt.block_on(async { crate::rt::with_loopback_pairs(|p| p.len()).unwrap() });
-        assert_eq!(waiting, 0, "accepted connections leave no entries behind");
     }
 
     /// A stream connected and used only through owned-buffer ops arms no readiness poll on
