@@ -687,3 +687,76 @@ fn kernel_release_strings_compare() {
     assert!(!kernel_at_least("5.15.0-91-generic", (6, 13)));
     assert!(!kernel_at_least("garbage", (6, 13)));
 }
+
+/// Polls `f` on a thread that does not drive `r` (its completions are dispatched by the thread
+/// that does), sleeping on the waker between polls.
+fn run_elsewhere<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread, std::sync::atomic::AtomicBool);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.0.unpark();
+        }
+    }
+    let unpark = Arc::new(Unpark(std::thread::current(), false.into()));
+    let waker = Waker::from(unpark.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        while !unpark.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "a handed-over op never completed");
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Ops submitted to a pinned ring by threads that do not own it are handed over to the owner,
+/// which is woken once per burst (not per op): with several threads handing over at once, every
+/// op is still submitted and completes, and the owner does not sleep through handovers (its
+/// waits here last 2 s unless woken: a handover that failed to wake it would trip the deadline).
+#[test]
+fn ops_handed_over_from_many_threads_all_complete() {
+    if !available() {
+        return;
+    }
+    const THREADS: usize = 4;
+    const OPS: usize = 300;
+    let r = pinned();
+    r.wait(Some(Duration::ZERO)); // this thread owns the ring
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let a = Arc::new(a);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (r, done, a) = (r.clone(), done.clone(), a.clone());
+            std::thread::spawn(move || {
+                for i in 0..OPS {
+                    let msg = [(t * OPS + i) as u8; 4];
+                    let (res, _) = run_elsewhere(op::write(&r, a.as_raw_fd(), msg.to_vec()));
+                    assert_eq!(res.unwrap(), 4);
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                // Only so the owner's last wait ends: the handovers woke it by themselves.
+                r.wake();
+            })
+        })
+        .collect();
+    let reader = std::thread::spawn(move || {
+        let mut all = vec![0u8; THREADS * OPS * 4];
+        b.read_exact(&mut all).unwrap();
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while done.load(std::sync::atomic::Ordering::SeqCst) < THREADS * OPS {
+        assert!(Instant::now() < deadline, "handed-over ops stalled");
+        r.wait(Some(Duration::from_secs(2)));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    reader.join().unwrap();
+    settle(&r);
+}
