@@ -33,6 +33,9 @@
 //!   submitted from another thread is handed over to the ring's owner, once per migration).
 //! - Only a hint: a wrong or missed match costs speed, never correctness. Ports are reused only
 //!   once their socket is closed, so a live entry found by a peer address is that peer's.
+//! - The trade-off: two ends that each do much work per message (more than the cross-core cost
+//!   of a message, a few microseconds) no longer run on two cores at once. Work stealing still
+//!   moves a task away when its worker is busy, but the task's next wake brings it back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
