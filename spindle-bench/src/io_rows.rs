@@ -24,7 +24,11 @@
 //! - `tokio-{mt,ct}`: tokio with its I/O driver (mio, epoll), `tokio::net`, `read_exact`/`write_all`.
 //! - `smol-{mt,1t}`: `async-executor` on 2 threads / the caller's, every thread in
 //!   `async_io::block_on` (as `smol` runs them), `async_io::Async<std::net::TcpStream>`.
-//! - `raw-uring`: [`crate::raw_uring`], one thread and one ring: the reference, never a "peer".
+//! - `raw-uring`, `raw-uring-2t`: [`crate::raw_uring`], one thread and one ring, or two threads
+//!   with a ring and half the connections each: the references, never a "peer". Each entrant is
+//!   compared with the one on as many threads as it runs on (the `-mt` entrants, on two workers,
+//!   with `raw-uring-2t`): a runtime using two cores beside a loop using one says nothing about how
+//!   close it is to the limit.
 //!
 //! Syscalls per round trip: after the timed rounds each entrant runs once more, untimed, with a
 //! kernel counter of the `raw_syscalls:sys_enter` tracepoint on every thread of its process (see
@@ -38,8 +42,8 @@
 //! the column says `n/a` and why.
 //!
 //! Targets (PERF.md, judged on `echo` only, per spindle row, on medians of per-round ratios):
-//! io_uring: >= 1.3x the best peer's round trips/s, >= 0.9x the raw loop's, <= 0.1 syscalls per round
-//! trip; epoll: >= 1.0x tokio's (the faster tokio flavour).
+//! io_uring: >= 1.3x the best peer's round trips/s, >= 0.9x the raw loop's (on as many threads),
+//! <= 0.1 syscalls per round trip; epoll: >= 1.0x tokio's (the faster tokio flavour).
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write as _};
@@ -380,24 +384,30 @@ impl<R: Rt, N: Net> crate::Bench for InProc<R, N> {
     }
 }
 
-/// The raw io_uring loop.
-struct Raw;
+/// The raw io_uring loop on `threads` threads (1 or 2).
+struct Raw {
+    threads: usize,
+}
 
 impl crate::Bench for Raw {
     fn label(&self) -> &'static str {
-        "raw-uring"
+        if self.threads == 1 {
+            "raw-uring"
+        } else {
+            "raw-uring-2t"
+        }
     }
     fn once(&self, kind: Kind) -> u64 {
         self.once_timed(kind).unwrap().1
     }
     fn once_timed(&self, kind: Kind) -> Option<(Sample, u64)> {
         let (conns, rts) = echo_sizes(kind);
-        let o = crate::raw_uring::echo(conns, rts, false);
+        let o = crate::raw_uring::echo(conns, rts, false, self.threads);
         Some((Sample { wall_ns: o.wall_ns, cpu_ns: o.cpu_ns }, o.check))
     }
     fn syscalls(&self, kind: Kind) -> Option<Result<u64, String>> {
         let (conns, rts) = echo_sizes(kind);
-        crate::raw_uring::echo(conns, rts, true).syscalls
+        crate::raw_uring::echo(conns, rts, true, self.threads).syscalls
     }
     fn reference(&self) -> bool {
         true
@@ -575,7 +585,8 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
     v.push((Box::new(InProc::<_, SmolNet> { rt: Smol::multi_thread_io(2), net: PhantomData }), false));
     v.push((Box::new(InProc::<_, SmolNet> { rt: Smol::single_thread_io(), net: PhantomData }), false));
     if io_uring::IoUring::new(8).is_ok() {
-        v.push((Box::new(Raw), false));
+        v.push((Box::new(Raw { threads: 1 }), false));
+        v.push((Box::new(Raw { threads: 2 }), false));
     } else {
         println!("\n   raw-uring left out: io_uring is not usable here");
     }
@@ -584,8 +595,9 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
 
 /// `spindle-bench --io-child`: builds spindle's two runtimes on the backend `SPINDLE_DRIVER` chose,
 /// says `ready <backend>`, then serves commands until its stdin closes:
-/// - `echo <mt|ct|raw|tokio-mt|tokio-ct> <conns> <rts> <count 0|1>` (`raw`: the raw io_uring
-///   loop; `tokio-*`: tokio on 2 workers or 1 thread; these for profiling one entrant alone):
+/// - `echo <mt|ct|raw|raw-2t|tokio-mt|tokio-ct> <conns> <rts> <count 0|1>` (`raw`: the raw
+///   io_uring loop, `raw-2t` on two threads; `tokio-*`: tokio on 2 workers or 1 thread; these
+///   for profiling one entrant alone):
 ///   replies `<wall ns> <cpu ns> <check> <syscalls | - | err:why>`;
 /// - `http <mt|ct>`: starts the http_hello server, replies `addr <ip:port>`, serves until the next
 ///   line (`stop`), then replies `<cpu ns> <requests answered>` ([`crate::http_rows::child_serve`]).
@@ -623,8 +635,8 @@ pub fn child_main() -> ExitCode {
         };
         let o = if f[1] == "mt" {
             run_echo::<_, SpindleNet>(&mt, conns, rts, count)
-        } else if f[1] == "raw" {
-            crate::raw_uring::echo(conns, rts, count)
+        } else if f[1] == "raw" || f[1] == "raw-2t" {
+            crate::raw_uring::echo(conns, rts, count, if f[1] == "raw" { 1 } else { 2 })
         } else if f[1] == "tokio-mt" {
             run_echo::<_, TokioNet>(&crate::rt::Tokio::multi_thread_io(2), conns, rts, count)
         } else if f[1] == "tokio-ct" {
@@ -715,7 +727,13 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
     println!("   op = {}; {} round trips/run", s.op, s.ops);
     crate::print_checks(w, "entrant");
     let best = w.best_peer();
-    let raw = w.rts.iter().position(|r| r.reference && r.checks_ok);
+    // Each entrant is compared with the raw loop on as many threads as it runs on: the
+    // two-worker runtimes with `raw-uring-2t`, the others with `raw-uring`.
+    let raw_for = |i: usize| {
+        let two = w.rts[i].name.contains("-mt");
+        let want = if two { "raw-uring-2t" } else { "raw-uring" };
+        w.rts.iter().position(|r| r.reference && r.checks_ok && r.name == want)
+    };
     let unit = if latency { "us/rt" } else { "ns/rt" };
     let scale = if latency { 1000.0 } else { 1.0 };
     println!(
@@ -744,8 +762,8 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
         } else {
             String::new()
         };
-        let vs_raw = match raw {
-            Some(x) if x != i => format!("{:.2}x", speedup(w, i, x)),
+        let vs_raw = match raw_for(i) {
+            Some(x) if !r.reference => format!("{:.2}x {}", speedup(w, i, x), w.rts[x].name),
             _ => String::new(),
         };
         println!(
@@ -791,10 +809,11 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
                 let x = speedup(w, i, b);
                 parts.push(format!("{x:.2}x best peer {} (>= 1.3x: {})", w.rts[b].name, verdict(x >= 1.3)));
             }
-            match raw {
+            match raw_for(i) {
                 Some(x) => {
+                    let name = w.rts[x].name;
                     let x = speedup(w, i, x);
-                    parts.push(format!("{x:.2}x raw-uring (>= 0.9x: {})", verdict(x >= 0.9)));
+                    parts.push(format!("{x:.2}x {name} (>= 0.9x: {})", verdict(x >= 0.9)));
                 }
                 None => parts.push("raw-uring n/a".into()),
             }

@@ -1,7 +1,9 @@
 //! The raw io_uring echo loop: the reference the I/O rows measure spindle against (shared/PERF.md:
 //! "a raw io_uring loop (the practical limit)").
 //!
-//! One thread, one ring, no runtime: both ends of every connection are driven from the same ring
+//! One thread, one ring, no runtime (`raw-uring`; `raw-uring-2t` runs two such threads, each with
+//! its own ring and its own half of the connections, the reference for two-worker runtimes): both
+//! ends of every connection are driven from the same ring
 //! with `IORING_OP_SEND` / `IORING_OP_RECV` on the sockets, registered in the ring's file table
 //! (no file lookup per op), every receive with `IORING_RECVSEND_POLL_FIRST` (in this workload
 //! each one waits for the peer, so trying it before waiting only finds nothing: about 4% of the
@@ -32,6 +34,8 @@ const SERVER_SEND: u64 = 3;
 /// One connection: both of its sockets and their buffers (at stable heap addresses while the ring
 /// may use them: the `Vec<Conn>` is never resized once the loop starts).
 struct Conn {
+    /// The connection's number over all threads (what its messages are made from).
+    index: usize,
     client: TcpStream,
     server: TcpStream,
     /// The sockets' indices in the ring's registered file table.
@@ -64,7 +68,7 @@ fn ring(entries: u32) -> IoUring {
 fn push(ring: &mut IoUring, e: squeue::Entry) {
     loop {
         // SAFETY: every entry built in this file points into a `Conn` of `conns`, which is neither
-        // moved nor dropped until every operation on it has completed (see `echo`).
+        // moved nor dropped until every operation on it has completed (see `serve`).
         if unsafe { ring.submission().push(&e) }.is_ok() {
             return;
         }
@@ -83,46 +87,68 @@ fn send(fd: types::Fixed, buf: *const u8, len: usize, data: u64) -> squeue::Entr
     opcode::Send::new(fd, buf, len as u32).build().user_data(data)
 }
 
-/// `conns` loopback connections, `rts` round trips of [`MSG`] bytes each, all driven by one ring on
-/// the calling thread. Timed (and syscalls counted, with `count`) from the first submission to the
-/// last server seeing end of stream; connection setup is outside.
-pub fn echo(conns: usize, rts: usize, count: bool) -> Outcome {
+/// `conns` loopback connections, `rts` round trips of [`MSG`] bytes each, driven by `threads`
+/// threads with a ring each, every thread serving both ends of its share of the connections (the
+/// practical limit for that many cores: no thread ever touches another's sockets). Timed (and
+/// syscalls counted, with `count`) from the moment every thread is ready to submit to the last
+/// server seeing end of stream; connection setup is outside.
+pub fn echo(conns: usize, rts: usize, count: bool, threads: usize) -> Outcome {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().unwrap();
-    let mut c: Vec<Conn> = (0..conns)
-        .map(|i| {
-            let client = TcpStream::connect(addr).expect("connect");
-            let (server, _) = listener.accept().expect("accept");
-            client.set_nodelay(true).unwrap();
-            server.set_nodelay(true).unwrap();
-            Conn {
-                client,
-                server,
-                client_fixed: types::Fixed(2 * i as u32),
-                server_fixed: types::Fixed(2 * i as u32 + 1),
-                tx: [0; MSG],
-                tx_off: 0,
-                rx: [0; MSG],
-                rx_off: 0,
-                done: 0,
-                sbuf: [0; MSG],
-                slen: 0,
-                soff: 0,
-            }
-        })
-        .collect();
+    let threads = threads.clamp(1, conns.max(1));
+    let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+    for index in 0..conns {
+        let client = TcpStream::connect(addr).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        client.set_nodelay(true).unwrap();
+        server.set_nodelay(true).unwrap();
+        let share = &mut shares[index % threads];
+        let j = share.len() as u32;
+        share.push(Conn {
+            index,
+            client,
+            server,
+            client_fixed: types::Fixed(2 * j),
+            server_fixed: types::Fixed(2 * j + 1),
+            tx: [0; MSG],
+            tx_off: 0,
+            rx: [0; MSG],
+            rx_off: 0,
+            done: 0,
+            sbuf: [0; MSG],
+            slen: 0,
+            soff: 0,
+        });
+    }
+    // Every thread sets its ring up, then all start together.
+    let start = std::sync::Barrier::new(threads + 1);
+    let (wall, cpu, syscalls, total) = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares.into_iter().map(|c| scope.spawn(|| serve(c, rts, &start))).collect();
+        let counter = if count { Some(syscount::Counter::start()) } else { None };
+        let c0 = sys::process_cpu_ns();
+        let t0 = Instant::now();
+        start.wait();
+        let total: u64 = handles.into_iter().map(|h| h.join().expect("raw loop thread")).sum();
+        let wall = t0.elapsed().as_nanos() as u64;
+        let cpu = sys::process_cpu_ns().saturating_sub(c0);
+        (wall, cpu, counter.map(|c| c.and_then(|c| c.stop())), total)
+    });
+    Outcome { wall_ns: wall, cpu_ns: cpu, check: total, syscalls }
+}
+
+/// One thread's loop over its connections `c` (see [`echo`]); returns the round trips echoed
+/// intact.
+fn serve(mut c: Vec<Conn>, rts: usize, start: &std::sync::Barrier) -> u64 {
+    let conns = c.len();
     // At most two operations per connection are in flight (one per end), so the queues never fill.
     let mut ring = ring((2 * conns).next_power_of_two().max(8) as u32);
     let fds: Vec<i32> = c.iter().flat_map(|k| [k.client.as_raw_fd(), k.server.as_raw_fd()]).collect();
     ring.submitter().register_files(&fds).expect("io_uring register_files");
-
-    let counter = if count { Some(syscount::Counter::start()) } else { None };
-    let c0 = sys::process_cpu_ns();
-    let t0 = Instant::now();
+    start.wait();
 
     for (i, k) in c.iter_mut().enumerate() {
         let i = i as u64;
-        k.tx = message(i as usize, 0);
+        k.tx = message(k.index, 0);
         push(&mut ring, recv(k.server_fixed, k.sbuf.as_mut_ptr(), MSG, i << 2 | SERVER_RECV));
         push(&mut ring, send(k.client_fixed, k.tx.as_ptr(), MSG, i << 2 | CLIENT_SEND));
     }
@@ -165,7 +191,7 @@ pub fn echo(conns: usize, rts: usize, count: bool) -> Outcome {
                     }
                     k.done += 1;
                     if k.done < rts {
-                        k.tx = message(i, k.done);
+                        k.tx = message(k.index, k.done);
                         k.tx_off = 0;
                         push(&mut ring, send(k.client_fixed, k.tx.as_ptr(), MSG, (i as u64) << 2 | CLIENT_SEND));
                     } else {
@@ -195,13 +221,10 @@ pub fn echo(conns: usize, rts: usize, count: bool) -> Outcome {
             }
         }
     }
-    let wall = t0.elapsed().as_nanos() as u64;
-    let cpu = sys::process_cpu_ns().saturating_sub(c0);
-    let syscalls = counter.map(|c| c.and_then(|c| c.stop()));
     assert_eq!(clients_done, conns);
     // Every operation has completed (each connection ended with its server's final receive), so the
     // buffers in `c` may go now; the ring goes first anyway.
     drop(ring);
     drop(c);
-    Outcome { wall_ns: wall, cpu_ns: cpu, check: total, syscalls }
+    total
 }
