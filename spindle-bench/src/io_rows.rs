@@ -586,7 +586,10 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
     v.push((Box::new(InProc::<_, SmolNet> { rt: Smol::single_thread_io(), net: PhantomData }), false));
     if io_uring::IoUring::new(8).is_ok() {
         v.push((Box::new(Raw { threads: 1 }), false));
-        v.push((Box::new(Raw { threads: 2 }), false));
+        if matches!(kind, Kind::Io(IoKind::Echo { conns, .. }) if conns > 1) {
+            // (One connection cannot be shared out.)
+            v.push((Box::new(Raw { threads: 2 }), false));
+        }
     } else {
         println!("\n   raw-uring left out: io_uring is not usable here");
     }
@@ -728,11 +731,11 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
     crate::print_checks(w, "entrant");
     let best = w.best_peer();
     // Each entrant is compared with the raw loop on as many threads as it runs on: the
-    // two-worker runtimes with `raw-uring-2t`, the others with `raw-uring`.
+    // two-worker runtimes with `raw-uring-2t` (where a row has one), the others with `raw-uring`.
     let raw_for = |i: usize| {
+        let find = |name: &str| w.rts.iter().position(|r| r.reference && r.checks_ok && r.name == name);
         let two = w.rts[i].name.contains("-mt");
-        let want = if two { "raw-uring-2t" } else { "raw-uring" };
-        w.rts.iter().position(|r| r.reference && r.checks_ok && r.name == want)
+        two.then(|| find("raw-uring-2t")).flatten().or_else(|| find("raw-uring"))
     };
     let unit = if latency { "us/rt" } else { "ns/rt" };
     let scale = if latency { 1000.0 } else { 1.0 };
