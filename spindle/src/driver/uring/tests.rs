@@ -39,6 +39,13 @@ impl Wake for Flag {
 
 /// Polls `f` on this thread, waiting in `r` between polls (a one-reactor executor).
 fn run<F: Future>(r: &AnyReactor, f: F) -> F::Output {
+    poll_to_end(f, "op did not complete", || {
+        r.wait(Some(Duration::from_millis(50)));
+    })
+}
+
+/// Polls `f` until it is ready, calling `wait` while it is not woken (10 s at most).
+fn poll_to_end<F: Future>(f: F, stalled: &str, mut wait: impl FnMut()) -> F::Output {
     let flag = Arc::new(Flag(false.into()));
     let waker = Waker::from(flag.clone());
     let mut cx = Context::from_waker(&waker);
@@ -49,8 +56,8 @@ fn run<F: Future>(r: &AnyReactor, f: F) -> F::Output {
             return v;
         }
         while !flag.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "op did not complete");
-            r.wait(Some(Duration::from_millis(50)));
+            assert!(Instant::now() < deadline, "{stalled}");
+            wait();
         }
     }
 }
@@ -688,30 +695,10 @@ fn kernel_release_strings_compare() {
     assert!(!kernel_at_least("garbage", (6, 13)));
 }
 
-/// Polls `f` on a thread that does not drive `r` (its completions are dispatched by the thread
-/// that does), sleeping on the waker between polls.
+/// Polls `f` on a thread that does not drive the ring its ops go to (their completions are
+/// dispatched by the thread that does), sleeping between polls.
 fn run_elsewhere<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread, std::sync::atomic::AtomicBool);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
-            self.0.unpark();
-        }
-    }
-    let unpark = Arc::new(Unpark(std::thread::current(), false.into()));
-    let waker = Waker::from(unpark.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut f = pin!(f);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        while !unpark.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "a handed-over op never completed");
-            std::thread::park_timeout(Duration::from_millis(50));
-        }
-    }
+    poll_to_end(f, "a handed-over op never completed", || std::thread::sleep(Duration::from_micros(200)))
 }
 
 /// Ops submitted to a pinned ring by threads that do not own it are handed over to the owner,
