@@ -14,6 +14,10 @@
 //!   On io_uring the owned-buffer operations (`read_owned`, `write_owned`, `writev_owned`,
 //!   datagram `send_owned`/`recv_owned`, `send_to_owned`/`recv_from_owned`) are completion ops
 //!   (`RECV`, `SEND`, `WRITEV`, `SENDMSG`, `RECVMSG`) on the current thread's ring instead.
+//!   On a multi-thread runtime accepted connections are spread over the workers, and the two
+//!   ends of a loopback connection made and accepted in the same runtime are served by one
+//!   worker (its reactor watches both, or both ends' ops go to its ring): see
+//!   `driver::placement`.
 //! - **A socket belongs to the runtime it was created in** (or to the fallback reactor, if
 //!   created outside any runtime): use it there. Once that runtime is dropped nothing drives its
 //!   reactor: operations on such a socket fail with an `io::Error` saying the runtime was shut
@@ -37,7 +41,7 @@
 //!   future is dropped. A dropped owned-buffer op on io_uring is cancelled; until its final
 //!   completion the driver keeps its buffer and the socket itself (the op holds a reference), so
 //!   the fd is neither closed nor reused under the kernel. Data such an op had already received
-//!   is lost with it (as the `AsyncReadOwned` cancel-safety note says).
+//!   is not lost: it waits in the socket's stash and the next read returns it first (`net::stash`).
 //! - **Runtime-owned buffers**: `recv_pooled` / `recv_stream` on stream sockets give
 //!   [`PooledBuf`]s from the worker's buffer pool (a provided-buffer ring the kernel picks from
 //!   on io_uring, with multishot receives; a userspace pool on epoll), and `TcpListener::accept`
