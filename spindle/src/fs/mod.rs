@@ -1,5 +1,5 @@
 //! Files and the file system: [`File`] with positional owned-buffer I/O, [`OpenOptions`], and
-//! whole-file and directory helpers ([`read`], [`write`], [`create_dir_all`], [`rename`], ...).
+//! whole-file and directory helpers ([`read`], [`write`](write()), [`create_dir_all`], [`rename`], ...).
 //!
 //! # Contract
 //!
