@@ -668,7 +668,7 @@ pub fn io_note() -> String {
     };
     format!(
         "{uring}; TCP rows: spindle on io_uring and on epoll (child processes, SPINDLE_DRIVER), tokio and smol \
-         on epoll, raw io_uring loop; other rows: spindle's default backend"
+         on epoll, raw io_uring loop (one and two threads); other rows: spindle's default backend"
     )
 }
 
