@@ -12,11 +12,11 @@
 //! The TCP rows (`echo`, `echo_1conn`; io_rows.rs) have their own entrants: spindle on io_uring and
 //! on epoll (each backend in a child process of this binary, `--io-child`, since spindle picks its
 //! backend once per process from `SPINDLE_DRIVER`), tokio, smol, and a raw io_uring loop
-//! (raw_uring.rs, on one thread and on two) as the reference. Beside round trips/s they report syscalls per round trip,
-//! counted in one extra untimed run per entrant with a `raw_syscalls:sys_enter` tracepoint counter
-//! (`perf_event_open`) on every thread, read just before and after the measured section
-//! (syscount.rs); `strace -c` gives the same counts but slows every syscall, and `--quick` needs
-//! neither strace nor perf installed.
+//! (raw_uring.rs, on one thread and on two) as the reference. Beside round trips/s they report
+//! syscalls per round trip, counted in one extra untimed run per entrant with a
+//! `raw_syscalls:sys_enter` tracepoint counter (`perf_event_open`) on every thread, read just
+//! before and after the measured section (syscount.rs); `strace -c` gives the same counts but
+//! slows every syscall, and `--quick` needs neither strace nor perf installed.
 //!
 //! `http_hello` (http_rows.rs) serves hyper's HTTP/1.1 server on spindle (in the same child
 //! processes) and on tokio under a load generator in a process of its own: `wrk` when it is on
