@@ -157,8 +157,7 @@ impl Registration {
 
     /// Registers `fd` with a given reactor.
     pub(crate) fn with_reactor(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
-        let reg =
-            Registration { reactor, io: ScheduledIo::new(), fd, watch: OnceLock::new(), placement: OnceLock::new() };
+        let reg = Registration::unarmed(reactor, fd);
         if reg.reactor.as_uring().is_none() {
             // epoll_ctl can fail: report it now, where the caller expects errors.
             let key = reg.reactor.register(fd, &reg.io)?;
@@ -175,13 +174,13 @@ impl Registration {
         fd: RawFd,
         placement: Arc<super::placement::Placement>,
     ) -> Registration {
-        Registration {
-            reactor,
-            io: ScheduledIo::new(),
-            fd,
-            watch: OnceLock::new(),
-            placement: OnceLock::from(placement),
-        }
+        let reg = Registration::unarmed(reactor, fd);
+        reg.set_placement(placement);
+        reg
+    }
+
+    fn unarmed(reactor: Arc<Reactor>, fd: RawFd) -> Registration {
+        Registration { reactor, io: ScheduledIo::new(), fd, watch: OnceLock::new(), placement: OnceLock::new() }
     }
 
     /// Gives a registration made lazily (io_uring) its placement, before any use.

@@ -76,6 +76,15 @@ impl Drop for FixedFile {
     }
 }
 
+/// A socket connecting (its local port bound) to `addr`: if that is a loopback address and this
+/// is a multi-thread runtime, the placement it shares with the connection's accepted end should
+/// the runtime accept it (see `driver::placement`).
+fn connecting_pair(sock: &Socket, addr: &SockAddr) -> Option<Arc<placement::Placement>> {
+    addr.as_socket().filter(placement::is_loopback)?;
+    let local = sock.local_addr().ok()?.as_socket()?;
+    crate::rt::with_loopback_pairs(|pairs| pairs.join(local, placement::End::Connecting))
+}
+
 /// Wakes every task that waits on a direction through a `&self` method.
 #[derive(Default)]
 struct FanOut {
@@ -178,7 +187,12 @@ impl PollSocket {
             let io = Arc::new(PollSocket::with_registration(sock, reg));
             // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
             match op::connect(&r, io.fd(), addr.clone(), io.clone()).await {
-                Ok(()) => io.join_loopback_pair(addr),
+                Ok(()) => {
+                    if let Some(pair) = connecting_pair(&io.sock, addr) {
+                        // Before anything else uses the socket.
+                        io.reg.set_placement(pair);
+                    }
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EISCONN) => {}
                 // Nobody here cancels a connect op (a dropped future sees no result): the kernel
                 // did, because the thread that submitted it exited, after starting the connect
@@ -198,12 +212,8 @@ impl PollSocket {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
-        // A loopback connection on a multi-thread runtime may be accepted in this runtime: enter
-        // it (its local port is bound by now) so that its two ends are placed on one worker.
-        let pair =
-            addr.as_socket().filter(placement::is_loopback).and_then(|_| sock.local_addr().ok()?.as_socket()).and_then(
-                |local| crate::rt::with_loopback_pairs(|pairs| pairs.join(local, placement::End::Connecting)),
-            );
+        // Its local port is bound by now.
+        let pair = connecting_pair(&sock, addr);
         let mut io = PollSocket::new(sock)?;
         io.wait_connected().await?;
         if let Some(pair) = pair {
@@ -215,20 +225,6 @@ impl PollSocket {
             io.primed = [AtomicBool::new(false), AtomicBool::new(false)];
         }
         Ok(Arc::new(io))
-    }
-
-    /// io_uring, connected to `addr`: if that is a loopback address and this is a multi-thread
-    /// runtime, joins the connection's accepted end should the runtime accept it (see
-    /// `driver::placement`), before anything else uses the socket.
-    fn join_loopback_pair(&self, addr: &SockAddr) {
-        let Some(local) =
-            addr.as_socket().filter(placement::is_loopback).and_then(|_| self.sock.local_addr().ok()?.as_socket())
-        else {
-            return;
-        };
-        if let Some(pair) = crate::rt::with_loopback_pairs(|pairs| pairs.join(local, placement::End::Connecting)) {
-            self.reg.set_placement(pair);
-        }
     }
 
     /// Waits for a non-blocking `connect` to finish: its error, or `Ok` once connected.

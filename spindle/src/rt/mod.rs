@@ -839,18 +839,25 @@ pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
     })
 }
 
-/// Runs `f` on the current runtime's [`Pairs`](crate::driver::placement::Pairs), if it is a
-/// multi-thread runtime (the only kind with more than one reactor to choose from).
-pub(crate) fn with_loopback_pairs<R>(f: impl FnOnce(&crate::driver::placement::Pairs) -> R) -> Option<R> {
+/// Runs `f` on the current runtime if it is a multi-thread one (this worker's, or that of the
+/// `block_on` this thread is in), with this thread's worker context if it is one of its workers.
+fn with_multi_thread<R>(f: impl FnOnce(&multi_thread::Shared, Option<&multi_thread::WorkerCtx>) -> R) -> Option<R> {
     let w = context::worker();
     if !w.is_null() {
         // SAFETY: as in `with_current_clock`.
-        return Some(f(&unsafe { &*w }.shared().loopback_pairs));
+        let w = unsafe { &*w };
+        return Some(f(w.shared(), Some(w)));
     }
     context::with_scheduler(|s| match s {
-        Some(Scheduler::MultiThread(s)) => Some(f(&s.loopback_pairs)),
+        Some(Scheduler::MultiThread(s)) => Some(f(s, None)),
         _ => None,
     })
+}
+
+/// Runs `f` on the current runtime's [`Pairs`](crate::driver::placement::Pairs), if it is a
+/// multi-thread runtime (the only kind with more than one reactor to choose from).
+pub(crate) fn with_loopback_pairs<R>(f: impl FnOnce(&crate::driver::placement::Pairs) -> R) -> Option<R> {
+    with_multi_thread(|s, _| f(&s.loopback_pairs))
 }
 
 /// For [`Placement`](crate::driver::placement::Placement): on the multi-thread runtime whose
@@ -858,19 +865,17 @@ pub(crate) fn with_loopback_pairs<R>(f: impl FnOnce(&crate::driver::placement::P
 /// of its workers or inside its `block_on`, the next of its reactors in turn (`spread`) or the
 /// current worker's; else `None`.
 pub(crate) fn placement_reactor(pairs: usize, spread: bool) -> Option<Arc<crate::driver::Reactor>> {
-    let ours = |s: &multi_thread::Shared| &s.loopback_pairs as *const crate::driver::placement::Pairs as usize == pairs;
-    let w = context::worker();
-    if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        let w = unsafe { &*w };
-        if ours(w.shared()) {
-            return Some(if spread { w.shared().next_reactor() } else { w.reactor().clone() });
+    with_multi_thread(|s, worker| {
+        if &s.loopback_pairs as *const crate::driver::placement::Pairs as usize != pairs {
+            return None;
         }
-    }
-    context::with_scheduler(|s| match s {
-        Some(Scheduler::MultiThread(s)) if spread && ours(s) => Some(s.next_reactor()),
-        _ => None,
+        if spread {
+            Some(s.next_reactor())
+        } else {
+            worker.map(|w| w.reactor().clone())
+        }
     })
+    .flatten()
 }
 
 /// Runs `f` on the reactor [`current_reactor`] would return, without cloning the `Arc` (for

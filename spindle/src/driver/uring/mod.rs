@@ -19,9 +19,8 @@
 //!   wake the owner, which moves them to the SQ before it waits. A wake never submits on the ring.
 //! - **shared** ([`Reactor::new`]): for a ring whose driving thread may change (an unbound
 //!   current-thread runtime is driven by whichever thread calls `block_on`), and for multi-thread
-//!   workers when
-//!   `PINNED_RINGS` is off. No task-run deferral (a completion's
-//!   task work must be able to interrupt whichever thread submitted it), so any thread may submit,
+//!   workers when `PINNED_RINGS` is off. No task-run deferral (a completion's task work must be
+//!   able to interrupt whichever thread submitted it), so any thread may submit,
 //!   under the slab lock (one spin lock guards the op slots and the SQ producer side, so an op's
 //!   slot and SQE go in with one lock).
 //!

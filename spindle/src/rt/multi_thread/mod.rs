@@ -18,8 +18,8 @@
 //! - Idle: a worker with nothing to do first takes its own I/O's work (on io_uring: completions
 //!   already posted, then, if other workers' tasks are there to take, one enter that submits its
 //!   queued entries and collects what they complete), then tries to steal (as a "searcher", at
-//!   most half the workers at once), then parks: at once on epoll (its own reactor's work only arrives through the
-//!   park); on io_uring, with requests in flight and while spinning pays, after looking for
+//!   most half the workers at once), then parks: at once on epoll (its own reactor's work only
+//!   arrives through the park); on io_uring, with requests in flight and while spinning pays, after looking for
 //!   work for up to `SPIN_BEFORE_PARK` (the kernel's flag for deferred completions is visible
 //!   without a syscall, and a sleeping thread costs microseconds to wake; a spinning worker is
 //!   not parked, so producers do not unpark it: it sees their work itself). Producers wake a
