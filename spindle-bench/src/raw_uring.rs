@@ -90,8 +90,8 @@ fn send(fd: types::Fixed, buf: *const u8, len: usize, data: u64) -> squeue::Entr
 /// `conns` loopback connections, `rts` round trips of [`MSG`] bytes each, driven by `threads`
 /// threads with a ring each, every thread serving both ends of its share of the connections (the
 /// practical limit for that many cores: no thread ever touches another's sockets). Timed (and
-/// syscalls counted, with `count`) from the moment every thread is ready to submit to the last
-/// server seeing end of stream; connection setup is outside.
+/// syscalls counted, with `count`) from the moment every thread has its ring set up to the last
+/// server seeing end of stream; connection and ring setup are outside.
 pub fn echo(conns: usize, rts: usize, count: bool, threads: usize) -> Outcome {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().unwrap();
@@ -120,14 +120,16 @@ pub fn echo(conns: usize, rts: usize, count: bool, threads: usize) -> Outcome {
             soff: 0,
         });
     }
-    // Every thread sets its ring up, then all start together.
-    let start = std::sync::Barrier::new(threads + 1);
+    // Every thread sets its ring up (outside the measurement), then all start together.
+    let ready = std::sync::Barrier::new(threads + 1);
+    let go = std::sync::Barrier::new(threads + 1);
     let (wall, cpu, syscalls, total) = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares.into_iter().map(|c| scope.spawn(|| serve(c, rts, &start))).collect();
+        let handles: Vec<_> = shares.into_iter().map(|c| scope.spawn(|| serve(c, rts, &ready, &go))).collect();
+        ready.wait();
         let counter = if count { Some(syscount::Counter::start()) } else { None };
         let c0 = sys::process_cpu_ns();
         let t0 = Instant::now();
-        start.wait();
+        go.wait();
         let total: u64 = handles.into_iter().map(|h| h.join().expect("raw loop thread")).sum();
         let wall = t0.elapsed().as_nanos() as u64;
         let cpu = sys::process_cpu_ns().saturating_sub(c0);
@@ -138,13 +140,14 @@ pub fn echo(conns: usize, rts: usize, count: bool, threads: usize) -> Outcome {
 
 /// One thread's loop over its connections `c` (see [`echo`]); returns the round trips echoed
 /// intact.
-fn serve(mut c: Vec<Conn>, rts: usize, start: &std::sync::Barrier) -> u64 {
+fn serve(mut c: Vec<Conn>, rts: usize, ready: &std::sync::Barrier, go: &std::sync::Barrier) -> u64 {
     let conns = c.len();
     // At most two operations per connection are in flight (one per end), so the queues never fill.
     let mut ring = ring((2 * conns).next_power_of_two().max(8) as u32);
     let fds: Vec<i32> = c.iter().flat_map(|k| [k.client.as_raw_fd(), k.server.as_raw_fd()]).collect();
     ring.submitter().register_files(&fds).expect("io_uring register_files");
-    start.wait();
+    ready.wait();
+    go.wait();
 
     for (i, k) in c.iter_mut().enumerate() {
         let i = i as u64;
