@@ -25,6 +25,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod buf;
+pub mod cache_padded;
 pub mod coop;
 pub mod loom;
 pub mod queue;

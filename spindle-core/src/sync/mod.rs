@@ -41,7 +41,6 @@ pub(crate) mod atomic_waker;
 mod barrier;
 mod batch;
 pub mod broadcast;
-mod cache_padded;
 mod list;
 pub(crate) mod lock;
 pub mod mpsc;

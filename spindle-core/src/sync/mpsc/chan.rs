@@ -14,10 +14,10 @@
 use core::task::{Context, Poll};
 
 use super::list::{self, Read};
+use crate::cache_padded::CachePadded;
 use crate::loom::{fence, AtomicBool, AtomicUsize, Ordering::*, UnsafeCell};
 use crate::sync::atomic_waker::AtomicWaker;
 use crate::sync::batch::BatchSemaphore;
-use crate::sync::cache_padded::CachePadded;
 use crate::sync::notify::Notify;
 
 /// What the channel needs from its capacity accounting.

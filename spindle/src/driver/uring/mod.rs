@@ -84,6 +84,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use spindle_core::cache_padded::CachePadded;
 use spindle_core::loom::unmodelled::{AtomicBool, AtomicU64, Ordering::*};
 use spindle_core::spin::{SpinGuard, SpinLock};
 
@@ -318,24 +319,29 @@ struct Cqe {
 
 /// One io_uring with its wake eventfd, registrations and ops. See the module docs.
 pub(crate) struct Reactor {
+    // Layout: what the owner writes on every op or wait (the slab lock, the CQ lock, the
+    // unsubmitted flag) and what other threads write when they hand entries over each sit on
+    // their own cache lines, apart from the read-mostly fields (the ring's pointers, `pinned`,
+    // `waiter`, `shut_down`) that other threads read per op: a socket's reactor lookup reads
+    // `shut_down` and the enum tag, which sat next to `unsubmitted` (stored per op).
     ring: IoUring,
     pinned: bool,
     /// Serializes CQ consumers (the waiting thread, teardown); holds the vector completions are
     /// copied into, kept between waits so a batch costs no allocation.
-    cq_lock: Mutex<Vec<Cqe>>,
+    cq_lock: CachePadded<Mutex<Vec<Cqe>>>,
     /// The op slots, and the right to produce into the SQ (the SQ tail is not shared-writer
     /// safe): one lock, so that submitting an op (a slot plus its SQE) takes it once. A spin
     /// lock: every critical section is a few field writes (taking it is one atomic
     /// read-modify-write, releasing it a plain store), except a push into a full SQ, which
     /// submits under it. Never held while waking, dropping op resources or calling sinks.
-    slab: SpinLock<Slab>,
+    slab: CachePadded<SpinLock<Slab>>,
     /// Entries handed over by threads that may not submit (pinned mode), or that found the SQ full.
-    pending: Mutex<Vec<squeue::Entry>>,
-    has_pending: AtomicBool,
+    pending: CachePadded<Mutex<Vec<squeue::Entry>>>,
+    has_pending: CachePadded<AtomicBool>,
     /// Token of the thread that last waited (pinned: the owner, fixed once set).
     waiter: AtomicU64,
     /// The waiting thread pushed entries that its next wait (or maintenance poll) submits.
-    unsubmitted: AtomicBool,
+    unsubmitted: CachePadded<AtomicBool>,
     eventfd: OwnedFd,
     /// The provided-buffer pool, created on first use (see [`bufring`]).
     bufs: bufring::PoolSlot,
@@ -373,12 +379,12 @@ impl Reactor {
         let r = Reactor {
             ring,
             pinned,
-            cq_lock: Mutex::new(Vec::new()),
-            slab: SpinLock::new(Slab::default()),
-            pending: Mutex::new(Vec::new()),
-            has_pending: AtomicBool::new(false),
+            cq_lock: CachePadded(Mutex::new(Vec::new())),
+            slab: CachePadded(SpinLock::new(Slab::default())),
+            pending: CachePadded(Mutex::new(Vec::new())),
+            has_pending: CachePadded(AtomicBool::new(false)),
             waiter: AtomicU64::new(0),
-            unsubmitted: AtomicBool::new(false),
+            unsubmitted: CachePadded(AtomicBool::new(false)),
             eventfd,
             bufs: Default::default(),
             shut_down: AtomicBool::new(false),
@@ -386,7 +392,7 @@ impl Reactor {
         };
         if pinned {
             // Submitted by the owner's first wait (the ring is disabled until then).
-            lock(&r.pending).push(r.wake_poll());
+            lock(&r.pending.0).push(r.wake_poll());
             r.has_pending.store(true, Release);
         } else {
             r.push(&[r.wake_poll()]);
@@ -428,7 +434,7 @@ impl Reactor {
     fn push(&self, entries: &[squeue::Entry]) {
         let waiter = self.on_waiter_thread();
         if self.pinned && !waiter {
-            lock(&self.pending).extend_from_slice(entries);
+            lock(&self.pending.0).extend_from_slice(entries);
             self.hand_over_pending();
             return;
         }
@@ -448,7 +454,7 @@ impl Reactor {
             let _ = self.ring.submit();
         }
         if !leftover.is_empty() {
-            lock(&self.pending).extend_from_slice(leftover);
+            lock(&self.pending.0).extend_from_slice(leftover);
             self.hand_over_pending();
         }
     }
@@ -491,13 +497,15 @@ impl Reactor {
 
     /// Moves handed-over entries into the SQ (waiting thread only); returns whether there were any.
     fn flush_pending(&self) -> bool {
-        if !self.has_pending.swap(false, Acquire) {
+        // A plain load first: the swap would take the line from the threads that read the flag
+        // even when there is nothing to take.
+        if !self.has_pending.load(Relaxed) || !self.has_pending.swap(false, Acquire) {
             return false;
         }
-        let entries = std::mem::take(&mut *lock(&self.pending));
+        let entries = std::mem::take(&mut *lock(&self.pending.0));
         let left = self.push_locked(&mut self.lock_slab(), &entries);
         if left > 0 {
-            let mut p = lock(&self.pending);
+            let mut p = lock(&self.pending.0);
             let mut rest = entries[entries.len() - left..].to_vec();
             rest.append(&mut p);
             *p = rest;
@@ -519,7 +527,7 @@ impl Reactor {
     /// `collect` false: a pinned ring's non-sleeping enter asks for deferred completions only if
     /// the kernel flagged some before it (see [`submit_queued`](Self::submit_queued)).
     fn wait_inner(&self, timeout: Option<Duration>, submit: bool, collect: bool) -> bool {
-        let mut cq_guard = lock(&self.cq_lock);
+        let mut cq_guard = lock(&self.cq_lock.0);
         let me = thread_token();
         if self.pinned {
             let owner = self.waiter.load(Relaxed);
@@ -585,7 +593,7 @@ impl Reactor {
         drop(cq_guard);
         let woken = self.dispatch(&mut cqes);
         // Give the (emptied) vector back for the next wait, unless a nested wait did meanwhile.
-        let mut back = lock(&self.cq_lock);
+        let mut back = lock(&self.cq_lock.0);
         if back.capacity() < cqes.capacity() {
             *back = cqes;
         }
@@ -694,7 +702,7 @@ impl Reactor {
                 sq.taskrun() || sq.cq_overflow()
             })
             || {
-                let _c = lock(&self.cq_lock);
+                let _c = lock(&self.cq_lock.0);
                 // SAFETY: we hold `cq_lock`: the only CompletionQueue view.
                 !unsafe { self.ring.completion_shared() }.is_empty()
             };
