@@ -310,7 +310,7 @@ impl WorkerCtx {
             // cover it).
             let uring = self.remote().reactor.as_uring();
             if let Some(r) = uring {
-                r.reap_completions();
+                self.poll_reactor_as_driver(|| r.reap_completions());
                 if !r.has_unsubmitted() {
                     self.reactor_polled();
                 }
@@ -339,7 +339,7 @@ impl WorkerCtx {
                 // Going to run another worker's task: our queued entries are submitted first,
                 // so their I/O does not wait for that task (and what it brings) to finish.
                 if let Some(r) = uring.filter(|r| r.has_unsubmitted()) {
-                    r.maintain();
+                    self.poll_reactor_as_driver(|| r.maintain());
                     self.reactor_polled();
                 }
                 self.run_task(t);
@@ -380,8 +380,11 @@ impl WorkerCtx {
     /// dispatch wakes are queued without notifying anyone, and then one parked sibling is
     /// notified if more than the next task is queued. (Each wake notifying on its own made the
     /// two ends of a conversation, woken by one collecting enter, pull a sibling in to steal
-    /// one of them.)
-    fn poll_reactor_as_driver(&self, poll: impl FnOnce() -> bool) {
+    /// one of them; and a batch of completions paid a `SeqCst` fence and a look at the shared
+    /// idle state per woken task.) Every poll a worker makes of its own reactor goes through
+    /// here: the periodic maintenance, the reap before looking elsewhere, the submission before
+    /// running a stolen task.
+    fn poll_reactor_as_driver<R>(&self, poll: impl FnOnce() -> R) {
         self.in_driver.set(true);
         poll();
         self.in_driver.set(false);
@@ -494,7 +497,7 @@ impl WorkerCtx {
             // dispatching wakes tasks, which queue on this worker.)
             core.polls_since_io = 0;
             drop(core);
-            self.remote().reactor.maintain();
+            self.poll_reactor_as_driver(|| self.remote().reactor.maintain());
             core = self.core.borrow_mut();
         }
         if core.tick % GLOBAL_INTERVAL == 0 {
