@@ -30,15 +30,15 @@
 //!   with `raw-uring-2t`): a runtime using two cores beside a loop using one says nothing about how
 //!   close it is to the limit.
 //!
-//! Syscalls per round trip: after the timed rounds each entrant runs once more, untimed, with a
-//! kernel counter of the `raw_syscalls:sys_enter` tracepoint on every thread of its process (see
+//! Syscalls per round trip: after the timed rounds each entrant runs three times more, untimed
+//! (the median is reported; the target line gives the range), with a kernel counter of the `raw_syscalls:sys_enter` tracepoint on every thread of its process (see
 //! [`crate::syscount`]: `perf_event_open`, what `perf stat -e raw_syscalls:sys_enter` does, but
 //! only around the measured section; `strace -c` would slow every syscall by orders of magnitude).
 //! Everything the process does from the start to the end of the measured section is counted,
 //! including spawning the tasks and closing the sockets, divided by the round trips. In-process
 //! entrants share the process with the other (idle, parked) peer runtimes and the bench's watchdog
 //! thread, which add a handful of syscalls per run (noise well below 0.01 per round trip at full
-//! size). `--quick` counts too (one tiny extra run per entrant); where the counter cannot be opened
+//! size). `--quick` counts too (three tiny extra runs per entrant); where the counter cannot be opened
 //! the column says `n/a` and why.
 //!
 //! Targets (PERF.md, judged on `echo` only, per spindle row, on medians of per-round ratios):
@@ -753,7 +753,21 @@ pub(crate) fn verdict(ok: bool) -> &'static str {
     }
 }
 
-/// Runs the syscall-counting run of every entrant, prints the row's table and target checks.
+/// Counted (untimed) runs per entrant for the syscalls column: their median is reported, as the
+/// timed columns report medians. One run was a single sample of a quantity that varied from
+/// 0.07 to 0.15 per round trip between runs of spindle's multi-thread runtime on a noisy host
+/// (a worker preempted by the host makes its sibling take its tasks, whose I/O then goes back to
+/// the preempted worker's ring through its wake eventfd).
+const COUNTED_RUNS: usize = 3;
+
+/// An entrant's syscalls per op over the counted runs.
+struct Counted {
+    median: f64,
+    lo: f64,
+    hi: f64,
+}
+
+/// Runs the syscall-counting runs of every entrant, prints the row's table and target checks.
 pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
     let s = &w.spec;
     let latency = match s.kind {
@@ -766,16 +780,27 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
         _ => unreachable!(),
     };
     let ops = s.ops as f64;
-    let sys: Vec<Option<Result<f64, String>>> = runtimes
+    // Per entrant: the median of `COUNTED_RUNS` counts, with their range.
+    let counted: Vec<Option<Result<Counted, String>>> = runtimes
         .iter()
         .map(|(b, _)| {
-            let limit = Instant::now() + std::time::Duration::from_secs(90);
-            *crate::WATCH.lock().unwrap() = Some((limit, format!("{} (syscall count) on {}", s.name, b.label())));
-            let r = b.syscalls(s.kind).map(|r| r.map(|n| n as f64 / ops));
-            *crate::WATCH.lock().unwrap() = None;
-            r
+            let mut per_op = Vec::with_capacity(COUNTED_RUNS);
+            for _ in 0..COUNTED_RUNS {
+                let limit = Instant::now() + std::time::Duration::from_secs(90);
+                *crate::WATCH.lock().unwrap() = Some((limit, format!("{} (syscall count) on {}", s.name, b.label())));
+                let r = b.syscalls(s.kind);
+                *crate::WATCH.lock().unwrap() = None;
+                match r? {
+                    Ok(n) => per_op.push(n as f64 / ops),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let median = median(&mut per_op);
+            Some(Ok(Counted { median, lo: per_op[0], hi: per_op[per_op.len() - 1] }))
         })
         .collect();
+    let sys: Vec<Option<Result<f64, String>>> =
+        counted.iter().map(|c| c.as_ref().map(|r| r.as_ref().map(|x| x.median).map_err(Clone::clone))).collect();
     for (i, x) in sys.iter().enumerate() {
         if let Some(Ok(x)) = x {
             SYSCALLS.lock().unwrap().push((s.name, w.rts[i].name, *x));
@@ -874,8 +899,14 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
                 }
                 None => parts.push("raw-uring n/a".into()),
             }
-            match &sys[i] {
-                Some(Ok(x)) => parts.push(format!("{x:.3} syscalls/rt (<= 0.1: {})", verdict(*x <= 0.1))),
+            match &counted[i] {
+                Some(Ok(c)) => parts.push(format!(
+                    "{:.3} syscalls/rt, median of {COUNTED_RUNS} counted runs {:.3}..{:.3} (<= 0.1: {})",
+                    c.median,
+                    c.lo,
+                    c.hi,
+                    verdict(c.median <= 0.1)
+                )),
                 _ => parts.push("syscalls/rt n/a".into()),
             }
         } else if let Some(t) = tokio {
