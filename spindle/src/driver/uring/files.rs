@@ -128,37 +128,59 @@ fn file_key(slot: u32, release: bool) -> u64 {
     (TAG_FILE << TAG_SHIFT) | if release { RELEASE_BIT } else { 0 } | slot as u64
 }
 
+/// What [`Reactor::install_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileInstall {
+    /// The fd has this slot.
+    Slot(u32),
+    /// Not from this thread, or not at this moment: a pinned ring installs only for its owner,
+    /// and the update needs room in the SQ. Another op (on the owner's thread) may ask again.
+    NotNow,
+    /// This ring gives it none: no table (unsupported, or shut down), or the table is full.
+    Never,
+}
+
+impl FileInstall {
+    /// The slot, if one was given.
+    pub(crate) fn slot(self) -> Option<u32> {
+        match self {
+            FileInstall::Slot(s) => Some(s),
+            FileInstall::NotNow | FileInstall::Never => None,
+        }
+    }
+}
+
 impl Reactor {
     /// Gives `fd` a slot in this ring's registered-file table, for the ops this thread submits
-    /// next on this ring to name (see the module contract); `None` when it cannot, and the ops
-    /// name the fd. The caller must [`release_file`](Self::release_file) the slot when `fd`'s
-    /// owner closes it.
-    pub(crate) fn install_file(&self, fd: RawFd) -> Option<u32> {
+    /// next on this ring to name (see the module contract); otherwise the ops name the fd, and
+    /// [`FileInstall`] says whether asking again later may help. The caller must
+    /// [`release_file`](Self::release_file) a slot it got when `fd`'s owner closes it.
+    pub(crate) fn install_file(&self, fd: RawFd) -> FileInstall {
         self.install_file_within(fd, None)
     }
 
     /// [`install_file`](Self::install_file) with a table of `cap` slots if this creates it
     /// (tests use small tables to fill them), else of [`slots`].
-    pub(crate) fn install_file_within(&self, fd: RawFd, cap: Option<u32>) -> Option<u32> {
+    pub(crate) fn install_file_within(&self, fd: RawFd, cap: Option<u32>) -> FileInstall {
         if self.is_shut_down() {
-            return None;
+            return FileInstall::Never;
         }
         let waiter = self.on_waiter_thread();
         if self.pinned && !waiter {
-            return None;
+            return FileInstall::NotNow;
         }
         let slot = {
             let mut slab = self.lock_slab();
             let t = &mut slab.files;
             let cap = match t.state {
                 TableState::Ready(cap) => cap,
-                TableState::Off | TableState::Gone => return None,
+                TableState::Off | TableState::Gone => return FileInstall::Never,
                 TableState::Unset => {
                     // Once per ring, under the lock: other threads installing wait for it.
                     let cap = cap.unwrap_or_else(slots);
                     if cap == 0 || !supported() || self.ring.submitter().register_files_sparse(cap).is_err() {
                         t.state = TableState::Off;
-                        return None;
+                        return FileInstall::Never;
                     }
                     t.state = TableState::Ready(cap);
                     cap
@@ -167,7 +189,7 @@ impl Reactor {
             // Room for the update, so it goes into the SQ now, ahead of the op (see the contract).
             // SAFETY: we hold the slab lock: the only SubmissionQueue view.
             if unsafe { self.ring.submission_shared() }.is_full() {
-                return None;
+                return FileInstall::NotNow;
             }
             let slot = match t.free.pop() {
                 Some(s) => s,
@@ -175,7 +197,7 @@ impl Reactor {
                     t.next += 1;
                     t.next - 1
                 }
-                None => return None,
+                None => return FileInstall::Never,
             };
             let (chunk, at) = (slot as usize / CHUNK, slot as usize % CHUNK);
             while t.homes.len() <= chunk {
@@ -195,7 +217,7 @@ impl Reactor {
             slot
         };
         self.pushed(waiter, &[]);
-        Some(slot)
+        FileInstall::Slot(slot)
     }
 
     /// Empties `slot` (its socket is being closed): from any thread, after the socket's last op

@@ -647,9 +647,13 @@ fn registered_file_slots_name_their_file_until_released() {
         };
         let (a, mut b) = UnixStream::pair().unwrap();
         let (c, _d) = UnixStream::pair().unwrap();
-        let slot = u.install_file_within(a.as_raw_fd(), Some(2)).expect("a slot in a fresh table");
-        let other = u.install_file_within(c.as_raw_fd(), Some(2)).expect("the second slot");
-        assert_eq!(u.install_file_within(c.as_raw_fd(), Some(2)), None, "a table of two slots is full");
+        let slot = u.install_file_within(a.as_raw_fd(), Some(2)).slot().expect("a slot in a fresh table");
+        let other = u.install_file_within(c.as_raw_fd(), Some(2)).slot().expect("the second slot");
+        assert_eq!(
+            u.install_file_within(c.as_raw_fd(), Some(2)),
+            super::files::FileInstall::Never,
+            "a table of two slots is full"
+        );
         assert_eq!(u.files_in_use(), 2);
 
         let (res, _) = run(&r, op::send(&r, op::OpFd::Fixed { slot, fd: a.as_raw_fd() }, b"via slot".to_vec(), ()));
@@ -679,7 +683,7 @@ fn registered_file_slots_name_their_file_until_released() {
         assert_eq!(b.read(&mut got).unwrap(), 0, "released: the peer sees the close");
 
         // A released slot is given out again.
-        assert!(u.install_file_within(c.as_raw_fd(), Some(2)).is_some());
+        assert!(u.install_file_within(c.as_raw_fd(), Some(2)).slot().is_some());
         settle(&r);
     }
 }
