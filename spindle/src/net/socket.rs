@@ -926,13 +926,8 @@ mod tests {
                 crate::spawn(async move {
                     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
                     let addr = l.local_addr().unwrap();
-                    let mut ends = Vec::new();
-                    for _ in 0..PAIRS {
-                        let c = TcpStream::connect(addr).await.unwrap();
-                        let (s, _) = l.accept().await.unwrap();
-                        ends.push((c, s));
-                    }
-                    let tasks: Vec<_> = ends
+                    let tasks: Vec<_> = pairs_through(&l, PAIRS)
+                        .await
                         .into_iter()
                         .map(|(mut c, mut s)| {
                             let server = crate::spawn(async move {
@@ -1022,14 +1017,8 @@ mod tests {
         rt.block_on(async move {
             crate::spawn(async move {
                 let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = l.local_addr().unwrap();
-                let mut ends = Vec::new();
-                for _ in 0..PAIRS {
-                    let c = TcpStream::connect(addr).await.unwrap();
-                    let (s, _) = l.accept().await.unwrap();
-                    ends.push((c, s));
-                }
-                let tasks: Vec<_> = ends
+                let tasks: Vec<_> = pairs_through(&l, PAIRS)
+                    .await
                     .into_iter()
                     .map(|(mut c, mut s)| {
                         let server = crate::spawn(async move {
@@ -1168,6 +1157,18 @@ mod tests {
     }
 
     /// A loopback TCP connection: (connecting end, accepted end).
+    /// `n` connections to `l` made in this runtime: (connecting end, accepted end).
+    async fn pairs_through(l: &TcpListener, n: usize) -> Vec<(TcpStream, TcpStream)> {
+        let addr = l.local_addr().unwrap();
+        let mut ends = Vec::new();
+        for _ in 0..n {
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            ends.push((c, s));
+        }
+        ends
+    }
+
     async fn connected_pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
