@@ -31,15 +31,16 @@
 //!   close it is to the limit.
 //!
 //! Syscalls per round trip: after the timed rounds each entrant runs three times more, untimed
-//! (the median is reported; the target line gives the range), with a kernel counter of the `raw_syscalls:sys_enter` tracepoint on every thread of its process (see
-//! [`crate::syscount`]: `perf_event_open`, what `perf stat -e raw_syscalls:sys_enter` does, but
-//! only around the measured section; `strace -c` would slow every syscall by orders of magnitude).
+//! (the median is reported; the target line gives the range), with a kernel counter of the
+//! `raw_syscalls:sys_enter` tracepoint on every thread of its process (see [`crate::syscount`]:
+//! `perf_event_open`, what `perf stat -e raw_syscalls:sys_enter` does, but only around the
+//! measured section; `strace -c` would slow every syscall by orders of magnitude).
 //! Everything the process does from the start to the end of the measured section is counted,
 //! including spawning the tasks and closing the sockets, divided by the round trips. In-process
 //! entrants share the process with the other (idle, parked) peer runtimes and the bench's watchdog
 //! thread, which add a handful of syscalls per run (noise well below 0.01 per round trip at full
-//! size). `--quick` counts too (three tiny extra runs per entrant); where the counter cannot be opened
-//! the column says `n/a` and why.
+//! size). `--quick` counts too (three tiny extra runs per entrant); where the counter cannot be
+//! opened the column says `n/a` and why.
 //!
 //! Targets (PERF.md, judged on `echo` only, per spindle row, on medians of per-round ratios):
 //! io_uring: >= 1.3x the best peer's round trips/s, >= 0.9x the raw loop's (on as many threads),
@@ -799,11 +800,9 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
             Some(Ok(Counted { median, lo: per_op[0], hi: per_op[per_op.len() - 1] }))
         })
         .collect();
-    let sys: Vec<Option<Result<f64, String>>> =
-        counted.iter().map(|c| c.as_ref().map(|r| r.as_ref().map(|x| x.median).map_err(Clone::clone))).collect();
-    for (i, x) in sys.iter().enumerate() {
-        if let Some(Ok(x)) = x {
-            SYSCALLS.lock().unwrap().push((s.name, w.rts[i].name, *x));
+    for (i, c) in counted.iter().enumerate() {
+        if let Some(Ok(c)) = c {
+            SYSCALLS.lock().unwrap().push((s.name, w.rts[i].name, c.median));
         }
     }
     println!("   op = {}; {} round trips/run", s.op, s.ops);
@@ -833,8 +832,8 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
         let med = median(&mut ns);
         let (lo, hi) = (ns[0], ns[ns.len() - 1]);
         let cpu = median(&mut r.cpu_per_op(s.ops));
-        let sc = match &sys[i] {
-            Some(Ok(x)) => format!("{x:.3}"),
+        let sc = match &counted[i] {
+            Some(Ok(c)) => format!("{:.3}", c.median),
             Some(Err(_)) | None => "n/a".into(),
         };
         let vs_best = if r.spindle {
@@ -862,7 +861,7 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
             if r.checks_ok { "" } else { "  CHECK FAILED" }
         );
     }
-    for (i, r) in sys.iter().enumerate() {
+    for (i, r) in counted.iter().enumerate() {
         if let Some(Err(e)) = r {
             println!("   syscalls of {}: n/a: {e}", w.rts[i].name);
         }
