@@ -17,16 +17,15 @@
 //!   the inject queue is checked first every `GLOBAL_INTERVAL` ticks; local and shared tasks alternate.
 //! - Idle: a worker with nothing to do first takes its own I/O's work (on io_uring: completions
 //!   already posted, then, if other workers' tasks are there to take, one enter that submits its
-//!   queued entries and collects what they complete), then tries to steal (as a "searcher", at
-//!   most half the workers at once), then parks: at once on epoll (its own reactor's work only
-//!   arrives through the park); on io_uring, with requests in flight and while spinning pays, after looking for
-//!   work for up to `SPIN_BEFORE_PARK` (the kernel's flag for deferred completions is visible
-//!   without a syscall, and a sleeping thread costs microseconds to wake; a spinning worker is
-//!   not parked, so producers do not unpark it: it sees their work itself). Producers wake a
-//!   parked worker only when nobody is
-//!   searching (see `idle.rs` for the lost-wakeup argument). Tasks woken by the I/O a worker
-//!   dispatches inside its own park are queued without notifying anyone; after the park, one
-//!   sibling is notified if more than one task is queued.
+//!   queued entries and collects what they complete), then tries to steal (as a "searcher", at most
+//!   half the workers at once), then parks: at once on epoll (its own reactor's work only arrives
+//!   through the park); on io_uring, with requests in flight and while spinning pays, after looking
+//!   for work for up to `SPIN_BEFORE_PARK` (the kernel's flag for deferred completions is visible
+//!   without a syscall, and a sleeping thread costs microseconds to wake; a spinning worker is not
+//!   parked, so producers do not unpark it: it sees their work itself). Producers wake a parked
+//!   worker only when nobody is searching (see `idle.rs` for the lost-wakeup argument). Tasks woken
+//!   by the I/O a worker dispatches inside its own park are queued without notifying anyone; after
+//!   the park, one sibling is notified if more than one task is queued.
 //! - Shutdown: a flag plus an unpark of every worker; each worker drops its local tasks on its own
 //!   thread and exits; then the `Send` tasks are dropped by the thread shutting down.
 
@@ -376,21 +375,22 @@ impl WorkerCtx {
         }
     }
 
-    /// Polls this worker's own reactor outside its park the way the park does: the tasks the
-    /// dispatch wakes are queued without notifying anyone, and then one parked sibling is
-    /// notified if more than the next task is queued. (Each wake notifying on its own made the
-    /// two ends of a conversation, woken by one collecting enter, pull a sibling in to steal
-    /// one of them; and a batch of completions paid a `SeqCst` fence and a look at the shared
-    /// idle state per woken task.) Every poll a worker makes of its own reactor goes through
-    /// here: the periodic maintenance, the reap before looking elsewhere, the submission before
-    /// running a stolen task.
-    fn poll_reactor_as_driver<R>(&self, poll: impl FnOnce() -> R) {
+    /// Polls this worker's own reactor (`poll`: its park, or a non-blocking poll): the tasks the
+    /// dispatch wakes are queued without notifying anyone, and then one parked sibling (if
+    /// nobody searches) is notified if more than the next task is queued, to take some. (Each
+    /// wake notifying on its own made the two ends of a conversation, woken by one collecting
+    /// enter, pull a sibling in to steal one of them; and a batch of completions paid a
+    /// `SeqCst` fence and a look at the shared idle state per woken task.) Every poll a worker
+    /// makes of its own reactor goes through here: the park, the periodic maintenance, the reap
+    /// before looking elsewhere, the submission before running a stolen task.
+    fn poll_reactor_as_driver<R>(&self, poll: impl FnOnce() -> R) -> R {
         self.in_driver.set(true);
-        poll();
+        let r = poll();
         self.in_driver.set(false);
         if self.notify_deferred.replace(false) && self.has_surplus_work() {
             self.shared.notify_parked();
         }
+        r
     }
 
     /// The reactor was just fully polled (see `polls_since_io`): the periodic maintenance
@@ -636,15 +636,8 @@ impl WorkerCtx {
             if !advanced && !shared.shutdown.load(Acquire) && !self.has_local_work() {
                 let next = timers.prepare_park();
                 let timeout = next.and_then(|t| shared.clock.until_tick(t));
-                self.in_driver.set(true);
-                polled |= self.driver.borrow_mut().park_until(timeout);
-                self.in_driver.set(false);
+                polled |= self.poll_reactor_as_driver(|| self.driver.borrow_mut().park_until(timeout));
                 timers.unparked();
-                if self.notify_deferred.replace(false) && self.has_surplus_work() {
-                    // Our park's dispatch woke more tasks than the one we run next: let a
-                    // parked sibling (if nobody searches) take some.
-                    shared.notify_parked();
-                }
             }
             // Fire what is due here, and help workers too busy to fire theirs.
             timers.process();
