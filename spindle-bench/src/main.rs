@@ -13,7 +13,7 @@
 //! on epoll (each backend in a child process of this binary, `--io-child`, since spindle picks its
 //! backend once per process from `SPINDLE_DRIVER`), tokio, smol, and a raw io_uring loop
 //! (raw_uring.rs, on one thread and on two) as the reference. Beside round trips/s they report
-//! syscalls per round trip, counted in one extra untimed run per entrant with a
+//! syscalls per round trip, counted in three extra untimed runs per entrant (the median) with a
 //! `raw_syscalls:sys_enter` tracepoint counter (`perf_event_open`) on every thread, read just
 //! before and after the measured section (syscount.rs); `strace -c` gives the same counts but
 //! slows every syscall, and `--quick` needs neither strace nor perf installed.

@@ -3,15 +3,14 @@
 //!
 //! One thread, one ring, no runtime (`raw-uring`; `raw-uring-2t` runs two such threads, each with
 //! its own ring and its own half of the connections, the reference for two-worker runtimes): both
-//! ends of every connection are driven from the same ring
-//! with `IORING_OP_SEND` / `IORING_OP_RECV` on the sockets, registered in the ring's file table
-//! (no file lookup per op), every receive with `IORING_RECVSEND_POLL_FIRST` (in this workload
-//! each one waits for the peer, so trying it before waiting only finds nothing: about 4% of the
-//! round trip), and the loop makes one `io_uring_enter` (`submit_and_wait(1)`) per batch: it
-//! submits every SQE the previous batch of completions produced and sleeps until at least one more
-//! completion arrives. Nothing here allocates or wakes a thread per message, so what is left is
-//! the kernel's loopback TCP work plus one ring round trip per batch: the most any runtime can get
-//! out of io_uring on this workload.
+//! ends of every connection are driven from the same ring with `IORING_OP_SEND` / `IORING_OP_RECV`
+//! on the sockets, registered in the ring's file table (no file lookup per op), every receive with
+//! `IORING_RECVSEND_POLL_FIRST` (in this workload each one waits for the peer, so trying it before
+//! waiting only finds nothing: about 4% of the round trip), and the loop makes one `io_uring_enter`
+//! (`submit_and_wait(1)`) per batch: it submits every SQE the previous batch of completions
+//! produced and sleeps until at least one more completion arrives. Nothing here allocates or wakes
+//! a thread per message, so what is left is the kernel's loopback TCP work plus one ring round trip
+//! per batch: the most any runtime can get out of io_uring on this workload.
 //!
 //! The ring is created with `SINGLE_ISSUER | DEFER_TASKRUN` when the kernel allows it (completion
 //! work then runs inside our `io_uring_enter` instead of interrupting the thread), else plainly.
