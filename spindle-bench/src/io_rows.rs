@@ -15,8 +15,12 @@
 //! checksum is the number of intact round trips (the servers' echoed byte count must match too).
 //!
 //! Entrants:
-//! - `spindle-{mt,ct}/{uring,epoll}`: spindle, 2 workers or current-thread, with its owned-buffer
-//!   API (`read_owned`, `write_all_owned`, `read_exact_owned` on `spindle::net::TcpStream`).
+//! - `spindle-{mt,ct,pc}/{uring,epoll}`: spindle, 2 workers, current-thread, or per-core with 2
+//!   cores, with its owned-buffer API (`read_owned`, `write_all_owned`, `read_exact_owned` on
+//!   `spindle::net::TcpStream`). The per-core runtime runs the workload the thread-per-core way,
+//!   as `raw-uring-2t` does: each core sets up and serves its share of the connections (both
+//!   ends on that core; connection `i` on core `i % 2`), see [`run_echo_per_core`]. Not in
+//!   `http_hello` (its server accepts on one listener; a per-core server wants one per core).
 //!   Spindle picks its I/O backend once per process from `SPINDLE_DRIVER`, so these run in two child
 //!   processes of this binary (`spindle-bench --io-child`, one with `SPINDLE_DRIVER=uring`, one with
 //!   `epoll`), kept for the whole row and told what to run over a pipe; the child times itself
@@ -184,6 +188,86 @@ fn run_echo<R: Rt, N: Net>(rt: &R, conns: usize, rts: usize, count: bool) -> Out
     let wall_ns = t0.elapsed().as_nanos() as u64;
     let cpu_ns = sys::process_cpu_ns().saturating_sub(c0);
     let syscalls = counter.map(|c| c.and_then(|c| c.stop()));
+    Outcome { wall_ns, cpu_ns, check, syscalls }
+}
+
+/// `echo` on a per-core runtime, the thread-per-core way: each core sets up its share of the
+/// connections (a listener of its own, connection `i` on core `i % cores`, both ends created on
+/// the core, so their I/O is that core's), then, timed, runs their client and server tasks (spawned
+/// from a task on the core, so they stay there). What is timed and checked is what [`run_echo`]
+/// times and checks.
+fn run_echo_per_core(rt: &spindle::runtime::Runtime, conns: usize, rts: usize, count: bool) -> Outcome {
+    type Stream = <SpindleNet as Net>::Stream;
+    let cores = rt.metrics().num_workers();
+    let share = move |core: usize| (core..conns).step_by(cores).collect::<Vec<usize>>();
+    let setups: Vec<_> = (0..cores)
+        .map(|core| {
+            rt.handle().spawn_on(core, async move {
+                let n = share(core).len();
+                if n == 0 {
+                    return (Vec::new(), Vec::new());
+                }
+                let (l, addr) = SpindleNet::listen().await;
+                let acceptor = spindle::spawn(async move {
+                    let mut v = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        v.push(SpindleNet::accept(&l).await);
+                    }
+                    v
+                });
+                let mut clients = Vec::with_capacity(n);
+                for _ in 0..n {
+                    clients.push(SpindleNet::connect(addr).await);
+                }
+                (clients, acceptor.await.expect("spindle acceptor"))
+            })
+        })
+        .collect();
+    let ends: Vec<(Vec<Stream>, Vec<Stream>)> = rt.block_on(async {
+        let mut v = Vec::with_capacity(cores);
+        for s in setups {
+            v.push(s.await.expect("spindle per-core setup"));
+        }
+        v
+    });
+    let counter = if count { Some(syscount::Counter::start()) } else { None };
+    let c0 = sys::process_cpu_ns();
+    let t0 = Instant::now();
+    let runs: Vec<_> = ends
+        .into_iter()
+        .enumerate()
+        .map(|(core, (clients, servers))| {
+            rt.handle().spawn_on(core, async move {
+                let servers: Vec<_> = servers.into_iter().map(|s| spindle::spawn(SpindleNet::server(s))).collect();
+                let clients: Vec<_> = clients
+                    .into_iter()
+                    .zip(share(core))
+                    .map(|(s, i)| spindle::spawn(SpindleNet::client(s, i, rts)))
+                    .collect();
+                let (mut intact, mut echoed) = (0, 0);
+                for c in clients {
+                    intact += c.await.expect("spindle client");
+                }
+                for s in servers {
+                    echoed += s.await.expect("spindle server");
+                }
+                (intact, echoed)
+            })
+        })
+        .collect();
+    let (intact, echoed) = rt.block_on(async {
+        let (mut intact, mut echoed) = (0, 0);
+        for r in runs {
+            let (i, e) = r.await.expect("spindle per-core run");
+            intact += i;
+            echoed += e;
+        }
+        (intact, echoed)
+    });
+    let wall_ns = t0.elapsed().as_nanos() as u64;
+    let cpu_ns = sys::process_cpu_ns().saturating_sub(c0);
+    let syscalls = counter.map(|c| c.and_then(|c| c.stop()));
+    let check = if echoed == (conns * rts * MSG) as u64 { intact } else { 0 };
     Outcome { wall_ns, cpu_ns, check, syscalls }
 }
 
@@ -614,13 +698,16 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
     let http = matches!(kind, Kind::Io(IoKind::Http(_)));
     let mut v: Vec<(Box<dyn crate::Bench>, bool)> = Vec::new();
     for (driver, name, labels) in [
-        ("uring", "io_uring", ["spindle-mt/uring", "spindle-ct/uring"]),
-        ("epoll", "epoll", ["spindle-mt/epoll", "spindle-ct/epoll"]),
+        ("uring", "io_uring", ["spindle-mt/uring", "spindle-ct/uring", "spindle-pc/uring"]),
+        ("epoll", "epoll", ["spindle-mt/epoll", "spindle-ct/epoll", "spindle-pc/epoll"]),
     ] {
         match ChildProc::start(driver, name) {
             Ok(p) => {
                 let p = Arc::new(p);
-                for (flavor, label) in ["mt", "ct"].into_iter().zip(labels) {
+                for (flavor, label) in ["mt", "ct", "pc"].into_iter().zip(labels) {
+                    if http && flavor == "pc" {
+                        continue;
+                    }
                     let http = crate::http_rows::HttpLog::default();
                     v.push((Box::new(InChild { proc: p.clone(), flavor, label, http }), true));
                 }
@@ -651,9 +738,9 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
     v
 }
 
-/// `spindle-bench --io-child`: builds spindle's two runtimes on the backend `SPINDLE_DRIVER` chose,
-/// says `ready <backend>`, then serves commands until its stdin closes:
-/// - `echo <mt|ct|raw|raw-2t|tokio-mt|tokio-ct> <conns> <rts> <count 0|1>` (`raw`: the raw
+/// `spindle-bench --io-child`: builds spindle's three runtimes on the backend `SPINDLE_DRIVER`
+/// chose, says `ready <backend>`, then serves commands until its stdin closes:
+/// - `echo <mt|ct|pc|raw|raw-2t|tokio-mt|tokio-ct> <conns> <rts> <count 0|1>` (`raw`: the raw
 ///   io_uring loop, `raw-2t` on two threads; `tokio-*`: tokio on 2 workers or 1 thread; these
 ///   for profiling one entrant alone):
 ///   replies `<wall ns> <cpu ns> <check> <syscalls | - | err:why>`;
@@ -665,6 +752,7 @@ pub fn child_main() -> ExitCode {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let mt = Spindle::multi_thread(2);
     let ct = Spindle::current_thread();
+    let pc = Spindle::per_core(2);
     // One line at a time, taking no lock across commands: during `http` another thread reads
     // the `stop` line while this one is inside the runtime.
     fn say(line: &str) {
@@ -693,6 +781,8 @@ pub fn child_main() -> ExitCode {
         };
         let o = if f[1] == "mt" {
             run_echo::<_, SpindleNet>(&mt, conns, rts, count)
+        } else if f[1] == "pc" {
+            run_echo_per_core(pc.runtime(), conns, rts, count)
         } else if f[1] == "raw" || f[1] == "raw-2t" {
             crate::raw_uring::echo(conns, rts, count, if f[1] == "raw" { 1 } else { 2 })
         } else if f[1] == "tokio-mt" {
@@ -809,10 +899,11 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
     crate::print_checks(w, "entrant");
     let best = w.best_peer();
     // Each entrant is compared with the raw loop on as many threads as it runs on: the
-    // two-worker runtimes with `raw-uring-2t` (where a row has one), the others with `raw-uring`.
+    // two-worker and two-core runtimes with `raw-uring-2t` (where a row has one), the others
+    // with `raw-uring`.
     let raw_for = |i: usize| {
         let find = |name: &str| w.rts.iter().position(|r| r.reference && r.checks_ok && r.name == name);
-        let two = w.rts[i].name.contains("-mt");
+        let two = w.rts[i].name.contains("-mt") || w.rts[i].name.contains("-pc");
         two.then(|| find("raw-uring-2t")).flatten().or_else(|| find("raw-uring"))
     };
     let unit = if latency { "us/rt" } else { "ns/rt" };

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use crate::rt::Rt;
 
-/// spindle, multi-thread (2 workers) or current-thread.
+/// spindle, multi-thread (2 workers), current-thread or per-core (2 cores).
 pub struct Spindle {
     rt: spindle::runtime::Runtime,
     name: &'static str,
@@ -30,6 +30,21 @@ impl Spindle {
             .build()
             .expect("build spindle current-thread runtime");
         Spindle { rt, name: "spindle-ct" }
+    }
+
+    /// Per-core runtime with `cores` cores (each a current-thread runtime on its own pinned
+    /// thread; no work stealing).
+    pub fn per_core(cores: usize) -> Spindle {
+        let rt = spindle::runtime::Builder::new_per_core()
+            .worker_threads(cores)
+            .build()
+            .expect("build spindle per-core runtime");
+        Spindle { rt, name: "spindle-pc" }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &spindle::runtime::Runtime {
+        &self.rt
     }
 
     /// The I/O backend of this process's runtimes (`"io_uring"` or `"epoll"`).

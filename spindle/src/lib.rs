@@ -34,7 +34,7 @@ pub mod time;
 /// Runtimes and their builder.
 pub mod runtime {
     pub use crate::rt::{
-        Builder, EnterGuard, Handle, IoDriver, Runtime, RuntimeFlavor, RuntimeMetrics, TryCurrentError,
+        current_core, Builder, EnterGuard, Handle, IoDriver, Runtime, RuntimeFlavor, RuntimeMetrics, TryCurrentError,
     };
 }
 

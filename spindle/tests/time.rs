@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{each_flavor, panic_message};
+use common::{each_flavor, each_flavor_with_virtual_time, panic_message};
 use spindle::runtime::Builder;
 use spindle::time::{
     advance, interval, interval_at, pause, sleep, sleep_until, timeout, try_interval, Instant, MissedTickBehavior,
@@ -317,7 +317,7 @@ fn interval_zero_is_a_clear_error() {
 
 #[test]
 fn interval_at_and_reset() {
-    each_flavor(|rt| {
+    each_flavor_with_virtual_time(|rt| {
         rt.block_on(async {
             pause();
             let start = Instant::now() + Duration::from_secs(5);
@@ -379,7 +379,7 @@ fn virtual_time_one_hour_runs_at_once_on_every_flavour() {
 
 #[test]
 fn advance_fires_due_timers_deterministically() {
-    each_flavor(|rt| {
+    each_flavor_with_virtual_time(|rt| {
         rt.block_on(async {
             pause();
             let fired = Arc::new(AtomicUsize::new(0));
@@ -398,6 +398,26 @@ fn advance_fires_due_timers_deterministically() {
             spindle::time::resume();
         });
     });
+}
+
+#[test]
+fn virtual_time_is_refused_on_per_core_runtimes() {
+    let err = Builder::new_per_core().worker_threads(2).start_paused(true).build().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("per-core"), "{err}");
+    let rt = Builder::new_per_core().worker_threads(2).build().unwrap();
+    // Refused in `block_on` (outside the cores) and inside a core's task alike.
+    let outside = rt.block_on(async { std::panic::catch_unwind(pause).unwrap_err() });
+    assert!(panic_message(&*outside).contains("per-core"));
+    let on_core = rt.block_on(rt.handle().spawn_on(1, async { std::panic::catch_unwind(pause).is_err() }));
+    assert!(on_core.unwrap());
+    // The clock still runs: real time passes for timers on the cores.
+    let slept = rt.block_on(rt.handle().spawn_on(0, async {
+        let t = Instant::now();
+        sleep(Duration::from_millis(20)).await;
+        t.elapsed()
+    }));
+    assert!(slept.unwrap() >= Duration::from_millis(20));
 }
 
 #[test]

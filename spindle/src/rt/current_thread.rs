@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::Ordering::*;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
 
@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<Clock>,
     pub(crate) timers: Arc<Shard>,
     pub(crate) reactor: Arc<Reactor>,
+    /// Set when this runtime is one core of a per-core runtime: that runtime and this core's index.
+    core_of: OnceLock<(Weak<super::per_core::Shared>, usize)>,
 }
 
 struct Core {
@@ -127,7 +129,29 @@ impl Shared {
             local_owner: OnceLock::new(),
             driver_owner: bind_to_driving_thread.then(OnceLock::new),
             blocking,
+            core_of: OnceLock::new(),
         }))
+    }
+
+    /// Makes this runtime core `index` of the per-core runtime `of` (once, at its start).
+    pub(crate) fn set_core_of(&self, of: Weak<super::per_core::Shared>, index: usize) {
+        let _ = self.core_of.set((of, index));
+    }
+
+    /// The per-core runtime this runtime is a core of (while it lives), and its index there.
+    pub(crate) fn core_of(&self) -> Option<(Arc<super::per_core::Shared>, usize)> {
+        let (of, index) = self.core_of.get()?;
+        Some((of.upgrade()?, *index))
+    }
+
+    /// Whether this runtime is a core of a per-core runtime.
+    pub(crate) fn is_core(&self) -> bool {
+        self.core_of.get().is_some()
+    }
+
+    /// This runtime's index among the cores of its per-core runtime, if it is one.
+    pub(crate) fn core_index(&self) -> Option<usize> {
+        self.core_of.get().map(|(_, i)| *i)
     }
 
     fn schedule(self: &Arc<Self>, task: Notified<CtSched>) {

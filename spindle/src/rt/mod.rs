@@ -1,4 +1,5 @@
-//! Runtimes: current-thread, multi-thread work-stealing, the blocking pool, and the per-thread context.
+//! Runtimes: current-thread, multi-thread work-stealing, per-core (one current-thread runtime per
+//! pinned thread, [`per_core`]), the blocking pool, and the per-thread context.
 //!
 //! # Contract
 //!
@@ -25,6 +26,7 @@ pub(crate) mod current_thread;
 pub(crate) mod multi_thread;
 pub(crate) mod owned;
 pub(crate) mod park;
+pub(crate) mod per_core;
 
 use spindle_core::loom::AtomicUsize;
 use std::fmt;
@@ -41,6 +43,9 @@ use spindle_core::task::{JoinHandle, TaskMeta};
 pub(crate) enum Scheduler {
     CurrentThread(Arc<current_thread::Shared>),
     MultiThread(Arc<multi_thread::Shared>),
+    /// A per-core runtime seen from outside its cores (on a core's thread, the current
+    /// scheduler is that core's `CurrentThread`).
+    PerCore(Arc<per_core::Shared>),
 }
 
 impl Scheduler {
@@ -53,6 +58,7 @@ impl Scheduler {
         match self {
             Scheduler::CurrentThread(s) => s.spawn(future, meta),
             Scheduler::MultiThread(s) => s.spawn(future, meta),
+            Scheduler::PerCore(s) => s.spawn(future, meta),
         }
     }
 
@@ -64,6 +70,11 @@ impl Scheduler {
         match self {
             Scheduler::CurrentThread(s) => s.spawn_local(future, meta),
             Scheduler::MultiThread(s) => s.spawn_local(future, meta),
+            Scheduler::PerCore(_) => panic!(
+                "spindle::spawn_local on a per-core runtime must be called from a task running on one of \
+                 its cores (the task stays on that core); from `Runtime::block_on` use `spindle::spawn`, \
+                 or `Handle::spawn_on` to pick the core"
+            ),
         }
     }
 
@@ -71,6 +82,7 @@ impl Scheduler {
         match self {
             Scheduler::CurrentThread(s) => &s.clock,
             Scheduler::MultiThread(s) => &s.clock,
+            Scheduler::PerCore(s) => &s.clock,
         }
     }
 
@@ -78,6 +90,7 @@ impl Scheduler {
         match self {
             Scheduler::CurrentThread(s) => &s.blocking,
             Scheduler::MultiThread(s) => &s.blocking,
+            Scheduler::PerCore(s) => &s.blocking,
         }
     }
 }
@@ -90,6 +103,9 @@ pub enum RuntimeFlavor {
     CurrentThread,
     /// Tasks run on a pool of work-stealing worker threads.
     MultiThread,
+    /// One current-thread runtime per core, each on a thread of its own; a task stays on the
+    /// core it was spawned on (see [`Builder::new_per_core`]).
+    PerCore,
 }
 
 /// Which I/O driver a runtime's workers park in (see [`Builder::io_driver`]).
@@ -179,8 +195,48 @@ impl Builder {
         Builder::new(RuntimeFlavor::CurrentThread)
     }
 
-    /// Number of worker threads of a multi-thread runtime (default: the number of CPUs).
-    /// Ignored by the current-thread runtime.
+    /// A builder for the per-core runtime: [`worker_threads`](Self::worker_threads) cores
+    /// (default: one per CPU), each a current-thread runtime on a thread of its own, pinned to
+    /// one of the CPUs this process may use (in turn), with its own run queue, timers and I/O
+    /// driver (on io_uring a single-issuer ring). A task runs on one core for its whole life:
+    /// `spindle::spawn` and `spawn_local` inside a task spawn onto the same core, `spawn` from
+    /// outside the cores (in `block_on`, or through a [`Handle`]) hands tasks to the cores in turn,
+    /// and [`Handle::spawn_on`] to a chosen one. There is no work stealing: each core's share of
+    /// the work should be independent of the others' (a server with a listener per core, or
+    /// connections dealt out to the cores), and then no task switch pays for synchronization
+    /// between cores.
+    ///
+    /// Virtual time is not available on it: [`start_paused`](Self::start_paused) fails the
+    /// build, [`crate::time::pause`] panics.
+    ///
+    /// ```
+    /// use spindle::runtime::Builder;
+    /// let rt = Builder::new_per_core().worker_threads(2).build().unwrap();
+    /// // One task per core, each with its own share of the work.
+    /// let joins: Vec<_> = (0..2)
+    ///     .map(|core| {
+    ///         rt.handle().spawn_on(core, async move {
+    ///             // Spawned from a core: runs on this core too.
+    ///             let part = spindle::spawn(async move { core * 10 }).await.unwrap();
+    ///             (spindle::runtime::current_core(), part)
+    ///         })
+    ///     })
+    ///     .collect();
+    /// let results = rt.block_on(async {
+    ///     let mut v = Vec::new();
+    ///     for j in joins {
+    ///         v.push(j.await.unwrap());
+    ///     }
+    ///     v
+    /// });
+    /// assert_eq!(results, [(Some(0), 0), (Some(1), 10)]);
+    /// ```
+    pub fn new_per_core() -> Builder {
+        Builder::new(RuntimeFlavor::PerCore)
+    }
+
+    /// Number of worker threads of a multi-thread runtime, or of cores of a per-core runtime
+    /// (default: the number of CPUs). Ignored by the current-thread runtime.
     ///
     /// # Panics
     /// If `n` is zero.
@@ -364,6 +420,14 @@ impl Builder {
                 )
             })?,
         };
+        if self.flavor == RuntimeFlavor::PerCore && self.start_paused {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "spindle: start_paused is not available on a per-core runtime (each core decides alone \
+                 when it is idle, so none may jump the shared clock); use a current-thread or \
+                 multi-thread runtime for virtual time",
+            ));
+        }
         spindle_core::coop::set_hook(context::coop_hook);
         spindle_core::structured::set_detach_hook(crate::structured::detach_hook);
         let name = self.thread_name.clone();
@@ -392,6 +456,13 @@ impl Builder {
                     multi_thread::start(n, &*name, self.thread_stack_size, pool.spawner(), clock, backend)?;
                 (Scheduler::MultiThread(shared), Some(workers))
             }
+            RuntimeFlavor::PerCore => {
+                let n = self
+                    .worker_threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+                let threads = per_core::ThreadConfig { name: &*name, stack_size: self.thread_stack_size, pin: true };
+                (Scheduler::PerCore(per_core::start(n, threads, pool.spawner(), clock, backend)?), None)
+            }
         };
         // When the last blocking job finishes, a paused clock may be free to jump: let the
         // runtime re-check.
@@ -412,6 +483,8 @@ impl Builder {
                     }
                 })
             }
+            // No virtual time there: nothing waits for the pool to go idle.
+            Scheduler::PerCore(_) => Box::new(|| {}),
         };
         pool.spawner().set_on_idle(weak);
         Ok(Runtime { handle: Handle { inner: scheduler }, workers, blocking: pool, shut_down: false })
@@ -517,6 +590,16 @@ impl Runtime {
         &self.handle
     }
 
+    /// Runtime metrics (as [`Handle::metrics`]).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    /// assert_eq!(rt.metrics().num_workers(), 2);
+    /// ```
+    pub fn metrics(&self) -> RuntimeMetrics {
+        self.handle.metrics()
+    }
+
     /// Makes this runtime the current one on this thread until the guard drops, so
     /// `spindle::spawn` works from plain code.
     ///
@@ -565,6 +648,9 @@ impl Runtime {
                 if let Some(w) = &self.workers {
                     w.shutdown(timeout);
                 }
+            }
+            Scheduler::PerCore(s) => {
+                s.shutdown(timeout);
             }
         }
         let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
@@ -705,6 +791,46 @@ impl Handle {
                 let _enter = context::enter_runtime(self.inner.clone());
                 park_on(future, Some((&s.block_on_awake, &|| s.nudge_if_paused())))
             }
+            Scheduler::PerCore(_) => {
+                let _enter = context::enter_runtime(self.inner.clone());
+                park_on(future, None)
+            }
+        }
+    }
+
+    /// Spawns a task onto core `core` of a per-core runtime (see [`Builder::new_per_core`]),
+    /// from any thread; the task and everything it spawns stay on that core. On the other
+    /// flavours there is one scheduler, and this is [`spawn`](Self::spawn).
+    ///
+    /// # Panics
+    /// If `core` is not below [`RuntimeMetrics::num_workers`].
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_per_core().worker_threads(2).build().unwrap();
+    /// let join = rt.handle().spawn_on(1, async { spindle::runtime::current_core() });
+    /// assert_eq!(rt.block_on(join).unwrap(), Some(1));
+    /// ```
+    #[track_caller]
+    pub fn spawn_on<F>(&self, core: usize, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let meta = crate::task::meta_here(None);
+        match &self.inner {
+            Scheduler::PerCore(s) => s.spawn_on(core, future, meta),
+            Scheduler::CurrentThread(s) => match s.core_of() {
+                Some((of, _)) => of.spawn_on(core, future, meta),
+                None => {
+                    assert!(core == 0, "spindle: spawn_on({core}) on a current-thread runtime (it has one core: 0)");
+                    s.spawn(future, meta)
+                }
+            },
+            Scheduler::MultiThread(s) => {
+                let n = s.num_workers();
+                assert!(core < n, "spindle: spawn_on({core}) on a multi-thread runtime with {n} workers");
+                s.spawn(future, meta)
+            }
         }
     }
 
@@ -727,9 +853,11 @@ impl Handle {
     /// assert_eq!(rt.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
     /// ```
     pub fn runtime_flavor(&self) -> RuntimeFlavor {
-        match self.inner {
+        match &self.inner {
+            Scheduler::CurrentThread(s) if s.is_core() => RuntimeFlavor::PerCore,
             Scheduler::CurrentThread(_) => RuntimeFlavor::CurrentThread,
             Scheduler::MultiThread(_) => RuntimeFlavor::MultiThread,
+            Scheduler::PerCore(_) => RuntimeFlavor::PerCore,
         }
     }
 
@@ -745,6 +873,7 @@ impl Handle {
         match &self.inner {
             Scheduler::CurrentThread(s) => s.reactor.backend().name(),
             Scheduler::MultiThread(s) => s.reactor().backend().name(),
+            Scheduler::PerCore(s) => s.cores[0].reactor.backend().name(),
         }
     }
 
@@ -771,21 +900,52 @@ pub struct RuntimeMetrics {
 }
 
 impl RuntimeMetrics {
-    /// Number of worker threads (1 for the current-thread runtime).
+    /// Number of worker threads (1 for the current-thread runtime, the number of cores for a
+    /// per-core runtime).
     pub fn num_workers(&self) -> usize {
         match &self.handle.inner {
-            Scheduler::CurrentThread(_) => 1,
+            Scheduler::CurrentThread(s) => s.core_of().map_or(1, |(of, _)| of.cores.len()),
             Scheduler::MultiThread(s) => s.num_workers(),
+            Scheduler::PerCore(s) => s.cores.len(),
         }
     }
 
     /// Number of tasks spawned and not yet finished.
     pub fn num_alive_tasks(&self) -> usize {
         match &self.handle.inner {
-            Scheduler::CurrentThread(s) => s.num_alive_tasks(),
+            Scheduler::CurrentThread(s) => {
+                s.core_of().map_or_else(|| s.num_alive_tasks(), |(of, _)| of.num_alive_tasks())
+            }
             Scheduler::MultiThread(s) => s.num_alive_tasks(),
+            Scheduler::PerCore(s) => s.num_alive_tasks(),
         }
     }
+}
+
+/// The index of the core this thread runs, when it is a core of a per-core runtime (see
+/// [`Builder::new_per_core`]); `None` anywhere else (other runtimes' threads, `block_on`, plain
+/// threads).
+///
+/// ```
+/// let rt = spindle::runtime::Builder::new_per_core().worker_threads(2).build().unwrap();
+/// assert_eq!(rt.block_on(async { spindle::runtime::current_core() }), None);
+/// let on_core = rt.block_on(rt.handle().spawn_on(0, async { spindle::runtime::current_core() }));
+/// assert_eq!(on_core.unwrap(), Some(0));
+/// ```
+pub fn current_core() -> Option<usize> {
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::CurrentThread(s)) => s.core_index(),
+        _ => None,
+    })
+}
+
+/// Whether the runtime current on this thread may pause its clock (all but the per-core one).
+pub(crate) fn virtual_time_allowed() -> bool {
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::CurrentThread(s)) => !s.is_core(),
+        Some(Scheduler::PerCore(_)) => false,
+        _ => true,
+    })
 }
 
 /// Runs `f` with the clock of the runtime current on this thread, if any.
@@ -809,6 +969,7 @@ pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
         s.map(|s| match s {
             Scheduler::CurrentThread(s) => s.timers.clone(),
             Scheduler::MultiThread(s) => s.timer_shard(),
+            Scheduler::PerCore(s) => s.next_core().timers.clone(),
         })
     })
 }
@@ -824,6 +985,7 @@ pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
         s.map(|s| match s {
             Scheduler::CurrentThread(s) => s.reactor.clone(),
             Scheduler::MultiThread(s) => s.reactor(),
+            Scheduler::PerCore(s) => s.next_core().reactor.clone(),
         })
     })
 }
@@ -835,6 +997,7 @@ pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
     context::with_scheduler(|s| match s {
         Some(Scheduler::MultiThread(s)) => Some(s.next_reactor()),
         Some(Scheduler::CurrentThread(s)) => Some(s.reactor.clone()),
+        Some(Scheduler::PerCore(s)) => Some(s.next_core().reactor.clone()),
         None => None,
     })
 }
@@ -890,6 +1053,7 @@ pub(crate) fn with_current_reactor<R>(f: impl FnOnce(&Arc<crate::driver::Reactor
         s.map(|s| match s {
             Scheduler::CurrentThread(s) => f(&s.reactor),
             Scheduler::MultiThread(s) => f(&s.reactor()),
+            Scheduler::PerCore(s) => f(&s.next_core().reactor),
         })
     })
 }
@@ -917,6 +1081,11 @@ pub(crate) fn process_all_timers() {
             s.timers.process();
         }
         Some(Scheduler::MultiThread(s)) => s.process_timers(),
+        Some(Scheduler::PerCore(s)) => {
+            for core in s.cores.iter() {
+                core.timers.process();
+            }
+        }
         None => {}
     })
 }

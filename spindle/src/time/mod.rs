@@ -228,7 +228,8 @@ fn global_shard() -> Arc<Shard> {
 /// task is idle, by jumping to the next timer (auto-advance).
 ///
 /// # Panics
-/// Outside a spindle runtime.
+/// Outside a spindle runtime, and on a per-core runtime (see
+/// [`Builder::new_per_core`](crate::runtime::Builder::new_per_core)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -241,6 +242,12 @@ fn global_shard() -> Arc<Shard> {
 /// ```
 #[track_caller]
 pub fn pause() {
+    if !rt::virtual_time_allowed() {
+        panic!(
+            "spindle::time::pause is not available on a per-core runtime (each core decides alone when \
+             it is idle, so none may jump the shared clock); use a current-thread or multi-thread runtime"
+        );
+    }
     match rt::with_current_clock(|c| c.map(|c| c.pause())) {
         Some(()) => {}
         None => panic!("spindle::time::pause must be called from inside a spindle runtime"),

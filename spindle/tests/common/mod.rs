@@ -5,7 +5,7 @@ use spindle::runtime::{Builder, Runtime};
 
 /// The runtime flavours every test runs on: current-thread (any thread may drive it, and bound to
 /// the thread that drives it first, as `#[spindle::main]` builds it: on io_uring a single-issuer
-/// ring), and multi-thread with 1, 2 and 4 workers.
+/// ring), multi-thread with 1, 2 and 4 workers, and per-core with 2 cores.
 pub fn flavors() -> Vec<(&'static str, Runtime)> {
     vec![
         ("current_thread", Builder::new_current_thread().build().unwrap()),
@@ -13,6 +13,7 @@ pub fn flavors() -> Vec<(&'static str, Runtime)> {
         ("multi_thread(1)", Builder::new_multi_thread().worker_threads(1).build().unwrap()),
         ("multi_thread(2)", Builder::new_multi_thread().worker_threads(2).build().unwrap()),
         ("multi_thread(4)", Builder::new_multi_thread().worker_threads(4).build().unwrap()),
+        ("per_core(2)", Builder::new_per_core().worker_threads(2).build().unwrap()),
     ]
 }
 
@@ -25,6 +26,16 @@ pub fn each_flavor(body: impl Fn(&Runtime)) {
             std::panic::resume_unwind(e);
         }
     }
+}
+
+/// Runs `body` on every flavour that has virtual time (all but the per-core runtime, which
+/// refuses `time::pause`: see `virtual_time_is_refused_on_per_core_runtimes` in `tests/time.rs`).
+pub fn each_flavor_with_virtual_time(body: impl Fn(&Runtime)) {
+    each_flavor(|rt| {
+        if rt.handle().runtime_flavor() != spindle::runtime::RuntimeFlavor::PerCore {
+            body(rt)
+        }
+    })
 }
 
 /// The message of a caught panic payload.
