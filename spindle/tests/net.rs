@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{bounded, each_flavor, open_fds, serial};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use spindle::io::{AsyncReadOwned, AsyncWriteOwned, IoBuf};
-use spindle::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
+use spindle::net::{TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 
 /// A fresh socket path under the temp dir.
 fn sock_path(tag: &str) -> PathBuf {
@@ -281,6 +281,68 @@ fn tcp_refused_reset_and_bad_addresses() {
             let mut c = c;
             let (res, _) = c.read_owned(vec![0u8; 8]).await;
             assert_eq!(res.unwrap(), 0);
+        });
+    });
+}
+
+#[test]
+fn tcp_socket_options_reuseport_listeners_and_connect() {
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            // Two listeners on one port: every connection is accepted by one of them.
+            let listen = |addr: SocketAddr| {
+                let s = TcpSocket::new_v4().unwrap();
+                s.set_reuseport(true).unwrap();
+                s.bind(addr).unwrap();
+                s.listen(64).unwrap()
+            };
+            let first = listen((Ipv4Addr::LOCALHOST, 0).into());
+            let addr = first.local_addr().unwrap();
+            let second = listen(addr);
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let servers: Vec<_> = [first, second]
+                .into_iter()
+                .map(|l| {
+                    let accepted = accepted.clone();
+                    spindle::spawn(async move {
+                        loop {
+                            let (mut s, _) = l.accept().await.unwrap();
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            spindle::spawn(async move {
+                                let (res, b) = s.read_owned(vec![0u8; 8]).await;
+                                let n = res.unwrap();
+                                let (res, _) = s.write_all_owned(b.slice(..n)).await;
+                                res.unwrap();
+                            });
+                        }
+                    })
+                })
+                .collect();
+            for i in 0..32u8 {
+                let sock = TcpSocket::new_v4().unwrap();
+                sock.set_nodelay(true).unwrap();
+                sock.set_recv_buffer_size(32 * 1024).unwrap();
+                let mut c = sock.connect(addr).await.unwrap();
+                assert!(c.nodelay().unwrap(), "options set before connect stay");
+                let (res, _) = c.write_all_owned(vec![i; 3]).await;
+                res.unwrap();
+                let (res, back) = c.read_exact_owned(Vec::with_capacity(3)).await;
+                res.unwrap();
+                assert_eq!(back, [i; 3]);
+            }
+            assert_eq!(accepted.load(Ordering::SeqCst), 32);
+            for s in servers {
+                s.abort();
+            }
+            // Without SO_REUSEPORT the port is taken: a clear error naming the address.
+            let taken = TcpSocket::new_v4().unwrap();
+            let e = taken.bind(addr).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::AddrInUse);
+            assert!(e.to_string().contains(&addr.to_string()), "{e}");
+            // Connecting to nothing: refused, with the address.
+            let e = TcpSocket::new_v4().unwrap().connect((Ipv4Addr::LOCALHOST, 1).into()).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+            assert!(e.to_string().starts_with("connect 127.0.0.1:1: "), "{e}");
         });
     });
 }

@@ -13,8 +13,8 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use common::{bounded, panic_message};
-use spindle::io::{AsyncReadOwned, AsyncWriteOwned};
-use spindle::net::{TcpListener, TcpStream};
+use spindle::io::{AsyncReadOwned, AsyncWriteOwned, IoBuf};
+use spindle::net::{TcpListener, TcpSocket, TcpStream};
 use spindle::runtime::{current_core, Builder, Runtime, RuntimeFlavor};
 
 fn per_core(n: usize) -> Runtime {
@@ -142,6 +142,66 @@ fn each_core_serves_its_own_connections_on_its_own_driver() {
         v
     });
     assert_eq!(cores, [Some(0), Some(1)]);
+}
+
+#[test]
+fn a_listener_per_core_on_one_port_serves_each_connection_on_its_core() {
+    let rt = per_core(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Each core binds its own SO_REUSEPORT listener on the same port (the first picks it).
+    let port = Arc::new(Mutex::new(None::<std::net::SocketAddr>));
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let mut acceptors = Vec::new();
+    for core in 0..2 {
+        let (port, served, tx) = (port.clone(), served.clone(), tx.clone());
+        acceptors.push(rt.handle().spawn_on(core, async move {
+            let sock = TcpSocket::new_v4().unwrap();
+            sock.set_reuseport(true).unwrap();
+            let addr = {
+                let mut p = port.lock().unwrap();
+                sock.bind(p.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap())).unwrap();
+                *p.get_or_insert(sock.local_addr().unwrap())
+            };
+            let listener = sock.listen(128).unwrap();
+            tx.send(addr).unwrap();
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let served = served.clone();
+                spindle::spawn_local(async move {
+                    let (res, b) = s.read_owned(vec![0u8; 4]).await;
+                    let n = res.unwrap();
+                    let (res, _) = s.write_all_owned(b.slice(..n)).await;
+                    res.unwrap();
+                    served.lock().unwrap().push((core, current_core()));
+                });
+            }
+        }));
+    }
+    let addr = rx.recv().unwrap();
+    assert_eq!(rx.recv().unwrap(), addr, "both listeners on one port");
+    bounded(&rt, 20, async move {
+        for i in 0..64u32 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let (res, _) = c.write_all_owned(i.to_le_bytes().to_vec()).await;
+            res.unwrap();
+            let (res, back) = c.read_exact_owned(Vec::with_capacity(4)).await;
+            res.unwrap();
+            assert_eq!(back, i.to_le_bytes());
+        }
+    });
+    while served.lock().unwrap().len() < 64 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let served = served.lock().unwrap().clone();
+    assert!(served.iter().all(|(accepted_on, ran_on)| Some(*accepted_on) == *ran_on), "{served:?}");
+    let on_zero = served.iter().filter(|(c, _)| *c == 0).count();
+    assert!(
+        on_zero > 0 && on_zero < 64,
+        "the kernel spreads connections over both listeners: {on_zero} of 64 on core 0"
+    );
+    for a in acceptors {
+        a.abort();
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Sockets: TCP ([`TcpListener`], [`TcpStream`]), UDP ([`UdpSocket`]) and Unix-domain
-//! ([`UnixListener`], [`UnixStream`], [`UnixDatagram`]).
+//! Sockets: TCP ([`TcpListener`], [`TcpStream`], and [`TcpSocket`] to set options before either),
+//! UDP ([`UdpSocket`]) and Unix-domain ([`UnixListener`], [`UnixStream`], [`UnixDatagram`]).
 //!
 //! # Contract
 //!
@@ -87,6 +87,7 @@ mod socket;
 mod stash;
 mod stream_io;
 pub mod tcp;
+mod tcp_socket;
 pub mod udp;
 pub mod unix;
 
@@ -96,5 +97,6 @@ pub use crate::driver::pool::{BufPool, PoolStats};
 pub use addr::ToSocketAddrs;
 pub use pooled::RecvStream;
 pub use tcp::{TcpListener, TcpStream};
+pub use tcp_socket::TcpSocket;
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

@@ -159,6 +159,11 @@ impl TcpListener {
         sock.set_reuse_address(true)?;
         sock.bind(&addr.into())?;
         sock.listen(BACKLOG)?;
+        TcpListener::from_listening(sock)
+    }
+
+    /// A listener from a bound, listening, non-blocking socket ([`super::TcpSocket::listen`]).
+    pub(super) fn from_listening(sock: Socket) -> io::Result<TcpListener> {
         Ok(TcpListener { io: PollSocket::new(sock)?, backoff: AcceptBackoff::default() })
     }
 
@@ -357,6 +362,12 @@ impl TcpStream {
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
+        TcpStream::connect_socket(sock, addr).await
+    }
+
+    /// Connects a fresh non-blocking socket (from [`connect`](Self::connect) or
+    /// [`super::TcpSocket::connect`]).
+    pub(super) async fn connect_socket(sock: Socket, addr: SocketAddr) -> io::Result<TcpStream> {
         Ok(TcpStream::new(PollSocket::connect(sock, &addr.into()).await?))
     }
 
