@@ -9,9 +9,10 @@
 //! `hyper_util::rt::TokioIo<tokio::net::TcpStream>`, hyper's own tokio adapter.
 //!
 //! Entrants and processes: spindle runs in the I/O rows' child processes (one per backend,
-//! `io_rows.rs`), told `http <mt|ct>` over the pipe: the child starts the server, replies with its
-//! address, serves until the parent sends `stop`, then replies with the CPU time its process used
-//! meanwhile and the number of requests its service answered. tokio serves in this process.
+//! `io_rows.rs`), told `http <mt|ct|pc>` over the pipe: the child starts the server (on the
+//! per-core runtime, a listener per core: [`serve_per_core`]), replies with its address, serves
+//! until the parent sends `stop`, then replies with the CPU time its process used meanwhile and
+//! the number of requests its service answered. tokio serves in this process.
 //! The load generator is always a process of its own, started from this one, the same for every
 //! entrant: so every server talks to its client across processes (a client in the server's
 //! process would switch between threads of one address space with tokio, and between processes
@@ -220,6 +221,59 @@ pub fn serve<R: Rt, N: HttpNet>(
         let mut served = 0;
         for c in conns {
             served += c.await;
+        }
+        served
+    })
+}
+
+/// [`serve`] on a per-core runtime, the thread-per-core way: each core accepts on a listener of
+/// its own (`SO_REUSEPORT`, all on one port, the kernel dealing connections out to them) and
+/// serves the connections it accepts on itself. Returns the requests answered.
+pub fn serve_per_core(
+    rt: &spindle::runtime::Runtime,
+    on_addr: impl FnOnce(SocketAddr) + Send + 'static,
+    stop: oneshot::Receiver<()>,
+) -> u64 {
+    let stopping = spindle::CancelToken::new();
+    let mut addr: Option<SocketAddr> = None;
+    let mut cores = Vec::new();
+    for core in 0..rt.metrics().num_workers() {
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let stopping = stopping.clone();
+        let want = addr;
+        cores.push(rt.handle().spawn_on(core, async move {
+            let sock = spindle::net::TcpSocket::new_v4().expect("spindle socket");
+            sock.set_reuseaddr(true).unwrap();
+            sock.set_reuseport(true).unwrap();
+            sock.bind(want.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))).expect("spindle bind");
+            let _ = bound_tx.send(sock.local_addr().unwrap());
+            let l = sock.listen(1024).expect("spindle listen");
+            let mut conns = Vec::new();
+            loop {
+                match futures::future::select(pin!(SpindleHttp::accept(&l)), pin!(stopping.cancelled())).await {
+                    Either::Left((Ok(io), _)) => conns.push(spindle::spawn(serve_conn::<SpindleHttp>(io))),
+                    // As in `serve`: a client's failed connection is the client's to report.
+                    Either::Left((Err(_), _)) => {}
+                    Either::Right(_) => break,
+                }
+            }
+            drop(l);
+            let mut served = 0;
+            for c in conns {
+                served += c.await.expect("spindle connection task");
+            }
+            served
+        }));
+        // The next core binds the port this one got.
+        addr = Some(rt.block_on(bound_rx).expect("a core's listener"));
+    }
+    on_addr(addr.expect("at least one core"));
+    rt.block_on(async move {
+        let _ = stop.await;
+        stopping.cancel();
+        let mut served = 0;
+        for c in cores {
+            served += c.await.expect("spindle per-core server");
         }
         served
     })
@@ -669,6 +723,18 @@ pub fn window(kind: Kind) -> Duration {
 /// The child's side of `http <mt|ct>`: serves on `rt` until the parent's next line (`stop`), then
 /// replies `<cpu ns> <requests answered>`. The first reply, `addr <ip:port>`, is sent once bound.
 pub fn child_serve<R: Rt>(rt: &R, say: fn(&str)) {
+    child_serve_with(say, |on_addr, stop| serve::<R, SpindleHttp>(rt, on_addr, stop))
+}
+
+/// [`child_serve`] on a per-core runtime ([`serve_per_core`]).
+pub fn child_serve_per_core(rt: &spindle::runtime::Runtime, say: fn(&str)) {
+    child_serve_with(say, |on_addr, stop| serve_per_core(rt, on_addr, stop))
+}
+
+fn child_serve_with(
+    say: fn(&str),
+    serve: impl FnOnce(Box<dyn FnOnce(SocketAddr) + Send>, oneshot::Receiver<()>) -> u64,
+) {
     let (stop_tx, stop_rx) = oneshot::channel();
     // The parent's `stop` comes on stdin while this thread is inside the runtime.
     let waiter = std::thread::spawn(move || {
@@ -678,7 +744,7 @@ pub fn child_serve<R: Rt>(rt: &R, say: fn(&str)) {
         line
     });
     let c0 = sys::process_cpu_ns();
-    let served = serve::<R, SpindleHttp>(rt, move |a| say(&format!("addr {a}")), stop_rx);
+    let served = serve(Box::new(move |a| say(&format!("addr {a}"))), stop_rx);
     let cpu = sys::process_cpu_ns().saturating_sub(c0);
     let line = waiter.join().expect("stdin thread");
     if line.trim() != "stop" {

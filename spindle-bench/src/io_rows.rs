@@ -19,8 +19,9 @@
 //!   cores, with its owned-buffer API (`read_owned`, `write_all_owned`, `read_exact_owned` on
 //!   `spindle::net::TcpStream`). The per-core runtime runs the workload the thread-per-core way,
 //!   as `raw-uring-2t` does: each core sets up and serves its share of the connections (both
-//!   ends on that core; connection `i` on core `i % 2`), see [`run_echo_per_core`]. Not in
-//!   `http_hello` (its server accepts on one listener; a per-core server wants one per core).
+//!   ends on that core; connection `i` on core `i % 2`), see [`run_echo_per_core`]. In
+//!   `http_hello` each core accepts on a listener of its own on the same port
+//!   ([`crate::http_rows::serve_per_core`]).
 //!   Spindle picks its I/O backend once per process from `SPINDLE_DRIVER`, so these run in two child
 //!   processes of this binary (`spindle-bench --io-child`, one with `SPINDLE_DRIVER=uring`, one with
 //!   `epoll`), kept for the whole row and told what to run over a pipe; the child times itself
@@ -705,9 +706,6 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
             Ok(p) => {
                 let p = Arc::new(p);
                 for (flavor, label) in ["mt", "ct", "pc"].into_iter().zip(labels) {
-                    if http && flavor == "pc" {
-                        continue;
-                    }
                     let http = crate::http_rows::HttpLog::default();
                     v.push((Box::new(InChild { proc: p.clone(), flavor, label, http }), true));
                 }
@@ -744,7 +742,7 @@ pub fn entrants(kind: Kind) -> Vec<(Box<dyn crate::Bench>, bool)> {
 ///   io_uring loop, `raw-2t` on two threads; `tokio-*`: tokio on 2 workers or 1 thread; these
 ///   for profiling one entrant alone):
 ///   replies `<wall ns> <cpu ns> <check> <syscalls | - | err:why>`;
-/// - `http <mt|ct>`: starts the http_hello server, replies `addr <ip:port>`, serves until the next
+/// - `http <mt|ct|pc>`: starts the http_hello server, replies `addr <ip:port>`, serves until the next
 ///   line (`stop`), then replies `<cpu ns> <requests answered>` ([`crate::http_rows::child_serve`]).
 pub fn child_main() -> ExitCode {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only; it makes the kernel kill this
@@ -775,6 +773,10 @@ pub fn child_main() -> ExitCode {
             }
             ["http", "ct"] => {
                 crate::http_rows::child_serve(&ct, say);
+                continue;
+            }
+            ["http", "pc"] => {
+                crate::http_rows::child_serve_per_core(pc.runtime(), say);
                 continue;
             }
             _ => panic!("io child: bad command {line:?}"),
