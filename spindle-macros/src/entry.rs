@@ -53,17 +53,24 @@ impl Kind {
 enum Flavor {
     CurrentThread,
     MultiThread,
+    PerCore,
 }
 
 impl Flavor {
-    const NAMES: [&'static str; 2] = ["current_thread", "multi_thread"];
+    const NAMES: [&'static str; 3] = ["current_thread", "multi_thread", "per_core"];
 
     fn from_name(name: &str) -> Option<Flavor> {
         match name {
             "current_thread" => Some(Flavor::CurrentThread),
             "multi_thread" => Some(Flavor::MultiThread),
+            "per_core" => Some(Flavor::PerCore),
             _ => None,
         }
+    }
+
+    /// Whether the flavour has a number of threads to set.
+    fn has_threads(self) -> bool {
+        matches!(self, Flavor::MultiThread | Flavor::PerCore)
     }
 }
 
@@ -96,6 +103,10 @@ impl Errors {
 
     fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
         self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    fn spanned_at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
     }
 
     fn is_empty(&self) -> bool {
@@ -245,7 +256,7 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
                     }
                     None => {
                         let mut message = format!(
-                            "unknown runtime flavor \"{}\"; expected \"current_thread\" or \"multi_thread\"",
+                            "unknown runtime flavor \"{}\"; expected \"current_thread\", \"multi_thread\" or \"per_core\"",
                             lit.value()
                         );
                         if let Some(close) = closest(&lit.value(), &Flavor::NAMES) {
@@ -301,10 +312,13 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
     }
 
     if let Some((name_value, n, span)) = worker_threads {
-        if config.flavor == Flavor::MultiThread {
+        if config.flavor.has_threads() {
             config.worker_threads = Some((n, span));
         } else if flavor_given {
-            errors.spanned(name_value, "`worker_threads` can only be used with `flavor = \"multi_thread\"`");
+            errors.spanned(
+                name_value,
+                "`worker_threads` can only be used with `flavor = \"multi_thread\"` or `flavor = \"per_core\"`",
+            );
         } else {
             errors.spanned(
                 name_value,
@@ -315,6 +329,14 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Config {
                 ),
             );
         }
+    }
+
+    if let (Flavor::PerCore, Some((true, span))) = (config.flavor, config.start_paused) {
+        errors.spanned_at(
+            span,
+            "`start_paused = true` is not available with `flavor = \"per_core\"` (the per-core runtime has \
+             no virtual time); use \"current_thread\" or \"multi_thread\"",
+        );
     }
 
     config
@@ -507,6 +529,7 @@ fn expand_fn(kind: Kind, config: &Config, func: syn::ItemFn) -> TokenStream {
         // per completion; see `Builder::bind_to_driving_thread`).
         Flavor::CurrentThread => quote! { #krate::runtime::Builder::new_current_thread().bind_to_driving_thread(true) },
         Flavor::MultiThread => quote! { #krate::runtime::Builder::new_multi_thread() },
+        Flavor::PerCore => quote! { #krate::runtime::Builder::new_per_core() },
     };
     let worker_threads = config.worker_threads.map(|(n, span)| {
         let mut n = proc_macro2::Literal::usize_unsuffixed(n);
@@ -663,6 +686,8 @@ mod tests {
         assert!(out.contains(". worker_threads (2)"), "{out}");
         let out = expand_str(Kind::Main, "flavor = \"current_thread\"", "async fn main() {}");
         assert!(out.contains("new_current_thread"), "{out}");
+        let out = expand_str(Kind::Test, "flavor = \"per_core\", worker_threads = 2", "async fn t() {}");
+        assert!(out.contains("new_per_core () . worker_threads (2)"), "{out}");
     }
 
     #[test]
@@ -875,7 +900,7 @@ mod tests {
     fn rejects_bad_flavor_and_worker_threads() {
         assert_eq!(
             errors_of(Kind::Main, "flavor = \"multi_threaded\"", "async fn main() {}"),
-            ["unknown runtime flavor \"multi_threaded\"; expected \"current_thread\" or \"multi_thread\" (did you mean \"multi_thread\"?)"]
+            ["unknown runtime flavor \"multi_threaded\"; expected \"current_thread\", \"multi_thread\" or \"per_core\" (did you mean \"multi_thread\"?)"]
         );
         assert_eq!(
             errors_of(Kind::Main, "worker_threads = 0", "async fn main() {}"),
@@ -883,7 +908,7 @@ mod tests {
         );
         assert_eq!(
             errors_of(Kind::Main, "flavor = \"current_thread\", worker_threads = 2", "async fn main() {}"),
-            ["`worker_threads` can only be used with `flavor = \"multi_thread\"`"]
+            ["`worker_threads` can only be used with `flavor = \"multi_thread\"` or `flavor = \"per_core\"`"]
         );
         assert_eq!(
             errors_of(Kind::Test, "worker_threads = 2", "async fn t() {}"),

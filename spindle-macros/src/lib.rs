@@ -26,9 +26,9 @@
 //!
 //! | option | values | default |
 //! |---|---|---|
-//! | `flavor` | `"multi_thread"` or `"current_thread"` | `"multi_thread"` for `main`, `"current_thread"` for `test` |
-//! | `worker_threads` | an integer ≥ 1; only with the multi-thread flavor | one worker per CPU |
-//! | `start_paused` | `true` or `false`: start the runtime's clock paused (virtual time) | `false` |
+//! | `flavor` | `"multi_thread"`, `"current_thread"` or `"per_core"` | `"multi_thread"` for `main`, `"current_thread"` for `test` |
+//! | `worker_threads` | an integer ≥ 1; only with the multi-thread and per-core flavors | one worker (core) per CPU |
+//! | `start_paused` | `true` or `false`: start the runtime's clock paused (virtual time); not per-core | `false` |
 //! | `crate` | a path to the spindle crate, as a string | `"::spindle"` |
 //!
 //! Anything else (an unknown option, a repeated one, a value of the wrong kind, a non-`async`
@@ -44,7 +44,7 @@
 //! With `start_paused = true` the runtime starts with its clock paused (see `spindle::time`):
 //! time only moves when every task is idle, and then jumps straight to the next timer, so a test
 //! of an hour-long timeout finishes at once and always sees the same durations. It works with
-//! both flavors.
+//! the current-thread and multi-thread flavors (the per-core runtime has no virtual time).
 //!
 //! ```
 //! use std::time::Duration;
@@ -60,7 +60,8 @@
 //!
 //! # Contract with `spindle`
 //!
-//! The expansion uses only `<crate>::runtime::Builder::{new_current_thread, new_multi_thread}`,
+//! The expansion uses only
+//! `<crate>::runtime::Builder::{new_current_thread, new_multi_thread, new_per_core}`,
 //! `Builder::bind_to_driving_thread(true)` (current-thread flavor: the runtime is only ever driven
 //! by the thread the function runs on), `Builder::worker_threads(usize)`,
 //! `Builder::start_paused(bool)` (only when the option is given), `Builder::build() ->
@@ -75,14 +76,17 @@ use proc_macro::TokenStream;
 /// The function keeps its name, attributes, visibility and return type (anything `main` may
 /// return, such as `Result<(), Box<dyn Error>>`); it loses `async` and gains a body that builds a
 /// runtime and blocks on the original body, run as `async move { body }`. The runtime is the
-/// multi-thread one unless `flavor = "current_thread"` is given. Building it panics with
+/// multi-thread one unless another `flavor` is given. Building it panics with
 /// `spindle: failed to build the runtime` if the operating system refuses (threads, I/O driver).
 ///
 /// Options (see the [crate documentation](crate) for the table):
-/// - `flavor = "multi_thread"` (default) or `flavor = "current_thread"`;
-/// - `worker_threads = N`, `N ≥ 1`, only with the multi-thread flavor (default: one per CPU);
+/// - `flavor = "multi_thread"` (default), `flavor = "current_thread"` or `flavor = "per_core"`
+///   (see `spindle::runtime::Builder::new_per_core`: the body runs on the calling thread and
+///   hands work to the cores with `Handle::spawn_on` or `spindle::spawn`);
+/// - `worker_threads = N`, `N ≥ 1`, only with the multi-thread and per-core flavors (default:
+///   one per CPU);
 /// - `start_paused = true` or `false` (default): start the runtime's clock paused (virtual time),
-///   with either flavor;
+///   with the current-thread or multi-thread flavor;
 /// - `crate = "path"`, where to find spindle if it is not `::spindle` (e.g. re-exported).
 ///
 /// The function must be `async`. `main` takes no parameters; on any other function the attribute
@@ -118,6 +122,19 @@ use proc_macro::TokenStream;
 /// #[spindle::main(worker_threads = 4)]
 /// async fn main() {
 ///     // ...
+/// }
+/// ```
+///
+/// A per-core runtime, one task per core:
+///
+/// ```
+/// #[spindle::main(flavor = "per_core", worker_threads = 2)]
+/// async fn main() {
+///     let handle = spindle::runtime::Handle::current();
+///     let cores: Vec<_> = (0..2).map(|c| handle.spawn_on(c, async { spindle::runtime::current_core() })).collect();
+///     for (c, join) in cores.into_iter().enumerate() {
+///         assert_eq!(join.await.unwrap(), Some(c));
+///     }
 /// }
 /// ```
 ///
@@ -158,8 +175,8 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Runs an `async fn` test on a fresh spindle runtime.
 ///
-/// Like [`macro@main`], but the runtime is the current-thread one unless
-/// `flavor = "multi_thread"` is given, and the function is marked `#[test]`. Every other
+/// Like [`macro@main`], but the runtime is the current-thread one unless another
+/// `flavor` is given, and the function is marked `#[test]`. Every other
 /// attribute is kept, so `#[should_panic]`, `#[ignore]` and doc comments work as on a plain
 /// test; do not add `#[test]` yourself. The test may return anything a `#[test]` may, such as
 /// `Result<(), E>` with `E: Debug`.
@@ -167,8 +184,8 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Each test gets its own runtime, built when the test starts and shut down when it ends.
 ///
 /// Options (see the [crate documentation](crate) for the table):
-/// - `flavor = "current_thread"` (default) or `flavor = "multi_thread"`;
-/// - `worker_threads = N`, `N ≥ 1`, only with `flavor = "multi_thread"`;
+/// - `flavor = "current_thread"` (default), `flavor = "multi_thread"` or `flavor = "per_core"`;
+/// - `worker_threads = N`, `N ≥ 1`, only with `flavor = "multi_thread"` or `"per_core"`;
 /// - `start_paused = true` or `false` (default): start the runtime's clock paused, so that sleeps
 ///   and timeouts complete as soon as every task is idle, with exact, repeatable durations;
 /// - `crate = "path"`, where to find spindle if it is not `::spindle`.

@@ -79,6 +79,18 @@ async fn worker_threads_sets_the_number_of_workers() {
     assert!(workers.len() <= 3, "{} worker threads ran tasks", workers.len());
 }
 
+#[spindle::test(flavor = "per_core", worker_threads = 2)]
+async fn per_core_flavor_runs_tasks_on_its_cores() {
+    use spindle::runtime::{current_core, Handle, RuntimeFlavor};
+    let handle = Handle::current();
+    assert_eq!(handle.runtime_flavor(), RuntimeFlavor::PerCore);
+    assert_eq!(handle.metrics().num_workers(), 2);
+    // The body runs on the test's thread, not on a core; tasks run on the cores.
+    assert_eq!(current_core(), None);
+    assert_eq!(handle.spawn_on(1, async { current_core() }).await.unwrap(), Some(1));
+    assert!(spindle::spawn(async { current_core() }).await.unwrap().is_some());
+}
+
 // Option order does not matter; `worker_threads = 1` is the smallest allowed.
 #[spindle::test(worker_threads = 1, flavor = "multi_thread")]
 async fn one_worker() {

@@ -1,0 +1,2 @@
+#[spindle::main(flavor = "per_core", start_paused = true)]
+async fn main() {}
