@@ -246,8 +246,9 @@ pub fn serve_per_core(
             sock.set_reuseaddr(true).unwrap();
             sock.set_reuseport(true).unwrap();
             sock.bind(want.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))).expect("spindle bind");
-            let _ = bound_tx.send(sock.local_addr().unwrap());
             let l = sock.listen(1024).expect("spindle listen");
+            // Said once listening, so no connection of the load comes before every core listens.
+            let _ = bound_tx.send(l.local_addr().unwrap());
             let mut conns = Vec::new();
             loop {
                 match futures::future::select(pin!(SpindleHttp::accept(&l)), pin!(stopping.cancelled())).await {
@@ -720,8 +721,9 @@ pub fn window(kind: Kind) -> Duration {
     }
 }
 
-/// The child's side of `http <mt|ct>`: serves on `rt` until the parent's next line (`stop`), then
-/// replies `<cpu ns> <requests answered>`. The first reply, `addr <ip:port>`, is sent once bound.
+/// The child's side of `http <mt|ct>` (`pc`: [`child_serve_per_core`]): serves on `rt` until
+/// the parent's next line (`stop`), then replies `<cpu ns> <requests answered>`. The first reply,
+/// `addr <ip:port>`, is sent once bound.
 pub fn child_serve<R: Rt>(rt: &R, say: fn(&str)) {
     child_serve_with(say, |on_addr, stop| serve::<R, SpindleHttp>(rt, on_addr, stop))
 }

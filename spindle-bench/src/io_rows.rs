@@ -19,7 +19,8 @@
 //!   cores, with its owned-buffer API (`read_owned`, `write_all_owned`, `read_exact_owned` on
 //!   `spindle::net::TcpStream`). The per-core runtime runs the workload the thread-per-core way,
 //!   as `raw-uring-2t` does: each core sets up and serves its share of the connections (both
-//!   ends on that core; connection `i` on core `i % 2`), see [`run_echo_per_core`]. In
+//!   ends on that core; connection `i` on core `i % 2`), see [`run_echo_per_core`]; both pin
+//!   their two threads to the CPUs (the other entrants' threads are not pinned). In
 //!   `http_hello` each core accepts on a listener of its own on the same port
 //!   ([`crate::http_rows::serve_per_core`]).
 //!   Spindle picks its I/O backend once per process from `SPINDLE_DRIVER`, so these run in two child

@@ -331,14 +331,14 @@ fn tcp_socket_options_reuseport_listeners_and_connect() {
                 assert_eq!(back, [i; 3]);
             }
             assert_eq!(accepted.load(Ordering::SeqCst), 32);
-            for s in servers {
-                s.abort();
-            }
-            // Without SO_REUSEPORT the port is taken: a clear error naming the address.
+            // Without SO_REUSEPORT the port (listened on) is taken: a clear error naming it.
             let taken = TcpSocket::new_v4().unwrap();
             let e = taken.bind(addr).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::AddrInUse);
             assert!(e.to_string().contains(&addr.to_string()), "{e}");
+            for s in servers {
+                s.abort();
+            }
             // Connecting to nothing: refused, with the address.
             let e = TcpSocket::new_v4().unwrap().connect((Ipv4Addr::LOCALHOST, 1).into()).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::ConnectionRefused);

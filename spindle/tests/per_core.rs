@@ -60,23 +60,131 @@ fn spawns_from_outside_the_cores_are_dealt_out_in_turn() {
     let rt = per_core(2);
     let cores = rt.block_on(async {
         assert_eq!(current_core(), None, "block_on runs on the caller's thread, no core");
-        let joins: Vec<_> = (0..8).map(|_| spindle::spawn(async { current_core().unwrap() })).collect();
+        let mut joins = Vec::new();
+        for i in 0..8 {
+            joins.push(spindle::spawn(async { current_core().unwrap() }));
+            // I/O and timers made here (placed on the cores in turn) do not shift where spawns go.
+            if i % 3 == 0 {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let _c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+                spindle::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         let mut cores = Vec::new();
         for j in joins {
             cores.push(j.await.unwrap());
         }
         cores
     });
-    let on_zero = cores.iter().filter(|c| **c == 0).count();
-    assert_eq!(on_zero, 4, "8 spawns over 2 cores: {cores:?}");
+    assert_eq!(cores, [0, 1, 0, 1, 0, 1, 0, 1], "8 spawns over 2 cores, in turn");
     // The same from a plain thread through a handle.
     let handle = rt.handle().clone();
     let joins = std::thread::spawn(move || (0..4).map(|_| handle.spawn(async { current_core() })).collect::<Vec<_>>())
         .join()
         .unwrap();
-    for j in joins {
-        assert!(rt.block_on(j).unwrap().is_some());
+    let cores: Vec<_> = joins.into_iter().map(|j| rt.block_on(j).unwrap().unwrap()).collect();
+    assert_eq!(cores, [0, 1, 0, 1]);
+}
+
+#[test]
+fn a_core_handle_on_another_thread_neither_runs_local_tasks_there_nor_counts_as_the_core() {
+    let rt = per_core(2);
+    let core_handle = rt.block_on(rt.handle().spawn_on(1, async { spindle::runtime::Handle::current() })).unwrap();
+    assert_eq!(core_handle.runtime_flavor(), RuntimeFlavor::PerCore);
+    let on_foreign_thread = std::thread::spawn(move || {
+        let _guard = core_handle.enter();
+        let core = current_core();
+        // Spawns through the core's handle go to that core...
+        let sent = core_handle.spawn(async { current_core() });
+        // ...but a `!Send` task cannot be bound to this thread: core 1's thread would poll it.
+        let local = std::panic::catch_unwind(|| drop(spindle::spawn_local(async {}))).map_err(|p| panic_message(&*p));
+        (core, sent, local)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(on_foreign_thread.0, None, "entering a core's handle does not make a thread a core");
+    assert_eq!(rt.block_on(on_foreign_thread.1).unwrap(), Some(1));
+    let message = on_foreign_thread.2.expect_err("spawn_local from a thread that does not drive the core");
+    assert!(message.contains("must be called on the thread that drives this runtime"), "{message}");
+    // The core's own thread still spawns local tasks (the refusal bound nothing).
+    let local = rt.block_on(rt.handle().spawn_on(1, async { spindle::spawn_local(async { current_core() }).await }));
+    assert_eq!(local.unwrap().unwrap(), Some(1));
+}
+
+#[test]
+fn an_op_in_flight_on_one_core_held_by_another_is_cancelled_at_shutdown_not_leaked() {
+    // A buffer that says when it is freed.
+    struct Flagged(Vec<u8>, Arc<AtomicUsize>);
+    impl Drop for Flagged {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, SeqCst);
+        }
     }
+    // SAFETY: the bytes are the vector's heap allocation, which moving `Flagged` does not move.
+    unsafe impl spindle::io::IoBuf for Flagged {
+        fn stable_ptr(&self) -> *const u8 {
+            self.0.as_ptr()
+        }
+        fn bytes_init(&self) -> usize {
+            self.0.len()
+        }
+        fn bytes_total(&self) -> usize {
+            self.0.capacity()
+        }
+    }
+    // SAFETY: as above; `set_init` only records what the kernel wrote.
+    unsafe impl spindle::io::IoBufMut for Flagged {
+        fn stable_mut_ptr(&mut self) -> *mut u8 {
+            self.0.as_mut_ptr()
+        }
+        unsafe fn set_init(&mut self, n: usize) {
+            // SAFETY: the caller promises `n` bytes are initialized, within the capacity.
+            unsafe { self.0.set_len(n) }
+        }
+    }
+    // Dropped first, slowly: the op's future (declared after it) is dropped after this, by
+    // which time the other core has long finished dropping its own tasks.
+    struct SlowDrop;
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    let freed = Arc::new(AtomicUsize::new(0));
+    let rt = per_core(2);
+    let (fut_tx, fut_rx) = futures::channel::oneshot::channel();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (peer_tx, peer_rx) = std::sync::mpsc::channel();
+    let freed2 = freed.clone();
+    // Core 0: a read that will never complete (the peer never writes), polled once here, so its
+    // op is in flight on core 0's ring; then the future goes to core 1.
+    rt.handle().spawn_on(0, async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        // The peer stays open (in the test's thread) until the end: only a cancellation ends
+        // the read.
+        peer_tx.send(peer).unwrap();
+        let mut read = Box::pin(async move { s.read_owned(Flagged(Vec::with_capacity(64), freed2)).await });
+        assert!(futures::poll!(read.as_mut()).is_pending());
+        let _ = fut_tx.send(read);
+        std::future::pending::<()>().await;
+    });
+    // Core 1: holds it until the runtime drops it.
+    rt.handle().spawn_on(1, async move {
+        let read = fut_rx.await.unwrap();
+        let _slow = SlowDrop;
+        let _read = read;
+        held_tx.send(()).unwrap();
+        std::future::pending::<()>().await;
+    });
+    held_rx.recv_timeout(Duration::from_secs(10)).expect("core 1 holds the read");
+    let peer = peer_rx.recv().unwrap();
+    assert_eq!(freed.load(SeqCst), 0);
+    drop(rt);
+    assert_eq!(freed.load(SeqCst), 1, "the read's buffer was freed once its op was reaped, not leaked");
+    drop(peer);
 }
 
 #[test]
@@ -189,7 +297,9 @@ fn a_listener_per_core_on_one_port_serves_each_connection_on_its_core() {
             assert_eq!(back, i.to_le_bytes());
         }
     });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while served.lock().unwrap().len() < 64 {
+        assert!(std::time::Instant::now() < deadline, "not every connection was served");
         std::thread::sleep(Duration::from_millis(1));
     }
     let served = served.lock().unwrap().clone();
@@ -231,7 +341,9 @@ fn shutdown_drops_each_task_on_its_own_core() {
         }));
         core_threads.push(thread.unwrap());
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while started.load(SeqCst) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the local tasks did not start");
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(rt.handle().metrics().num_alive_tasks(), 2);

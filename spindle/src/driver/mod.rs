@@ -289,7 +289,7 @@ pub(crate) fn shut_down_error() -> io::Error {
 pub(crate) fn uring_reactor() -> Option<Arc<Reactor>> {
     // Called by every owned-buffer socket op: on an epoll runtime it must not cost a reference
     // count round trip just to say no.
-    match crate::rt::with_current_reactor(|r| r.as_uring().is_some().then(|| r.clone())) {
+    match crate::rt::with_current_reactor(None, |r| r.as_uring().is_some().then(|| r.clone())) {
         Some(r) => r,
         None => {
             let r = global_reactor();
@@ -339,7 +339,7 @@ pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
     if own.as_uring().is_none() && !uring_possible() {
         return None;
     }
-    let current = crate::rt::with_current_reactor(|r| {
+    let current = crate::rt::with_current_reactor(Some(own), |r| {
         if Arc::ptr_eq(r, own) {
             None
         } else {

@@ -58,8 +58,9 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<Clock>,
     pub(crate) timers: Arc<Shard>,
     pub(crate) reactor: Arc<Reactor>,
-    /// Set when this runtime is one core of a per-core runtime: that runtime and this core's index.
-    core_of: OnceLock<(Weak<super::per_core::Shared>, usize)>,
+    /// Set when this runtime is one core of a per-core runtime: that runtime, this core's index
+    /// and the number of cores.
+    core_of: OnceLock<(Weak<super::per_core::Shared>, usize, usize)>,
 }
 
 struct Core {
@@ -133,15 +134,20 @@ impl Shared {
         }))
     }
 
-    /// Makes this runtime core `index` of the per-core runtime `of` (once, at its start).
-    pub(crate) fn set_core_of(&self, of: Weak<super::per_core::Shared>, index: usize) {
-        let _ = self.core_of.set((of, index));
+    /// Makes this runtime core `index` of the `cores` of the per-core runtime `of` (once, at its
+    /// start).
+    pub(crate) fn set_core_of(&self, of: Weak<super::per_core::Shared>, index: usize, cores: usize) {
+        let _ = self.core_of.set((of, index, cores));
     }
 
-    /// The per-core runtime this runtime is a core of (while it lives), and its index there.
-    pub(crate) fn core_of(&self) -> Option<(Arc<super::per_core::Shared>, usize)> {
-        let (of, index) = self.core_of.get()?;
-        Some((of.upgrade()?, *index))
+    /// The per-core runtime this runtime is a core of (while it lives).
+    pub(crate) fn per_core(&self) -> Option<Arc<super::per_core::Shared>> {
+        self.core_of.get()?.0.upgrade()
+    }
+
+    /// The number of cores of the per-core runtime this runtime is a core of (1 if it is not).
+    pub(crate) fn num_cores(&self) -> usize {
+        self.core_of.get().map_or(1, |c| c.2)
     }
 
     /// Whether this runtime is a core of a per-core runtime.
@@ -151,7 +157,7 @@ impl Shared {
 
     /// This runtime's index among the cores of its per-core runtime, if it is one.
     pub(crate) fn core_index(&self) -> Option<usize> {
-        self.core_of.get().map(|(_, i)| *i)
+        self.core_of.get().map(|c| c.1)
     }
 
     fn schedule(self: &Arc<Self>, task: Notified<CtSched>) {
@@ -181,7 +187,7 @@ impl Shared {
     }
 
     /// Whether the current thread drives this runtime (inside its `block_on`).
-    fn is_driving_thread(self: &Arc<Self>) -> bool {
+    pub(crate) fn is_driving_thread(self: &Arc<Self>) -> bool {
         let d = context::driving();
         // SAFETY: as in `schedule`: a non-null `driving()` points at a live `Driving` on this
         // thread's stack.
@@ -202,24 +208,49 @@ impl Shared {
     /// Spawns a `!Send` task bound to this thread.
     ///
     /// # Panics
-    /// If local tasks of this runtime are bound to another thread.
+    /// If local tasks of this runtime are bound to another thread, or another thread drives the
+    /// runtime right now (it would poll the task: a per-core runtime's cores are always driven
+    /// by their own threads).
     #[track_caller]
     pub(crate) fn spawn_local<F>(self: &Arc<Self>, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
     {
         let me = std::thread::current().id();
+        // Held until the task is registered: a `block_on` starting on another thread takes the
+        // core under this lock, then sees the registered task and its owner, and refuses.
+        let idle_core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        if idle_core.is_none() && !self.is_driving_thread() {
+            drop(idle_core);
+            panic!(
+                "spindle::spawn_local must be called on the thread that drives this runtime (from one of its \
+                 tasks, or its block_on); another thread drives it now{}",
+                if self.is_core() { " (each core of a per-core runtime is driven by its own thread)" } else { "" }
+            );
+        }
         let owner = *self.local_owner.get_or_init(|| me);
         if owner != me {
+            drop(idle_core);
             panic!("spindle: spawn_local on a current-thread runtime whose local tasks belong to another thread");
         }
-        // SAFETY: local tasks are only polled by the thread driving the runtime, which `block_on`
-        // restricts to `local_owner` (this thread) while any task is registered, and only shut
-        // down on it (elsewhere they are leaked).
+        // SAFETY: local tasks are only polled by the thread driving the runtime, and that is
+        // `local_owner` (this thread): either this thread drives it now, or nobody does and any
+        // later `block_on` on another thread refuses to drive it while a task is registered (it
+        // takes the core under the lock held here, so it sees this task); they are only shut
+        // down on this thread (elsewhere they are leaked).
         let (task, notified, join) = unsafe {
             new_local_task(future, CtSched(self.clone()), context::next_task_id(), TaskMeta { local: true, ..meta })
         };
-        self.bind_and_schedule(task, notified);
+        let bound = self.owned.bind(task);
+        drop(idle_core);
+        match bound {
+            Ok(()) => self.schedule(notified),
+            Err(task) => {
+                // The runtime is shutting down: the task completes as cancelled right away.
+                drop(notified);
+                task.shutdown();
+            }
+        }
         join
     }
 
@@ -363,8 +394,17 @@ impl Shared {
         self.owned.len()
     }
 
-    /// Drops every task; called when the runtime is dropped.
+    /// Drops every task and shuts the reactor down; called when the runtime is dropped.
     pub(crate) fn shutdown(self: &Arc<Self>) {
+        self.drop_tasks();
+        // Nobody drives the reactor any more: I/O objects still registered with it fail from now
+        // on instead of waiting forever, and ops orphaned by the tasks just dropped are reaped.
+        self.reactor.shutdown();
+    }
+
+    /// Drops every task (the first half of [`shutdown`](Self::shutdown); a per-core runtime's
+    /// cores shut their reactors down once every core dropped its tasks).
+    pub(crate) fn drop_tasks(self: &Arc<Self>) {
         let _enter = context::set_scheduler(Scheduler::CurrentThread(self.clone()));
         let core = self.core.lock().unwrap_or_else(|e| e.into_inner()).take();
         let here = std::thread::current().id();
@@ -385,9 +425,6 @@ impl Shared {
             core.queue.clear();
         }
         while self.inject.pop().is_some() {}
-        // Nobody drives the reactor any more: I/O objects still registered with it fail from now
-        // on instead of waiting forever, and ops orphaned by the tasks just dropped are reaped.
-        self.reactor.shutdown();
     }
 }
 

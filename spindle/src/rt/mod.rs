@@ -202,9 +202,17 @@ impl Builder {
     /// `spindle::spawn` and `spawn_local` inside a task spawn onto the same core, `spawn` from
     /// outside the cores (in `block_on`, or through a [`Handle`]) hands tasks to the cores in turn,
     /// and [`Handle::spawn_on`] to a chosen one. There is no work stealing: each core's share of
-    /// the work should be independent of the others' (a server with a listener per core, or
-    /// connections dealt out to the cores), and then no task switch pays for synchronization
-    /// between cores.
+    /// the work should be independent of the others' (a server with a
+    /// [`TcpSocket`](crate::net::TcpSocket) listener per core on one port, with `SO_REUSEPORT`),
+    /// and then no task switch pays for synchronization between cores. Inside a core,
+    /// [`Handle::current`] is that core's handle: spawns through it, from any thread, go to that
+    /// core.
+    ///
+    /// I/O objects belong to the core they are created on, and a task's io_uring ops go to the
+    /// ring of the core it runs on: create a connection on the core that serves it (accept or
+    /// connect in a task of that core). Objects created outside the cores (in `block_on`) are
+    /// placed on the cores in turn; they work from anywhere, at the cost of a wake-up crossing
+    /// cores on each readiness event or op they see from another core.
     ///
     /// Virtual time is not available on it: [`start_paused`](Self::start_paused) fails the
     /// build, [`crate::time::pause`] panics.
@@ -819,10 +827,13 @@ impl Handle {
         let meta = crate::task::meta_here(None);
         match &self.inner {
             Scheduler::PerCore(s) => s.spawn_on(core, future, meta),
-            Scheduler::CurrentThread(s) => match s.core_of() {
-                Some((of, _)) => of.spawn_on(core, future, meta),
+            Scheduler::CurrentThread(s) => match s.per_core() {
+                Some(of) => of.spawn_on(core, future, meta),
                 None => {
-                    assert!(core == 0, "spindle: spawn_on({core}) on a current-thread runtime (it has one core: 0)");
+                    // Not a core, or its per-core runtime is gone (the spawn then completes as
+                    // cancelled, as any spawn onto a shut-down runtime).
+                    let n = s.num_cores();
+                    assert!(core < n, "spindle: spawn_on({core}) on a runtime with {n} core(s)");
                     s.spawn(future, meta)
                 }
             },
@@ -904,7 +915,7 @@ impl RuntimeMetrics {
     /// per-core runtime).
     pub fn num_workers(&self) -> usize {
         match &self.handle.inner {
-            Scheduler::CurrentThread(s) => s.core_of().map_or(1, |(of, _)| of.cores.len()),
+            Scheduler::CurrentThread(s) => s.num_cores(),
             Scheduler::MultiThread(s) => s.num_workers(),
             Scheduler::PerCore(s) => s.cores.len(),
         }
@@ -913,9 +924,7 @@ impl RuntimeMetrics {
     /// Number of tasks spawned and not yet finished.
     pub fn num_alive_tasks(&self) -> usize {
         match &self.handle.inner {
-            Scheduler::CurrentThread(s) => {
-                s.core_of().map_or_else(|| s.num_alive_tasks(), |(of, _)| of.num_alive_tasks())
-            }
+            Scheduler::CurrentThread(s) => s.per_core().map_or_else(|| s.num_alive_tasks(), |of| of.num_alive_tasks()),
             Scheduler::MultiThread(s) => s.num_alive_tasks(),
             Scheduler::PerCore(s) => s.num_alive_tasks(),
         }
@@ -934,7 +943,8 @@ impl RuntimeMetrics {
 /// ```
 pub fn current_core() -> Option<usize> {
     context::with_scheduler(|s| match s {
-        Some(Scheduler::CurrentThread(s)) => s.core_index(),
+        // A core's handle entered on another thread (`Handle::enter`) does not make it a core.
+        Some(Scheduler::CurrentThread(s)) if s.is_driving_thread() => s.core_index(),
         _ => None,
     })
 }
@@ -1041,9 +1051,15 @@ pub(crate) fn placement_reactor(pairs: usize, spread: bool) -> Option<Arc<crate:
     .flatten()
 }
 
-/// Runs `f` on the reactor [`current_reactor`] would return, without cloning the `Arc` (for
-/// callers that only look at it, or clone it only when it suits them).
-pub(crate) fn with_current_reactor<R>(f: impl FnOnce(&Arc<crate::driver::Reactor>) -> R) -> Option<R> {
+/// Runs `f` on the reactor an op submitted on this thread goes to, without cloning the `Arc`
+/// (for callers that only look at it, or clone it only when it suits them): the current worker's
+/// or current-thread runtime's, as [`current_reactor`]. Off the cores of a per-core runtime there
+/// is no reactor of this thread's own: `prefer` (the reactor of the object the op is on), else
+/// the cores' in turn.
+pub(crate) fn with_current_reactor<R>(
+    prefer: Option<&Arc<crate::driver::Reactor>>,
+    f: impl FnOnce(&Arc<crate::driver::Reactor>) -> R,
+) -> Option<R> {
     let w = context::worker();
     if !w.is_null() {
         // SAFETY: as in `with_current_clock`.
@@ -1053,7 +1069,7 @@ pub(crate) fn with_current_reactor<R>(f: impl FnOnce(&Arc<crate::driver::Reactor
         s.map(|s| match s {
             Scheduler::CurrentThread(s) => f(&s.reactor),
             Scheduler::MultiThread(s) => f(&s.reactor()),
-            Scheduler::PerCore(s) => f(&s.next_core().reactor),
+            Scheduler::PerCore(s) => f(prefer.unwrap_or_else(|| &s.next_core().reactor)),
         })
     })
 }

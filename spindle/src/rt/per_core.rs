@@ -26,9 +26,17 @@
 //! - Virtual time is refused (`start_paused` fails the build, `time::pause` panics): each core
 //!   decides alone when it is idle, and a core jumping the shared clock while another one runs
 //!   would fire that one's timers early.
-//! - Shutdown: the stop signal wakes every core; each drops its own tasks on its own thread (so
-//!   `!Send` tasks are dropped where they live) and shuts its reactor down. A runtime dropped
-//!   inside one of its own tasks does not wait for that core.
+//! - Shutdown, in two phases: the stop signal wakes every core; each drops its own tasks on its
+//!   own thread (so `!Send` tasks are dropped where they live), then waits until every core has
+//!   (bounded by `SIBLING_WAIT`) before it shuts its reactor down on its own thread. A task on
+//!   one core may use objects registered with another core's reactor (made outside the cores,
+//!   or moved between them), and a shut-down reactor fails their I/O at once: no core's reactor
+//!   shuts down while another core may still run such a task. `Runtime` drop waits for the first phase of every core (but not for the core it runs
+//!   on, when dropped inside one of its own tasks: that core's first phase comes when the task's
+//!   poll returns), then for the threads to exit. A core thread that unwinds still counts as done
+//!   for both phases, so a drop never waits forever for it.
+//! - Threads are pinned to the CPUs this process may use, each runtime starting one CPU further
+//!   than the previous one in the process, so several per-core runtimes (tests) spread out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,12 +57,15 @@ pub(crate) struct Shared {
     pub(crate) cores: Box<[Arc<current_thread::Shared>]>,
     /// The next core `spawn` from outside the cores hands a task to.
     turn: AtomicUsize,
+    /// The next core an I/O object or timer made outside the cores is placed on (a counter of
+    /// its own, so that where tasks go does not depend on how much I/O happened in between).
+    place: AtomicUsize,
     stopping: AtomicBool,
     /// Each core's stop-signal waker.
     stop_wakers: Box<[Mutex<Option<Waker>>]>,
-    /// Cores whose thread finished shutting down.
-    exited: Mutex<usize>,
-    exited_cv: Condvar,
+    /// How many cores dropped their tasks, and how many threads finished (see the contract).
+    progress: Mutex<Progress>,
+    progress_cv: Condvar,
     threads: Mutex<Vec<(ThreadId, std::thread::JoinHandle<()>)>>,
     pub(crate) blocking: Spawner,
     pub(crate) clock: Arc<Clock>,
@@ -81,20 +92,23 @@ pub(crate) fn start(
     let shared = Arc::new(Shared {
         cores: cores.into_boxed_slice(),
         turn: AtomicUsize::new(0),
+        place: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         stop_wakers: (0..num_cores).map(|_| Mutex::new(None)).collect(),
-        exited: Mutex::new(0),
-        exited_cv: Condvar::new(),
+        progress: Mutex::new(Progress::default()),
+        progress_cv: Condvar::new(),
         threads: Mutex::new(Vec::with_capacity(num_cores)),
         blocking,
         clock,
     });
     for (index, core) in shared.cores.iter().enumerate() {
-        core.set_core_of(Arc::downgrade(&shared), index);
+        core.set_core_of(Arc::downgrade(&shared), index, num_cores);
     }
     let cpus = if threads.pin { allowed_cpus() } else { Vec::new() };
+    static FIRST_CPU: AtomicUsize = AtomicUsize::new(0);
+    let first = FIRST_CPU.fetch_add(1, Relaxed);
     for index in 0..num_cores {
-        let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+        let cpu = (!cpus.is_empty()).then(|| cpus[(first + index) % cpus.len()]);
         let shared2 = shared.clone();
         let mut b = std::thread::Builder::new().name((threads.name)());
         if let Some(s) = threads.stack_size {
@@ -103,6 +117,8 @@ pub(crate) fn start(
         match b.spawn(move || run_core(shared2, index, cpu)) {
             Ok(t) => shared.threads.lock().unwrap_or_else(|e| e.into_inner()).push((t.thread().id(), t)),
             Err(e) => {
+                // The cores never started have no tasks: the started ones need not wait for them.
+                shared.progress.lock().unwrap_or_else(|e| e.into_inner()).tasks_dropped += num_cores - index;
                 shared.shutdown(None);
                 return Err(std::io::Error::new(e.kind(), format!("spindle: cannot start a core thread: {e}")));
             }
@@ -111,16 +127,56 @@ pub(crate) fn start(
     Ok(shared)
 }
 
+/// How long a core that dropped its tasks waits for the others to drop theirs before it shuts
+/// its reactor down anyway (a core stuck in a task that never returns must not keep every
+/// other thread alive; ops orphaned on this core's ring after that are leaked, never freed
+/// under the kernel).
+const SIBLING_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Progress {
+    tasks_dropped: usize,
+    exited: usize,
+}
+
+/// Counts a core's phases as done when its thread leaves `run_core`, also by unwinding.
+struct CoreExit<'a> {
+    shared: &'a Shared,
+    tasks_dropped: bool,
+}
+
+impl CoreExit<'_> {
+    fn tasks_dropped(&mut self) {
+        self.tasks_dropped = true;
+        self.shared.progress.lock().unwrap_or_else(|e| e.into_inner()).tasks_dropped += 1;
+        self.shared.progress_cv.notify_all();
+    }
+}
+
+impl Drop for CoreExit<'_> {
+    fn drop(&mut self) {
+        let mut p = self.shared.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.tasks_dropped {
+            p.tasks_dropped += 1;
+        }
+        p.exited += 1;
+        drop(p);
+        self.shared.progress_cv.notify_all();
+    }
+}
+
 fn run_core(shared: Arc<Shared>, index: usize, cpu: Option<usize>) {
     if let Some(cpu) = cpu {
         // Best effort: a thread left unpinned still works, it may only be moved by the kernel.
         pin_current_thread(cpu);
     }
+    let mut exit = CoreExit { shared: &shared, tasks_dropped: false };
     let core = shared.cores[index].clone();
     core.block_on(StopSignal { shared: &shared, index });
-    core.shutdown();
-    *shared.exited.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-    shared.exited_cv.notify_all();
+    core.drop_tasks();
+    exit.tasks_dropped();
+    shared.wait_for(|p| p.tasks_dropped >= shared.cores.len(), Some(Instant::now() + SIBLING_WAIT));
+    core.reactor.shutdown();
 }
 
 /// Completes when the runtime shuts down (the future each core's thread drives its core with).
@@ -176,9 +232,9 @@ impl Shared {
     }
 
     /// The core whose reactor and timers an object created outside the cores uses: the next in
-    /// turn, as for spawns.
+    /// turn (its own turn, not the spawns').
     pub(crate) fn next_core(&self) -> &Arc<current_thread::Shared> {
-        &self.cores[self.turn.fetch_add(1, Relaxed) % self.cores.len()]
+        &self.cores[self.place.fetch_add(1, Relaxed) % self.cores.len()]
     }
 
     pub(crate) fn num_alive_tasks(&self) -> usize {
@@ -196,34 +252,41 @@ impl Shared {
         }
         let me = std::thread::current().id();
         let mut threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        // A core cannot wait for itself (the runtime dropped inside one of its own tasks): it
-        // stops when that task's poll returns.
-        let on_own_core = threads.iter().any(|(id, _)| *id == me);
-        let expected = threads.len() - usize::from(on_own_core);
+        let started = threads.len();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all = true;
-        while *exited < expected {
-            match deadline {
-                None => exited = self.exited_cv.wait(exited).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        all = false;
-                        break;
-                    }
-                    exited = self.exited_cv.wait_timeout(exited, d - now).unwrap_or_else(|e| e.into_inner()).0;
-                }
-            }
+        // A core cannot wait for itself (the runtime dropped inside one of its own tasks): it
+        // drops its tasks when that task's poll returns, after this returns; the others wait
+        // for it before they shut their reactors down, so they are not waited for here either.
+        if threads.iter().any(|(id, _)| *id == me) {
+            return self.wait_for(|p| p.tasks_dropped >= started - 1, deadline);
         }
-        drop(exited);
-        if all && !on_own_core {
+        let all = self.wait_for(|p| p.exited >= started, deadline);
+        if all {
             for (_, t) in threads.drain(..) {
                 let _ = t.join();
             }
         }
-        // Threads not joined (past the timeout, or this one) finish on their own.
+        // Threads not joined (past the timeout) finish on their own.
         all
+    }
+
+    /// Waits until `done` holds for the cores' progress, or past `deadline`; returns whether it
+    /// holds.
+    fn wait_for(&self, done: impl Fn(&Progress) -> bool, deadline: Option<Instant>) -> bool {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        while !done(&p) {
+            match deadline {
+                None => p = self.progress_cv.wait(p).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    p = self.progress_cv.wait_timeout(p, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+        true
     }
 }
 
