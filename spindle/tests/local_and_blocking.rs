@@ -93,6 +93,33 @@ fn spawn_local_outside_a_worker_panics_with_message() {
 }
 
 #[test]
+fn spawn_local_on_a_thread_that_does_not_drive_a_current_thread_runtime_panics() {
+    // Thread A drives the runtime (in block_on); thread B enters it and tries to spawn a `!Send`
+    // task, which A would poll: refused, with a message, and nothing is bound to B.
+    let rt = Arc::new(Builder::new_current_thread().build().unwrap());
+    let (driving_tx, driving_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let rt2 = rt.clone();
+    let driver = std::thread::spawn(move || {
+        rt2.block_on(async move {
+            driving_tx.send(()).unwrap();
+            done_rx.await.unwrap();
+            // The driving thread itself may still spawn local tasks.
+            spindle::spawn_local(async { 5 }).await.unwrap()
+        })
+    });
+    driving_rx.recv().unwrap();
+    let refused = {
+        let _guard = rt.enter();
+        std::panic::catch_unwind(|| drop(spindle::spawn_local(async {}))).map_err(|p| panic_message(&*p))
+    };
+    let message = refused.expect_err("spawn_local off the driving thread");
+    assert!(message.contains("must be called on the thread that drives this runtime"), "{message}");
+    done_tx.send(()).unwrap();
+    assert_eq!(driver.join().unwrap(), 5);
+}
+
+#[test]
 fn local_tasks_are_dropped_on_their_thread_at_shutdown() {
     struct RecordDropThread(Arc<std::sync::Mutex<Option<std::thread::ThreadId>>>);
     impl Drop for RecordDropThread {
