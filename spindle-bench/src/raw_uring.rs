@@ -126,7 +126,7 @@ pub fn echo(conns: usize, rts: usize, count: bool, threads: usize) -> Outcome {
     let ready = std::sync::Barrier::new(threads + 1);
     let go = std::sync::Barrier::new(threads + 1);
     let (wall, cpu, syscalls, total) = std::thread::scope(|scope| {
-        let cpus = if threads > 1 { allowed_cpus() } else { Vec::new() };
+        let cpus = if threads > 1 { spindle::runtime::allowed_cpus() } else { Vec::new() };
         let handles: Vec<_> = shares
             .into_iter()
             .enumerate()
@@ -135,7 +135,7 @@ pub fn echo(conns: usize, rts: usize, count: bool, threads: usize) -> Outcome {
                 let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
                 scope.spawn(move || {
                     if let Some(cpu) = cpu {
-                        pin_current_thread(cpu);
+                        spindle::runtime::pin_current_thread(cpu);
                     }
                     serve(c, rts, ready, go)
                 })
@@ -246,26 +246,4 @@ fn serve(mut c: Vec<Conn>, rts: usize, ready: &std::sync::Barrier, go: &std::syn
     drop(ring);
     drop(c);
     total
-}
-
-/// The CPUs this process may run on (empty if the kernel does not say).
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data for which all-zero is a valid (empty) set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
-        return Vec::new();
-    }
-    // SAFETY: `CPU_ISSET` only reads the set, and every index is below `CPU_SETSIZE`.
-    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
-}
-
-/// Pins the calling thread to `cpu` (best effort: a refusal leaves it unpinned).
-fn pin_current_thread(cpu: usize) {
-    // SAFETY: as in `allowed_cpus`: all-zero is an empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` came from `allowed_cpus`, so it is below `CPU_SETSIZE`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid `cpu_set_t` of the size passed; 0 is the calling thread.
-    let _ = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
 }

@@ -36,6 +36,9 @@ pub mod runtime {
     pub use crate::rt::{
         current_core, Builder, EnterGuard, Handle, IoDriver, Runtime, RuntimeFlavor, RuntimeMetrics, TryCurrentError,
     };
+    // For spindle-bench's raw io_uring loop, which pins its threads as the per-core runtime does.
+    #[doc(hidden)]
+    pub use crate::rt::per_core::{allowed_cpus, pin_current_thread};
 }
 
 pub use spindle_core;

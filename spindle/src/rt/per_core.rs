@@ -291,7 +291,7 @@ impl Shared {
 }
 
 /// The CPUs this process may run on, in order (empty if the kernel does not say).
-fn allowed_cpus() -> Vec<usize> {
+pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: `cpu_set_t` is plain data for which all-zero is a valid (empty) set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed.
@@ -302,9 +302,9 @@ fn allowed_cpus() -> Vec<usize> {
     (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
 }
 
-/// Pins the calling thread to `cpu`; a refusal (a container's cpuset changed meanwhile) is
-/// ignored.
-fn pin_current_thread(cpu: usize) {
+/// Pins the calling thread to `cpu` (one of [`allowed_cpus`]); a refusal (a container's cpuset
+/// changed meanwhile) is ignored.
+pub fn pin_current_thread(cpu: usize) {
     // SAFETY: as in `allowed_cpus`: all-zero is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` came from `allowed_cpus`, so it is below `CPU_SETSIZE`.
