@@ -151,22 +151,26 @@ trait Net: 'static {
     fn server(s: Self::Stream) -> impl Future<Output = u64> + Send + 'static;
 }
 
-fn run_echo<R: Rt, N: Net>(rt: &R, conns: usize, rts: usize, count: bool) -> Outcome {
-    let (clients, servers) = rt.run(async move {
-        let (l, addr) = N::listen().await;
-        let acceptor = R::spawn(async move {
-            let mut v = Vec::with_capacity(conns);
-            for _ in 0..conns {
-                v.push(N::accept(&l).await);
-            }
-            v
-        });
-        let mut clients = Vec::with_capacity(conns);
+/// `conns` connections over loopback, made from a task of runtime `R`: their client ends and
+/// their server ends (accepted by a task of its own, spawned with `R::spawn`).
+async fn connected<R: Rt, N: Net>(conns: usize) -> (Vec<N::Stream>, Vec<N::Stream>) {
+    let (l, addr) = N::listen().await;
+    let acceptor = R::spawn(async move {
+        let mut v = Vec::with_capacity(conns);
         for _ in 0..conns {
-            clients.push(N::connect(addr).await);
+            v.push(N::accept(&l).await);
         }
-        (clients, acceptor.await)
+        v
     });
+    let mut clients = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        clients.push(N::connect(addr).await);
+    }
+    (clients, acceptor.await)
+}
+
+fn run_echo<R: Rt, N: Net>(rt: &R, conns: usize, rts: usize, count: bool) -> Outcome {
+    let (clients, servers) = rt.run(connected::<R, N>(conns));
     let counter = if count { Some(syscount::Counter::start()) } else { None };
     let c0 = sys::process_cpu_ns();
     let t0 = Instant::now();
@@ -209,19 +213,8 @@ fn run_echo_per_core(rt: &spindle::runtime::Runtime, conns: usize, rts: usize, c
                 if n == 0 {
                     return (Vec::new(), Vec::new());
                 }
-                let (l, addr) = SpindleNet::listen().await;
-                let acceptor = spindle::spawn(async move {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        v.push(SpindleNet::accept(&l).await);
-                    }
-                    v
-                });
-                let mut clients = Vec::with_capacity(n);
-                for _ in 0..n {
-                    clients.push(SpindleNet::connect(addr).await);
-                }
-                (clients, acceptor.await.expect("spindle acceptor"))
+                // `Spindle`'s spawn is `spindle::spawn`: on a core, onto that core.
+                connected::<Spindle, SpindleNet>(n).await
             })
         })
         .collect();
