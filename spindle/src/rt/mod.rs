@@ -372,8 +372,8 @@ impl Builder {
     /// request) no longer interrupts the thread to be posted, it waits for the thread's next
     /// `io_uring_enter`. Measured, hyper HTTP/1.1 under wrk: server CPU per request 5.2 us -> 4.2
     /// us. `#[spindle::main(flavor = "current_thread")]` and `#[spindle::test]` set it (their
-    /// runtime is only ever driven by the thread they run on). Ignored by multi-thread runtimes,
-    /// whose workers always own their rings.
+    /// runtime is only ever driven by the thread they run on). Ignored by multi-thread and
+    /// per-core runtimes, whose workers and cores always own their rings.
     ///
     /// # Panics
     /// With it set, [`Runtime::block_on`] panics on a thread other than the first that drove the
