@@ -105,7 +105,8 @@ pub(crate) fn start(
         core.set_core_of(Arc::downgrade(&shared), index, num_cores);
     }
     let cpus = if threads.pin { allowed_cpus() } else { Vec::new() };
-    static FIRST_CPU: AtomicUsize = AtomicUsize::new(0);
+    // Process-wide, outside any model (a static needs a const constructor, loom's has none).
+    static FIRST_CPU: spindle_core::loom::unmodelled::AtomicUsize = spindle_core::loom::unmodelled::AtomicUsize::new(0);
     let first = FIRST_CPU.fetch_add(1, Relaxed);
     for index in 0..num_cores {
         let cpu = (!cpus.is_empty()).then(|| cpus[(first + index) % cpus.len()]);
