@@ -468,7 +468,7 @@ impl Builder {
                 let n = self
                     .worker_threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-                let threads = per_core::ThreadConfig { name: &*name, stack_size: self.thread_stack_size, pin: true };
+                let threads = per_core::ThreadConfig { name: &*name, stack_size: self.thread_stack_size };
                 (Scheduler::PerCore(per_core::start(n, threads, pool.spawner(), clock, backend)?), None)
             }
         };

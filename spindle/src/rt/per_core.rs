@@ -75,7 +75,6 @@ pub(crate) struct Shared {
 pub(crate) struct ThreadConfig<'a> {
     pub(crate) name: &'a (dyn Fn() -> String + Send + Sync),
     pub(crate) stack_size: Option<usize>,
-    pub(crate) pin: bool,
 }
 
 pub(crate) fn start(
@@ -104,7 +103,7 @@ pub(crate) fn start(
     for (index, core) in shared.cores.iter().enumerate() {
         core.set_core_of(Arc::downgrade(&shared), index, num_cores);
     }
-    let cpus = if threads.pin { allowed_cpus() } else { Vec::new() };
+    let cpus = allowed_cpus();
     // Process-wide, outside any model (a static needs a const constructor, loom's has none).
     static FIRST_CPU: spindle_core::loom::unmodelled::AtomicUsize = spindle_core::loom::unmodelled::AtomicUsize::new(0);
     let first = FIRST_CPU.fetch_add(1, Relaxed);
