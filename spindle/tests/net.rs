@@ -339,6 +339,18 @@ fn tcp_socket_options_reuseport_listeners_and_connect() {
             for s in servers {
                 s.abort();
             }
+            // Through a raw fd and back, options kept: a listener still comes out of it.
+            let sock = TcpSocket::new_v4().unwrap();
+            sock.set_reuseaddr(true).unwrap();
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(sock);
+            // SAFETY: `fd` was just released by the `TcpSocket` above; nothing else owns it.
+            let sock = unsafe { <TcpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            assert!(sock.reuseaddr().unwrap());
+            assert!(sock.take_error().unwrap().is_none());
+            sock.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+            let l = sock.listen(8).unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            assert_eq!(l.accept().await.unwrap().1, c.local_addr().unwrap());
             // Connecting to nothing: refused, with the address.
             let e = TcpSocket::new_v4().unwrap().connect((Ipv4Addr::LOCALHOST, 1).into()).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::ConnectionRefused);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -220,6 +220,75 @@ impl TcpSocket {
         self.sock.linger()
     }
 
+    /// Sets the IPv4 type-of-service byte of outgoing packets (`IP_TOS`).
+    ///
+    /// ```
+    /// let s = spindle::net::TcpSocket::new_v4().unwrap();
+    /// s.set_tos(0x10).unwrap();
+    /// assert_eq!(s.tos().unwrap(), 0x10);
+    /// ```
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        self.sock.set_tos_v4(tos)
+    }
+
+    /// The `IP_TOS` setting.
+    ///
+    /// ```
+    /// assert_eq!(spindle::net::TcpSocket::new_v4().unwrap().tos().unwrap(), 0);
+    /// ```
+    pub fn tos(&self) -> io::Result<u32> {
+        self.sock.tos_v4()
+    }
+
+    /// Binds the socket to a network interface by name (`SO_BINDTODEVICE`; `None` unbinds).
+    /// Binding needs `CAP_NET_RAW` unless the interface is the one the socket already uses.
+    ///
+    /// ```
+    /// let s = spindle::net::TcpSocket::new_v4().unwrap();
+    /// if s.bind_device(Some(b"lo")).is_ok() {
+    ///     assert_eq!(s.device().unwrap().as_deref(), Some(&b"lo"[..]));
+    /// }
+    /// ```
+    pub fn bind_device(&self, interface: Option<&[u8]>) -> io::Result<()> {
+        self.sock.bind_device(interface)
+    }
+
+    /// The interface the socket is bound to (`SO_BINDTODEVICE`), if any.
+    ///
+    /// ```
+    /// assert_eq!(spindle::net::TcpSocket::new_v4().unwrap().device().unwrap(), None);
+    /// ```
+    pub fn device(&self) -> io::Result<Option<Vec<u8>>> {
+        self.sock.device()
+    }
+
+    /// Takes the socket's pending error (`SO_ERROR`), clearing it.
+    ///
+    /// ```
+    /// assert!(spindle::net::TcpSocket::new_v4().unwrap().take_error().unwrap().is_none());
+    /// ```
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.sock.take_error()
+    }
+
+    /// A `TcpSocket` from a std stream's socket (made non-blocking), to change its options with
+    /// these methods; as tokio's, for symmetry with the other constructors.
+    ///
+    /// ```
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let std = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    /// let s = spindle::net::TcpSocket::from_std_stream(std);
+    /// s.set_nodelay(true).unwrap();
+    /// assert!(s.nodelay().unwrap());
+    /// ```
+    pub fn from_std_stream(stream: std::net::TcpStream) -> TcpSocket {
+        let sock = Socket::from(stream);
+        // A std stream is blocking; spindle's sockets never are. Failing here leaves it blocking,
+        // which only a later `connect` would notice (as a blocking connect).
+        let _ = sock.set_nonblocking(true);
+        TcpSocket { sock }
+    }
+
     /// Binds the socket to `addr` (port 0 picks a free port); the error names the address.
     ///
     /// ```
@@ -294,5 +363,25 @@ impl AsRawFd for TcpSocket {
 impl AsFd for TcpSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
+    }
+}
+
+impl IntoRawFd for TcpSocket {
+    fn into_raw_fd(self) -> RawFd {
+        self.sock.into_raw_fd()
+    }
+}
+
+impl FromRawFd for TcpSocket {
+    /// Takes ownership of `fd`, a TCP socket; it is made non-blocking.
+    ///
+    /// # Safety
+    /// `fd` must be an open TCP socket that nothing else owns (it is closed with the
+    /// `TcpSocket`).
+    unsafe fn from_raw_fd(fd: RawFd) -> TcpSocket {
+        // SAFETY: the caller hands over an open socket it owns (this function's contract).
+        let sock = unsafe { Socket::from_raw_fd(fd) };
+        let _ = sock.set_nonblocking(true);
+        TcpSocket { sock }
     }
 }
