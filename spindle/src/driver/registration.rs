@@ -127,9 +127,10 @@ pub(crate) struct Registration {
     /// the fd has when it is armed (epoll's `EPOLL_CTL_ADD` of an edge-triggered fd reports what
     /// is already ready).
     watch: OnceLock<Result<Watch, i32>>,
-    /// One end of a loopback connection on a multi-thread runtime: the watch is armed lazily,
-    /// on the reactor the placement picks (see [`super::placement`]); set at creation, or (io_uring
-    /// connects) once connected, before any other use.
+    /// One end of a loopback connection on a multi-thread runtime, or a socket created outside
+    /// the cores of a per-core runtime: the watch is armed lazily, on the reactor the placement
+    /// picks (see [`super::placement`]); set at creation, or (connects) once connected, before
+    /// any other use.
     placement: OnceLock<Arc<super::placement::Placement>>,
 }
 
@@ -145,14 +146,24 @@ impl Registration {
     /// worker's), or with the fallback reactor outside any runtime.
     pub(crate) fn new(fd: RawFd) -> io::Result<Registration> {
         let reactor = crate::rt::current_reactor().unwrap_or_else(super::global_reactor);
-        Registration::with_reactor(reactor, fd)
+        Registration::with_reactor_or_first_user(reactor, fd)
     }
 
     /// Registers `fd` (already non-blocking), an accepted connection, with the reactor
     /// `rt::spread_reactor` picks: on a multi-thread runtime the workers' in turn.
     pub(crate) fn new_spread(fd: RawFd) -> io::Result<Registration> {
         let reactor = crate::rt::spread_reactor().unwrap_or_else(super::global_reactor);
-        Registration::with_reactor(reactor, fd)
+        Registration::with_reactor_or_first_user(reactor, fd)
+    }
+
+    /// [`with_reactor`](Self::with_reactor), except outside the cores of a per-core runtime:
+    /// there the watch is armed lazily, by the core that first waits on the fd (see
+    /// [`super::placement::Placement::first_user`]), `reactor` being the fallback.
+    fn with_reactor_or_first_user(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
+        match crate::rt::outside_per_core() {
+            Some(runtime) => Ok(Registration::placed(reactor, fd, super::placement::Placement::first_user(runtime))),
+            None => Registration::with_reactor(reactor, fd),
+        }
     }
 
     /// Registers `fd` with a given reactor.

@@ -86,6 +86,12 @@ fn connecting_pair(sock: &Socket, addr: &SockAddr) -> Option<Arc<placement::Plac
     crate::rt::with_loopback_pairs(|pairs| pairs.join(local, placement::End::Connecting))
 }
 
+/// Outside the cores of a per-core runtime: the placement that lets the core that first waits on
+/// a socket watch it (see `Placement::first_user`).
+fn first_user_placement() -> Option<Arc<placement::Placement>> {
+    crate::rt::outside_per_core().map(placement::Placement::first_user)
+}
+
 /// Wakes every task that waits on a direction through a `&self` method.
 #[derive(Default)]
 struct FanOut {
@@ -189,8 +195,8 @@ impl PollSocket {
             // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
             match op::connect(&r, io.fd(), addr.clone(), io.clone()).await {
                 Ok(()) => {
-                    if let Some(pair) = connecting_pair(&io.sock, addr) {
-                        // Before anything else uses the socket.
+                    // Before anything else uses the socket.
+                    if let Some(pair) = connecting_pair(&io.sock, addr).or_else(first_user_placement) {
                         io.reg.set_placement(pair);
                     }
                 }
@@ -214,13 +220,14 @@ impl PollSocket {
             Err(e) => return Err(e),
         }
         // Its local port is bound by now.
-        let pair = connecting_pair(&sock, addr);
+        let pair = connecting_pair(&sock, addr).or_else(first_user_placement);
         let mut io = PollSocket::new(sock)?;
         io.wait_connected().await?;
         if let Some(pair) = pair {
             // Connected: from now on watched where the pair is placed, decided when either end
-            // first waits (this drops the registration the connect waited on). Both directions
-            // try their first syscall eagerly again, as on a fresh registration.
+            // first waits, or (outside a per-core runtime's cores) by the core that first waits
+            // (this drops the registration the connect waited on). Both directions try their
+            // first syscall eagerly again, as on a fresh registration.
             let reactor = io.reg.reactor().clone();
             io.reg = Registration::placed(reactor, io.sock.as_raw_fd(), pair);
             io.primed = [AtomicBool::new(false), AtomicBool::new(false)];
@@ -896,6 +903,44 @@ mod tests {
             distinct.sort();
             distinct.dedup();
             assert_eq!(distinct.len(), workers, "multi={multi}: {reactors:?}");
+        }
+    }
+
+    /// On a per-core runtime, a socket created outside the cores (here: both ends of 4
+    /// connections, made in `block_on`, dealt to the cores in turn at creation) is watched by the
+    /// core that first waits on it, whichever that is.
+    #[test]
+    fn sockets_made_outside_a_per_core_runtimes_cores_are_watched_by_their_first_user() {
+        for driver in [IoDriver::Epoll, IoDriver::Uring] {
+            let rt = match Builder::new_per_core().worker_threads(2).io_driver(driver).build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    assert_eq!(driver, IoDriver::Uring, "{e}");
+                    eprintln!("io_uring unavailable, that half skipped: {e}");
+                    continue;
+                }
+            };
+            let ends = rt.block_on(async {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut ends = Vec::new();
+                for _ in 0..4 {
+                    ends.push(TcpStream::connect(l.local_addr().unwrap()).await.unwrap());
+                    ends.push(l.accept().await.unwrap().0);
+                }
+                ends
+            });
+            for (i, end) in ends.into_iter().enumerate() {
+                // Every other end waits on the core it was not dealt to (the deal alternates).
+                let core = (i / 2 + i) % 2;
+                let (watched, here) = rt
+                    .block_on(rt.handle().spawn_on(core, async move {
+                        std::future::poll_fn(|cx| end.io.reg.poll_ready(cx, Direction::Write)).await.unwrap();
+                        let here = crate::rt::current_reactor().unwrap();
+                        (end.io.reg.watched_by().unwrap(), std::sync::Arc::as_ptr(&here) as usize)
+                    }))
+                    .unwrap();
+                assert_eq!(watched, here, "{driver:?}: end {i} is watched by another core than its user's");
+            }
         }
     }
 

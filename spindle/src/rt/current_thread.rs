@@ -155,6 +155,11 @@ impl Shared {
         self.core_of.get().is_some()
     }
 
+    /// The address of the per-core runtime this runtime is a core of (an identity only).
+    pub(crate) fn per_core_id(&self) -> Option<usize> {
+        self.core_of.get().map(|c| c.0.as_ptr() as usize)
+    }
+
     /// This runtime's index among the cores of its per-core runtime, if it is one.
     pub(crate) fn core_index(&self) -> Option<usize> {
         self.core_of.get().map(|c| c.1)

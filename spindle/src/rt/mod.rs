@@ -211,8 +211,8 @@ impl Builder {
     /// I/O objects belong to the core they are created on, and a task's io_uring ops go to the
     /// ring of the core it runs on: create a connection on the core that serves it (accept or
     /// connect in a task of that core). Objects created outside the cores (in `block_on`) are
-    /// placed on the cores in turn; they work from anywhere, at the cost of a wake-up crossing
-    /// cores on each readiness event or op they see from another core.
+    /// watched by the core whose task first waits on them; they work from anywhere, at the cost
+    /// of a wake-up crossing cores on each event seen by a task of another core.
     ///
     /// Virtual time is not available on it: [`start_paused`](Self::start_paused) fails the
     /// build, [`crate::time::pause`] panics.
@@ -945,6 +945,27 @@ pub fn current_core() -> Option<usize> {
     context::with_scheduler(|s| match s {
         // A core's handle entered on another thread (`Handle::enter`) does not make it a core.
         Some(Scheduler::CurrentThread(s)) if s.is_driving_thread() => s.core_index(),
+        _ => None,
+    })
+}
+
+/// The address of the per-core runtime current on this thread when this thread is not one of
+/// its cores (`block_on`, `Runtime::enter`): objects created here get a
+/// [`Placement::first_user`](crate::driver::placement::Placement::first_user).
+pub(crate) fn outside_per_core() -> Option<usize> {
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::PerCore(s)) => Some(Arc::as_ptr(s) as usize),
+        _ => None,
+    })
+}
+
+/// The reactor of the core this thread runs, when it is a core of the per-core runtime whose
+/// address is `runtime`.
+pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::Reactor>> {
+    context::with_scheduler(|s| match s {
+        Some(Scheduler::CurrentThread(c)) if c.is_driving_thread() && c.per_core_id() == Some(runtime) => {
+            Some(c.reactor.clone())
+        }
         _ => None,
     })
 }
