@@ -222,17 +222,24 @@ impl Shared {
         F: Future + 'static,
     {
         let me = std::thread::current().id();
-        // Held until the task is registered: a `block_on` starting on another thread takes the
-        // core under this lock, then sees the registered task and its owner, and refuses.
-        let idle_core = self.core.lock().unwrap_or_else(|e| e.into_inner());
-        if idle_core.is_none() && !self.is_driving_thread() {
-            drop(idle_core);
-            panic!(
-                "spindle::spawn_local must be called on the thread that drives this runtime (from one of its \
-                 tasks, or its block_on); another thread drives it now{}",
-                if self.is_core() { " (each core of a per-core runtime is driven by its own thread)" } else { "" }
-            );
-        }
+        // On the driving thread (the usual case: a task spawning) no other thread can start
+        // driving meanwhile, so no lock. Elsewhere the core's lock is held until the task is
+        // registered: a `block_on` starting on another thread takes the core under this lock,
+        // then sees the registered task and its owner, and refuses.
+        let idle_core = if self.is_driving_thread() {
+            None
+        } else {
+            let core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+            if core.is_none() {
+                drop(core);
+                panic!(
+                    "spindle::spawn_local must be called on the thread that drives this runtime (from one of \
+                     its tasks, or its block_on); another thread drives it now{}",
+                    if self.is_core() { " (each core of a per-core runtime is driven by its own thread)" } else { "" }
+                );
+            }
+            Some(core)
+        };
         let owner = *self.local_owner.get_or_init(|| me);
         if owner != me {
             drop(idle_core);
