@@ -912,22 +912,10 @@ mod tests {
     #[test]
     fn sockets_made_outside_a_per_core_runtimes_cores_are_watched_by_their_first_user() {
         for driver in [IoDriver::Epoll, IoDriver::Uring] {
-            let rt = match Builder::new_per_core().worker_threads(2).io_driver(driver).build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    assert_eq!(driver, IoDriver::Uring, "{e}");
-                    eprintln!("io_uring unavailable, that half skipped: {e}");
-                    continue;
-                }
-            };
+            let Some(rt) = build_on(driver, Builder::new_per_core().worker_threads(2)) else { continue };
             let ends = rt.block_on(async {
                 let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let mut ends = Vec::new();
-                for _ in 0..4 {
-                    ends.push(TcpStream::connect(l.local_addr().unwrap()).await.unwrap());
-                    ends.push(l.accept().await.unwrap().0);
-                }
-                ends
+                pairs_through(&l, 4).await.into_iter().flat_map(|(c, s)| [c, s]).collect::<Vec<_>>()
             });
             for (i, end) in ends.into_iter().enumerate() {
                 // Every other end waits on the core it was not dealt to (the deal alternates).
@@ -954,14 +942,7 @@ mod tests {
     fn loopback_connection_ends_in_one_runtime_share_a_worker() {
         const PAIRS: usize = 8;
         for driver in [IoDriver::Epoll, IoDriver::Uring] {
-            let rt = match Builder::new_multi_thread().worker_threads(2).io_driver(driver).build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    assert_eq!(driver, IoDriver::Uring, "{e}");
-                    eprintln!("io_uring unavailable, that half skipped: {e}");
-                    continue;
-                }
-            };
+            let Some(rt) = build_on(driver, Builder::new_multi_thread().worker_threads(2)) else { continue };
             // Where a stream's I/O is served: its watch's reactor on epoll, its ops' on io_uring.
             let served_by = move |s: &TcpStream| match driver {
                 IoDriver::Epoll => s.io.reg.watched_by(),
@@ -1191,17 +1172,25 @@ mod tests {
     /// with a note, where io_uring is unavailable).
     fn on_each_driver(body: impl Fn(IoDriver, &crate::rt::Runtime)) {
         for driver in [IoDriver::Uring, IoDriver::Epoll] {
-            match Builder::new_current_thread().io_driver(driver).build() {
-                Ok(rt) => body(driver, &rt),
-                Err(e) => {
-                    assert_eq!(driver, IoDriver::Uring, "{e}");
-                    eprintln!("io_uring unavailable, that half skipped: {e}");
-                }
+            if let Some(rt) = build_on(driver, &mut Builder::new_current_thread()) {
+                body(driver, &rt);
             }
         }
     }
 
-    /// A loopback TCP connection: (connecting end, accepted end).
+    /// `builder`'s runtime on `driver`; `None`, with a note, where io_uring is unavailable (the
+    /// caller skips that half).
+    fn build_on(driver: IoDriver, builder: &mut Builder) -> Option<crate::rt::Runtime> {
+        match builder.io_driver(driver).build() {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                assert_eq!(driver, IoDriver::Uring, "{e}");
+                eprintln!("io_uring unavailable, that half skipped: {e}");
+                None
+            }
+        }
+    }
+
     /// `n` connections to `l` made in this runtime: (connecting end, accepted end).
     async fn pairs_through(l: &TcpListener, n: usize) -> Vec<(TcpStream, TcpStream)> {
         let addr = l.local_addr().unwrap();
