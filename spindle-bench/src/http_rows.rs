@@ -200,30 +200,41 @@ async fn serve_conn<N: HttpNet>(io: N::Io) -> u64 {
 pub fn serve<R: Rt, N: HttpNet>(
     rt: &R,
     on_addr: impl FnOnce(SocketAddr) + Send + 'static,
-    mut stop: oneshot::Receiver<()>,
+    stop: oneshot::Receiver<()>,
 ) -> u64 {
     // As a task (`run`), so the acceptor spawns from a worker like the echo row's, and a
     // multi-thread runtime serves from its workers only.
     rt.run(async move {
         let (l, addr) = N::listen().await;
         on_addr(addr);
-        let mut conns = Vec::new();
-        loop {
-            match futures::future::select(pin!(N::accept(&l)), &mut stop).await {
-                Either::Left((Ok(io), _)) => conns.push(R::spawn(serve_conn::<N>(io))),
-                // Transient accept errors (a client that reset before it was accepted) are not the
-                // server's to fail on; the client side sees and reports what went wrong.
-                Either::Left((Err(_), _)) => {}
-                Either::Right(_) => break,
-            }
-        }
-        drop(l);
-        let mut served = 0;
-        for c in conns {
-            served += c.await;
-        }
-        served
+        accept_until::<R, N>(l, async {
+            let _ = stop.await;
+        })
+        .await
     })
+}
+
+/// Accepts on `l`, serving each connection in a task of its own (`R::spawn`), until `stop`
+/// completes; then stops accepting and waits for every connection to end. Returns the requests
+/// answered.
+async fn accept_until<R: Rt, N: HttpNet>(l: N::Listener, stop: impl Future<Output = ()>) -> u64 {
+    let mut stop = pin!(stop);
+    let mut conns = Vec::new();
+    loop {
+        match futures::future::select(pin!(N::accept(&l)), stop.as_mut()).await {
+            Either::Left((Ok(io), _)) => conns.push(R::spawn(serve_conn::<N>(io))),
+            // Transient accept errors (a client that reset before it was accepted) are not the
+            // server's to fail on; the client side sees and reports what went wrong.
+            Either::Left((Err(_), _)) => {}
+            Either::Right(_) => break,
+        }
+    }
+    drop(l);
+    let mut served = 0;
+    for c in conns {
+        served += c.await;
+    }
+    served
 }
 
 /// [`serve`] on a per-core runtime, the thread-per-core way: each core accepts on a listener of
@@ -249,21 +260,8 @@ pub fn serve_per_core(
             let l = sock.listen(1024).expect("spindle listen");
             // Said once listening, so no connection of the load comes before every core listens.
             let _ = bound_tx.send(l.local_addr().unwrap());
-            let mut conns = Vec::new();
-            loop {
-                match futures::future::select(pin!(SpindleHttp::accept(&l)), pin!(stopping.cancelled())).await {
-                    Either::Left((Ok(io), _)) => conns.push(spindle::spawn(serve_conn::<SpindleHttp>(io))),
-                    // As in `serve`: a client's failed connection is the client's to report.
-                    Either::Left((Err(_), _)) => {}
-                    Either::Right(_) => break,
-                }
-            }
-            drop(l);
-            let mut served = 0;
-            for c in conns {
-                served += c.await.expect("spindle connection task");
-            }
-            served
+            // `Spindle`'s spawn is `spindle::spawn`: on a core, onto that core.
+            accept_until::<crate::rt_spindle::Spindle, SpindleHttp>(l, stopping.cancelled()).await
         }));
         // The next core binds the port this one got.
         addr = Some(rt.block_on(bound_rx).expect("a core's listener"));
