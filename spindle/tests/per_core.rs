@@ -142,8 +142,9 @@ fn an_op_in_flight_on_one_core_held_by_another_is_cancelled_at_shutdown_not_leak
             unsafe { self.0.set_len(n) }
         }
     }
-    // Dropped first, slowly: the op's future (declared after it) is dropped after this, by
-    // which time the other core has long finished dropping its own tasks.
+    // Held next to the read and declared after it, so dropped before it (locals drop in reverse
+    // order), slowly: the read's future is dropped 200 ms into the shutdown, long after core 0
+    // finished dropping its own tasks.
     struct SlowDrop;
     impl Drop for SlowDrop {
         fn drop(&mut self) {
@@ -174,8 +175,8 @@ fn an_op_in_flight_on_one_core_held_by_another_is_cancelled_at_shutdown_not_leak
     // Core 1: holds it until the runtime drops it.
     rt.handle().spawn_on(1, async move {
         let read = fut_rx.await.unwrap();
-        let _slow = SlowDrop;
         let _read = read;
+        let _slow = SlowDrop;
         held_tx.send(()).unwrap();
         std::future::pending::<()>().await;
     });
