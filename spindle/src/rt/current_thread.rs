@@ -255,19 +255,17 @@ impl Shared {
         };
         let bound = self.owned.bind(task);
         drop(idle_core);
-        match bound {
-            Ok(()) => self.schedule(notified),
-            Err(task) => {
-                // The runtime is shutting down: the task completes as cancelled right away.
-                drop(notified);
-                task.shutdown();
-            }
-        }
+        self.schedule_bound(bound, notified);
         join
     }
 
     fn bind_and_schedule(self: &Arc<Self>, task: Task<CtSched>, notified: Notified<CtSched>) {
-        match self.owned.bind(task) {
+        self.schedule_bound(self.owned.bind(task), notified)
+    }
+
+    /// Schedules a task `OwnedTasks::bind` registered, or cancels it if the runtime refused it.
+    fn schedule_bound(self: &Arc<Self>, bound: Result<(), Task<CtSched>>, notified: Notified<CtSched>) {
+        match bound {
             Ok(()) => self.schedule(notified),
             Err(task) => {
                 // The runtime is shutting down: the task completes as cancelled right away.
