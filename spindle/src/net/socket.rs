@@ -4,10 +4,11 @@
 //! Every read first drains the socket's [`Stash`]: what owned reads dropped in flight on
 //! io_uring took (see `net::stash`), so a cancelled read never loses data.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll, Wake, Waker};
 
@@ -662,45 +663,17 @@ impl PollSocket {
         Some(if self.reg.is_shut_down() { Err(crate::driver::shut_down_error()) } else { Ok(r) })
     }
 
-    /// Takes stashed bytes into the start of an owned buffer (waiting for orphaned reads in
-    /// flight first): `None` when nothing is stashed.
-    async fn recv_owned_stashed<B: IoBufMut>(&self, buf: &mut B) -> Option<io::Result<usize>> {
-        let res = poll_fn(|cx| self.poll_stashed(cx, &mut Fill::new(spare(buf)), Mode::Take)).await;
-        if let Some(Ok(n)) = res {
-            // SAFETY: the stash initialized the first `n <= bytes_total()` bytes.
-            unsafe { buf.set_init(n) };
-        }
-        res
-    }
-
     /// Reads into the start of an owned buffer (see `AsyncReadOwned::read_owned`): stashed bytes
     /// first, else an io_uring `recv` op on the io_uring backend (which stashes what it takes if
     /// it is dropped in flight), else readiness and `recv`.
-    pub(crate) async fn recv_owned<B: IoBufMut>(self: &Arc<Self>, mut buf: B) -> BufResult<usize, B> {
-        if self.stash.is_busy() {
-            if let Some(res) = self.recv_owned_stashed(&mut buf).await {
-                return (res, buf);
-            }
-        }
-        match self.uring() {
-            Some(Ok(r)) => stash::recv(&r, self, buf).await,
-            Some(Err(e)) => (Err(e), buf),
-            None => self.recv_owned_ready(buf).await,
-        }
+    pub(crate) fn recv_owned<B: IoBufMut>(self: &Arc<Self>, buf: B) -> RecvOwned<'_, B> {
+        RecvOwned { sock: self, state: RecvState::Start(buf) }
     }
 
     /// Sends from an owned buffer's initialized bytes: an io_uring `send` op on the io_uring
     /// backend, else readiness and `send`.
-    pub(crate) async fn send_owned<B: IoBuf>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
-        match self.uring() {
-            Some(Ok(r)) => {
-                // SAFETY: this future borrows `self` for its whole life, and a send op is movable.
-                let keep = unsafe { op::Lent::new(self) };
-                op::send(&r, self.op_fd(&r), buf, keep).await
-            }
-            Some(Err(e)) => (Err(e), buf),
-            None => self.send_owned_ready(buf, false).await,
-        }
+    pub(crate) fn send_owned<B: IoBuf>(self: &Arc<Self>, buf: B) -> SendOwned<'_, B> {
+        SendOwned { sock: self, state: SendState::Start(buf) }
     }
 
     /// Sends from several owned buffers in one gathering call (`writev` op on io_uring).
@@ -723,16 +696,6 @@ impl PollSocket {
             })
             .await;
         (res, bufs)
-    }
-
-    /// Readiness and `recv` into an owned buffer (stream sockets: one reader at a time).
-    async fn recv_owned_ready<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
-        let res = poll_fn(|cx| self.poll_read_draining(cx, || self.sys_recv_stream(spare(&mut buf)))).await;
-        if let Ok(n) = res {
-            // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
     }
 
     /// Readiness and `send` of an owned buffer (`shared`: several tasks may wait at once).
@@ -852,6 +815,159 @@ impl PollSocket {
             unsafe { buf.set_init(*n) };
         }
         (res, buf)
+    }
+}
+
+/// [`PollSocket::recv_owned`]'s future. Written by hand rather than as `async fn`s over the op's
+/// future: each nested `async fn` level moved the buffer in and the result out, and on echo over
+/// io_uring those moves were store-forwarding stalls in every read; here the op is polled where
+/// it lies.
+pub(crate) struct RecvOwned<'a, B: IoBufMut> {
+    sock: &'a Arc<PollSocket>,
+    state: RecvState<'a, B>,
+}
+
+enum RecvState<'a, B: IoBufMut> {
+    /// Not polled yet.
+    Start(B),
+    /// Waiting for orphaned reads to finish, or taking stashed bytes.
+    Stash(B),
+    /// The io_uring `recv` op.
+    Op(stash::StashedOp<'a, stash::RecvOp<B>>),
+    /// Readiness and `recv` (epoll).
+    Ready(B),
+    Done,
+}
+
+impl<'a, B: IoBufMut> RecvState<'a, B> {
+    /// Where a read goes once the stash has nothing: the io_uring op, or readiness (`Err`: done
+    /// with that error).
+    fn on_socket(sock: &'a Arc<PollSocket>, buf: B) -> Result<RecvState<'a, B>, BufResult<usize, B>> {
+        Ok(match sock.uring() {
+            Some(Ok(r)) => RecvState::Op(stash::StashedOp::recv(r, sock, buf)),
+            Some(Err(e)) => return Err((Err(e), buf)),
+            None => RecvState::Ready(buf),
+        })
+    }
+}
+
+impl<B: IoBufMut> Future for RecvOwned<'_, B> {
+    type Output = BufResult<usize, B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
+        let this = self.get_mut();
+        let sock = this.sock;
+        loop {
+            match &mut this.state {
+                RecvState::Op(op) => {
+                    let c = ready!(Pin::new(op).poll(cx));
+                    this.state = RecvState::Done;
+                    return Poll::Ready(stash::recv_done(sock, c));
+                }
+                RecvState::Ready(buf) => {
+                    let res = ready!(sock.poll_read_draining(cx, || sock.sys_recv_stream(spare(buf))));
+                    let RecvState::Ready(mut buf) = std::mem::replace(&mut this.state, RecvState::Done) else {
+                        unreachable!()
+                    };
+                    if let Ok(n) = res {
+                        // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
+                        unsafe { buf.set_init(n) };
+                    }
+                    return Poll::Ready((res, buf));
+                }
+                RecvState::Stash(buf) => {
+                    let res = ready!(sock.poll_stashed(cx, &mut Fill::new(spare(buf)), Mode::Take));
+                    let RecvState::Stash(mut buf) = std::mem::replace(&mut this.state, RecvState::Done) else {
+                        unreachable!()
+                    };
+                    match res {
+                        Some(res) => {
+                            if let Ok(n) = res {
+                                // SAFETY: the stash initialized the first `n <= bytes_total()` bytes.
+                                unsafe { buf.set_init(n) };
+                            }
+                            return Poll::Ready((res, buf));
+                        }
+                        None => match RecvState::on_socket(sock, buf) {
+                            Ok(next) => this.state = next,
+                            Err(done) => return Poll::Ready(done),
+                        },
+                    }
+                }
+                RecvState::Start(_) => {
+                    let RecvState::Start(buf) = std::mem::replace(&mut this.state, RecvState::Done) else {
+                        unreachable!()
+                    };
+                    if sock.stash.is_busy() {
+                        this.state = RecvState::Stash(buf);
+                    } else {
+                        match RecvState::on_socket(sock, buf) {
+                            Ok(next) => this.state = next,
+                            Err(done) => return Poll::Ready(done),
+                        }
+                    }
+                }
+                RecvState::Done => panic!("spindle: read_owned polled after completion"),
+            }
+        }
+    }
+}
+
+/// [`PollSocket::send_owned`]'s future, written by hand for the reason given at [`RecvOwned`].
+pub(crate) struct SendOwned<'a, B: IoBuf> {
+    sock: &'a Arc<PollSocket>,
+    state: SendState<'a, B>,
+}
+
+enum SendState<'a, B: IoBuf> {
+    /// Not polled yet.
+    Start(B),
+    /// The io_uring `send` op.
+    Op(op::Op<'a, op::SendOp<B, op::Lent<PollSocket>>>),
+    /// Readiness and `send` (epoll).
+    Ready(B),
+    Done,
+}
+
+impl<B: IoBuf> Future for SendOwned<'_, B> {
+    type Output = BufResult<usize, B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
+        let this = self.get_mut();
+        let sock = this.sock;
+        loop {
+            match &mut this.state {
+                SendState::Op(op) => {
+                    let c = ready!(Pin::new(op).poll(cx));
+                    this.state = SendState::Done;
+                    return Poll::Ready((c.result.map(|n| n as usize), c.data.into_buf()));
+                }
+                SendState::Ready(buf) => {
+                    let res = ready!(sock.poll_io(cx, Direction::Write, || sock.sys_send(init(&*buf), SEND_FLAGS)));
+                    let SendState::Ready(buf) = std::mem::replace(&mut this.state, SendState::Done) else {
+                        unreachable!()
+                    };
+                    return Poll::Ready((res, buf));
+                }
+                SendState::Start(_) => {
+                    let SendState::Start(buf) = std::mem::replace(&mut this.state, SendState::Done) else {
+                        unreachable!()
+                    };
+                    this.state = match sock.uring() {
+                        Some(Ok(r)) => {
+                            let fd = sock.op_fd(&r);
+                            // SAFETY: the op lives in this future, which borrows `sock` for its
+                            // whole life ('a), and a send op is movable.
+                            let keep = unsafe { op::Lent::new(sock) };
+                            SendState::Op(op::Op::send(r, fd, buf, keep))
+                        }
+                        Some(Err(e)) => return Poll::Ready((Err(e), buf)),
+                        None => SendState::Ready(buf),
+                    };
+                }
+                SendState::Done => panic!("spindle: write_owned polled after completion"),
+            }
+        }
     }
 }
 

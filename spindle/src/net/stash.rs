@@ -48,7 +48,7 @@ use spindle_core::loom::unmodelled::{AtomicBool, Ordering};
 
 use super::socket::PollSocket;
 use crate::driver::uring::op::{new_on, Completion, Keeper, Lent, MsgHdr, Op, OpData, OpFd};
-use crate::driver::Reactor;
+use crate::driver::{Reactor, ReactorRef};
 use crate::io::IoBufMut;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -454,6 +454,17 @@ impl<'a, T: OpData> StashedOp<'a, T> {
     }
 }
 
+impl<'a, B: IoBufMut> StashedOp<'a, RecvOp<B>> {
+    /// A `recv` op on stream socket `sock` into `buf`, on `reactor` (what it takes if dropped in
+    /// flight is stashed); [`recv_done`] turns its completion into the read's result.
+    pub(super) fn recv(reactor: ReactorRef<'a>, sock: &'a Arc<PollSocket>, buf: B) -> StashedOp<'a, RecvOp<B>> {
+        let fd = sock.op_fd(&reactor);
+        // SAFETY: the op borrows `sock` for its whole life ('a), and `RecvOp` is movable.
+        let sock_ref = unsafe { Lent::new(sock) };
+        StashedOp { op: Op::on(reactor, RecvOp { sock: sock_ref, fd, buf }), stash: &sock.stash, in_flight: false }
+    }
+}
+
 impl<T: OpData> Future for StashedOp<'_, T> {
     type Output = Completion<T>;
 
@@ -484,13 +495,9 @@ impl<T: OpData> Drop for StashedOp<'_, T> {
     }
 }
 
-/// `recv` on a stream socket into an owned buffer as an io_uring op (what a dropped one took is
-/// stashed). The buffer then holds exactly the bytes received.
-pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, sock: &Arc<PollSocket>, buf: B) -> (io::Result<usize>, B) {
-    // SAFETY: this future borrows `sock` for its whole life, and `RecvOp` is movable.
-    let sock_ref = unsafe { Lent::new(sock) };
-    let fd = sock.op_fd(r);
-    let c = StashedOp::new(r, &sock.stash, RecvOp { sock: sock_ref, fd, buf }).await;
+/// What a stream `recv` op's completion gives its caller: the byte count (or error) and the
+/// buffer with those bytes initialized; notes whether the socket was left drained.
+pub(super) fn recv_done<B: IoBufMut>(sock: &PollSocket, c: Completion<RecvOp<B>>) -> (io::Result<usize>, B) {
     let mut buf = c.data.buf;
     let res = c.result.map(|n| n as usize);
     // Data received and none left behind: the next receive will probably wait (see the field).

@@ -102,57 +102,84 @@ pub(crate) struct Completion<T> {
     pub(crate) data: T,
 }
 
-enum OpState<T> {
-    /// Idle: nothing submitted; we own the data.
-    Idle(T),
-    /// Queued or in flight: the slot owns the data, or (`kept`, movable ops) this future does,
-    /// untouched until the final completion.
+/// Where an op is in its life (its data is in [`Op::data`], which never moves while in flight).
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Nothing submitted: `data` holds the op's resources.
+    Idle,
+    /// Queued or in flight in slot (index, generation): the slot owns the data, or (movable ops)
+    /// `data` still holds it, untouched until the final completion.
     Submitted {
         index: u32,
         generation: u32,
-        kept: Option<T>,
     },
     Done,
 }
 
 /// A completion op. See the module docs.
 ///
-/// It borrows its reactor (the caller keeps the `Arc` for the op's life): no reference count
-/// traffic per op. Dropping it in flight still orphans the slot on that reactor, which outlives
-/// the borrow by construction.
+/// It usually borrows its reactor (the caller keeps the `Arc` for the op's life): no reference
+/// count traffic per op; [`Op::on`] also takes an owned reference, for ops on a reactor other
+/// than their object's. Dropping it in flight still orphans the slot on that reactor.
+///
+/// Its fields are laid out so that a poll moves nothing: the data stays where the first poll
+/// found it (no move into and out of a state enum per poll; measured on echo, those moves were
+/// store-forwarding stalls in every op cycle).
 pub(crate) struct Op<'r, T: OpData> {
     reactor: &'r super::Reactor,
-    state: OpState<T>,
+    phase: Phase,
     /// [`cancel`](Op::cancel) asked for the cancellation: an `ECANCELED` is the answer, not a
     /// reason to submit again (see `poll`).
     cancel_requested: bool,
+    data: Option<T>,
+    /// The reactor's `Arc` when the op holds one of its own ([`Op::on`] with an owned
+    /// reference): `reactor` points into it. Dropped after `Drop::drop`, which still uses it.
+    _owner: Option<Arc<Reactor>>,
 }
 
 impl<'r, T: OpData> Op<'r, T> {
     /// An op on `reactor` (which must be an io_uring reactor); nothing happens until polled.
     pub(crate) fn new(reactor: &'r Arc<Reactor>, data: T) -> Op<'r, T> {
         let reactor = reactor.as_uring().expect("spindle: completion op on a non-io_uring reactor");
-        Op { reactor, state: OpState::Idle(data), cancel_requested: false }
+        Op { reactor, phase: Phase::Idle, cancel_requested: false, data: Some(data), _owner: None }
     }
 
-    fn uring(&self) -> &'r super::Reactor {
+    /// An op on a borrowed or owned reactor (which must be an io_uring reactor).
+    pub(crate) fn on(reactor: crate::driver::ReactorRef<'r>, data: T) -> Op<'r, T> {
+        match reactor {
+            crate::driver::ReactorRef::Borrowed(r) => Op::new(r, data),
+            crate::driver::ReactorRef::Owned(arc) => {
+                let uring: *const super::Reactor =
+                    arc.as_uring().expect("spindle: completion op on a non-io_uring reactor");
+                // SAFETY: the reference points into `arc`'s allocation, which `_owner` keeps alive
+                // and unmoved as long as this op exists (it is dropped after `Drop::drop`, the
+                // last use); it is never handed out beyond a borrow of the op (see `uring`).
+                let reactor = unsafe { &*uring };
+                Op { reactor, phase: Phase::Idle, cancel_requested: false, data: Some(data), _owner: Some(arc) }
+            }
+        }
+    }
+
+    /// The reactor, for as long as this op is borrowed (see `on`: it may point into `_owner`).
+    fn uring(&self) -> &super::Reactor {
         self.reactor
     }
 
     /// Requests cancellation and waits for the op's final completion: returns the resources and
     /// the result (`ECANCELED`, or whatever completed or was transferred before the cancel).
     pub(crate) async fn cancel(mut self) -> Completion<T> {
-        match std::mem::replace(&mut self.state, OpState::Done) {
-            OpState::Idle(data) => {
+        match self.phase {
+            Phase::Idle => {
+                self.phase = Phase::Done;
+                let data = self.data.take().expect("spindle: an idle op holds its data");
                 Completion { result: Err(io::Error::from_raw_os_error(libc::ECANCELED)), flags: 0, data }
             }
-            OpState::Submitted { index, generation, kept } => {
-                self.state = OpState::Submitted { index, generation, kept };
+            Phase::Submitted { index, generation } => {
                 self.cancel_requested = true;
                 self.uring().cancel_op(index, generation);
                 (&mut self).await
             }
-            OpState::Done => panic!("spindle: op cancelled after completion"),
+            Phase::Done => panic!("spindle: op cancelled after completion"),
         }
     }
 }
@@ -166,71 +193,73 @@ impl<T: OpData> Future for Op<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion<T>> {
         let this = self.get_mut();
-        match std::mem::replace(&mut this.state, OpState::Done) {
-            OpState::Idle(data) => this.submit(data, cx),
-            OpState::Submitted { index, generation, kept } => match this.uring().poll_op(index, generation, cx.waker())
-            {
-                Some((res, flags, boxed)) => {
-                    let data = match (kept, boxed) {
-                        (Some(data), _) => data,
-                        (None, Some(b)) => *b.downcast::<T>().expect("spindle: op slot holds another op's data"),
-                        (None, None) => unreachable!("spindle: a completed op's data is nowhere"),
-                    };
-                    if res == -libc::ECANCELED && !this.cancel_requested && T::RESUBMIT_IF_KERNEL_CANCELLED {
-                        // Nobody here cancelled it: the thread that submitted it exited (see
-                        // `RESUBMIT_IF_KERNEL_CANCELLED`). It did nothing; submit it again.
-                        return this.submit(data, cx);
-                    }
-                    let mut data = data;
-                    if res == -libc::EBADF && data.fall_back_to_fd() {
-                        // Its registered-file slot is empty (the install failed): it did
-                        // nothing; submit it again naming the fd.
-                        return this.submit(data, cx);
-                    }
-                    let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as u32) };
-                    Poll::Ready(Completion { result, flags, data })
+        match this.phase {
+            Phase::Idle => this.submit(cx),
+            Phase::Submitted { index, generation } => {
+                let (res, flags, boxed) = match this.uring().poll_op(index, generation, cx.waker()) {
+                    Some(done) => done,
+                    None => return Poll::Pending,
+                };
+                if let Some(b) = boxed {
+                    this.data = Some(*b.downcast::<T>().expect("spindle: op slot holds another op's data"));
                 }
-                None => {
-                    this.state = OpState::Submitted { index, generation, kept };
-                    Poll::Pending
+                this.phase = Phase::Idle;
+                if res == -libc::ECANCELED && !this.cancel_requested && T::RESUBMIT_IF_KERNEL_CANCELLED {
+                    // Nobody here cancelled it: the thread that submitted it exited (see
+                    // `RESUBMIT_IF_KERNEL_CANCELLED`). It did nothing; submit it again.
+                    return this.submit(cx);
                 }
-            },
-            OpState::Done => panic!("spindle: op polled after completion"),
+                if res == -libc::EBADF && this.data.as_mut().is_some_and(|d| d.fall_back_to_fd()) {
+                    // Its registered-file slot is empty (the install failed): it did
+                    // nothing; submit it again naming the fd.
+                    return this.submit(cx);
+                }
+                this.phase = Phase::Done;
+                let data = this.data.take().expect("spindle: a completed op's data is nowhere");
+                let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as u32) };
+                Poll::Ready(Completion { result, flags, data })
+            }
+            Phase::Done => panic!("spindle: op polled after completion"),
         }
     }
 }
 
 impl<T: OpData> Op<'_, T> {
-    /// Moves `data` into a new slot (or, movable, keeps it here) and pushes its SQE.
-    fn submit(&mut self, mut data: T, cx: &mut Context<'_>) -> Poll<Completion<T>> {
+    /// Pushes the SQE of the idle op's data: a movable op's data stays where it is, any other's
+    /// moves (boxed) into the new slot.
+    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<Completion<T>> {
         if self.uring().is_shut_down() {
             // Nothing would ever reap it.
+            self.phase = Phase::Done;
+            let data = self.data.take().expect("spindle: an idle op holds its data");
             return Poll::Ready(Completion { result: Err(super::super::shut_down_error()), flags: 0, data });
         }
-        let (sqe, boxed, kept) = if T::MOVABLE {
-            (data.sqe(), None, Some(data))
+        let (sqe, boxed) = if T::MOVABLE {
+            (self.data.as_mut().expect("spindle: an idle op holds its data").sqe(), None)
         } else {
             // Boxed first: the SQE may point into the value itself.
-            let mut b = Box::new(data);
+            let mut b = Box::new(self.data.take().expect("spindle: an idle op holds its data"));
             let sqe = b.sqe();
-            (sqe, Some(b as Box<dyn Any + Send>), None)
+            (sqe, Some(b as Box<dyn Any + Send>))
         };
         // SAFETY: `OpData` promises the SQE points only into heap storage that stays put until
         // the final CQE: the boxed value, which the reactor's slot owns without moving it until
         // then (also if this future is dropped), or, for a movable op, heap storage the value
-        // owns, which this future keeps untouched until the final CQE and hands to the slot if
-        // dropped before it (see `Drop`).
+        // owns, which this future keeps untouched in `data` until the final CQE and hands to the
+        // slot if dropped before it (see `Drop`).
         let (index, generation) = unsafe { self.uring().submit_op(boxed, sqe, cx.waker().clone()) };
-        self.state = OpState::Submitted { index, generation, kept };
+        self.phase = Phase::Submitted { index, generation };
         Poll::Pending
     }
 }
 
 impl<T: OpData> Drop for Op<'_, T> {
     fn drop(&mut self) {
-        if let OpState::Submitted { index, generation, kept } = std::mem::replace(&mut self.state, OpState::Done) {
+        if let Phase::Submitted { index, generation } = self.phase {
+            self.phase = Phase::Done;
             // A movable op's data goes to the slot, which keeps it until the final completion,
             // with a strong reference to what it borrowed so far.
+            let kept = if T::MOVABLE { self.data.take() } else { None };
             let keeper = kept.as_ref().and_then(T::detach);
             let kept = kept.map(|d| Box::new(d) as Box<dyn Any + Send>);
             let hook = if T::HAS_ORPHAN_HOOK { Some(orphan_hook::<T> as OrphanHook) } else { None };
@@ -698,6 +727,21 @@ pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Bu
 }
 
 /// Sends `buf`'s initialized bytes (sockets; may be short; `EPIPE` rather than SIGPIPE).
+impl<'r, B: IoBuf, K: Keep> Op<'r, SendOp<B, K>> {
+    /// A `send` of `buf`'s initialized bytes on `reactor` (see [`send`]); the completion's data
+    /// gives the buffer back ([`SendOp::into_buf`]).
+    pub(crate) fn send(reactor: crate::driver::ReactorRef<'r>, fd: OpFd, buf: B, keep: K) -> Op<'r, SendOp<B, K>> {
+        Op::on(reactor, SendOp { fd, buf, keep })
+    }
+}
+
+impl<B, K> SendOp<B, K> {
+    /// The buffer, back from the op.
+    pub(crate) fn into_buf(self) -> B {
+        self.buf
+    }
+}
+
 pub(crate) async fn send<B: IoBuf, K: Keep>(
     r: &Arc<Reactor>,
     fd: impl Into<OpFd>,
