@@ -22,9 +22,13 @@
 //! processes) and on tokio under a load generator in a process of its own: `wrk` when it is on
 //! `PATH`, else this binary's built-in one (`--http-load`). Its runs last a fixed time (~3 s;
 //! `--quick`: 0.3 s and a single round), and it reports requests/s against the faster tokio.
+//!
+//! `memory` (mem_rows.rs) is not timed: heap bytes per idle task and per idle TCP connection on every
+//! spindle flavour and backend, tokio and smol, printed in a table of its own after the timed rows.
 
 mod http_rows;
 mod io_rows;
+mod mem_rows;
 mod raw_uring;
 mod rt;
 mod rt_spindle;
@@ -278,10 +282,12 @@ fn main() -> ExitCode {
     specs.extend(struct_rows::specs(opts.quick));
     specs.extend(timer_rows::specs(opts.quick));
     specs.extend(io_rows::specs(opts.quick));
+    // The memory row is not timed: it has its own runner and table (mem_rows.rs).
+    let run_memory = opts.only.is_empty() || opts.only.iter().any(|n| n == mem_rows::ROW);
     if !opts.only.is_empty() {
-        for n in &opts.only {
+        for n in opts.only.iter().filter(|n| *n != mem_rows::ROW) {
             if !specs.iter().any(|s| s.name == n || s.name.starts_with(&format!("{n}_"))) {
-                let names: Vec<_> = specs.iter().map(|s| s.name).collect();
+                let names: Vec<_> = specs.iter().map(|s| s.name).chain([mem_rows::ROW]).collect();
                 eprintln!("--only: no workload {n:?}; workloads: {}", names.join(", "));
                 return ExitCode::from(2);
             }
@@ -392,6 +398,12 @@ fn main() -> ExitCode {
             }
         }
         results.push(w);
+    }
+
+    if run_memory {
+        for f in mem_rows::run(opts.quick) {
+            failed.push(f);
+        }
     }
 
     print_summary(&results);

@@ -4,6 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use spindle::runtime::IoDriver;
+
 use crate::rt::Rt;
 
 /// spindle, multi-thread (2 workers), current-thread or per-core (2 cores).
@@ -15,8 +17,14 @@ pub struct Spindle {
 impl Spindle {
     /// Work-stealing runtime with `workers` workers.
     pub fn multi_thread(workers: usize) -> Spindle {
+        Spindle::multi_thread_on(workers, IoDriver::Auto)
+    }
+
+    /// [`multi_thread`](Self::multi_thread) on the given I/O driver.
+    pub fn multi_thread_on(workers: usize, driver: IoDriver) -> Spindle {
         let rt = spindle::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
+            .io_driver(driver)
             .build()
             .expect("build spindle multi-thread runtime");
         Spindle { rt, name: "spindle-mt" }
@@ -24,9 +32,15 @@ impl Spindle {
 
     /// Current-thread runtime.
     pub fn current_thread() -> Spindle {
+        Spindle::current_thread_on(IoDriver::Auto)
+    }
+
+    /// [`current_thread`](Self::current_thread) on the given I/O driver.
+    pub fn current_thread_on(driver: IoDriver) -> Spindle {
         // As `#[spindle::main(flavor = "current_thread")]` builds it: bound to the thread driving it.
         let rt = spindle::runtime::Builder::new_current_thread()
             .bind_to_driving_thread(true)
+            .io_driver(driver)
             .build()
             .expect("build spindle current-thread runtime");
         Spindle { rt, name: "spindle-ct" }
@@ -35,8 +49,14 @@ impl Spindle {
     /// Per-core runtime with `cores` cores (each a current-thread runtime on its own pinned
     /// thread; no work stealing).
     pub fn per_core(cores: usize) -> Spindle {
+        Spindle::per_core_on(cores, IoDriver::Auto)
+    }
+
+    /// [`per_core`](Self::per_core) on the given I/O driver.
+    pub fn per_core_on(cores: usize, driver: IoDriver) -> Spindle {
         let rt = spindle::runtime::Builder::new_per_core()
             .worker_threads(cores)
+            .io_driver(driver)
             .build()
             .expect("build spindle per-core runtime");
         Spindle { rt, name: "spindle-pc" }

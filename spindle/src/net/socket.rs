@@ -32,8 +32,10 @@ pub(crate) struct PollSocket {
     fixed: OnceLock<FixedFile>,
     reg: Registration,
     /// Waiters of `&self` methods that several tasks may call at once (one per direction); the
-    /// registration keeps one waker per direction, which is this fan-out's.
-    shared: [Arc<FanOut>; 2],
+    /// registration keeps one waker per direction, which is this fan-out's. Made on first use:
+    /// stream sockets never need them (their methods take `&mut self`), and made eagerly they
+    /// were 128 of the heap bytes of every idle connection.
+    shared: [OnceLock<Arc<FanOut>>; 2],
     /// Per direction: readiness has been observed (or a syscall said `WouldBlock`) since the
     /// registration. Until then the first operation tries its syscall eagerly instead of waiting
     /// for the reactor's first event (a fresh socket is usually writable at once).
@@ -541,7 +543,7 @@ impl PollSocket {
         if spindle_core::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
-        let fan = &self.shared[dir_index(dir)];
+        let fan = self.shared[dir_index(dir)].get_or_init(Default::default);
         let fan_waker = Waker::from(fan.clone());
         let mut fan_cx = Context::from_waker(&fan_waker);
         let mut f = f;
