@@ -856,6 +856,7 @@ impl<'a, B: IoBufMut> RecvState<'a, B> {
 impl<B: IoBufMut> Future for RecvOwned<'_, B> {
     type Output = BufResult<usize, B>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
         let this = self.get_mut();
         let sock = this.sock;
@@ -934,6 +935,7 @@ enum SendState<'a, B: IoBuf> {
 impl<B: IoBuf> Future for SendOwned<'_, B> {
     type Output = BufResult<usize, B>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
         let this = self.get_mut();
         let sock = this.sock;

@@ -191,6 +191,7 @@ impl<T: OpData> Unpin for Op<'_, T> {}
 impl<T: OpData> Future for Op<'_, T> {
     type Output = Completion<T>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion<T>> {
         let this = self.get_mut();
         match this.phase {
