@@ -148,6 +148,20 @@ pub trait IdleNet: 'static {
     fn serve(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static;
 }
 
+/// An idle connection's task on a `futures_io::AsyncRead` stream (spindle's, smol's): reads
+/// into a 64-byte array until end of stream (or an error); returns the bytes read.
+async fn read_to_end_of_stream<S: futures_lite::AsyncRead + Unpin>(mut s: S) -> usize {
+    use futures_lite::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    let mut total = 0;
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+    }
+}
+
 /// spindle's `TcpListener`/`TcpStream`, read through `futures_io::AsyncRead`.
 pub struct SpindleIdle;
 
@@ -162,16 +176,8 @@ impl IdleNet for SpindleIdle {
     async fn accept(l: &Self::Listener) -> Self::Stream {
         l.accept().await.expect("spindle accept").0
     }
-    async fn serve(mut s: Self::Stream) -> usize {
-        use futures_lite::AsyncReadExt;
-        let mut buf = [0u8; 64];
-        let mut total = 0;
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-        }
+    fn serve(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
+        read_to_end_of_stream(s)
     }
 }
 
@@ -216,16 +222,8 @@ impl IdleNet for SmolIdle {
     async fn accept(l: &Self::Listener) -> Self::Stream {
         l.accept().await.expect("async-io accept").0
     }
-    async fn serve(mut s: Self::Stream) -> usize {
-        use futures_lite::AsyncReadExt;
-        let mut buf = [0u8; 64];
-        let mut total = 0;
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-        }
+    fn serve(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
+        read_to_end_of_stream(s)
     }
 }
 
