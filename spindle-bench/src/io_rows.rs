@@ -139,7 +139,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
 // The workload, written once over a small TCP trait.
 
 /// The TCP types of one runtime.
-trait Net: 'static {
+pub(crate) trait Net: 'static {
     type Listener: Send + Sync + 'static;
     type Stream: Send + 'static;
     fn listen() -> impl Future<Output = (Self::Listener, SocketAddr)> + Send;
@@ -149,6 +149,9 @@ trait Net: 'static {
     fn client(s: Self::Stream, conn: usize, rts: usize) -> impl Future<Output = u64> + Send + 'static;
     /// Echoes until end of stream; returns the bytes echoed.
     fn server(s: Self::Stream) -> impl Future<Output = u64> + Send + 'static;
+    /// An idle connection's server (the `memory` row, mem_rows.rs): reads into a 64-byte array
+    /// until end of stream, as a user of the runtime writes it; returns the bytes read.
+    fn idle(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static;
 }
 
 /// `conns` connections over loopback, made from a task of runtime `R`: their client ends and
@@ -266,7 +269,7 @@ fn run_echo_per_core(rt: &spindle::runtime::Runtime, conns: usize, rts: usize, c
     Outcome { wall_ns, cpu_ns, check, syscalls }
 }
 
-struct SpindleNet;
+pub(crate) struct SpindleNet;
 
 /// A connection's buffer for spindle's owned-buffer I/O: the message's 64 bytes on cache lines
 /// of their own. Owned buffers live on the heap, and 64-byte boxes from the allocator put several
@@ -326,6 +329,10 @@ impl Net for SpindleNet {
     type Listener = spindle::net::TcpListener;
     type Stream = spindle::net::TcpStream;
 
+    fn idle(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
+        crate::mem_rows::read_to_end_of_stream(s)
+    }
+
     async fn listen() -> (Self::Listener, SocketAddr) {
         let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.expect("spindle bind");
         let a = l.local_addr().unwrap();
@@ -380,11 +387,23 @@ impl Net for SpindleNet {
     }
 }
 
-struct TokioNet;
+pub(crate) struct TokioNet;
 
 impl Net for TokioNet {
     type Listener = tokio::net::TcpListener;
     type Stream = tokio::net::TcpStream;
+
+    async fn idle(mut s: Self::Stream) -> usize {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    }
 
     async fn listen() -> (Self::Listener, SocketAddr) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("tokio bind");
@@ -432,11 +451,15 @@ impl Net for TokioNet {
     }
 }
 
-struct SmolNet;
+pub(crate) struct SmolNet;
 
 impl Net for SmolNet {
     type Listener = async_io::Async<std::net::TcpListener>;
     type Stream = async_io::Async<std::net::TcpStream>;
+
+    fn idle(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
+        crate::mem_rows::read_to_end_of_stream(s)
+    }
 
     async fn listen() -> (Self::Listener, SocketAddr) {
         let l = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).expect("async-io bind");

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::io_rows::{Net, SmolNet, SpindleNet, TokioNet};
 use crate::rt::{Rt, Smol, Tokio};
 use crate::rt_spindle::Spindle;
 
@@ -138,19 +139,9 @@ fn idle_tasks<R: Rt>(rt: &R, n: usize) -> Result<f64, String> {
     })
 }
 
-/// A runtime's sockets, as its users write an idle connection.
-pub trait IdleNet: 'static {
-    type Listener: Send + Sync + 'static;
-    type Stream: Send + 'static;
-    fn listen() -> impl Future<Output = (Self::Listener, SocketAddr)> + Send;
-    fn accept(l: &Self::Listener) -> impl Future<Output = Self::Stream> + Send + '_;
-    /// Reads into a 64-byte array until end of stream; returns the bytes read.
-    fn serve(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static;
-}
-
 /// An idle connection's task on a `futures_io::AsyncRead` stream (spindle's, smol's): reads
 /// into a 64-byte array until end of stream (or an error); returns the bytes read.
-async fn read_to_end_of_stream<S: futures_lite::AsyncRead + Unpin>(mut s: S) -> usize {
+pub(crate) async fn read_to_end_of_stream<S: futures_lite::AsyncRead + Unpin>(mut s: S) -> usize {
     use futures_lite::AsyncReadExt;
     let mut buf = [0u8; 64];
     let mut total = 0;
@@ -162,73 +153,8 @@ async fn read_to_end_of_stream<S: futures_lite::AsyncRead + Unpin>(mut s: S) -> 
     }
 }
 
-/// spindle's `TcpListener`/`TcpStream`, read through `futures_io::AsyncRead`.
-pub struct SpindleIdle;
-
-impl IdleNet for SpindleIdle {
-    type Listener = spindle::net::TcpListener;
-    type Stream = spindle::net::TcpStream;
-    async fn listen() -> (Self::Listener, SocketAddr) {
-        let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.expect("spindle bind");
-        let a = l.local_addr().expect("spindle local_addr");
-        (l, a)
-    }
-    async fn accept(l: &Self::Listener) -> Self::Stream {
-        l.accept().await.expect("spindle accept").0
-    }
-    fn serve(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
-        read_to_end_of_stream(s)
-    }
-}
-
-/// tokio's sockets, read through `tokio::io::AsyncReadExt`.
-pub struct TokioIdle;
-
-impl IdleNet for TokioIdle {
-    type Listener = tokio::net::TcpListener;
-    type Stream = tokio::net::TcpStream;
-    async fn listen() -> (Self::Listener, SocketAddr) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("tokio bind");
-        let a = l.local_addr().expect("tokio local_addr");
-        (l, a)
-    }
-    async fn accept(l: &Self::Listener) -> Self::Stream {
-        l.accept().await.expect("tokio accept").0
-    }
-    async fn serve(mut s: Self::Stream) -> usize {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 64];
-        let mut total = 0;
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-        }
-    }
-}
-
-/// smol's sockets (`async_io::Async`), read through `futures_lite::AsyncReadExt`.
-pub struct SmolIdle;
-
-impl IdleNet for SmolIdle {
-    type Listener = async_io::Async<std::net::TcpListener>;
-    type Stream = async_io::Async<std::net::TcpStream>;
-    async fn listen() -> (Self::Listener, SocketAddr) {
-        let l = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).expect("async-io bind");
-        let a = l.get_ref().local_addr().expect("async-io local_addr");
-        (l, a)
-    }
-    async fn accept(l: &Self::Listener) -> Self::Stream {
-        l.accept().await.expect("async-io accept").0
-    }
-    fn serve(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
-        read_to_end_of_stream(s)
-    }
-}
-
 /// One idle-connection measurement on `rt`: bytes per connection, or why it failed.
-fn idle_conns<R: Rt, N: IdleNet>(rt: &R, n: usize) -> Result<f64, String> {
+fn idle_conns<R: Rt, N: Net>(rt: &R, n: usize) -> Result<f64, String> {
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -270,7 +196,7 @@ fn idle_conns<R: Rt, N: IdleNet>(rt: &R, n: usize) -> Result<f64, String> {
             let (waiting, finished, read_bytes) = (waiting.clone(), finished.clone(), read_bytes.clone());
             R::spawn_detached(async move {
                 waiting.fetch_add(1, Ordering::AcqRel);
-                let got = N::serve(s).await;
+                let got = N::idle(s).await;
                 read_bytes.fetch_add(got, Ordering::AcqRel);
                 finished.fetch_add(1, Ordering::AcqRel);
             });
@@ -315,13 +241,7 @@ fn median_of(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn measure<R: Rt, N: IdleNet>(
-    name: String,
-    make: impl Fn() -> R,
-    rounds: usize,
-    tasks: usize,
-    conns: usize,
-) -> MemResult {
+fn measure<R: Rt, N: Net>(name: String, make: impl Fn() -> R, rounds: usize, tasks: usize, conns: usize) -> MemResult {
     let mut t = Vec::new();
     let mut c = Vec::new();
     let mut task_err = None;
@@ -384,21 +304,21 @@ pub fn run(quick: bool) -> Vec<String> {
             println!("   spindle on io_uring: not available here, skipped");
             continue;
         }
-        results.push(measure::<Spindle, SpindleIdle>(
+        results.push(measure::<Spindle, SpindleNet>(
             format!("spindle-ct/{tag}"),
             || Spindle::current_thread_on(driver),
             rounds,
             tasks,
             conns,
         ));
-        results.push(measure::<Spindle, SpindleIdle>(
+        results.push(measure::<Spindle, SpindleNet>(
             format!("spindle-mt/{tag}"),
             || Spindle::multi_thread_on(2, driver),
             rounds,
             tasks,
             conns,
         ));
-        results.push(measure::<Spindle, SpindleIdle>(
+        results.push(measure::<Spindle, SpindleNet>(
             format!("spindle-pc/{tag}"),
             || Spindle::per_core_on(2, driver),
             rounds,
@@ -406,10 +326,10 @@ pub fn run(quick: bool) -> Vec<String> {
             conns,
         ));
     }
-    results.push(measure::<Tokio, TokioIdle>("tokio-ct".into(), Tokio::current_thread_io, rounds, tasks, conns));
-    results.push(measure::<Tokio, TokioIdle>("tokio-mt".into(), || Tokio::multi_thread_io(2), rounds, tasks, conns));
-    results.push(measure::<Smol, SmolIdle>("smol-1t".into(), Smol::single_thread_io, rounds, tasks, conns));
-    results.push(measure::<Smol, SmolIdle>("smol-mt".into(), || Smol::multi_thread_io(2), rounds, tasks, conns));
+    results.push(measure::<Tokio, TokioNet>("tokio-ct".into(), Tokio::current_thread_io, rounds, tasks, conns));
+    results.push(measure::<Tokio, TokioNet>("tokio-mt".into(), || Tokio::multi_thread_io(2), rounds, tasks, conns));
+    results.push(measure::<Smol, SmolNet>("smol-1t".into(), Smol::single_thread_io, rounds, tasks, conns));
+    results.push(measure::<Smol, SmolNet>("smol-mt".into(), || Smol::multi_thread_io(2), rounds, tasks, conns));
     report(&results)
 }
 
