@@ -87,13 +87,21 @@ fn spawn_during_shutdown_is_cancelled_not_lost() {
 #[test]
 fn shutdown_waits_for_blocking_jobs() {
     let rt = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
-    let d = done.clone();
+    let (s, d) = (started.clone(), done.clone());
     rt.spawn_blocking(move || {
+        s.fetch_add(1, SeqCst);
         std::thread::sleep(Duration::from_millis(50));
         d.fetch_add(1, SeqCst);
     });
-    std::thread::sleep(Duration::from_millis(5));
+    // Running, not just queued: shutdown cancels queued jobs that never started (as tokio's
+    // does). A fixed 5 ms sleep here was not always enough on a busy host (CI failed once).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while started.load(SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(started.load(SeqCst), 1, "the blocking job never started");
     drop(rt);
     assert_eq!(done.load(SeqCst), 1);
 }
