@@ -49,9 +49,37 @@ use super::Reactor;
 pub(crate) enum End {
     Connecting,
     Accepted,
-    /// Not a pair: a socket created outside the cores of a per-core runtime, served by the
-    /// core that first uses it (see [`Placement::first_user`]).
-    FirstUser,
+}
+
+/// How a registration is placed: as one end of a loopback pair (the [`Placement`] both ends
+/// share), or, for a socket created outside the cores of the per-core runtime whose address is
+/// `runtime`, by its first user: its readiness is watched by the reactor of the core that first
+/// waits on it, or by the one it was registered with if that wait is not on one of the
+/// runtime's cores. Without it, such a socket stays with the core it was dealt to at creation,
+/// and every event of a task on another core crosses cores. A first-user placement has nothing
+/// to share, so it is kept inline (it was a 64-byte allocation per socket).
+pub(crate) enum Placed {
+    Pair(Arc<Placement>),
+    FirstUser { runtime: usize },
+}
+
+impl Placed {
+    /// The reactor to arm the readiness watch on, `fallback` being the one the registration was
+    /// made on: decided now (first user) or by the pair's first asker.
+    pub(crate) fn watch_reactor(&self, fallback: &Arc<Reactor>) -> Arc<Reactor> {
+        match self {
+            Placed::Pair(p) => p.reactor(fallback).clone(),
+            Placed::FirstUser { runtime } => crate::rt::core_reactor_of(*runtime).unwrap_or_else(|| fallback.clone()),
+        }
+    }
+
+    /// The pair's placement once both ends are known to be in this runtime.
+    pub(crate) fn matched_pair(&self) -> Option<&Placement> {
+        match self {
+            Placed::Pair(p) if p.is_matched() => Some(p),
+            _ => None,
+        }
+    }
 }
 
 /// The reactor the two ends of one connection share (see the module contract).
@@ -71,24 +99,12 @@ impl Placement {
     /// `fallback` being the reactor the caller's registration was made on.
     pub(crate) fn reactor(&self, fallback: &Arc<Reactor>) -> &Arc<Reactor> {
         self.reactor.get_or_init(|| {
-            if self.end == End::FirstUser {
-                return crate::rt::core_reactor_of(self.runtime).unwrap_or_else(|| fallback.clone());
-            }
             // A connection in the runtime, or an accepted one (whose peer may still join): the
             // workers' reactors in turn, as for accepted connections. A connecting end whose
             // peer is elsewhere: where its user runs, as for any connected socket.
             let spread = self.end == End::Accepted || self.is_matched();
             crate::rt::placement_reactor(self.runtime, spread).unwrap_or_else(|| fallback.clone())
         })
-    }
-
-    /// The placement of a socket created outside the cores of the per-core runtime whose
-    /// address is `runtime`: its readiness is watched by the reactor of the core that first
-    /// waits on it, or by `fallback` (the one it was registered with) if that wait is not on
-    /// one of the runtime's cores. Without it, such a socket stays with the core it was dealt
-    /// to at creation, and every event of a task on another core crosses cores.
-    pub(crate) fn first_user(runtime: usize) -> Arc<Placement> {
-        Arc::new(Placement { reactor: OnceLock::new(), end: End::FirstUser, matched: AtomicBool::new(false), runtime })
     }
 
     /// Whether both ends are known to be in this runtime.

@@ -131,7 +131,7 @@ pub(crate) struct Registration {
     /// the cores of a per-core runtime: the watch is armed lazily, on the reactor the placement
     /// picks (see [`super::placement`]); set at creation, or (connects) once connected, before
     /// any other use.
-    placement: OnceLock<Arc<super::placement::Placement>>,
+    placement: OnceLock<super::placement::Placed>,
 }
 
 /// An armed readiness watch.
@@ -158,10 +158,10 @@ impl Registration {
 
     /// [`with_reactor`](Self::with_reactor), except outside the cores of a per-core runtime:
     /// there the watch is armed lazily, by the core that first waits on the fd (see
-    /// [`super::placement::Placement::first_user`]), `reactor` being the fallback.
+    /// [`super::placement::Placed::FirstUser`]), `reactor` being the fallback.
     fn with_reactor_or_first_user(reactor: Arc<Reactor>, fd: RawFd) -> io::Result<Registration> {
         match crate::rt::outside_per_core() {
-            Some(runtime) => Ok(Registration::placed(reactor, fd, super::placement::Placement::first_user(runtime))),
+            Some(runtime) => Ok(Registration::placed(reactor, fd, super::placement::Placed::FirstUser { runtime })),
             None => Registration::with_reactor(reactor, fd),
         }
     }
@@ -180,11 +180,7 @@ impl Registration {
     /// Registers `fd`, one end of an in-process loopback connection, with `reactor` (its
     /// runtime's; see [`reactor`](Self::reactor)); its readiness watch is armed by the first
     /// readiness wait, on the reactor `placement` picks.
-    pub(crate) fn placed(
-        reactor: Arc<Reactor>,
-        fd: RawFd,
-        placement: Arc<super::placement::Placement>,
-    ) -> Registration {
+    pub(crate) fn placed(reactor: Arc<Reactor>, fd: RawFd, placement: super::placement::Placed) -> Registration {
         let reg = Registration::unarmed(reactor, fd);
         reg.set_placement(placement);
         reg
@@ -195,7 +191,7 @@ impl Registration {
     }
 
     /// Gives a registration made lazily (io_uring) its placement, before any use.
-    pub(crate) fn set_placement(&self, placement: Arc<super::placement::Placement>) {
+    pub(crate) fn set_placement(&self, placement: super::placement::Placed) {
         debug_assert!(self.watch.get().is_none(), "placed after use");
         let _ = self.placement.set(placement);
     }
@@ -204,7 +200,7 @@ impl Registration {
     /// in one runtime: the one its placement picks (see [`super::placement`]), so that the two
     /// ends' tasks meet on its worker (a task follows the ring its op completes on).
     pub(crate) fn placed_ops_reactor(&self) -> Option<&Arc<Reactor>> {
-        let p = self.placement.get().filter(|p| p.is_matched())?;
+        let p = self.placement.get()?.matched_pair()?;
         let r = p.reactor(&self.reactor);
         r.as_uring().is_some().then_some(r)
     }
@@ -212,7 +208,7 @@ impl Registration {
     /// Arms the readiness watch on first use (see `watch`); a no-op once armed.
     fn arm(&self) -> io::Result<()> {
         let watch = self.watch.get_or_init(|| {
-            let on = self.placement.get().map(|p| p.reactor(&self.reactor).clone());
+            let on = self.placement.get().map(|p| p.watch_reactor(&self.reactor));
             match on.as_ref().unwrap_or(&self.reactor).register(self.fd, &self.io) {
                 Ok(key) => Ok(Watch { key, on }),
                 Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),

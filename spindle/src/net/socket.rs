@@ -83,16 +83,16 @@ impl Drop for FixedFile {
 /// A socket connecting (its local port bound) to `addr`: if that is a loopback address and this
 /// is a multi-thread runtime, the placement it shares with the connection's accepted end should
 /// the runtime accept it (see `driver::placement`).
-fn connecting_pair(sock: &Socket, addr: &SockAddr) -> Option<Arc<placement::Placement>> {
+fn connecting_pair(sock: &Socket, addr: &SockAddr) -> Option<placement::Placed> {
     addr.as_socket().filter(placement::is_loopback)?;
     let local = sock.local_addr().ok()?.as_socket()?;
-    crate::rt::with_loopback_pairs(|pairs| pairs.join(local, placement::End::Connecting))
+    crate::rt::with_loopback_pairs(|pairs| placement::Placed::Pair(pairs.join(local, placement::End::Connecting)))
 }
 
 /// Outside the cores of a per-core runtime: the placement that lets the core that first waits on
-/// a socket watch it (see `Placement::first_user`).
-fn first_user_placement() -> Option<Arc<placement::Placement>> {
-    crate::rt::outside_per_core().map(placement::Placement::first_user)
+/// a socket watch it (see `Placed::FirstUser`).
+fn first_user_placement() -> Option<placement::Placed> {
+    crate::rt::outside_per_core().map(|runtime| placement::Placed::FirstUser { runtime })
 }
 
 /// Wakes every task that waits on a direction through a `&self` method.
@@ -261,7 +261,8 @@ impl PollSocket {
     pub(crate) fn accepted(sock: Socket, peer: Option<std::net::SocketAddr>) -> io::Result<PollSocket> {
         let pair = peer
             .filter(placement::is_loopback)
-            .and_then(|peer| crate::rt::with_loopback_pairs(|pairs| pairs.join(peer, placement::End::Accepted)));
+            .and_then(|peer| crate::rt::with_loopback_pairs(|pairs| pairs.join(peer, placement::End::Accepted)))
+            .map(placement::Placed::Pair);
         if let Some(pair) = pair {
             let reactor = crate::rt::current_reactor().unwrap_or_else(crate::driver::global_reactor);
             let reg = Registration::placed(reactor, sock.as_raw_fd(), pair);

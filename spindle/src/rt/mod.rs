@@ -951,7 +951,7 @@ pub fn current_core() -> Option<usize> {
 
 /// The address of the per-core runtime current on this thread when this thread is not one of
 /// its cores (`block_on`, `Runtime::enter`): objects created here get a
-/// [`Placement::first_user`](crate::driver::placement::Placement::first_user).
+/// [`Placed::FirstUser`](crate::driver::placement::Placed::FirstUser).
 pub(crate) fn outside_per_core() -> Option<usize> {
     context::with_scheduler(|s| match s {
         Some(Scheduler::PerCore(s)) => Some(Arc::as_ptr(s) as usize),

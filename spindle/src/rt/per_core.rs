@@ -24,7 +24,7 @@
 //!   a chosen one, through that core's inject queue (the cross-core hand-over: a lock-free push
 //!   and, if the core is parked, one wake-up). `spawn_local` there panics: no core runs there.
 //!   Sockets created there are watched by the core whose task first waits on them
-//!   (`driver::placement::Placement::first_user`); their io_uring ops, as any task's, go to the
+//!   (`driver::placement::Placed::FirstUser`); their io_uring ops, as any task's, go to the
 //!   ring of the core the task runs on.
 //! - Virtual time is refused (`start_paused` fails the build, `time::pause` panics): each core
 //!   decides alone when it is idle, and a core jumping the shared clock while another one runs
