@@ -151,7 +151,7 @@ pub(crate) trait Net: 'static {
     fn server(s: Self::Stream) -> impl Future<Output = u64> + Send + 'static;
     /// An idle connection's server (the `memory` row, mem_rows.rs): reads into a 64-byte array
     /// until end of stream, as a user of the runtime writes it; returns the bytes read.
-    fn idle(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static;
+    fn idle(s: Self::Stream) -> impl Future<Output = std::io::Result<usize>> + Send + 'static;
 }
 
 /// `conns` connections over loopback, made from a task of runtime `R`: their client ends and
@@ -329,7 +329,7 @@ impl Net for SpindleNet {
     type Listener = spindle::net::TcpListener;
     type Stream = spindle::net::TcpStream;
 
-    fn idle(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
+    fn idle(s: Self::Stream) -> impl Future<Output = std::io::Result<usize>> + Send + 'static {
         crate::mem_rows::read_to_end_of_stream(s)
     }
 
@@ -393,14 +393,14 @@ impl Net for TokioNet {
     type Listener = tokio::net::TcpListener;
     type Stream = tokio::net::TcpStream;
 
-    async fn idle(mut s: Self::Stream) -> usize {
+    async fn idle(mut s: Self::Stream) -> std::io::Result<usize> {
         use tokio::io::AsyncReadExt;
         let mut buf = [0u8; 64];
         let mut total = 0;
         loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
+            match s.read(&mut buf).await? {
+                0 => return Ok(total),
+                n => total += n,
             }
         }
     }
@@ -457,7 +457,7 @@ impl Net for SmolNet {
     type Listener = async_io::Async<std::net::TcpListener>;
     type Stream = async_io::Async<std::net::TcpStream>;
 
-    fn idle(s: Self::Stream) -> impl Future<Output = usize> + Send + 'static {
+    fn idle(s: Self::Stream) -> impl Future<Output = std::io::Result<usize>> + Send + 'static {
         crate::mem_rows::read_to_end_of_stream(s)
     }
 

@@ -151,8 +151,18 @@ fn start_watchdog() {
         .expect("spawn watchdog");
 }
 
+/// Arms the watchdog for `what`, which must finish within `limit` (see [`unwatch`]).
+pub(crate) fn watch(limit: Duration, what: String) {
+    *WATCH.lock().unwrap() = Some((Instant::now() + limit, what));
+}
+
+/// Disarms the watchdog.
+pub(crate) fn unwatch() {
+    *WATCH.lock().unwrap() = None;
+}
+
 fn timed(b: &dyn Bench, spec: &Spec, limit: Duration) -> (Sample, u64) {
-    *WATCH.lock().unwrap() = Some((Instant::now() + limit, format!("{} on {}", spec.name, b.label())));
+    watch(limit, format!("{} on {}", spec.name, b.label()));
     let c0 = sys::process_cpu_ns();
     let t0 = Instant::now();
     let run = || match b.once_timed(spec.kind) {
@@ -162,7 +172,7 @@ fn timed(b: &dyn Bench, spec: &Spec, limit: Duration) -> (Sample, u64) {
     let check = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(c)) => c,
         Ok(Err((sample, check))) => {
-            *WATCH.lock().unwrap() = None;
+            unwatch();
             return (sample, check);
         }
         Err(_) => {
@@ -173,7 +183,7 @@ fn timed(b: &dyn Bench, spec: &Spec, limit: Duration) -> (Sample, u64) {
     };
     let wall = t0.elapsed();
     let c1 = sys::process_cpu_ns();
-    *WATCH.lock().unwrap() = None;
+    unwatch();
     (Sample { wall_ns: wall.as_nanos() as u64, cpu_ns: c1.saturating_sub(c0) }, check)
 }
 

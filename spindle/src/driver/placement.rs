@@ -179,8 +179,8 @@ pub(crate) fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 /// A loopback address as one number: distinct addresses give distinct keys (an IPv4 address and
-/// port in the low 48 bits; IPv6's one loopback address `::1` and port with bit 48 set). Other
-/// addresses never reach the map; were one to, a shared key would only be a wrong hint.
+/// port in the low 48 bits; IPv6's one loopback address `::1` and port with bit 48 set). Only
+/// loopback addresses reach the map (both ends check), so no two live ends share a key.
 fn pair_key(addr: &SocketAddr) -> u64 {
     match addr {
         SocketAddr::V4(a) => (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port()),

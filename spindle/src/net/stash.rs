@@ -456,8 +456,8 @@ pub(crate) struct StashedOp<'a, T: OpData> {
 }
 
 impl<'a, T: OpData> StashedOp<'a, T> {
-    fn new(reactor: &'a Arc<Reactor>, stash: &'a Stash, data: T) -> StashedOp<'a, T> {
-        StashedOp { op: Op::new(reactor, data), stash, in_flight: false }
+    fn new(reactor: ReactorRef<'a>, stash: &'a Stash, data: T) -> StashedOp<'a, T> {
+        StashedOp { op: Op::on(reactor, data), stash, in_flight: false }
     }
 }
 
@@ -468,7 +468,7 @@ impl<'a, B: IoBufMut> StashedOp<'a, RecvOp<B>> {
         let fd = sock.op_fd(&reactor);
         // SAFETY: the op borrows `sock` for its whole life ('a), and `RecvOp` is movable.
         let sock_ref = unsafe { Lent::new(sock) };
-        StashedOp { op: Op::on(reactor, RecvOp { sock: sock_ref, fd, buf }), stash: &sock.stash, in_flight: false }
+        StashedOp::new(reactor, &sock.stash, RecvOp { sock: sock_ref, fd, buf })
     }
 }
 
@@ -526,7 +526,7 @@ pub(crate) async fn recv_msg<B: IoBufMut>(
     sock: &Arc<PollSocket>,
     buf: B,
 ) -> (io::Result<(usize, SockAddr)>, B) {
-    let mut c = StashedOp::new(r, &sock.stash, RecvMsgOp::new(sock.clone(), buf)).await;
+    let mut c = StashedOp::new(ReactorRef::Borrowed(r), &sock.stash, RecvMsgOp::new(sock.clone(), buf)).await;
     let res = match c.result {
         Ok(n) => {
             let from = c.data.from();

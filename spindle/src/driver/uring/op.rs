@@ -102,7 +102,8 @@ pub(crate) struct Completion<T> {
     pub(crate) data: T,
 }
 
-/// Where an op is in its life (its data is in [`Op::data`], which never moves while in flight).
+/// Where an op is in its life (its data is in [`Op::data`]: a movable op's stays there, unmoved,
+/// while in flight; any other op's is boxed into the slot at submission).
 #[derive(Clone, Copy)]
 enum Phase {
     /// Nothing submitted: `data` holds the op's resources.
@@ -122,9 +123,9 @@ enum Phase {
 /// count traffic per op; [`Op::on`] also takes an owned reference, for ops on a reactor other
 /// than their object's. Dropping it in flight still orphans the slot on that reactor.
 ///
-/// Its fields are laid out so that a poll moves nothing: the data stays where the first poll
-/// found it (no move into and out of a state enum per poll; measured on echo, those moves were
-/// store-forwarding stalls in every op cycle).
+/// A movable op's data stays in one field from creation to completion, where the poll finds it:
+/// no move into and out of a state enum on every poll. (Ops that are not movable are boxed into
+/// their slot at submission and moved back at completion, as before.)
 pub(crate) struct Op<'r, T: OpData> {
     reactor: &'r super::Reactor,
     phase: Phase,
@@ -345,7 +346,8 @@ impl<T: Send + Sync + 'static> Lent<T> {
     ///
     /// `arc`'s value must stay alive as long as this `Lent` is used: put it only in the data of
     /// a [movable](OpData::MOVABLE) op whose future borrows `arc` for its whole life (an `async
-    /// fn` on `&Arc<..>`), and have the op's [`detach`](OpData::detach) return
+    /// fn` on `&Arc<..>`, or a future holding `&'a Arc<..>` for the `'a` of the op, as
+    /// `net::socket`'s `SendOwned` and `RecvOwned` do), and have the op's [`detach`](OpData::detach) return
     /// [`keeper`](Self::keeper). Such an op's data lives in its future (which the borrow
     /// outlives) until it completes; if the future is dropped in flight, its `Drop` takes the
     /// keeper while the borrow still holds, and the slot keeps it as long as the data.
@@ -727,7 +729,6 @@ pub(crate) async fn recv<B: IoBufMut>(r: &Arc<Reactor>, fd: RawFd, buf: B) -> Bu
     filled(Completion { result: c.result, flags: c.flags, data: c.data.buf })
 }
 
-/// Sends `buf`'s initialized bytes (sockets; may be short; `EPIPE` rather than SIGPIPE).
 impl<'r, B: IoBuf, K: Keep> Op<'r, SendOp<B, K>> {
     /// A `send` of `buf`'s initialized bytes on `reactor` (see [`send`]); the completion's data
     /// gives the buffer back ([`SendOp::into_buf`]).
@@ -743,6 +744,7 @@ impl<B, K> SendOp<B, K> {
     }
 }
 
+/// Sends `buf`'s initialized bytes (sockets; may be short; `EPIPE` rather than SIGPIPE).
 pub(crate) async fn send<B: IoBuf, K: Keep>(
     r: &Arc<Reactor>,
     fd: impl Into<OpFd>,
