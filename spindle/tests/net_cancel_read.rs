@@ -397,8 +397,11 @@ fn read_cancellation_storm_keeps_every_stream_intact_and_in_order() {
                 w.await.unwrap();
             }
             eprintln!("storm: {dropped} reads dropped");
-            // The storm really dropped reads mid-stream (seed printed to replay a failure).
-            assert!(dropped >= STORM_CONNS * 10, "only {dropped} reads dropped (seed {seed})");
+            // The storm really dropped reads mid-stream (seed printed to replay a failure). How
+            // many depends on timing (a read polled once finds data more often on a slow host):
+            // hundreds to thousands per flavour, fewest on epoll (about 400 on the per-core
+            // runtime here; a review saw 148 once on a busy host, against a bound of 160).
+            assert!(dropped >= STORM_CONNS * 4, "only {dropped} reads dropped (seed {seed})");
         });
     });
 }
