@@ -431,8 +431,16 @@ impl Shard {
         let mut fired = Vec::new();
         let mut total = 0;
         loop {
+            let mut wheel = self.lock();
+            if wheel.len() == 0 {
+                // Nothing can be due: no clock read. Runtimes call this on every park and
+                // maintenance pass, and with no timer pending the read was all it did (about 3%
+                // of a one-connection echo round trip on the current-thread runtime).
+                return total;
+            }
             let now = self.clock.now_tick();
-            let done = self.lock().advance(now, &mut fired, 64);
+            let done = wheel.advance(now, &mut fired, 64);
+            drop(wheel);
             total += fired.len();
             for w in fired.drain(..) {
                 w.wake();
