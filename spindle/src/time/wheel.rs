@@ -360,8 +360,18 @@ impl Shard {
         waker: &Waker,
         check_clock: bool,
     ) -> Registered {
-        let due = check_clock && deadline <= self.clock.now_tick();
         let mut wheel = self.lock();
+        // Read under the lock: `process` skips an empty wheel without reading the clock (its
+        // `elapsed` then lags), so a registration racing it must see the clock as it is once
+        // `process` is done, or a deadline passed meanwhile would wait for the next `process`.
+        let due = check_clock && {
+            let now = self.clock.now_tick();
+            if wheel.len() == 0 {
+                // What a `process` just before this would have done (no entry to move).
+                wheel.elapsed = wheel.elapsed.max(now);
+            }
+            deadline <= now
+        };
         // SAFETY: the entry is idle, so only its owner (us) touches it until it is linked.
         let r = unsafe { e.as_ref() };
         if due || deadline <= wheel.elapsed {
@@ -435,7 +445,9 @@ impl Shard {
             if wheel.len() == 0 {
                 // Nothing can be due: no clock read. Runtimes call this on every park and
                 // maintenance pass, and with no timer pending the read was all it did (about 3%
-                // of a one-connection echo round trip on the current-thread runtime).
+                // of a one-connection echo round trip on the current-thread runtime). `elapsed`
+                // is then left behind; `register` brings it up to date when it links an entry
+                // into the empty wheel.
                 return total;
             }
             let now = self.clock.now_tick();
