@@ -125,10 +125,12 @@ impl Clock {
         }
     }
 
-    /// How long until `tick` in real time (zero when paused: virtual time does not pass by waiting).
+    /// How long until `tick` in real time. Paused: zero if the clock has reached `tick` (a timer
+    /// is due that its shard has not fired yet: do not park waiting for it), else `None` (virtual
+    /// time does not pass by waiting; auto-advance moves it).
     pub(crate) fn until_tick(&self, tick: Tick) -> Option<Duration> {
         if self.is_paused() {
-            return None;
+            return (tick <= self.now_tick()).then_some(Duration::ZERO);
         }
         let target_ns = tick.saturating_mul(1_000_000);
         Some(Duration::from_nanos(target_ns.saturating_sub(self.elapsed_ns())))

@@ -446,8 +446,9 @@ impl Shard {
                 // Nothing can be due: no clock read. Runtimes call this on every park and
                 // maintenance pass, and with no timer pending the read was all it did (about 3%
                 // of a one-connection echo round trip on the current-thread runtime). `elapsed`
-                // is then left behind; `register` brings it up to date when it links an entry
-                // into the empty wheel.
+                // is then left behind: `register` with `check_clock` brings it up to date; an
+                // unchecked registration may link an entry already due, which the next
+                // `process` fires (a paused clock's park does not wait for it: `until_tick`).
                 return total;
             }
             let now = self.clock.now_tick();
