@@ -506,33 +506,3 @@ fn idle_runtime_does_not_spin() {
         }
     }
 }
-
-/// A sleep first polled after a paused clock moved past its deadline fires even if its worker
-/// parks right after (multi-thread: the owner of the timer shard parks before it processes the
-/// shard). Its deadline is then behind the clock but possibly ahead of the shard's last
-/// processed time (an empty shard is not processed), so the park must not wait for a wake that
-/// virtual time never sends. `block_on` stays busy, so auto-advance cannot rescue it. (A review
-/// reproduced a stall in this scenario when empty shards stopped being processed; here the
-/// worker's own maintenance usually fires the sleep first, so this passes either way.)
-#[test]
-fn a_past_due_sleep_fires_on_a_paused_multi_thread_runtime_while_block_on_is_busy() {
-    let rt = Builder::new_multi_thread().worker_threads(2).start_paused(true).enable_all().build().unwrap();
-    let done = Arc::new(AtomicUsize::new(0));
-    let d = done.clone();
-    rt.block_on(async move {
-        spindle::spawn(async move {
-            let s = sleep(Duration::from_millis(10));
-            advance(Duration::from_millis(20)).await;
-            // Real time, so the other worker and `block_on` run meanwhile.
-            std::thread::sleep(Duration::from_millis(30));
-            s.await;
-            d.store(1, SeqCst);
-        });
-        // Busy without yielding: `block_on` stays awake (no auto-advance) and does no timer work.
-        let t0 = real_now();
-        while done.load(SeqCst) == 0 && t0.elapsed() < Duration::from_secs(3) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(done.load(SeqCst), 1, "a sleep past its deadline under a paused clock never fired");
-    });
-}

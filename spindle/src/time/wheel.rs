@@ -504,6 +504,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
+    use std::time::Duration;
 
     struct CountWake(AtomicUsize);
     impl Wake for CountWake {
@@ -551,6 +552,35 @@ mod tests {
             unsafe { shard.deregister(NonNull::from(&**e)) };
         }
         assert_eq!(shard.len(), 0);
+    }
+
+    /// An empty shard is not processed, so its elapsed time lags the clock; an unchecked
+    /// registration (a sleep created at least 1 ms ahead) first polled after a paused clock passed
+    /// its deadline is linked, not fired. The park the owner then makes must not wait for it:
+    /// a paused clock never reaches a tick by waiting, so its timeout is zero, and the process
+    /// after the park fires it.
+    #[test]
+    fn a_due_entry_linked_into_a_lagging_empty_wheel_does_not_park_a_paused_owner() {
+        let clock = Arc::new(Clock::new(true));
+        let park = crate::rt::park::Driver::new().unwrap();
+        let shard = Shard::new(clock.clone(), park.unparker());
+        let counter = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let start = clock.now_tick();
+        clock.advance_to_tick(start + 20);
+        assert_eq!(shard.process(), 0);
+        let e = Box::pin(Entry::new());
+        let p = NonNull::from(&*e);
+        // SAFETY: pinned box, deregistered below before being dropped.
+        let r = unsafe { shard.register(p, start + 10, &waker, false) };
+        assert!(matches!(r, Registered::Waiting), "the lagging wheel links it (the case under test)");
+        let next = shard.prepare_park().expect("a linked entry has an expiration");
+        assert_eq!(clock.until_tick(next), Some(Duration::ZERO), "a paused owner would park for good");
+        shard.unparked();
+        assert_eq!(shard.process(), 1);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        // SAFETY: registered in this shard.
+        unsafe { shard.deregister(p) };
     }
 
     #[test]
