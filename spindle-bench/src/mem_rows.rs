@@ -21,10 +21,11 @@
 //!   the clients close. Checks: no read returned before the measurement, every read then sees
 //!   end of stream, none fails, nothing is read. Both ends are in this process, so the count
 //!   fits RLIMIT_NOFILE (raised to its hard limit): 9,000 connections, 18,000 fds, where PERF.md
-//!   names 10,000 (the cost per connection is what is compared). On spindle's multi-thread
-//!   runtime an accepted loopback connection also carries what pairs it with its other end
-//!   should that end be in the runtime (`driver::placement`: a placement and a map entry, about
-//!   95 bytes); connections from other hosts do not.
+//!   names 10,000 (the cost per connection is what is compared). The clients are not the
+//!   runtime's, as a server's clients are another program's: on spindle's multi-thread runtime
+//!   an accepted loopback connection carries what pairs it with its other end (a placement and a
+//!   map entry, about 95 bytes: `driver::placement`) only while a loopback connect of the same
+//!   runtime is in flight, so none here.
 //!
 //! Each entrant is measured [`ROUNDS`] times on a fresh runtime, and the median is reported. The
 //! target (PERF.md): at most tokio's bytes (the better of its two flavours).

@@ -9,7 +9,8 @@
 //! separate run, never in a timed one.
 //!
 //! Needs a kernel with tracepoints and permission to use them (root, CAP_PERFMON, or
-//! `perf_event_paranoid` <= 1); otherwise [`Counter::start`] says why and the rows print `n/a`.
+//! `perf_event_paranoid` <= 1), and tracefs mounted (mounted here if it is not and we may); otherwise
+//! [`Counter::start`] says why and the rows print `n/a`.
 
 use std::fs;
 use std::io;
@@ -39,16 +40,45 @@ struct PerfEventAttr {
     config1: u64,
 }
 
+/// Where tracefs lives on current kernels; `/sys/kernel/debug/tracing` is the older place.
+const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
 /// The tracepoint id of `raw_syscalls:sys_enter` (tracefs, wherever it is mounted).
+///
+/// A freshly booted machine may have the tracefs mount point but nothing mounted on it (seen here:
+/// `/sys/kernel/tracing` empty until `perf` mounted it). `perf` then mounts tracefs itself; so does
+/// this, once, when it may (root), and says so in the error when it could not.
 fn tracepoint_id() -> io::Result<u64> {
+    match read_tracepoint_id() {
+        Ok(id) => Ok(id),
+        Err(first) => match mount_tracefs() {
+            Ok(()) => read_tracepoint_id(),
+            Err(e) => Err(io::Error::new(first.kind(), format!("{first}; mounting tracefs: {e}"))),
+        },
+    }
+}
+
+fn read_tracepoint_id() -> io::Result<u64> {
     let mut last = None;
-    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+    for dir in TRACEFS_DIRS {
         match fs::read_to_string(format!("{dir}/events/raw_syscalls/sys_enter/id")) {
             Ok(s) => return s.trim().parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap())
+}
+
+/// Mounts tracefs on its usual mount point, as `perf` does when it finds it unmounted.
+fn mount_tracefs() -> io::Result<()> {
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a constant");
+    let (source, target, kind) = (c("nodev"), c(TRACEFS_DIRS[0]), c("tracefs"));
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call; `data` may be null.
+    let r = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), kind.as_ptr(), 0, std::ptr::null()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn read_counter(fd: &OwnedFd) -> io::Result<u64> {

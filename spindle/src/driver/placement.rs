@@ -22,6 +22,13 @@
 //!   comes second finds the first's [`Placement`], and both are then *matched*. Entries are weak:
 //!   a connection with another process is never matched, and its entry dies with its socket (dead
 //!   entries are pruned as the map grows).
+//! - An accepted end waits in the map only while a loopback connect of this runtime is in flight
+//!   ([`Pairs::connect_started`] to its [`ConnectInFlight::join`] or drop, counted under the map's
+//!   lock). Its peer's connect was started before the kernel could queue the connection for
+//!   accept, so a peer in this runtime has either joined already (and is found) or is still
+//!   counted. With no connect in flight the peer is another process's, and the accepted end gets
+//!   no placement at all: a server whose loopback clients are other processes (a local proxy or
+//!   load generator) keeps no entry and no [`Placement`] per connection (about 95 heap bytes).
 //! - The placement picks a reactor once, when either end first asks: for a matched pair or an
 //!   accepted end, the runtime's workers' reactors in turn (as for accepted connections); for a
 //!   connecting end still alone, the worker it is used on (as for any connected socket). Outside
@@ -46,7 +53,7 @@ use super::Reactor;
 
 /// Which end of a connection a socket is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum End {
+enum End {
     Connecting,
     Accepted,
 }
@@ -89,7 +96,7 @@ pub(crate) struct Placement {
     end: End,
     /// Both ends are this runtime's.
     matched: AtomicBool,
-    /// The address of the runtime's [`Pairs`]: which runtime's worker may decide (an identity
+    /// The [`Pairs::id`] of the runtime's pairs: which runtime's worker may decide (an identity
     /// only, never dereferenced).
     runtime: usize,
 }
@@ -116,11 +123,15 @@ impl Placement {
 /// One runtime's connection ends awaiting their other ends (see the module contract).
 #[derive(Default)]
 pub(crate) struct Pairs {
-    waiting: Mutex<PairsInner>,
+    /// Shared with the [`ConnectInFlight`] guards, which may outlive a borrow of the runtime.
+    waiting: Arc<Mutex<PairsInner>>,
 }
 
 #[derive(Default)]
 struct PairsInner {
+    /// Loopback connects of this runtime started and not yet joined or given up: while there is
+    /// none, an accepted end's peer cannot be in this runtime.
+    connects_in_flight: usize,
     /// By the connecting end's local address (the accepted end's peer address), packed by
     /// [`pair_key`]: 16-byte entries instead of 40 (every accepted loopback connection of a
     /// multi-thread runtime has one while its peer has not shown up, for good if the peer is in
@@ -132,43 +143,90 @@ struct PairsInner {
 }
 
 impl Pairs {
-    fn id(&self) -> usize {
-        self as *const Pairs as usize
+    /// The identity of these pairs (and of their runtime) that [`Placement::runtime`] records.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.waiting) as usize
     }
 
-    /// The placement of a socket that is `end` of the loopback connection whose connecting end
-    /// has the address `client`: the other end's, if that one is waiting (then both are
-    /// matched), else a new one the other end may join.
-    pub(crate) fn join(&self, client: SocketAddr, end: End) -> Arc<Placement> {
-        let client = pair_key(&client);
-        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(other) = w.by_client_addr.get(&client).and_then(Weak::upgrade) {
-            if other.end != end {
-                w.by_client_addr.remove(&client);
-                other.matched.store(true, Relaxed);
-                return other;
-            }
-        }
-        if w.by_client_addr.len() >= w.prune_at.max(64) {
-            w.by_client_addr.retain(|_, p| p.strong_count() > 0);
-            w.prune_at = 2 * w.by_client_addr.len();
-        }
-        let p =
-            Arc::new(Placement { reactor: OnceLock::new(), end, matched: AtomicBool::new(false), runtime: self.id() });
-        w.by_client_addr.insert(client, Arc::downgrade(&p));
-        p
+    /// Counts a loopback connect as in flight until the returned guard joins or is dropped: call
+    /// it before the connect is issued (see the module contract).
+    pub(crate) fn connect_started(&self) -> ConnectInFlight {
+        lock(&self.waiting).connects_in_flight += 1;
+        ConnectInFlight { waiting: self.waiting.clone() }
     }
 
-    /// Whether `placement` came from these pairs (tests).
-    #[cfg(test)]
-    pub(crate) fn owns(&self, placement: &Placement) -> bool {
-        placement.runtime == self.id()
+    /// The placement of an accepted socket whose peer (the connecting end) has the address
+    /// `client`: the connecting end's, if that one is waiting (then both are matched); else, while
+    /// a connect of this runtime is in flight, a new one the connecting end may join; else none
+    /// (the peer is another process's).
+    pub(crate) fn join_accepted(&self, client: SocketAddr) -> Option<Arc<Placement>> {
+        lock(&self.waiting).join(pair_key(&client), End::Accepted, self.id())
     }
 
     /// Entries held (tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.waiting.lock().unwrap().by_client_addr.len()
+        lock(&self.waiting).by_client_addr.len()
+    }
+
+    /// Connects counted in flight (tests).
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
+        lock(&self.waiting).connects_in_flight
+    }
+}
+
+impl PairsInner {
+    /// `end` of the connection keyed `client` joins: the other end's placement if it waits,
+    /// else a new waiting one, except for an accepted end while no connect is in flight.
+    fn join(&mut self, client: u64, end: End, runtime: usize) -> Option<Arc<Placement>> {
+        if let Some(other) = self.by_client_addr.get(&client).and_then(Weak::upgrade) {
+            if other.end != end {
+                self.by_client_addr.remove(&client);
+                other.matched.store(true, Relaxed);
+                return Some(other);
+            }
+        }
+        if end == End::Accepted && self.connects_in_flight == 0 {
+            return None;
+        }
+        if self.by_client_addr.len() >= self.prune_at.max(64) {
+            self.by_client_addr.retain(|_, p| p.strong_count() > 0);
+            self.prune_at = 2 * self.by_client_addr.len();
+        }
+        let p = Arc::new(Placement { reactor: OnceLock::new(), end, matched: AtomicBool::new(false), runtime });
+        self.by_client_addr.insert(client, Arc::downgrade(&p));
+        Some(p)
+    }
+}
+
+fn lock(m: &Mutex<PairsInner>) -> std::sync::MutexGuard<'_, PairsInner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loopback connect counted in flight by [`Pairs::connect_started`]: joins as the connecting
+/// end once connected, or stops being counted when dropped (a failed or cancelled connect).
+pub(crate) struct ConnectInFlight {
+    waiting: Arc<Mutex<PairsInner>>,
+}
+
+impl ConnectInFlight {
+    /// The connecting end (local address `local`) joins; in the same critical section its
+    /// connect stops being counted, so an accepted end finds it or sees it counted.
+    pub(crate) fn join(self, local: SocketAddr) -> Arc<Placement> {
+        let runtime = Arc::as_ptr(&self.waiting) as usize;
+        let mut w = lock(&self.waiting);
+        let placed = w.join(pair_key(&local), End::Connecting, runtime);
+        w.connects_in_flight -= 1;
+        drop(w);
+        std::mem::forget(self);
+        placed.expect("a connecting end always gets a placement")
+    }
+}
+
+impl Drop for ConnectInFlight {
+    fn drop(&mut self) {
+        lock(&self.waiting).connects_in_flight -= 1;
     }
 }
 
@@ -196,37 +254,66 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// A connect counted in flight, joined at once as the connecting end of `port`.
+    fn connecting(pairs: &Pairs, port: u16) -> Arc<Placement> {
+        pairs.connect_started().join(addr(port))
+    }
+
     #[test]
     fn the_two_ends_share_a_placement_whichever_comes_first() {
         let pairs = Pairs::default();
-        for (first, second) in [(End::Connecting, End::Accepted), (End::Accepted, End::Connecting)] {
-            let p = pairs.join(addr(40000), first);
-            assert!(pairs.owns(&p));
-            assert!(!p.is_matched());
-            let q = pairs.join(addr(40000), second);
-            assert!(Arc::ptr_eq(&p, &q), "{first:?} then {second:?}");
-            assert!(p.is_matched());
-            assert_eq!(pairs.len(), 0, "a matched entry is taken");
-        }
+        // Connecting end first.
+        let p = connecting(&pairs, 40000);
+        assert_eq!(p.runtime, pairs.id());
+        assert!(!p.is_matched());
+        let q = pairs.join_accepted(addr(40000)).expect("the waiting connecting end");
+        assert!(Arc::ptr_eq(&p, &q));
+        assert!(p.is_matched());
+        // Accepted end first, while its connect is in flight.
+        let connect = pairs.connect_started();
+        let p = pairs.join_accepted(addr(40001)).expect("a connect is in flight");
+        assert!(!p.is_matched());
+        let q = connect.join(addr(40001));
+        assert!(Arc::ptr_eq(&p, &q));
+        assert!(p.is_matched());
+        assert_eq!(pairs.len(), 0, "a matched entry is taken");
+        assert_eq!(pairs.in_flight(), 0);
         // Same end twice (the first one's socket is still open): no match.
-        let p = pairs.join(addr(40001), End::Accepted);
-        let q = pairs.join(addr(40001), End::Accepted);
+        let p = connecting(&pairs, 40002);
+        let q = connecting(&pairs, 40002);
         assert!(!Arc::ptr_eq(&p, &q));
         assert!(!q.is_matched());
     }
 
     #[test]
+    fn an_accepted_end_waits_only_while_a_connect_is_in_flight() {
+        let pairs = Pairs::default();
+        assert!(pairs.join_accepted(addr(40000)).is_none(), "no connect of this runtime: another process's peer");
+        assert_eq!(pairs.len(), 0);
+        let connect = pairs.connect_started();
+        let waiting = pairs.join_accepted(addr(40001)).unwrap();
+        // The connect fails or is cancelled: no longer counted.
+        drop(connect);
+        assert_eq!(pairs.in_flight(), 0);
+        assert!(pairs.join_accepted(addr(40002)).is_none());
+        // An end already waiting stays joinable while its socket lives.
+        let q = connecting(&pairs, 40001);
+        assert!(Arc::ptr_eq(&waiting, &q) && q.is_matched());
+    }
+
+    #[test]
     fn entries_of_closed_sockets_are_not_matched_and_are_pruned() {
         let pairs = Pairs::default();
-        drop(pairs.join(addr(40000), End::Connecting));
-        assert!(!pairs.join(addr(40000), End::Accepted).is_matched(), "the connecting socket is gone");
-        let live: Vec<_> = (0..10).map(|i| pairs.join(addr(41000 + i), End::Connecting)).collect();
+        drop(connecting(&pairs, 40000));
+        let _connect = pairs.connect_started();
+        assert!(!pairs.join_accepted(addr(40000)).unwrap().is_matched(), "the connecting socket is gone");
+        let live: Vec<_> = (0..10).map(|i| connecting(&pairs, 41000 + i)).collect();
         for i in 0..1000 {
-            drop(pairs.join(addr(42000 + i), End::Accepted));
+            drop(pairs.join_accepted(addr(42000 + i)));
         }
         assert!(pairs.len() < 200, "dead entries pile up: {}", pairs.len());
         for i in 0..10 {
-            let q = pairs.join(addr(41000 + i), End::Accepted);
+            let q = pairs.join_accepted(addr(41000 + i)).unwrap();
             assert!(Arc::ptr_eq(&live[i as usize], &q), "live entries survive pruning");
         }
     }

@@ -31,11 +31,13 @@ pub(crate) struct PollSocket {
     /// first one.
     fixed: OnceLock<FixedFile>,
     reg: Registration,
-    /// Waiters of `&self` methods that several tasks may call at once (one per direction); the
-    /// registration keeps one waker per direction, which is this fan-out's. Made on first use:
-    /// stream sockets never need them (their methods take `&mut self`), and made eagerly they
-    /// were 128 of the heap bytes of every idle connection.
-    shared: [OnceLock<Arc<FanOut>>; 2],
+    /// Waiters of `&self` methods that several tasks may call at once (one fan-out per
+    /// direction); the registration keeps one waker per direction, which is this fan-out's. Made
+    /// on first use: stream sockets never need them (their methods take `&mut self`), and made
+    /// eagerly they were 128 of the heap bytes of every idle connection. Both directions' are
+    /// made together, behind one pointer: a lazy field per direction was 16 bytes more in every
+    /// socket, which moved it up an allocation size class.
+    shared: OnceLock<Box<[Arc<FanOut>; 2]>>,
     /// Per direction: readiness has been observed (or a syscall said `WouldBlock`) since the
     /// registration. Until then the first operation tries its syscall eagerly instead of waiting
     /// for the reactor's first event (a fresh socket is usually writable at once).
@@ -80,15 +82,23 @@ impl Drop for FixedFile {
     }
 }
 
-/// A socket connecting (its local port bound) to `addr`: if that is a loopback address and this
-/// is a multi-thread runtime, the placement it shares with the connection's accepted end should
-/// the runtime accept it (see `driver::placement`).
-fn connecting_pair(sock: &Socket, addr: &SockAddr) -> Option<placement::Placed> {
+/// A connect to `addr` about to be issued: if that is a loopback address and this is a
+/// multi-thread runtime, counted as in flight, so that the runtime's accepted end of the
+/// connection waits for it (see `driver::placement`).
+fn loopback_connect_started(addr: &SockAddr) -> Option<placement::ConnectInFlight> {
     addr.as_socket().filter(placement::is_loopback)?;
+    crate::rt::with_loopback_pairs(|pairs| pairs.connect_started())
+}
+
+/// A socket whose connect (counted by [`loopback_connect_started`]) went through, its local port
+/// bound: the placement it shares with the connection's accepted end should the runtime accept
+/// it.
+fn connecting_pair(sock: &Socket, in_flight: Option<placement::ConnectInFlight>) -> Option<placement::Placed> {
+    let in_flight = in_flight?;
     // A socket bound to another local address is not an in-process loopback pair's end either:
     // the accepted side only looks up loopback peers.
     let local = sock.local_addr().ok()?.as_socket().filter(placement::is_loopback)?;
-    crate::rt::with_loopback_pairs(|pairs| placement::Placed::Pair(pairs.join(local, placement::End::Connecting)))
+    Some(placement::Placed::Pair(in_flight.join(local)))
 }
 
 /// Outside the cores of a per-core runtime: the placement that lets the core that first waits on
@@ -197,11 +207,12 @@ impl PollSocket {
             // Registered with `r`, lazily: nothing armed.
             let reg = Registration::with_reactor(r.clone(), sock.as_raw_fd())?;
             let io = Arc::new(PollSocket::with_registration(sock, reg));
+            let in_flight = loopback_connect_started(addr);
             // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
             match op::connect(&r, io.fd(), addr.clone(), io.clone()).await {
                 Ok(()) => {
                     // Before anything else uses the socket.
-                    if let Some(pair) = connecting_pair(&io.sock, addr).or_else(first_user_placement) {
+                    if let Some(pair) = connecting_pair(&io.sock, in_flight).or_else(first_user_placement) {
                         io.reg.set_placement(pair);
                     }
                 }
@@ -219,13 +230,14 @@ impl PollSocket {
         }
         // Epoll: connect first. An edge-triggered registration of a socket that is not yet
         // connecting reports it hung up, and a closed direction stays closed.
+        let in_flight = loopback_connect_started(addr);
         match sock.connect(addr) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
         // Its local port is bound by now.
-        let pair = connecting_pair(&sock, addr).or_else(first_user_placement);
+        let pair = connecting_pair(&sock, in_flight).or_else(first_user_placement);
         let mut io = PollSocket::new(sock)?;
         io.wait_connected().await?;
         if let Some(pair) = pair {
@@ -263,7 +275,7 @@ impl PollSocket {
     pub(crate) fn accepted(sock: Socket, peer: Option<std::net::SocketAddr>) -> io::Result<PollSocket> {
         let pair = peer
             .filter(placement::is_loopback)
-            .and_then(|peer| crate::rt::with_loopback_pairs(|pairs| pairs.join(peer, placement::End::Accepted)))
+            .and_then(|peer| crate::rt::with_loopback_pairs(|pairs| pairs.join_accepted(peer)).flatten())
             .map(placement::Placed::Pair);
         if let Some(pair) = pair {
             let reactor = crate::rt::current_reactor().unwrap_or_else(crate::driver::global_reactor);
@@ -546,7 +558,7 @@ impl PollSocket {
         if spindle_core::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
-        let fan = self.shared[dir_index(dir)].get_or_init(Default::default);
+        let fan = &self.shared.get_or_init(Default::default)[dir_index(dir)];
         let fan_waker = Waker::from(fan.clone());
         let mut fan_cx = Context::from_waker(&fan_waker);
         let mut f = f;
@@ -1431,5 +1443,16 @@ mod tests {
                 assert_eq!(s.read(&mut buf).await.unwrap(), 0);
             });
         });
+    }
+}
+#[cfg(test)]
+mod layout {
+    /// Every connection's socket is one `Arc` allocation: its size class is per-connection memory
+    /// (the bench's `memory` row). 16 more bytes would take it from glibc's 192-byte chunk to
+    /// the 208-byte one, as a second lazy fan-out field once did.
+    #[test]
+    fn a_socket_stays_in_its_allocation_size_class() {
+        let arc_inner = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<super::PollSocket>();
+        assert!(arc_inner <= 184, "Arc<PollSocket> allocates {arc_inner} bytes (at most 184 fit a 192-byte chunk)");
     }
 }

@@ -1055,12 +1055,12 @@ pub(crate) fn with_loopback_pairs<R>(f: impl FnOnce(&crate::driver::placement::P
 }
 
 /// For [`Placement`](crate::driver::placement::Placement): on the multi-thread runtime whose
-/// [`Pairs`](crate::driver::placement::Pairs) has the address `pairs`, when this thread is one
+/// [`Pairs`](crate::driver::placement::Pairs) have the [`id`](crate::driver::placement::Pairs::id) `pairs`, when this thread is one
 /// of its workers or inside its `block_on`, the next of its reactors in turn (`spread`) or the
 /// current worker's; else `None`.
 pub(crate) fn placement_reactor(pairs: usize, spread: bool) -> Option<Arc<crate::driver::Reactor>> {
     with_multi_thread(|s, worker| {
-        if &s.loopback_pairs as *const crate::driver::placement::Pairs as usize != pairs {
+        if s.loopback_pairs.id() != pairs {
             return None;
         }
         if spread {
