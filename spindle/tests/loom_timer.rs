@@ -1,5 +1,8 @@
 //! Loom models of the timer shard's cross-thread races (issue 3): registering, cancelling
-//! (deregistering on drop), replacing the waker and firing (`Shard::process`) on different threads.
+//! (deregistering on drop), replacing the waker and firing (`Shard::process`) on different threads,
+//! and the owner's park decision (`prepare_park` against a registration from another thread, which
+//! must unpark an owner about to sleep past its deadline; the real parker is a futex the model
+//! cannot see, so the shard counts the unparks it asks for under `--cfg loom`).
 //!
 //! The models drive the real `Sleep` future (poll, drop) against one shard on a paused clock
 //! (`spindle::time::__loom`, built only with `--cfg loom`). The entry's links, deadline and waker
@@ -428,4 +431,44 @@ fn abort_a_task_with_a_registered_sleep_while_the_shard_fires() {
             Poll::Pending => panic!("the aborted task did not finish"),
         }
     });
+}
+
+/// (g) The owner wakes up and computes its next park timeout (`unparked`, then `prepare_park`)
+/// while another thread registers a sleep: the owner never sleeps past the new deadline. Either
+/// the timeout it computed covers the deadline (the registration came first, under the lock) or
+/// the registration asked to unpark it (it came after, and saw the timeout). Run with no other
+/// timer (the owner would sleep until unparked) and with a later one pending (it would sleep
+/// until that one).
+#[test]
+fn a_registration_racing_the_owners_park_never_lets_it_sleep_past_the_deadline() {
+    for later_timer in [false, true] {
+        model(BOUND, move || {
+            let timers = Arc::new(Timers::new());
+            let (_count, waker) = counter();
+            let mut later = Slot::new(timers.now() + 10 * TICK);
+            if later_timer {
+                assert!(later.poll(&waker).is_pending());
+            }
+            let before = timers.unparks();
+            let t = timers.clone();
+            let owner = thread::spawn(move || {
+                t.unparked();
+                t.prepare_park()
+            });
+
+            let deadline = timers.now() + TICK;
+            let mut slot = Slot::new(deadline);
+            assert!(slot.poll(&waker).is_pending(), "the clock is paused before the deadline");
+
+            let next = owner.join().unwrap();
+            let covered = next.is_some_and(|n| n <= timers.deadline_tick(deadline));
+            assert!(
+                covered || timers.unparks() > before,
+                "the owner parks until {next:?}, past the new deadline, and nobody unparks it"
+            );
+            drop(slot);
+            drop(later);
+            assert!(timers.is_empty());
+        });
+    }
 }

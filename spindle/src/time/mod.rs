@@ -355,6 +355,27 @@ pub mod __loom {
             self.shard.process()
         }
 
+        /// What a worker does before it parks: records and returns the tick it will sleep until
+        /// (`None`: until unparked).
+        pub fn prepare_park(&self) -> Option<u64> {
+            self.shard.prepare_park()
+        }
+
+        /// What a worker does when it wakes up.
+        pub fn unparked(&self) {
+            self.shard.unparked()
+        }
+
+        /// How many times a registration asked to unpark the shard's owner.
+        pub fn unparks(&self) -> usize {
+            self.shard.unparks.load(spindle_core::loom::Ordering::SeqCst)
+        }
+
+        /// The tick a sleep until `deadline` registers for.
+        pub fn deadline_tick(&self, deadline: Instant) -> u64 {
+            self.clock.deadline_tick(deadline.into_std())
+        }
+
         /// Timers still linked in the wheel.
         pub fn len(&self) -> usize {
             self.shard.len()

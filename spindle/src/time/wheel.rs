@@ -321,6 +321,10 @@ pub(crate) struct Shard {
     /// The tick the owner parks until (`u64::MAX`: no timer, or not parked on one). Written and
     /// read under the wheel lock.
     park_until: AtomicU64,
+    /// Under loom: unparks `register` asked for (the real parker is a futex the model cannot
+    /// see), so a model can check that an owner about to sleep past a new deadline is woken.
+    #[cfg(loom)]
+    pub(crate) unparks: spindle_core::loom::AtomicUsize,
 }
 
 pub(crate) enum Registered {
@@ -333,7 +337,14 @@ pub(crate) enum Registered {
 impl Shard {
     pub(crate) fn new(clock: Arc<Clock>, unparker: Unparker) -> Shard {
         let now = clock.now_tick();
-        Shard { wheel: SpinLock::new(Wheel::new(now)), clock, unparker, park_until: AtomicU64::new(u64::MAX) }
+        Shard {
+            wheel: SpinLock::new(Wheel::new(now)),
+            clock,
+            unparker,
+            park_until: AtomicU64::new(u64::MAX),
+            #[cfg(loom)]
+            unparks: spindle_core::loom::AtomicUsize::new(0),
+        }
     }
 
     fn lock(&self) -> SpinGuard<'_, Wheel> {
@@ -390,6 +401,8 @@ impl Shard {
         if wake_owner {
             // The owner sleeps past this deadline (or is another thread's business): wake it so
             // it re-computes its timeout.
+            #[cfg(loom)]
+            self.unparks.fetch_add(1, SeqCst);
             self.unparker.unpark();
         }
         Registered::Waiting
