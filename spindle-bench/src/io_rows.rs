@@ -990,6 +990,18 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
         }
         return;
     }
+    // The raw loop is the practical limit (PERF.md): where it does not reach a target's multiple
+    // of the peer itself (a host whose loopback TCP costs much more than the runtimes' user-space
+    // work), no runtime can, and the verdict says so.
+    let ceiling = |raw: Option<usize>, peer: usize, target: f64| match raw {
+        Some(raw) => {
+            let c = speedup(w, raw, peer);
+            let above =
+                if c < target { format!(", so {target:.1}x is above this host's limit") } else { String::new() };
+            format!("; {} itself: {c:.2}x{above}", w.rts[raw].name)
+        }
+        None => String::new(),
+    };
     let tokio = (0..w.rts.len())
         .filter(|&i| w.rts[i].name.starts_with("tokio") && w.rts[i].checks_ok)
         .min_by(|&a, &b| w.med_ns(a).partial_cmp(&w.med_ns(b)).unwrap());
@@ -1001,17 +1013,7 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
         } else if r.name.ends_with("/uring") {
             if let Some(b) = best {
                 let x = speedup(w, i, b);
-                // The raw loop is the practical limit (PERF.md): where it does not reach 1.3x the
-                // best peer itself (a host whose loopback TCP costs much more than the runtimes'
-                // user-space work), no runtime can, and the line says so beside the verdict.
-                let ceiling = match raw_for(i) {
-                    Some(raw) => {
-                        let c = speedup(w, raw, b);
-                        let above = if c < 1.3 { ", so 1.3x is above this host's limit" } else { "" };
-                        format!("; {} itself: {c:.2}x{above}", w.rts[raw].name)
-                    }
-                    None => String::new(),
-                };
+                let ceiling = ceiling(raw_for(i), b, 1.3);
                 parts.push(format!("{x:.2}x best peer {} (>= 1.3x: {}{ceiling})", w.rts[b].name, verdict(x >= 1.3)));
             }
             match raw_for(i) {
@@ -1034,7 +1036,8 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
             }
         } else if let Some(t) = tokio {
             let x = speedup(w, i, t);
-            parts.push(format!("{x:.2}x {} (>= 1.0x: {})", w.rts[t].name, verdict(x >= 1.0)));
+            let ceiling = ceiling(raw_for(i), t, 1.0);
+            parts.push(format!("{x:.2}x {} (>= 1.0x: {}{ceiling})", w.rts[t].name, verdict(x >= 1.0)));
         }
         let line = format!("   {:<11} {:<17} {}", s.name, r.name, parts.join("; "));
         println!("   target {}", line.trim_start());
