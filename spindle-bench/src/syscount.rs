@@ -47,14 +47,18 @@ const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/traci
 ///
 /// A freshly booted machine may have the tracefs mount point but nothing mounted on it (seen here:
 /// `/sys/kernel/tracing` empty until `perf` mounted it). `perf` then mounts tracefs itself; so does
-/// this, once, when it may (root), and says so in the error when it could not.
+/// this, at most once per process, only when the event's file is missing and nothing is mounted
+/// there yet, and it says so on stderr (the mount outlives the process, as perf's does).
 fn tracepoint_id() -> io::Result<u64> {
+    static MOUNTED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     match read_tracepoint_id() {
-        Ok(id) => Ok(id),
-        Err(first) => match mount_tracefs() {
-            Ok(()) => read_tracepoint_id(),
-            Err(e) => Err(io::Error::new(first.kind(), format!("{first}; mounting tracefs: {e}"))),
-        },
+        Err(first) if first.kind() == io::ErrorKind::NotFound => {
+            match MOUNTED.get_or_init(|| mount_tracefs().map_err(|e| e.to_string())) {
+                Ok(()) => read_tracepoint_id(),
+                Err(e) => Err(io::Error::new(first.kind(), format!("{first}; mounting tracefs: {e}"))),
+            }
+        }
+        r => r,
     }
 }
 
@@ -69,15 +73,33 @@ fn read_tracepoint_id() -> io::Result<u64> {
     Err(last.unwrap())
 }
 
-/// Mounts tracefs on its usual mount point, as `perf` does when it finds it unmounted.
+/// `TRACEFS_MAGIC` from `<linux/magic.h>`: `statfs`'s type of a tracefs mount.
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
+
+/// Mounts tracefs on its usual mount point, as `perf` does when it finds it unmounted; an error
+/// if tracefs is mounted there already (the event is then missing from the kernel, and mounting
+/// again would not help).
 fn mount_tracefs() -> io::Result<()> {
     let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a constant");
     let (source, target, kind) = (c("nodev"), c(TRACEFS_DIRS[0]), c("tracefs"));
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `target` is NUL-terminated and outlives the call; `st` is writable memory of the
+    // struct's size, which the call fills on success.
+    if unsafe { libc::statfs(target.as_ptr(), st.as_mut_ptr()) } == 0 {
+        // SAFETY: the call succeeded, so it initialized the struct.
+        let st = unsafe { st.assume_init() };
+        // `f_type`'s integer type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        if st.f_type as i64 == TRACEFS_MAGIC {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "tracefs is mounted but has no such event"));
+        }
+    }
     // SAFETY: every pointer is a NUL-terminated string that outlives the call; `data` may be null.
     let r = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), kind.as_ptr(), 0, std::ptr::null()) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
+    eprintln!("spindle-bench: mounted tracefs on {} for the syscall counter (as perf does)", TRACEFS_DIRS[0]);
     Ok(())
 }
 

@@ -58,6 +58,15 @@ enum End {
     Accepted,
 }
 
+impl End {
+    fn other(self) -> End {
+        match self {
+            End::Connecting => End::Accepted,
+            End::Accepted => End::Connecting,
+        }
+    }
+}
+
 /// How a registration is placed: as one end of a loopback pair (the [`Placement`] both ends
 /// share), or, for a socket created outside the cores of the per-core runtime whose address is
 /// `runtime`, by its first user: its readiness is watched by the reactor of the core that first
@@ -133,9 +142,8 @@ struct PairsInner {
     /// none, an accepted end's peer cannot be in this runtime.
     connects_in_flight: usize,
     /// By the connecting end's local address (the accepted end's peer address), packed by
-    /// [`pair_key`]: 16-byte entries instead of 40 (every accepted loopback connection of a
-    /// multi-thread runtime has one while its peer has not shown up, for good if the peer is in
-    /// another process: 75 of its heap bytes at 9,000 connections, now 31).
+    /// [`pair_key`] with the waiting end in the top bit ([`end_key`]): 16-byte entries instead of
+    /// 40 (an accepted end waits here while a connect is in flight and its peer has not shown up).
     by_client_addr: HashMap<u64, Weak<Placement>>,
     /// Prune dead entries when the map reaches this size (twice the live count at the last
     /// prune, at least 64): amortized O(1) per entry.
@@ -152,7 +160,7 @@ impl Pairs {
     /// it before the connect is issued (see the module contract).
     pub(crate) fn connect_started(&self) -> ConnectInFlight {
         lock(&self.waiting).connects_in_flight += 1;
-        ConnectInFlight { waiting: self.waiting.clone() }
+        ConnectInFlight { waiting: Some(self.waiting.clone()) }
     }
 
     /// The placement of an accepted socket whose peer (the connecting end) has the address
@@ -180,12 +188,14 @@ impl PairsInner {
     /// `end` of the connection keyed `client` joins: the other end's placement if it waits,
     /// else a new waiting one, except for an accepted end while no connect is in flight.
     fn join(&mut self, client: u64, end: End, runtime: usize) -> Option<Arc<Placement>> {
-        if let Some(other) = self.by_client_addr.get(&client).and_then(Weak::upgrade) {
-            if other.end != end {
-                self.by_client_addr.remove(&client);
-                other.matched.store(true, Relaxed);
-                return Some(other);
-            }
+        // Each end waits under a key of its own, so a lookup only ever upgrades the other end's
+        // entry, which it returns: no `Arc<Placement>` is dropped under the lock (the last one
+        // can hold the last reference to a reactor, whose drop may run arbitrary code).
+        let theirs = end_key(client, end.other());
+        if let Some(other) = self.by_client_addr.get(&theirs).and_then(Weak::upgrade) {
+            self.by_client_addr.remove(&theirs);
+            other.matched.store(true, Relaxed);
+            return Some(other);
         }
         if end == End::Accepted && self.connects_in_flight == 0 {
             return None;
@@ -195,11 +205,22 @@ impl PairsInner {
             self.prune_at = 2 * self.by_client_addr.len();
         }
         let p = Arc::new(Placement { reactor: OnceLock::new(), end, matched: AtomicBool::new(false), runtime });
-        self.by_client_addr.insert(client, Arc::downgrade(&p));
+        self.by_client_addr.insert(end_key(client, end), Arc::downgrade(&p));
         Some(p)
     }
 }
 
+/// The map key of `end` of the connection whose connecting end's address is `client` (a
+/// [`pair_key`], which leaves the top bit clear).
+fn end_key(client: u64, end: End) -> u64 {
+    match end {
+        End::Connecting => client,
+        End::Accepted => client | 1 << 63,
+    }
+}
+
+/// The map's lock; a panic elsewhere while it was held left nothing half-done that matters (the
+/// map is only a hint), so a poisoned lock is used as it is.
 fn lock(m: &Mutex<PairsInner>) -> std::sync::MutexGuard<'_, PairsInner> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -207,26 +228,30 @@ fn lock(m: &Mutex<PairsInner>) -> std::sync::MutexGuard<'_, PairsInner> {
 /// A loopback connect counted in flight by [`Pairs::connect_started`]: joins as the connecting
 /// end once connected, or stops being counted when dropped (a failed or cancelled connect).
 pub(crate) struct ConnectInFlight {
-    waiting: Arc<Mutex<PairsInner>>,
+    /// The runtime's map; taken by [`join`](Self::join), so that a joined guard's drop counts
+    /// nothing.
+    waiting: Option<Arc<Mutex<PairsInner>>>,
 }
 
 impl ConnectInFlight {
     /// The connecting end (local address `local`) joins; in the same critical section its
     /// connect stops being counted, so an accepted end finds it or sees it counted.
-    pub(crate) fn join(self, local: SocketAddr) -> Arc<Placement> {
-        let runtime = Arc::as_ptr(&self.waiting) as usize;
-        let mut w = lock(&self.waiting);
+    pub(crate) fn join(mut self, local: SocketAddr) -> Arc<Placement> {
+        let waiting = self.waiting.take().expect("a guard joins once");
+        let runtime = Arc::as_ptr(&waiting) as usize;
+        let mut w = lock(&waiting);
         let placed = w.join(pair_key(&local), End::Connecting, runtime);
         w.connects_in_flight -= 1;
         drop(w);
-        std::mem::forget(self);
         placed.expect("a connecting end always gets a placement")
     }
 }
 
 impl Drop for ConnectInFlight {
     fn drop(&mut self) {
-        lock(&self.waiting).connects_in_flight -= 1;
+        if let Some(waiting) = &self.waiting {
+            lock(waiting).connects_in_flight -= 1;
+        }
     }
 }
 
@@ -237,7 +262,8 @@ pub(crate) fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 /// A loopback address as one number: distinct addresses give distinct keys (an IPv4 address and
-/// port in the low 48 bits; IPv6's one loopback address `::1` and port with bit 48 set). Only
+/// port in the low 48 bits; IPv6's one loopback address `::1` and port with bit 48 set; the top
+/// bit is left for [`end_key`]). Only
 /// loopback addresses reach the map (both ends check), so no two live ends share a key.
 fn pair_key(addr: &SocketAddr) -> u64 {
     match addr {
@@ -278,6 +304,7 @@ mod tests {
         assert!(p.is_matched());
         assert_eq!(pairs.len(), 0, "a matched entry is taken");
         assert_eq!(pairs.in_flight(), 0);
+        assert_eq!(Arc::strong_count(&pairs.waiting), 1, "joined guards let go of the map");
         // Same end twice (the first one's socket is still open): no match.
         let p = connecting(&pairs, 40002);
         let q = connecting(&pairs, 40002);
@@ -295,6 +322,7 @@ mod tests {
         // The connect fails or is cancelled: no longer counted.
         drop(connect);
         assert_eq!(pairs.in_flight(), 0);
+        assert_eq!(Arc::strong_count(&pairs.waiting), 1, "dropped guards let go of the map");
         assert!(pairs.join_accepted(addr(40002)).is_none());
         // An end already waiting stays joinable while its socket lives.
         let q = connecting(&pairs, 40001);

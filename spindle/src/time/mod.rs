@@ -368,7 +368,7 @@ pub mod __loom {
 
         /// How many times a registration asked to unpark the shard's owner.
         pub fn unparks(&self) -> usize {
-            self.shard.unparks.load(spindle_core::loom::Ordering::SeqCst)
+            self.shard.unparks.load(spindle_core::loom::Ordering::Relaxed)
         }
 
         /// The tick a sleep until `deadline` registers for.

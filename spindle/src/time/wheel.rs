@@ -401,8 +401,10 @@ impl Shard {
         if wake_owner {
             // The owner sleeps past this deadline (or is another thread's business): wake it so
             // it re-computes its timeout.
+            // Relaxed: the real unpark adds no ordering the models could lean on (the model
+            // reads the count after joining the thread).
             #[cfg(loom)]
-            self.unparks.fetch_add(1, SeqCst);
+            self.unparks.fetch_add(1, Relaxed);
             self.unparker.unpark();
         }
         Registered::Waiting
