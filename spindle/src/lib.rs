@@ -23,6 +23,10 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod driver;
+/// Test-only access to the readiness protocol for the loom models; only built with `--cfg loom`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use driver::registration::__loom as __loom_readiness;
 pub mod fs;
 pub mod io;
 pub mod net;

@@ -71,6 +71,59 @@ impl ScheduledIo {
         }
     }
 
+    /// Locks the waker slot of `dir`. A contender yields its OS thread after a short spin; under
+    /// loom it yields to the model instead (an OS yield would never let the holder run).
+    fn lock_slot(&self, dir: Direction) -> spindle_core::spin::SpinGuard<'_, Option<Waker>> {
+        #[cfg(loom)]
+        return self.waker_slot(dir).lock(spindle_core::loom::spin_loop);
+        #[cfg(not(loom))]
+        self.waker_slot(dir).lock(std::thread::yield_now)
+    }
+
+    /// Readiness in `dir`, or `Pending` with `cx`'s waker stored for the next event in `dir`.
+    /// The waker is stored before the second look, so an event that [`set_ready`](Self::set_ready)
+    /// records in between is either seen by that look or finds the waker to wake.
+    fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
+        let mask = dir.mask();
+        let cur = self.readiness.load(Acquire);
+        if cur & mask != 0 {
+            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
+        }
+        {
+            let mut slot = self.lock_slot(dir);
+            match &*slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        // An event may have arrived while we stored the waker.
+        let cur = self.readiness.load(Acquire);
+        if cur & mask != 0 {
+            return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
+        }
+        Poll::Pending
+    }
+
+    /// Clears the readiness seen in `ev` (after a syscall returned `WouldBlock`), unless a newer
+    /// event arrived since (its tick differs): that event's readiness stays for the next look.
+    fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
+        // Closed/error states stay: they do not go away.
+        let clear = match dir {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        } & ev.bits;
+        let mut cur = self.readiness.load(Acquire);
+        loop {
+            if cur >> TICK_SHIFT != ev.tick {
+                return;
+            }
+            match self.readiness.compare_exchange_weak(cur, cur & !clear, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(a) => cur = a,
+            }
+        }
+    }
+
     /// Records an event and wakes the interested waiters.
     pub(crate) fn set_ready(&self, bits: u32) {
         let mut cur = self.readiness.load(Acquire);
@@ -84,7 +137,7 @@ impl ScheduledIo {
         }
         for dir in [Direction::Read, Direction::Write] {
             if bits & dir.mask() != 0 {
-                let w = self.waker_slot(dir).lock(std::thread::yield_now).take();
+                let w = self.lock_slot(dir).take();
                 if let Some(w) = w {
                     w.wake();
                 }
@@ -100,13 +153,72 @@ impl ScheduledIo {
     /// reference cycle that leaked the runtime when it was dropped first.
     fn clear_wakers(&self) {
         for dir in [Direction::Read, Direction::Write] {
-            let w = self.waker_slot(dir).lock(std::thread::yield_now).take();
+            let w = self.lock_slot(dir).take();
             drop(w);
         }
     }
 
     pub(crate) fn new() -> Arc<ScheduledIo> {
         Arc::new(ScheduledIo { readiness: AtomicU32::new(0), reader: SpinLock::new(None), writer: SpinLock::new(None) })
+    }
+}
+
+/// Test-only access to the readiness protocol for the loom models (`tests/loom_readiness.rs`):
+/// [`ScheduledIo`] alone, with no fd or reactor (the reactor's part is [`ScheduledIo::set_ready`]).
+/// Only built with `--cfg loom`, so the public API is unchanged.
+#[cfg(loom)]
+pub mod __loom {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use super::{Direction, ReadyEvent, ScheduledIo};
+
+    /// The readable bit of an event (see [`Readiness::set_ready`]).
+    pub const READABLE: u32 = super::READABLE;
+    /// The read-closed (peer hung up) bit of an event.
+    pub const READ_CLOSED: u32 = super::READ_CLOSED;
+
+    /// One registration's readiness state.
+    #[allow(clippy::new_without_default)]
+    pub struct Readiness(Arc<ScheduledIo>);
+
+    /// Readiness observed by [`Readiness::poll_read`], for [`Readiness::clear_read`].
+    #[derive(Clone, Copy, Debug)]
+    pub struct Event(ReadyEvent);
+
+    impl Event {
+        /// Whether both were observed after the same event (same event tick).
+        pub fn same_event_as(&self, other: &Event) -> bool {
+            self.0.tick == other.0.tick
+        }
+    }
+
+    impl Readiness {
+        /// No readiness yet, no waiter.
+        pub fn new() -> Readiness {
+            Readiness(ScheduledIo::new())
+        }
+
+        /// What a reader's poll does: read readiness, or `Pending` with `waker` stored.
+        pub fn poll_read(&self, waker: &Waker) -> Poll<Event> {
+            self.0.poll_ready(&mut Context::from_waker(waker), Direction::Read).map(Event)
+        }
+
+        /// What a reader does after its syscall said `WouldBlock`.
+        pub fn clear_read(&self, ev: Event) {
+            self.0.clear_ready(ev.0, Direction::Read)
+        }
+
+        /// What the reactor does with an event: records `bits` and wakes the waiters.
+        pub fn set_ready(&self, bits: u32) {
+            self.0.set_ready(bits)
+        }
+    }
+
+    impl Clone for Readiness {
+        fn clone(&self) -> Readiness {
+            Readiness(self.0.clone())
+        }
     }
 }
 
@@ -255,48 +367,17 @@ impl Registration {
         self.reactor.is_shut_down()
     }
 
-    /// Polls for readiness in `dir`.
+    /// Polls for readiness in `dir` (see [`ScheduledIo::poll_ready`]).
     /// Fails only if the watch could not be armed (see `watch`).
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<ReadyEvent>> {
         self.arm()?;
-        let mask = dir.mask();
-        let cur = self.io.readiness.load(Acquire);
-        if cur & mask != 0 {
-            return Poll::Ready(Ok(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask }));
-        }
-        {
-            let mut slot = self.io.waker_slot(dir).lock(std::thread::yield_now);
-            match &*slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            }
-        }
-        // An event may have arrived while we stored the waker.
-        let cur = self.io.readiness.load(Acquire);
-        if cur & mask != 0 {
-            return Poll::Ready(Ok(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask }));
-        }
-        Poll::Pending
+        self.io.poll_ready(cx, dir).map(Ok)
     }
 
     /// Clears readiness seen in `ev` (after a syscall returned `WouldBlock`), unless a newer
     /// event arrived since.
     pub(crate) fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
-        // Closed/error states stay: they do not go away.
-        let clear = match dir {
-            Direction::Read => READABLE,
-            Direction::Write => WRITABLE,
-        } & ev.bits;
-        let mut cur = self.io.readiness.load(Acquire);
-        loop {
-            if cur >> TICK_SHIFT != ev.tick {
-                return;
-            }
-            match self.io.readiness.compare_exchange_weak(cur, cur & !clear, AcqRel, Acquire) {
-                Ok(_) => return,
-                Err(a) => cur = a,
-            }
-        }
+        self.io.clear_ready(ev, dir)
     }
 
     /// Runs the non-blocking syscall `f` when `dir` is ready, retrying after `WouldBlock`.
