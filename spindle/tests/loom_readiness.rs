@@ -8,12 +8,14 @@
 //! The models drive the real `ScheduledIo` (through `spindle::__loom_readiness`, built only with
 //! `--cfg loom`), whose readiness word and waker-slot locks are loom atomics.
 //!
-//! Each model yields right after spawning the reactor thread. Without it, loom never ran the
-//! event before the reader's first look in these models (checked by printing what the reader saw:
-//! always the older event), so the orders where the reader sees the new event first went
-//! untested. With it, both orders are explored; each model fails when the code it guards is
-//! broken (the tick check in `clear_ready`, the second look after storing the waker, the mask
-//! that keeps a hang-up).
+//! The models yield right after spawning the reactor thread. Without the yield, loom never ran
+//! the event before the reader's next look in two of them (checked by printing what the reader
+//! saw): the hang-up model then passed with a clear that removes the hang-up, and the clear model
+//! never tested its new-event-first branch. After the yield loom still explores the main-first
+//! orders (the reactor's first step is a load; it can be preempted before its compare-and-swap),
+//! and every model fails when the code it guards is broken: the second look after storing the
+//! waker, the tick check in `clear_ready`, the direction mask of a clear, the `will_wake` reuse of
+//! a stored waker, and the waking of both directions by one event.
 //!
 //! Run with:
 //!   RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom \
@@ -25,18 +27,12 @@ use std::task::{Poll, Wake, Waker};
 
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::thread;
-use spindle::__loom_readiness::{Readiness, READABLE, READ_CLOSED};
+use spindle::__loom_readiness::{Readiness, READABLE, READ_CLOSED, WRITABLE};
 
-/// Preemption bound. The models are small (two threads, a handful of atomic operations each);
-/// a larger bound explores no more interleavings.
-const BOUND: usize = 4;
-
+/// Runs `f` under loom with no preemption bound (unless `LOOM_MAX_PREEMPTIONS` sets one): the
+/// models are small enough to explore exhaustively (the whole file takes well under a second).
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(BOUND);
-    }
-    b.check(f);
+    loom::model::Builder::new().check(f);
 }
 
 /// A waker that counts its wakes (a loom atomic, so the count is ordered like a real wake).
@@ -46,11 +42,9 @@ impl Wake for Counter {
     fn wake(self: Arc<Self>) {
         self.0.fetch_add(1, SeqCst);
     }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, SeqCst);
-    }
 }
 
+/// A fresh counting waker and its counter.
 fn counter() -> (Arc<Counter>, Waker) {
     let c = Arc::new(Counter(AtomicUsize::new(0)));
     (c.clone(), Waker::from(c))
@@ -114,5 +108,55 @@ fn a_closed_state_survives_a_racing_clear() {
         r.clear_read(seen);
         event.join().unwrap();
         assert!(r.poll_read(&waker).is_ready(), "the hang-up was cleared");
+    });
+}
+
+/// A task that moved (to another worker, say) polls again with a new waker while an event
+/// arrives: if that poll is `Pending`, the new waker is woken. (A stored waker kept although it
+/// would not wake the new one would leave the task asleep.)
+#[test]
+fn a_poll_with_a_new_waker_racing_an_event_is_woken() {
+    model(|| {
+        let r = Readiness::new();
+        let (_old_count, old_waker) = counter();
+        assert!(r.poll_read(&old_waker).is_pending());
+        let reactor = r.clone();
+        let event = thread::spawn(move || reactor.set_ready(READABLE));
+        thread::yield_now();
+        let (count, waker) = counter();
+        let polled = r.poll_read(&waker);
+        event.join().unwrap();
+        if polled.is_pending() {
+            assert_eq!(count.0.load(SeqCst), 1, "pending with the new waker, and the event woke the old one");
+        }
+    });
+}
+
+/// A reader and a writer wait while one event makes the socket readable and writable, and the
+/// reader clears an older read readiness. Each side that ends `Pending` is woken by its own
+/// waker, and the read clear never removes write readiness.
+#[test]
+fn one_event_wakes_both_directions_and_a_read_clear_keeps_writable() {
+    model(|| {
+        let r = Readiness::new();
+        r.set_ready(READABLE);
+        let (read_count, read_waker) = counter();
+        let Poll::Ready(old) = r.poll_read(&read_waker) else { panic!("readable before the race") };
+        let (write_count, write_waker) = counter();
+        let writer_polled = r.poll_write(&write_waker);
+        assert!(writer_polled.is_pending(), "not writable before the event");
+        let reactor = r.clone();
+        let event = thread::spawn(move || reactor.set_ready(READABLE | WRITABLE));
+        thread::yield_now();
+        r.clear_read(old);
+        let reader = r.poll_read(&read_waker);
+        event.join().unwrap();
+        if reader.is_pending() {
+            assert_eq!(read_count.0.load(SeqCst), 1, "the reader waits and the event did not wake it");
+        }
+        assert_eq!(write_count.0.load(SeqCst), 1, "the writer waited and the event did not wake it");
+        let Poll::Ready(w) = r.poll_write(&write_waker) else { panic!("a read clear removed write readiness") };
+        r.clear_write(w);
+        assert!(r.poll_read(&read_waker).is_ready(), "a write clear removed read readiness");
     });
 }

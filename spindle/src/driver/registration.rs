@@ -177,9 +177,11 @@ pub mod __loom {
     pub const READABLE: u32 = super::READABLE;
     /// The read-closed (peer hung up) bit of an event.
     pub const READ_CLOSED: u32 = super::READ_CLOSED;
+    /// The writable bit of an event.
+    pub const WRITABLE: u32 = super::WRITABLE;
 
-    /// One registration's readiness state.
-    #[allow(clippy::new_without_default)]
+    /// One registration's readiness state (clones share it, as a registration and its reactor do).
+    #[derive(Clone)]
     pub struct Readiness(Arc<ScheduledIo>);
 
     /// Readiness observed by [`Readiness::poll_read`], for [`Readiness::clear_read`].
@@ -195,6 +197,7 @@ pub mod __loom {
 
     impl Readiness {
         /// No readiness yet, no waiter.
+        #[allow(clippy::new_without_default)]
         pub fn new() -> Readiness {
             Readiness(ScheduledIo::new())
         }
@@ -209,15 +212,19 @@ pub mod __loom {
             self.0.clear_ready(ev.0, Direction::Read)
         }
 
+        /// What a writer's poll does: write readiness, or `Pending` with `waker` stored.
+        pub fn poll_write(&self, waker: &Waker) -> Poll<Event> {
+            self.0.poll_ready(&mut Context::from_waker(waker), Direction::Write).map(Event)
+        }
+
+        /// What a writer does after its syscall said `WouldBlock`.
+        pub fn clear_write(&self, ev: Event) {
+            self.0.clear_ready(ev.0, Direction::Write)
+        }
+
         /// What the reactor does with an event: records `bits` and wakes the waiters.
         pub fn set_ready(&self, bits: u32) {
             self.0.set_ready(bits)
-        }
-    }
-
-    impl Clone for Readiness {
-        fn clone(&self) -> Readiness {
-            Readiness(self.0.clone())
         }
     }
 }
