@@ -50,21 +50,30 @@ fn counter() -> (Arc<Counter>, Waker) {
     (c.clone(), Waker::from(c))
 }
 
-/// A reader's first poll races the first event: it sees the event or is woken by it.
+/// A reader's poll races the first event: it sees the event or its waker is woken. Run twice: a
+/// first poll, and the poll of a task that moved (to another worker, say) and polls again with a
+/// new waker, which must replace the stored one (keeping a stored waker that would not wake the
+/// new one would leave the task asleep).
 #[test]
 fn a_poll_racing_an_event_sees_it_or_is_woken() {
-    model(|| {
-        let r = Readiness::new();
-        let reactor = r.clone();
-        let event = thread::spawn(move || reactor.set_ready(READABLE));
-        thread::yield_now();
-        let (count, waker) = counter();
-        let polled = r.poll_read(&waker);
-        event.join().unwrap();
-        if polled.is_pending() {
-            assert_eq!(count.0.load(SeqCst), 1, "pending, and the event woke nobody");
-        }
-    });
+    for moved in [false, true] {
+        model(move || {
+            let r = Readiness::new();
+            let (_old_count, old_waker) = counter();
+            if moved {
+                assert!(r.poll_read(&old_waker).is_pending());
+            }
+            let reactor = r.clone();
+            let event = thread::spawn(move || reactor.set_ready(READABLE));
+            thread::yield_now();
+            let (count, waker) = counter();
+            let polled = r.poll_read(&waker);
+            event.join().unwrap();
+            if polled.is_pending() {
+                assert_eq!(count.0.load(SeqCst), 1, "pending, and the event did not wake this poll's waker");
+            }
+        });
+    }
 }
 
 /// The reader saw readiness, its syscall said `WouldBlock`, and it clears what it saw and polls
@@ -108,27 +117,6 @@ fn a_closed_state_survives_a_racing_clear() {
         r.clear_read(seen);
         event.join().unwrap();
         assert!(r.poll_read(&waker).is_ready(), "the hang-up was cleared");
-    });
-}
-
-/// A task that moved (to another worker, say) polls again with a new waker while an event
-/// arrives: if that poll is `Pending`, the new waker is woken. (A stored waker kept although it
-/// would not wake the new one would leave the task asleep.)
-#[test]
-fn a_poll_with_a_new_waker_racing_an_event_is_woken() {
-    model(|| {
-        let r = Readiness::new();
-        let (_old_count, old_waker) = counter();
-        assert!(r.poll_read(&old_waker).is_pending());
-        let reactor = r.clone();
-        let event = thread::spawn(move || reactor.set_ready(READABLE));
-        thread::yield_now();
-        let (count, waker) = counter();
-        let polled = r.poll_read(&waker);
-        event.join().unwrap();
-        if polled.is_pending() {
-            assert_eq!(count.0.load(SeqCst), 1, "pending with the new waker, and the event woke the old one");
-        }
     });
 }
 
