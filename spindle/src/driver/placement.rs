@@ -153,7 +153,7 @@ struct PairsInner {
 impl Pairs {
     /// The identity of these pairs (and of their runtime) that [`Placement::runtime`] records.
     pub(crate) fn id(&self) -> usize {
-        Arc::as_ptr(&self.waiting) as usize
+        id_of(&self.waiting)
     }
 
     /// Counts a loopback connect as in flight until the returned guard joins or is dropped: call
@@ -219,6 +219,11 @@ fn end_key(client: u64, end: End) -> u64 {
     }
 }
 
+/// [`Pairs::id`] of the pairs whose map is `waiting` (the guards hold the map, not the pairs).
+fn id_of(waiting: &Arc<Mutex<PairsInner>>) -> usize {
+    Arc::as_ptr(waiting) as usize
+}
+
 /// The map's lock; a panic elsewhere while it was held left nothing half-done that matters (the
 /// map is only a hint), so a poisoned lock is used as it is.
 fn lock(m: &Mutex<PairsInner>) -> std::sync::MutexGuard<'_, PairsInner> {
@@ -238,7 +243,7 @@ impl ConnectInFlight {
     /// connect stops being counted, so an accepted end finds it or sees it counted.
     pub(crate) fn join(mut self, local: SocketAddr) -> Arc<Placement> {
         let waiting = self.waiting.take().expect("a guard joins once");
-        let runtime = Arc::as_ptr(&waiting) as usize;
+        let runtime = id_of(&waiting);
         let mut w = lock(&waiting);
         let placed = w.join(pair_key(&local), End::Connecting, runtime);
         w.connects_in_flight -= 1;

@@ -71,13 +71,9 @@ impl ScheduledIo {
         }
     }
 
-    /// Locks the waker slot of `dir`. A contender yields its OS thread after a short spin; under
-    /// loom it yields to the model instead (an OS yield would never let the holder run).
+    /// Locks the waker slot of `dir`.
     fn lock_slot(&self, dir: Direction) -> spindle_core::spin::SpinGuard<'_, Option<Waker>> {
-        #[cfg(loom)]
-        return self.waker_slot(dir).lock(spindle_core::loom::spin_loop);
-        #[cfg(not(loom))]
-        self.waker_slot(dir).lock(std::thread::yield_now)
+        self.waker_slot(dir).lock(crate::rt::park::spin_relax)
     }
 
     /// Readiness in `dir`, or `Pending` with `cx`'s waker stored for the next event in `dir`.

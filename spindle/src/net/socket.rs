@@ -1446,6 +1446,7 @@ mod tests {
         });
     }
 }
+
 /// The socket's memory layout, which is per-connection memory.
 #[cfg(test)]
 mod layout {

@@ -21,7 +21,7 @@ pub(crate) struct OwnedTasks<S: 'static> {
 }
 
 fn lock<T>(l: &SpinLock<T>) -> SpinGuard<'_, T> {
-    l.lock(std::thread::yield_now)
+    l.lock(crate::rt::park::spin_relax)
 }
 
 impl<S: Schedule> OwnedTasks<S> {

@@ -16,6 +16,17 @@ use spindle_core::loom::unmodelled::{AtomicU32, Ordering::*};
 
 use crate::driver::{Backend, Reactor};
 
+/// What a thread contending for one of spindle's spin locks does once brief spinning did not get
+/// it (the `relax` of [`SpinLock::lock`](spindle_core::spin::SpinLock::lock)): yield its OS
+/// thread to the holder. Under loom it yields to the model instead, since an OS yield would never
+/// let the model run the holder and the contender would spin forever.
+pub(crate) fn spin_relax() {
+    #[cfg(loom)]
+    spindle_core::loom::spin_loop();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
 const EMPTY: u32 = 0;
 const PARKED: u32 = 1;
 const NOTIFIED: u32 = 2;

@@ -348,11 +348,7 @@ impl Shard {
     }
 
     fn lock(&self) -> SpinGuard<'_, Wheel> {
-        // Under loom, a contender must yield to the model (an OS yield would spin forever).
-        #[cfg(loom)]
-        return self.wheel.lock(spindle_core::loom::spin_loop);
-        #[cfg(not(loom))]
-        self.wheel.lock(std::thread::yield_now)
+        self.wheel.lock(crate::rt::park::spin_relax)
     }
 
     /// Registers (or re-registers) `e` for `deadline` with `waker`. A deadline the wheel has

@@ -430,7 +430,7 @@ impl Reactor {
 
     /// The slab and SQ lock (see the field).
     fn lock_slab(&self) -> SpinGuard<'_, Slab> {
-        self.slab.lock(std::thread::yield_now)
+        self.slab.lock(crate::rt::park::spin_relax)
     }
 
     /// Queues entries: into the SQ when this thread may touch it (submitted at once unless this
