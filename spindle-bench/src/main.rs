@@ -334,6 +334,7 @@ fn main() -> ExitCode {
     for spec in &specs {
         print!("\n== {} ... ", spec.name);
         let _ = std::io::stdout().flush();
+        let row_start = Instant::now();
         // Sync rows compare primitives on one executor instead of runtimes (sync_rows.rs).
         let sync_entrants;
         let runtimes: &[(Box<dyn Bench>, bool)] = match spec.kind {
@@ -387,7 +388,7 @@ fn main() -> ExitCode {
             }
         }
         let w = WorkResult { spec: spec.clone(), rts };
-        println!("done");
+        println!("done in {:.1} s", row_start.elapsed().as_secs_f64());
         if let Kind::Io(_) = spec.kind {
             io_rows::report(&w, runtimes);
         } else {
