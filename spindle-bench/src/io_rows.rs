@@ -36,8 +36,9 @@
 //!   with `raw-uring-2t`): a runtime using two cores beside a loop using one says nothing about how
 //!   close it is to the limit.
 //!
-//! Syscalls per round trip: after the timed rounds each entrant runs three times more, untimed
-//! (the median is reported; the target line gives the range), with a kernel counter of the
+//! Syscalls per round trip: after the timed rounds each entrant runs once more, untimed (spindle
+//! on io_uring in `echo`, whose count a target judges, three times: the median is reported and
+//! the target line gives the range), with a kernel counter of the
 //! `raw_syscalls:sys_enter` tracepoint on every thread of its process (see [`crate::syscount`]:
 //! `perf_event_open`, what `perf stat -e raw_syscalls:sys_enter` does, but only around the
 //! measured section; `strace -c` would slow every syscall by orders of magnitude).
@@ -45,7 +46,7 @@
 //! including spawning the tasks and closing the sockets, divided by the round trips. In-process
 //! entrants share the process with the other (idle, parked) peer runtimes and the bench's watchdog
 //! thread, which add a handful of syscalls per run (noise well below 0.01 per round trip at full
-//! size). `--quick` counts too (three tiny extra runs per entrant); where the counter cannot be
+//! size). `--quick` counts too (tiny extra runs); where the counter cannot be
 //! opened the column says `n/a` and why.
 //!
 //! Targets (PERF.md, judged on `echo` only, per spindle row, on medians of per-round ratios):
@@ -866,11 +867,14 @@ pub(crate) fn verdict(ok: bool) -> &'static str {
     }
 }
 
-/// Counted (untimed) runs per entrant for the syscalls column: their median is reported, as the
-/// timed columns report medians. One run was a single sample of a quantity that varied from
-/// 0.07 to 0.15 per round trip between runs of spindle's multi-thread runtime on a noisy host
-/// (a worker preempted by the host makes its sibling take its tasks, whose I/O then goes back to
-/// the preempted worker's ring through its wake eventfd).
+/// Counted (untimed) runs of an entrant whose count a target judges (spindle on io_uring, in
+/// `echo`): their median is reported, as the timed columns report medians. One run was a single
+/// sample of a quantity that varied from 0.07 to 0.15 per round trip between runs of spindle's
+/// multi-thread runtime on a noisy host (a worker preempted by the host makes its sibling take
+/// its tasks, whose I/O then goes back to the preempted worker's ring through its wake eventfd).
+/// Every other entrant's count is shown for comparison only and gets one run: the extra runs of
+/// all twelve entrants made `echo` a quarter longer, and the full run went past PERF.md's five
+/// minutes on a host with slow loopback TCP.
 const COUNTED_RUNS: usize = 3;
 
 /// An entrant's syscalls per op over the counted runs.
@@ -893,12 +897,14 @@ pub fn report(w: &WorkResult, runtimes: &[(Box<dyn crate::Bench>, bool)]) {
         _ => unreachable!(),
     };
     let ops = s.ops as f64;
-    // Per entrant: the median of `COUNTED_RUNS` counts, with their range.
+    // Per entrant: the median of its counts, with their range.
     let counted: Vec<Option<Result<Counted, String>>> = runtimes
         .iter()
-        .map(|(b, _)| {
-            let mut per_op = Vec::with_capacity(COUNTED_RUNS);
-            for _ in 0..COUNTED_RUNS {
+        .map(|(b, spindle)| {
+            let judged = *spindle && !latency && b.label().ends_with("/uring");
+            let runs = if judged { COUNTED_RUNS } else { 1 };
+            let mut per_op = Vec::with_capacity(runs);
+            for _ in 0..runs {
                 let limit = Instant::now() + std::time::Duration::from_secs(90);
                 *crate::WATCH.lock().unwrap() = Some((limit, format!("{} (syscall count) on {}", s.name, b.label())));
                 let r = b.syscalls(s.kind);
