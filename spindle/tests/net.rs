@@ -122,6 +122,35 @@ fn tcp_echo_owned_and_slices() {
     });
 }
 
+/// Sockets belong to the runtime whose thread creates them, even where another runtime is
+/// entered: a current-thread runtime's `block_on` that enters an idle current-thread runtime (so
+/// `spawn` goes there) still has its sockets' I/O driven by its own parks.
+#[test]
+fn sockets_of_a_driving_thread_use_that_runtimes_reactor() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // On a thread of its own: were the sockets registered with the other runtime's reactor,
+    // nobody would drive their I/O, and the test fails below instead of hanging.
+    std::thread::spawn(move || {
+        let driven = spindle::runtime::Builder::new_current_thread().build().unwrap();
+        let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
+        let echoed = driven.block_on(async {
+            let _entered = other.enter();
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (accepted, connected) = futures::join!(listener.accept(), TcpStream::connect(addr));
+            let (mut server, _) = accepted.unwrap();
+            let mut client = connected.unwrap();
+            client.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            server.read_exact(&mut buf).await.unwrap();
+            buf
+        });
+        let _ = tx.send(echoed);
+    });
+    let echoed = rx.recv_timeout(Duration::from_secs(20)).expect("the sockets' I/O never completed");
+    assert_eq!(&echoed, b"ping");
+}
+
 #[test]
 fn tcp_split_halves_and_peek() {
     let _s = serial();

@@ -39,6 +39,30 @@ fn sleep_waits_at_least_its_duration() {
     });
 }
 
+/// A timer belongs to the runtime whose thread polls it, even where another runtime is entered:
+/// a current-thread runtime's `block_on` that enters an idle current-thread runtime (so `spawn`
+/// goes there) still has its sleeps fired by its own parks, and reads its own (paused) clock.
+#[test]
+fn a_sleep_polled_by_a_driving_thread_uses_that_runtimes_timers_and_clock() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // On a thread of its own: were the sleep in the other runtime's wheel, nobody would fire it
+    // (nothing drives that runtime), and the test fails below instead of hanging.
+    std::thread::spawn(move || {
+        let driven = Builder::new_current_thread().start_paused(true).build().unwrap();
+        let other = Builder::new_current_thread().build().unwrap();
+        let slept = driven.block_on(async {
+            let _entered = other.enter();
+            let t = Instant::now();
+            // Virtual time: the driven runtime auto-advances to the deadline.
+            sleep(Duration::from_secs(60)).await;
+            t.elapsed()
+        });
+        let _ = tx.send(slept);
+    });
+    let slept = rx.recv_timeout(Duration::from_secs(20)).expect("the sleep never fired");
+    assert_eq!(slept, Duration::from_secs(60), "not the driven runtime's paused clock");
+}
+
 #[test]
 fn past_deadlines_complete_at_once() {
     each_flavor(|rt| {

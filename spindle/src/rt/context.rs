@@ -122,6 +122,11 @@ pub(crate) fn driving() -> *const current_thread::Driving {
     CONTEXT.try_with(|c| c.driving.get()).unwrap_or(std::ptr::null())
 }
 
+/// [`worker`] and [`driving`] in one thread-local access (at most one is non-null).
+pub(crate) fn worker_or_driving() -> (*const multi_thread::WorkerCtx, *const current_thread::Driving) {
+    CONTEXT.try_with(|c| (c.worker.get(), c.driving.get())).unwrap_or((std::ptr::null(), std::ptr::null()))
+}
+
 /// What a poll replaced in the context, restored by [`end_poll`].
 #[must_use]
 pub(crate) struct PollScope {

@@ -89,6 +89,16 @@ impl Driving {
         &self.shared.reactor
     }
 
+    /// The clock of the runtime this thread drives.
+    pub(crate) fn clock(&self) -> &Arc<Clock> {
+        &self.shared.clock
+    }
+
+    /// The timer shard of the runtime this thread drives (the one its parks fire).
+    pub(crate) fn timers(&self) -> &Arc<Shard> {
+        &self.shared.timers
+    }
+
     fn core(&self) -> std::cell::RefMut<'_, Core> {
         std::cell::RefMut::map(self.core.borrow_mut(), |c| &mut **c.as_mut().expect("core present while driving"))
     }
