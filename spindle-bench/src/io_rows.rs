@@ -93,6 +93,22 @@ pub fn rounds(kind: Kind) -> Option<usize> {
     }
 }
 
+/// The warm-up round's version of `spec`: an echo row's at an eighth of its round trips (at least
+/// one per connection), any other row as it is. A warm-up run only has to start threads, fault in
+/// code and buffers and open the connections; at full size each echo warm-up round took as long
+/// as a measured one (17 s on a host with slow loopback TCP), and the full run went past PERF.md's
+/// five minutes.
+pub fn warm_up(spec: &Spec) -> Spec {
+    let mut w = spec.clone();
+    if let Kind::Io(IoKind::Echo { conns, rts, latency }) = spec.kind {
+        let rts = (rts / 8).max(1);
+        w.ops = (conns * rts) as u64;
+        w.expect = w.ops;
+        w.kind = Kind::Io(IoKind::Echo { conns, rts, latency });
+    }
+    w
+}
+
 /// The message a client sends on connection `conn` in round trip `round` (differs between
 /// connections and rounds, so a misrouted or stale echo fails the check).
 pub fn message(conn: usize, round: usize) -> [u8; MSG] {

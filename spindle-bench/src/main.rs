@@ -1,7 +1,7 @@
 //! `spindle-bench`: scheduling workloads on spindle, tokio and smol, side by side in one process.
 //!
-//! Method (shared/PERF.md): every workload runs on every runtime, interleaved: one warm-up round, then
-//! `--rounds` (default 9) rounds, each running every runtime once in rotating order. Printed per workload:
+//! Method (shared/PERF.md): every workload runs on every runtime, interleaved: one warm-up round (the
+//! echo rows' at an eighth of their size), then `--rounds` (default 9) rounds, each running every runtime once in rotating order. Printed per workload:
 //! median wall ns/op, median CPU ns/op (process CPU time, which exposes spinning), and the median of the
 //! per-round ratios spindle/peer against the best peer (the peer with the lowest median ns/op).
 //!
@@ -13,7 +13,8 @@
 //! on epoll (each backend in a child process of this binary, `--io-child`, since spindle picks its
 //! backend once per process from `SPINDLE_DRIVER`), tokio, smol, and a raw io_uring loop
 //! (raw_uring.rs, on one thread and on two) as the reference. Beside round trips/s they report
-//! syscalls per round trip, counted in three extra untimed runs per entrant (the median) with a
+//! syscalls per round trip, counted in extra untimed runs (three, their median, where a target
+//! judges the count; one for the others) with a
 //! `raw_syscalls:sys_enter` tracepoint counter (`perf_event_open`) on every thread, read just
 //! before and after the measured section (syscount.rs); `strace -c` gives the same counts but
 //! slows every syscall, and `--quick` needs neither strace nor perf installed.
@@ -311,7 +312,7 @@ fn main() -> ExitCode {
     println!("kernel: {}", machine.kernel);
     println!("io: {}", io_rows::io_note());
     println!(
-        "mode: {}, 1 warm-up round + {} rounds, rotating runtime order each round",
+        "mode: {}, 1 warm-up round (echo rows: at 1/8 size) + {} rounds, rotating runtime order each round",
         if opts.quick { "quick (small counts; smoke test, does not judge)" } else { "full" },
         opts.rounds
     );
@@ -372,13 +373,15 @@ fn main() -> ExitCode {
         let n = runtimes.len();
         let rounds = io_rows::rounds(spec.kind).unwrap_or(opts.rounds);
         for round in 0..=rounds {
+            // Round 0 warms up; an echo row's at an eighth of the size (see `io_rows::warm_up`).
+            let run = if round == 0 { io_rows::warm_up(spec) } else { spec.clone() };
             for k in 0..n {
                 let i = (round + k) % n;
                 let (b, _) = &runtimes[i];
                 // Let the previous runtime's workers go idle so they do not steal CPU from this run.
                 std::thread::sleep(Duration::from_millis(2));
-                let (s, check) = timed(b.as_ref(), spec, limit);
-                if check != spec.expect {
+                let (s, check) = timed(b.as_ref(), &run, limit);
+                if check != run.expect {
                     rts[i].checks_ok = false;
                     rts[i].bad_check.get_or_insert(check);
                 }
@@ -388,7 +391,7 @@ fn main() -> ExitCode {
             }
         }
         let w = WorkResult { spec: spec.clone(), rts };
-        println!("done in {:.1} s", row_start.elapsed().as_secs_f64());
+        println!("done");
         if let Kind::Io(_) = spec.kind {
             io_rows::report(&w, runtimes);
         } else {
@@ -403,6 +406,8 @@ fn main() -> ExitCode {
         if let Kind::Timer(kind) = spec.kind {
             timer_rows::print_lateness(kind, runtimes);
         }
+        // The whole row, its untimed syscall-counting runs included (PERF.md bounds the full run).
+        println!("   row time: {:.1} s", row_start.elapsed().as_secs_f64());
         for r in &w.rts {
             if !r.checks_ok {
                 failed.push(format!("{} on {}", spec.name, r.name));

@@ -321,6 +321,7 @@ pub fn run(quick: bool) -> Vec<String> {
     println!("\n== memory ... (heap bytes per idle task, {tasks} tasks; per idle TCP connection, {conns} connections; median of {rounds})");
     let _ = std::io::stdout().flush();
     use spindle::runtime::IoDriver;
+    let row_start = Instant::now();
     let mut results = Vec::new();
     for (driver, tag) in [(IoDriver::Uring, "uring"), (IoDriver::Epoll, "epoll")] {
         if matches!(driver, IoDriver::Uring)
@@ -355,7 +356,9 @@ pub fn run(quick: bool) -> Vec<String> {
     results.push(measure::<Tokio, TokioNet>("tokio-mt".into(), || Tokio::multi_thread_io(2), rounds, tasks, conns));
     results.push(measure::<Smol, SmolNet>("smol-1t".into(), Smol::single_thread_io, rounds, tasks, conns));
     results.push(measure::<Smol, SmolNet>("smol-mt".into(), || Smol::multi_thread_io(2), rounds, tasks, conns));
-    report(&results)
+    let failed = report(&results);
+    println!("   row time: {:.1} s", row_start.elapsed().as_secs_f64());
+    failed
 }
 
 fn cell(r: &Result<f64, String>) -> String {
