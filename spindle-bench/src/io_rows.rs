@@ -84,11 +84,19 @@ pub enum IoKind {
     Http(crate::http_rows::HttpKind),
 }
 
-/// Rounds for a row whose count is not `--rounds`: `http_hello` under `--quick` runs one round
-/// (its runs last a fixed time; the smoke test only needs it to work).
-pub fn rounds(kind: Kind) -> Option<usize> {
+/// Measured rounds of the echo rows when `--rounds` is not given: PERF.md's minimum. The rows'
+/// sizes are fixed (PERF.md), so their time is the kernel's: where a loopback round trip costs
+/// 9-10 us, one round of `echo` (twelve entrants x 192,000 round trips) takes about 20 s, and
+/// with nine rounds the full run took 340 s, past PERF.md's five minutes.
+pub const ECHO_ROUNDS: usize = 7;
+
+/// Rounds for a row whose count is not the run's default (`given`: `--rounds`): the echo rows
+/// [`ECHO_ROUNDS`] unless `--rounds` says otherwise; `http_hello` its own count (its runs last a
+/// fixed time; under `--quick` one round, as the smoke test only needs it to work).
+pub fn rounds(kind: Kind, given: Option<usize>) -> Option<usize> {
     match kind {
         Kind::Io(IoKind::Http(h)) => h.rounds,
+        Kind::Io(IoKind::Echo { .. }) => Some(given.unwrap_or(ECHO_ROUNDS)),
         _ => None,
     }
 }

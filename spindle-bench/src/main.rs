@@ -1,7 +1,8 @@
 //! `spindle-bench`: scheduling workloads on spindle, tokio and smol, side by side in one process.
 //!
 //! Method (shared/PERF.md): every workload runs on every runtime, interleaved: one warm-up round (the
-//! echo rows' at an eighth of their size), then `--rounds` (default 9) rounds, each running every runtime once in rotating order. Printed per workload:
+//! echo rows' at an eighth of their size), then `--rounds` rounds (default 9; the echo rows 7, see
+//! `io_rows::rounds`), each running every runtime once in rotating order. Printed per workload:
 //! median wall ns/op, median CPU ns/op (process CPU time, which exposes spinning), and the median of the
 //! per-round ratios spindle/peer against the best peer (the peer with the lowest median ns/op).
 //!
@@ -92,13 +93,17 @@ struct Opts {
     quick: bool,
     only: Vec<String>,
     json: Option<String>,
-    rounds: usize,
+    /// `--rounds`, if given (else each row's default).
+    rounds: Option<usize>,
 }
+
+/// Measured rounds of a row without a default of its own, when `--rounds` is not given.
+const DEFAULT_ROUNDS: usize = 9;
 
 const USAGE: &str = "usage: spindle-bench [--quick] [--only NAME[,NAME..]] [--json FILE] [--rounds N]";
 
 fn parse_args() -> Result<Opts, String> {
-    let mut o = Opts { quick: false, only: Vec::new(), json: None, rounds: 9 };
+    let mut o = Opts { quick: false, only: Vec::new(), json: None, rounds: None };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -112,8 +117,9 @@ fn parse_args() -> Result<Opts, String> {
             "--only" => o.only.extend(value("--only")?.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
             "--json" => o.json = Some(value("--json")?),
             "--rounds" => {
-                o.rounds = value("--rounds")?.parse().map_err(|e| format!("--rounds: {e}"))?;
-                if o.rounds == 0 {
+                let n: usize = value("--rounds")?.parse().map_err(|e| format!("--rounds: {e}"))?;
+                o.rounds = Some(n);
+                if n == 0 {
                     return Err("--rounds must be at least 1".into());
                 }
             }
@@ -312,11 +318,14 @@ fn main() -> ExitCode {
     println!("kernel: {}", machine.kernel);
     println!("io: {}", io_rows::io_note());
     println!(
-        "mode: {}, 1 warm-up round (echo rows: at 1/8 size) + {} rounds, rotating runtime order each round",
+        "mode: {}, 1 warm-up round (echo rows: at 1/8 size) + {}, rotating runtime order each round",
         if opts.quick { "quick (small counts; smoke test, does not judge)" } else { "full" },
-        opts.rounds
+        match opts.rounds {
+            Some(n) => format!("{n} rounds"),
+            None => format!("{DEFAULT_ROUNDS} rounds (echo rows: {})", io_rows::ECHO_ROUNDS),
+        }
     );
-    if opts.rounds < 7 {
+    if opts.rounds.is_some_and(|n| n < 7) {
         println!("WARNING: fewer than 7 rounds: not a valid measurement under PERF.md");
     }
     println!(
@@ -371,7 +380,7 @@ fn main() -> ExitCode {
             })
             .collect();
         let n = runtimes.len();
-        let rounds = io_rows::rounds(spec.kind).unwrap_or(opts.rounds);
+        let rounds = io_rows::rounds(spec.kind, opts.rounds).unwrap_or(opts.rounds.unwrap_or(DEFAULT_ROUNDS));
         for round in 0..=rounds {
             // Round 0 warms up; an echo row's at an eighth of the size (see `io_rows::warm_up`).
             let run = if round == 0 { io_rows::warm_up(spec) } else { spec.clone() };
@@ -657,7 +666,7 @@ fn to_json(m: &sys::Machine, o: &Opts, results: &[WorkResult], total: Duration) 
         j,
         "  \"config\": {{\"quick\": {}, \"rounds\": {}, \"warmup_rounds\": 1}},\n  \"total_seconds\": {},\n  \"workloads\": [",
         o.quick,
-        o.rounds,
+        o.rounds.unwrap_or(DEFAULT_ROUNDS),
         json_f(total.as_secs_f64())
     );
     for (wi, w) in results.iter().enumerate() {
