@@ -1047,6 +1047,16 @@ pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
 /// the workers' reactors in turn (see `multi_thread::Shared::next_reactor`), else
 /// [`current_reactor`]'s.
 pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
+    // As in `current_reactor`: the runtime this thread is a worker of, or drives, comes first.
+    let (w, d) = context::worker_or_driving();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Some(unsafe { &*w }.shared().next_reactor());
+    }
+    if !d.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Some(unsafe { &*d }.reactor().clone());
+    }
     context::with_scheduler(|s| match s {
         Some(Scheduler::MultiThread(s)) => Some(s.next_reactor()),
         Some(Scheduler::CurrentThread(s)) => Some(s.reactor.clone()),
