@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The third argument picks the loop (default `spawn`):
-//! - `spawn`: N tasks spawned, then N joined (spawn_local);
+//! - `spawn`: N tasks spawned with `spindle::spawn` from a task, then N joined (the `spawn_local`
+//!   row, named for spawning from inside the runtime);
 //! - `rr`: a client task sends each request over spindle's unbounded mpsc and awaits a oneshot
 //!   reply from a server task (the scheduler's wake and poll paths plus the channels);
 //! - `yield`: 200 tasks, each yielding N / 200 times (yield_many);

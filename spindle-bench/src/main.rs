@@ -674,11 +674,13 @@ fn to_json(m: &sys::Machine, o: &Opts, results: &[WorkResult], total: Duration) 
         let best = w.best_peer();
         let _ = write!(
             j,
-            "{}\n    {{\"name\": {}, \"op\": {}, \"ops_per_run\": {}, \"target_vs_best_peer\": {}, \"check\": {}, \"expected\": {},\n     \"best_peer\": {},\n     \"runtimes\": [",
+            "{}\n    {{\"name\": {}, \"op\": {}, \"ops_per_run\": {}, \"rounds\": {}, \"target_vs_best_peer\": {}, \"check\": {}, \"expected\": {},\n     \"best_peer\": {},\n     \"runtimes\": [",
             if wi > 0 { "," } else { "" },
             json_str(s.name),
             json_str(s.op),
             s.ops,
+            // This row's measured rounds (the echo rows and http_hello have their own counts).
+            w.rts.first().map_or(0, |r| r.samples.len()),
             s.target.map(json_f).unwrap_or("null".into()),
             json_str(s.check),
             s.expect,

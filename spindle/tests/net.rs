@@ -122,79 +122,37 @@ fn tcp_echo_owned_and_slices() {
     });
 }
 
-/// With an idle current-thread runtime entered (so `spawn` goes there), bind, accept, connect and
-/// exchange a message, each end waiting for readiness (the accepted end reads before the client
-/// writes, the client reads before the accepted end echoes), then echo it to a client outside
-/// the runtime; returns what came back to that client.
-async fn exchange_with_an_idle_runtime_entered() -> [u8; 4] {
-    let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
-    let _entered = other.enter();
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (accepted, connected) = futures::join!(listener.accept(), TcpStream::connect(addr));
-    let (mut server, _) = accepted.unwrap();
-    let mut client = connected.unwrap();
-    let mut buf = [0u8; 4];
-    let mut back = [0u8; 4];
-    let (read, written) = futures::join!(
-        async {
-            server.read_exact(&mut buf).await?;
-            server.write_all(&buf).await
-        },
-        async {
-            spindle::time::sleep(Duration::from_millis(20)).await;
-            client.write_all(b"ping").await?;
-            client.read_exact(&mut back).await
-        }
-    );
-    read.unwrap();
-    written.unwrap();
-    // And a connection from outside the runtime (a std client on a thread of its own, whose
-    // accepted end no connect of the runtime pairs with): it echoes what it is sent.
-    let outside = std::thread::spawn(move || -> std::io::Result<[u8; 4]> {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(addr)?;
-        c.set_read_timeout(Some(Duration::from_secs(15)))?;
-        std::thread::sleep(Duration::from_millis(20));
-        c.write_all(&back)?;
-        let mut echoed = [0u8; 4];
-        c.read_exact(&mut echoed)?;
-        Ok(echoed)
-    });
-    let (mut s, _) = listener.accept().await.unwrap();
-    let mut got = [0u8; 4];
-    s.read_exact(&mut got).await.unwrap();
-    s.write_all(&got).await.unwrap();
-    outside.join().unwrap().unwrap()
-}
-
-/// Sockets (and the sleep above) belong to the runtime whose thread creates and polls them, even
-/// where another runtime is entered: a current-thread runtime's `block_on`, or a multi-thread
-/// runtime's worker, that enters an idle runtime still has their I/O driven by its own parks.
+/// Sockets made while a runtime's handle is entered belong to that runtime, even on a thread
+/// driving another one: a current-thread `block_on` enters a multi-thread runtime, binds a
+/// listener and spawns (there) the task that accepts on it and echoes, then returns. A client
+/// from outside is then served, by the multi-thread runtime's reactor.
 #[test]
-fn sockets_of_a_driving_thread_or_worker_use_that_runtimes_reactor() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    // On threads of their own: were the sockets registered with the other runtime's reactor,
-    // nobody would drive their I/O, and the test fails below instead of hanging.
-    let ct_tx = tx.clone();
-    std::thread::spawn(move || {
-        let driven = spindle::runtime::Builder::new_current_thread().build().unwrap();
-        let _ = ct_tx.send(("current-thread block_on", driven.block_on(exchange_with_an_idle_runtime_entered())));
-    });
-    std::thread::spawn(move || {
-        let mt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-        // `spawn_local`: the entered guard is not `Send`; the task stays on its worker.
-        let echoed = mt.block_on(async {
-            spindle::spawn(async { spindle::spawn_local(exchange_with_an_idle_runtime_entered()).await.unwrap() })
-                .await
-                .unwrap()
+fn sockets_made_under_an_entered_handle_belong_to_its_runtime() {
+    let _s = serial();
+    let mt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let driven = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let (addr, server) = driven.block_on(async {
+        let _entered = mt.enter();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spindle::spawn(async move {
+            let (mut s, _) = listener.accept().await?;
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got).await?;
+            s.write_all(&got).await?;
+            std::io::Result::Ok(got)
         });
-        let _ = tx.send(("multi-thread worker", echoed));
+        (addr, server)
     });
-    for _ in 0..2 {
-        let (on, echoed) = rx.recv_timeout(Duration::from_secs(20)).expect("the sockets' I/O never completed");
-        assert_eq!(&echoed, b"ping", "on a {on}");
-    }
+    // The current-thread runtime is not driven any more: only the multi-thread one serves.
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    c.read_exact(&mut echoed).expect("the accepted connection was never served");
+    assert_eq!(&echoed, b"ping");
+    assert_eq!(&mt.block_on(server).unwrap().unwrap(), b"ping");
 }
 
 #[test]

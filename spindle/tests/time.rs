@@ -63,6 +63,39 @@ fn a_sleep_polled_by_a_driving_thread_uses_that_runtimes_timers_and_clock() {
     assert_eq!(slept, Duration::from_secs(60), "not the driven runtime's paused clock");
 }
 
+/// `advance` fires the timers of the clock it moved: on a thread driving a paused runtime with
+/// another runtime entered, a due sleep is fired before `advance` returns.
+#[test]
+fn advance_on_a_driving_thread_fires_that_runtimes_due_timers() {
+    let driven = Builder::new_current_thread().start_paused(true).build().unwrap();
+    let other = Builder::new_current_thread().build().unwrap();
+    driven.block_on(async {
+        let _entered = other.enter();
+        let mut s = std::pin::pin!(sleep(Duration::from_secs(60)));
+        let first = std::future::poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        advance(Duration::from_secs(61)).await;
+        let after = std::future::poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx))).await;
+        assert!(after.is_ready(), "advance did not fire the due sleep");
+    });
+}
+
+/// A per-core core may not pause its runtime's clock, also with another runtime's handle entered
+/// (the clock `pause` would stop is the core's).
+#[test]
+fn a_per_core_core_cannot_pause_with_another_runtime_entered() {
+    let rt = Builder::new_per_core().worker_threads(1).build().unwrap();
+    let other = Builder::new_current_thread().build().unwrap();
+    let h = other.handle().clone();
+    let refused = rt
+        .block_on(rt.handle().spawn_on(0, async move {
+            let _entered = h.enter();
+            std::panic::catch_unwind(spindle::time::pause).is_err()
+        }))
+        .unwrap();
+    assert!(refused, "a core paused the per-core runtime's clock");
+}
+
 #[test]
 fn past_deadlines_complete_at_once() {
     each_flavor(|rt| {

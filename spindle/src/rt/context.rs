@@ -62,10 +62,13 @@ pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&Scheduler>) -> R) -> R {
     }
 }
 
-/// Restores the previous context when dropped.
+/// Restores the previous context when dropped. Not `Send`: it restores this thread's context,
+/// and dropped on another thread it would overwrite that one's (clearing `entered` on a worker,
+/// which then let a nested `block_on` run on it).
 pub(crate) struct EnterGuard {
     prev_handle: Option<Scheduler>,
     prev_entered: bool,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for EnterGuard {
@@ -81,7 +84,11 @@ impl Drop for EnterGuard {
 
 /// Makes `handle` the runtime `spawn` uses on this thread (does not mark the thread as driving).
 pub(crate) fn set_scheduler(handle: Scheduler) -> EnterGuard {
-    CONTEXT.with(|c| EnterGuard { prev_handle: c.handle.borrow_mut().replace(handle), prev_entered: c.entered.get() })
+    CONTEXT.with(|c| EnterGuard {
+        prev_handle: c.handle.borrow_mut().replace(handle),
+        prev_entered: c.entered.get(),
+        _this_thread: std::marker::PhantomData,
+    })
 }
 
 /// Marks the thread as inside a runtime (a worker or `block_on`), with `handle` current.
@@ -100,7 +107,7 @@ pub(crate) fn enter_runtime(handle: Scheduler) -> EnterGuard {
         }
         let prev_handle = c.handle.borrow_mut().replace(handle);
         c.entered.set(true);
-        EnterGuard { prev_handle, prev_entered: false }
+        EnterGuard { prev_handle, prev_entered: false, _this_thread: std::marker::PhantomData }
     })
 }
 
@@ -122,7 +129,9 @@ pub(crate) fn driving() -> *const current_thread::Driving {
     CONTEXT.try_with(|c| c.driving.get()).unwrap_or(std::ptr::null())
 }
 
-/// [`worker`] and [`driving`] in one thread-local access (at most one is non-null).
+/// [`worker`] and [`driving`] in one thread-local access. At most one is non-null: a worker or
+/// a thread driving a current-thread runtime is inside a runtime, where `block_on` refuses to
+/// start another (and the guards that restore `entered` stay on their thread).
 pub(crate) fn worker_or_driving() -> (*const multi_thread::WorkerCtx, *const current_thread::Driving) {
     CONTEXT.try_with(|c| (c.worker.get(), c.driving.get())).unwrap_or((std::ptr::null(), std::ptr::null()))
 }

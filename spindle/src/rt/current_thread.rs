@@ -99,6 +99,11 @@ impl Driving {
         &self.shared.timers
     }
 
+    /// Whether the runtime this thread drives is a core of a per-core runtime.
+    pub(crate) fn is_core(&self) -> bool {
+        self.shared.is_core()
+    }
+
     fn core(&self) -> std::cell::RefMut<'_, Core> {
         std::cell::RefMut::map(self.core.borrow_mut(), |c| &mut **c.as_mut().expect("core present while driving"))
     }

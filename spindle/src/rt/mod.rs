@@ -609,7 +609,7 @@ impl Runtime {
     }
 
     /// Makes this runtime the current one on this thread until the guard drops, so
-    /// `spindle::spawn` works from plain code.
+    /// `spindle::spawn` works from plain code (see [`Handle::enter`] for what else follows it).
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
@@ -845,7 +845,12 @@ impl Handle {
         }
     }
 
-    /// Makes this runtime current on this thread until the guard drops.
+    /// Makes this runtime current on this thread until the guard drops: `spawn` goes to it, and
+    /// sockets made here register with it. Timers (registered where they are first polled) and
+    /// I/O ops on io_uring (submitted to the ring of the thread that polls them) follow the
+    /// runtime whose worker this thread is, or which it drives in `block_on`, if any: its parks
+    /// are the ones that fire and reap them. The guard is not `Send`: it restores this thread's
+    /// context.
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
@@ -970,8 +975,17 @@ pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::React
     })
 }
 
-/// Whether the runtime current on this thread may pause its clock (all but the per-core one).
+/// Whether the runtime whose clock `time::pause` would stop ([`with_current_clock`]'s) may pause
+/// it (all but the per-core one).
 pub(crate) fn virtual_time_allowed() -> bool {
+    let (w, d) = context::worker_or_driving();
+    if !w.is_null() {
+        return true;
+    }
+    if !d.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return !unsafe { &*d }.is_core();
+    }
     context::with_scheduler(|s| match s {
         Some(Scheduler::CurrentThread(s)) => !s.is_core(),
         Some(Scheduler::PerCore(_)) => false,
@@ -1021,18 +1035,18 @@ pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
     })
 }
 
-/// The reactor an fd created on this thread registers with, if it is inside a runtime: as for
-/// timers ([`current_timer_shard`]), that of the worker this thread is or the runtime it drives,
-/// else one of the runtime entered here.
+/// The reactor an fd created on this thread registers with, if it is inside a runtime: the
+/// worker's, else one of the runtime entered here. Unlike a timer's shard or an op's ring (chosen
+/// where it is polled), this is chosen when the object is made, so an entered handle wins over
+/// the runtime this thread drives: `Handle::enter` is how code makes sockets for another runtime,
+/// whose tasks then use them (a current-thread `block_on` that entered a multi-thread handle and
+/// bound a listener its tasks accept on must not tie it to a reactor nobody drives once the
+/// `block_on` returns).
 pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
-    let (w, d) = context::worker_or_driving();
+    let w = context::worker();
     if !w.is_null() {
         // SAFETY: as in `with_current_clock`.
         return Some(unsafe { &*w }.reactor().clone());
-    }
-    if !d.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Some(unsafe { &*d }.reactor().clone());
     }
     context::with_scheduler(|s| {
         s.map(|s| match s {
@@ -1047,16 +1061,7 @@ pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
 /// the workers' reactors in turn (see `multi_thread::Shared::next_reactor`), else
 /// [`current_reactor`]'s.
 pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
-    // As in `current_reactor`: the runtime this thread is a worker of, or drives, comes first.
-    let (w, d) = context::worker_or_driving();
-    if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Some(unsafe { &*w }.shared().next_reactor());
-    }
-    if !d.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Some(unsafe { &*d }.reactor().clone());
-    }
+    // The entered handle, as for `current_reactor` (chosen when the object is made).
     context::with_scheduler(|s| match s {
         Some(Scheduler::MultiThread(s)) => Some(s.next_reactor()),
         Some(Scheduler::CurrentThread(s)) => Some(s.reactor.clone()),
@@ -1145,8 +1150,19 @@ pub(crate) fn drives(reactor: &Arc<crate::driver::Reactor>) -> bool {
     !d.is_null() && Arc::ptr_eq(unsafe { &*d }.reactor(), reactor)
 }
 
-/// Fires due timers of the current runtime (after `time::advance`).
+/// Fires due timers of the runtime whose clock `time::advance` moved ([`with_current_clock`]'s:
+/// this worker's or driven runtime's first, else the entered one's).
 pub(crate) fn process_all_timers() {
+    let (w, d) = context::worker_or_driving();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return unsafe { &*w }.shared().process_timers();
+    }
+    if !d.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        unsafe { &*d }.timers().process();
+        return;
+    }
     context::with_scheduler(|s| match s {
         Some(Scheduler::CurrentThread(s)) => {
             s.timers.process();
