@@ -125,7 +125,9 @@ fn tcp_echo_owned_and_slices() {
 /// Sockets made while a runtime's handle is entered belong to that runtime, even on a thread
 /// driving another one: a current-thread `block_on` enters a multi-thread runtime, binds a
 /// listener and spawns (there) the task that accepts on it and echoes, then returns. A client
-/// from outside is then served, by the multi-thread runtime's reactor.
+/// from outside is then served, by the multi-thread runtime's reactor. (On epoll the listener's
+/// registration decides this; on io_uring the multishot accept goes to the polling worker's ring
+/// whatever the listener's reactor.)
 #[test]
 fn sockets_made_under_an_entered_handle_belong_to_its_runtime() {
     let _s = serial();
@@ -153,6 +155,48 @@ fn sockets_made_under_an_entered_handle_belong_to_its_runtime() {
     c.read_exact(&mut echoed).expect("the accepted connection was never served");
     assert_eq!(&echoed, b"ping");
     assert_eq!(&mt.block_on(server).unwrap().unwrap(), b"ping");
+}
+
+/// On a multi-thread worker, sockets register with the worker's runtime even with an idle
+/// runtime's handle entered (the worker's reactors are always driven): an accepted connection
+/// from outside the runtime (no paired end) is spread over the worker's runtime, not the idle one.
+#[test]
+fn accepted_sockets_on_a_worker_stay_in_its_runtime_with_another_handle_entered() {
+    let _s = serial();
+    let mt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let idle = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let idle = idle.handle().clone();
+    let echoed = mt.block_on(async move {
+        // `spawn_local`: the enter guard is not `Send`; the task stays on its worker.
+        let task = spindle::spawn(async move {
+            spindle::spawn_local(async move {
+                let _entered = idle.enter();
+                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+                let addr = listener.local_addr()?;
+                let client = std::thread::spawn(move || -> std::io::Result<[u8; 4]> {
+                    use std::io::{Read, Write};
+                    let mut c = std::net::TcpStream::connect(addr)?;
+                    c.set_read_timeout(Some(Duration::from_secs(20)))?;
+                    // Later than the accepted end's first read, which then waits for readiness.
+                    std::thread::sleep(Duration::from_millis(20));
+                    c.write_all(b"ping")?;
+                    let mut echoed = [0u8; 4];
+                    c.read_exact(&mut echoed)?;
+                    Ok(echoed)
+                });
+                let (mut s, _) = listener.accept().await?;
+                let mut got = [0u8; 4];
+                s.read_exact(&mut got).await?;
+                s.write_all(&got).await?;
+                client.join().expect("client thread panicked")
+            })
+            .await
+            .unwrap()
+        });
+        spindle::time::timeout(Duration::from_secs(20), task).await
+    });
+    let echoed = echoed.expect("the accepted connection was never served").unwrap().unwrap();
+    assert_eq!(&echoed, b"ping");
 }
 
 #[test]

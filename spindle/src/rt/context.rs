@@ -129,9 +129,11 @@ pub(crate) fn driving() -> *const current_thread::Driving {
     CONTEXT.try_with(|c| c.driving.get()).unwrap_or(std::ptr::null())
 }
 
-/// [`worker`] and [`driving`] in one thread-local access. At most one is non-null: a worker or
-/// a thread driving a current-thread runtime is inside a runtime, where `block_on` refuses to
-/// start another (and the guards that restore `entered` stay on their thread).
+/// [`worker`] and [`driving`] in one thread-local access. Normally at most one is non-null: a
+/// worker or a thread driving a current-thread runtime is inside a runtime, where `block_on`
+/// refuses to start another. (Enter guards dropped out of order on one thread could clear
+/// `entered` and let a nested `block_on` run; both pointees are then live, in nested frames, and
+/// callers take the worker's runtime.)
 pub(crate) fn worker_or_driving() -> (*const multi_thread::WorkerCtx, *const current_thread::Driving) {
     CONTEXT.try_with(|c| (c.worker.get(), c.driving.get())).unwrap_or((std::ptr::null(), std::ptr::null()))
 }

@@ -846,11 +846,12 @@ impl Handle {
     }
 
     /// Makes this runtime current on this thread until the guard drops: `spawn` goes to it, and
-    /// sockets made here register with it. Timers (registered where they are first polled) and
-    /// I/O ops on io_uring (submitted to the ring of the thread that polls them) follow the
-    /// runtime whose worker this thread is, or which it drives in `block_on`, if any: its parks
-    /// are the ones that fire and reap them. The guard is not `Send`: it restores this thread's
-    /// context.
+    /// sockets made here register with it (except on a worker of a multi-thread runtime, where
+    /// they register with that worker's reactor, which is always driven). Timers (registered
+    /// where they are first polled) and I/O ops on io_uring (submitted to the ring of the thread
+    /// that polls them) follow the runtime whose worker this thread is, or which it drives in
+    /// `block_on`, if any: its parks are the ones that fire and reap them. The guard is not
+    /// `Send`: it restores this thread's context.
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
@@ -1061,7 +1062,13 @@ pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
 /// the workers' reactors in turn (see `multi_thread::Shared::next_reactor`), else
 /// [`current_reactor`]'s.
 pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
-    // The entered handle, as for `current_reactor` (chosen when the object is made).
+    // As for `current_reactor` (chosen when the object is made): this worker's runtime, spreading
+    // over its workers, else the entered handle's.
+    let w = context::worker();
+    if !w.is_null() {
+        // SAFETY: as in `with_current_clock`.
+        return Some(unsafe { &*w }.shared().next_reactor());
+    }
     context::with_scheduler(|s| match s {
         Some(Scheduler::MultiThread(s)) => Some(s.next_reactor()),
         Some(Scheduler::CurrentThread(s)) => Some(s.reactor.clone()),
@@ -1110,8 +1117,9 @@ pub(crate) fn placement_reactor(pairs: usize, spread: bool) -> Option<Arc<crate:
 }
 
 /// Runs `f` on the reactor an op submitted on this thread goes to, without cloning the `Arc`
-/// (for callers that only look at it, or clone it only when it suits them): the current worker's
-/// or current-thread runtime's, as [`current_reactor`]. Off the cores of a per-core runtime there
+/// (for callers that only look at it, or clone it only when it suits them): the current worker's,
+/// else the one of the current-thread runtime this thread drives, else the entered runtime's (an
+/// op is chosen where it is polled, like a timer: see `Handle::enter`). Off the cores of a per-core runtime there
 /// is no reactor of this thread's own: `prefer` (the reactor of the object the op is on), else
 /// the cores' in turn.
 pub(crate) fn with_current_reactor<R>(
