@@ -976,21 +976,44 @@ pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::React
     })
 }
 
+/// The runtime a thread runs for: the multi-thread runtime it is a worker of, or the
+/// current-thread runtime (or per-core core) it drives in `block_on`.
+enum Runner<'a> {
+    Worker(&'a multi_thread::WorkerCtx),
+    Driving(&'a current_thread::Driving),
+}
+
+/// Runs `f` with the runtime this thread runs for, if any. What is chosen where it is polled
+/// (a timer's shard, the clock it is measured on, the ring an op goes to) follows it before the
+/// entered handle: its parks are the ones that fire and reap them (see `Handle::enter`). Two
+/// plain thread-local reads, where the entered handle costs a `RefCell` borrow and a match (a
+/// tenth of a `sleep`'s instructions on the current-thread runtime, which had only that path).
+fn with_runner<R>(f: impl FnOnce(Option<Runner<'_>>) -> R) -> R {
+    let (w, d) = context::worker_or_driving();
+    if !w.is_null() {
+        // SAFETY: a non-null worker pointer is the live `WorkerCtx` of this thread, registered
+        // for as long as it lives (see `run_worker`).
+        return f(Some(Runner::Worker(unsafe { &*w })));
+    }
+    if !d.is_null() {
+        // SAFETY: a non-null driving pointer is the `Driving` of a `block_on` on this thread's
+        // stack, which restores the previous pointer before it is dropped.
+        return f(Some(Runner::Driving(unsafe { &*d })));
+    }
+    f(None)
+}
+
 /// Whether the runtime whose clock `time::pause` would stop ([`with_current_clock`]'s) may pause
 /// it (all but the per-core one).
 pub(crate) fn virtual_time_allowed() -> bool {
-    let (w, d) = context::worker_or_driving();
-    if !w.is_null() {
-        return true;
-    }
-    if !d.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return !unsafe { &*d }.is_core();
-    }
-    context::with_scheduler(|s| match s {
-        Some(Scheduler::CurrentThread(s)) => !s.is_core(),
-        Some(Scheduler::PerCore(_)) => false,
-        _ => true,
+    with_runner(|r| match r {
+        Some(Runner::Worker(_)) => true,
+        Some(Runner::Driving(d)) => !d.is_core(),
+        None => context::with_scheduler(|s| match s {
+            Some(Scheduler::CurrentThread(s)) => !s.is_core(),
+            Some(Scheduler::PerCore(_)) => false,
+            _ => true,
+        }),
     })
 }
 
@@ -998,41 +1021,27 @@ pub(crate) fn virtual_time_allowed() -> bool {
 /// worker this thread is or which it drives (a current-thread `block_on`, a per-core core),
 /// else the runtime entered here.
 pub(crate) fn with_current_clock<R>(f: impl FnOnce(Option<&Arc<crate::time::Clock>>) -> R) -> R {
-    // The worker and driving pointers first: two plain thread-local reads, where the entered
-    // handle costs a `RefCell` borrow and a match (a tenth of a `sleep`'s instructions on the
-    // current-thread runtime, which had only that path).
-    let (w, d) = context::worker_or_driving();
-    if !w.is_null() {
-        // SAFETY: a non-null worker pointer is the live `WorkerCtx` of this thread.
-        return f(Some(unsafe { &*w }.clock()));
-    }
-    if !d.is_null() {
-        // SAFETY: a non-null driving pointer is the `Driving` of a `block_on` on this thread's
-        // stack, which restores the previous pointer before it is dropped.
-        return f(Some(unsafe { &*d }.clock()));
-    }
-    context::with_scheduler(|s| f(s.map(|s| s.clock())))
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => f(Some(w.clock())),
+        Some(Runner::Driving(d)) => f(Some(d.clock())),
+        None => context::with_scheduler(|s| f(s.map(|s| s.clock()))),
+    })
 }
 
 /// The timer shard for a timer first polled on this thread, if it is inside a runtime: that of
 /// the worker this thread is or the runtime it drives (whose parks fire it), else one of the
 /// runtime entered here.
 pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
-    let (w, d) = context::worker_or_driving();
-    if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Some(unsafe { &*w }.timers().clone());
-    }
-    if !d.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Some(unsafe { &*d }.timers().clone());
-    }
-    context::with_scheduler(|s| {
-        s.map(|s| match s {
-            Scheduler::CurrentThread(s) => s.timers.clone(),
-            Scheduler::MultiThread(s) => s.timer_shard(),
-            Scheduler::PerCore(s) => s.next_core().timers.clone(),
-        })
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => Some(w.timers().clone()),
+        Some(Runner::Driving(d)) => Some(d.timers().clone()),
+        None => context::with_scheduler(|s| {
+            s.map(|s| match s {
+                Scheduler::CurrentThread(s) => s.timers.clone(),
+                Scheduler::MultiThread(s) => s.timer_shard(),
+                Scheduler::PerCore(s) => s.next_core().timers.clone(),
+            })
+        }),
     })
 }
 
@@ -1046,7 +1055,7 @@ pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
 pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
     let w = context::worker();
     if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
+        // SAFETY: as in `with_runner`.
         return Some(unsafe { &*w }.reactor().clone());
     }
     context::with_scheduler(|s| {
@@ -1066,7 +1075,7 @@ pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
     // over its workers, else the entered handle's.
     let w = context::worker();
     if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
+        // SAFETY: as in `with_runner`.
         return Some(unsafe { &*w }.shared().next_reactor());
     }
     context::with_scheduler(|s| match s {
@@ -1082,7 +1091,7 @@ pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
 fn with_multi_thread<R>(f: impl FnOnce(&multi_thread::Shared, Option<&multi_thread::WorkerCtx>) -> R) -> Option<R> {
     let w = context::worker();
     if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
+        // SAFETY: as in `with_runner`.
         let w = unsafe { &*w };
         return Some(f(w.shared(), Some(w)));
     }
@@ -1126,21 +1135,16 @@ pub(crate) fn with_current_reactor<R>(
     prefer: Option<&Arc<crate::driver::Reactor>>,
     f: impl FnOnce(&Arc<crate::driver::Reactor>) -> R,
 ) -> Option<R> {
-    let (w, d) = context::worker_or_driving();
-    if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Some(f(unsafe { &*w }.reactor()));
-    }
-    if !d.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Some(f(unsafe { &*d }.reactor()));
-    }
-    context::with_scheduler(|s| {
-        s.map(|s| match s {
-            Scheduler::CurrentThread(s) => f(&s.reactor),
-            Scheduler::MultiThread(s) => f(&s.reactor()),
-            Scheduler::PerCore(s) => f(prefer.unwrap_or_else(|| &s.next_core().reactor)),
-        })
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => Some(f(w.reactor())),
+        Some(Runner::Driving(d)) => Some(f(d.reactor())),
+        None => context::with_scheduler(|s| {
+            s.map(|s| match s {
+                Scheduler::CurrentThread(s) => f(&s.reactor),
+                Scheduler::MultiThread(s) => f(&s.reactor()),
+                Scheduler::PerCore(s) => f(prefer.unwrap_or_else(|| &s.next_core().reactor)),
+            })
+        }),
     })
 }
 
@@ -1149,39 +1153,33 @@ pub(crate) fn with_current_reactor<R>(
 /// What such a thread queues for its next wait is submitted soon; otherwise it may wait until
 /// the runtime is driven again (see `Reactor::flush_submissions`).
 pub(crate) fn drives(reactor: &Arc<crate::driver::Reactor>) -> bool {
-    let (w, d) = context::worker_or_driving();
-    if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return Arc::ptr_eq(unsafe { &*w }.reactor(), reactor);
-    }
-    // SAFETY: as in `with_current_clock`.
-    !d.is_null() && Arc::ptr_eq(unsafe { &*d }.reactor(), reactor)
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => Arc::ptr_eq(w.reactor(), reactor),
+        Some(Runner::Driving(d)) => Arc::ptr_eq(d.reactor(), reactor),
+        None => false,
+    })
 }
 
 /// Fires due timers of the runtime whose clock `time::advance` moved ([`with_current_clock`]'s:
 /// this worker's or driven runtime's first, else the entered one's).
 pub(crate) fn process_all_timers() {
-    let (w, d) = context::worker_or_driving();
-    if !w.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        return unsafe { &*w }.shared().process_timers();
-    }
-    if !d.is_null() {
-        // SAFETY: as in `with_current_clock`.
-        unsafe { &*d }.timers().process();
-        return;
-    }
-    context::with_scheduler(|s| match s {
-        Some(Scheduler::CurrentThread(s)) => {
-            s.timers.process();
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => w.shared().process_timers(),
+        Some(Runner::Driving(d)) => {
+            d.timers().process();
         }
-        Some(Scheduler::MultiThread(s)) => s.process_timers(),
-        Some(Scheduler::PerCore(s)) => {
-            for core in s.cores.iter() {
-                core.timers.process();
+        None => context::with_scheduler(|s| match s {
+            Some(Scheduler::CurrentThread(s)) => {
+                s.timers.process();
             }
-        }
-        None => {}
+            Some(Scheduler::MultiThread(s)) => s.process_timers(),
+            Some(Scheduler::PerCore(s)) => {
+                for core in s.cores.iter() {
+                    core.timers.process();
+                }
+            }
+            None => {}
+        }),
     })
 }
 
