@@ -112,6 +112,20 @@ fn a_core_handle_on_another_thread_neither_runs_local_tasks_there_nor_counts_as_
 }
 
 #[test]
+fn a_core_that_enters_another_runtimes_handle_is_still_that_core() {
+    let rt = per_core(2);
+    let other = Builder::new_current_thread().build().unwrap();
+    let h = other.handle().clone();
+    let core = rt
+        .block_on(rt.handle().spawn_on(1, async move {
+            let _entered = h.enter();
+            current_core()
+        }))
+        .unwrap();
+    assert_eq!(core, Some(1), "entering another handle on a core hid which core it is");
+}
+
+#[test]
 fn an_op_in_flight_on_one_core_held_by_another_is_cancelled_at_shutdown_not_leaked() {
     // A buffer that says when it is freed.
     struct Flagged(Vec<u8>, Arc<AtomicUsize>);

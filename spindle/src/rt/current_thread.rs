@@ -104,6 +104,16 @@ impl Driving {
         self.shared.is_core()
     }
 
+    /// The index of the core this thread drives, if it drives a core of a per-core runtime.
+    pub(crate) fn core_index(&self) -> Option<usize> {
+        self.shared.core_index()
+    }
+
+    /// The address of the per-core runtime whose core this thread drives, if it drives one.
+    pub(crate) fn per_core_id(&self) -> Option<usize> {
+        self.shared.per_core_id()
+    }
+
     fn core(&self) -> std::cell::RefMut<'_, Core> {
         std::cell::RefMut::map(self.core.borrow_mut(), |c| &mut **c.as_mut().expect("core present while driving"))
     }

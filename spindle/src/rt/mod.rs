@@ -948,9 +948,10 @@ impl RuntimeMetrics {
 /// assert_eq!(on_core.unwrap(), Some(0));
 /// ```
 pub fn current_core() -> Option<usize> {
-    context::with_scheduler(|s| match s {
-        // A core's handle entered on another thread (`Handle::enter`) does not make it a core.
-        Some(Scheduler::CurrentThread(s)) if s.is_driving_thread() => s.core_index(),
+    // The core this thread drives, whatever handle it entered (a core's handle entered on another
+    // thread does not make that thread a core either).
+    with_runner(|r| match r {
+        Some(Runner::Driving(d)) => d.core_index(),
         _ => None,
     })
 }
@@ -968,10 +969,10 @@ pub(crate) fn outside_per_core() -> Option<usize> {
 /// The reactor of the core this thread runs, when it is a core of the per-core runtime whose
 /// address is `runtime`.
 pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::Reactor>> {
-    context::with_scheduler(|s| match s {
-        Some(Scheduler::CurrentThread(c)) if c.is_driving_thread() && c.per_core_id() == Some(runtime) => {
-            Some(c.reactor.clone())
-        }
+    // Chosen where the socket is first waited on: the core this thread drives, whatever handle
+    // it entered.
+    with_runner(|r| match r {
+        Some(Runner::Driving(d)) if d.per_core_id() == Some(runtime) => Some(d.reactor().clone()),
         _ => None,
     })
 }
