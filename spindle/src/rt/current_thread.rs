@@ -89,29 +89,9 @@ impl Driving {
         &self.shared.reactor
     }
 
-    /// The clock of the runtime this thread drives.
-    pub(crate) fn clock(&self) -> &Arc<Clock> {
-        &self.shared.clock
-    }
-
-    /// The timer shard of the runtime this thread drives (the one its parks fire).
-    pub(crate) fn timers(&self) -> &Arc<Shard> {
-        &self.shared.timers
-    }
-
-    /// Whether the runtime this thread drives is a core of a per-core runtime.
-    pub(crate) fn is_core(&self) -> bool {
-        self.shared.is_core()
-    }
-
-    /// The index of the core this thread drives, if it drives a core of a per-core runtime.
-    pub(crate) fn core_index(&self) -> Option<usize> {
-        self.shared.core_index()
-    }
-
-    /// The address of the per-core runtime whose core this thread drives, if it drives one.
-    pub(crate) fn per_core_id(&self) -> Option<usize> {
-        self.shared.per_core_id()
+    /// The runtime this thread drives.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     fn core(&self) -> std::cell::RefMut<'_, Core> {

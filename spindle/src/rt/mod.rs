@@ -951,7 +951,7 @@ pub fn current_core() -> Option<usize> {
     // The core this thread drives, whatever handle it entered (a core's handle entered on another
     // thread does not make that thread a core either).
     with_runner(|r| match r {
-        Some(Runner::Driving(d)) => d.core_index(),
+        Some(Runner::Driving(d)) => d.shared().core_index(),
         _ => None,
     })
 }
@@ -972,7 +972,7 @@ pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::React
     // Chosen where the socket is first waited on: the core this thread drives, whatever handle
     // it entered.
     with_runner(|r| match r {
-        Some(Runner::Driving(d)) if d.per_core_id() == Some(runtime) => Some(d.reactor().clone()),
+        Some(Runner::Driving(d)) if d.shared().per_core_id() == Some(runtime) => Some(d.reactor().clone()),
         _ => None,
     })
 }
@@ -1009,7 +1009,7 @@ fn with_runner<R>(f: impl FnOnce(Option<Runner<'_>>) -> R) -> R {
 pub(crate) fn virtual_time_allowed() -> bool {
     with_runner(|r| match r {
         Some(Runner::Worker(_)) => true,
-        Some(Runner::Driving(d)) => !d.is_core(),
+        Some(Runner::Driving(d)) => !d.shared().is_core(),
         None => context::with_scheduler(|s| match s {
             Some(Scheduler::CurrentThread(s)) => !s.is_core(),
             Some(Scheduler::PerCore(_)) => false,
@@ -1024,7 +1024,7 @@ pub(crate) fn virtual_time_allowed() -> bool {
 pub(crate) fn with_current_clock<R>(f: impl FnOnce(Option<&Arc<crate::time::Clock>>) -> R) -> R {
     with_runner(|r| match r {
         Some(Runner::Worker(w)) => f(Some(w.clock())),
-        Some(Runner::Driving(d)) => f(Some(d.clock())),
+        Some(Runner::Driving(d)) => f(Some(&d.shared().clock)),
         None => context::with_scheduler(|s| f(s.map(|s| s.clock()))),
     })
 }
@@ -1035,7 +1035,7 @@ pub(crate) fn with_current_clock<R>(f: impl FnOnce(Option<&Arc<crate::time::Cloc
 pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
     with_runner(|r| match r {
         Some(Runner::Worker(w)) => Some(w.timers().clone()),
-        Some(Runner::Driving(d)) => Some(d.timers().clone()),
+        Some(Runner::Driving(d)) => Some(d.shared().timers.clone()),
         None => context::with_scheduler(|s| {
             s.map(|s| match s {
                 Scheduler::CurrentThread(s) => s.timers.clone(),
@@ -1054,17 +1054,15 @@ pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
 /// bound a listener its tasks accept on must not tie it to a reactor nobody drives once the
 /// `block_on` returns).
 pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
-    let w = context::worker();
-    if !w.is_null() {
-        // SAFETY: as in `with_runner`.
-        return Some(unsafe { &*w }.reactor().clone());
-    }
-    context::with_scheduler(|s| {
-        s.map(|s| match s {
-            Scheduler::CurrentThread(s) => s.reactor.clone(),
-            Scheduler::MultiThread(s) => s.reactor(),
-            Scheduler::PerCore(s) => s.next_core().reactor.clone(),
-        })
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => Some(w.reactor().clone()),
+        _ => context::with_scheduler(|s| {
+            s.map(|s| match s {
+                Scheduler::CurrentThread(s) => s.reactor.clone(),
+                Scheduler::MultiThread(s) => s.reactor(),
+                Scheduler::PerCore(s) => s.next_core().reactor.clone(),
+            })
+        }),
     })
 }
 
@@ -1074,31 +1072,26 @@ pub(crate) fn current_reactor() -> Option<Arc<crate::driver::Reactor>> {
 pub(crate) fn spread_reactor() -> Option<Arc<crate::driver::Reactor>> {
     // As for `current_reactor` (chosen when the object is made): this worker's runtime, spreading
     // over its workers, else the entered handle's.
-    let w = context::worker();
-    if !w.is_null() {
-        // SAFETY: as in `with_runner`.
-        return Some(unsafe { &*w }.shared().next_reactor());
-    }
-    context::with_scheduler(|s| match s {
-        Some(Scheduler::MultiThread(s)) => Some(s.next_reactor()),
-        Some(Scheduler::CurrentThread(s)) => Some(s.reactor.clone()),
-        Some(Scheduler::PerCore(s)) => Some(s.next_core().reactor.clone()),
-        None => None,
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => Some(w.shared().next_reactor()),
+        _ => context::with_scheduler(|s| match s {
+            Some(Scheduler::MultiThread(s)) => Some(s.next_reactor()),
+            Some(Scheduler::CurrentThread(s)) => Some(s.reactor.clone()),
+            Some(Scheduler::PerCore(s)) => Some(s.next_core().reactor.clone()),
+            None => None,
+        }),
     })
 }
 
 /// Runs `f` on the current runtime if it is a multi-thread one (this worker's, or that of the
 /// `block_on` this thread is in), with this thread's worker context if it is one of its workers.
 fn with_multi_thread<R>(f: impl FnOnce(&multi_thread::Shared, Option<&multi_thread::WorkerCtx>) -> R) -> Option<R> {
-    let w = context::worker();
-    if !w.is_null() {
-        // SAFETY: as in `with_runner`.
-        let w = unsafe { &*w };
-        return Some(f(w.shared(), Some(w)));
-    }
-    context::with_scheduler(|s| match s {
-        Some(Scheduler::MultiThread(s)) => Some(f(s, None)),
-        _ => None,
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => Some(f(w.shared(), Some(w))),
+        _ => context::with_scheduler(|s| match s {
+            Some(Scheduler::MultiThread(s)) => Some(f(s, None)),
+            _ => None,
+        }),
     })
 }
 
@@ -1167,7 +1160,7 @@ pub(crate) fn process_all_timers() {
     with_runner(|r| match r {
         Some(Runner::Worker(w)) => w.shared().process_timers(),
         Some(Runner::Driving(d)) => {
-            d.timers().process();
+            d.shared().timers.process();
         }
         None => context::with_scheduler(|s| match s {
             Some(Scheduler::CurrentThread(s)) => {
