@@ -16,7 +16,12 @@
 //! - `sleep`: one task creates a 1 s sleep, polls it once and drops it, N times, yielding every
 //!   100 (timer_churn_sleep).
 //!
-//! Prints ns per op for three rounds (wall time is noisy; use spindle-bench for comparisons and
+//! A fourth argument sets the number of rounds (default 3; more for `perf record`). `W=n` in the
+//! environment sets the multi-thread runtime's workers (default 2; `W=1` shows its per-task costs
+//! without stealing). Under valgrind, run `mt` with `SPINDLE_DRIVER=epoll`: on io_uring
+//! the multi-thread loop hangs under valgrind (not natively; not investigated further).
+//!
+//! Prints ns per op for each round (wall time is noisy; use spindle-bench for comparisons and
 //! callgrind for where the instructions go).
 
 use std::future::Future;
@@ -30,12 +35,16 @@ fn main() {
     let mode = std::env::args().nth(1).unwrap_or("ct".into());
     let n: usize = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(100_000);
     let workload = std::env::args().nth(3).unwrap_or("spawn".into());
+    let rounds: usize = std::env::args().nth(4).map(|s| s.parse().unwrap()).unwrap_or(3);
     let rt = if mode == "ct" {
         Builder::new_current_thread().build().unwrap()
     } else {
-        Builder::new_multi_thread().worker_threads(2).build().unwrap()
+        Builder::new_multi_thread()
+            .worker_threads(std::env::var("W").map(|s| s.parse().unwrap()).unwrap_or(2))
+            .build()
+            .unwrap()
     };
-    for _ in 0..3 {
+    for _ in 0..rounds {
         let t = std::time::Instant::now();
         let s = rt.block_on(async {
             let w = workload.clone();

@@ -50,8 +50,9 @@ fn local_task_woken_from_another_thread_stays_home() {
     each_flavor(|rt| {
         rt.block_on(async {
             spindle::spawn(async {
-                let home = std::thread::current().id();
                 for i in 0..50 {
+                    // This task may move between workers while it waits; its local task may not.
+                    let home = std::thread::current().id();
                     let (tx, rx) = oneshot::channel();
                     let not_send = Rc::new(i);
                     let h = spindle::spawn_local(async move {

@@ -278,6 +278,67 @@ fn wake_from_outside_thread() {
     });
 }
 
+/// The order tasks run in on one worker: `(runtime name, runtime)` for the flavours whose order is
+/// deterministic (a second worker could steal).
+fn one_worker_runtimes() -> Vec<(&'static str, spindle::runtime::Runtime)> {
+    vec![
+        ("current_thread", Builder::new_current_thread().build().unwrap()),
+        ("multi_thread(1)", Builder::new_multi_thread().worker_threads(1).build().unwrap()),
+    ]
+}
+
+#[test]
+fn a_finished_tasks_joiner_runs_after_the_tasks_queued_before_it() {
+    // A joiner woken by its child's completion goes to the back of the queue on every flavour (on
+    // the multi-thread runtime not to the LIFO slot: a fan-in would find its next child unfinished).
+    for (name, rt) in one_worker_runtimes() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = log.clone();
+        rt.block_on(rt.spawn(async move {
+            let push = |l: &Arc<std::sync::Mutex<Vec<&'static str>>>, what| l.lock().unwrap().push(what);
+            let (l1, l2) = (l.clone(), l.clone());
+            let child = spindle::spawn(async move { push(&l1, "child") });
+            let queued = spindle::spawn(async move { push(&l2, "queued after the child") });
+            child.await.unwrap();
+            push(&l, "joiner");
+            queued.await.unwrap();
+        }))
+        .unwrap();
+        assert_eq!(*log.lock().unwrap(), ["child", "queued after the child", "joiner"], "on {name}");
+    }
+}
+
+#[test]
+fn a_task_woken_by_a_message_runs_before_the_queue_on_a_worker() {
+    // The multi-thread runtime's LIFO slot: a receiver woken by a running task runs next, before
+    // tasks queued earlier (the current-thread runtime queues it at the back).
+    for (name, rt) in one_worker_runtimes() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = log.clone();
+        rt.block_on(rt.spawn(async move {
+            let (tx, rx) = oneshot::channel::<()>();
+            let (l1, l2) = (l.clone(), l.clone());
+            let receiver = spindle::spawn(async move {
+                rx.await.unwrap();
+                l1.lock().unwrap().push("receiver");
+            });
+            // Let the receiver start waiting.
+            task::yield_now().await;
+            let queued = spindle::spawn(async move { l2.lock().unwrap().push("queued before the wake") });
+            tx.send(()).unwrap();
+            receiver.await.unwrap();
+            queued.await.unwrap();
+        }))
+        .unwrap();
+        let expect: &[&str] = if name == "current_thread" {
+            &["queued before the wake", "receiver"]
+        } else {
+            &["receiver", "queued before the wake"]
+        };
+        assert_eq!(*log.lock().unwrap(), expect, "on {name}");
+    }
+}
+
 #[test]
 fn yield_now_lets_others_run() {
     // On a single thread, a task that yields in a loop must let another task make progress.

@@ -174,6 +174,14 @@ fn with_current_header<R>(f: impl FnOnce(&Header) -> R) -> Option<R> {
         .flatten()
 }
 
+/// Whether the task being polled on this thread has already finished: its output is stored and
+/// it is waking the task that awaits its `JoinHandle` (the only wake a task makes after its
+/// `COMPLETE` bit is set). The multi-thread scheduler sends such a wake to the back of the queue.
+#[inline]
+pub(crate) fn polled_task_has_completed() -> bool {
+    with_current_header(|h| h.state().is_complete()).unwrap_or(false)
+}
+
 /// The task being polled on this thread.
 pub(crate) fn current_task() -> Option<TaskId> {
     with_current_header(Header::id)

@@ -10,7 +10,8 @@
 //!   worker borrows it only between polls, so wakes during a poll can push to it.
 //! - Where tasks go: a spawn on a worker goes to the back of its queue; a wake on a worker goes to
 //!   its LIFO slot (the previous occupant moves to the queue), which makes message passing between
-//!   two tasks run back-to-back; a task that wakes itself (yield) goes to the back. Anything from
+//!   two tasks run back-to-back; a task that wakes itself (yield) goes to the back, and so does the
+//!   task awaiting a `JoinHandle` when its task finishes (see `schedule_local`). Anything from
 //!   another thread goes to the inject queue. Local (`!Send`) tasks never leave their worker:
 //!   wakes from other threads go to that worker's local inject queue and unpark it directly.
 //! - Fairness: the LIFO slot is used at most `MAX_LIFO_POLLS` times in a row and can be stolen;
@@ -690,6 +691,16 @@ impl WorkerCtx {
     /// Queues a task woken (or spawned) on this worker.
     fn schedule_local(&self, core: &mut Core, task: Notified<Sched>, kind: Push) {
         let shared = &*self.shared;
+        // A wake made by a finished task is its joiner's. The LIFO slot pays off when the woken
+        // task consumes what the waker just produced and the two go back and forth; a joiner
+        // mostly goes on to await its next child (a fan-in), so running it first only finds that
+        // child unfinished: one wasted poll, waker registration and wake per child (360 of the
+        // 1,660 instructions of a spawn + join on one worker). At the back it runs once the
+        // children queued before it have run, as on the current-thread runtime.
+        let kind = match kind {
+            Push::Lifo if context::polled_task_has_completed() => Push::Back,
+            kind => kind,
+        };
         let notify = match kind {
             Push::Back => {
                 core.run_queue.push_back(task, |batch| shared.inject.push_batch(batch));
