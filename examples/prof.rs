@@ -18,8 +18,10 @@
 //!
 //! A fourth argument sets the number of rounds (default 3; more for `perf record`). `W=n` in the
 //! environment sets the multi-thread runtime's workers (default 2; `W=1` shows its per-task costs
-//! without stealing). Under valgrind, run `mt` with `SPINDLE_DRIVER=epoll`: on io_uring
-//! the multi-thread loop hangs under valgrind (not natively; not investigated further).
+//! without stealing). Under valgrind, run `mt` with `SPINDLE_DRIVER=epoll`: valgrind 3.19
+//! keeps its one-thread-at-a-time lock while a thread waits in `io_uring_enter`, so the worker
+//! waiting in its ring stops the thread that would wake it (seen in `/proc/<pid>/task/*/wchan`:
+//! `io_cqring_wait` beside a thread waiting for valgrind's lock).
 //!
 //! Prints ns per op for each round (wall time is noisy; use spindle-bench for comparisons and
 //! callgrind for where the instructions go).
