@@ -125,9 +125,9 @@ fn tcp_echo_owned_and_slices() {
 /// Sockets made while a runtime's handle is entered belong to that runtime, even on a thread
 /// driving another one: a current-thread `block_on` enters a multi-thread runtime, binds a
 /// listener and spawns (there) the task that accepts on it and echoes, then returns. A client
-/// from outside is then served, by the multi-thread runtime's reactor. (On epoll the listener's
-/// registration decides this; on io_uring the multishot accept goes to the polling worker's ring
-/// whatever the listener's reactor.)
+/// from outside is then served, by the multi-thread runtime's reactor. (The listener's
+/// registration decides this on both backends: on io_uring its multishot accept goes to the ring
+/// of that registration's reactor.)
 #[test]
 fn sockets_made_under_an_entered_handle_belong_to_its_runtime() {
     let _s = serial();
@@ -155,6 +155,51 @@ fn sockets_made_under_an_entered_handle_belong_to_its_runtime() {
     c.read_exact(&mut echoed).expect("the accepted connection was never served");
     assert_eq!(&echoed, b"ping");
     assert_eq!(&mt.block_on(server).unwrap().unwrap(), b"ping");
+}
+
+/// A socket belongs to the runtime it was made in on both backends, whoever polls it first: a
+/// listener first accepted (and a stream first read with `recv_pooled`) from another runtime's
+/// `block_on` still serves its own runtime's tasks once that other runtime is idle. (On io_uring
+/// the listener's multishot accept and the stream's pooled receive went to the first poller's
+/// ring, which nobody drives once its `block_on` returned.)
+#[test]
+fn a_socket_first_polled_from_another_runtime_keeps_serving_its_own() {
+    let _s = serial();
+    let mt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let listener = mt.block_on(mt.spawn(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))).unwrap().unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = Arc::new(listener);
+
+    // The listener's first accept, from the other runtime's `block_on` (the connection it
+    // accepts is that runtime's, as in tokio).
+    use std::io::Write;
+    let _c0 = std::net::TcpStream::connect(addr).unwrap();
+    drop(other.block_on(listener.accept()).unwrap());
+    // Now only the multi-thread runtime is driven.
+    let mut c1 = std::net::TcpStream::connect(addr).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    mt.spawn(async move {
+        let _ = tx.send(listener.accept().await);
+    });
+    let (s1, _) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the listener's own runtime never accepted (its accept is tied to the other runtime's ring)")
+        .unwrap();
+
+    // The same for a stream's first pooled receive.
+    c1.write_all(b"one").unwrap();
+    let s1 = Arc::new(s1);
+    assert_eq!(&other.block_on(s1.recv_pooled()).unwrap()[..], b"one");
+    let (tx, rx) = std::sync::mpsc::channel();
+    mt.spawn(async move {
+        let _ = tx.send(s1.recv_pooled().await.map(|b| b.to_vec()));
+    });
+    c1.write_all(b"two").unwrap();
+    let received = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the stream's own runtime never received (its pooled receive is tied to the other runtime's ring)");
+    assert_eq!(received.unwrap(), b"two");
 }
 
 /// On a multi-thread worker, sockets register with the worker's runtime even with an idle

@@ -320,6 +320,18 @@ impl Registration {
         r.as_uring().is_some().then_some(r)
     }
 
+    /// The reactor for this fd's long-lived requests (a listener's multishot accept, pooled
+    /// receives, `net::pooled`): the one its readiness watch is (or would be) armed on, which is
+    /// its own runtime's, placed as the watch is. Not the ring of whichever thread polls first:
+    /// that may be another runtime's, which nobody drives once it is idle, while this fd's
+    /// runtime still uses the request.
+    pub(crate) fn home_reactor(&self) -> Arc<Reactor> {
+        match self.placement.get() {
+            Some(p) => p.watch_reactor(&self.reactor),
+            None => self.reactor.clone(),
+        }
+    }
+
     /// Arms the readiness watch on first use (see `watch`); a no-op once armed.
     fn arm(&self) -> io::Result<()> {
         let watch = self.watch.get_or_init(|| {

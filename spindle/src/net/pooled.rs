@@ -7,7 +7,10 @@
 //!   with `IOSQE_BUFFER_SELECT` (`recv_pooled`) or one multishot `RECV` (`recv_stream`); the
 //!   kernel picks a pool buffer when data arrives. `TcpListener::accept` keeps one multishot
 //!   `ACCEPT` per listener. These are the driver's *sink ops* (`driver::uring::sink`): every
-//!   completion goes to this socket's queue, whoever waits.
+//!   completion goes to this socket's queue, whoever waits. They are submitted to the ring of
+//!   the thread that polls first if it runs for the socket's runtime, else to the socket's home
+//!   ring (`Registration::home_reactor`): never to another runtime's ring, which is not driven
+//!   once that runtime is idle.
 //! - **epoll** (or io_uring where the kernel has no buffer rings): readiness, then `recv` into a
 //!   buffer taken from this thread's userspace pool; the buffer goes straight back when nothing
 //!   came. Accept is the readiness accept of `net::tcp`.
@@ -273,7 +276,20 @@ impl Shared {
     fn new(sock: &PollSocket, listener: bool) -> io::Result<Shared> {
         let mut pool = None;
         let mut uring = None;
-        if let Some(reactor) = crate::driver::uring_reactor() {
+        // On a thread of the socket's own runtime, this thread's ring: a task follows the ring
+        // its completions come from, and only a ring's own thread can register its buffer pool.
+        // Elsewhere the socket's home ring (see `Registration::home_reactor`), not this thread's,
+        // which may be another runtime's and not driven once that one is idle. On an epoll
+        // runtime: readiness.
+        let home = sock.home_reactor();
+        let reactor = if home.as_uring().is_none() {
+            None
+        } else if crate::rt::runs_runtime_of(&home) {
+            crate::driver::uring_reactor()
+        } else {
+            Some(home)
+        };
+        if let Some(reactor) = reactor {
             let ring_pool = if listener { None } else { reactor.as_uring().and_then(|r| r.buf_pool()) };
             if listener || ring_pool.is_some() {
                 let fd = dup_cloexec(sock.fd())
@@ -596,7 +612,6 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// readiness accept). Also `None` when the listener's state cannot be created now (no fd for its
 /// duplicate under EMFILE: the readiness accept reports and backs off instead).
 pub(crate) async fn accept_multishot(sock: &PollSocket) -> Option<io::Result<(Socket, SockAddr)>> {
-    crate::driver::uring_reactor()?;
     let shared = match sock.pooled.get(sock, true) {
         Ok(s) if s.uring.is_some() => s.clone(),
         _ => return None,

@@ -292,6 +292,11 @@ impl PollSocket {
         PollSocket::new(sock)
     }
 
+    /// The reactor of the socket's long-lived requests (see `Registration::home_reactor`).
+    pub(crate) fn home_reactor(&self) -> Arc<Reactor> {
+        self.reg.home_reactor()
+    }
+
     pub(crate) fn socket(&self) -> &Socket {
         &self.sock
     }

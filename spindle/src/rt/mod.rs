@@ -977,6 +977,20 @@ pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::React
     })
 }
 
+/// Whether this thread runs for the runtime `reactor` belongs to: it is a worker of the
+/// multi-thread runtime with that reactor, or drives the current-thread runtime with it, or a
+/// core of the per-core runtime one of whose cores has it.
+pub(crate) fn runs_runtime_of(reactor: &Arc<crate::driver::Reactor>) -> bool {
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => w.shared().owns_reactor(reactor),
+        Some(Runner::Driving(d)) => {
+            Arc::ptr_eq(d.reactor(), reactor)
+                || d.shared().per_core().is_some_and(|pc| pc.cores.iter().any(|c| Arc::ptr_eq(&c.reactor, reactor)))
+        }
+        None => false,
+    })
+}
+
 /// The runtime a thread runs for: the multi-thread runtime it is a worker of, or the
 /// current-thread runtime (or per-core core) it drives in `block_on`.
 enum Runner<'a> {

@@ -853,6 +853,11 @@ impl Shared {
         }
     }
 
+    /// Whether `reactor` is one of this runtime's workers' reactors.
+    pub(crate) fn owns_reactor(&self, reactor: &Arc<Reactor>) -> bool {
+        self.remotes.iter().any(|r| Arc::ptr_eq(&r.reactor, reactor))
+    }
+
     /// The workers' reactors in turn: for fds whose creator says nothing about where they will
     /// be used (accepted connections, usually handed to a task of their own; fds created off
     /// the workers). A registration's events are dispatched by its reactor's worker, which
