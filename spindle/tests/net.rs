@@ -202,6 +202,38 @@ fn a_socket_first_polled_from_another_runtime_keeps_serving_its_own() {
     assert_eq!(received.unwrap(), b"two");
 }
 
+/// The same for an owned read that another runtime's `block_on` dropped in flight: what it may
+/// still take is the socket's next read's (`net::stash`), so that read waits for the dropped
+/// op's last completion, which must come from a ring the socket's own runtime drives.
+#[test]
+fn a_read_dropped_in_flight_on_another_runtime_does_not_stall_the_sockets_own() {
+    let _s = serial();
+    let mt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let listener = mt.block_on(mt.spawn(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))).unwrap().unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    let (mut s, _) = mt.block_on(mt.spawn(async move { listener.accept().await })).unwrap().unwrap();
+    let mut s = other
+        .block_on(async move {
+            let read = spindle::time::timeout(Duration::from_millis(20), s.read_owned(vec![0u8; 16])).await;
+            assert!(read.is_err(), "nothing was sent: the read times out");
+            s
+        });
+    // Now only the multi-thread runtime is driven.
+    let (tx, rx) = std::sync::mpsc::channel();
+    mt.spawn(async move {
+        let mut got = [0u8; 3];
+        let _ = tx.send(s.read_exact(&mut got).await.map(|_| got));
+    });
+    use std::io::Write;
+    c.write_all(b"abc").unwrap();
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the socket's own runtime never read (waiting for a dropped op on the other runtime's ring)");
+    assert_eq!(&got.unwrap(), b"abc");
+}
+
 /// On a multi-thread worker, sockets register with the worker's runtime even with an idle
 /// runtime's handle entered (the worker's reactors are always driven): an accepted connection
 /// from outside the runtime (no paired end) is spread over the worker's runtime, not the idle one.

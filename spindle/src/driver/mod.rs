@@ -333,7 +333,11 @@ fn uring_possible() -> bool {
 
 /// [`uring_reactor`] for an object registered with `own`: `own` itself, borrowed, when it is the
 /// reactor ops on this thread go to (always on a current-thread runtime; on a worker that
-/// registered the object), else the current one.
+/// registered the object); else the current one if this thread runs for `own`'s runtime (a
+/// task follows the ring its op completes on); else `own` again. Never another runtime's ring:
+/// an op dropped in flight there completes only when that runtime is driven, and the object's
+/// next op waits for it (`net::stash`). A thread that runs no runtime and entered none uses
+/// the fallback ring, which is always driven.
 #[allow(dead_code)] // used by the socket types
 pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
     if own.as_uring().is_none() && !uring_possible() {
@@ -347,8 +351,8 @@ pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
         }
     });
     match current {
-        Some(None) => own.as_uring().is_some().then_some(ReactorRef::Borrowed(own)),
-        Some(Some(other)) => other.map(ReactorRef::Owned),
+        Some(Some(other)) if crate::rt::runs_runtime_of(own) => other.map(ReactorRef::Owned),
+        Some(_) => own.as_uring().is_some().then_some(ReactorRef::Borrowed(own)),
         None => uring_reactor().map(ReactorRef::Owned),
     }
 }
