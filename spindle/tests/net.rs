@@ -214,12 +214,11 @@ fn a_read_dropped_in_flight_on_another_runtime_does_not_stall_the_sockets_own() 
     let addr = listener.local_addr().unwrap();
     let mut c = std::net::TcpStream::connect(addr).unwrap();
     let (mut s, _) = mt.block_on(mt.spawn(async move { listener.accept().await })).unwrap().unwrap();
-    let mut s = other
-        .block_on(async move {
-            let read = spindle::time::timeout(Duration::from_millis(20), s.read_owned(vec![0u8; 16])).await;
-            assert!(read.is_err(), "nothing was sent: the read times out");
-            s
-        });
+    let mut s = other.block_on(async move {
+        let read = spindle::time::timeout(Duration::from_millis(20), s.read_owned(vec![0u8; 16])).await;
+        assert!(read.is_err(), "nothing was sent: the read times out");
+        s
+    });
     // Now only the multi-thread runtime is driven.
     let (tx, rx) = std::sync::mpsc::channel();
     mt.spawn(async move {
