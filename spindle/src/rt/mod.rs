@@ -848,10 +848,11 @@ impl Handle {
     /// Makes this runtime current on this thread until the guard drops: `spawn` goes to it, and
     /// sockets made here register with it (except on a worker of a multi-thread runtime, where
     /// they register with that worker's reactor, which is always driven). Timers (registered
-    /// where they are first polled) and I/O ops on io_uring (submitted to the ring of the thread
-    /// that polls them) follow the runtime whose worker this thread is, or which it drives in
-    /// `block_on`, if any: its parks are the ones that fire and reap them. The guard is not
-    /// `Send`: it restores this thread's context.
+    /// where they are first polled) follow the runtime whose worker this thread is, or which it
+    /// drives in `block_on`, if any: its parks are the ones that fire them. I/O ops on io_uring go
+    /// to that runtime's ring too when it is the socket's runtime; a socket of another runtime
+    /// keeps its ops on its own runtime's ring, which that runtime drives even when this one is
+    /// idle. The guard is not `Send`: it restores this thread's context.
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
