@@ -187,7 +187,10 @@ fn a_socket_first_polled_from_another_runtime_keeps_serving_its_own() {
         .expect("the listener's own runtime never accepted (its accept is tied to the other runtime's ring)")
         .unwrap();
 
-    // The same for a stream's first pooled receive.
+    // The same for a stream's first pooled receive. (Made from the other runtime, it finds the
+    // home ring's buffer pool not registered yet, which only that ring's thread may do, so this
+    // stream's pooled receives use readiness; before, they were tied to the other runtime's
+    // ring.)
     c1.write_all(b"one").unwrap();
     let s1 = Arc::new(s1);
     assert_eq!(&other.block_on(s1.recv_pooled()).unwrap()[..], b"one");
@@ -231,6 +234,50 @@ fn a_read_dropped_in_flight_on_another_runtime_does_not_stall_the_sockets_own() 
         .recv_timeout(Duration::from_secs(20))
         .expect("the socket's own runtime never read (waiting for a dropped op on the other runtime's ring)");
     assert_eq!(&got.unwrap(), b"abc");
+}
+
+/// A stream connected under an entered handle belongs to that runtime, as a listener bound there
+/// does: a current-thread `block_on` enters a multi-thread runtime, connects, and hands the
+/// stream to a task of that runtime, which uses it after the `block_on` returned. (On io_uring
+/// the connect registered the stream with the runtime this thread drives, whose ring nobody
+/// drives afterwards.)
+#[test]
+fn a_stream_connected_under_an_entered_handle_belongs_to_its_runtime() {
+    let _s = serial();
+    let mt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let driven = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let server = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = server.local_addr().unwrap();
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        use std::io::{Read, Write};
+        let (mut s, _) = server.accept()?;
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got)?;
+        s.write_all(&got)
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    driven.block_on(async {
+        let _entered = mt.enter();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        spindle::spawn(async move {
+            let mut stream = stream;
+            let r = async {
+                let (res, _) = stream.write_all_owned(b"ping".to_vec()).await;
+                res?;
+                let (res, buf) = stream.read_exact_owned(vec![0u8; 4]).await;
+                res?;
+                std::io::Result::Ok(buf)
+            }
+            .await;
+            let _ = tx.send(r);
+        });
+    });
+    // The current-thread runtime is not driven any more.
+    let echoed = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the stream's runtime never finished its ops (tied to the idle runtime's ring)");
+    assert_eq!(echoed.unwrap(), b"ping");
+    echo.join().unwrap().unwrap();
 }
 
 /// On a multi-thread worker, sockets register with the worker's runtime even with an idle

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spindle_core::loom::unmodelled::{AtomicBool, Ordering::*};
+use spindle_core::loom::unmodelled::{AtomicBool, AtomicUsize, Ordering::*};
 
 use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
 
@@ -24,6 +24,8 @@ pub(crate) struct Reactor {
     slots: Mutex<Slab>,
     /// The runtime owning this reactor was shut down.
     shut_down: AtomicBool,
+    /// The id of the runtime owning this reactor (see `driver::Reactor::owner`).
+    pub(super) owner: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -55,7 +57,13 @@ impl Reactor {
         // SAFETY: valid fds and a valid event struct on our stack.
         cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, eventfd.as_raw_fd(), &mut ev) })
             .map_err(|e| io::Error::new(e.kind(), format!("spindle: epoll_ctl(eventfd): {e}")))?;
-        Ok(Reactor { epoll, eventfd, slots: Mutex::new(Slab::default()), shut_down: AtomicBool::new(false) })
+        Ok(Reactor {
+            epoll,
+            eventfd,
+            slots: Mutex::new(Slab::default()),
+            shut_down: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
+        })
     }
 
     fn slab(&self) -> std::sync::MutexGuard<'_, Slab> {

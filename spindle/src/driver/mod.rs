@@ -237,6 +237,25 @@ impl Reactor {
         }
     }
 
+    /// The id of the runtime that owns this reactor (one id for all the reactors of a runtime:
+    /// its workers', or its cores'), or 0 for the fallback reactor, which no runtime owns.
+    #[inline]
+    pub(crate) fn owner(&self) -> usize {
+        match self {
+            Reactor::Epoll(r) => r.owner.load(Relaxed),
+            Reactor::Uring(r) => r.owner.load(Relaxed),
+        }
+    }
+
+    /// Records the runtime owning this reactor: called once, by the runtime's builder, before the
+    /// reactor is shared.
+    pub(crate) fn set_owner(&self, runtime: usize) {
+        match self {
+            Reactor::Epoll(r) => r.owner.store(runtime, Relaxed),
+            Reactor::Uring(r) => r.owner.store(runtime, Relaxed),
+        }
+    }
+
     /// The io_uring reactor, if this is one.
     pub(crate) fn as_uring(&self) -> Option<&uring::Reactor> {
         match self {
@@ -333,11 +352,12 @@ fn uring_possible() -> bool {
 
 /// [`uring_reactor`] for an object registered with `own`: `own` itself, borrowed, when it is the
 /// reactor ops on this thread go to (always on a current-thread runtime; on a worker that
-/// registered the object); else the current one if this thread runs for `own`'s runtime (a
-/// task follows the ring its op completes on); else `own` again. Never another runtime's ring:
-/// an op dropped in flight there completes only when that runtime is driven, and the object's
-/// next op waits for it (`net::stash`). A thread that runs no runtime and entered none uses
-/// the fallback ring, which is always driven.
+/// registered the object); else the current one if [`crate::rt::may_submit_here`] (this thread
+/// runs for `own`'s runtime; a task follows the ring its op completes on); else `own` again.
+/// Never a ring that may go undriven while the object is used: an op dropped in flight there
+/// completes only when that ring is driven again, and the object's next op waits for it
+/// (`net::stash`). A thread that runs no runtime and entered none uses the fallback ring, which
+/// is always driven.
 #[allow(dead_code)] // used by the socket types
 pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
     if own.as_uring().is_none() && !uring_possible() {
@@ -351,7 +371,7 @@ pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
         }
     });
     match current {
-        Some(Some(other)) if crate::rt::runs_runtime_of(own) => other.map(ReactorRef::Owned),
+        Some(Some(other)) if crate::rt::may_submit_here(own) => other.map(ReactorRef::Owned),
         Some(_) => own.as_uring().is_some().then_some(ReactorRef::Borrowed(own)),
         None => uring_reactor().map(ReactorRef::Owned),
     }

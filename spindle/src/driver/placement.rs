@@ -35,7 +35,8 @@
 //!   the runtime's threads, the reactor the asking end was registered with.
 //! - Who asks: on epoll, both ends' registrations arm their readiness watch lazily, on the
 //!   placement's reactor. On io_uring, the owned-buffer ops of a matched end go to the
-//!   placement's ring (other sockets' ops go to the ring of the thread polling them); a task
+//!   placement's ring (other sockets' ops go to the ring of the thread polling them, when it
+//!   runs for the socket's runtime: `driver::uring_reactor_near`); a task
 //!   follows the ring its op completes on, so both ends' tasks settle on that worker (an op
 //!   submitted from another thread is handed over to the ring's owner, once per migration).
 //! - Only a hint: a wrong or missed match costs speed, never correctness. Ports are reused only

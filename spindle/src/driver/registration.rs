@@ -321,11 +321,15 @@ impl Registration {
     }
 
     /// The reactor for this fd's long-lived requests (a listener's multishot accept, pooled
-    /// receives, `net::pooled`): the one its readiness watch is (or would be) armed on, which is
-    /// its own runtime's, placed as the watch is. Not the ring of whichever thread polls first:
-    /// that may be another runtime's, which nobody drives once it is idle, while this fd's
-    /// runtime still uses the request.
+    /// receives, `net::pooled`) when the thread asking may not use its own ring
+    /// (`rt::may_submit_here`): the one its readiness watch is armed on, or would be armed on by
+    /// this thread, which is its own runtime's. Not the asking thread's ring: that may be
+    /// another runtime's, which nobody drives once it is idle, while this fd's runtime still
+    /// uses the request.
     pub(crate) fn home_reactor(&self) -> Arc<Reactor> {
+        if let Some(Ok(w)) = self.watch.get() {
+            return w.on.clone().unwrap_or_else(|| self.reactor.clone());
+        }
         match self.placement.get() {
             Some(p) => p.watch_reactor(&self.reactor),
             None => self.reactor.clone(),

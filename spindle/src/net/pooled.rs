@@ -10,7 +10,9 @@
 //!   completion goes to this socket's queue, whoever waits. They are submitted to the ring of
 //!   the thread that polls first if it runs for the socket's runtime, else to the socket's home
 //!   ring (`Registration::home_reactor`): never to another runtime's ring, which is not driven
-//!   once that runtime is idle.
+//!   once that runtime is idle. A socket whose first pooled receive comes from such a thread
+//!   before its home ring's buffer pool exists (only the ring's own thread may register it)
+//!   keeps using readiness and a userspace pool: correct, but a `recv` syscall per receive.
 //! - **epoll** (or io_uring where the kernel has no buffer rings): readiness, then `recv` into a
 //!   buffer taken from this thread's userspace pool; the buffer goes straight back when nothing
 //!   came. Accept is the readiness accept of `net::tcp`.
@@ -276,15 +278,15 @@ impl Shared {
     fn new(sock: &PollSocket, listener: bool) -> io::Result<Shared> {
         let mut pool = None;
         let mut uring = None;
-        // On a thread of the socket's own runtime, this thread's ring: a task follows the ring
-        // its completions come from, and only a ring's own thread can register its buffer pool.
-        // Elsewhere the socket's home ring (see `Registration::home_reactor`), not this thread's,
-        // which may be another runtime's and not driven once that one is idle. On an epoll
-        // runtime: readiness.
+        // Where `rt::may_submit_here` allows (a thread of the socket's own runtime), this
+        // thread's ring: a task follows the ring its completions come from, and only a ring's own
+        // thread can register its buffer pool. Elsewhere the socket's home ring (see
+        // `Registration::home_reactor`), not this thread's, which may go undriven while the
+        // socket is still used. On an epoll runtime: readiness.
         let home = sock.home_reactor();
         let reactor = if home.as_uring().is_none() {
             None
-        } else if crate::rt::runs_runtime_of(&home) {
+        } else if crate::rt::may_submit_here(&home) {
             crate::driver::uring_reactor()
         } else {
             Some(home)

@@ -200,16 +200,21 @@ impl PollSocket {
     /// (the owned-buffer methods) never gets one, where waiting for connect readiness would
     /// leave a multishot poll posting a CQE for every segment the socket receives.
     pub(crate) async fn connect(sock: Socket, addr: &SockAddr) -> io::Result<Arc<PollSocket>> {
-        if let Some(r) = crate::driver::uring_reactor() {
-            if r.is_shut_down() {
+        // The runtime the socket belongs to: as for any socket made here (`Registration::new`),
+        // the worker's, else the entered handle's (which may not be the runtime this thread
+        // drives: `Handle::enter` is how code makes sockets for another runtime).
+        let own = crate::rt::current_reactor().unwrap_or_else(crate::driver::global_reactor);
+        if own.as_uring().is_some() {
+            if own.is_shut_down() {
                 return Err(crate::driver::shut_down_error());
             }
-            // Registered with `r`, lazily: nothing armed.
-            let reg = Registration::with_reactor(r.clone(), sock.as_raw_fd())?;
+            // Registered with `own`, lazily: nothing armed.
+            let reg = Registration::with_reactor(own.clone(), sock.as_raw_fd())?;
             let io = Arc::new(PollSocket::with_registration(sock, reg));
             let in_flight = loopback_connect_started(addr);
+            let ring = crate::driver::uring_reactor_near(&own).unwrap_or(crate::driver::ReactorRef::Borrowed(&own));
             // The op keeps the socket (so its fd number) alive if this future is dropped in flight.
-            match op::connect(&r, io.fd(), addr.clone(), io.clone()).await {
+            match op::connect(&ring, io.fd(), addr.clone(), io.clone()).await {
                 Ok(()) => {
                     // Before anything else uses the socket.
                     if let Some(pair) = connecting_pair(&io.sock, in_flight).or_else(first_user_placement) {
@@ -675,8 +680,9 @@ impl PollSocket {
         self.poll_io(cx, Direction::Read, || self.sock.peek(as_uninit(buf)))
     }
 
-    /// The io_uring reactor owned-buffer ops of this thread go to, or `None` on epoll (and the
-    /// shut-down error if this socket's runtime is gone, which readiness reports by itself).
+    /// The io_uring reactor this socket's owned-buffer ops go to from this thread (its pair's
+    /// ring, else `driver::uring_reactor_near`), or `None` on epoll (and the shut-down error if
+    /// this socket's runtime is gone, which readiness reports by itself).
     fn uring(&self) -> Option<io::Result<crate::driver::ReactorRef<'_>>> {
         let r = match self.reg.placed_ops_reactor() {
             Some(r) => crate::driver::ReactorRef::Borrowed(r),

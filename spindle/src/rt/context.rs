@@ -174,9 +174,11 @@ fn with_current_header<R>(f: impl FnOnce(&Header) -> R) -> Option<R> {
         .flatten()
 }
 
-/// Whether the task being polled on this thread has already finished: its output is stored and
-/// it is waking the task that awaits its `JoinHandle` (the only wake a task makes after its
-/// `COMPLETE` bit is set). The multi-thread scheduler sends such a wake to the back of the queue.
+/// Whether the task being polled on this thread has already finished (its `COMPLETE` bit is
+/// set): a wake made now is one of its last acts, not a message it passes on: the wake of the
+/// task awaiting its `JoinHandle`, or one made by dropping the output of a detached task (a
+/// `oneshot::Sender` or a permit in it). The multi-thread scheduler sends such a wake to the
+/// back of the queue.
 #[inline]
 pub(crate) fn polled_task_has_completed() -> bool {
     with_current_header(|h| h.state().is_complete()).unwrap_or(false)

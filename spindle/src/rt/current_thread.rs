@@ -122,6 +122,8 @@ impl Shared {
     ) -> std::io::Result<Arc<Shared>> {
         let driver =
             if bind_to_driving_thread { Driver::with_pinned_reactor(backend)? } else { Driver::with_reactor(backend)? };
+        // (A per-core runtime gives its cores' reactors its own id afterwards.)
+        driver.reactor().expect("a reactor driver").set_owner(super::next_runtime_id());
         let timers = Arc::new(Shard::new(clock.clone(), driver.unparker()));
         Ok(Arc::new(Shared {
             reactor: driver.reactor().expect("a reactor driver").clone(),

@@ -978,15 +978,30 @@ pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::React
     })
 }
 
-/// Whether this thread runs for the runtime `reactor` belongs to: it is a worker of the
-/// multi-thread runtime with that reactor, or drives the current-thread runtime with it, or a
-/// core of the per-core runtime one of whose cores has it.
-pub(crate) fn runs_runtime_of(reactor: &Arc<crate::driver::Reactor>) -> bool {
+/// A fresh runtime id (never 0, which stands for "no runtime": see `Reactor::owner`).
+pub(crate) fn next_runtime_id() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether an io_uring op (or a long-lived request) on an object registered with `own` may go
+/// to this thread's ring: this thread runs for `own`'s runtime (a worker of its multi-thread
+/// runtime, a thread driving its current-thread runtime, a core of its per-core runtime), or
+/// `own` is the fallback reactor (an object made outside any runtime) and this thread's ring is
+/// driven for as long as its runtime lives (a multi-thread worker's or a per-core core's). Not a
+/// current-thread runtime's ring for another runtime's object, nor for a fallback one: nothing
+/// drives it once its `block_on` returns, while the object's users may still need the op's
+/// completion.
+pub(crate) fn may_submit_here(own: &crate::driver::Reactor) -> bool {
+    let owner = own.owner();
     with_runner(|r| match r {
-        Some(Runner::Worker(w)) => w.shared().owns_reactor(reactor),
+        Some(Runner::Worker(w)) => owner == 0 || w.reactor().owner() == owner,
         Some(Runner::Driving(d)) => {
-            Arc::ptr_eq(d.reactor(), reactor)
-                || d.shared().per_core().is_some_and(|pc| pc.cores.iter().any(|c| Arc::ptr_eq(&c.reactor, reactor)))
+            if owner == 0 {
+                d.shared().is_core()
+            } else {
+                d.reactor().owner() == owner
+            }
         }
         None => false,
     })
@@ -1000,8 +1015,10 @@ enum Runner<'a> {
 }
 
 /// Runs `f` with the runtime this thread runs for, if any. What is chosen where it is polled
-/// (a timer's shard, the clock it is measured on, the ring an op goes to) follows it before the
-/// entered handle: its parks are the ones that fire and reap them (see `Handle::enter`). Two
+/// (a timer's shard, the clock it is measured on, the ring an op on one of its sockets goes to)
+/// follows it before the entered handle: its parks are the ones that fire and reap them (see
+/// `Handle::enter`; a socket of another runtime keeps its ops on its own ring:
+/// [`may_submit_here`]). Two
 /// plain thread-local reads, where the entered handle costs a `RefCell` borrow and a match (a
 /// tenth of a `sleep`'s instructions on the current-thread runtime, which had only that path).
 fn with_runner<R>(f: impl FnOnce(Option<Runner<'_>>) -> R) -> R {
@@ -1062,8 +1079,8 @@ pub(crate) fn current_timer_shard() -> Option<Arc<crate::time::Shard>> {
 }
 
 /// The reactor an fd created on this thread registers with, if it is inside a runtime: the
-/// worker's, else one of the runtime entered here. Unlike a timer's shard or an op's ring (chosen
-/// where it is polled), this is chosen when the object is made, so an entered handle wins over
+/// worker's, else one of the runtime entered here. Unlike a timer's shard (chosen where it is
+/// polled), this is chosen when the object is made, so an entered handle wins over
 /// the runtime this thread drives: `Handle::enter` is how code makes sockets for another runtime,
 /// whose tasks then use them (a current-thread `block_on` that entered a multi-thread handle and
 /// bound a listener its tasks accept on must not tie it to a reactor nobody drives once the
@@ -1134,12 +1151,12 @@ pub(crate) fn placement_reactor(pairs: usize, spread: bool) -> Option<Arc<crate:
     .flatten()
 }
 
-/// Runs `f` on the reactor an op submitted on this thread goes to, without cloning the `Arc`
-/// (for callers that only look at it, or clone it only when it suits them): the current worker's,
-/// else the one of the current-thread runtime this thread drives, else the entered runtime's (an
-/// op is chosen where it is polled, like a timer: see `Handle::enter`). Off the cores of a per-core runtime there
-/// is no reactor of this thread's own: `prefer` (the reactor of the object the op is on), else
-/// the cores' in turn.
+/// Runs `f` on this thread's reactor, without cloning the `Arc` (for callers that only look at
+/// it, or clone it only when it suits them): the current worker's, else the one of the
+/// current-thread runtime this thread drives, else the entered runtime's. An op on a socket goes
+/// there only if [`may_submit_here`] allows (see `driver::uring_reactor_near`). Off the cores of
+/// a per-core runtime there is no reactor of this thread's own: `prefer` (the reactor of the
+/// object the op is on), else the cores' in turn.
 pub(crate) fn with_current_reactor<R>(
     prefer: Option<&Arc<crate::driver::Reactor>>,
     f: impl FnOnce(&Arc<crate::driver::Reactor>) -> R,

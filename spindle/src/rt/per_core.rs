@@ -88,8 +88,11 @@ pub(crate) fn start(
     backend: crate::driver::Backend,
 ) -> std::io::Result<Arc<Shared>> {
     let mut cores = Vec::with_capacity(num_cores);
+    let runtime_id = super::next_runtime_id();
     for _ in 0..num_cores {
-        cores.push(current_thread::Shared::new(blocking.clone(), clock.clone(), backend, true)?);
+        let core = current_thread::Shared::new(blocking.clone(), clock.clone(), backend, true)?;
+        core.reactor.set_owner(runtime_id);
+        cores.push(core);
     }
     let shared = Arc::new(Shared {
         cores: cores.into_boxed_slice(),

@@ -85,7 +85,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use spindle_core::cache_padded::CachePadded;
-use spindle_core::loom::unmodelled::{AtomicBool, AtomicU64, Ordering::*};
+use spindle_core::loom::unmodelled::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use spindle_core::spin::{SpinGuard, SpinLock};
 
 use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
@@ -356,6 +356,8 @@ pub(crate) struct Reactor {
     shut_down: AtomicBool,
     /// Teardown removed the wake poll on purpose: its `ECANCELED` is not to be re-armed.
     tearing_down: AtomicBool,
+    /// The id of the runtime owning this reactor (see `driver::Reactor::owner`).
+    pub(super) owner: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -396,6 +398,7 @@ impl Reactor {
             bufs: Default::default(),
             shut_down: AtomicBool::new(false),
             tearing_down: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
         };
         if pinned {
             // Submitted by the owner's first wait (the ring is disabled until then).

@@ -188,9 +188,11 @@ pub(crate) fn start(
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
     let mut drivers = Vec::with_capacity(num_workers);
+    let runtime_id = super::next_runtime_id();
     for index in 0..num_workers {
         let (run_queue, stealer) = local::new();
         let driver = if PINNED_RINGS { Driver::with_pinned_reactor(backend)? } else { Driver::with_reactor(backend)? };
+        driver.reactor().expect("worker drivers have a reactor").set_owner(runtime_id);
         remotes.push(Remote {
             stealer,
             lifo: AtomicPtr::new(ptr::null_mut()),
@@ -691,8 +693,9 @@ impl WorkerCtx {
     /// Queues a task woken (or spawned) on this worker.
     fn schedule_local(&self, core: &mut Core, task: Notified<Sched>, kind: Push) {
         let shared = &*self.shared;
-        // A wake made by a finished task is its joiner's. The LIFO slot pays off when the woken
-        // task consumes what the waker just produced and the two go back and forth; a joiner
+        // A wake made by a finished task is its joiner's (or comes from dropping a detached
+        // task's output: `context::polled_task_has_completed`). The LIFO slot pays off when the
+        // woken task consumes what the waker just produced and the two go back and forth; a joiner
         // mostly goes on to await its next child (a fan-in), so running it first only finds that
         // child unfinished: one wasted poll, waker registration and wake per child (360 of the
         // 1,660 instructions of a spawn + join on one worker). At the back it runs once the
@@ -851,11 +854,6 @@ impl Shared {
             Some(w) => w.remote().reactor.clone(),
             None => self.next_reactor(),
         }
-    }
-
-    /// Whether `reactor` is one of this runtime's workers' reactors.
-    pub(crate) fn owns_reactor(&self, reactor: &Arc<Reactor>) -> bool {
-        self.remotes.iter().any(|r| Arc::ptr_eq(&r.reactor, reactor))
     }
 
     /// The workers' reactors in turn: for fds whose creator says nothing about where they will
