@@ -314,3 +314,24 @@ fn buffers_are_sent_to_the_job_not_copied() {
         });
     });
 }
+
+/// A file op polled on a plain thread that entered an idle current-thread runtime's handle (by
+/// another executor) completes: that runtime's ring is driven only in its `block_on`, so the op
+/// goes to the always-driven fallback ring instead (on io_uring it waited on the idle ring).
+#[test]
+fn a_file_op_on_a_thread_that_entered_an_idle_current_thread_runtime_completes() {
+    let dir = TempDir::new("entered-idle");
+    let path = dir.path().join("f");
+    std::fs::write(&path, b"hello").unwrap();
+    let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let file = rt.block_on(File::open(&path)).unwrap();
+    let handle = rt.handle().clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _entered = handle.enter();
+        let (res, buf) = futures::executor::block_on(file.read_at_owned(vec![0u8; 5], 0));
+        let _ = tx.send(res.map(|n| buf[..n].to_vec()));
+    });
+    let read = rx.recv_timeout(Duration::from_secs(20)).expect("the read waited on the idle runtime's ring");
+    assert_eq!(read.unwrap(), b"hello");
+}

@@ -280,6 +280,60 @@ fn a_stream_connected_under_an_entered_handle_belongs_to_its_runtime() {
     echo.join().unwrap().unwrap();
 }
 
+/// A socket made outside any runtime outlives the runtimes that use it: a listener (and a
+/// stream's pooled receives) first used by runtime A keeps working in runtime B after A is
+/// dropped. (Their long-lived io_uring requests stay on the fallback ring, not on A's worker's,
+/// which is shut down with A.)
+#[test]
+fn a_socket_made_outside_any_runtime_outlives_the_runtime_that_first_used_it() {
+    let _s = serial();
+    use std::io::Write;
+    let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let listener = Arc::new(TcpListener::from_std(std_listener).unwrap());
+    let client = std::net::TcpStream::connect(addr).unwrap();
+    let (server, _) = {
+        let a = spindle::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let l = listener.clone();
+        a.block_on(a.spawn(async move { l.accept().await })).unwrap().unwrap()
+    };
+    // The same for a stream made outside any runtime, whose buffer pool A's worker had set up.
+    let other = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let mut writer = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();
+    let (reader, _) = other.accept().unwrap();
+    reader.set_nonblocking(true).unwrap();
+    let reader = Arc::new(TcpStream::from_std(reader).unwrap());
+    writer.write_all(b"one").unwrap();
+    {
+        let a = spindle::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let r = reader.clone();
+        let got = a
+            .block_on(a.spawn(async move {
+                // A warm pool on A's worker: its first pooled receive registered one.
+                let _ = spindle::time::sleep(Duration::from_millis(20)).await;
+                r.recv_pooled().await.map(|b| b.to_vec())
+            }))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"one");
+    }
+    drop((client, server));
+    writer.write_all(b"two").unwrap();
+    let b = spindle::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let _client = std::net::TcpStream::connect(addr).unwrap();
+    let (accepted, received) = b
+        .block_on(b.spawn(async move {
+            let wait = Duration::from_secs(20);
+            let accepted = spindle::time::timeout(wait, listener.accept()).await.map(|r| r.map(|_| ()));
+            let received = spindle::time::timeout(wait, reader.recv_pooled()).await.map(|r| r.map(|b| b.to_vec()));
+            (accepted, received)
+        }))
+        .unwrap();
+    accepted.expect("accept hung").expect("accept failed after the first runtime was dropped");
+    assert_eq!(received.expect("pooled receive hung").expect("pooled receive failed"), b"two");
+}
+
 /// On a multi-thread worker, sockets register with the worker's runtime even with an idle
 /// runtime's handle entered (the worker's reactors are always driven): an accepted connection
 /// from outside the runtime (no paired end) is spread over the worker's runtime, not the idle one.

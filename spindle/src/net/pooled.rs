@@ -278,15 +278,18 @@ impl Shared {
     fn new(sock: &PollSocket, listener: bool) -> io::Result<Shared> {
         let mut pool = None;
         let mut uring = None;
-        // Where `rt::may_submit_here` allows (a thread of the socket's own runtime), this
-        // thread's ring: a task follows the ring its completions come from, and only a ring's own
-        // thread can register its buffer pool. Elsewhere the socket's home ring (see
-        // `Registration::home_reactor`), not this thread's, which may go undriven while the
-        // socket is still used. On an epoll runtime: readiness.
+        // On a thread of the socket's own runtime (`rt::may_submit_here`), this thread's ring: a
+        // task follows the ring its completions come from, and only a ring's own thread can
+        // register its buffer pool. Elsewhere the socket's home ring (see
+        // `Registration::home_reactor`), not this thread's, which may go undriven (or be shut
+        // down with its runtime) while the socket is still used: this choice lasts as long as
+        // the socket. For the same reason a socket made outside any runtime keeps these requests
+        // on the fallback ring, even where its single ops may use a worker's. On an epoll
+        // runtime: readiness.
         let home = sock.home_reactor();
         let reactor = if home.as_uring().is_none() {
             None
-        } else if crate::rt::may_submit_here(&home) {
+        } else if home.owner() != 0 && crate::rt::may_submit_here(&home) {
             crate::driver::uring_reactor()
         } else {
             Some(home)

@@ -1153,7 +1153,8 @@ pub(crate) fn placement_reactor(pairs: usize, spread: bool) -> Option<Arc<crate:
 
 /// Runs `f` on this thread's reactor, without cloning the `Arc` (for callers that only look at
 /// it, or clone it only when it suits them): the current worker's, else the one of the
-/// current-thread runtime this thread drives, else the entered runtime's. An op on a socket goes
+/// current-thread runtime this thread drives, else the entered runtime's (not a current-thread
+/// one: only its `block_on` drives it). An op on a socket goes
 /// there only if [`may_submit_here`] allows (see `driver::uring_reactor_near`). Off the cores of
 /// a per-core runtime there is no reactor of this thread's own: `prefer` (the reactor of the
 /// object the op is on), else the cores' in turn.
@@ -1164,12 +1165,14 @@ pub(crate) fn with_current_reactor<R>(
     with_runner(|r| match r {
         Some(Runner::Worker(w)) => Some(f(w.reactor())),
         Some(Runner::Driving(d)) => Some(f(d.reactor())),
-        None => context::with_scheduler(|s| {
-            s.map(|s| match s {
-                Scheduler::CurrentThread(s) => f(&s.reactor),
-                Scheduler::MultiThread(s) => f(&s.reactor()),
-                Scheduler::PerCore(s) => f(prefer.unwrap_or_else(|| &s.next_core().reactor)),
-            })
+        None => context::with_scheduler(|s| match s? {
+            // Entered here but driven only in its `block_on`, which this thread is not in: an op
+            // on its ring could wait forever. No reactor of this thread's own (callers use the
+            // object's own ring or the fallback one, which is always driven).
+            Scheduler::CurrentThread(s) if !s.is_core() => None,
+            Scheduler::CurrentThread(s) => Some(f(&s.reactor)),
+            Scheduler::MultiThread(s) => Some(f(&s.reactor())),
+            Scheduler::PerCore(s) => Some(f(prefer.unwrap_or_else(|| &s.next_core().reactor))),
         }),
     })
 }
