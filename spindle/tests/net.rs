@@ -296,7 +296,10 @@ fn a_socket_made_outside_any_runtime_outlives_the_runtime_that_first_used_it() {
     let (server, _) = {
         let a = spindle::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
         let l = listener.clone();
-        a.block_on(a.spawn(async move { l.accept().await })).unwrap().unwrap()
+        a.block_on(a.spawn(spindle::time::timeout(Duration::from_secs(20), async move { l.accept().await })))
+            .unwrap()
+            .expect("the first runtime's accept hung")
+            .unwrap()
     };
     // The same for a stream made outside any runtime, whose buffer pool A's worker had set up.
     let other = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -310,11 +313,15 @@ fn a_socket_made_outside_any_runtime_outlives_the_runtime_that_first_used_it() {
         let r = reader.clone();
         let got = a
             .block_on(a.spawn(async move {
-                // A warm pool on A's worker: its first pooled receive registered one.
-                let _ = spindle::time::sleep(Duration::from_millis(20)).await;
-                r.recv_pooled().await.map(|b| b.to_vec())
+                // Lets A's worker wait on its ring first (a ring's first waiter owns it, and only
+                // the owner may set up its buffer pool): where these requests once went, to A's
+                // worker's ring, that was the case that broke once A was gone.
+                spindle::time::sleep(Duration::from_millis(20)).await;
+                spindle::time::timeout(Duration::from_secs(20), r.recv_pooled()).await
             }))
             .unwrap()
+            .expect("the first runtime's pooled receive hung")
+            .map(|b| b.to_vec())
             .unwrap();
         assert_eq!(got, b"one");
     }
@@ -330,8 +337,13 @@ fn a_socket_made_outside_any_runtime_outlives_the_runtime_that_first_used_it() {
             (accepted, received)
         }))
         .unwrap();
-    accepted.expect("accept hung").expect("accept failed after the first runtime was dropped");
-    assert_eq!(received.expect("pooled receive hung").expect("pooled receive failed"), b"two");
+    // Both checked before either fails the test, so that a failure shows both halves.
+    let accepted = accepted.map_err(|_| "hung".to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+    let received = received.map_err(|_| "hung".to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+    assert!(
+        accepted.is_ok() && received.as_deref() == Ok(&b"two"[..]),
+        "after the first runtime was dropped: accept {accepted:?}, pooled receive {received:?}"
+    );
 }
 
 /// On a multi-thread worker, sockets register with the worker's runtime even with an idle

@@ -351,13 +351,13 @@ fn uring_possible() -> bool {
 }
 
 /// [`uring_reactor`] for an object registered with `own`: `own` itself, borrowed, when it is the
-/// reactor ops on this thread go to (always on a current-thread runtime; on a worker that
-/// registered the object); else the current one if [`crate::rt::may_submit_here`] (this thread
-/// runs for `own`'s runtime; a task follows the ring its op completes on); else `own` again.
-/// Never a ring that may go undriven while the object is used: an op dropped in flight there
-/// completes only when that ring is driven again, and the object's next op waits for it
-/// (`net::stash`). A thread that runs no runtime and entered none uses the fallback ring, which
-/// is always driven.
+/// reactor ops on this thread go to (on the current-thread runtime that made the object; on a
+/// worker that registered it); else the current one if [`crate::rt::may_submit_here`] (this
+/// thread runs for `own`'s runtime; a task follows the ring its op completes on); else `own`
+/// again. Never a ring that may go undriven while the object is used: an op dropped in flight
+/// there completes only when that ring is driven again, and the object's next op waits for it
+/// (`net::stash`). A thread with no ring of its own (it runs no runtime and entered none, or
+/// only an io_uring current-thread one) uses the fallback ring, which is always driven.
 #[allow(dead_code)] // used by the socket types
 pub(crate) fn uring_reactor_near(own: &Arc<Reactor>) -> Option<ReactorRef<'_>> {
     if own.as_uring().is_none() && !uring_possible() {

@@ -10,9 +10,15 @@
 //!   completion goes to this socket's queue, whoever waits. They are submitted to the ring of
 //!   the thread that polls first if it runs for the socket's runtime, else to the socket's home
 //!   ring (`Registration::home_reactor`): never to another runtime's ring, which is not driven
-//!   once that runtime is idle. A socket whose first pooled receive comes from such a thread
-//!   before its home ring's buffer pool exists (only the ring's own thread may register it)
-//!   keeps using readiness and a userspace pool: correct, but a `recv` syscall per receive.
+//!   once that runtime is idle. The choice lasts as long as the socket. Two costs of it:
+//!   - a socket whose first pooled receive comes from another runtime's thread before its home
+//!     ring's buffer pool exists (only the ring's own thread may register it) keeps using
+//!     readiness and a userspace pool: correct, but a `recv` syscall per receive;
+//!   - a socket made outside any runtime keeps these requests on the fallback ring (a worker's
+//!     ring would be shut down with its runtime while the socket lives on), so each completion
+//!     crosses from the `spindle-io` thread to the task's: pooled ping-pong between two such
+//!     sockets on a multi-thread runtime measured 39-43 us per round trip, against 14 us for
+//!     sockets made in the runtime. Make sockets inside the runtime that uses them.
 //! - **epoll** (or io_uring where the kernel has no buffer rings): readiness, then `recv` into a
 //!   buffer taken from this thread's userspace pool; the buffer goes straight back when nothing
 //!   came. Accept is the readiness accept of `net::tcp`.

@@ -852,7 +852,10 @@ impl Handle {
     /// drives in `block_on`, if any: its parks are the ones that fire them. I/O ops on io_uring go
     /// to that runtime's ring too when it is the socket's runtime; a socket of another runtime
     /// keeps its ops on its own runtime's ring, which that runtime drives even when this one is
-    /// idle. The guard is not `Send`: it restores this thread's context.
+    /// idle. On a thread that only entered a current-thread runtime (not in its `block_on`),
+    /// file ops and the ops of sockets made outside any runtime go to the always-driven
+    /// fallback ring, not to that runtime's. The guard is not `Send`: it restores this thread's
+    /// context.
     ///
     /// ```
     /// let rt = spindle::runtime::Runtime::new().unwrap();
@@ -1166,10 +1169,12 @@ pub(crate) fn with_current_reactor<R>(
         Some(Runner::Worker(w)) => Some(f(w.reactor())),
         Some(Runner::Driving(d)) => Some(f(d.reactor())),
         None => context::with_scheduler(|s| match s? {
-            // Entered here but driven only in its `block_on`, which this thread is not in: an op
-            // on its ring could wait forever. No reactor of this thread's own (callers use the
-            // object's own ring or the fallback one, which is always driven).
-            Scheduler::CurrentThread(s) if !s.is_core() => None,
+            // An io_uring current-thread runtime entered here but driven only in its `block_on`,
+            // which this thread is not in: an op on its ring could wait forever. No reactor of
+            // this thread's own (callers use the object's own ring or the fallback one, which is
+            // always driven). An epoll one stays: its objects use readiness, its files the
+            // blocking pool, as the user chose.
+            Scheduler::CurrentThread(s) if !s.is_core() && s.reactor.as_uring().is_some() => None,
             Scheduler::CurrentThread(s) => Some(f(&s.reactor)),
             Scheduler::MultiThread(s) => Some(f(&s.reactor())),
             Scheduler::PerCore(s) => Some(f(prefer.unwrap_or_else(|| &s.next_core().reactor))),
