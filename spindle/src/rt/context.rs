@@ -17,9 +17,11 @@ pub(crate) const BUDGET: u8 = 128;
 const UNCONSTRAINED: u8 = u8::MAX;
 const ID_BLOCK: u64 = 256;
 
+/// The per-poll state, in a thread-local of its own: every field is a plain `Cell` (nothing to
+/// drop), so an access is a direct thread-local load with no check of whether its destructor was
+/// registered or has run (the runtime handle, which has a destructor, lives in `HANDLE`). Every
+/// task poll, budget check, wake and spawn reads it.
 pub(crate) struct Context {
-    /// The runtime `spawn` uses on this thread.
-    handle: RefCell<Option<Scheduler>>,
     /// Set on a multi-thread worker while it runs.
     worker: Cell<*const multi_thread::WorkerCtx>,
     /// Set while a thread drives a current-thread runtime.
@@ -36,9 +38,10 @@ pub(crate) struct Context {
 }
 
 thread_local! {
+    /// The runtime `spawn` uses on this thread.
+    static HANDLE: RefCell<Option<Scheduler>> = const { RefCell::new(None) };
     static CONTEXT: Context = const {
         Context {
-            handle: RefCell::new(None),
             worker: Cell::new(std::ptr::null()),
             driving: Cell::new(std::ptr::null()),
             entered: Cell::new(false),
@@ -52,8 +55,8 @@ thread_local! {
 /// Runs `f` with the current runtime's scheduler, if this thread has one.
 pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&Scheduler>) -> R) -> R {
     let mut f = Some(f);
-    match CONTEXT.try_with(|c| {
-        let h = c.handle.borrow();
+    match HANDLE.try_with(|h| {
+        let h = h.borrow();
         (f.take().unwrap())(h.as_ref())
     }) {
         Ok(r) => r,
@@ -75,20 +78,18 @@ impl Drop for EnterGuard {
     fn drop(&mut self) {
         let prev = self.prev_handle.take();
         let entered = self.prev_entered;
-        let _ = CONTEXT.try_with(|c| {
-            *c.handle.borrow_mut() = prev;
-            c.entered.set(entered);
-        });
+        let _ = HANDLE.try_with(|h| *h.borrow_mut() = prev);
+        let _ = CONTEXT.try_with(|c| c.entered.set(entered));
     }
 }
 
 /// Makes `handle` the runtime `spawn` uses on this thread (does not mark the thread as driving).
 pub(crate) fn set_scheduler(handle: Scheduler) -> EnterGuard {
-    CONTEXT.with(|c| EnterGuard {
-        prev_handle: c.handle.borrow_mut().replace(handle),
-        prev_entered: c.entered.get(),
+    EnterGuard {
+        prev_handle: HANDLE.with(|h| h.borrow_mut().replace(handle)),
+        prev_entered: CONTEXT.with(|c| c.entered.get()),
         _this_thread: std::marker::PhantomData,
-    })
+    }
 }
 
 /// Marks the thread as inside a runtime (a worker or `block_on`), with `handle` current.
@@ -105,7 +106,7 @@ pub(crate) fn enter_runtime(handle: Scheduler) -> EnterGuard {
                  move the blocking work to `spindle::spawn_blocking`."
             );
         }
-        let prev_handle = c.handle.borrow_mut().replace(handle);
+        let prev_handle = HANDLE.with(|h| h.borrow_mut().replace(handle));
         c.entered.set(true);
         EnterGuard { prev_handle, prev_entered: false, _this_thread: std::marker::PhantomData }
     })
