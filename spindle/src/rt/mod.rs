@@ -983,8 +983,9 @@ pub(crate) fn core_reactor_of(runtime: usize) -> Option<Arc<crate::driver::React
 
 /// A fresh runtime id (never 0, which stands for "no runtime": see `Reactor::owner`).
 pub(crate) fn next_runtime_id() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    // A process-wide counter, not a synchronization point: loom has no model of statics.
+    static NEXT: spindle_core::loom::unmodelled::AtomicUsize = spindle_core::loom::unmodelled::AtomicUsize::new(1);
+    NEXT.fetch_add(1, spindle_core::loom::unmodelled::Ordering::Relaxed)
 }
 
 /// Whether an io_uring op (or a long-lived request) on an object registered with `own` may go
