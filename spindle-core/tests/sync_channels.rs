@@ -543,3 +543,51 @@ fn mpsc_cancellation_storm_every_runtime() {
         assert_eq!(got.len(), sent.load(SeqCst));
     });
 }
+
+/// A send handed capacity, then cancelled before it saw it, gives the capacity back; a receiver
+/// that closed meanwhile and waits for that last permit must be woken (the channel is now closed
+/// and idle, so `recv` returns `None`).
+#[test]
+fn a_cancelled_send_that_was_granted_capacity_wakes_a_closed_receiver() {
+    let (tx, mut rx) = mpsc::channel::<u32>(1);
+    let permit = tx.try_reserve().unwrap();
+    let mut send = Probe::new(tx.send(7));
+    send.pending(); // queued for capacity
+    drop(permit); // the slot goes to the queued send (granted, not yet observed)
+    rx.close();
+    let mut recv = Probe::new(rx.recv());
+    recv.pending(); // closed, but one permit is still out
+    drop(send); // cancelled: the granted permit comes back; closed and idle now
+    assert!(recv.wakes() > 0, "the closed receiver waiting for the last permit was not woken");
+    assert_eq!(recv.ready(), None);
+}
+
+/// The same through `reserve_many`.
+#[test]
+fn a_cancelled_reserve_many_that_was_granted_capacity_wakes_a_closed_receiver() {
+    let (tx, mut rx) = mpsc::channel::<u32>(2);
+    let held = tx.try_reserve_many(2).unwrap();
+    let mut reserve = Probe::new(tx.reserve_many(2));
+    reserve.pending();
+    drop(held);
+    rx.close();
+    let mut recv = Probe::new(rx.recv());
+    recv.pending();
+    drop(reserve);
+    assert!(recv.wakes() > 0, "the closed receiver waiting for the last permits was not woken");
+    assert_eq!(recv.ready(), None);
+}
+
+/// A request for more permits than any channel can hold is refused, not wrapped around into a
+/// small one (`n << 2` would drop the high bits).
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn reserving_an_impossible_number_of_slots_is_refused() {
+    let (tx, _rx) = mpsc::channel::<u32>(1);
+    for n in [1usize << 62, (1 << 62) + 1, usize::MAX] {
+        assert!(tx.try_reserve_many(n).unwrap_err().is_full(), "try_reserve_many({n})");
+        let mut fut = Probe::new(tx.reserve_many(n));
+        assert!(matches!(fut.poll(), std::task::Poll::Ready(Err(_))), "reserve_many({n})");
+    }
+    assert_eq!(tx.capacity(), 1);
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spindle_core::sync::{
-    Mutex, MutexGuard, OwnedRwLockWriteGuard, RwLock, RwLockWriteGuard, Semaphore, TryAcquireError,
+    Mutex, MutexGuard, OwnedMutexGuard, OwnedRwLockWriteGuard, RwLock, RwLockWriteGuard, Semaphore, TryAcquireError,
 };
 use sync_support::*;
 
@@ -437,4 +437,40 @@ fn semaphore_stress_every_runtime() {
         }
         assert_eq!(s.available_permits(), 3);
     });
+}
+
+/// `OwnedMutexGuard<T>` hands out `&T`, so sharing it across threads needs `T: Sync` (the derived
+/// impl asked only for `T: Send`, letting two threads mutate a `Cell` through one guard).
+#[test]
+fn an_owned_mutex_guard_is_sync_only_for_sync_values() {
+    use std::cell::Cell;
+    use std::marker::PhantomData;
+    struct Check<T>(PhantomData<T>);
+    trait NotSync {
+        const IS_SYNC: bool = false;
+    }
+    impl<T> NotSync for Check<T> {}
+    #[allow(dead_code)]
+    impl<T: Sync> Check<T> {
+        const IS_SYNC: bool = true;
+    }
+    // (guard of a `Cell`, owned guard of a `Cell`, owned guard of a `u64`): Sync?
+    let sync = [
+        Check::<MutexGuard<'static, Cell<u64>>>::IS_SYNC,
+        Check::<OwnedMutexGuard<Cell<u64>>>::IS_SYNC,
+        Check::<OwnedMutexGuard<u64>>::IS_SYNC,
+    ];
+    assert_eq!(sync, [false, false, true], "OwnedMutexGuard<Cell<u64>> must not be Sync");
+}
+
+/// A panic in `MutexGuard::map`'s closure unwinds the guard, unlocking the mutex.
+#[test]
+fn a_panic_in_a_guard_map_closure_unlocks_the_mutex() {
+    let m = Mutex::new(5u32);
+    let g = m.try_lock().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _mapped = MutexGuard::map(g, |_v: &mut u32| -> &mut u32 { panic!("closure panics") });
+    }));
+    assert!(r.is_err());
+    assert!(m.try_lock().is_ok(), "the mutex stayed locked after the guard unwound");
 }

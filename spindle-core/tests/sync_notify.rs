@@ -308,3 +308,24 @@ fn once_cell_concurrent_init_every_runtime() {
         }
     });
 }
+
+/// A `notify_last` notification dropped unobserved moves on to the newest waiter left (the pick
+/// it was made with, as in tokio); `notify_one`'s moves on to the oldest.
+#[test]
+fn an_unobserved_notification_moves_on_with_the_pick_it_was_made_with() {
+    let n = Notify::new();
+    let mut a = Probe::new(n.notified());
+    let mut b = Probe::new(n.notified());
+    let mut c = Probe::new(n.notified());
+    a.pending();
+    b.pending();
+    c.pending();
+    n.notify_last(); // picks c
+    drop(c);
+    assert_eq!((a.wakes(), b.wakes()), (0, 1), "notify_last's notification went to the oldest waiter");
+    b.ready();
+    n.notify_one(); // picks a, the only waiter left
+    drop(a); // nobody to pass it on to: it becomes the stored permit
+    let mut d = Probe::new(n.notified());
+    d.ready();
+}

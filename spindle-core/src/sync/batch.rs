@@ -162,6 +162,12 @@ impl BatchSemaphore {
     /// Takes `n` permits if they are available and nobody is queued for them.
     #[inline]
     pub(crate) fn try_acquire(&self, n: usize) -> Result<(), TryAcquireFailure> {
+        // More than any semaphore can hold is never available (and `n << PERMIT_SHIFT` would drop
+        // its high bits, turning a huge request into a small one). The queued path reports it as
+        // `TooMany`.
+        if n > MAX_PERMITS {
+            return Err(if self.is_closed() { TryAcquireFailure::Closed } else { TryAcquireFailure::NoPermits });
+        }
         let need = n << PERMIT_SHIFT;
         // `Acquire` even on failure: whoever closed the semaphore may have published data first
         // (`OnceCell` publishes its value, then closes) that a failed caller goes on to read.
@@ -216,6 +222,8 @@ impl BatchSemaphore {
         if n == 0 {
             return;
         }
+        // Only permits that were taken come back, and no more than `MAX_PERMITS` can be taken.
+        debug_assert!(n <= MAX_PERMITS, "spindle: releasing more permits than a semaphore can hold");
         let add = n << PERMIT_SHIFT;
         let mut s = self.state.load(Relaxed);
         while s & QUEUED == 0 {

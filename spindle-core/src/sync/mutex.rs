@@ -77,6 +77,9 @@ pub struct MutexGuard<'a, T> {
 #[must_use = "dropping the guard unlocks the mutex at once"]
 pub struct OwnedMutexGuard<T> {
     lock: Arc<Mutex<T>>,
+    /// Opts out of the derived `Sync` (which would only need `Mutex<T>: Sync`, that is `T: Send`,
+    /// while the guard hands out `&T`); the right impl is below.
+    _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
 /// Exclusive access to part of a [`Mutex`]'s value (from [`MutexGuard::map`]); unlocks on drop.
@@ -100,6 +103,9 @@ pub struct MappedMutexGuard<'a, U: ?Sized> {
 unsafe impl<T: Send> Send for MutexGuard<'_, T> {}
 // SAFETY: sharing the guard shares `&T` (needs `T: Sync`; `Send` because it came from the mutex).
 unsafe impl<T: Send + Sync> Sync for MutexGuard<'_, T> {}
+// SAFETY: sharing the guard shares `&T` across threads (needs `T: Sync`, and `T: Send` to be in
+// the mutex at all); sending it is the derived impl (`Arc<Mutex<T>>` and `Cell<()>` are `Send`).
+unsafe impl<T: Send + Sync> Sync for OwnedMutexGuard<T> {}
 // SAFETY: as for `MutexGuard`.
 unsafe impl<U: ?Sized + Send> Send for MappedMutexGuard<'_, U> {}
 // SAFETY: as for `MutexGuard`.
@@ -205,7 +211,7 @@ impl<T> Mutex<T> {
     /// ```
     pub async fn lock_owned(self: Arc<Self>) -> OwnedMutexGuard<T> {
         let _ = self.sem.acquire_fast(1).await;
-        OwnedMutexGuard { lock: self }
+        OwnedMutexGuard { lock: self, _not_sync: PhantomData }
     }
 
     /// Takes the lock through the `Arc` if it is free now.
@@ -222,7 +228,7 @@ impl<T> Mutex<T> {
     /// ```
     pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedMutexGuard<T>, TryLockError> {
         match self.sem.try_acquire(1) {
-            Ok(()) => Ok(OwnedMutexGuard { lock: self }),
+            Ok(()) => Ok(OwnedMutexGuard { lock: self, _not_sync: PhantomData }),
             Err(_) => Err(TRY_LOCK_ERROR),
         }
     }
@@ -337,10 +343,11 @@ impl<'a, T> MutexGuard<'a, T> {
     /// });
     /// ```
     pub fn map<U: ?Sized, F: FnOnce(&mut T) -> &mut U>(this: Self, f: F) -> MappedMutexGuard<'a, U> {
-        let this = core::mem::ManuallyDrop::new(this);
         let lock = this.lock;
-        // SAFETY: the guard (now consumed) held the lock, so the value is ours exclusively.
+        // SAFETY: the guard holds the lock, so the value is ours exclusively. `f` runs while the
+        // guard still lives, so a panic in it unlocks the mutex as the guard unwinds.
         let data = f(unsafe { &mut *lock.data_ptr() }) as *mut U;
+        core::mem::forget(this);
         MappedMutexGuard { sem: &lock.sem, data, _borrow: PhantomData }
     }
 

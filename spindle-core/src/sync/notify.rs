@@ -43,10 +43,14 @@ const CALL_ONE: usize = 4;
 
 /// Waiter not notified yet.
 const NOTIFICATION_NONE: usize = 0;
-/// Waiter picked by `notify_one`/`notify_last`: if dropped unconsumed, the notification moves on.
+/// Waiter picked by `notify_one`: if dropped unconsumed, the notification moves on to the oldest
+/// waiter left.
 const NOTIFICATION_ONE: usize = 1;
 /// Waiter woken by `notify_waiters`: nothing to pass on.
 const NOTIFICATION_ALL: usize = 2;
+/// Waiter picked by `notify_last`: if dropped unconsumed, the notification moves on to the newest
+/// waiter left (the pick it was made with, as in tokio).
+const NOTIFICATION_LAST: usize = 3;
 
 /// Notifies tasks: a wait/notify primitive with a single stored permit.
 ///
@@ -245,7 +249,11 @@ impl Notify {
         // SAFETY: the node was in the list, so it is live until we publish its notification.
         let w = unsafe { node.as_ref() };
         let waker = w.take_waker();
-        w.notification.store(NOTIFICATION_ONE, Release);
+        let notification = match pick {
+            Pick::Oldest => NOTIFICATION_ONE,
+            Pick::Newest => NOTIFICATION_LAST,
+        };
+        w.notification.store(notification, Release);
         waker
     }
 
@@ -499,9 +507,11 @@ impl Drop for Notified<'_> {
                     unsafe { waiters.draining.remove(node) };
                 }
             }
-            NOTIFICATION_ONE => {
-                // Picked by `notify_one` but never observed: pass it on.
-                let waker = notify.notify_locked(&mut waiters, Pick::Oldest);
+            picked @ (NOTIFICATION_ONE | NOTIFICATION_LAST) => {
+                // Picked by `notify_one` or `notify_last` but never observed: pass it on, picking
+                // the next waiter the same way.
+                let pick = if picked == NOTIFICATION_ONE { Pick::Oldest } else { Pick::Newest };
+                let waker = notify.notify_locked(&mut waiters, pick);
                 drop(waiters);
                 if let Some(w) = waker {
                     w.wake();

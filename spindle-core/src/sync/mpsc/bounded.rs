@@ -146,6 +146,7 @@ impl<T> Sender<T> {
 
     /// Takes capacity for one message. `Err` if the receiver is gone.
     async fn acquire_one(&self) -> Result<(), ()> {
+        let _exit = WakeClosedRxOnExit(&self.chan);
         // The wait for capacity ends (the message comes back) if the current scope is cancelled.
         crate::structured::or_cancelled(self.chan.semaphore.sem.acquire_fast(1)).await.map_err(|_| ())?.map_err(|_| ())
     }
@@ -241,6 +242,7 @@ impl<T> Sender<T> {
     /// });
     /// ```
     pub async fn reserve_many(&self, n: usize) -> Result<PermitIterator<'_, T>, SendError<()>> {
+        let _exit = WakeClosedRxOnExit(&self.chan);
         match self.chan.semaphore.sem.acquire_fast(n).await {
             Ok(()) => Ok(PermitIterator { chan: &self.chan, left: n }),
             Err(_) => Err(SendError(())),
@@ -428,9 +430,26 @@ impl<T> Permit<'_, T> {
 /// Gives capacity back, waking the receiver if that was the last thing it waited for.
 fn release_capacity<T>(chan: &Chan<T, Bounded>, n: usize) {
     chan.semaphore.sem.release(n);
+    wake_rx_if_closed_and_idle(chan);
+}
+
+fn wake_rx_if_closed_and_idle<T>(chan: &Chan<T, Bounded>) {
     if chan.semaphore.is_closed() && chan.semaphore.is_idle() {
         // The receiver closed and waits for outstanding permits before reporting the end.
         chan.wake_rx();
+    }
+}
+
+/// Lives across a wait for capacity, declared before the wait's future so it is dropped after
+/// it. A wait cancelled after capacity was handed to it gives that capacity back in the
+/// semaphore's own drop, which knows nothing of the channel: a closed receiver waiting for the
+/// last permits to come back would never hear of it. On the way out (done or cancelled) this
+/// wakes the receiver if the channel is now closed and idle.
+struct WakeClosedRxOnExit<'a, T>(&'a Chan<T, Bounded>);
+
+impl<T> Drop for WakeClosedRxOnExit<'_, T> {
+    fn drop(&mut self) {
+        wake_rx_if_closed_and_idle(self.0);
     }
 }
 
