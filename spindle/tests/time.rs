@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{each_flavor, each_flavor_with_virtual_time, panic_message};
+use common::{bounded, each_flavor, each_flavor_with_virtual_time, panic_message};
 use spindle::runtime::Builder;
 use spindle::time::{
     advance, interval, interval_at, pause, sleep, sleep_until, timeout, try_interval, Instant, MissedTickBehavior,
@@ -562,4 +562,109 @@ fn idle_runtime_does_not_spin() {
             h.abort();
         }
     }
+}
+
+/// `Delay` restarts the schedule from a late tick even when it is late by less than a period
+/// (it only did past a whole period); a tick within `MissedTickBehavior::LATE` is on time.
+#[test]
+fn interval_delay_restarts_from_a_tick_late_by_less_than_a_period() {
+    let rt = Builder::new_current_thread().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let start = Instant::now();
+        let p = Duration::from_millis(10);
+        let mut iv = interval(p);
+        iv.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        assert_eq!(iv.tick().await, start);
+        assert_eq!(iv.tick().await, start + p);
+        advance(Duration::from_millis(17)).await; // the 20 ms tick is taken 7 ms late
+        let late_at = Instant::now();
+        assert_eq!(iv.tick().await, start + 2 * p);
+        assert_eq!(iv.tick().await, late_at + p, "the next tick is one period after the late one");
+        // On time (late by at most LATE): the schedule stands.
+        let on = Instant::now();
+        advance(p + Duration::from_millis(3)).await;
+        assert_eq!(iv.tick().await, on + p);
+        assert_eq!(iv.tick().await, on + 2 * p);
+    });
+}
+
+/// `resume` continues from the frozen time: it neither jumps ahead by the real time spent paused
+/// nor fires a sleep registered while paused early.
+#[test]
+fn resume_continues_from_the_frozen_time() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        pause();
+        let frozen = Instant::now();
+        let mut s = Box::pin(sleep(Duration::from_millis(200)));
+        assert!(futures::poll!(s.as_mut()).is_pending());
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(Instant::now(), frozen);
+        spindle::time::resume();
+        let jump = Instant::now().duration_since(frozen);
+        assert!(jump < Duration::from_millis(100), "resume jumped the clock ahead by {jump:?}");
+        let real_start = real_now();
+        s.await;
+        let waited = real_now() - real_start;
+        assert!(waited >= Duration::from_millis(150), "the 200 ms sleep fired after {waited:?} of running time");
+    });
+}
+
+/// A sleep first polled on a runtime that is then dropped completes when awaited elsewhere (it
+/// waited in the dead runtime's timers, which nobody fires, forever).
+#[test]
+fn a_sleep_outlives_the_runtime_that_first_polled_it() {
+    for (name, rt) in common::flavors() {
+        let mut s = Box::pin(sleep(Duration::from_millis(20)));
+        rt.block_on(async { assert!(futures::poll!(s.as_mut()).is_pending()) });
+        drop(rt);
+        let rt2 = Builder::new_current_thread().build().unwrap();
+        let r = rt2.block_on(timeout(Duration::from_secs(5), s));
+        assert!(r.is_ok(), "{name}: the sleep did not complete once its first runtime was dropped");
+        // And one awaited with no runtime at all (the fallback timer thread).
+        let mut s = Box::pin(sleep(Duration::from_millis(20)));
+        let rt = Builder::new_current_thread().build().unwrap();
+        rt.block_on(async { assert!(futures::poll!(s.as_mut()).is_pending()) });
+        drop(rt);
+        futures::executor::block_on(s);
+    }
+}
+
+/// A sleep waiting on another runtime's timers while that runtime is dropped is woken to move.
+#[test]
+fn a_sleep_waiting_in_a_runtime_that_is_dropped_meanwhile_still_completes() {
+    let rt1 = Builder::new_current_thread().build().unwrap();
+    let mut s = Box::pin(sleep(Duration::from_millis(200)));
+    rt1.block_on(async { assert!(futures::poll!(s.as_mut()).is_pending()) });
+    let rt2 = Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let waiter = rt2.spawn(async move {
+        s.await;
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    drop(rt1);
+    rt2.block_on(async { timeout(Duration::from_secs(5), waiter).await.expect("sleep never completed").unwrap() });
+}
+
+/// A huge `advance` stops where every later sleep can still fire (it saturated at the clock's
+/// limit, where no deadline could be reached and the runtime spun).
+#[test]
+fn sleeps_after_a_huge_advance_still_fire() {
+    each_flavor_with_virtual_time(|rt| {
+        bounded(rt, 10, async {
+            pause();
+            advance(Duration::from_secs(u64::MAX)).await;
+            sleep(Duration::from_millis(1)).await;
+            timeout(Duration::from_secs(1), std::future::pending::<()>()).await.unwrap_err();
+        })
+    });
+}
+
+/// `Instant - Duration` saturates at the earliest instant instead of returning `self`.
+#[test]
+fn instant_minus_a_huge_duration_is_the_earliest_instant() {
+    let t = Instant::now();
+    let a = t - Duration::from_secs(1);
+    let b = t - Duration::MAX;
+    assert!(b <= a, "t - Duration::MAX ({b:?}) is later than t - 1s ({a:?})");
+    assert_eq!(b - Duration::from_nanos(1), b);
 }

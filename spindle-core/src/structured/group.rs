@@ -636,6 +636,19 @@ pin_project_lite::pin_project! {
         key: Option<usize>,
         waker: Option<Waker>,
     }
+
+    // A task dropped before it finished (its runtime shut down, or the spawner panicked and
+    // dropped it) still counts as finished, as `Aborted`: the joiner waits for exactly as many
+    // outcomes as tasks were spawned.
+    impl<F, T, E> PinnedDrop for GroupTask<F, T, E> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _ = catch(|| this.future.set(None));
+                this.shared.finish(this.key.take(), Err(TaskError::Aborted));
+            }
+        }
+    }
 }
 
 impl<F, T, E> Future for GroupTask<F, T, E>

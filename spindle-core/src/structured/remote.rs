@@ -90,6 +90,12 @@ impl<F: Future> Future for Task<F> {
 
 struct AbortOnDrop(Option<Arc<Abort>>);
 
+impl AbortOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(a) = self.0.take() {
@@ -108,11 +114,13 @@ where
     let (tx, rx) = oneshot::channel();
     let abort = Arc::new(Abort { aborted: AtomicBool::new(false), task: AtomicWaker::new() });
     let task = Task { inner: with_token(token, Catch { future: Some(future) }), tx: Some(tx), abort: abort.clone() };
+    // Made here, not inside the async block: a joiner dropped before its first poll (its scope
+    // dropped meanwhile) must abort the task too, and the block's locals only exist once polled.
+    let mut guard = AbortOnDrop(Some(abort));
     let joiner = async move {
-        let mut guard = AbortOnDrop(Some(abort));
         let out = shield(rx).await;
         // Finished: nothing left to abort.
-        guard.0 = None;
+        guard.disarm();
         match out {
             Ok(Ok(v)) => v,
             Ok(Err(p)) => resume(p),

@@ -800,7 +800,10 @@ impl<S, T> Future for ScopeFuture<'_, S, T> {
         let scope = unsafe { this.scope.as_ref() };
         scope.shared.parent.register(cx.waker());
         scope.init_token();
-        let _cur = current::enter(scope.tok().as_ptr());
+        // While a deferred cleanup runs, the only live children are ones it spawned (cleanups
+        // start once every other child finished): they are part of the cleanup's work, shielded
+        // from the scope's cancellation like the cleanup itself.
+        let _cur = current::enter(if this.defer.is_some() { core::ptr::null() } else { scope.tok().as_ptr() });
         // Spawns and handle drops on this thread until we return may use the owner side.
         let _poller = child::PollerGuard::enter(&scope.shared);
         scope.shared.set_polling(true);
@@ -899,35 +902,54 @@ impl<S, T> Drop for ScopeFuture<'_, S, T> {
         for h in queued {
             child::release(h);
         }
-        // Hard-cancel every child still running (a child's destructor may spawn: loop).
+        // Until nothing new appears: hard-cancel every child still running, drop the body (first
+        // round only), then the cleanups that did not run (the one already started first, then
+        // the rest, last deferred first). Every one of these runs user destructors, which may
+        // spawn children or defer cleanups on this very scope: those are taken by the next round,
+        // so nothing user-provided is left to drop once the scope's memory is freed below.
+        // Borrowing cleanups cannot outlive this destructor: drop them (reported); owned ones go
+        // to the runtime (see `defer_static`).
+        let mut owned = Vec::new();
+        let mut body_dropped = false;
         loop {
-            let adopted = scope_ref.remote.lock().take();
-            // SAFETY: the destructor owns the scope; child destructors (run below, after the
-            // reference is gone) spawn through the remote side.
-            let own = unsafe { scope_ref.own() };
-            own.adopt(adopted);
-            let live: Vec<NonNull<Header>> = own.take_all();
-            if live.is_empty() {
+            let mut cancelled_any = false;
+            loop {
+                let adopted = scope_ref.remote.lock().take();
+                // SAFETY: the destructor owns the scope; child destructors (run below, after the
+                // reference is gone) spawn through the remote side.
+                let own = unsafe { scope_ref.own() };
+                own.adopt(adopted);
+                let live: Vec<NonNull<Header>> = own.take_all();
+                if live.is_empty() {
+                    break;
+                }
+                cancelled_any = true;
+                for h in live {
+                    // SAFETY: the scope owns the running stage of a child still in the slab.
+                    unsafe { child::cancel_child(h) };
+                }
+            }
+            if !body_dropped {
+                body_dropped = true;
+                self.body = None;
+                continue;
+            }
+            let pending: Vec<Deferred> = self
+                .defer
+                .take()
+                .into_iter()
+                .chain(core::mem::take(&mut scope_ref.remote.lock().defers).into_iter().rev())
+                .collect();
+            if pending.is_empty() && !cancelled_any {
                 break;
             }
-            for h in live {
-                // SAFETY: the scope owns the running stage of a child still in the slab.
-                unsafe { child::cancel_child(h) };
-            }
-        }
-        self.body = None;
-        // The cleanups that did not run: the one already started first, then the rest, last
-        // deferred first. Borrowing ones cannot outlive this destructor: drop them (reported);
-        // hand the owned ones to the runtime (see `defer_static`).
-        let mut owned = Vec::new();
-        let pending =
-            self.defer.take().into_iter().chain(core::mem::take(&mut scope_ref.remote.lock().defers).into_iter().rev());
-        for d in pending {
-            match d {
-                Deferred::Owned(f) => owned.push(f),
-                Deferred::Borrowed(f) => {
-                    let _ = child::catch(move || drop(f));
-                    super::close::report_unrun_cleanup();
+            for d in pending {
+                match d {
+                    Deferred::Owned(f) => owned.push(f),
+                    Deferred::Borrowed(f) => {
+                        let _ = child::catch(move || drop(f));
+                        super::close::report_unrun_cleanup();
+                    }
                 }
             }
         }

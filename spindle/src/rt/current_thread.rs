@@ -375,8 +375,9 @@ impl Shared {
                     if self.clock.is_paused() && self.blocking.is_idle() {
                         // Virtual time and nothing can run: jump to the next timer instead of
                         // sleeping (a paused clock never reaches it by waiting).
-                        if let Some(t) = self.timers.next_expiration() {
-                            self.clock.advance_to_tick(t);
+                        // (A timer past the furthest the clock goes never fires: park instead
+                        // of trying again and again.)
+                        if self.timers.next_expiration().is_some_and(|t| self.clock.advance_to_tick(t)) {
                             self.timers.process();
                             return;
                         }
@@ -442,6 +443,9 @@ impl Shared {
             core.queue.clear();
         }
         while self.inject.pop().is_some() {}
+        // Nobody fires this runtime's timers any more: sleeps still waiting in them move to the
+        // shard of whoever polls them next.
+        self.timers.close();
     }
 }
 

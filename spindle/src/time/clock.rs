@@ -13,7 +13,9 @@ pub(crate) struct Clock {
     paused: AtomicBool,
     /// While paused: nanoseconds since `origin` that the clock shows.
     frozen_ns: AtomicU64,
-    /// While running: nanoseconds added to real time (what `advance` moved it ahead by).
+    /// While running: nanoseconds added to real time since `origin`, as a two's complement
+    /// (wrapping) number: positive when `advance` moved the clock ahead, negative when it was
+    /// paused longer than it was advanced (resuming continues from the frozen time).
     offset_ns: AtomicU64,
     /// Serializes pause/resume/advance.
     change: Mutex<()>,
@@ -42,7 +44,8 @@ impl Clock {
         if self.paused.load(Acquire) {
             self.frozen_ns.load(Acquire)
         } else {
-            duration_ns(self.origin.elapsed()).saturating_add(self.offset_ns.load(Acquire))
+            // Never below the frozen time the clock resumed from (see `resume`), so no wrap.
+            duration_ns(self.origin.elapsed()).wrapping_add(self.offset_ns.load(Acquire))
         }
     }
 
@@ -54,10 +57,9 @@ impl Clock {
         }
         // Real time: one clock read, no round trip through nanoseconds since the origin (this is
         // every `sleep`'s cost).
-        let now = Instant::now();
         match self.offset_ns.load(Acquire) {
-            0 => now,
-            off => now + Duration::from_nanos(off),
+            0 => Instant::now(),
+            _ => self.origin + Duration::from_nanos(self.elapsed_ns()),
         }
     }
 
@@ -78,10 +80,11 @@ impl Clock {
     pub(crate) fn resume(&self) {
         let _g = self.lock();
         if self.paused.load(Acquire) {
-            // Continue from the frozen time, never going back.
+            // Continue from the frozen time: it neither jumps ahead by the real time spent
+            // paused (timers registered while paused would fire early) nor goes back.
             let real = duration_ns(self.origin.elapsed());
             let frozen = self.frozen_ns.load(Acquire);
-            self.offset_ns.store(frozen.saturating_sub(real), Release);
+            self.offset_ns.store(frozen.wrapping_sub(real), Release);
             self.paused.store(false, Release);
         }
     }
@@ -93,19 +96,23 @@ impl Clock {
             return false;
         }
         let add = duration_ns(d);
-        self.frozen_ns.store(self.frozen_ns.load(Acquire).saturating_add(add), Release);
+        self.frozen_ns.store(self.frozen_ns.load(Acquire).saturating_add(add).min(MAX_CLOCK_NS), Release);
         true
     }
 
-    /// Moves a paused clock forward to `tick` if it is behind it.
-    pub(crate) fn advance_to_tick(&self, tick: Tick) {
+    /// Moves a paused clock forward to `tick` if it is behind it. Returns whether the clock now
+    /// shows `tick` or later (false for a tick past the u64 nanosecond range, which it never
+    /// reaches; see [`MAX_CLOCK_NS`] for why sleeps do not ask for one).
+    #[must_use]
+    pub(crate) fn advance_to_tick(&self, tick: Tick) -> bool {
         let _g = self.lock();
-        if self.paused.load(Acquire) {
-            let target = tick.saturating_mul(1_000_000);
-            if target > self.frozen_ns.load(Acquire) {
-                self.frozen_ns.store(target, Release);
-            }
+        let Some(target) = tick.checked_mul(1_000_000) else {
+            return false;
+        };
+        if self.paused.load(Acquire) && target > self.frozen_ns.load(Acquire) {
+            self.frozen_ns.store(target, Release);
         }
+        true
     }
 
     /// The current tick (rounded down: a timer never fires early).
@@ -136,6 +143,12 @@ impl Clock {
         Some(Duration::from_nanos(target_ns.saturating_sub(self.elapsed_ns())))
     }
 }
+
+/// The furthest a paused clock moves from its origin (about 520 years): far enough below the u64
+/// nanosecond limit (584 years) that every deadline a sleep can ask for from there (at most
+/// `FAR_FUTURE`, 30 years, ahead) is still a tick the clock can reach. `advance` stops here
+/// instead of saturating at the limit, where every later timer would be out of reach.
+pub(crate) const MAX_CLOCK_NS: u64 = u64::MAX - 2 * (super::FAR_FUTURE.as_secs() * 1_000_000_000);
 
 /// `d` in nanoseconds, saturating (u64 nanoseconds span 584 years).
 #[inline]

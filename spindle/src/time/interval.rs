@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::{sleep_until, Instant, Sleep};
 
-/// What an [`Interval`] does when ticks were missed (the task was busy past one or more periods).
+/// What an [`Interval`] does when a tick comes late: taken more than [`LATE`](Self::LATE) after its
+/// scheduled time (the task was busy, or did not call `tick` for a while).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MissedTickBehavior {
     /// Fire the missed ticks back to back until caught up, keeping the original schedule.
@@ -18,6 +19,12 @@ pub enum MissedTickBehavior {
     Delay,
     /// Skip the missed ticks: the next tick is the next one on the original schedule.
     Skip,
+}
+
+impl MissedTickBehavior {
+    /// How late a tick may be taken and still count as on time (as in tokio): timers fire at
+    /// millisecond resolution, and a busy worker takes a little while to get to a woken task.
+    pub const LATE: Duration = Duration::from_millis(5);
 }
 
 /// The error of [`try_interval`]: a zero period would tick endlessly.
@@ -116,24 +123,18 @@ impl Interval {
         }
         let scheduled = self.delay.deadline();
         let now = Instant::now();
+        let on_time = now <= scheduled + MissedTickBehavior::LATE;
         let next = match self.behavior {
+            _ if on_time => scheduled + self.period,
             MissedTickBehavior::Burst => scheduled + self.period,
-            MissedTickBehavior::Delay => {
-                if now > scheduled + self.period {
-                    now + self.period
-                } else {
-                    scheduled + self.period
-                }
-            }
+            MissedTickBehavior::Delay => now + self.period,
             MissedTickBehavior::Skip => {
-                if now >= scheduled + self.period {
-                    let behind = now.duration_since(scheduled).as_nanos();
-                    let periods = behind / self.period.as_nanos() + 1;
-                    let add = self.period.saturating_mul(periods.min(u32::MAX as u128) as u32);
-                    scheduled.saturating_add(add)
-                } else {
-                    scheduled + self.period
-                }
+                // The first tick of the original schedule after now (in 128-bit nanoseconds, so
+                // a tiny period with a long stall cannot fall short).
+                let behind = now.duration_since(scheduled).as_nanos();
+                let period = self.period.as_nanos();
+                let add = (behind / period + 1).saturating_mul(period);
+                scheduled + Duration::from_nanos(u64::try_from(add).unwrap_or(u64::MAX))
             }
         };
         self.delay.as_mut().reset(next);

@@ -121,6 +121,23 @@ impl Instant {
         self.0.checked_sub(d).map(Instant)
     }
 
+    /// `self - d` for the largest `d' <= d` that does not underflow: the earliest representable
+    /// instant (std has no constant for it). A binary search over `d'`, only on underflow.
+    fn earliest_before(self, d: Duration) -> Instant {
+        let (mut ok, mut too_far) = (0u128, d.as_nanos());
+        while too_far - ok > 1 {
+            let mid = ok + (too_far - ok) / 2;
+            let mid_d = Duration::new((mid / 1_000_000_000) as u64, (mid % 1_000_000_000) as u32);
+            if self.0.checked_sub(mid_d).is_some() {
+                ok = mid;
+            } else {
+                too_far = mid;
+            }
+        }
+        let ok_d = Duration::new((ok / 1_000_000_000) as u64, (ok % 1_000_000_000) as u32);
+        self.checked_sub(ok_d).expect("checked above")
+    }
+
     /// `self + d`, saturating at about 30 years from now (a timer that far out never fires in
     /// practice).
     pub fn saturating_add(&self, d: Duration) -> Instant {
@@ -167,7 +184,10 @@ impl Sub<Duration> for Instant {
     type Output = Instant;
     /// Saturating at the earliest representable instant.
     fn sub(self, d: Duration) -> Instant {
-        self.checked_sub(d).unwrap_or(self)
+        match self.checked_sub(d) {
+            Some(t) => t,
+            None => self.earliest_before(d),
+        }
     }
 }
 
@@ -196,7 +216,8 @@ pub(crate) fn current_shard() -> Arc<Shard> {
     if let Some(s) = __loom::current() {
         return s;
     }
-    rt::current_timer_shard().unwrap_or_else(global_shard)
+    // A shut-down runtime's shard (reached through a handle that outlived it) is fired by nobody.
+    rt::current_timer_shard().filter(|s| !s.is_closed()).unwrap_or_else(global_shard)
 }
 
 /// The fallback shard for timers polled outside any spindle runtime, driven by its own thread.

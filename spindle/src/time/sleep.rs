@@ -132,16 +132,25 @@ impl Sleep {
             FIRED => return Poll::Ready(()),
             WAITING => {
                 let shard = self.shard.as_ref().expect("a waiting entry has a shard");
-                // SAFETY: registered in `shard`; the entry is pinned.
-                if unsafe { shard.update_waker(self.entry_ptr(), cx.waker()) } {
-                    return Poll::Pending;
+                if !shard.is_closed() {
+                    // SAFETY: registered in `shard`; the entry is pinned.
+                    if unsafe { shard.update_waker(self.entry_ptr(), cx.waker()) } {
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(());
                 }
-                return Poll::Ready(());
+                // The runtime whose shard this is has gone: nothing fires it any more. Leave it
+                // and register where this poll runs, checking the clock (a fire that raced
+                // with leaving is then not lost: the deadline has passed).
             }
             _ => {}
         }
         // SAFETY: we set fields and register the pinned entry; nothing is moved out.
         let this = unsafe { self.get_unchecked_mut() };
+        if this.entry.state.load(Acquire) != IDLE {
+            this.deregister();
+            this.check_clock = true;
+        }
         let shard = super::current_shard();
         let tick = shard.clock.deadline_tick(this.deadline.into_std());
         let ptr = this.entry_ptr();

@@ -26,7 +26,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::Waker;
 
-use spindle_core::loom::{AtomicU64, AtomicU8, Ordering::*};
+use spindle_core::loom::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
 use spindle_core::spin::{SpinGuard, SpinLock};
 
 use super::clock::{Clock, Tick};
@@ -297,6 +297,22 @@ impl Wheel {
         true
     }
 
+    /// Takes the waker of every linked entry (they stay linked and waiting).
+    fn take_wakers(&mut self, out: &mut Vec<Waker>) {
+        let heads = self.slots.iter().flatten().chain(std::iter::once(&self.overflow));
+        for head in heads {
+            let mut cur = *head;
+            while let Some(e) = cur {
+                // SAFETY: linked entries are live and guarded by the lock our `&mut self` implies.
+                unsafe {
+                    let r = e.as_ref();
+                    cur = r.next.get();
+                    out.extend(r.waker.with_mut(Option::take));
+                }
+            }
+        }
+    }
+
     /// Detaches the list that `next_expiration` reported at tick `t`.
     fn take_slot_at(&mut self, t: Tick) -> Option<NonNull<Entry>> {
         for level in 0..LEVELS {
@@ -321,6 +337,10 @@ pub(crate) struct Shard {
     /// The tick the owner parks until (`u64::MAX`: no timer, or not parked on one). Written and
     /// read under the wheel lock.
     park_until: AtomicU64,
+    /// Set when the runtime owning this shard dropped its tasks: nobody fires this shard any
+    /// more, so a sleep still waiting here (polled elsewhere since) moves to the shard of the
+    /// thread that polls it next.
+    closed: AtomicBool,
     /// Under loom: unparks `register` asked for (the real parker is a futex the model cannot
     /// see), so a model can check that an owner about to sleep past a new deadline is woken.
     #[cfg(loom)]
@@ -342,6 +362,7 @@ impl Shard {
             clock,
             unparker,
             park_until: AtomicU64::new(u64::MAX),
+            closed: AtomicBool::new(false),
             #[cfg(loom)]
             unparks: spindle_core::loom::AtomicUsize::new(0),
         }
@@ -447,6 +468,25 @@ impl Shard {
         drop(w);
     }
 
+    /// Marks the shard as no longer driven (its runtime is gone) and wakes every entry still
+    /// waiting in it, so their owners poll again and move to a driven shard (see `Sleep`).
+    pub(crate) fn close(&self) {
+        let mut wakers = Vec::new();
+        {
+            let mut wheel = self.lock();
+            self.closed.store(true, Release);
+            wheel.take_wakers(&mut wakers);
+        }
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+
     /// Fires every due timer (waking outside the lock). Returns how many fired.
     pub(crate) fn process(&self) -> usize {
         let mut fired = Vec::new();
@@ -550,10 +590,10 @@ mod tests {
         }
         let start = clock.now_tick();
         for (i, d) in deadlines.iter().enumerate() {
-            clock.advance_to_tick(start + d - 1);
+            assert!(clock.advance_to_tick(start + d - 1));
             shard.process();
             assert_eq!(counter.0.load(Ordering::SeqCst), i, "fired early before {d}");
-            clock.advance_to_tick(start + d);
+            assert!(clock.advance_to_tick(start + d));
             shard.process();
             assert_eq!(counter.0.load(Ordering::SeqCst), i + 1, "not fired at {d}");
         }
@@ -578,7 +618,7 @@ mod tests {
         let counter = Arc::new(CountWake(AtomicUsize::new(0)));
         let waker = Waker::from(counter.clone());
         let start = clock.now_tick();
-        clock.advance_to_tick(start + 20);
+        assert!(clock.advance_to_tick(start + 20));
         assert_eq!(shard.process(), 0);
         let e = Box::pin(Entry::new());
         let p = NonNull::from(&*e);

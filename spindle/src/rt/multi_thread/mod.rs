@@ -683,7 +683,10 @@ impl WorkerCtx {
         let Some(t) = shared.remotes.iter().filter_map(|r| r.timers.next_expiration()).min() else {
             return false;
         };
-        shared.clock.advance_to_tick(t);
+        if !shared.clock.advance_to_tick(t) {
+            // Past the furthest the clock goes: it never fires, so there is nothing to advance to.
+            return false;
+        }
         for r in shared.remotes.iter() {
             r.timers.process();
         }
@@ -918,6 +921,11 @@ impl Workers {
         let _enter = context::set_scheduler(Scheduler::MultiThread(self.shared.clone()));
         shared.owned.close_and_shutdown_all();
         while shared.inject.pop().is_some() {}
+        // Nobody fires this runtime's timers any more: sleeps still waiting in them move to the
+        // shard of whoever polls them next.
+        for r in shared.remotes.iter() {
+            r.timers.close();
+        }
         for r in shared.remotes.iter() {
             if let Some(p) = NonNull::new(r.lifo.swap(ptr::null_mut(), Acquire)) {
                 // SAFETY: the slot holds `Notified<Sched>` raw pointers; the swap made it ours.
