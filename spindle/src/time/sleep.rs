@@ -123,7 +123,7 @@ impl Sleep {
         }
     }
 
-    fn poll_elapsed(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_elapsed(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // Soft cancellation: a sleep (or timeout) in a cancelled scope, group or deadline ends now.
         if spindle_core::structured::cancel_requested() {
             return Poll::Ready(());
@@ -142,15 +142,15 @@ impl Sleep {
                 // The runtime whose shard this is has gone: nothing fires it any more. Leave it
                 // and register where this poll runs, checking the clock (a fire that raced
                 // with leaving is then not lost: the deadline has passed).
+                // SAFETY: we only deregister the pinned entry and set a plain field.
+                let this = unsafe { self.as_mut().get_unchecked_mut() };
+                this.deregister();
+                this.check_clock = true;
             }
             _ => {}
         }
         // SAFETY: we set fields and register the pinned entry; nothing is moved out.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.entry.state.load(Acquire) != IDLE {
-            this.deregister();
-            this.check_clock = true;
-        }
         let shard = super::current_shard();
         let tick = shard.clock.deadline_tick(this.deadline.into_std());
         let ptr = this.entry_ptr();
