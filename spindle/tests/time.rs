@@ -668,3 +668,28 @@ fn instant_minus_a_huge_duration_is_the_earliest_instant() {
     assert!(b <= a, "t - Duration::MAX ({b:?}) is later than t - 1s ({a:?})");
     assert_eq!(b - Duration::from_nanos(1), b);
 }
+
+/// In a cancelled scope `tick()` returns at once (so the loop notices) without consuming the
+/// schedule: it used to move the schedule one period ahead per call.
+#[test]
+fn interval_ticks_in_a_cancelled_scope_return_at_once_and_keep_the_schedule() {
+    let rt = Builder::new_current_thread().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let start = Instant::now();
+        let p = Duration::from_millis(10);
+        let mut iv = interval(p);
+        assert_eq!(iv.tick().await, start);
+        let iv = spindle::scope!(|s| async move {
+            s.cancel();
+            for _ in 0..5 {
+                assert_eq!(iv.tick().await, start + p);
+            }
+            assert_eq!(Instant::now(), start, "the cancelled ticks did not wait");
+            iv
+        })
+        .await;
+        let mut iv = iv;
+        assert_eq!(iv.tick().await, start + p);
+        assert_eq!(iv.tick().await, start + 2 * p);
+    });
+}

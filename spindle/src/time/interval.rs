@@ -111,7 +111,9 @@ impl Interval {
     /// Completes at the next tick and returns its scheduled time.
     ///
     /// # Cancel safety
-    /// Cancel-safe: dropping a pending `tick()` loses no tick; the next call returns it.
+    /// Cancel-safe: dropping a pending `tick()` loses no tick; the next call returns it. In a
+    /// cancelled scope, group or deadline, `tick()` returns the scheduled time of the next tick at
+    /// once, without consuming it (as `sleep` returns early there).
     pub async fn tick(&mut self) -> Instant {
         poll_fn(|cx| self.poll_tick(cx)).await
     }
@@ -120,6 +122,12 @@ impl Interval {
     pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
         if self.delay.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
+        }
+        if !self.delay.is_elapsed() {
+            // Cut short by the current scope's cancellation (soft cancel): return at once so the
+            // caller's loop sees it, but no tick happened, so the schedule stays as it is (it
+            // would otherwise race ahead one period per call).
+            return Poll::Ready(self.delay.deadline());
         }
         let scheduled = self.delay.deadline();
         let now = Instant::now();
