@@ -335,3 +335,87 @@ fn a_file_op_on_a_thread_that_entered_an_idle_current_thread_runtime_completes()
     let read = rx.recv_timeout(Duration::from_secs(20)).expect("the read waited on the idle runtime's ring");
     assert_eq!(read.unwrap(), b"hello");
 }
+
+/// `read_exact_at_owned` that meets the end of the file leaves the buffer holding what was read
+/// and no more, on both backends (on io_uring a buffer that came with a length kept its old bytes
+/// past the end).
+#[test]
+fn read_exact_at_past_the_end_leaves_only_what_was_read() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("rexact-eof");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let p = d.join("f");
+            fs::write(&p, "abc").await.unwrap();
+            let f = File::open(&p).await.unwrap();
+            let (res, buf) = f.read_exact_at_owned(vec![b'?'; 8], 0).await;
+            let e = res.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+            assert!(e.to_string().starts_with("read_exact_at "), "{e}");
+            assert_eq!(buf, b"abc");
+        });
+    });
+}
+
+/// Positional reads and writes on a FIFO fail with `ESPIPE` on both backends, as `pread` does
+/// (io_uring ignores an op's offset on a stream: it consumed and appended pipe data).
+#[test]
+fn positional_io_on_a_fifo_is_refused_on_both_backends() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("fifo");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            let p = d.join("fifo");
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid C string.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            // O_RDWR on a FIFO does not block on Linux.
+            let std_file = std::fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
+            std::io::Write::write_all(&mut &std_file, b"hello").unwrap();
+            let mut reader = std_file.try_clone().unwrap();
+            let f = File::from_std(std_file);
+            let (w, _) = f.write_at_owned(b"xyz".to_vec(), 1000).await;
+            let (r, _) = f.read_at_owned(Vec::with_capacity(16), 0).await;
+            let (re, _) = f.read_exact_at_owned(Vec::with_capacity(2), 0).await;
+            for res in [w.map(|_| ()), r.map(|_| ()), re] {
+                assert_eq!(spindle::io::raw_os_error(&res.unwrap_err()), Some(libc::ESPIPE));
+            }
+            // Nothing was consumed or appended (non-blocking, so a consumed pipe fails, not hangs).
+            // SAFETY: fcntl on an fd we own.
+            unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&reader), libc::F_SETFL, libc::O_NONBLOCK) };
+            let mut rest = [0u8; 16];
+            let n = std::io::Read::read(&mut reader, &mut rest).unwrap();
+            assert_eq!(&rest[..n], b"hello");
+        });
+    });
+}
+
+/// fs errors name the operation and the path, and keep the system's error code underneath:
+/// `spindle::io::raw_os_error` finds it (`ELOOP` from an `O_NOFOLLOW` open has no stable kind).
+#[test]
+fn fs_errors_keep_the_system_error_code() {
+    let _serial = serial();
+    each_flavor(|rt| {
+        let tmp = TempDir::new("errno");
+        let d = tmp.path().to_owned();
+        rt.block_on(async move {
+            std::fs::create_dir(d.join("full")).unwrap();
+            std::fs::write(d.join("full/x"), "x").unwrap();
+            let e = fs::remove_dir(d.join("full")).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::DirectoryNotEmpty);
+            assert!(e.to_string().starts_with("remove_dir "), "{e}");
+            assert_eq!(spindle::io::raw_os_error(&e), Some(libc::ENOTEMPTY));
+            std::os::unix::fs::symlink(d.join("full/x"), d.join("link")).unwrap();
+            let e =
+                OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(d.join("link")).await.unwrap_err();
+            assert_eq!(spindle::io::raw_os_error(&e), Some(libc::ELOOP), "{e}");
+            let ro = File::open(d.join("full/x")).await.unwrap();
+            let (res, _) = ro.write_all_at_owned(b"xyz".to_vec(), 0).await;
+            let e = res.unwrap_err();
+            assert!(e.to_string().starts_with("write_all_at "), "{e}");
+            assert_eq!(spindle::io::raw_os_error(&e), Some(libc::EBADF));
+        });
+    });
+}

@@ -1159,3 +1159,108 @@ fn unix_stream_reads_never_take_passed_fds() {
         });
     });
 }
+
+static SIGPIPES: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_sigpipe(_: libc::c_int) {
+    SIGPIPES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Counts SIGPIPE deliveries instead of ignoring them (Rust's default hides a raised one).
+fn catch_sigpipe() {
+    // SAFETY: installs a plain async-signal-safe handler (one atomic add).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_sigpipe as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut()), 0);
+    }
+}
+
+/// No write path raises SIGPIPE on a socket that can no longer send (net's contract): on
+/// io_uring `writev_owned` was a `writev` op, which cannot say `MSG_NOSIGNAL`.
+#[test]
+fn writes_on_a_shut_down_socket_raise_no_sigpipe() {
+    catch_sigpipe();
+    each_flavor(|rt| {
+        bounded(rt, 10, async {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (_s, _) = l.accept().await.unwrap();
+            c.shutdown_std(Shutdown::Write).unwrap();
+            let (u, _peer) = UnixStream::pair().unwrap();
+            u.shutdown_std(Shutdown::Write).unwrap();
+            let mut u = u;
+            let before = SIGPIPES.load(Ordering::SeqCst);
+            assert_eq!(c.write(b"x").await.unwrap_err().kind(), ErrorKind::BrokenPipe);
+            let (res, _) = c.write_owned(b"x".to_vec()).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::BrokenPipe);
+            let (res, _) = c.writev_owned(vec![b"x".to_vec(), b"y".to_vec()]).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::BrokenPipe);
+            let (res, _) = u.writev_owned(vec![b"x".to_vec()]).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::BrokenPipe);
+            assert_eq!(SIGPIPES.load(Ordering::SeqCst), before, "a write raised SIGPIPE");
+        })
+    });
+}
+
+/// `writev_owned` still gathers every buffer, in order.
+#[test]
+fn writev_owned_sends_every_buffer_in_order() {
+    each_flavor(|rt| {
+        bounded(rt, 10, async {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let (res, bufs) = a.writev_owned(vec![b"ab".to_vec(), Vec::new(), b"cde".to_vec()]).await;
+            assert_eq!((res.unwrap(), bufs.len()), (5, 3));
+            let mut got = [0u8; 5];
+            b.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"abcde");
+        })
+    });
+}
+
+/// A datagram's sender bound to an abstract address is named in `recv_from` (it was reported as
+/// unnamed, so no reply could reach it).
+#[test]
+fn unix_datagram_recv_from_names_an_abstract_sender() {
+    use std::os::linux::net::SocketAddrExt;
+    each_flavor(|rt| {
+        bounded(rt, 10, async {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let id = format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+            let a_name = format!("\0spindle-test-a-{id}");
+            let b_name = format!("\0spindle-test-b-{id}");
+            let a = UnixDatagram::bind(&a_name).unwrap();
+            let b = UnixDatagram::bind(&b_name).unwrap();
+            a.send_to(b"hi", &b_name).await.unwrap();
+            let mut buf = [0u8; 8];
+            let (n, from) = b.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"hi");
+            assert_eq!(from.as_abstract_name(), Some(&a_name.as_bytes()[1..]));
+            let (c, d) = UnixDatagram::pair().unwrap();
+            c.send(b"u").await.unwrap();
+            let (_, from) = d.recv_from(&mut buf).await.unwrap();
+            assert!(from.is_unnamed());
+        })
+    });
+}
+
+/// Send errors name the target (net's contract: faults carry the address or path).
+#[test]
+fn send_to_errors_name_the_target() {
+    each_flavor(|rt| {
+        bounded(rt, 10, async {
+            let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let e = a.send_to(b"x", "[::1]:9").await.unwrap_err();
+            assert!(e.to_string().contains("[::1]:9"), "{e}");
+            let (res, _) = a.send_to_owned(b"x".to_vec(), "[::1]:9").await;
+            let e = res.unwrap_err();
+            assert!(e.to_string().contains("[::1]:9"), "{e}");
+            assert_eq!(spindle::io::raw_os_error(&e), Some(libc::EAFNOSUPPORT));
+            let long = "x".repeat(200);
+            let d = UnixDatagram::unbound().unwrap();
+            let e = d.send_to(b"x", &long).await.unwrap_err();
+            assert!(e.to_string().contains(&long), "{e}");
+        })
+    });
+}

@@ -40,8 +40,12 @@ fn exhaust_fds() -> Vec<std::fs::File> {
     }
 }
 
+/// The tests of this binary change the process's fd limit: one at a time.
+static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn accept_under_emfile_backs_off_and_recovers() {
+    let _one = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
     let original = get_limit().rlim_cur;
     each_flavor(|rt| {
         rt.block_on(async {
@@ -115,5 +119,33 @@ fn accept_under_emfile_backs_off_and_recovers() {
             .expect("the EMFILE test timed out");
         });
         set_soft_limit(original);
+    });
+}
+
+/// A datagram from an unnamed sender is received with no new fd: out of fds, `recv_from` used to
+/// fail after taking the datagram off the socket (it made a socket to name the sender), so the
+/// datagram was lost.
+#[test]
+fn unix_recv_from_an_unnamed_sender_needs_no_fd() {
+    let _one = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let original = get_limit().rlim_cur;
+    each_flavor(|rt| {
+        rt.block_on(async {
+            let path = std::env::temp_dir().join(format!("spindle-test-emfile-{}.sock", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let server = spindle::net::UnixDatagram::bind(&path).unwrap();
+            let client = spindle::net::UnixDatagram::unbound().unwrap();
+            client.send_to(b"precious", &path).await.unwrap();
+            set_soft_limit(open_fds() + 16);
+            let fillers = exhaust_fds();
+            let mut buf = [0u8; 16];
+            let r = spindle::time::timeout(Duration::from_secs(10), server.recv_from(&mut buf)).await;
+            drop(fillers);
+            set_soft_limit(original);
+            let _ = std::fs::remove_file(&path);
+            let (n, from) = r.expect("recv_from timed out").expect("recv_from failed out of fds");
+            assert_eq!(&buf[..n], b"precious");
+            assert!(from.is_unnamed());
+        })
     });
 }

@@ -5,10 +5,11 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{path_error, Metadata, Permissions};
 use crate::driver::uring::op;
+use crate::driver::Reactor;
 use crate::io::blocking;
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
@@ -36,6 +37,8 @@ pub struct File {
     std: Arc<std::fs::File>,
     /// For error messages (absent for files made by `from_std`).
     path: Option<Arc<Path>>,
+    /// Whether positional io_uring ops may be used: set at the first one (see `check_seekable`).
+    seekable: OnceLock<bool>,
 }
 
 impl fmt::Debug for File {
@@ -157,13 +160,13 @@ impl File {
     /// # drop(f);
     /// ```
     pub fn from_std(file: std::fs::File) -> File {
-        File { std: Arc::new(file), path: None }
+        File { std: Arc::new(file), path: None, seekable: OnceLock::new() }
     }
 
     fn error(&self, op: &str, e: io::Error) -> io::Error {
         match &self.path {
             Some(p) => path_error(op, p, e),
-            None => io::Error::new(e.kind(), format!("{op} fd {}: {e}", self.std.as_raw_fd())),
+            None => crate::io::with_context(format!("{op} fd {}", self.std.as_raw_fd()), e),
         }
     }
 
@@ -200,16 +203,8 @@ impl File {
     /// ```
     pub async fn read_at_owned<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
         if let Some(reactor) = crate::driver::uring_reactor() {
-            // An io_uring read: no blocking-pool hop. The op owns an `Arc` of the file with the
-            // buffer, so an op orphaned by a dropped future keeps the fd open until its final
-            // completion (its number cannot be reused under the kernel).
-            let pos = match check_offset(pos) {
-                Ok(p) => p,
-                Err(e) => return (Err(self.error("read_at", e)), buf),
-            };
-            let buf = op::KeepAlive::new(buf, self.std.clone());
-            let (res, buf) = op::read_at(&reactor, self.std.as_raw_fd(), buf, pos).await;
-            return (res.map_err(|e| self.error("read_at", e)), buf.buf);
+            let (res, buf) = self.uring_read_at(&reactor, buf, pos).await;
+            return (res.map_err(|e| self.error("read_at", e)), buf);
         }
         self.run_buf("read_at", buf, move |f, b| {
             let total = b.bytes_total();
@@ -239,31 +234,40 @@ impl File {
     /// });
     /// ```
     pub async fn read_exact_at_owned<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<(), B> {
-        if crate::driver::uring_reactor().is_some() {
+        if let Some(reactor) = crate::driver::uring_reactor() {
             // io_uring reads until full (each one an op).
             let total = buf.bytes_total();
             let mut filled = 0;
             let mut buf = buf;
+            let mut result = Ok(());
             while filled < total {
                 let Some(at) = pos.checked_add(filled as u64) else {
-                    let e = io::Error::new(io::ErrorKind::InvalidInput, "offset too large");
-                    return (Err(self.error("read_exact_at", e)), buf);
+                    result = Err(io::Error::new(io::ErrorKind::InvalidInput, "offset too large"));
+                    break;
                 };
-                let (res, slice) = self.read_at_owned(buf.slice(filled..), at).await;
+                let (res, slice) = self.uring_read_at(&reactor, buf.slice(filled..), at).await;
                 buf = slice.into_inner();
                 match res {
                     Ok(0) => {
-                        let e = io::Error::new(
+                        result = Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
                             format!("end of file after {filled} of {total} bytes"),
-                        );
-                        return (Err(self.error("read_exact_at", e)), buf);
+                        ));
+                        break;
                     }
                     Ok(n) => filled += n,
-                    Err(e) => return (Err(e), buf),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
                 }
             }
-            return (Ok(()), buf);
+            // The buffer holds what was read, no more (a slice's `set_init` never shrinks its
+            // buffer, so a buffer that came with a length would keep its old bytes past `filled`).
+            // SAFETY: the first `filled` bytes were written by the kernel (contiguously from 0).
+            unsafe { buf.set_init(filled) };
+            return (result.map_err(|e| self.error("read_exact_at", e)), buf);
         }
         self.run_buf("read_exact_at", buf, move |f, b| {
             let total = b.bytes_total();
@@ -310,14 +314,8 @@ impl File {
     /// ```
     pub async fn write_at_owned<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
         if let Some(reactor) = crate::driver::uring_reactor() {
-            // An io_uring write, holding the file open as `read_at_owned` does.
-            let pos = match check_offset(pos) {
-                Ok(p) => p,
-                Err(e) => return (Err(self.error("write_at", e)), buf),
-            };
-            let buf = op::KeepAlive::new(buf, self.std.clone());
-            let (res, buf) = op::write_at(&reactor, self.std.as_raw_fd(), buf, pos).await;
-            return (res.map_err(|e| self.error("write_at", e)), buf.buf);
+            let (res, buf) = self.uring_write_at(&reactor, buf, pos).await;
+            return (res.map_err(|e| self.error("write_at", e)), buf);
         }
         self.run_buf("write_at", buf, move |f, b| {
             // SAFETY: `IoBuf` promises `bytes_init()` initialized bytes at the stable pointer.
@@ -340,7 +338,7 @@ impl File {
     /// });
     /// ```
     pub async fn write_all_at_owned<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<(), B> {
-        if crate::driver::uring_reactor().is_some() {
+        if let Some(reactor) = crate::driver::uring_reactor() {
             // io_uring writes until all is written (each one an op).
             let total = buf.bytes_init();
             let mut written = 0;
@@ -350,7 +348,7 @@ impl File {
                     let e = io::Error::new(io::ErrorKind::InvalidInput, "offset too large");
                     return (Err(self.error("write_all_at", e)), buf);
                 };
-                let (res, slice) = self.write_at_owned(buf.slice(written..total), at).await;
+                let (res, slice) = self.uring_write_at(&reactor, buf.slice(written..total), at).await;
                 buf = slice.into_inner();
                 match res {
                     Ok(0) => {
@@ -361,7 +359,8 @@ impl File {
                         return (Err(self.error("write_all_at", e)), buf);
                     }
                     Ok(n) => written += n,
-                    Err(e) => return (Err(e), buf),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return (Err(self.error("write_all_at", e)), buf),
                 }
             }
             return (Ok(()), buf);
@@ -385,6 +384,46 @@ impl File {
             Ok(())
         })
         .await
+    }
+
+    /// An io_uring read at `pos` (errors without the operation's name): no blocking-pool hop.
+    /// The op owns an `Arc` of the file with the buffer, so an op orphaned by a dropped future
+    /// keeps the fd open until its final completion (its number cannot be reused under the kernel).
+    async fn uring_read_at<B: IoBufMut>(&self, reactor: &Arc<Reactor>, buf: B, pos: u64) -> BufResult<usize, B> {
+        let pos = match check_offset(pos).and_then(|p| self.check_seekable().map(|()| p)) {
+            Ok(p) => p,
+            Err(e) => return (Err(e), buf),
+        };
+        let buf = op::KeepAlive::new(buf, self.std.clone());
+        let (res, buf) = op::read_at(reactor, self.std.as_raw_fd(), buf, pos).await;
+        (res, buf.buf)
+    }
+
+    /// An io_uring write at `pos`, holding the file open as [`uring_read_at`](Self::uring_read_at).
+    async fn uring_write_at<B: IoBuf>(&self, reactor: &Arc<Reactor>, buf: B, pos: u64) -> BufResult<usize, B> {
+        let pos = match check_offset(pos).and_then(|p| self.check_seekable().map(|()| p)) {
+            Ok(p) => p,
+            Err(e) => return (Err(e), buf),
+        };
+        let buf = op::KeepAlive::new(buf, self.std.clone());
+        let (res, buf) = op::write_at(reactor, self.std.as_raw_fd(), buf, pos).await;
+        (res, buf.buf)
+    }
+
+    /// Refuses positional io_uring ops on a file that cannot seek (a pipe, FIFO or socket), as
+    /// `pread`/`pwrite` do with `ESPIPE`: there the kernel ignores an io_uring op's offset and
+    /// reads or writes the stream. One `lseek` per file, at its first positional op.
+    fn check_seekable(&self) -> io::Result<()> {
+        let seekable = *self.seekable.get_or_init(|| {
+            // SAFETY: `lseek` on an fd we own; moving by 0 from the current offset changes nothing.
+            let r = unsafe { libc::lseek(self.std.as_raw_fd(), 0, libc::SEEK_CUR) };
+            !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESPIPE))
+        });
+        if seekable {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(libc::ESPIPE))
+        }
     }
 
     async fn run<T: Send + 'static>(
@@ -477,7 +516,7 @@ impl File {
     /// ```
     pub async fn try_clone(&self) -> io::Result<File> {
         let std = self.run("try_clone", |f| f.try_clone()).await?;
-        Ok(File { std: Arc::new(std), path: self.path.clone() })
+        Ok(File { std: Arc::new(std), path: self.path.clone(), seekable: OnceLock::new() })
     }
 }
 
@@ -618,6 +657,6 @@ impl OpenOptions {
         let path: Arc<Path> = Arc::from(path);
         let p = path.clone();
         let std = blocking::run("open", move || opts.open(&p).map_err(|e| path_error("open", &p, e))).await?;
-        Ok(File { std: Arc::new(std), path: Some(path) })
+        Ok(File { std: Arc::new(std), path: Some(path), seekable: OnceLock::new() })
     }
 }

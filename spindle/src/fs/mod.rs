@@ -52,12 +52,12 @@ use crate::io::blocking;
 
 /// An error of the system call's kind whose message names the operation and the path.
 pub(crate) fn path_error(op: &str, path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+    crate::io::with_context(format!("{op} {}", path.display()), e)
 }
 
 /// An error naming two paths (`rename a -> b: ...`).
 fn paths_error(op: &str, from: &Path, to: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{op} {} -> {}: {e}", from.display(), to.display()))
+    crate::io::with_context(format!("{op} {} -> {}", from.display(), to.display()), e)
 }
 
 /// Runs `f(path)` on the blocking pool, naming `op` and the path in its error.

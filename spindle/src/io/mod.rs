@@ -66,10 +66,13 @@
 //! ```
 
 pub(crate) mod blocking;
+mod context;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod traits;
 
+pub use context::raw_os_error;
+pub(crate) use context::with_context;
 pub use spindle_core::buf::{IoBuf, IoBufMut, Slice};
 pub use std::io::{Error, ErrorKind, Result};
 pub use traits::{AsyncReadOwned, AsyncWriteOwned};

@@ -704,12 +704,13 @@ impl PollSocket {
         SendOwned { sock: self, state: SendState::Start(buf) }
     }
 
-    /// Sends from several owned buffers in one gathering call (`writev` op on io_uring).
+    /// Sends from several owned buffers in one gathering call (a `sendmsg` op with
+    /// `MSG_NOSIGNAL` on io_uring).
     pub(crate) async fn send_vectored_owned<B: IoBuf>(self: &Arc<Self>, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         match self.uring() {
             Some(Ok(r)) => {
                 let wrapped: Vec<_> = bufs.into_iter().map(|b| KeepAlive::new(b, self.clone())).collect();
-                let (res, wrapped) = op::writev(&r, self.fd(), wrapped, None).await;
+                let (res, wrapped) = op::send_vectored(&r, self.fd(), wrapped).await;
                 return (res, wrapped.into_iter().map(|w| w.buf).collect());
             }
             Some(Err(e)) => return (Err(e), bufs),

@@ -28,7 +28,7 @@ use crate::driver::Direction;
 
 /// `op addr: error`, keeping the error's kind.
 pub(crate) fn addr_error(op: &str, addr: impl fmt::Display, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{op} {addr}: {e}"))
+    crate::io::with_context(format!("{op} {addr}"), e)
 }
 
 pub(crate) fn inet_addr(a: io::Result<SockAddr>) -> io::Result<SocketAddr> {

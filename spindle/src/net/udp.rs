@@ -51,10 +51,6 @@ impl fmt::Debug for UdpSocket {
     }
 }
 
-async fn one_addr(addr: impl ToSocketAddrs) -> io::Result<SockAddr> {
-    Ok(resolve_one(&addr).await?.into())
-}
-
 impl UdpSocket {
     /// Binds a socket to `addr` (each resolved address is tried in turn).
     ///
@@ -168,8 +164,9 @@ impl UdpSocket {
     /// });
     /// ```
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
-        let to = one_addr(target).await?;
-        self.io.send_to_shared(buf, &to).await
+        let to_std = resolve_one(&target).await?;
+        let to = SockAddr::from(to_std);
+        self.io.send_to_shared(buf, &to).await.map_err(|e| addr_error("send_to", to_std, e))
     }
 
     /// Receives a datagram and its sender's address.
@@ -251,8 +248,11 @@ impl UdpSocket {
     /// });
     /// ```
     pub async fn send_to_owned<B: IoBuf>(&self, buf: B, target: impl ToSocketAddrs) -> BufResult<usize, B> {
-        match one_addr(target).await {
-            Ok(to) => self.io.send_to_owned_shared(buf, &to).await,
+        match resolve_one(&target).await {
+            Ok(to_std) => {
+                let (res, buf) = self.io.send_to_owned_shared(buf, &SockAddr::from(to_std)).await;
+                (res.map_err(|e| addr_error("send_to", to_std, e)), buf)
+            }
             Err(e) => (Err(e), buf),
         }
     }

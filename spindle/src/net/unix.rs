@@ -27,7 +27,7 @@ use super::tcp::AcceptBackoff;
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
 fn path_error(op: &str, path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+    crate::io::with_context(format!("{op} {}", path.display()), e)
 }
 
 /// Runs `f` on a std view of the socket (std gives Unix socket addresses their std type).
@@ -545,8 +545,9 @@ impl UnixDatagram {
     /// ```
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
         let path = path.as_ref();
-        let sock = new_socket(Type::DGRAM)
-            .and_then(|s| s.bind(&SockAddr::unix(path)?).map(|()| s))
+        let sock = new_socket(Type::DGRAM).map_err(|e| path_error("bind", path, e))?;
+        note_unnamed_addr(&sock);
+        sock.bind(&SockAddr::unix(path).map_err(|e| path_error("bind", path, e))?)
             .map_err(|e| path_error("bind", path, e))?;
         Ok(UnixDatagram { io: Arc::new(PollSocket::new(sock)?) })
     }
@@ -558,7 +559,9 @@ impl UnixDatagram {
     /// # drop(s);
     /// ```
     pub fn unbound() -> io::Result<UnixDatagram> {
-        Ok(UnixDatagram { io: Arc::new(PollSocket::new(new_socket(Type::DGRAM)?)?) })
+        let sock = new_socket(Type::DGRAM)?;
+        note_unnamed_addr(&sock);
+        Ok(UnixDatagram { io: Arc::new(PollSocket::new(sock)?) })
     }
 
     /// A connected pair of datagram sockets.
@@ -569,6 +572,7 @@ impl UnixDatagram {
     /// ```
     pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
         let (a, b) = Socket::pair(Domain::UNIX, Type::DGRAM.nonblocking().cloexec(), None)?;
+        note_unnamed_addr(&a);
         Ok((UnixDatagram { io: Arc::new(PollSocket::new(a)?) }, UnixDatagram { io: Arc::new(PollSocket::new(b)?) }))
     }
 
@@ -600,7 +604,10 @@ impl UnixDatagram {
     /// ```
     pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
         let path = path.as_ref();
-        self.io.socket().connect(&SockAddr::unix(path)?).map_err(|e| path_error("connect", path, e))
+        self.io
+            .socket()
+            .connect(&SockAddr::unix(path).map_err(|e| path_error("connect", path, e))?)
+            .map_err(|e| path_error("connect", path, e))
     }
 
     /// Sends to the connected peer.
@@ -640,7 +647,7 @@ impl UnixDatagram {
     /// ```
     pub async fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let path = path.as_ref();
-        let to = SockAddr::unix(path)?;
+        let to = SockAddr::unix(path).map_err(|e| path_error("send_to", path, e))?;
         self.io.send_to_shared(buf, &to).await.map_err(|e| path_error("send_to", path, e))
     }
 
@@ -712,14 +719,44 @@ impl UnixDatagram {
     }
 }
 
-/// A std Unix socket address for a received sender address: its path, or unnamed (std has no
-/// constructor of an unnamed or abstract address, so one is taken from a fresh unbound socket;
-/// abstract addresses are reported as unnamed).
+/// A std Unix socket address for a received sender address: its path, its abstract name, or
+/// unnamed.
 fn std_unix_addr(a: &SockAddr) -> io::Result<SocketAddr> {
-    match a.as_pathname() {
-        Some(p) => SocketAddr::from_pathname(p),
-        None => StdDatagram::unbound()?.local_addr(),
+    use std::os::linux::net::SocketAddrExt;
+    if let Some(p) = a.as_pathname() {
+        return SocketAddr::from_pathname(p);
     }
+    if let Some(name) = a.as_abstract_namespace() {
+        return SocketAddr::from_abstract_name(name);
+    }
+    unnamed_addr()
+}
+
+/// std has no constructor of an unnamed address: one is taken from an unbound socket, once per
+/// process, and cloned from then on (a fresh socket per datagram cost two syscalls and, out of
+/// file descriptors, failed after the datagram was already taken off the socket: it was lost).
+static UNNAMED: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+
+/// Records the unnamed address from `sock` if it is unbound (no extra fd), so a receive needs
+/// none later; called as each datagram socket is made.
+fn note_unnamed_addr(sock: &Socket) {
+    if UNNAMED.get().is_none() {
+        // SAFETY: a borrowed view of `sock`'s fd for `local_addr`; `ManuallyDrop` keeps it open.
+        let view = ManuallyDrop::new(unsafe { StdDatagram::from_raw_fd(sock.as_raw_fd()) });
+        if let Ok(a) = view.local_addr() {
+            if a.is_unnamed() {
+                let _ = UNNAMED.set(a);
+            }
+        }
+    }
+}
+
+fn unnamed_addr() -> io::Result<SocketAddr> {
+    if let Some(a) = UNNAMED.get() {
+        return Ok(a.clone());
+    }
+    let a = StdDatagram::unbound()?.local_addr()?;
+    Ok(UNNAMED.get_or_init(|| a).clone())
 }
 
 impl AsRawFd for UnixDatagram {

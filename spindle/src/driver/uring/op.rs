@@ -564,6 +564,38 @@ unsafe impl<B: IoBuf> OpData for Writev<B> {
     }
 }
 
+/// `sendmsg` of several owned buffers on a connected socket, with `MSG_NOSIGNAL`: a `writev` op
+/// cannot carry that flag, so on a socket whose peer is gone it raised `SIGPIPE`, killing a
+/// program that restored the default action.
+pub(crate) struct SendVectored<B> {
+    fd: RawFd,
+    bufs: Vec<B>,
+    iovecs: IoVecs,
+    hdr: MsgHdr,
+}
+
+// SAFETY: the SQE points at `self.hdr.msg` (inside the op value, boxed at submission since the
+// type is not `MOVABLE`), whose iovec array is `iovecs`' heap (not resized until the final CQE),
+// whose entries point at each buffer's stable pointer for `bytes_init` bytes, only read.
+unsafe impl<B: IoBuf> OpData for SendVectored<B> {
+    fn sqe(&mut self) -> squeue::Entry {
+        self.iovecs.0 = self
+            .bufs
+            .iter()
+            .map(|b| libc::iovec { iov_base: b.stable_ptr() as *mut libc::c_void, iov_len: b.bytes_init() })
+            .collect();
+        let msg = self.hdr.msg_mut();
+        msg.msg_name = std::ptr::null_mut();
+        msg.msg_namelen = 0;
+        msg.msg_iov = self.iovecs.0.as_mut_ptr();
+        msg.msg_iovlen = self.iovecs.0.len() as _;
+        msg.msg_control = std::ptr::null_mut();
+        msg.msg_controllen = 0;
+        msg.msg_flags = 0;
+        opcode::SendMsg::new(types::Fd(self.fd), &self.hdr.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+    }
+}
+
 /// The message header of a `sendmsg`/`recvmsg` op with its one iovec (pointers into the op's
 /// own buffer and address).
 pub(crate) struct MsgHdr {
@@ -811,6 +843,13 @@ pub(crate) async fn writev<B: IoBuf>(
     pos: Option<u64>,
 ) -> BufResult<usize, Vec<B>> {
     let c = Op::new(r, Writev { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
+    (c.result.map(|n| n as usize), c.data.bufs)
+}
+
+/// Sends several owned buffers' initialized bytes on a connected socket in one `sendmsg`
+/// (`MSG_NOSIGNAL`).
+pub(crate) async fn send_vectored<B: IoBuf>(r: &Arc<Reactor>, fd: RawFd, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+    let c = Op::new(r, SendVectored { fd, bufs, iovecs: IoVecs::default(), hdr: MsgHdr::new() }).await;
     (c.result.map(|n| n as usize), c.data.bufs)
 }
 
