@@ -546,6 +546,11 @@ fn expand_fn(kind: Kind, config: &Config, func: syn::ItemFn) -> TokenStream {
     // attribute. The runtime's construction keeps the attribute's span: a failure to build it is
     // reported (by `#[track_caller]` `expect`) at the attribute.
     let last_span = block.stmts.last().map(|stmt| stmt.span()).unwrap_or_else(|| block.brace_token.span.close());
+    // Only the location: the names (`body`, `runtime`) resolve at the call site, as `let
+    // runtime` below does. The body's own span would give them its hygiene, which differs when
+    // the statements come from a `macro_rules!` that writes the attribute: `runtime` did not
+    // resolve there.
+    let last_span = proc_macro2::Span::call_site().located_at(last_span);
     let body = quote_spanned! {last_span=>
         let body = async move #block;
     };

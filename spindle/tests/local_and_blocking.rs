@@ -244,3 +244,98 @@ fn idle_blocking_threads_exit_after_keep_alive() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A blocking closure uses spindle resources as often as it wants: its thread has no cooperative
+/// budget (after 128 `blocking_recv`s it spun forever, nothing refilling the budget there).
+#[test]
+fn a_blocking_closure_has_no_cooperative_budget() {
+    each_flavor(|rt| {
+        let (tx, mut rx) = spindle::sync::mpsc::channel::<u32>(1000);
+        for i in 0..300 {
+            tx.try_send(i).unwrap();
+        }
+        drop(tx);
+        let n = common::bounded(rt, 20, async move {
+            spindle::spawn_blocking(move || {
+                let mut n = 0;
+                while rx.blocking_recv().is_some() {
+                    n += 1;
+                }
+                n
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(n, 300);
+    });
+}
+
+/// Inside a blocking closure the runtime is current: `spawn`, `spawn_blocking` and
+/// `Handle::current` work there, as in tokio (they panicked: "no spindle runtime").
+#[test]
+fn a_blocking_closure_runs_with_its_runtime_current() {
+    each_flavor(|rt| {
+        let v = common::bounded(rt, 20, async {
+            spindle::spawn_blocking(|| {
+                let h = spindle::spawn(async { 5 });
+                let b = spindle::spawn_blocking(|| 6);
+                let handle = spindle::runtime::Handle::current();
+                handle.block_on(h).unwrap() + handle.block_on(b).unwrap()
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(v, 11);
+    });
+}
+
+/// `spawn_blocking` (the function and `task::Builder`'s) records its caller's location.
+#[test]
+fn spawn_blocking_records_its_callers_location() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let line = line!() + 1;
+        let h = spindle::spawn_blocking(|| ());
+        let loc = h.header_ref().meta().location;
+        assert_eq!((loc.file(), loc.line()), (file!(), line));
+        h.await.unwrap();
+        let line = line!() + 1;
+        let h = task::Builder::new().name("b").spawn_blocking(|| ()).unwrap();
+        let loc = h.header_ref().meta().location;
+        assert_eq!((loc.file(), loc.line()), (file!(), line));
+        h.await.unwrap();
+    });
+}
+
+struct SetOnDrop(Arc<AtomicUsize>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// A current-thread runtime that once ran a local task is bound to that thread only while local
+/// tasks live: `block_on` elsewhere works once they are gone, and dropping it elsewhere drops its
+/// `Send` tasks (it leaked every task, and refused `block_on`, for good).
+#[test]
+fn a_current_thread_runtime_is_bound_to_its_local_tasks_thread_only_while_they_live() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d2 = dropped.clone();
+    rt.block_on(async move {
+        spindle::spawn_local(async {}).await.unwrap();
+        let g = SetOnDrop(d2);
+        drop(spindle::spawn(async move {
+            let _g = g;
+            std::future::pending::<()>().await
+        }));
+        task::yield_now().await;
+    });
+    let rt = Arc::new(rt);
+    let rt2 = rt.clone();
+    assert_eq!(std::thread::spawn(move || rt2.block_on(async { 1 })).join().unwrap(), 1);
+    let rt = Arc::try_unwrap(rt).ok().unwrap();
+    std::thread::spawn(move || drop(rt)).join().unwrap();
+    assert_eq!(dropped.load(SeqCst), 1, "the Send task's future was not dropped at shutdown");
+}

@@ -227,3 +227,26 @@ fn ui() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/*.rs");
 }
+
+// The attributes written by a `macro_rules!` whose caller supplies the statements (a test-matrix
+// macro): the generated `runtime` binding resolved with the statements' hygiene and was not found.
+macro_rules! async_test {
+    ($name:ident, $($body:tt)*) => {
+        #[spindle::test]
+        async fn $name() { $($body)* }
+    };
+}
+async_test!(a_test_generated_by_a_macro_rules_caller, let x = 1; assert_eq!(x, 1););
+
+macro_rules! async_main {
+    ($name:ident, $($body:tt)*) => {
+        #[spindle::main(flavor = "current_thread")]
+        async fn $name() -> u32 { $($body)* }
+    };
+}
+async_main!(main_generated_by_a_macro_rules_caller, 40 + 2);
+
+#[test]
+fn a_main_generated_by_a_macro_rules_caller_runs() {
+    assert_eq!(main_generated_by_a_macro_rules_caller(), 42);
+}

@@ -540,3 +540,104 @@ fn bound_current_thread_runtime_dropped_on_another_thread() {
     drop(stream);
     drop(rt);
 }
+
+/// A waker that panics: in `wake` (`on_wake`) or in its last drop (`on_drop`).
+fn panicking_waker(woken: Arc<std::sync::atomic::AtomicUsize>, on_wake: bool) -> std::task::Waker {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::task::{RawWaker, RawWakerVTable};
+    type Count = std::sync::atomic::AtomicUsize;
+    unsafe fn clone(p: *const ()) -> RawWaker {
+        // SAFETY: `p` came from `Arc::into_raw` of a `Count`; one more strong count for the clone.
+        unsafe { Arc::increment_strong_count(p as *const Count) };
+        RawWaker::new(p, vtable(p))
+    }
+    fn vtable(_: *const ()) -> &'static RawWakerVTable {
+        &WAKE_PANICS
+    }
+    unsafe fn wake(p: *const ()) {
+        // SAFETY: as in `clone`; `wake` consumes this waker's count.
+        unsafe {
+            wake_by_ref(p);
+            drop_waker(p);
+        }
+    }
+    unsafe fn wake_by_ref(p: *const ()) {
+        // SAFETY: the count is alive while this waker is.
+        let count = unsafe { &*(p as *const Count) };
+        let n = count.fetch_add(1, SeqCst);
+        // Bit 62 set: this waker panics on wake, else on its last drop.
+        if n & (1 << 62) != 0 {
+            panic!("waker panics on wake");
+        }
+    }
+    unsafe fn drop_waker(p: *const ()) {
+        // SAFETY: as in `clone`.
+        let a = unsafe { Arc::from_raw(p as *const Count) };
+        let panics_on_drop = a.load(SeqCst) & (1 << 62) == 0 && a.load(SeqCst) > 0 && Arc::strong_count(&a) > 1;
+        drop(a);
+        if panics_on_drop {
+            panic!("waker panics on drop");
+        }
+    }
+    static WAKE_PANICS: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+    if on_wake {
+        woken.fetch_add(1 << 62, SeqCst);
+    }
+    // SAFETY: the vtable's functions keep the `Arc` counts balanced as described above.
+    unsafe { std::task::Waker::from_raw(RawWaker::new(Arc::into_raw(woken) as *const (), &WAKE_PANICS)) }
+}
+
+/// A join handle's waker that panics when the task completes does not kill the worker that ran
+/// the task (the runtime then ran nothing more, and dropping it hung).
+#[test]
+fn a_panicking_join_waker_does_not_take_a_worker_down() {
+    use spindle::time::timeout;
+    use std::future::Future;
+    use std::task::Context;
+    let rt = Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = std::sync::Mutex::new(go_rx);
+    let mut h = rt.spawn(async move {
+        spindle::spawn_blocking(move || go_rx.lock().unwrap().recv().unwrap()).await.unwrap();
+        1
+    });
+    let woken = Arc::new(AtomicUsize::new(0));
+    let w = panicking_waker(woken.clone(), true);
+    let mut cx = Context::from_waker(&w);
+    assert!(std::pin::Pin::new(&mut h).poll(&mut cx).is_pending());
+    go_tx.send(()).unwrap();
+    let start = std::time::Instant::now();
+    while woken.load(SeqCst) & 0xff == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the task never completed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let v = rt.block_on(async { timeout(Duration::from_secs(10), spindle::spawn(async { 2 })).await });
+    assert_eq!(v.expect("the worker no longer runs tasks").unwrap(), 2);
+    drop(h);
+    drop(rt);
+}
+
+/// A waker whose drop panics, fired by a timer, does not kill the worker firing timers.
+#[test]
+fn a_waker_panicking_on_drop_fired_by_a_timer_does_not_take_a_worker_down() {
+    use spindle::time::timeout;
+    use std::future::Future;
+    use std::task::Context;
+    let rt = Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let woken = Arc::new(AtomicUsize::new(0));
+    {
+        let _g = rt.enter();
+        let mut s = Box::pin(spindle::time::sleep(Duration::from_millis(20)));
+        let w = panicking_waker(woken.clone(), false);
+        let mut cx = Context::from_waker(&w);
+        assert!(s.as_mut().poll(&mut cx).is_pending());
+        let start = std::time::Instant::now();
+        while woken.load(SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "the timer never fired");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::mem::forget(w);
+    }
+    let v = rt.block_on(async { timeout(Duration::from_secs(10), spindle::spawn(async { 2 })).await });
+    assert_eq!(v.expect("the worker no longer runs tasks").unwrap(), 2);
+}

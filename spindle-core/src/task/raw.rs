@@ -339,7 +339,9 @@ fn complete<F: Future + 'static, S: Schedule>(
         // SAFETY: `JOIN_WAKER` was set when we completed, so the handle gave us the slot and will
         // never write it again (its unset fails on `COMPLETE`). We only read it.
         cell.join_waker.with(|w| match unsafe { &*w } {
-            Some(w) => w.wake_by_ref(),
+            // A waker is user code (any executor's): a panic in it must not unwind into the
+            // scheduler, which would leave this task's references held and kill the worker.
+            Some(w) => drop(catch(|| w.wake_by_ref())),
             None => unreachable!("spindle: JOIN_WAKER set with an empty slot"),
         });
     }

@@ -53,6 +53,10 @@ struct Inner {
     active: spindle_core::loom::AtomicUsize,
     /// Called when `active` drops to zero (the runtime re-checks virtual time).
     on_idle: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The runtime whose pool this is, while it lives: current on the pool's threads while a job
+    /// runs, so `spawn`, `spawn_blocking` and `Handle::current` work inside a blocking closure
+    /// (as in tokio). A weak reference: the runtime owns the pool.
+    runtime: std::sync::OnceLock<Box<dyn Fn() -> Option<super::Scheduler> + Send + Sync>>,
 }
 
 struct State {
@@ -145,6 +149,7 @@ impl BlockingPool {
                 stack_size,
                 active: spindle_core::loom::AtomicUsize::new(0),
                 on_idle: std::sync::OnceLock::new(),
+                runtime: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -194,6 +199,11 @@ impl Inner {
 }
 
 impl Spawner {
+    /// Sets how a job's thread finds the runtime to make current while the job runs.
+    pub(crate) fn set_runtime(&self, f: Box<dyn Fn() -> Option<super::Scheduler> + Send + Sync>) {
+        let _ = self.inner.runtime.set(f);
+    }
+
     /// Sets the callback run when the last active job finishes.
     pub(crate) fn set_on_idle(&self, f: Box<dyn Fn() + Send + Sync>) {
         let _ = self.inner.on_idle.set(f);
@@ -287,9 +297,12 @@ fn run_thread(inner: &Arc<Inner>) {
             if wake {
                 inner.job_ready.notify_one();
             }
-            let prev = context::start_poll(Some(job.header()));
+            let runtime = inner.runtime.get().and_then(|f| f());
+            let entered = runtime.map(context::set_scheduler);
+            let prev = context::start_blocking_job(Some(job.header()));
             job.run(); // panics are caught inside the task cell
             context::end_poll(prev);
+            drop(entered);
             if inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst) == 1 {
                 if let Some(f) = inner.on_idle.get() {
                     f();

@@ -153,6 +153,15 @@ pub(crate) fn start_poll(task: Option<&Header>) -> PollScope {
     CONTEXT.with(|c| PollScope { task: c.current_task.replace(task), budget: c.budget.replace(BUDGET) })
 }
 
+/// Prepares the context for running a blocking job: sets the current task, with no budget limit
+/// (a blocking closure may use spindle resources through `blocking_recv` and the like as often as
+/// it wants: nothing on its thread would refill a budget, so the 129th budgeted poll would spin).
+#[inline]
+pub(crate) fn start_blocking_job(task: Option<&Header>) -> PollScope {
+    let task = task.map_or(std::ptr::null(), |h| h as *const Header);
+    CONTEXT.with(|c| PollScope { task: c.current_task.replace(task), budget: c.budget.replace(UNCONSTRAINED) })
+}
+
 /// Restores what [`start_poll`] replaced.
 #[inline]
 pub(crate) fn end_poll(prev: PollScope) {

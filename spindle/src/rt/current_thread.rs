@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
 
-use spindle_core::loom::AtomicBool;
+use spindle_core::loom::{AtomicBool, AtomicUsize};
 use spindle_core::queue::inject::Inject;
 use spindle_core::task::{new_local_task, new_task, JoinHandle, Notified, Schedule, Task, TaskMeta};
 
@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     main_woken: AtomicBool,
     /// The thread local tasks are bound to.
     local_owner: OnceLock<ThreadId>,
+    /// Local tasks registered and not yet released: only while there are some is the runtime
+    /// bound to `local_owner` (its `Send` tasks never are).
+    local_live: AtomicUsize,
     /// Built with `bind_to_driving_thread`: the only thread that may drive the runtime, set by
     /// the first `block_on` (on io_uring, the owner of the runtime's single-issuer ring).
     driver_owner: Option<OnceLock<ThreadId>>,
@@ -135,6 +138,7 @@ impl Shared {
             core: Mutex::new(Some(Box::new(Core { queue: VecDeque::with_capacity(256), driver, tick: 0 }))),
             main_woken: AtomicBool::new(false),
             local_owner: OnceLock::new(),
+            local_live: AtomicUsize::new(0),
             driver_owner: bind_to_driving_thread.then(OnceLock::new),
             blocking,
             core_of: OnceLock::new(),
@@ -261,6 +265,10 @@ impl Shared {
             new_local_task(future, CtSched(self.clone()), context::next_task_id(), TaskMeta { local: true, ..meta })
         };
         let bound = self.owned.bind(task);
+        if bound.is_ok() {
+            // Counted before it can run (it is scheduled below), so its release comes after.
+            self.local_live.fetch_add(1, Relaxed);
+        }
         drop(idle_core);
         self.schedule_bound(bound, notified);
         join
@@ -301,7 +309,7 @@ impl Shared {
             }
         }
         if let Some(owner) = self.local_owner.get() {
-            if *owner != me && self.owned.len() > 0 {
+            if *owner != me && self.local_live.load(Acquire) > 0 {
                 *self.core.lock().unwrap_or_else(|e| e.into_inner()) = Some(core);
                 panic!(
                     "spindle: this current-thread runtime has spawn_local tasks bound to thread {owner:?}; \
@@ -428,11 +436,12 @@ impl Shared {
         let here = std::thread::current().id();
         match self.local_owner.get() {
             Some(owner) if *owner != here => {
-                let n = self.owned.close_and_leak_all();
+                // `Send` tasks are dropped here; local ones may only be dropped on their thread.
+                let n = self.owned.close_and_shutdown_all_but(|h| h.meta().local);
                 if n > 0 {
                     eprintln!(
                         "spindle: runtime dropped on a thread other than the one its spawn_local tasks \
-                         belong to; leaking {n} task(s) instead of dropping them on the wrong thread"
+                         belong to; leaking {n} local task(s) instead of dropping them on the wrong thread"
                     );
                 }
             }
@@ -470,6 +479,11 @@ impl Schedule for CtSched {
         self.0.schedule(task)
     }
     fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
-        self.0.owned.release(task)
+        let released = self.0.owned.release(task);
+        if released.is_some() && task.header().meta().local {
+            // Release: a `block_on` elsewhere that sees no local task left also sees it gone.
+            self.0.local_live.fetch_sub(1, Release);
+        }
+        released
     }
 }

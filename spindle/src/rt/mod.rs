@@ -495,6 +495,22 @@ impl Builder {
             Scheduler::PerCore(_) => Box::new(|| {}),
         };
         pool.spawner().set_on_idle(weak);
+        // Jobs run with their runtime current (a weak reference: the runtime owns the pool).
+        let runtime: Box<dyn Fn() -> Option<Scheduler> + Send + Sync> = match &scheduler {
+            Scheduler::CurrentThread(s) => {
+                let w = Arc::downgrade(s);
+                Box::new(move || w.upgrade().map(Scheduler::CurrentThread))
+            }
+            Scheduler::MultiThread(s) => {
+                let w = Arc::downgrade(s);
+                Box::new(move || w.upgrade().map(Scheduler::MultiThread))
+            }
+            Scheduler::PerCore(s) => {
+                let w = Arc::downgrade(s);
+                Box::new(move || w.upgrade().map(Scheduler::PerCore))
+            }
+        };
+        pool.spawner().set_runtime(runtime);
         Ok(Runtime { handle: Handle { inner: scheduler }, workers, blocking: pool, shut_down: false })
     }
 }

@@ -74,19 +74,29 @@ impl<S: Schedule> OwnedTasks<S> {
         }
     }
 
-    /// Closes the registry and gives up the tasks still in it without touching their futures
-    /// (used when they may not be dropped on this thread).
-    pub(crate) fn close_and_leak_all(&self) -> usize {
-        let mut n = 0;
+    /// Closes the registry and shuts down every task, except those `keep_away` picks (tasks that
+    /// may not be dropped on this thread): those are given up without touching their futures.
+    /// Returns how many were given up.
+    pub(crate) fn close_and_shutdown_all_but(&self, keep_away: impl Fn(&Header) -> bool) -> usize {
         for s in self.shards.iter() {
-            let mut s = lock(s);
-            s.closed = true;
-            while let Some(t) = s.list.pop() {
-                std::mem::forget(t);
-                n += 1;
+            lock(s).closed = true;
+        }
+        let mut given_up = 0;
+        for s in self.shards.iter() {
+            loop {
+                // The guard is dropped before `shutdown` runs (see `close_and_shutdown_all`).
+                let next = lock(s).list.pop();
+                match next {
+                    Some(t) if keep_away(t.header()) => {
+                        std::mem::forget(t);
+                        given_up += 1;
+                    }
+                    Some(t) => t.shutdown(),
+                    None => break,
+                }
             }
         }
-        n
+        given_up
     }
 
     /// Number of registered tasks.

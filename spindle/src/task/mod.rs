@@ -105,10 +105,11 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    context::with_scheduler(|s| match s {
-        Some(s) => s.blocking().spawn(f, None),
+    // Spawned outside the closure, so `#[track_caller]` records the caller's location.
+    match context::with_scheduler(|s| s.map(|s| s.blocking().clone())) {
+        Some(pool) => pool.spawn(f, None),
         None => panic!("spindle::spawn_blocking: {NO_RUNTIME}"),
-    })
+    }
 }
 
 /// Yields to the scheduler once: the task goes to the back of its worker's queue.
@@ -262,9 +263,10 @@ impl<'a> Builder<'a> {
         R: Send + 'static,
     {
         let name = self.name.map(Box::from);
-        context::with_scheduler(|s| match s {
-            Some(s) => Ok(s.blocking().spawn(f, name)),
+        // Spawned outside the closure, so `#[track_caller]` records the caller's location.
+        match context::with_scheduler(|s| s.map(|s| s.blocking().clone())) {
+            Some(pool) => Ok(pool.spawn(f, name)),
             None => Err(io::Error::other(format!("spindle::task::Builder::spawn_blocking: {NO_RUNTIME}"))),
-        })
+        }
     }
 }

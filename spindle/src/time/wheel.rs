@@ -327,6 +327,13 @@ impl Wheel {
     }
 }
 
+/// Wakes `w`, containing a panic from it: a waker is user code, and a panic in its `wake` or drop
+/// must not unwind into the worker firing timers (it would die with the runtime's timers locked
+/// out of its loop).
+fn wake_contained(w: Waker) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || w.wake()));
+}
+
 /// One worker's timers: the wheel behind a spin lock, plus what cross-thread registrations
 /// need to wake the owner when they add an earlier deadline.
 pub(crate) struct Shard {
@@ -478,7 +485,7 @@ impl Shard {
             wheel.take_wakers(&mut wakers);
         }
         for w in wakers {
-            w.wake();
+            wake_contained(w);
         }
     }
 
@@ -507,7 +514,7 @@ impl Shard {
             drop(wheel);
             total += fired.len();
             for w in fired.drain(..) {
-                w.wake();
+                wake_contained(w);
             }
             if done {
                 return total;
