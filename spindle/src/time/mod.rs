@@ -221,7 +221,7 @@ pub(crate) fn current_shard() -> Arc<Shard> {
 }
 
 /// The fallback shard for timers polled outside any spindle runtime, driven by its own thread.
-fn global_shard() -> Arc<Shard> {
+pub(crate) fn global_shard() -> Arc<Shard> {
     static GLOBAL: OnceLock<Arc<Shard>> = OnceLock::new();
     GLOBAL
         .get_or_init(|| {

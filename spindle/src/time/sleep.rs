@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use spindle_core::loom::Ordering::*;
 
-use super::wheel::{Entry, Registered, Shard, FIRED, IDLE, WAITING};
+use super::wheel::{Entry, Registered, Shard, Updated, FIRED, IDLE, WAITING};
 use super::Instant;
 
 /// Waits until `duration` has passed (at millisecond resolution, never less).
@@ -132,12 +132,11 @@ impl Sleep {
             FIRED => return Poll::Ready(()),
             WAITING => {
                 let shard = self.shard.as_ref().expect("a waiting entry has a shard");
-                if !shard.is_closed() {
-                    // SAFETY: registered in `shard`; the entry is pinned.
-                    if unsafe { shard.update_waker(self.entry_ptr(), cx.waker()) } {
-                        return Poll::Pending;
-                    }
-                    return Poll::Ready(());
+                // SAFETY: registered in `shard`; the entry is pinned.
+                match unsafe { shard.update_waker(self.entry_ptr(), cx.waker()) } {
+                    Updated::Waiting => return Poll::Pending,
+                    Updated::Fired => return Poll::Ready(()),
+                    Updated::Closed => {}
                 }
                 // The runtime whose shard this is has gone: nothing fires it any more. Leave it
                 // and register where this poll runs, checking the clock (a fire that raced
@@ -151,17 +150,21 @@ impl Sleep {
         }
         // SAFETY: we set fields and register the pinned entry; nothing is moved out.
         let this = unsafe { self.get_unchecked_mut() };
-        let shard = super::current_shard();
-        let tick = shard.clock.deadline_tick(this.deadline.into_std());
         let ptr = this.entry_ptr();
-        // A previous registration (before a reset) may have been in another shard; it was
-        // deregistered, so the entry is idle and can join the current one.
-        this.shard = Some(shard);
-        let shard = this.shard.as_ref().expect("just set");
-        // SAFETY: the entry is idle and pinned; `Drop`/`reset` deregister it from this shard.
-        match unsafe { shard.register(ptr, tick, cx.waker(), this.check_clock) } {
-            Registered::Fired => Poll::Ready(()),
-            Registered::Waiting => Poll::Pending,
+        let mut shard = super::current_shard();
+        loop {
+            let tick = shard.clock.deadline_tick(this.deadline.into_std());
+            // A previous registration (before a reset) may have been in another shard; it was
+            // deregistered, so the entry is idle and can join this one.
+            let current = this.shard.insert(shard);
+            // SAFETY: the entry is idle and pinned; `Drop`/`reset` deregister it from this shard.
+            match unsafe { current.register(ptr, tick, cx.waker(), this.check_clock) } {
+                Registered::Fired => return Poll::Ready(()),
+                Registered::Waiting => return Poll::Pending,
+                // The shard closed since it was picked (its runtime shut down meanwhile); the
+                // fallback shard never closes.
+                Registered::Closed => shard = super::global_shard(),
+            }
         }
     }
 }

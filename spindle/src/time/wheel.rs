@@ -354,11 +354,24 @@ pub(crate) struct Shard {
     pub(crate) unparks: spindle_core::loom::AtomicUsize,
 }
 
+/// What [`Shard::update_waker`] found.
+#[must_use]
+pub(crate) enum Updated {
+    /// Still waiting, with the new waker.
+    Waiting,
+    /// The timer fired.
+    Fired,
+    /// The shard was closed (its runtime is gone): the entry must move.
+    Closed,
+}
+
 pub(crate) enum Registered {
     /// The deadline already passed: the timer fired at once.
     Fired,
     /// Waiting in the wheel.
     Waiting,
+    /// Not registered: the shard is closed (nobody would fire it); the entry stays idle.
+    Closed,
 }
 
 impl Shard {
@@ -413,6 +426,10 @@ impl Shard {
             r.state.store(FIRED, Release);
             return Registered::Fired;
         }
+        if self.closed.load(Relaxed) {
+            // Closed since the caller picked this shard (its runtime shut down meanwhile).
+            return Registered::Closed;
+        }
         // SAFETY: idle entry: its fields are ours until linked; then guarded by the lock we hold.
         unsafe {
             r.deadline.set(deadline);
@@ -434,16 +451,21 @@ impl Shard {
         Registered::Waiting
     }
 
-    /// Replaces the waker of a waiting entry; returns false if it fired meanwhile.
+    /// Replaces the waker of a waiting entry. `Fired` if it fired meanwhile; `Closed` (waker not
+    /// stored) if the shard was closed, checked under the lock, so a `close` racing with this
+    /// call either took the waker stored here or is seen here.
     ///
     /// # Safety
     /// `e` was registered in this shard.
-    pub(crate) unsafe fn update_waker(&self, e: NonNull<Entry>, waker: &Waker) -> bool {
+    pub(crate) unsafe fn update_waker(&self, e: NonNull<Entry>, waker: &Waker) -> Updated {
         let _wheel = self.lock();
         // SAFETY: guarded by the lock; the entry is live (its owner calls us).
         let r = unsafe { e.as_ref() };
         if r.state.load(Acquire) != WAITING {
-            return false;
+            return Updated::Fired;
+        }
+        if self.closed.load(Relaxed) {
+            return Updated::Closed;
         }
         // SAFETY: as above.
         unsafe {
@@ -453,7 +475,7 @@ impl Shard {
                 }
             })
         };
-        true
+        Updated::Waiting
     }
 
     /// Unlinks `e` if it is still waiting; leaves it `IDLE`.
@@ -639,6 +661,34 @@ mod tests {
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         // SAFETY: registered in this shard.
         unsafe { shard.deregister(p) };
+    }
+
+    /// Closing wakes every waiting entry, and a shard closed after its caller picked it refuses
+    /// both a new registration and a waker update (checked under the lock, so a `close` racing
+    /// with either cannot leave a waker nobody will ever call).
+    #[test]
+    fn a_closed_shard_wakes_its_waiters_and_takes_no_new_ones() {
+        let clock = Arc::new(Clock::new(true));
+        let park = crate::rt::park::Driver::new().unwrap();
+        let shard = Shard::new(clock.clone(), park.unparker());
+        let counter = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let far = clock.now_tick() + 100_000;
+        let waiting = Box::pin(Entry::new());
+        let w = NonNull::from(&*waiting);
+        // SAFETY: pinned, deregistered before drop.
+        assert!(matches!(unsafe { shard.register(w, far, &waker, true) }, Registered::Waiting));
+        shard.close();
+        assert!(shard.is_closed());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "close wakes the waiting entry");
+        // SAFETY: registered in this shard.
+        assert!(matches!(unsafe { shard.update_waker(w, &waker) }, Updated::Closed));
+        let late = Box::pin(Entry::new());
+        // SAFETY: pinned; refused, so never linked.
+        assert!(matches!(unsafe { shard.register(NonNull::from(&*late), far, &waker, true) }, Registered::Closed));
+        assert_eq!(late.state.load(Ordering::SeqCst), IDLE);
+        // SAFETY: registered in this shard.
+        unsafe { shard.deregister(w) };
     }
 
     #[test]
