@@ -216,8 +216,9 @@ pub(crate) fn current_shard() -> Arc<Shard> {
     if let Some(s) = __loom::current() {
         return s;
     }
-    // A shut-down runtime's shard (reached through a handle that outlived it) is fired by nobody.
-    rt::current_timer_shard().filter(|s| !s.is_closed()).unwrap_or_else(global_shard)
+    // (A shut-down runtime's shard, reached through a handle that outlived it, refuses the
+    // registration, which then goes to the fallback shard: see `Sleep::poll_elapsed`.)
+    rt::current_timer_shard().unwrap_or_else(global_shard)
 }
 
 /// The fallback shard for timers polled outside any spindle runtime, driven by its own thread.

@@ -512,7 +512,8 @@ impl Shard {
     }
 
     /// Whether [`close`](Self::close) was called.
-    pub(crate) fn is_closed(&self) -> bool {
+    #[cfg(test)]
+    fn is_closed(&self) -> bool {
         self.closed.load(Acquire)
     }
 
