@@ -144,3 +144,17 @@ fn executor_spawns_onto_its_runtime_from_outside_threads() {
         assert!(bounded(rt, rx).unwrap(), "the task ran outside the runtime");
     });
 }
+
+/// `HyperTimer::now` is spindle's clock, from which hyper computes its deadlines (it was the real
+/// clock: under virtual time hyper's timeouts fired at once or late).
+#[test]
+fn hyper_timer_now_follows_spindles_clock() {
+    use hyper::rt::Timer;
+    let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        spindle::time::pause();
+        spindle::time::advance(Duration::from_secs(3600)).await;
+        let ours = spindle::time::Instant::now().into_std();
+        assert_eq!(HyperTimer::new().now(), ours);
+    });
+}

@@ -1181,6 +1181,7 @@ fn catch_sigpipe() {
 /// io_uring `writev_owned` was a `writev` op, which cannot say `MSG_NOSIGNAL`.
 #[test]
 fn writes_on_a_shut_down_socket_raise_no_sigpipe() {
+    let _s = serial();
     catch_sigpipe();
     each_flavor(|rt| {
         bounded(rt, 10, async {
@@ -1207,6 +1208,7 @@ fn writes_on_a_shut_down_socket_raise_no_sigpipe() {
 /// `writev_owned` still gathers every buffer, in order.
 #[test]
 fn writev_owned_sends_every_buffer_in_order() {
+    let _s = serial();
     each_flavor(|rt| {
         bounded(rt, 10, async {
             let (mut a, mut b) = UnixStream::pair().unwrap();
@@ -1223,6 +1225,7 @@ fn writev_owned_sends_every_buffer_in_order() {
 /// unnamed, so no reply could reach it).
 #[test]
 fn unix_datagram_recv_from_names_an_abstract_sender() {
+    let _s = serial();
     use std::os::linux::net::SocketAddrExt;
     each_flavor(|rt| {
         bounded(rt, 10, async {
@@ -1248,6 +1251,7 @@ fn unix_datagram_recv_from_names_an_abstract_sender() {
 /// Send errors name the target (net's contract: faults carry the address or path).
 #[test]
 fn send_to_errors_name_the_target() {
+    let _s = serial();
     each_flavor(|rt| {
         bounded(rt, 10, async {
             let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -1261,6 +1265,30 @@ fn send_to_errors_name_the_target() {
             let d = UnixDatagram::unbound().unwrap();
             let e = d.send_to(b"x", &long).await.unwrap_err();
             assert!(e.to_string().contains(&long), "{e}");
+        })
+    });
+}
+
+/// Vectored reads and writes with more slices than one syscall takes (IOV_MAX, 1024) transfer a
+/// prefix, as std's do (they failed with EMSGSIZE).
+#[test]
+fn vectored_io_with_more_than_iov_max_slices_transfers_a_prefix() {
+    let _s = serial();
+    use std::io::{IoSlice, IoSliceMut};
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let data = vec![7u8; 2000];
+            let slices: Vec<IoSlice<'_>> = data.chunks(1).map(IoSlice::new).collect();
+            let n = futures::AsyncWriteExt::write_vectored(&mut a, &slices).await.unwrap();
+            assert!(n > 0 && n <= 1024, "{n}");
+            let mut got = vec![0u8; 2000];
+            let mut into: Vec<IoSliceMut<'_>> = got.chunks_mut(1).map(IoSliceMut::new).collect();
+            let m = futures::AsyncReadExt::read_vectored(&mut b, &mut into).await.unwrap();
+            assert!(m > 0 && m <= n, "{m}");
+            let (res, _) = a.writev_owned((0..2000).map(|_| vec![1u8]).collect::<Vec<_>>()).await;
+            let w = res.unwrap();
+            assert!(w > 0 && w <= 1024, "{w}");
         })
     });
 }

@@ -641,3 +641,43 @@ fn a_waker_panicking_on_drop_fired_by_a_timer_does_not_take_a_worker_down() {
     let v = rt.block_on(async { timeout(Duration::from_secs(10), spindle::spawn(async { 2 })).await });
     assert_eq!(v.expect("the worker no longer runs tasks").unwrap(), 2);
 }
+
+/// Enter guards dropped out of order are refused with a clear panic, as in tokio (they left a
+/// stale runtime current, or the thread marked as inside a runtime for good).
+#[test]
+fn enter_guards_dropped_out_of_order_panic_instead_of_corrupting_the_thread() {
+    let a = Builder::new_current_thread().build().unwrap();
+    let b = Builder::new_current_thread().build().unwrap();
+    let msg = std::thread::scope(|s| {
+        s.spawn(|| {
+            let ga = a.enter();
+            let gb = b.enter();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(ga)));
+            std::mem::forget(gb);
+            r.map(|_| ()).map_err(|p| panic_message(&*p))
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(msg.unwrap_err().contains("dropped out of order"));
+    // A guard that escapes the block_on it was made in.
+    let msg = std::thread::scope(|s| {
+        s.spawn(|| {
+            let bh = b.handle();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                std::mem::forget(a.block_on(async move { bh.enter() }))
+            }));
+            r.map_err(|p| panic_message(&*p))
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(msg.unwrap_err().contains("dropped out of order"));
+    // In order, everything is restored.
+    let ga = a.enter();
+    let gb = b.enter();
+    drop(gb);
+    drop(ga);
+    assert!(Handle::try_current().is_err());
+    assert_eq!(a.block_on(async { 1 }), 1);
+}

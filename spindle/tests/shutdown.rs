@@ -153,3 +153,19 @@ fn many_runtimes_created_and_dropped() {
         assert_eq!(v, 1);
     }
 }
+
+/// Dropping a runtime inside one of its own blocking closures returns (the pool's shutdown
+/// waited for every pool thread, the dropping one included: forever).
+#[test]
+fn a_runtime_dropped_inside_its_own_blocking_closure_does_not_wait_for_itself() {
+    for (name, rt) in flavors() {
+        let h = rt.handle().clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        h.spawn_blocking(move || {
+            drop(rt);
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{name}: drop(rt) inside its blocking closure never returned"));
+    }
+}

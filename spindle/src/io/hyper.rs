@@ -166,6 +166,11 @@ impl Future for HyperSleep {
 impl hyper::rt::Sleep for HyperSleep {}
 
 impl hyper::rt::Timer for HyperTimer {
+    /// Spindle's clock (virtual time in tests included): hyper computes its deadlines from this.
+    fn now(&self) -> StdInstant {
+        Instant::now().into_std()
+    }
+
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(HyperSleep { inner: crate::time::sleep(duration) })
     }

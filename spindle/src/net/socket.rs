@@ -134,6 +134,9 @@ fn dir_index(dir: Direction) -> usize {
 
 /// `TCP_INQ`, the socket option, and `TCP_CM_INQ`, the control message type carrying the bytes
 /// left queued (the same number).
+/// The most iovecs one `sendmsg`/`recvmsg` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
 const TCP_CM_INQ: libc::c_int = 36;
 
 /// Converts a `std::io::Result` wrapper's `EINTR` into a retry.
@@ -412,7 +415,9 @@ impl PollSocket {
         // `IoSliceMut` is ABI-compatible with `iovec` (std guarantees it on Unix).
         // SAFETY: the slice of `IoSliceMut`s is viewed as as many `iovec`s, each pointing to a
         // live `&mut [u8]` for as long as `bufs` is borrowed.
-        let iov = unsafe { std::slice::from_raw_parts_mut(bufs.as_mut_ptr().cast::<libc::iovec>(), bufs.len()) };
+        // At most `IOV_MAX` of them: the kernel refuses more (EMSGSIZE) where std reads into a prefix.
+        let iov =
+            unsafe { std::slice::from_raw_parts_mut(bufs.as_mut_ptr().cast::<libc::iovec>(), bufs.len().min(IOV_MAX)) };
         self.sys_recvmsg_inq(iov)
     }
 
@@ -464,7 +469,9 @@ impl PollSocket {
         // `IoSlice` is ABI-compatible with `iovec` (std guarantees it on Unix); the kernel only
         // reads through the pointer.
         msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = bufs.len() as _;
+        // At most `IOV_MAX` slices (a partial write, as std's `write_vectored`): the kernel
+        // refuses more with EMSGSIZE.
+        msg.msg_iovlen = bufs.len().min(IOV_MAX) as _;
         // SAFETY: `msg` points at `bufs`, each valid for reads of its length, for the call.
         let n = unsafe { libc::syscall(libc::SYS_sendmsg, self.fd(), &msg as *const libc::msghdr, SEND_FLAGS) };
         if n < 0 {

@@ -173,8 +173,11 @@ impl BlockingPool {
             self.inner.active.fetch_sub(1, spindle_core::loom::Ordering::SeqCst);
         }
         let deadline = timeout.map(|t| Instant::now() + t);
+        // A pool thread shutting its own pool down (the runtime dropped inside a blocking
+        // closure) cannot wait for itself: it leaves once its job returns.
+        let own = OWN_POOL.with(|p| p.get() == Arc::as_ptr(&self.inner)) as usize;
         let mut st = self.inner.lock();
-        while st.threads > 0 {
+        while st.threads > own {
             match deadline {
                 None => st = self.inner.thread_done.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
@@ -274,7 +277,13 @@ fn start_thread(inner: &Arc<Inner>) -> std::io::Result<()> {
     b.spawn(move || run_thread(&pool)).map(drop)
 }
 
+thread_local! {
+    /// The pool whose thread this is (null elsewhere).
+    static OWN_POOL: std::cell::Cell<*const Inner> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
 fn run_thread(inner: &Arc<Inner>) {
+    OWN_POOL.with(|p| p.set(Arc::as_ptr(inner)));
     let mut st = inner.lock();
     loop {
         if let Some(job) = st.queue.pop_front() {

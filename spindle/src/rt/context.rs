@@ -35,6 +35,8 @@ pub(crate) struct Context {
     budget: Cell<u8>,
     /// `(next, end)` of this thread's reserved block of task ids.
     ids: Cell<(u64, u64)>,
+    /// Enter guards alive on this thread, so one dropped out of order is caught.
+    enter_depth: Cell<u32>,
 }
 
 thread_local! {
@@ -48,6 +50,7 @@ thread_local! {
             current_task: Cell::new(std::ptr::null()),
             budget: Cell::new(UNCONSTRAINED),
             ids: Cell::new((0, 0)),
+            enter_depth: Cell::new(0),
         }
     };
 }
@@ -71,11 +74,33 @@ pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&Scheduler>) -> R) -> R {
 pub(crate) struct EnterGuard {
     prev_handle: Option<Scheduler>,
     prev_entered: bool,
+    /// The thread's `enter_depth` with this guard alive.
+    depth: u32,
     _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
+        let in_order = CONTEXT.try_with(|c| {
+            let top = c.enter_depth.get() == self.depth;
+            if top {
+                c.enter_depth.set(self.depth - 1);
+            }
+            top
+        });
+        if in_order == Ok(false) {
+            // Restoring now would put back a state a later guard replaced (a runtime left
+            // current, or the thread marked as inside a runtime for good, after every guard is
+            // gone). As in tokio, this is the caller's bug: say so, unless already unwinding.
+            if !std::thread::panicking() {
+                panic!(
+                    "spindle: runtime enter guards dropped out of order (a guard from Handle::enter \
+                     must be dropped before the guards made after it, and must not outlive the \
+                     block_on it was made in)"
+                );
+            }
+            return;
+        }
         let prev = self.prev_handle.take();
         let entered = self.prev_entered;
         let _ = HANDLE.try_with(|h| *h.borrow_mut() = prev);
@@ -83,13 +108,22 @@ impl Drop for EnterGuard {
     }
 }
 
+/// Counts one more guard on this thread and returns the depth it holds.
+fn push_guard(c: &Context) -> u32 {
+    let depth = c.enter_depth.get() + 1;
+    c.enter_depth.set(depth);
+    depth
+}
+
 /// Makes `handle` the runtime `spawn` uses on this thread (does not mark the thread as driving).
 pub(crate) fn set_scheduler(handle: Scheduler) -> EnterGuard {
-    EnterGuard {
-        prev_handle: HANDLE.with(|h| h.borrow_mut().replace(handle)),
-        prev_entered: CONTEXT.with(|c| c.entered.get()),
+    let prev_handle = HANDLE.with(|h| h.borrow_mut().replace(handle));
+    CONTEXT.with(|c| EnterGuard {
+        prev_handle,
+        prev_entered: c.entered.get(),
+        depth: push_guard(c),
         _this_thread: std::marker::PhantomData,
-    }
+    })
 }
 
 /// Marks the thread as inside a runtime (a worker or `block_on`), with `handle` current.
@@ -108,7 +142,7 @@ pub(crate) fn enter_runtime(handle: Scheduler) -> EnterGuard {
         }
         let prev_handle = HANDLE.with(|h| h.borrow_mut().replace(handle));
         c.entered.set(true);
-        EnterGuard { prev_handle, prev_entered: false, _this_thread: std::marker::PhantomData }
+        EnterGuard { prev_handle, prev_entered: false, depth: push_guard(c), _this_thread: std::marker::PhantomData }
     })
 }
 

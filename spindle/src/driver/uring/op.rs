@@ -579,9 +579,11 @@ pub(crate) struct SendVectored<B> {
 // whose entries point at each buffer's stable pointer for `bytes_init` bytes, only read.
 unsafe impl<B: IoBuf> OpData for SendVectored<B> {
     fn sqe(&mut self) -> squeue::Entry {
+        // At most 1024 (`UIO_MAXIOV`): the kernel refuses more; the rest is a partial write.
         self.iovecs.0 = self
             .bufs
             .iter()
+            .take(1024)
             .map(|b| libc::iovec { iov_base: b.stable_ptr() as *mut libc::c_void, iov_len: b.bytes_init() })
             .collect();
         let msg = self.hdr.msg_mut();
