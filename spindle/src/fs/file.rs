@@ -390,7 +390,7 @@ impl File {
     /// The op owns an `Arc` of the file with the buffer, so an op orphaned by a dropped future
     /// keeps the fd open until its final completion (its number cannot be reused under the kernel).
     async fn uring_read_at<B: IoBufMut>(&self, reactor: &Arc<Reactor>, buf: B, pos: u64) -> BufResult<usize, B> {
-        let pos = match check_offset(pos).and_then(|p| self.check_seekable().map(|()| p)) {
+        let pos = match self.uring_offset(pos) {
             Ok(p) => p,
             Err(e) => return (Err(e), buf),
         };
@@ -401,13 +401,21 @@ impl File {
 
     /// An io_uring write at `pos`, holding the file open as [`uring_read_at`](Self::uring_read_at).
     async fn uring_write_at<B: IoBuf>(&self, reactor: &Arc<Reactor>, buf: B, pos: u64) -> BufResult<usize, B> {
-        let pos = match check_offset(pos).and_then(|p| self.check_seekable().map(|()| p)) {
+        let pos = match self.uring_offset(pos) {
             Ok(p) => p,
             Err(e) => return (Err(e), buf),
         };
         let buf = op::KeepAlive::new(buf, self.std.clone());
         let (res, buf) = op::write_at(reactor, self.std.as_raw_fd(), buf, pos).await;
         (res, buf.buf)
+    }
+
+    /// The offset of a positional io_uring op, once it is known to be representable and the file
+    /// able to seek.
+    fn uring_offset(&self, pos: u64) -> io::Result<u64> {
+        let pos = check_offset(pos)?;
+        self.check_seekable()?;
+        Ok(pos)
     }
 
     /// Refuses positional io_uring ops on a file that cannot seek (a pipe, FIFO or socket), as
