@@ -472,45 +472,31 @@ impl Builder {
                 (Scheduler::PerCore(per_core::start(n, threads, pool.spawner(), clock, backend)?), None)
             }
         };
-        // When the last blocking job finishes, a paused clock may be free to jump: let the
-        // runtime re-check.
-        let weak = match &scheduler {
+        // The runtime, from the pool's side: a weak reference (the runtime owns the pool).
+        let runtime: Arc<dyn Fn() -> Option<Scheduler> + Send + Sync> = match &scheduler {
             Scheduler::CurrentThread(s) => {
                 let w = Arc::downgrade(s);
-                Box::new(move || {
-                    if let Some(s) = w.upgrade() {
-                        s.nudge_if_paused()
-                    }
-                }) as Box<dyn Fn() + Send + Sync>
+                Arc::new(move || w.upgrade().map(Scheduler::CurrentThread))
             }
             Scheduler::MultiThread(s) => {
                 let w = Arc::downgrade(s);
-                Box::new(move || {
-                    if let Some(s) = w.upgrade() {
-                        s.nudge_if_paused()
-                    }
-                })
-            }
-            // No virtual time there: nothing waits for the pool to go idle.
-            Scheduler::PerCore(_) => Box::new(|| {}),
-        };
-        pool.spawner().set_on_idle(weak);
-        // Jobs run with their runtime current (a weak reference: the runtime owns the pool).
-        let runtime: Box<dyn Fn() -> Option<Scheduler> + Send + Sync> = match &scheduler {
-            Scheduler::CurrentThread(s) => {
-                let w = Arc::downgrade(s);
-                Box::new(move || w.upgrade().map(Scheduler::CurrentThread))
-            }
-            Scheduler::MultiThread(s) => {
-                let w = Arc::downgrade(s);
-                Box::new(move || w.upgrade().map(Scheduler::MultiThread))
+                Arc::new(move || w.upgrade().map(Scheduler::MultiThread))
             }
             Scheduler::PerCore(s) => {
                 let w = Arc::downgrade(s);
-                Box::new(move || w.upgrade().map(Scheduler::PerCore))
+                Arc::new(move || w.upgrade().map(Scheduler::PerCore))
             }
         };
-        pool.spawner().set_runtime(runtime);
+        // When the last blocking job finishes, a paused clock may be free to jump: let the
+        // runtime re-check (a per-core runtime has no virtual time).
+        let upgrade = runtime.clone();
+        pool.spawner().set_on_idle(Box::new(move || match upgrade() {
+            Some(Scheduler::CurrentThread(s)) => s.nudge_if_paused(),
+            Some(Scheduler::MultiThread(s)) => s.nudge_if_paused(),
+            Some(Scheduler::PerCore(_)) | None => {}
+        }));
+        // Jobs run with their runtime current.
+        pool.spawner().set_runtime(Box::new(move || runtime()));
         Ok(Runtime { handle: Handle { inner: scheduler }, workers, blocking: pool, shut_down: false })
     }
 }

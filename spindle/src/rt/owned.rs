@@ -57,21 +57,7 @@ impl<S: Schedule> OwnedTasks<S> {
     /// Closes the registry and shuts every task down (dropping futures nobody is polling).
     /// Must run where the tasks may be dropped (the owner thread, for local tasks).
     pub(crate) fn close_and_shutdown_all(&self) {
-        for s in self.shards.iter() {
-            lock(s).closed = true;
-        }
-        for s in self.shards.iter() {
-            loop {
-                // A separate statement, so the guard is dropped before `shutdown` runs: a task's
-                // destructor may spawn or complete tasks, which lock shards again (in a `while let`
-                // scrutinee the guard would live through the body and deadlock).
-                let next = lock(s).list.pop();
-                match next {
-                    Some(t) => t.shutdown(),
-                    None => break,
-                }
-            }
-        }
+        self.close_and_shutdown_all_but(|_| false);
     }
 
     /// Closes the registry and shuts down every task, except those `keep_away` picks (tasks that
@@ -84,7 +70,9 @@ impl<S: Schedule> OwnedTasks<S> {
         let mut given_up = 0;
         for s in self.shards.iter() {
             loop {
-                // The guard is dropped before `shutdown` runs (see `close_and_shutdown_all`).
+                // A separate statement, so the guard is dropped before `shutdown` runs: a task's
+                // destructor may spawn or complete tasks, which lock shards again (in a `while let`
+                // scrutinee the guard would live through the body and deadlock).
                 let next = lock(s).list.pop();
                 match next {
                     Some(t) if keep_away(t.header()) => {
