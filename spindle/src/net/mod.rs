@@ -13,7 +13,7 @@
 //!   socket is usually writable at once), so it does not wait for the reactor's next turn.
 //!   On io_uring the owned-buffer operations (`read_owned`, `write_owned`, `writev_owned`,
 //!   datagram `send_owned`/`recv_owned`, `send_to_owned`/`recv_from_owned`) are completion ops
-//!   (`RECV`, `SEND`, `WRITEV`, `SENDMSG`, `RECVMSG`) instead: on the current thread's ring
+//!   (`RECV`, `SEND`, `SENDMSG`, `RECVMSG`) instead: on the current thread's ring
 //!   when that thread runs for the socket's runtime (for a socket made outside any runtime: when
 //!   it is a multi-thread worker or a per-core core), else on the socket's own ring (another
 //!   runtime's ring may not be driven when the socket's runtime needs the op's completion).

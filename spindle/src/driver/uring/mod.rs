@@ -177,14 +177,13 @@ fn probe_once() -> io::Result<()> {
     }
     let mut probe = io_uring::Probe::new();
     ring.submitter().register_probe(&mut probe).map_err(|e| io_err("IORING_REGISTER_PROBE", e))?;
-    let ops: [(u8, &str); 15] = [
+    let ops: [(u8, &str); 14] = [
         (opcode::PollAdd::CODE, "POLL_ADD"),
         (opcode::PollRemove::CODE, "POLL_REMOVE"),
         (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
         (opcode::Read::CODE, "READ"),
         (opcode::Write::CODE, "WRITE"),
         (opcode::Readv::CODE, "READV"),
-        (opcode::Writev::CODE, "WRITEV"),
         (opcode::Recv::CODE, "RECV"),
         (opcode::Send::CODE, "SEND"),
         (opcode::SendMsg::CODE, "SENDMSG"),

@@ -540,30 +540,6 @@ unsafe impl<B: IoBufMut> OpData for Readv<B> {
     }
 }
 
-/// `writev` / `pwritev` of several owned buffers.
-pub(crate) struct Writev<B> {
-    fd: RawFd,
-    bufs: Vec<B>,
-    iovecs: IoVecs,
-    offset: u64,
-}
-
-// SAFETY: as for `Readv`, with `bytes_init` bytes per buffer, only read by the kernel.
-unsafe impl<B: IoBuf> OpData for Writev<B> {
-    const MOVABLE: bool = true;
-
-    fn sqe(&mut self) -> squeue::Entry {
-        self.iovecs.0 = self
-            .bufs
-            .iter()
-            .map(|b| libc::iovec { iov_base: b.stable_ptr() as *mut libc::c_void, iov_len: b.bytes_init() })
-            .collect();
-        opcode::Writev::new(types::Fd(self.fd), self.iovecs.0.as_ptr(), self.iovecs.0.len() as u32)
-            .offset(self.offset)
-            .build()
-    }
-}
-
 /// `sendmsg` of several owned buffers on a connected socket, with `MSG_NOSIGNAL`: a `writev` op
 /// cannot carry that flag, so on a socket whose peer is gone it raised `SIGPIPE`, killing a
 /// program that restored the default action.
@@ -835,17 +811,6 @@ pub(crate) async fn readv<B: IoBufMut>(
         }
     }
     (res, bufs)
-}
-
-/// Writes several buffers' initialized bytes in order (at the file position when `pos` is `None`).
-pub(crate) async fn writev<B: IoBuf>(
-    r: &Arc<Reactor>,
-    fd: RawFd,
-    bufs: Vec<B>,
-    pos: Option<u64>,
-) -> BufResult<usize, Vec<B>> {
-    let c = Op::new(r, Writev { fd, bufs, iovecs: IoVecs::default(), offset: pos.unwrap_or(CURRENT_POS) }).await;
-    (c.result.map(|n| n as usize), c.data.bufs)
 }
 
 /// Sends several owned buffers' initialized bytes on a connected socket in one `sendmsg`

@@ -178,7 +178,7 @@ fn dropped_registration_releases_its_wakers_at_once() {
 }
 
 #[test]
-fn ops_read_write_readv_writev() {
+fn ops_read_write_readv_send_vectored() {
     if !available() {
         return;
     }
@@ -189,7 +189,7 @@ fn ops_read_write_readv_writev() {
         assert_eq!((res.unwrap(), &buf[..]), (5, &b"hello"[..]));
         let (res, buf) = run(&r, op::read(&r, b.as_raw_fd(), vec![0u8; 16]));
         assert_eq!((res.unwrap(), &buf[..]), (5, &b"hello"[..]));
-        let (res, _) = run(&r, op::writev(&r, a.as_raw_fd(), vec![b"ab".to_vec(), b"cde".to_vec()], None));
+        let (res, _) = run(&r, op::send_vectored(&r, a.as_raw_fd(), vec![b"ab".to_vec(), b"cde".to_vec()]));
         assert_eq!(res.unwrap(), 5);
         let (res, bufs) = run(&r, op::readv(&r, b.as_raw_fd(), vec![vec![0u8; 3], vec![0u8; 8]], None));
         assert_eq!(res.unwrap(), 5);
