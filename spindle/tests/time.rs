@@ -693,3 +693,57 @@ fn interval_ticks_in_a_cancelled_scope_return_at_once_and_keep_the_schedule() {
         assert_eq!(iv.tick().await, start + 2 * p);
     });
 }
+
+/// With the clock paused, a runtime that has nothing to run but loopback I/O under way polls its
+/// reactor before it jumps to the next timer: a timeout around a request its own server task
+/// answers does not fire. (It used to: the runtime jumped the moment its queue emptied, with the
+/// reply already in the kernel, and every exchange "timed out" after 5 virtual seconds.)
+///
+/// Exact on the runtimes with one reactor (current-thread, multi-thread with one worker). With
+/// several workers a worker that took events from the kernel but was descheduled before it
+/// dispatched them is invisible to the others; they wait `ADVANCE_GRACE` and look twice, which
+/// is best effort, so those flavours are not asserted here (see `time::pause`'s docs).
+#[test]
+fn paused_clock_does_not_jump_while_loopback_io_is_ready() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    use spindle::io::{AsyncReadOwned, AsyncWriteOwned};
+    use spindle::net::{TcpListener, TcpStream};
+    each_flavor_with_virtual_time(|rt| {
+        if rt.metrics().num_workers() > 1 {
+            return;
+        }
+        let real = real_now();
+        rt.block_on(async {
+            pause();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = spindle::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 8];
+                // Slice reads and writes: the readiness path.
+                while s.read_exact(&mut buf).await.is_ok() {
+                    s.write_all(&buf).await.unwrap();
+                }
+            });
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let start = Instant::now();
+            for i in 0u64..200 {
+                let exchange = async {
+                    // Owned-buffer ops: on io_uring, completion ops.
+                    let (r, _) = c.write_all_owned(i.to_le_bytes().to_vec()).await;
+                    r.unwrap();
+                    let (r, back) = c.read_exact_owned(vec![0u8; 8]).await;
+                    r.unwrap();
+                    back
+                };
+                let back =
+                    timeout(Duration::from_secs(5), exchange).await.expect("round trip timed out in virtual time");
+                assert_eq!(back, i.to_le_bytes());
+            }
+            assert_eq!(start.elapsed(), Duration::ZERO, "the clock jumped while I/O was ready");
+            drop(c);
+            server.await.unwrap();
+        });
+        assert!(real.elapsed() < Duration::from_secs(20), "took {:?}", real.elapsed());
+    });
+}

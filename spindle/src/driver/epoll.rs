@@ -75,6 +75,16 @@ impl Reactor {
         super::signal_eventfd(&self.eventfd);
     }
 
+    /// See [`crate::driver::Reactor::has_undispatched_events`]: an epoll instance is readable
+    /// while its ready list holds events (every registration is edge-triggered, so a reported
+    /// event leaves the list).
+    pub(crate) fn has_undispatched_events(&self) -> bool {
+        let mut p = libc::pollfd { fd: self.epoll.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, zero timeout; the epoll fd lives as long as `self`.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n != 0 && (n < 0 || p.revents & libc::POLLIN != 0)
+    }
+
     /// Waits for events (or a wake, or the timeout) and dispatches readiness. Returns whether
     /// the eventfd was signalled.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {

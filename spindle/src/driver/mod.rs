@@ -174,6 +174,18 @@ impl Reactor {
         }
     }
 
+    /// From any thread, without consuming anything: whether events wait in the kernel that this
+    /// reactor's waiting thread has not dispatched yet (epoll: its ready list is not empty; a
+    /// pinned io_uring: the kernel deferred completions for its owner, or its CQ overflowed).
+    /// For virtual time: a runtime must not jump the clock while another worker is about to
+    /// wake tasks. `true` when it cannot tell (erring towards not jumping yet).
+    pub(crate) fn has_undispatched_events(&self) -> bool {
+        match self {
+            Reactor::Epoll(r) => r.has_undispatched_events(),
+            Reactor::Uring(r) => r.has_undispatched_events(),
+        }
+    }
+
     /// Makes a blocked (or the next) `wait` return. Callable from any thread.
     pub(crate) fn wake(&self) {
         match self {

@@ -380,11 +380,18 @@ impl Shared {
                     if self.main_woken.load(Acquire) || self.timers.process() > 0 || !self.inject.is_empty() {
                         return;
                     }
-                    if self.clock.is_paused() && self.blocking.is_idle() {
-                        // Virtual time and nothing can run: jump to the next timer instead of
-                        // sleeping (a paused clock never reaches it by waiting).
-                        // (A timer past the furthest the clock goes never fires: park instead
-                        // of trying again and again.)
+                    if self.clock.is_paused() && self.blocking.is_idle() && self.timers.next_expiration().is_some() {
+                        // Virtual time and nothing queued: first take the I/O that is ready
+                        // (a reply already in the kernel, entries our tasks queued), as tokio
+                        // does with a zero-timeout poll of its driver. Jumping at once fired
+                        // every timeout around in-process I/O.
+                        self.reactor.maintain();
+                        if self.has_work_after_poll(driving) {
+                            return;
+                        }
+                        // Still nothing can run: jump to the next timer instead of sleeping (a
+                        // paused clock never reaches it by waiting). (A timer past the furthest
+                        // the clock goes never fires: park instead of trying again and again.)
                         if self.timers.next_expiration().is_some_and(|t| self.clock.advance_to_tick(t)) {
                             self.timers.process();
                             return;
@@ -406,6 +413,12 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// After a non-blocking poll of the reactor by the driving thread: whether it made anything
+    /// runnable (a queued task or the main future).
+    fn has_work_after_poll(&self, driving: &Driving) -> bool {
+        self.main_woken.load(Acquire) || !self.inject.is_empty() || !driving.core().queue.is_empty()
     }
 
     /// With a paused clock, wakes the driving thread to re-check whether virtual time may jump

@@ -249,6 +249,15 @@ pub(crate) fn global_shard() -> Arc<Shard> {
 /// Freezes the current runtime's clock: time then moves only through [`advance`] or, when every
 /// task is idle, by jumping to the next timer (auto-advance).
 ///
+/// Before it jumps, the runtime polls its I/O without blocking, as tokio does: a timeout around
+/// an exchange with a server in the same runtime, whose reply is already in the kernel, does not
+/// fire. That is exact on the current-thread runtime and on a multi-thread runtime with one
+/// worker. With several workers, a worker sees the others' undispatched events only while they
+/// wait in the kernel; one that took events and was descheduled before dispatching them is
+/// invisible, so the jump waits for a second look 100 µs later, which covers it in practice but
+/// not always on an overloaded machine. Tests that time I/O exactly belong on the current-thread
+/// runtime (tokio allows virtual time there only).
+///
 /// # Panics
 /// Outside a spindle runtime, and on a per-core runtime (see
 /// [`Builder::new_per_core`](crate::runtime::Builder::new_per_core)).

@@ -680,6 +680,23 @@ impl Reactor {
         sq.taskrun() || sq.cq_overflow()
     }
 
+    /// See [`crate::driver::Reactor::has_undispatched_events`]; entries not yet submitted count
+    /// too. A pinned ring's completions
+    /// wait as deferred task work until its owner enters the kernel (`IORING_SQ_TASKRUN`); a
+    /// shared ring posts them to the CQ and wakes its waiter at once. The slab lock is held only
+    /// briefly (never across a wait); while another thread holds it this says `true`.
+    pub(crate) fn has_undispatched_events(&self) -> bool {
+        // Entries handed over for the owner's next wait, or queued by it, are about to be
+        // submitted, and over loopback their completions come with that very submission.
+        if self.has_pending.load(Acquire) || self.unsubmitted.load(Relaxed) {
+            return true;
+        }
+        let Some(_g) = self.slab.try_lock() else { return true };
+        // SAFETY: we hold the slab lock: the only SubmissionQueue view.
+        let sq = unsafe { self.ring.submission_shared() };
+        (self.pinned && sq.taskrun()) || sq.cq_overflow()
+    }
+
     /// See [`crate::driver::Reactor::flush_submissions`].
     pub(crate) fn flush_submissions(&self) {
         if self.on_waiter_thread() && self.unsubmitted.swap(false, Relaxed) {

@@ -80,6 +80,24 @@ const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
 /// How long an io_uring worker with I/O in flight looks for work before parking (see
 /// `WorkerCtx::spin_for_work`).
+/// Virtual time on several workers: how long (real time) a worker that found nothing able to
+/// run waits before it looks again and, still finding nothing, jumps the clock. Another worker
+/// can have just taken events from the kernel that it has not dispatched yet, which no other
+/// thread can see; it dispatches them in microseconds. Each jump pays this once, so a test
+/// sleeping 1,000 times in a row on two workers takes about 0.1 s more.
+const ADVANCE_GRACE: Duration = Duration::from_micros(100);
+
+/// What a parked worker's [`WorkerCtx::auto_advance`] did.
+#[must_use]
+enum AutoAdvance {
+    /// The clock jumped to the next timer, which fired.
+    Advanced,
+    /// Something can still run, or there is no timer to jump to.
+    NotNow,
+    /// Nothing can run: look again after [`ADVANCE_GRACE`].
+    LookAgain,
+}
+
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
 /// A park shorter than this makes the next idle spell spin (see `WorkerCtx::spin_for_work`).
 const SHORT_PARK: Duration = Duration::from_micros(50);
@@ -155,6 +173,9 @@ pub(crate) struct WorkerCtx {
     notify_deferred: std::cell::Cell<bool>,
     /// Whether the next idle spell spins before parking (io_uring; see `spin_for_work`).
     spin_next: std::cell::Cell<bool>,
+    /// Virtual time: the last look found nothing able to run (see `auto_advance`), so the next
+    /// one, after [`ADVANCE_GRACE`], may jump the clock.
+    advance_looked: std::cell::Cell<bool>,
 }
 
 /// Scheduler handle of `Send` tasks.
@@ -259,6 +280,7 @@ fn run_worker(shared: Arc<Shared>, core: Core, driver: Driver) {
         in_driver: std::cell::Cell::new(false),
         notify_deferred: std::cell::Cell::new(false),
         spin_next: std::cell::Cell::new(false),
+        advance_looked: std::cell::Cell::new(false),
     };
     let prev = context::set_worker(&w);
     w.run();
@@ -635,10 +657,15 @@ impl WorkerCtx {
             // Virtual time with nothing able to run (every worker parked, no `block_on` thread
             // awake, no blocking job): jump to the next timer instead of sleeping, since a paused
             // clock never reaches it by waiting.
-            let advanced = shared.clock.is_paused() && self.auto_advance();
+            let (advanced, look_again) = match shared.clock.is_paused().then(|| self.auto_advance()) {
+                Some(AutoAdvance::Advanced) => (true, false),
+                Some(AutoAdvance::LookAgain) => (false, true),
+                Some(AutoAdvance::NotNow) | None => (false, false),
+            };
             if !advanced && !shared.shutdown.load(Acquire) && !self.has_local_work() {
                 let next = timers.prepare_park();
-                let timeout = next.and_then(|t| shared.clock.until_tick(t));
+                let timeout =
+                    if look_again { Some(ADVANCE_GRACE) } else { next.and_then(|t| shared.clock.until_tick(t)) };
                 polled |= self.poll_reactor_as_driver(|| self.driver.borrow_mut().park_until(timeout));
                 timers.unparked();
             }
@@ -669,8 +696,9 @@ impl WorkerCtx {
     }
 
     /// Advances a paused clock to the earliest timer of any worker and fires it, if nothing else
-    /// can make progress. Returns whether it did.
-    fn auto_advance(&self) -> bool {
+    /// can make progress, and did so at the previous look too (see `ADVANCE_GRACE`).
+    fn auto_advance(&self) -> AutoAdvance {
+        let looked = self.advance_looked.replace(false);
         let shared = &*self.shared;
         if !shared.idle.all_parked()
             || shared.block_on_awake.load(SeqCst) != 0
@@ -678,19 +706,43 @@ impl WorkerCtx {
             || shared.has_visible_work()
             || self.has_local_work()
         {
-            return false;
+            return AutoAdvance::NotNow;
         }
         let Some(t) = shared.remotes.iter().filter_map(|r| r.timers.next_expiration()).min() else {
-            return false;
+            return AutoAdvance::NotNow;
         };
+        // First take the I/O that is ready (a reply already in the kernel, entries our tasks
+        // queued), as tokio does with a zero-timeout poll of its driver: jumping at once fired
+        // every timeout around in-process I/O. Our own reactor we poll (what it wakes queues
+        // here, or wakes a `block_on` thread); another worker's is not ours to poll, but we can
+        // see whether events wait in it, and then leave the jump to that worker: woken by them,
+        // it runs what they wake and, parking again, decides itself. (Ours too can still hold
+        // some: on io_uring a non-blocking poll collects only the completions the kernel had
+        // deferred before it, not those its own submissions just caused; our wait takes them.) What this cannot see: a
+        // worker whose wait already returned with events it has not dispatched yet. With
+        // several workers we therefore jump only if a second look, `ADVANCE_GRACE` later, still
+        // finds nothing able to run. (tokio, whose one driver is polled by whoever jumps, allows
+        // virtual time on its current-thread runtime only.)
+        self.poll_reactor_as_driver(|| self.remote().reactor.maintain());
+        if self.has_local_work()
+            || shared.has_visible_work()
+            || shared.block_on_awake.load(SeqCst) != 0
+            || shared.remotes.iter().any(|r| r.reactor.has_undispatched_events())
+        {
+            return AutoAdvance::NotNow;
+        }
+        if !looked && shared.remotes.len() > 1 {
+            self.advance_looked.set(true);
+            return AutoAdvance::LookAgain;
+        }
         if !shared.clock.advance_to_tick(t) {
             // Past the furthest the clock goes: it never fires, so there is nothing to advance to.
-            return false;
+            return AutoAdvance::NotNow;
         }
         for r in shared.remotes.iter() {
             r.timers.process();
         }
-        true
+        AutoAdvance::Advanced
     }
 
     /// Queues a task woken (or spawned) on this worker.
