@@ -85,6 +85,57 @@ fn abort_pending_task_drops_its_future() {
     });
 }
 
+/// An `AbortHandle` aborts a detached task (its `JoinHandle` dropped) from another thread, its
+/// clones agree on the task's state, and the last one dropped (after the task is gone) frees the
+/// cell: the future was dropped exactly once, on abort, not by the handle.
+#[test]
+fn abort_handle_aborts_a_detached_task_from_another_thread() {
+    each_flavor(|rt| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let flag = DropFlag(drops.clone());
+        let h = rt.spawn(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        });
+        let abort = h.abort_handle();
+        let id = h.id();
+        drop(h); // detached
+        let other = abort.clone();
+        assert_eq!(other.id(), id);
+        assert!(!abort.is_finished());
+        std::thread::spawn(move || other.abort()).join().unwrap();
+        rt.block_on(async {
+            while !abort.is_finished() {
+                task::yield_now().await;
+            }
+        });
+        assert_eq!(drops.load(SeqCst), 1);
+        assert!(format!("{abort:?}").contains("AbortHandle"));
+        drop(abort);
+        assert_eq!(drops.load(SeqCst), 1);
+    });
+}
+
+/// Aborting through an `AbortHandle` after the task completed changes nothing: the `JoinHandle`
+/// still gets the output, and the handle outlives the awaited `JoinHandle`.
+#[test]
+fn abort_handle_after_completion_and_after_join() {
+    each_flavor(|rt| {
+        let abort = rt.block_on(async {
+            let h = spindle::spawn(async { 7 });
+            let abort = h.abort_handle();
+            while !abort.is_finished() {
+                task::yield_now().await;
+            }
+            abort.abort();
+            assert_eq!(h.await.unwrap(), 7);
+            abort
+        });
+        abort.abort();
+        assert!(abort.is_finished());
+    });
+}
+
 #[test]
 fn abort_after_completion_keeps_output() {
     each_flavor(|rt| {

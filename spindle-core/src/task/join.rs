@@ -76,6 +76,101 @@ impl<T> JoinHandle<T> {
     pub fn header_ref(&self) -> &Header {
         self.header()
     }
+
+    /// A handle that can abort this task (and ask whether it finished) without owning its
+    /// output: cloneable, and usable after this `JoinHandle` was awaited or dropped.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let handle = spindle::spawn(std::future::pending::<()>());
+    ///     let abort = handle.abort_handle();
+    ///     abort.abort();
+    ///     assert!(handle.await.unwrap_err().is_cancelled());
+    ///     assert!(abort.is_finished());
+    /// });
+    /// ```
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.header().state.ref_inc();
+        AbortHandle { raw: self.raw }
+    }
+}
+
+/// Aborts a task without owning its output (from [`JoinHandle::abort_handle`]).
+///
+/// Unlike the `JoinHandle` it is `Clone`, and dropping it does nothing to the task. It keeps the
+/// task's allocation (not its future or output) alive until it is dropped.
+///
+/// ```
+/// spindle::block_on(async {
+///     let abort = spindle::spawn(std::future::pending::<()>()).abort_handle(); // task detached
+///     let other = abort.clone();
+///     other.abort();
+///     while !abort.is_finished() {
+///         spindle::task::yield_now().await;
+///     }
+/// });
+/// ```
+pub struct AbortHandle {
+    raw: NonNull<Header>,
+}
+
+// SAFETY: an `AbortHandle` only touches the header's atomics and immutable fields, and holds a
+// reference to the cell. It never touches the output or the future: by the time it may hold the
+// last reference, the task finished or was shut down on its own thread, and its output was
+// dropped by its `JoinHandle` or, without one, when the task finished, so freeing the cell from
+// any thread drops nothing of the task's.
+unsafe impl Send for AbortHandle {}
+// SAFETY: see `Send`: `&AbortHandle` allows only `abort`, `is_finished` and `id`.
+unsafe impl Sync for AbortHandle {}
+
+impl AbortHandle {
+    fn header(&self) -> &Header {
+        // SAFETY: the handle owns a reference, so the header is live.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// Requests cancellation, as [`JoinHandle::abort`] does; nothing happens if the task
+    /// already finished.
+    pub fn abort(&self) {
+        let h = self.header();
+        if h.state.transition_to_notified_and_cancel() == ToNotified::Submit {
+            // SAFETY: the transition added the queue reference that `schedule` takes over.
+            unsafe { (h.vtable.schedule)(self.raw) };
+        }
+    }
+
+    /// Whether the task has finished (completed, panicked or been cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.header().state.load().is_complete()
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.header().id
+    }
+}
+
+impl Clone for AbortHandle {
+    fn clone(&self) -> AbortHandle {
+        self.header().state.ref_inc();
+        AbortHandle { raw: self.raw }
+    }
+}
+
+impl Drop for AbortHandle {
+    fn drop(&mut self) {
+        let h = self.header();
+        if h.state.ref_dec() {
+            // SAFETY: that was the last reference.
+            unsafe { (h.vtable.dealloc)(self.raw) };
+        }
+    }
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle").field("id", &self.id()).finish()
+    }
 }
 
 impl<T> Future for JoinHandle<T> {

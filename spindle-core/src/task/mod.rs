@@ -39,7 +39,7 @@ use core::mem::ManuallyDrop;
 use core::num::NonZeroU64;
 use core::ptr::NonNull;
 
-pub use join::{JoinError, JoinHandle};
+pub use join::{AbortHandle, JoinError, JoinHandle};
 pub use raw::{GroupKind, GroupRef, Header, TaskMeta};
 
 use crate::loom::unmodelled::AtomicU64;

@@ -24,7 +24,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use spindle_core::task::{GroupKind, GroupRef, JoinError, JoinHandle, TaskId, TaskMeta};
+pub use spindle_core::task::{AbortHandle, GroupKind, GroupRef, JoinError, JoinHandle, TaskId, TaskMeta};
 
 use crate::rt::context;
 
