@@ -1292,3 +1292,21 @@ fn vectored_io_with_more_than_iov_max_slices_transfers_a_prefix() {
         })
     });
 }
+
+/// `lookup_host` on every flavour: literal addresses at once, names through the resolver on the
+/// blocking pool, an empty list as an empty iterator, and a bad name as an error naming it.
+#[test]
+fn lookup_host_literal_named_empty_and_bad() {
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let v: Vec<SocketAddr> = spindle::net::lookup_host("[::1]:9").await.unwrap().collect();
+            assert_eq!(v, vec!["[::1]:9".parse::<SocketAddr>().unwrap()]);
+            let named: Vec<SocketAddr> = spindle::net::lookup_host(("localhost", 7)).await.unwrap().collect();
+            assert!(!named.is_empty() && named.iter().all(|a| a.ip().is_loopback() && a.port() == 7), "{named:?}");
+            let empty: &[SocketAddr] = &[];
+            assert_eq!(spindle::net::lookup_host(empty).await.unwrap().count(), 0);
+            let err = spindle::net::lookup_host("localhost").await.unwrap_err();
+            assert!(err.to_string().contains("\"localhost\""), "{err}");
+        })
+    });
+}

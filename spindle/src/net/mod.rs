@@ -97,7 +97,7 @@ pub mod unix;
 pub use crate::driver::pool::PooledBuf;
 #[doc(hidden)]
 pub use crate::driver::pool::{BufPool, PoolStats};
-pub use addr::ToSocketAddrs;
+pub use addr::{lookup_host, ToSocketAddrs};
 pub use pooled::RecvStream;
 pub use tcp::{TcpListener, TcpStream};
 pub use tcp_socket::TcpSocket;
