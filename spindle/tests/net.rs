@@ -1310,3 +1310,93 @@ fn lookup_host_literal_named_empty_and_bad() {
         })
     });
 }
+
+/// The readiness API (`readable`/`writable` + `try_read`/`try_write`, all `&self`) moves 256 KiB
+/// each way intact on every flavour: a `WouldBlock` clears the readiness it saw, so the next wait
+/// sleeps until new data or room arrives (a wait that kept returning at once would still pass
+/// here, but one that missed an event would hang the bounded test). End of stream reads as 0.
+#[test]
+fn readiness_api_moves_data_both_ways_and_sees_end_of_stream() {
+    const N: usize = 256 * 1024;
+    async fn send_all(s: &TcpStream, data: &[u8]) {
+        let mut off = 0;
+        while off < data.len() {
+            s.writable().await.unwrap();
+            match s.try_write(&data[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("try_write: {e}"),
+            }
+        }
+    }
+    async fn recv_exactly(s: &TcpStream, n: usize) -> Vec<u8> {
+        let mut got = Vec::with_capacity(n);
+        let mut buf = [0u8; 4096];
+        while got.len() < n {
+            s.readable().await.unwrap();
+            match s.try_read(&mut buf) {
+                Ok(0) => panic!("early end of stream after {} bytes", got.len()),
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("try_read: {e}"),
+            }
+        }
+        got
+    }
+    each_flavor(|rt| {
+        bounded(rt, 60, async {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let data: Vec<u8> = (0..N).map(|i| (i * 7 % 251) as u8).collect();
+            let expect = data.clone();
+            // The server echoes through the readiness API on two tasks sharing the stream.
+            let s = Arc::new(s);
+            let s2 = s.clone();
+            let echo = spindle::spawn(async move {
+                let got = recv_exactly(&s2, N).await;
+                send_all(&s2, &got).await;
+            });
+            let c = Arc::new(c);
+            let c2 = c.clone();
+            let reader = spindle::spawn(async move { recv_exactly(&c2, N).await });
+            send_all(&c, &data).await;
+            echo.await.unwrap();
+            assert_eq!(reader.await.unwrap(), expect);
+            // Nothing more is there: WouldBlock, not a stale readiness's zero.
+            let mut buf = [0u8; 16];
+            assert_eq!(c.try_read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+            drop(s);
+            c.readable().await.unwrap();
+            assert_eq!(c.try_read(&mut buf).unwrap(), 0, "end of stream");
+        })
+    });
+}
+
+/// Bytes a cancelled owned read took (io_uring: into the socket's stash) are what the readiness
+/// API reads next: `readable` waits for the orphaned read to finish, `try_read` returns its bytes.
+#[test]
+fn readiness_api_reads_what_a_cancelled_owned_read_took() {
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (mut s, _) = l.accept().await.unwrap();
+            {
+                let mut read = pin!(s.read_owned(vec![0u8; 16]));
+                assert!(futures::poll!(read.as_mut()).is_pending());
+            } // dropped in flight
+            c.write_all(b"abc").await.unwrap();
+            let mut buf = [0u8; 16];
+            let n = loop {
+                s.readable().await.unwrap();
+                match s.try_read(&mut buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("try_read: {e}"),
+                }
+            };
+            assert_eq!(&buf[..n], b"abc");
+        })
+    });
+}

@@ -399,6 +399,37 @@ impl Registration {
         self.io.clear_ready(ev, dir)
     }
 
+    /// Runs the non-blocking syscall `f` now, whatever the recorded readiness (tokio's `try_io`
+    /// family): `WouldBlock` (or an `emptied` result) clears the readiness recorded before the
+    /// call, so a later readiness wait sleeps until the next event instead of returning at once.
+    /// An event recorded during the call has a newer tick and stays.
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        f: impl FnOnce() -> io::Result<R>,
+        emptied: impl Fn(&R) -> bool,
+    ) -> io::Result<R> {
+        if self.reactor.is_shut_down() {
+            return Err(super::shut_down_error());
+        }
+        self.arm()?;
+        let cur = self.io.readiness.load(Acquire);
+        let ev = ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & dir.mask() };
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.clear_ready(ev, dir);
+                Err(e)
+            }
+            Ok(r) => {
+                if emptied(&r) {
+                    self.clear_ready(ev, dir);
+                }
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs the non-blocking syscall `f` when `dir` is ready, retrying after `WouldBlock`.
     pub(crate) fn poll_io<R>(
         &self,

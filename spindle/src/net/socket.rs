@@ -677,6 +677,42 @@ impl PollSocket {
         self.poll_io(cx, Direction::Write, || self.sys_send_vectored(bufs))
     }
 
+    /// Waits until `dir` may be ready (`readable`/`writable`: several tasks may wait at once).
+    /// Stashed bytes count as readable. May return when an operation would still block; the
+    /// `try_*` call that then fails with `WouldBlock` clears the readiness.
+    pub(crate) async fn ready(&self, dir: Direction) -> io::Result<()> {
+        if dir == Direction::Read && self.stash.is_busy() {
+            // An orphaned read in flight: wait for its final completion (its bytes, if any, come
+            // before the socket's). Something stashed: readable now.
+            let stashed = poll_fn(|cx| self.poll_stashed(cx, &mut Fill::new(&mut []), Mode::Peek)).await;
+            if stashed.is_some() {
+                return Ok(());
+            }
+        }
+        self.io_shared(dir, || Ok(())).await
+    }
+
+    /// A stream receive now, without waiting (tokio's `try_read`): stashed bytes first; while an
+    /// orphaned read is still in flight, `WouldBlock` (its bytes come first once it completes).
+    pub(crate) fn try_recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stash.is_busy() {
+            let mut cx = Context::from_waker(Waker::noop());
+            match self.poll_stashed(&mut cx, &mut Fill::new(as_uninit(buf)), Mode::Take) {
+                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+                Poll::Ready(Some(r)) => return r,
+                Poll::Ready(None) => {}
+            }
+        }
+        self.reg
+            .try_io(Direction::Read, || retry(|| self.sys_recv_stream(as_uninit(buf))), |&(_, drained)| drained)
+            .map(|(n, _)| n)
+    }
+
+    /// A send now, without waiting (tokio's `try_write`).
+    pub(crate) fn try_send_now(&self, buf: &[u8]) -> io::Result<usize> {
+        self.reg.try_io(Direction::Write, || retry(|| self.sys_send(buf, SEND_FLAGS)), |_| false)
+    }
+
     /// Peeks: stashed bytes (left stashed) come first, as a read would return them.
     pub(crate) fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if self.stash.is_busy() {
