@@ -55,11 +55,7 @@ impl<T> JoinHandle<T> {
     /// thread that runs it; awaiting the handle then gives a `JoinError` for which
     /// [`is_cancelled`](JoinError::is_cancelled) is true (unless the task had already finished).
     pub fn abort(&self) {
-        let h = self.header();
-        if h.state.transition_to_notified_and_cancel() == ToNotified::Submit {
-            // SAFETY: the transition added the queue reference that `schedule` takes over.
-            unsafe { (h.vtable.schedule)(self.raw) };
-        }
+        request_abort(self.raw);
     }
 
     /// Whether the task has finished (completed, panicked or been cancelled).
@@ -132,11 +128,7 @@ impl AbortHandle {
     /// Requests cancellation, as [`JoinHandle::abort`] does; nothing happens if the task
     /// already finished.
     pub fn abort(&self) {
-        let h = self.header();
-        if h.state.transition_to_notified_and_cancel() == ToNotified::Submit {
-            // SAFETY: the transition added the queue reference that `schedule` takes over.
-            unsafe { (h.vtable.schedule)(self.raw) };
-        }
+        request_abort(self.raw);
     }
 
     /// Whether the task has finished (completed, panicked or been cancelled).
@@ -170,6 +162,17 @@ impl Drop for AbortHandle {
 impl fmt::Debug for AbortHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AbortHandle").field("id", &self.id()).finish()
+    }
+}
+
+/// Marks the task `raw` (to which the caller holds a reference) cancelled and schedules it, so
+/// its next poll drops its future; nothing if it finished.
+fn request_abort(raw: NonNull<Header>) {
+    // SAFETY: the caller's reference keeps the header live.
+    let h = unsafe { raw.as_ref() };
+    if h.state.transition_to_notified_and_cancel() == ToNotified::Submit {
+        // SAFETY: the transition added the queue reference that `schedule` takes over.
+        unsafe { (h.vtable.schedule)(raw) };
     }
 }
 

@@ -195,3 +195,76 @@ macro_rules! poll_write_methods {
 #[cfg(any(feature = "tokio-io", feature = "hyper"))]
 pub(crate) use poll_write_methods;
 pub(crate) use {impl_read, impl_write};
+
+/// The readiness methods of a stream type whose `PollSocket` is its `io` field (tokio's
+/// `readable`/`writable`/`try_read`/`try_write`), expanded inside its `impl` block. `$setup` is
+/// the start of each doc example: it makes a connected pair `c` (mutable) and `s`.
+macro_rules! readiness_methods {
+    ($setup:literal) => {
+        /// Waits until the stream may be readable: data, end of stream or an error to report (or
+        /// bytes a cancelled owned read left for the next read). Several tasks may wait at once.
+        /// It can return when a read would still block; [`try_read`](Self::try_read) then fails
+        /// with `WouldBlock`, and the next wait sleeps until new data arrives. Cancel-safe.
+        ///
+        /// ```
+        #[doc = $setup]
+        /// c.write_all(b"hi").await.unwrap();
+        /// let mut buf = [0u8; 8];
+        /// let n = loop {
+        ///     s.readable().await.unwrap();
+        ///     match s.try_read(&mut buf) {
+        ///         Ok(n) => break n,
+        ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+        ///         Err(e) => panic!("{e}"),
+        ///     }
+        /// };
+        /// assert_eq!(&buf[..n], b"hi");
+        /// # });
+        /// ```
+        pub async fn readable(&self) -> std::io::Result<()> {
+            self.io.ready(crate::driver::Direction::Read).await
+        }
+
+        /// Waits until the stream may be writable (see [`readable`](Self::readable)).
+        ///
+        /// ```
+        #[doc = $setup]
+        /// c.writable().await.unwrap();
+        /// assert_eq!(c.try_write(b"hello").unwrap(), 5);
+        /// # drop(s);
+        /// # });
+        /// ```
+        pub async fn writable(&self) -> std::io::Result<()> {
+            self.io.ready(crate::driver::Direction::Write).await
+        }
+
+        /// Reads what is there now into `buf`, without waiting: `Ok(0)` at end of stream (or for
+        /// an empty `buf`), `WouldBlock` when nothing is there yet (use with
+        /// [`readable`](Self::readable)). Takes `&self`, so one task can read while another writes.
+        ///
+        /// ```
+        #[doc = $setup]
+        /// let mut buf = [0u8; 8];
+        /// assert_eq!(s.try_read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        /// # drop(c);
+        /// # });
+        /// ```
+        pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.io.try_recv_now(buf)
+        }
+
+        /// Writes what the socket takes now from `buf`, without waiting: `WouldBlock` when its
+        /// send buffer is full (use with [`writable`](Self::writable)).
+        ///
+        /// ```
+        #[doc = $setup]
+        /// assert_eq!(c.try_write(b"now").unwrap(), 3);
+        /// # drop(s);
+        /// # });
+        /// ```
+        pub fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            self.io.try_send_now(buf)
+        }
+    };
+}
+pub(crate) use readiness_methods;

@@ -24,7 +24,6 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use super::socket::PollSocket;
 use super::stream_io::{impl_read, impl_write};
 use super::tcp::AcceptBackoff;
-use crate::driver::Direction;
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
 fn path_error(op: &str, path: &Path, e: io::Error) -> io::Error {
@@ -252,78 +251,11 @@ impl UnixStream {
         peer_addr_of(self.io.fd())
     }
 
-    /// Waits until the stream may be readable: data, end of stream or an error to report (or
-    /// bytes a cancelled owned read left for the next read). Several tasks may wait at once.
-    /// It can return when a read would still block; [`try_read`](Self::try_read) then fails
-    /// with `WouldBlock`, and the next wait sleeps until new data arrives. Cancel-safe.
-    ///
-    /// ```
-    /// use futures::AsyncWriteExt;
-    /// # spindle::block_on(async {
-    /// let (mut c, s) = spindle::net::UnixStream::pair().unwrap();
-    /// c.write_all(b"hi").await.unwrap();
-    /// let mut buf = [0u8; 8];
-    /// let n = loop {
-    ///     s.readable().await.unwrap();
-    ///     match s.try_read(&mut buf) {
-    ///         Ok(n) => break n,
-    ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-    ///         Err(e) => panic!("{e}"),
-    ///     }
-    /// };
-    /// assert_eq!(&buf[..n], b"hi");
-    /// # });
-    /// ```
-    pub async fn readable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Read).await
-    }
-
-    /// Waits until the stream may be writable (see [`readable`](Self::readable)).
-    ///
-    /// ```
-    /// use futures::AsyncWriteExt;
-    /// # spindle::block_on(async {
-    /// let (mut c, s) = spindle::net::UnixStream::pair().unwrap();
-    /// c.writable().await.unwrap();
-    /// assert_eq!(c.try_write(b"hello").unwrap(), 5);
-    /// # drop(s);
-    /// # });
-    /// ```
-    pub async fn writable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Write).await
-    }
-
-    /// Reads what is there now into `buf`, without waiting: `Ok(0)` at end of stream (or for
-    /// an empty `buf`), `WouldBlock` when nothing is there yet (use with
-    /// [`readable`](Self::readable)). Takes `&self`, so one task can read while another writes.
-    ///
-    /// ```
-    /// use futures::AsyncWriteExt;
-    /// # spindle::block_on(async {
-    /// let (mut c, s) = spindle::net::UnixStream::pair().unwrap();
-    /// let mut buf = [0u8; 8];
-    /// assert_eq!(s.try_read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
-    /// # drop(c);
-    /// # });
-    /// ```
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.try_recv_now(buf)
-    }
-
-    /// Writes what the socket takes now from `buf`, without waiting: `WouldBlock` when its send
-    /// buffer is full (use with [`writable`](Self::writable)).
-    ///
-    /// ```
-    /// use futures::AsyncWriteExt;
-    /// # spindle::block_on(async {
-    /// let (mut c, s) = spindle::net::UnixStream::pair().unwrap();
-    /// assert_eq!(c.try_write(b"now").unwrap(), 3);
-    /// # drop(s);
-    /// # });
-    /// ```
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.try_send_now(buf)
-    }
+    super::stream_io::readiness_methods!(
+        "use futures::AsyncWriteExt;
+# spindle::block_on(async {
+let (mut c, s) = spindle::net::UnixStream::pair().unwrap();"
+    );
 
     /// Receives the next chunk into a buffer of the runtime's pool; `Ok` with an empty buffer
     /// means end of stream. As [`TcpStream::recv_pooled`](crate::net::TcpStream::recv_pooled),
