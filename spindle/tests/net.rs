@@ -1400,3 +1400,62 @@ fn readiness_api_reads_what_a_cancelled_owned_read_took() {
         })
     });
 }
+
+/// The split halves have the readiness API too: 64 KiB through owned TCP halves on two tasks
+/// and through borrowed Unix halves in one, on every flavour.
+#[test]
+fn readiness_api_on_split_halves() {
+    const N: usize = 64 * 1024;
+    let data: Vec<u8> = (0..N).map(|i| (i * 13 % 241) as u8).collect();
+    each_flavor(|rt| {
+        let data = data.clone();
+        bounded(rt, 60, async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let (_c_read, c_write) = c.into_split();
+            let (s_read, _s_write) = s.into_split();
+            let to_send = data.clone();
+            let writer = spindle::spawn(async move {
+                let mut off = 0;
+                while off < to_send.len() {
+                    c_write.writable().await.unwrap();
+                    match c_write.try_write(&to_send[off..]) {
+                        Ok(n) => off += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("try_write: {e}"),
+                    }
+                }
+            });
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while got.len() < N {
+                s_read.readable().await.unwrap();
+                match s_read.try_read(&mut buf) {
+                    Ok(0) => panic!("early end of stream"),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("try_read: {e}"),
+                }
+            }
+            writer.await.unwrap();
+            assert_eq!(got, data);
+
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let (_ar, aw) = UnixStream::split(&mut a);
+            let (br, _bw) = UnixStream::split(&mut b);
+            aw.writable().await.unwrap();
+            assert_eq!(aw.try_write(b"half").unwrap(), 4);
+            let mut buf = [0u8; 8];
+            let n = loop {
+                br.readable().await.unwrap();
+                match br.try_read(&mut buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("try_read: {e}"),
+                }
+            };
+            assert_eq!(&buf[..n], b"half");
+        })
+    });
+}

@@ -196,11 +196,11 @@ macro_rules! poll_write_methods {
 pub(crate) use poll_write_methods;
 pub(crate) use {impl_read, impl_write};
 
-/// The readiness methods of a stream type whose `PollSocket` is its `io` field (tokio's
-/// `readable`/`writable`/`try_read`/`try_write`), expanded inside its `impl` block. `$setup` is
-/// the start of each doc example: it makes a connected pair `c` (mutable) and `s`.
-macro_rules! readiness_methods {
-    ($setup:literal) => {
+/// The read-side readiness methods (tokio's `readable`/`try_read`) of a stream type or read half
+/// whose `PollSocket` is reached by `|$s| $io`, expanded inside its `impl` block. `$setup` starts
+/// each doc example: it makes `c`, something to write with (mutable), and `s`, the type itself.
+macro_rules! readiness_read_methods {
+    ($setup:literal, |$s:ident| $io:expr) => {
         /// Waits until the stream may be readable: data, end of stream or an error to report (or
         /// bytes a cancelled owned read left for the next read). Several tasks may wait at once.
         /// It can return when a read would still block; [`try_read`](Self::try_read) then fails
@@ -222,20 +222,8 @@ macro_rules! readiness_methods {
         /// # });
         /// ```
         pub async fn readable(&self) -> std::io::Result<()> {
-            self.io.ready(crate::driver::Direction::Read).await
-        }
-
-        /// Waits until the stream may be writable (see [`readable`](Self::readable)).
-        ///
-        /// ```
-        #[doc = $setup]
-        /// c.writable().await.unwrap();
-        /// assert_eq!(c.try_write(b"hello").unwrap(), 5);
-        /// # drop(s);
-        /// # });
-        /// ```
-        pub async fn writable(&self) -> std::io::Result<()> {
-            self.io.ready(crate::driver::Direction::Write).await
+            let $s = self;
+            $io.ready(crate::driver::Direction::Read).await
         }
 
         /// Reads what is there now into `buf`, without waiting: `Ok(0)` at end of stream (or for
@@ -250,7 +238,31 @@ macro_rules! readiness_methods {
         /// # });
         /// ```
         pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.io.try_recv_now(buf)
+            let $s = self;
+            $io.try_recv_now(buf)
+        }
+    };
+}
+
+/// The write-side readiness methods (tokio's `writable`/`try_write`), as
+/// [`readiness_read_methods!`]; here `c` is the type itself and `s` its peer.
+macro_rules! readiness_write_methods {
+    ($setup:literal, |$s:ident| $io:expr) => {
+        /// Waits until the stream may be writable: room in its send buffer, or an error to
+        /// report. Several tasks may wait at once. It can return when a write would still block;
+        /// [`try_write`](Self::try_write) then fails with `WouldBlock`, and the next wait sleeps
+        /// until room frees up. Cancel-safe.
+        ///
+        /// ```
+        #[doc = $setup]
+        /// c.writable().await.unwrap();
+        /// assert_eq!(c.try_write(b"hello").unwrap(), 5);
+        /// # drop(s);
+        /// # });
+        /// ```
+        pub async fn writable(&self) -> std::io::Result<()> {
+            let $s = self;
+            $io.ready(crate::driver::Direction::Write).await
         }
 
         /// Writes what the socket takes now from `buf`, without waiting: `WouldBlock` when its
@@ -263,8 +275,34 @@ macro_rules! readiness_methods {
         /// # });
         /// ```
         pub fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-            self.io.try_send_now(buf)
+            let $s = self;
+            $io.try_send_now(buf)
         }
     };
 }
-pub(crate) use readiness_methods;
+
+/// The readiness methods of a stream type itself (its `PollSocket` is its `io` field), expanded
+/// inside its `impl` block; `$setup` as for [`readiness_read_methods!`], `c` and `s` both streams.
+macro_rules! readiness_methods {
+    ($setup:literal) => {
+        crate::net::stream_io::readiness_read_methods!($setup, |s| s.io);
+        crate::net::stream_io::readiness_write_methods!($setup, |s| s.io);
+    };
+}
+
+/// The readiness methods of a pair of split halves (each reaching the stream through `inner`):
+/// `readable`/`try_read` on `$read`, `writable`/`try_write` on `$write`, with one doc setup that
+/// makes `c` a write half and `s` a read half.
+macro_rules! impl_readiness_halves {
+    ($read:ty, $write:ty, $setup:literal) => {
+        impl $read {
+            crate::net::stream_io::readiness_read_methods!($setup, |s| s.inner.io);
+        }
+
+        impl $write {
+            crate::net::stream_io::readiness_write_methods!($setup, |s| s.inner.io);
+        }
+    };
+}
+
+pub(crate) use {impl_readiness_halves, readiness_methods, readiness_read_methods, readiness_write_methods};

@@ -995,5 +995,29 @@ pub struct WriteHalf<'a> {
     inner: &'a TcpStream,
 }
 
+super::stream_io::impl_readiness_halves!(
+    OwnedReadHalf,
+    OwnedWriteHalf,
+    "use futures::AsyncWriteExt;
+# spindle::block_on(async {
+# let l = spindle::net::TcpListener::bind(\"127.0.0.1:0\").await.unwrap();
+let c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+let (s, _) = l.accept().await.unwrap();
+let (_c_read, mut c) = c.into_split();
+let (s, _s_write) = s.into_split();"
+);
+
+super::stream_io::impl_readiness_halves!(
+    ReadHalf<'_>,
+    WriteHalf<'_>,
+    "use futures::AsyncWriteExt;
+# spindle::block_on(async {
+# let l = spindle::net::TcpListener::bind(\"127.0.0.1:0\").await.unwrap();
+let mut c = spindle::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+let (mut s, _) = l.accept().await.unwrap();
+let (_c_read, mut c) = c.split();
+let (s, _s_write) = s.split();"
+);
+
 impl_read!(ReadHalf<'_>, |s| s.inner.io);
 impl_write!(WriteHalf<'_>, |s| s.inner.io);

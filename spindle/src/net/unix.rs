@@ -813,5 +813,25 @@ pub struct WriteHalf<'a> {
     inner: &'a UnixStream,
 }
 
+super::stream_io::impl_readiness_halves!(
+    OwnedReadHalf,
+    OwnedWriteHalf,
+    "use futures::AsyncWriteExt;
+# spindle::block_on(async {
+let (c, s) = spindle::net::UnixStream::pair().unwrap();
+let (_c_read, mut c) = c.into_split();
+let (s, _s_write) = s.into_split();"
+);
+
+super::stream_io::impl_readiness_halves!(
+    ReadHalf<'_>,
+    WriteHalf<'_>,
+    "use futures::AsyncWriteExt;
+# spindle::block_on(async {
+let (mut c, mut s) = spindle::net::UnixStream::pair().unwrap();
+let (_c_read, mut c) = c.split();
+let (s, _s_write) = s.split();"
+);
+
 impl_read!(ReadHalf<'_>, |s| s.inner.io);
 impl_write!(WriteHalf<'_>, |s| s.inner.io);
