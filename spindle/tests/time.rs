@@ -747,3 +747,26 @@ fn paused_clock_does_not_jump_while_loopback_io_is_ready() {
         assert!(real.elapsed() < Duration::from_secs(20), "took {:?}", real.elapsed());
     });
 }
+
+/// The other side of `paused_clock_does_not_jump_while_loopback_io_is_ready`: with I/O in flight
+/// that nothing will complete (a read from a silent peer), the paused clock still jumps, so a
+/// timeout around it fires at once in real time, on every flavour with virtual time.
+#[test]
+fn paused_clock_jumps_past_io_that_nothing_completes() {
+    use spindle::io::AsyncReadOwned;
+    use spindle::net::{TcpListener, TcpStream};
+    each_flavor_with_virtual_time(|rt| {
+        let real = real_now();
+        rt.block_on(async {
+            pause();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (_silent, _) = listener.accept().await.unwrap();
+            let start = Instant::now();
+            let r = timeout(Duration::from_secs(30), c.read_owned(vec![0u8; 8])).await;
+            assert!(r.is_err(), "nothing was sent, so the read cannot finish");
+            assert!(start.elapsed() >= Duration::from_secs(30));
+        });
+        assert!(real.elapsed() < Duration::from_secs(10), "took {:?}", real.elapsed());
+    });
+}

@@ -380,19 +380,24 @@ impl Shared {
                     if self.main_woken.load(Acquire) || self.timers.process() > 0 || !self.inject.is_empty() {
                         return;
                     }
-                    if self.clock.is_paused() && self.blocking.is_idle() && self.timers.next_expiration().is_some() {
+                    if let Some(t) =
+                        self.timers.next_expiration().filter(|_| self.clock.is_paused() && self.blocking.is_idle())
+                    {
                         // Virtual time and nothing queued: first take the I/O that is ready
                         // (a reply already in the kernel, entries our tasks queued), as tokio
                         // does with a zero-timeout poll of its driver. Jumping at once fired
-                        // every timeout around in-process I/O.
+                        // every timeout around in-process I/O. (On io_uring that poll collects
+                        // only the completions deferred before it; any its own submissions
+                        // caused are taken by the park below.)
                         self.reactor.maintain();
                         if self.has_work_after_poll(driving) {
                             return;
                         }
                         // Still nothing can run: jump to the next timer instead of sleeping (a
-                        // paused clock never reaches it by waiting). (A timer past the furthest
-                        // the clock goes never fires: park instead of trying again and again.)
-                        if self.timers.next_expiration().is_some_and(|t| self.clock.advance_to_tick(t)) {
+                        // paused clock never reaches it by waiting), unless completions wait for
+                        // the park. (A timer past the furthest the clock goes never fires: park
+                        // instead of trying again and again.)
+                        if !self.reactor.has_undispatched_events() && self.clock.advance_to_tick(t) {
                             self.timers.process();
                             return;
                         }
