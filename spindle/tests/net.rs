@@ -1459,3 +1459,65 @@ fn readiness_api_on_split_halves() {
         })
     });
 }
+
+/// The UDP readiness API: 200 datagrams through `writable`/`try_send_to` and
+/// `readable`/`try_recv_from` (sender checked), then `WouldBlock` on an empty socket, and the
+/// connected `try_send`/`try_recv`, on every flavour.
+#[test]
+fn udp_readiness_api() {
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+            let b2 = b.clone();
+            let receiver = spindle::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 16];
+                while seen.len() < 200 {
+                    b2.readable().await.unwrap();
+                    match b2.try_recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            assert_eq!(from, a_addr);
+                            seen.push(u32::from_le_bytes(buf[..n].try_into().unwrap()));
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("try_recv_from: {e}"),
+                    }
+                }
+                seen
+            });
+            for i in 0u32..200 {
+                loop {
+                    a.writable().await.unwrap();
+                    match a.try_send_to(&i.to_le_bytes(), b_addr) {
+                        Ok(4) => break,
+                        Ok(n) => panic!("short datagram send: {n}"),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("try_send_to: {e}"),
+                    }
+                }
+                if i % 16 == 0 {
+                    // Let the receiver drain (loopback drops datagrams past the receive buffer).
+                    spindle::task::yield_now().await;
+                }
+            }
+            let seen = receiver.await.unwrap();
+            assert_eq!(seen, (0u32..200).collect::<Vec<_>>());
+            let mut buf = [0u8; 8];
+            assert_eq!(b.try_recv_from(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+            a.connect(b_addr).await.unwrap();
+            b.connect(a_addr).await.unwrap();
+            assert_eq!(a.try_send(b"conn").unwrap(), 4);
+            let n = loop {
+                b.readable().await.unwrap();
+                match b.try_recv(&mut buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("try_recv: {e}"),
+                }
+            };
+            assert_eq!(&buf[..n], b"conn");
+        })
+    });
+}

@@ -822,6 +822,50 @@ impl PollSocket {
         self.io_shared(Direction::Read, || self.sock.peek_from(as_uninit(buf))).await
     }
 
+    /// Waits until a datagram socket may be readable (a stashed datagram counts; an orphaned
+    /// receive in flight is waited for) or writable. See [`ready`](Self::ready).
+    pub(crate) async fn datagram_ready(&self, dir: Direction) -> io::Result<()> {
+        if dir == Direction::Read && self.stash.is_busy() && self.datagram_stashed(&mut [], Mode::Peek).await.is_some()
+        {
+            return Ok(());
+        }
+        self.io_shared(dir, || Ok(())).await
+    }
+
+    /// The datagram stash without waiting: `None` when nothing is stashed, `WouldBlock` while an
+    /// orphaned receive is in flight (its datagram is delivered first once it completes).
+    fn try_datagram_stashed(&self, buf: &mut [u8]) -> Option<io::Result<(usize, SockAddr)>> {
+        if !self.stash.is_busy() {
+            return None;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.poll_stashed_datagram(&mut cx, &mut Fill::new(as_uninit(buf)), Mode::Take) {
+            Poll::Pending => Some(Err(io::ErrorKind::WouldBlock.into())),
+            Poll::Ready(r) => r,
+        }
+    }
+
+    /// A datagram receive now, without waiting (tokio's `UdpSocket::try_recv`).
+    pub(crate) fn try_recv_datagram_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(r) = self.try_datagram_stashed(buf) {
+            return r.map(|(n, _)| n);
+        }
+        self.reg.try_io(Direction::Read, || retry(|| self.sys_recv(as_uninit(buf))), |_| false)
+    }
+
+    /// A datagram receive with its sender now, without waiting (tokio's `try_recv_from`).
+    pub(crate) fn try_recv_from_now(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        if let Some(r) = self.try_datagram_stashed(buf) {
+            return r;
+        }
+        self.reg.try_io(Direction::Read, || retry(|| self.sock.recv_from(as_uninit(buf))), |_| false)
+    }
+
+    /// A datagram send to `addr` now, without waiting (tokio's `try_send_to`).
+    pub(crate) fn try_send_to_now(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
+        self.reg.try_io(Direction::Write, || retry(|| self.sock.send_to_with_flags(buf, addr, SEND_FLAGS)), |_| false)
+    }
+
     /// Sends one datagram from an owned buffer (connected sockets): an io_uring `send` op on the
     /// io_uring backend (several may be in flight at once), else readiness shared by waiters.
     pub(crate) async fn send_owned_shared<B: IoBuf>(self: &Arc<Self>, buf: B) -> BufResult<usize, B> {
