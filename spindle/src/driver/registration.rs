@@ -414,20 +414,22 @@ impl Registration {
         }
         self.arm()?;
         let cur = self.io.readiness.load(Acquire);
-        let ev = ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & dir.mask() };
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.clear_ready(ev, dir);
-                Err(e)
-            }
-            Ok(r) => {
-                if emptied(&r) {
-                    self.clear_ready(ev, dir);
-                }
-                Ok(r)
-            }
-            Err(e) => Err(e),
+        self.attempt(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & dir.mask() }, dir, f, emptied)
+    }
+
+    /// Runs `f` under readiness `ev`, clearing `ev` after `WouldBlock` or an `emptied` result.
+    fn attempt<R>(
+        &self,
+        ev: ReadyEvent,
+        dir: Direction,
+        f: impl FnOnce() -> io::Result<R>,
+        emptied: impl Fn(&R) -> bool,
+    ) -> io::Result<R> {
+        let r = f();
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) || r.as_ref().is_ok_and(&emptied) {
+            self.clear_ready(ev, dir);
         }
+        r
     }
 
     /// Runs the non-blocking syscall `f` when `dir` is ready, retrying after `WouldBlock`.
@@ -460,15 +462,9 @@ impl Registration {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             };
-            match f() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_ready(ev, dir),
-                Ok(r) => {
-                    if emptied(&r) {
-                        self.clear_ready(ev, dir);
-                    }
-                    return Poll::Ready(Ok(r));
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+            match self.attempt(ev, dir, &mut f, &emptied) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
             }
         }
     }

@@ -671,27 +671,22 @@ impl Reactor {
     /// waiting for the slab lock: while another thread holds it this says `false` (the next
     /// check sees the flag). `false` on shared rings (their completions are not deferred).
     pub(crate) fn has_deferred_completions(&self) -> bool {
-        if !self.pinned {
-            return false;
-        }
-        let Some(_g) = self.slab.try_lock() else { return false };
-        // SAFETY: we hold the slab lock: the only SubmissionQueue view.
-        let sq = unsafe { self.ring.submission_shared() };
-        sq.taskrun() || sq.cq_overflow()
+        self.pinned && self.sq_flags_pending(false)
     }
 
-    /// See [`crate::driver::Reactor::has_undispatched_events`]; entries not yet submitted count
-    /// too. A pinned ring's completions
-    /// wait as deferred task work until its owner enters the kernel (`IORING_SQ_TASKRUN`); a
-    /// shared ring posts them to the CQ and wakes its waiter at once. The slab lock is held only
-    /// briefly (never across a wait); while another thread holds it this says `true`.
+    /// See [`crate::driver::Reactor::has_undispatched_events`]: entries handed over for the
+    /// owner's next wait or queued by it (over loopback their completions come with that very
+    /// submission), deferred completions, or a CQ overflow. A shared ring posts completions to
+    /// the CQ and wakes its waiter at once. While another thread holds the slab lock (only ever
+    /// briefly, never across a wait) this says `true`.
     pub(crate) fn has_undispatched_events(&self) -> bool {
-        // Entries handed over for the owner's next wait, or queued by it, are about to be
-        // submitted, and over loopback their completions come with that very submission.
-        if self.has_pending.load(Acquire) || self.unsubmitted.load(Relaxed) {
-            return true;
-        }
-        let Some(_g) = self.slab.try_lock() else { return true };
+        self.has_pending.load(Acquire) || self.unsubmitted.load(Relaxed) || self.sq_flags_pending(true)
+    }
+
+    /// The SQ flags say the owner has kernel work to collect: deferred completions (pinned rings)
+    /// or a CQ overflow. Without waiting for the slab lock: `if_busy` while another thread holds it.
+    fn sq_flags_pending(&self, if_busy: bool) -> bool {
+        let Some(_g) = self.slab.try_lock() else { return if_busy };
         // SAFETY: we hold the slab lock: the only SubmissionQueue view.
         let sq = unsafe { self.ring.submission_shared() };
         (self.pinned && sq.taskrun()) || sq.cq_overflow()

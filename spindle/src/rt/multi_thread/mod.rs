@@ -78,8 +78,6 @@ pub(crate) const PINNED_RINGS: bool = true;
 
 const MAX_LIFO_POLLS: u32 = 3;
 const GLOBAL_INTERVAL: u32 = 61;
-/// How long an io_uring worker with I/O in flight looks for work before parking (see
-/// `WorkerCtx::spin_for_work`).
 /// Virtual time on several workers: how long (real time) a worker that found nothing able to
 /// run waits before it looks again and, still finding nothing, jumps the clock. Another worker
 /// can have just taken events from the kernel that it has not dispatched yet, which no other
@@ -98,6 +96,8 @@ enum AutoAdvance {
     LookAgain,
 }
 
+/// How long an io_uring worker with I/O in flight looks for work before parking (see
+/// `WorkerCtx::spin_for_work`).
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
 /// A park shorter than this makes the next idle spell spin (see `WorkerCtx::spin_for_work`).
 const SHORT_PARK: Duration = Duration::from_micros(50);
@@ -657,15 +657,13 @@ impl WorkerCtx {
             // Virtual time with nothing able to run (every worker parked, no `block_on` thread
             // awake, no blocking job): jump to the next timer instead of sleeping, since a paused
             // clock never reaches it by waiting.
-            let (advanced, look_again) = match shared.clock.is_paused().then(|| self.auto_advance()) {
-                Some(AutoAdvance::Advanced) => (true, false),
-                Some(AutoAdvance::LookAgain) => (false, true),
-                Some(AutoAdvance::NotNow) | None => (false, false),
-            };
-            if !advanced && !shared.shutdown.load(Acquire) && !self.has_local_work() {
+            let verdict = if shared.clock.is_paused() { self.auto_advance() } else { AutoAdvance::NotNow };
+            if !matches!(verdict, AutoAdvance::Advanced) && !shared.shutdown.load(Acquire) && !self.has_local_work() {
                 let next = timers.prepare_park();
-                let timeout =
-                    if look_again { Some(ADVANCE_GRACE) } else { next.and_then(|t| shared.clock.until_tick(t)) };
+                let timeout = match verdict {
+                    AutoAdvance::LookAgain => Some(ADVANCE_GRACE),
+                    _ => next.and_then(|t| shared.clock.until_tick(t)),
+                };
                 polled |= self.poll_reactor_as_driver(|| self.driver.borrow_mut().park_until(timeout));
                 timers.unparked();
             }
@@ -695,17 +693,23 @@ impl WorkerCtx {
         }
     }
 
+    /// Virtual time may jump: every worker is parked, no `block_on` thread is awake, no blocking
+    /// job runs and no task is queued anywhere.
+    fn nothing_can_run(&self) -> bool {
+        let shared = &*self.shared;
+        shared.idle.all_parked()
+            && shared.block_on_awake.load(SeqCst) == 0
+            && shared.blocking.is_idle()
+            && !shared.has_visible_work()
+            && !self.has_local_work()
+    }
+
     /// Advances a paused clock to the earliest timer of any worker and fires it, if nothing else
     /// can make progress, and did so at the previous look too (see `ADVANCE_GRACE`).
     fn auto_advance(&self) -> AutoAdvance {
         let looked = self.advance_looked.replace(false);
         let shared = &*self.shared;
-        if !shared.idle.all_parked()
-            || shared.block_on_awake.load(SeqCst) != 0
-            || !shared.blocking.is_idle()
-            || shared.has_visible_work()
-            || self.has_local_work()
-        {
+        if !self.nothing_can_run() {
             return AutoAdvance::NotNow;
         }
         let Some(t) = shared.remotes.iter().filter_map(|r| r.timers.next_expiration()).min() else {
@@ -718,17 +722,13 @@ impl WorkerCtx {
         // see whether events wait in it, and then leave the jump to that worker: woken by them,
         // it runs what they wake and, parking again, decides itself. (Ours too can still hold
         // some: on io_uring a non-blocking poll collects only the completions the kernel had
-        // deferred before it, not those its own submissions just caused; our wait takes them.) What this cannot see: a
-        // worker whose wait already returned with events it has not dispatched yet. With
-        // several workers we therefore jump only if a second look, `ADVANCE_GRACE` later, still
-        // finds nothing able to run. (tokio, whose one driver is polled by whoever jumps, allows
-        // virtual time on its current-thread runtime only.)
+        // deferred before it, not those its own submissions just caused; our wait takes them.)
+        // What this cannot see: a worker whose wait already returned with events it has not
+        // dispatched yet. With several workers we therefore jump only if a second look,
+        // `ADVANCE_GRACE` later, still finds nothing able to run. (tokio, whose one driver is
+        // polled by whoever jumps, allows virtual time on its current-thread runtime only.)
         self.poll_reactor_as_driver(|| self.remote().reactor.maintain());
-        if self.has_local_work()
-            || shared.has_visible_work()
-            || shared.block_on_awake.load(SeqCst) != 0
-            || shared.remotes.iter().any(|r| r.reactor.has_undispatched_events())
-        {
+        if !self.nothing_can_run() || shared.remotes.iter().any(|r| r.reactor.has_undispatched_events()) {
             return AutoAdvance::NotNow;
         }
         if !looked && shared.remotes.len() > 1 {
