@@ -138,6 +138,26 @@ fn mpsc_unbounded_two_senders_cross_blocks() {
     });
 }
 
+/// A message whose send finished before `try_recv` is never missed, even while another sender
+/// that claimed an earlier slot has not written it yet (`try_recv` then waits for that write, as
+/// tokio's does, instead of saying `Empty`).
+#[test]
+fn mpsc_try_recv_sees_a_finished_send_behind_a_slow_one() {
+    model(3, || {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tx2 = tx.clone();
+        let slow = thread::spawn(move || tx.send(10).unwrap());
+        let done = thread::spawn(move || tx2.send(20).unwrap());
+        done.join().unwrap();
+        let first = rx.try_recv().expect("a finished send is visible to try_recv");
+        slow.join().unwrap();
+        let second = rx.try_recv().unwrap();
+        let mut got = [first, second];
+        got.sort();
+        assert_eq!(got, [10, 20]);
+    });
+}
+
 /// One sender sends three messages across two blocks while the receiver drains concurrently: the
 /// first block is released by the sender that moves the tail past it, reclaimed by the receiver
 /// once it has read past the release point, and appended again for reuse.

@@ -364,17 +364,32 @@ impl<T, S: Semaphore> Chan<T, S> {
         })
     }
 
-    /// Takes one message without waiting.
+    /// Takes one message without waiting for a send.
+    ///
+    /// A sender that claimed the next slot but has not written it yet is waited for (with
+    /// `std`; see [`BUSY_SLOT_WAITS`]): a later send may already have returned, and saying
+    /// `Empty` then would contradict it (send 2 finished, then `try_recv` says nothing was sent).
+    /// The writer is a few instructions from done, unless its thread was preempted, so the wait
+    /// spins briefly and then yields the thread. tokio's `try_recv` waits in the same case.
     pub(crate) fn try_recv(&self) -> Result<T, TryRecv> {
-        self.with_rx(|rx| match rx.list.pop(&self.tx) {
-            Some(Read::Value(v)) => {
-                self.semaphore.add_permits(1);
-                Ok(v)
+        let mut spins = 0u32;
+        loop {
+            let found = self.with_rx(|rx| match rx.list.pop(&self.tx) {
+                Some(Read::Value(v)) => {
+                    self.semaphore.add_permits(1);
+                    Some(Ok(v))
+                }
+                Some(Read::Closed) => Some(Err(TryRecv::Disconnected)),
+                None if BUSY_SLOT_WAITS && rx.list.next_is_claimed(&self.tx) => None,
+                None if rx.rx_closed && self.semaphore.is_idle() => Some(Err(TryRecv::Disconnected)),
+                None => Some(Err(TryRecv::Empty)),
+            });
+            if let Some(result) = found {
+                return result;
             }
-            Some(Read::Closed) => Err(TryRecv::Disconnected),
-            None if rx.rx_closed && self.semaphore.is_idle() => Err(TryRecv::Disconnected),
-            None => Err(TryRecv::Empty),
-        })
+            spins = spins.saturating_add(1);
+            relax_for_busy_slot(spins);
+        }
     }
 
     /// The receiver is going away: close, and drop every queued message now.
@@ -387,6 +402,23 @@ impl<T, S: Semaphore> Chan<T, S> {
             }
         });
     }
+}
+
+/// Whether `try_recv` waits for a sender that claimed the next slot and is still writing it.
+/// With `std` it does (the wait ends when the writer's thread runs). Without `std` it does not:
+/// on bare metal a receiver in an interrupt handler that preempted a sender mid-send would spin
+/// forever, so there a send still being written counts as not sent yet.
+const BUSY_SLOT_WAITS: bool = cfg!(any(feature = "std", loom));
+
+/// One pause of `try_recv`'s wait for a busy slot: spin first, then let the writer's thread run.
+fn relax_for_busy_slot(spins: u32) {
+    #[cfg(all(feature = "std", not(loom)))]
+    if spins > 64 {
+        std::thread::yield_now();
+        return;
+    }
+    let _ = spins;
+    crate::loom::spin_loop();
 }
 
 /// Why `try_recv` returned nothing (mapped to the public error by each flavour).

@@ -343,6 +343,13 @@ impl<T> Rx<T> {
         read
     }
 
+    /// Whether a sender has claimed the next index to read: its message (or the close) is on its
+    /// way even when [`pop`](Self::pop) found nothing, because that sender is between claiming
+    /// the index and setting the slot's flag.
+    pub(crate) fn next_is_claimed(&self, tx: &Tx<T>) -> bool {
+        tx.tail_position() != self.index
+    }
+
     /// The next index to read.
     pub(crate) fn index(&self) -> usize {
         self.index

@@ -164,6 +164,13 @@ impl<T> UnboundedReceiver<T> {
 
     /// Takes a message if one is queued now.
     ///
+    /// A message whose `send` returned before this call is always found. If another sender
+    /// claimed an earlier place in the queue and is still writing its message, this waits for
+    /// that write (a few instructions, unless the sender's thread was preempted; then it yields
+    /// its thread until the sender runs), as tokio's `try_recv` does. Without the `std` feature
+    /// it does not wait (it could spin forever in an interrupt handler that preempted the
+    /// sender) and says `Empty` in that case.
+    ///
     /// # Errors
     /// [`TryRecvError::Empty`] if none is queued; [`TryRecvError::Disconnected`] if none will come.
     ///
