@@ -1,22 +1,43 @@
-//! [`read_dir`] and [`DirEntry`].
+//! [`read_dir`], [`ReadDir`] and [`DirEntry`], with tokio's API: `read_dir(path).await?` opens
+//! the listing, `next_entry().await?` yields the entries one by one.
+//!
+//! # Contract
+//!
+//! - Entries are read from the OS in batches of [`BATCH`] on the blocking pool; a batch's job
+//!   also learns each entry's type there (free when the file system reports it while listing,
+//!   an `lstat` otherwise), so [`DirEntry::file_type`] answers without a thread hop.
+//! - A [`ReadDir`] keeps its batch job's handle in itself, so a `next_entry` future dropped while
+//!   its batch is being read loses nothing: the next call picks that batch up.
+//! - An entry that vanishes between the listing and the `lstat` of its type is still yielded
+//!   (the listing said it was there); only asking for its type or metadata then fails, naming
+//!   its path. One failing entry never fails the listing.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use super::{path_error, FileType, Metadata};
 use crate::io::blocking;
 
-/// An entry of a directory listed by [`read_dir`]: its path, name and type, read while listing.
+/// Entries read from the OS per blocking job (tokio reads 32 too).
+const BATCH: usize = 32;
+
+/// An entry of a directory listed by [`read_dir`]: its path and name, and its type as seen while
+/// listing.
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("spindle-doc-entry-{}", std::process::id()));
 /// spindle::block_on(async {
 ///     spindle::fs::create_dir_all(&dir).await.unwrap();
 ///     spindle::fs::write(dir.join("f"), "").await.unwrap();
-///     let entries = spindle::fs::read_dir(&dir).await.unwrap();
-///     assert_eq!(entries[0].file_name(), "f");
-///     assert!(entries[0].file_type().is_file());
+///     let mut entries = spindle::fs::read_dir(&dir).await.unwrap();
+///     let entry = entries.next_entry().await.unwrap().unwrap();
+///     assert_eq!(entry.file_name(), "f");
+///     assert!(entry.file_type().await.unwrap().is_file());
 ///     spindle::fs::remove_dir_all(&dir).await.unwrap();
 /// });
 /// ```
@@ -24,7 +45,8 @@ use crate::io::blocking;
 pub struct DirEntry {
     path: PathBuf,
     file_name: OsString,
-    file_type: FileType,
+    /// Learned while listing; `None` if that failed (the entry vanished, or no permission).
+    file_type: Option<FileType>,
 }
 
 impl DirEntry {
@@ -32,7 +54,8 @@ impl DirEntry {
     ///
     /// ```
     /// spindle::block_on(async {
-    ///     for e in spindle::fs::read_dir("/").await.unwrap() {
+    ///     let mut entries = spindle::fs::read_dir("/").await.unwrap();
+    ///     while let Some(e) = entries.next_entry().await.unwrap() {
     ///         assert!(e.path().starts_with("/"));
     ///     }
     /// });
@@ -45,70 +68,245 @@ impl DirEntry {
     ///
     /// ```
     /// spindle::block_on(async {
-    ///     let names: Vec<_> = spindle::fs::read_dir("/").await.unwrap().iter().map(|e| e.file_name()).collect();
-    ///     assert!(!names.is_empty());
+    ///     let mut entries = spindle::fs::read_dir("/").await.unwrap();
+    ///     let first = entries.next_entry().await.unwrap().unwrap();
+    ///     assert!(!first.file_name().is_empty());
     /// });
     /// ```
     pub fn file_name(&self) -> OsString {
         self.file_name.clone()
     }
 
-    /// The entry's type (not following a symlink).
+    /// The entry's type, not following a symlink (as `std::fs::DirEntry::file_type`). Usually
+    /// known from the listing, with no system call; else an `lstat` on the blocking pool.
+    ///
+    /// # Errors
+    /// The `lstat`'s, naming the path (the entry was removed since it was listed, say).
     ///
     /// ```
     /// spindle::block_on(async {
-    ///     let entries = spindle::fs::read_dir("/").await.unwrap();
-    ///     assert!(entries.iter().any(|e| e.file_type().is_dir()));
+    ///     let mut entries = spindle::fs::read_dir("/").await.unwrap();
+    ///     let mut dirs = 0;
+    ///     while let Some(e) = entries.next_entry().await.unwrap() {
+    ///         dirs += e.file_type().await.unwrap().is_dir() as usize;
+    ///     }
+    ///     assert!(dirs > 0);
     /// });
     /// ```
-    pub fn file_type(&self) -> FileType {
-        self.file_type
+    pub async fn file_type(&self) -> io::Result<FileType> {
+        match self.file_type {
+            Some(t) => Ok(t),
+            None => Ok(self.metadata().await?.file_type()),
+        }
     }
 
-    /// The entry's metadata, following a symlink (a system call, on the blocking pool).
+    /// The entry's metadata, not following a symlink (as `std::fs::DirEntry::metadata`: a
+    /// listing walked with it never loops through a link to a parent); a system call on the
+    /// blocking pool. For a link's target, call [`fs::metadata`](super::metadata) on
+    /// [`path`](Self::path).
+    ///
+    /// # Errors
+    /// The system call's, naming the path.
     ///
     /// ```
     /// spindle::block_on(async {
-    ///     let entries = spindle::fs::read_dir("/").await.unwrap();
-    ///     let dir = entries.iter().find(|e| e.file_type().is_dir()).unwrap();
-    ///     assert!(dir.metadata().await.unwrap().is_dir());
+    ///     let mut entries = spindle::fs::read_dir("/").await.unwrap();
+    ///     while let Some(e) = entries.next_entry().await.unwrap() {
+    ///         if e.file_type().await.unwrap().is_dir() {
+    ///             assert!(e.metadata().await.unwrap().is_dir());
+    ///         }
+    ///     }
     /// });
     /// ```
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        super::metadata(&self.path).await
+        super::symlink_metadata(&self.path).await
     }
 }
 
-/// Lists a directory (without `.` and `..`), sorted by name so the order is reproducible.
+/// What one batch job gives back: the listing to go on with (`None` once it ended), and the
+/// entries or errors it read.
+type Batch = (Option<std::fs::ReadDir>, VecDeque<io::Result<DirEntry>>);
+
+/// The entries of a directory, from [`read_dir`], as in tokio: call
+/// [`next_entry`](Self::next_entry) until it gives `None`. Also a `futures_core::Stream` of
+/// `io::Result<DirEntry>`.
 ///
-/// The whole listing is read in one blocking job and returned as a `Vec`; for directories with
-/// millions of entries, list them with `std::fs::read_dir` inside `spawn_blocking` instead.
+/// Entries come in the order the OS lists them, without `.` and `..`.
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("spindle-doc-read-dir-{}", std::process::id()));
 /// spindle::block_on(async {
 ///     spindle::fs::create_dir_all(dir.join("sub")).await.unwrap();
 ///     spindle::fs::write(dir.join("a.txt"), "").await.unwrap();
-///     let names: Vec<_> = spindle::fs::read_dir(&dir).await.unwrap().iter().map(|e| e.file_name()).collect();
+///     let mut names = Vec::new();
+///     let mut entries = spindle::fs::read_dir(&dir).await.unwrap();
+///     while let Some(entry) = entries.next_entry().await.unwrap() {
+///         names.push(entry.file_name());
+///     }
+///     names.sort();
 ///     assert_eq!(names, ["a.txt", "sub"]);
-///     let e = spindle::fs::read_dir(dir.join("a.txt")).await.unwrap_err();
-///     assert!(e.to_string().contains("a.txt"), "{e}");
 ///     spindle::fs::remove_dir_all(&dir).await.unwrap();
 /// });
 /// ```
-pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<Vec<DirEntry>> {
-    let path = path.as_ref().to_owned();
-    blocking::run("read_dir", move || {
-        let list = || -> io::Result<Vec<DirEntry>> {
-            let mut out = Vec::new();
-            for entry in std::fs::read_dir(&path)? {
-                let entry = entry?;
-                out.push(DirEntry { path: entry.path(), file_name: entry.file_name(), file_type: entry.file_type()? });
+pub struct ReadDir {
+    path: PathBuf,
+    /// Read from the OS, not yet yielded.
+    ready: VecDeque<io::Result<DirEntry>>,
+    state: State,
+}
+
+enum State {
+    /// The listing, between batches.
+    Idle(std::fs::ReadDir),
+    /// A batch job is running; it hands the listing back.
+    Reading(Pin<Box<dyn Future<Output = io::Result<Batch>> + Send + Sync>>),
+    /// The OS listed everything.
+    Done,
+}
+
+impl ReadDir {
+    /// The next entry, or `None` once every entry was yielded.
+    ///
+    /// Cancel-safe: if the future is dropped before it finishes, no entry is lost; the next
+    /// call yields it.
+    ///
+    /// # Errors
+    /// An entry the OS could not read, naming the directory; the listing goes on after it.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut entries = spindle::fs::read_dir("/").await.unwrap();
+    ///     let mut n = 0;
+    ///     while let Some(_) = entries.next_entry().await.unwrap() {
+    ///         n += 1;
+    ///     }
+    ///     assert!(n > 0);
+    ///     assert!(entries.next_entry().await.unwrap().is_none());
+    /// });
+    /// ```
+    pub async fn next_entry(&mut self) -> io::Result<Option<DirEntry>> {
+        std::future::poll_fn(|cx| self.poll_next_entry(cx)).await
+    }
+
+    /// Polls for the next entry (see [`next_entry`](Self::next_entry)): `Ready(Ok(None))` at the
+    /// end.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut entries = spindle::fs::read_dir("/").await.unwrap();
+    ///     let first = std::future::poll_fn(|cx| entries.poll_next_entry(cx)).await.unwrap();
+    ///     assert!(first.is_some());
+    /// });
+    /// ```
+    pub fn poll_next_entry(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<DirEntry>>> {
+        loop {
+            if let Some(next) = self.ready.pop_front() {
+                return Poll::Ready(next.map(Some));
             }
-            out.sort_by(|a, b| a.file_name.cmp(&b.file_name));
-            Ok(out)
-        };
-        list().map_err(|e| path_error("read_dir", &path, e))
+            match &mut self.state {
+                State::Done => return Poll::Ready(Ok(None)),
+                State::Reading(job) => {
+                    let batch = ready!(job.as_mut().poll(cx));
+                    match batch {
+                        Ok((listing, entries)) => {
+                            self.ready = entries;
+                            self.state = listing.map_or(State::Done, State::Idle);
+                        }
+                        // The job could not run (no thread for it): the listing went with it.
+                        Err(e) => {
+                            self.state = State::Done;
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
+                State::Idle(_) => {
+                    let State::Idle(listing) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+                    let path = self.path.clone();
+                    let job = blocking::run("read_dir", move || Ok(read_batch(listing, &path)));
+                    self.state = State::Reading(Box::pin(job));
+                }
+            }
+        }
+    }
+}
+
+/// Up to [`BATCH`] entries of `listing`, with their types (see the module docs), and the
+/// listing if it has more.
+fn read_batch(mut listing: std::fs::ReadDir, dir: &Path) -> Batch {
+    let mut entries = VecDeque::with_capacity(BATCH);
+    for _ in 0..BATCH {
+        match listing.next() {
+            None => return (None, entries),
+            Some(Ok(e)) => entries.push_back(Ok(DirEntry {
+                path: e.path(),
+                file_name: e.file_name(),
+                file_type: e.file_type().ok(),
+            })),
+            Some(Err(e)) => entries.push_back(Err(path_error("read_dir", dir, e))),
+        }
+    }
+    (Some(listing), entries)
+}
+
+impl std::fmt::Debug for ReadDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadDir").field("path", &self.path).field("buffered", &self.ready.len()).finish()
+    }
+}
+
+impl futures_core::Stream for ReadDir {
+    type Item = io::Result<DirEntry>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<DirEntry>>> {
+        self.get_mut().poll_next_entry(cx).map(Result::transpose)
+    }
+}
+
+/// Opens a directory's listing (without `.` and `..`), as in tokio; see [`ReadDir`].
+///
+/// # Errors
+/// Opening it failed (missing, not a directory, no permission); the error names the path.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("spindle-doc-read-dir-fn-{}", std::process::id()));
+/// spindle::block_on(async {
+///     spindle::fs::create_dir_all(&dir).await.unwrap();
+///     spindle::fs::write(dir.join("a.txt"), "").await.unwrap();
+///     let e = spindle::fs::read_dir(dir.join("a.txt")).await.unwrap_err();
+///     assert!(e.to_string().contains("a.txt"), "{e}");
+///     let mut entries = spindle::fs::read_dir(&dir).await.unwrap();
+///     assert_eq!(entries.next_entry().await.unwrap().unwrap().file_name(), "a.txt");
+///     assert!(entries.next_entry().await.unwrap().is_none());
+///     spindle::fs::remove_dir_all(&dir).await.unwrap();
+/// });
+/// ```
+pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<ReadDir> {
+    let path = path.as_ref().to_owned();
+    let opened = path.clone();
+    let (listing, ready) = blocking::run("read_dir", move || {
+        let listing = std::fs::read_dir(&opened).map_err(|e| path_error("read_dir", &opened, e))?;
+        // The first batch in the same job: a small directory is listed in one thread hop.
+        Ok(read_batch(listing, &opened))
     })
-    .await
+    .await?;
+    Ok(ReadDir { path, ready, state: listing.map_or(State::Done, State::Idle) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry whose type could not be learned while listing (it vanished before the
+    /// `lstat`, on a file system without `d_type`) is still yielded; asking its type then
+    /// fails with the `lstat`'s error, naming the path.
+    #[test]
+    fn an_entry_that_vanished_is_listed_and_its_type_names_it() {
+        crate::block_on(async {
+            let gone = std::env::temp_dir().join(format!("spindle-vanished-{}", std::process::id()));
+            let e = DirEntry { path: gone.clone(), file_name: "x".into(), file_type: None };
+            let err = e.file_type().await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::NotFound);
+            assert!(err.to_string().contains(&*gone.to_string_lossy()), "{err}");
+        });
+    }
 }

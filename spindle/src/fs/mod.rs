@@ -41,7 +41,7 @@
 mod dir;
 mod file;
 
-pub use dir::{read_dir, DirEntry};
+pub use dir::{read_dir, DirEntry, ReadDir};
 pub use file::{File, OpenOptions};
 pub use std::fs::{FileType, Metadata, Permissions};
 
