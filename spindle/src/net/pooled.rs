@@ -85,7 +85,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
-use super::socket::PollSocket;
+use super::socket::{LeaveOnDrop, PollSocket, SharedWait};
 use super::stash::{Fill, Mode};
 use crate::driver::pool::{self, BufPool, PooledBuf, POOL_BUF_SIZE};
 use crate::driver::uring::bufring::BGID;
@@ -426,7 +426,12 @@ impl Item {
 }
 
 /// The readiness path: `recv` into a buffer of the pool (given back at once if nothing came).
-fn poll_recv_ready(sock: &PollSocket, shared: &Shared, cx: &mut Context<'_>) -> Poll<io::Result<PooledBuf>> {
+fn poll_recv_ready(
+    sock: &PollSocket,
+    shared: &Shared,
+    cx: &mut Context<'_>,
+    wait: &mut SharedWait,
+) -> Poll<io::Result<PooledBuf>> {
     let pool = shared.pool.as_ref().expect("a receiving socket has a pool");
     {
         let mut st = lock(&shared.st);
@@ -444,7 +449,7 @@ fn poll_recv_ready(sock: &PollSocket, shared: &Shared, cx: &mut Context<'_>) -> 
         }
         st.enobufs_reported = false;
     }
-    let r = sock.poll_io_shared(cx, Direction::Read, || {
+    let r = sock.poll_io_shared(cx, Direction::Read, wait, || {
         // Another receiver may have taken the last buffer since the check above.
         let mut b = pool.try_take().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOBUFS))?;
         let n = sock.socket().recv(b.spare_mut())?;
@@ -508,7 +513,14 @@ fn poll_stashed(sock: &PollSocket, cx: &mut Context<'_>) -> Poll<Option<io::Resu
     }
 }
 
-fn poll_recv(sock: &PollSocket, cx: &mut Context<'_>, kind: Kind) -> Poll<io::Result<PooledBuf>> {
+/// A pooled receive (`wait`: the calling future's place among the readiness waiters; see
+/// `PollSocket::poll_io_shared`).
+fn poll_recv(
+    sock: &PollSocket,
+    cx: &mut Context<'_>,
+    kind: Kind,
+    wait: &mut SharedWait,
+) -> Poll<io::Result<PooledBuf>> {
     if sock.stash.is_busy() {
         if let Some(r) = std::task::ready!(poll_stashed(sock, cx)) {
             return Poll::Ready(r);
@@ -524,13 +536,14 @@ fn poll_recv(sock: &PollSocket, cx: &mut Context<'_>, kind: Kind) -> Poll<io::Re
         }
         shared.poll_item(cx, kind).map(Item::into_recv)
     } else {
-        poll_recv_ready(sock, shared, cx)
+        poll_recv_ready(sock, shared, cx, wait)
     }
 }
 
 /// `recv_pooled` for a stream socket (see `TcpStream::recv_pooled`).
 pub(crate) async fn recv_pooled(sock: &PollSocket) -> io::Result<PooledBuf> {
-    poll_fn(|cx| poll_recv(sock, cx, Kind::Recv)).await
+    let mut waiting = LeaveOnDrop { sock, dir: Direction::Read, wait: SharedWait::default() };
+    poll_fn(|cx| poll_recv(sock, cx, Kind::Recv, &mut waiting.wait)).await
 }
 
 /// A stream of received buffers from [`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream)
@@ -562,6 +575,8 @@ pub(crate) async fn recv_pooled(sock: &PollSocket) -> io::Result<PooledBuf> {
 pub struct RecvStream<'a> {
     sock: &'a PollSocket,
     done: bool,
+    /// Its place among the socket's readiness waiters (epoll).
+    wait: SharedWait,
 }
 
 impl fmt::Debug for RecvStream<'_> {
@@ -572,7 +587,7 @@ impl fmt::Debug for RecvStream<'_> {
 
 impl<'a> RecvStream<'a> {
     pub(crate) fn new(sock: &'a PollSocket) -> RecvStream<'a> {
-        RecvStream { sock, done: false }
+        RecvStream { sock, done: false, wait: SharedWait::default() }
     }
 }
 
@@ -584,7 +599,7 @@ impl futures_core::Stream for RecvStream<'_> {
         if this.done {
             return Poll::Ready(None);
         }
-        match poll_recv(this.sock, cx, Kind::RecvMulti) {
+        match poll_recv(this.sock, cx, Kind::RecvMulti, &mut this.wait) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(b)) if b.is_empty() => {
                 this.done = true;
@@ -609,6 +624,7 @@ impl futures_core::FusedStream for RecvStream<'_> {
 
 impl Drop for RecvStream<'_> {
     fn drop(&mut self) {
+        self.sock.leave_shared(Direction::Read, &mut self.wait);
         if let Some(s) = self.sock.pooled.0.get() {
             s.stop_stream();
         }

@@ -108,9 +108,30 @@ fn first_user_placement() -> Option<placement::Placed> {
 }
 
 /// Wakes every task that waits on a direction through a `&self` method.
+///
+/// A waiter's entry leaves the list when it is woken (the whole list is taken) or when its
+/// future is dropped or finishes ([`PollSocket::leave_shared`]), so tasks that wait and give up
+/// (a `timeout` around `readable()`, say) on a socket that sees no event do not pile up
+/// wakers, each of which keeps its task's allocation alive.
 #[derive(Default)]
 struct FanOut {
-    waiters: Mutex<Vec<Waker>>,
+    waiters: Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    wakers: slab::Slab<Waker>,
+    /// How many times the list was taken by a wake: a [`SharedWait`] from an earlier round
+    /// names an entry that is gone (its key may be another waiter's now).
+    round: u64,
+}
+
+/// One waiting operation's place in a [`FanOut`] (held by its future; see
+/// [`PollSocket::poll_io_shared`]).
+#[derive(Default)]
+pub(crate) struct SharedWait {
+    round: u64,
+    key: Option<usize>,
 }
 
 impl Wake for FanOut {
@@ -118,10 +139,27 @@ impl Wake for FanOut {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
-        for w in waiters {
+        let wakers = {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            w.round = w.round.wrapping_add(1);
+            std::mem::take(&mut w.wakers)
+        };
+        for (_, w) in wakers {
             w.wake();
         }
+    }
+}
+
+/// A waiting operation's [`SharedWait`], left when the operation's future is dropped.
+pub(crate) struct LeaveOnDrop<'a> {
+    pub(crate) sock: &'a PollSocket,
+    pub(crate) dir: Direction,
+    pub(crate) wait: SharedWait,
+}
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        self.sock.leave_shared(self.dir, &mut self.wait);
     }
 }
 
@@ -565,11 +603,15 @@ impl PollSocket {
     }
 
     /// Like [`poll_io`](Self::poll_io), for `&self` methods several tasks may wait in at once:
-    /// every waiter is woken by the next readiness event (each then retries).
+    /// every waiter is woken by the next readiness event (each then retries). `wait` is the
+    /// calling future's place among the waiters; the future must call
+    /// [`leave_shared`](Self::leave_shared) with it when dropped ([`io_shared`](Self::io_shared)
+    /// does both).
     pub(crate) fn poll_io_shared<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        wait: &mut SharedWait,
         f: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         if spindle_core::coop::poll_proceed(cx).is_pending() {
@@ -580,18 +622,40 @@ impl PollSocket {
         let mut fan_cx = Context::from_waker(&fan_waker);
         let mut f = f;
         if let Poll::Ready(r) = self.reg.poll_io(&mut fan_cx, dir, || retry(&mut f)) {
+            self.leave_shared(dir, wait);
             return Poll::Ready(r);
         }
-        // Not ready: join the waiters, then look again, so an event that fired between the first
-        // look and the join (and woke a list without us) is not missed.
+        // Not ready: join the waiters (or refresh our entry), then look again, so an event that
+        // fired between the first look and the join (and woke a list without us) is not missed.
         {
             let mut w = fan.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            if !w.iter().any(|x| x.will_wake(cx.waker())) {
-                w.push(cx.waker().clone());
+            let round = w.round;
+            match wait.key.filter(|_| wait.round == round).and_then(|k| w.wakers.get_mut(k)) {
+                Some(mine) => {
+                    if !mine.will_wake(cx.waker()) {
+                        *mine = cx.waker().clone();
+                    }
+                }
+                None => *wait = SharedWait { round, key: Some(w.wakers.insert(cx.waker().clone())) },
             }
         }
         let r = self.reg.poll_io(&mut fan_cx, dir, || retry(&mut f));
-        self.eager_if_unprimed(r, dir, f)
+        let r = self.eager_if_unprimed(r, dir, f);
+        if r.is_ready() {
+            self.leave_shared(dir, wait);
+        }
+        r
+    }
+
+    /// Takes a waiting operation's entry (if it still has one) out of the direction's waiters:
+    /// its future finished or was dropped.
+    pub(crate) fn leave_shared(&self, dir: Direction, wait: &mut SharedWait) {
+        let Some(key) = wait.key.take() else { return };
+        let Some(fans) = self.shared.get() else { return };
+        let mut w = fans[dir_index(dir)].waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if w.round == wait.round {
+            w.wakers.try_remove(key);
+        }
     }
 
     pub(crate) async fn io<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
@@ -599,7 +663,8 @@ impl PollSocket {
     }
 
     pub(crate) async fn io_shared<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
-        poll_fn(|cx| self.poll_io_shared(cx, dir, &mut f)).await
+        let mut waiting = LeaveOnDrop { sock: self, dir, wait: SharedWait::default() };
+        poll_fn(|cx| self.poll_io_shared(cx, dir, &mut waiting.wait, &mut f)).await
     }
 
     // ----- the stash (`net::stash`) -----
@@ -925,7 +990,7 @@ impl PollSocket {
             Some(Err(e)) => return (Err(e), buf),
             None => {}
         }
-        let res = poll_fn(|cx| self.poll_io_shared(cx, Direction::Read, || self.sock.recv_from(spare(&mut buf)))).await;
+        let res = self.io_shared(Direction::Read, || self.sock.recv_from(spare(&mut buf))).await;
         if let Ok((n, _)) = &res {
             // SAFETY: the kernel initialized the first `n <= bytes_total()` bytes.
             unsafe { buf.set_init(*n) };
@@ -1137,6 +1202,52 @@ mod tests {
             distinct.sort();
             distinct.dedup();
             assert_eq!(distinct.len(), workers, "multi={multi}: {reactors:?}");
+        }
+    }
+
+    /// Waits on a `&self` readiness method that give up (dropped before any event) leave the
+    /// socket's waiter list: 200 tasks that each wait once on an idle socket and time out leave
+    /// no waker behind (the list used to keep one per task until the next event, each keeping
+    /// its task's allocation alive); a wait that ends with the event leaves nothing either.
+    #[test]
+    fn abandoned_shared_waits_leave_the_waiter_list() {
+        for driver in [IoDriver::Epoll, IoDriver::Uring] {
+            let Some(rt) = build_on(driver, Builder::new_multi_thread().worker_threads(2)) else { continue };
+            rt.block_on(async {
+                let u = std::sync::Arc::new(crate::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                let waiting = |u: &crate::net::UdpSocket| {
+                    u.io.shared.get().map_or(0, |f| f[0].waiters.lock().unwrap().wakers.len())
+                };
+                // The first wait on a fresh socket may end at once (it tries eagerly, and
+                // readiness may be reported spuriously, as in tokio).
+                let _ = crate::time::timeout(std::time::Duration::from_micros(50), u.readable()).await;
+                for _ in 0..200 {
+                    let u = u.clone();
+                    crate::spawn(async move {
+                        let r = crate::time::timeout(std::time::Duration::from_micros(50), u.readable()).await;
+                        assert!(r.is_err(), "nothing was sent");
+                    })
+                    .await
+                    .unwrap();
+                }
+                assert_eq!(waiting(&u), 0, "{driver:?}: abandoned waits left their wakers");
+                // Two tasks wait at once; a datagram wakes both, and neither stays listed.
+                let waiters: Vec<_> = (0..2)
+                    .map(|_| {
+                        let u = u.clone();
+                        crate::spawn(async move { u.readable().await.unwrap() })
+                    })
+                    .collect();
+                while waiting(&u) < 2 {
+                    crate::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                tx.send_to(b"x", u.local_addr().unwrap()).unwrap();
+                for w in waiters {
+                    w.await.unwrap();
+                }
+                assert_eq!(waiting(&u), 0, "{driver:?}");
+            });
         }
     }
 

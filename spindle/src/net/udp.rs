@@ -42,7 +42,7 @@ use crate::io::{BufResult, IoBuf, IoBufMut};
 /// ```
 pub struct UdpSocket {
     /// Shared with io_uring ops in flight (they keep the socket open until their final completion).
-    io: Arc<PollSocket>,
+    pub(crate) io: Arc<PollSocket>,
 }
 
 impl fmt::Debug for UdpSocket {
