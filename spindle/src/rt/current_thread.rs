@@ -438,6 +438,11 @@ impl Shared {
         self.owned.len()
     }
 
+    /// Calls `f` with every live task's header (see `OwnedTasks::for_each`).
+    pub(crate) fn for_each_task(&self, f: &mut dyn FnMut(&spindle_core::task::Header)) {
+        self.owned.for_each(f)
+    }
+
     /// Drops every task and shuts the reactor down; called when the runtime is dropped.
     pub(crate) fn shutdown(self: &Arc<Self>) {
         self.drop_tasks();

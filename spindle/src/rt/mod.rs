@@ -21,8 +21,10 @@
 //! ```
 
 pub(crate) mod blocking;
+pub use dump::{Dump, TaskInfo, TaskState};
 pub(crate) mod context;
 pub(crate) mod current_thread;
+mod dump;
 pub(crate) mod multi_thread;
 pub(crate) mod owned;
 pub(crate) mod park;
@@ -600,6 +602,16 @@ impl Runtime {
         &self.handle
     }
 
+    /// A snapshot of the runtime's live tasks (as [`Handle::dump`]).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// assert!(rt.dump().is_empty());
+    /// ```
+    pub fn dump(&self) -> Dump {
+        self.handle.dump()
+    }
+
     /// Runtime metrics (as [`Handle::metrics`]).
     ///
     /// ```
@@ -898,6 +910,30 @@ impl Handle {
             Scheduler::MultiThread(s) => s.reactor().backend().name(),
             Scheduler::PerCore(s) => s.cores[0].reactor.backend().name(),
         }
+    }
+
+    /// A snapshot of the runtime's live tasks, printed with `{}` as the task tree: each task's
+    /// id, name, state and spawn location, under the task (or scope or task group) it belongs
+    /// to. The workers keep running while it is taken (see [`Dump`]).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    /// let h = spindle::task::Builder::new().name("idle").spawn_on(std::future::pending::<()>(), rt.handle()).unwrap();
+    /// rt.block_on(spindle::task::yield_now()); // let it run once
+    /// let dump = rt.handle().dump();
+    /// assert_eq!(dump.len(), 1);
+    /// assert_eq!(dump.task(h.id()).unwrap().state(), spindle::runtime::TaskState::Idle);
+    /// println!("{dump}");
+    /// ```
+    pub fn dump(&self) -> Dump {
+        Dump::collect(|f| match &self.inner {
+            Scheduler::CurrentThread(s) => match s.per_core() {
+                Some(of) => of.for_each_task(f),
+                None => s.for_each_task(f),
+            },
+            Scheduler::MultiThread(s) => s.for_each_task(f),
+            Scheduler::PerCore(s) => s.for_each_task(f),
+        })
     }
 
     /// Runtime metrics.

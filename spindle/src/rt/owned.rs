@@ -54,6 +54,15 @@ impl<S: Schedule> OwnedTasks<S> {
         unsafe { self.shard(task.header()).list.remove(ptr) }
     }
 
+    /// Calls `f` with every registered task's header, one shard at a time. Each shard's lock is
+    /// held while `f` runs over its tasks (spawns and completions hashed to it wait), so `f`
+    /// must be short and must not spawn or complete tasks.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Header)) {
+        for s in self.shards.iter() {
+            lock(s).list.for_each(&mut f);
+        }
+    }
+
     /// Closes the registry and shuts every task down (dropping futures nobody is polling).
     /// Must run where the tasks may be dropped (the owner thread, for local tasks).
     pub(crate) fn close_and_shutdown_all(&self) {

@@ -247,6 +247,13 @@ impl Shared {
         self.cores.iter().map(|c| c.num_alive_tasks()).sum()
     }
 
+    /// Calls `f` with every live task's header, core by core.
+    pub(crate) fn for_each_task(&self, f: &mut dyn FnMut(&spindle_core::task::Header)) {
+        for c in self.cores.iter() {
+            c.for_each_task(f);
+        }
+    }
+
     /// Stops the cores (each drops its tasks on its own thread). Waits for them up to `timeout`
     /// (forever if `None`); returns whether they all stopped. Safe to call more than once.
     pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> bool {

@@ -937,6 +937,15 @@ impl Shared {
     pub(crate) fn num_alive_tasks(&self) -> usize {
         self.owned.len() + self.remotes.iter().map(|r| r.local_owned.len()).sum::<usize>()
     }
+
+    /// Calls `f` with every live task's header, `spawn_local` ones included (see
+    /// `OwnedTasks::for_each`).
+    pub(crate) fn for_each_task(&self, f: &mut dyn FnMut(&spindle_core::task::Header)) {
+        self.owned.for_each(&mut *f);
+        for r in self.remotes.iter() {
+            r.local_owned.for_each(&mut *f);
+        }
+    }
 }
 
 impl Workers {

@@ -1,0 +1,104 @@
+//! `Handle::dump` / `Runtime::dump` on every flavour: the task tree (plain children, a task
+//! group's tasks under the group under its owner), names, spawn locations and states, taken
+//! while the workers run; a task dumping itself sees itself running.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::each_flavor;
+use spindle::runtime::{Dump, TaskState};
+use spindle::sync::Semaphore;
+use spindle::task::GroupKind;
+
+/// Dumps until `done` says the dump is the awaited one (every task there and settled), or fails
+/// after 10 s.
+fn dump_until(rt: &spindle::runtime::Runtime, done: impl Fn(&Dump) -> bool) -> Dump {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = rt.dump();
+        if done(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "the tasks never settled; last dump:\n{d}");
+        // Through `block_on`, which also runs a current-thread runtime's tasks.
+        rt.block_on(spindle::time::sleep(Duration::from_millis(1)));
+    }
+}
+
+#[test]
+fn dump_shows_the_task_tree_names_locations_and_states() {
+    each_flavor(|rt| {
+        // Closed while the test holds its three permits (an empty semaphore would refuse the
+        // waits outright: spindle fails a request for more permits than exist).
+        let gate = Arc::new(Semaphore::new(3));
+        let closed = gate.clone().try_acquire_many_owned(3).unwrap();
+        let g = gate.clone();
+        let work = async move {
+            let g1 = g.clone();
+            let child = spindle::task::Builder::new()
+                .name("child")
+                .spawn(async move {
+                    let _p = g1.acquire().await.unwrap();
+                })
+                .unwrap();
+            let group = spindle::TaskGroup::<(), ()>::new();
+            for _ in 0..2 {
+                let g2 = g.clone();
+                group.spawn(async move {
+                    let _p = g2.acquire().await.unwrap();
+                    Ok(())
+                });
+            }
+            child.await.unwrap();
+            group.join_all().await.unwrap();
+        };
+        let root_line = line!() + 1;
+        let root = spindle::task::Builder::new().name("root").spawn_on(work, rt.handle()).unwrap();
+
+        let d = dump_until(rt, |d| d.len() == 4 && d.tasks().iter().all(|t| t.state() == TaskState::Idle));
+        let text = d.to_string();
+        let r = d.task(root.id()).expect("root is in the dump");
+        assert_eq!((r.name(), r.parent(), r.group()), (Some("root"), None, None), "{text}");
+        assert_eq!((r.location().file(), r.location().line()), (file!(), root_line), "{text}");
+        let child = d.children(root.id()).next().expect("root's plain child");
+        assert_eq!(child.name(), Some("child"), "{text}");
+        assert_eq!(d.children(root.id()).count(), 1, "{text}");
+        let members: Vec<_> = d.tasks().iter().filter(|t| t.group().is_some()).collect();
+        assert_eq!(members.len(), 2, "{text}");
+        let gref = members[0].group().unwrap();
+        assert_eq!(gref.kind, GroupKind::TaskGroup);
+        assert!(members.iter().all(|t| t.parent() == Some(root.id()) && t.group() == Some(gref)), "{text}");
+        assert!(d.tasks().iter().all(|t| !t.is_cancelled() && !t.is_local()), "{text}");
+
+        // The printed tree: the root, its child, then the group with its two tasks under it.
+        let (rid, cid, gid) = (root.id().as_u64(), child.id().as_u64(), gref.id.as_u64());
+        let (m0, m1) = (members[0].id().as_u64(), members[1].id().as_u64());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "4 tasks", "{text}");
+        assert!(
+            lines[1].starts_with(&format!("task {rid} \"root\" idle, spawned at {}:{root_line}:", file!())),
+            "{text}"
+        );
+        assert!(lines[2].starts_with(&format!("├── task {cid} \"child\" idle, spawned at ")), "{text}");
+        assert_eq!(lines[3], format!("└── task group {gid}"), "{text}");
+        assert!(lines[4].starts_with(&format!("    ├── task {m0} idle, spawned at ")), "{text}");
+        assert!(lines[5].starts_with(&format!("    └── task {m1} idle, spawned at ")), "{text}");
+        assert_eq!(lines.len(), 6, "{text}");
+
+        // A task that dumps sees itself running.
+        let me = rt
+            .block_on(rt.spawn(async {
+                let id = spindle::task::try_id().unwrap();
+                spindle::runtime::Handle::current().dump().task(id).map(|t| t.state())
+            }))
+            .unwrap();
+        assert_eq!(me, Some(TaskState::Running));
+
+        drop(closed);
+        rt.block_on(root).unwrap();
+        let d = dump_until(rt, |d| d.is_empty());
+        assert_eq!(d.to_string(), "0 tasks\n");
+    });
+}
