@@ -38,8 +38,8 @@ pub mod time;
 /// Runtimes and their builder.
 pub mod runtime {
     pub use crate::rt::{
-        current_core, Builder, Dump, EnterGuard, Handle, IoDriver, Runtime, RuntimeFlavor, RuntimeMetrics, TaskInfo,
-        TaskState, TryCurrentError,
+        current_core, Builder, Dump, EnterGuard, Handle, IoDriver, LongPoll, Runtime, RuntimeFlavor, RuntimeMetrics,
+        TaskInfo, TaskState, TryCurrentError,
     };
     // For spindle-bench's raw io_uring loop, which pins its threads as the per-core runtime does.
     #[doc(hidden)]

@@ -212,6 +212,14 @@ impl<S: 'static> Notified<S> {
         self.0
     }
 
+    /// A new plain reference to the task, for a poller that reads the header after
+    /// [`run`](Self::run) (which consumes the queue reference, possibly the last one).
+    pub fn new_ref(&self) -> Task<S> {
+        self.header().state.ref_inc();
+        // SAFETY: the increment above is the reference passed.
+        unsafe { Task::from_raw(self.0.raw) }
+    }
+
     /// Polls the task once (or drops its future if it was cancelled). Consumes the queue reference.
     /// For local tasks this must run on the owner thread.
     pub fn run(self) {

@@ -43,6 +43,8 @@ use crate::time::{Clock, Shard};
 const GLOBAL_INTERVAL: u32 = 31;
 
 pub(crate) struct Shared {
+    /// Long-poll detection and this thread's slot in it, if configured (`rt::watchdog`).
+    poll_watch: OnceLock<(Arc<super::watchdog::PollWatch>, usize)>,
     inject: Inject<CtSched>,
     owned: OwnedTasks<CtSched>,
     core: Mutex<Option<Box<Core>>>,
@@ -142,6 +144,7 @@ impl Shared {
             driver_owner: bind_to_driving_thread.then(OnceLock::new),
             blocking,
             core_of: OnceLock::new(),
+            poll_watch: OnceLock::new(),
         }))
     }
 
@@ -370,7 +373,16 @@ impl Shared {
             match task {
                 Some(task) => {
                     let prev = context::start_poll(Some(task.header()));
-                    task.run();
+                    match self.poll_watch.get() {
+                        None => task.run(),
+                        Some((watch, slot)) => {
+                            // `run` may drop the last reference; keep one to read the header.
+                            let keep = task.new_ref();
+                            watch.start_poll(*slot, keep.header());
+                            task.run();
+                            watch.end_poll(*slot, keep.header());
+                        }
+                    }
                     context::end_poll(prev);
                     if self.main_woken.load(Relaxed) {
                         return;
@@ -436,6 +448,12 @@ impl Shared {
 
     pub(crate) fn num_alive_tasks(&self) -> usize {
         self.owned.len()
+    }
+
+    /// Turns on long-poll detection, this runtime's polls going to slot `slot` (once, at the
+    /// start).
+    pub(crate) fn set_poll_watch(&self, watch: Arc<super::watchdog::PollWatch>, slot: usize) {
+        let _ = self.poll_watch.set((watch, slot));
     }
 
     /// Calls `f` with every live task's header (see `OwnedTasks::for_each`).

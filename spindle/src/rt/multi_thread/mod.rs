@@ -105,6 +105,8 @@ const SHORT_PARK: Duration = Duration::from_micros(50);
 const SPIN_CHECKS_PER_CLOCK_READ: u32 = 16;
 
 pub(crate) struct Shared {
+    /// Long-poll detection, if configured (`rt::watchdog`); worker `i` uses slot `i`.
+    poll_watch: std::sync::OnceLock<Arc<super::watchdog::PollWatch>>,
     remotes: Box<[Remote]>,
     /// Turns for [`next_reactor`](Shared::next_reactor).
     reactor_turn: AtomicUsize,
@@ -236,6 +238,7 @@ pub(crate) fn start(
         drivers.push(driver);
     }
     let shared = Arc::new(Shared {
+        poll_watch: std::sync::OnceLock::new(),
         remotes: remotes.into_boxed_slice(),
         reactor_turn: AtomicUsize::new(0),
         loopback_pairs: Default::default(),
@@ -473,18 +476,35 @@ impl WorkerCtx {
             // SeqCst decrement sees no searcher and wakes a worker itself.)
             self.shared.notify_parked();
         }
+        let watch = self.shared.poll_watch.get();
         match task {
             Runnable::Shared(t) => {
                 let prev = context::start_poll(Some(t.header()));
-                t.run();
+                match watch {
+                    None => t.run(),
+                    Some(w) => self.run_watched(w, t),
+                }
                 context::end_poll(prev);
             }
             Runnable::Local(t) => {
                 let prev = context::start_poll(Some(t.header()));
-                t.run();
+                match watch {
+                    None => t.run(),
+                    Some(w) => self.run_watched(w, t),
+                }
                 context::end_poll(prev);
             }
         }
+    }
+
+    /// Runs a task with long-poll detection on (`rt::watchdog`).
+    #[cold]
+    fn run_watched<S: 'static>(&self, watch: &super::watchdog::PollWatch, task: spindle_core::task::Notified<S>) {
+        // `run` may drop the last reference; keep one to read the header.
+        let keep = task.new_ref();
+        watch.start_poll(self.index, keep.header());
+        task.run();
+        watch.end_poll(self.index, keep.header());
     }
 
     pub(crate) fn clock(&self) -> &Arc<Clock> {
@@ -936,6 +956,11 @@ impl Shared {
 
     pub(crate) fn num_alive_tasks(&self) -> usize {
         self.owned.len() + self.remotes.iter().map(|r| r.local_owned.len()).sum::<usize>()
+    }
+
+    /// Turns on long-poll detection (once, at the start).
+    pub(crate) fn set_poll_watch(&self, watch: Arc<super::watchdog::PollWatch>) {
+        let _ = self.poll_watch.set(watch);
     }
 
     /// Calls `f` with every live task's header, `spawn_local` ones included (see

@@ -1,0 +1,246 @@
+//! Long-poll detection ([`Builder::on_long_poll`](super::Builder::on_long_poll)): a task whose
+//! single poll runs longer than a threshold (it blocks its thread, or computes too long without
+//! yielding) is reported with its id, name and spawn location.
+//!
+//! # Contract
+//!
+//! - Off unless configured: then a poll costs one load and branch more. On: two clock reads and
+//!   a few stores per poll.
+//! - Each thread that polls the runtime's tasks has a [`PollSlot`] (a multi-thread runtime's
+//!   worker `i` slot `i`, a per-core runtime's core `i` slot `i`, a current-thread runtime slot
+//!   0). The poller writes the task's id and spawn location, then the poll's start time, before
+//!   the poll, and clears the start time after it.
+//! - A watchdog thread (one per runtime, started with it, gone soon after the runtime is
+//!   dropped) looks at every slot each quarter of the threshold and reports a poll that is still
+//!   running past the threshold: the only way to hear of a poll that never returns. A poll that
+//!   returns past the threshold before the watchdog saw it is reported by its poller, right
+//!   after it returns. Each long poll is reported exactly once, by whichever sees it first.
+//! - The watchdog reads a slot without a lock (see [`PollSlot`]); the task's name is then looked
+//!   up in the runtime's task registry (it may have finished meanwhile: no name then).
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use spindle_core::loom::{fence, AtomicPtr, AtomicU64, Ordering::*};
+use spindle_core::task::{Header, TaskId};
+
+use super::Scheduler;
+
+/// The user's report callback.
+pub(crate) type ReportFn = Arc<dyn Fn(&LongPoll) + Send + Sync>;
+
+/// A poll that ran longer than the threshold given to
+/// [`Builder::on_long_poll`](super::Builder::on_long_poll).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// let rt = spindle::runtime::Builder::new_current_thread()
+///     .on_long_poll(Duration::from_millis(20), move |p| s.lock().unwrap().push((p.name().map(str::to_owned), p.elapsed())))
+///     .build()
+///     .unwrap();
+/// let h = spindle::task::Builder::new()
+///     .name("sleepy")
+///     .spawn_on(async { std::thread::sleep(Duration::from_millis(100)) }, rt.handle())
+///     .unwrap();
+/// rt.block_on(h).unwrap();
+/// let seen = seen.lock().unwrap();
+/// assert_eq!(seen.len(), 1);
+/// assert_eq!(seen[0].0.as_deref(), Some("sleepy"));
+/// assert!(seen[0].1 >= Duration::from_millis(20));
+/// ```
+#[derive(Debug, Clone)]
+pub struct LongPoll {
+    task: TaskId,
+    name: Option<String>,
+    location: &'static Location<'static>,
+    elapsed: Duration,
+    finished: bool,
+    worker: usize,
+}
+
+impl LongPoll {
+    /// The task's id.
+    pub fn task_id(&self) -> TaskId {
+        self.task
+    }
+
+    /// The task's name (from [`task::Builder`](crate::task::Builder)), if it has one. `None`
+    /// also when the task finished before the watchdog could look its name up.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Where the task was spawned.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// How long the poll had run when it was reported: its whole length if
+    /// [`is_finished`](Self::is_finished), else how long it had run so far.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Whether the poll had returned when it was reported (`false`: it was still running; the
+    /// task is blocking its thread right now).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Which worker (or core) polled it: the index of the runtime's polling thread, 0 on a
+    /// current-thread runtime.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+}
+
+impl fmt::Display for LongPoll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.task.as_u64())?;
+        if let Some(n) = &self.name {
+            write!(f, " {n:?}")?;
+        }
+        let verb = if self.finished { "took" } else { "has been running for" };
+        write!(f, " (spawned at {}) {verb} {:?} in one poll on worker {}", self.location, self.elapsed, self.worker)
+    }
+}
+
+/// One polling thread's current poll. Written only by that thread; read by the watchdog.
+///
+/// The poller stores `task` and `location` (`Release`), then `started`; after the poll it stores
+/// `started = 0`. The watchdog reads `started`, then `task` and `location`, then (after an
+/// `Acquire` fence) `started` again, and trusts what it read only if both `started` reads agree:
+/// had it read the id or location of a later poll (stored with `Release` after that `started =
+/// 0`), the fence would make its second read see 0 or the later start, not the first.
+#[derive(Default)]
+struct PollSlot {
+    /// Nanoseconds since [`PollWatch::epoch`], plus one, at the poll's start; 0 between polls.
+    started: AtomicU64,
+    task: AtomicU64,
+    location: AtomicPtr<Location<'static>>,
+    /// The `started` of the last poll reported (by either side): each poll is reported once.
+    reported: AtomicU64,
+}
+
+/// A runtime's long-poll detection state (see the module docs).
+pub(crate) struct PollWatch {
+    threshold: Duration,
+    report: ReportFn,
+    epoch: Instant,
+    slots: Box<[PollSlot]>,
+    /// The runtime, for task names (weak: the runtime owns this).
+    runtime: Arc<dyn Fn() -> Option<Scheduler> + Send + Sync>,
+}
+
+impl PollWatch {
+    /// Detection for `slots` polling threads; starts the watchdog thread.
+    pub(crate) fn start(
+        threshold: Duration,
+        report: ReportFn,
+        slots: usize,
+        runtime: Arc<dyn Fn() -> Option<Scheduler> + Send + Sync>,
+    ) -> std::io::Result<Arc<PollWatch>> {
+        let watch = Arc::new(PollWatch {
+            threshold,
+            report,
+            epoch: Instant::now(),
+            slots: (0..slots).map(|_| PollSlot::default()).collect(),
+            runtime,
+        });
+        let weak = Arc::downgrade(&watch);
+        let period = (threshold / 4).clamp(Duration::from_micros(500), Duration::from_secs(1));
+        std::thread::Builder::new().name("spindle-watchdog".to_string()).spawn(move || watchdog(weak, period))?;
+        Ok(watch)
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    /// Before polling `task` on slot `slot`'s thread.
+    #[inline]
+    pub(crate) fn start_poll(&self, slot: usize, task: &Header) {
+        let s = &self.slots[slot];
+        s.task.store(task.id().as_u64(), Release);
+        s.location.store(task.meta().location as *const Location<'static> as *mut Location<'static>, Release);
+        s.started.store(self.now(), Release);
+    }
+
+    /// After the poll [`start_poll`](Self::start_poll) began; reports it if it was long and the
+    /// watchdog has not.
+    #[inline]
+    pub(crate) fn end_poll(&self, slot: usize, task: &Header) {
+        let s = &self.slots[slot];
+        let started = s.started.load(Relaxed);
+        s.started.store(0, Release);
+        let elapsed = Duration::from_nanos(self.now().saturating_sub(started));
+        if elapsed >= self.threshold && s.reported.swap(started, AcqRel) != started {
+            let name = task.meta().name.as_deref().map(str::to_owned);
+            self.emit(LongPoll {
+                task: task.id(),
+                name,
+                location: task.meta().location,
+                elapsed,
+                finished: true,
+                worker: slot,
+            });
+        }
+    }
+
+    /// The watchdog's look at every slot.
+    fn check(&self) {
+        for (worker, s) in self.slots.iter().enumerate() {
+            let started = s.started.load(Acquire);
+            if started == 0 {
+                continue;
+            }
+            let elapsed = Duration::from_nanos(self.now().saturating_sub(started));
+            if elapsed < self.threshold || s.reported.load(Relaxed) == started {
+                continue;
+            }
+            let task = s.task.load(Relaxed);
+            let location = s.location.load(Relaxed);
+            fence(Acquire);
+            if s.started.load(Relaxed) != started || location.is_null() {
+                continue; // that poll ended meanwhile: its poller decides
+            }
+            let Some(task) = TaskId::from_u64(task) else { continue };
+            if s.reported.swap(started, AcqRel) == started {
+                continue;
+            }
+            // SAFETY: only `&'static Location`s are stored in the slot.
+            let location: &'static Location<'static> = unsafe { &*location };
+            let name = self.name_of(task);
+            self.emit(LongPoll { task, name, location, elapsed, finished: false, worker });
+        }
+    }
+
+    /// A task's name, looked up in the runtime's registry.
+    fn name_of(&self, task: TaskId) -> Option<String> {
+        let scheduler = (self.runtime)()?;
+        let handle = super::Handle { inner: scheduler };
+        handle.dump().task(task).and_then(|t| t.name().map(str::to_owned))
+    }
+
+    /// Calls the user's callback, containing a panic in it (it must not take a worker down).
+    fn emit(&self, p: LongPoll) {
+        let report = &self.report;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(&p)));
+    }
+}
+
+/// The watchdog thread: checks every `period` until the runtime is gone.
+fn watchdog(watch: Weak<PollWatch>, period: Duration) {
+    loop {
+        std::thread::sleep(period);
+        match watch.upgrade() {
+            Some(w) => w.check(),
+            None => return,
+        }
+    }
+}
