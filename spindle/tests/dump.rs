@@ -102,3 +102,32 @@ fn dump_shows_the_task_tree_names_locations_and_states() {
         assert_eq!(d.to_string(), "0 tasks\n");
     });
 }
+
+/// A chain of 3,000 tasks, each awaiting the next, prints in space linear in its length and
+/// without recursion: the printing thread here has a 128 KiB stack. Lines past
+/// the drawn depth say their depth.
+#[test]
+fn a_deep_chain_of_tasks_prints_without_recursion() {
+    const DEPTH: usize = 3000;
+    fn chain(n: usize, gate: Arc<Semaphore>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            if n == 0 {
+                let _p = gate.acquire().await.unwrap();
+            } else {
+                spindle::spawn(chain(n - 1, gate)).await.unwrap();
+            }
+        })
+    }
+    let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let gate = Arc::new(Semaphore::new(1));
+    let closed = gate.clone().try_acquire_many_owned(1).unwrap();
+    let top = rt.spawn(chain(DEPTH - 1, gate));
+    let d = dump_until(&rt, |d| d.len() == DEPTH);
+    let text = std::thread::Builder::new().stack_size(128 * 1024).spawn(move || d.to_string()).unwrap().join().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), DEPTH + 1);
+    assert!(lines[DEPTH].contains(&format!("[depth {}] └── task ", DEPTH - 1)), "{}", lines[DEPTH]);
+    assert!(text.len() < DEPTH * 300, "{} bytes", text.len());
+    drop(closed);
+    rt.block_on(top).unwrap();
+}

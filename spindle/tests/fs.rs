@@ -492,3 +492,51 @@ fn read_dir_is_cancel_safe_and_does_not_follow_links() {
     });
     assert!(CANCELLED.load(Ordering::Relaxed) > 0, "no call was cancelled: the test did not test that");
 }
+
+/// A batch that cannot be read (the listing's runtime is gone, so its blocking job never runs)
+/// fails that call, naming the directory, and loses nothing: once a job can run again (here:
+/// outside any runtime, on a thread of its own) the listing goes on from where it was.
+#[test]
+fn read_dir_survives_a_batch_job_that_could_not_run() {
+    let _serial = serial();
+    let tmp = TempDir::new("read-dir-gone");
+    let d = tmp.path().to_owned();
+    for i in 0..100 {
+        std::fs::write(d.join(format!("f{i:03}")), "").unwrap();
+    }
+    let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let handle = rt.handle().clone();
+    let (mut entries, mut names) = rt.block_on(async {
+        let mut entries = fs::read_dir(&d).await.unwrap();
+        let mut names = Vec::new();
+        for _ in 0..10 {
+            names.push(entries.next_entry().await.unwrap().unwrap().file_name());
+        }
+        (entries, names)
+    });
+    drop(rt);
+    {
+        let _in = handle.enter();
+        // Past the first batch (read with the opening): a job is needed, and cannot run.
+        let mut failed = false;
+        for _ in 0..40 {
+            match futures::executor::block_on(entries.next_entry()) {
+                Ok(Some(e)) => names.push(e.file_name()),
+                Ok(None) => panic!("the listing ended early after {} entries", names.len()),
+                Err(e) => {
+                    assert!(e.to_string().contains(&*d.to_string_lossy()), "{e}");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "no batch job failed: the test did not test that");
+    }
+    drop(handle);
+    while let Some(e) = futures::executor::block_on(entries.next_entry()).unwrap() {
+        names.push(e.file_name());
+    }
+    names.sort();
+    let want: Vec<_> = (0..100).map(|i| std::ffi::OsString::from(format!("f{i:03}"))).collect();
+    assert_eq!(names, want);
+}

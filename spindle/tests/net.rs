@@ -1642,7 +1642,7 @@ fn unix_datagram_readiness_api() {
                     Err(e) => panic!("try_recv: {e}"),
                 }
             };
-            assert_eq!(&buf[..n], b"stashed"[..n].as_ref());
+            assert_eq!(&buf[..n], b"stashed");
         });
         std::fs::remove_dir_all(&dir).unwrap();
     });

@@ -7,7 +7,9 @@
 //!   also learns each entry's type there (free when the file system reports it while listing,
 //!   an `lstat` otherwise), so [`DirEntry::file_type`] answers without a thread hop.
 //! - A [`ReadDir`] keeps its batch job's handle in itself, so a `next_entry` future dropped while
-//!   its batch is being read loses nothing: the next call picks that batch up.
+//!   its batch is being read loses nothing: the next call picks that batch up. The job always
+//!   hands the listing back, even when it could not run (runtime shutting down, no thread): that
+//!   call fails, naming the directory, and the next one tries again from where the listing was.
 //! - An entry that vanishes between the listing and the `lstat` of its type is still yielded
 //!   (the listing said it was there); only asking for its type or metadata then fails, naming
 //!   its path. One failing entry never fails the listing.
@@ -123,9 +125,12 @@ impl DirEntry {
     }
 }
 
-/// What one batch job gives back: the listing to go on with (`None` once it ended), and the
-/// entries or errors it read.
-type Batch = (Option<std::fs::ReadDir>, VecDeque<io::Result<DirEntry>>);
+/// What one batch job gives back: whether the listing has more, and the entries or errors it
+/// read.
+type Batch = (bool, VecDeque<io::Result<DirEntry>>);
+
+/// A batch job's future: its result, and the listing (always handed back).
+type BatchJob = Pin<Box<dyn Future<Output = (io::Result<Batch>, std::fs::ReadDir)> + Send + Sync>>;
 
 /// The entries of a directory, from [`read_dir`], as in tokio: call
 /// [`next_entry`](Self::next_entry) until it gives `None`. Also a `futures_core::Stream` of
@@ -159,7 +164,7 @@ enum State {
     /// The listing, between batches.
     Idle(std::fs::ReadDir),
     /// A batch job is running; it hands the listing back.
-    Reading(Pin<Box<dyn Future<Output = io::Result<Batch>> + Send + Sync>>),
+    Reading(BatchJob),
     /// The OS listed everything.
     Done,
 }
@@ -171,7 +176,9 @@ impl ReadDir {
     /// call yields it.
     ///
     /// # Errors
-    /// An entry the OS could not read, naming the directory; the listing goes on after it.
+    /// An entry the OS could not read, or a batch that could not be read (the runtime is
+    /// shutting down), naming the directory. After the second kind the next call tries again;
+    /// after the first the OS's listing may have ended (std's does on Linux).
     ///
     /// ```
     /// spindle::block_on(async {
@@ -206,23 +213,23 @@ impl ReadDir {
             match &mut self.state {
                 State::Done => return Poll::Ready(Ok(None)),
                 State::Reading(job) => {
-                    let batch = ready!(job.as_mut().poll(cx));
+                    let (batch, listing) = ready!(job.as_mut().poll(cx));
                     match batch {
-                        Ok((listing, entries)) => {
+                        Ok((more, entries)) => {
                             self.ready = entries;
-                            self.state = listing.map_or(State::Done, State::Idle);
+                            self.state = if more { State::Idle(listing) } else { State::Done };
                         }
-                        // The job could not run (no thread for it): the listing went with it.
+                        // The job could not run: the next call tries again.
                         Err(e) => {
-                            self.state = State::Done;
-                            return Poll::Ready(Err(e));
+                            self.state = State::Idle(listing);
+                            return Poll::Ready(Err(path_error("read_dir", &self.path, e)));
                         }
                     }
                 }
                 State::Idle(_) => {
                     let State::Idle(listing) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
                     let path = self.path.clone();
-                    let job = blocking::run("read_dir", move || Ok(read_batch(listing, &path)));
+                    let job = blocking::run_buf("read_dir", listing, move |listing| Ok(read_batch(listing, &path)));
                     self.state = State::Reading(Box::pin(job));
                 }
             }
@@ -230,13 +237,13 @@ impl ReadDir {
     }
 }
 
-/// Up to [`BATCH`] entries of `listing`, with their types (see the module docs), and the
-/// listing if it has more.
-fn read_batch(mut listing: std::fs::ReadDir, dir: &Path) -> Batch {
+/// Up to [`BATCH`] entries of `listing`, with their types (see the module docs), and whether
+/// it has more.
+fn read_batch(listing: &mut std::fs::ReadDir, dir: &Path) -> Batch {
     let mut entries = VecDeque::with_capacity(BATCH);
     for _ in 0..BATCH {
         match listing.next() {
-            None => return (None, entries),
+            None => return (false, entries),
             Some(Ok(e)) => entries.push_back(Ok(DirEntry {
                 path: e.path(),
                 file_name: e.file_name(),
@@ -245,7 +252,7 @@ fn read_batch(mut listing: std::fs::ReadDir, dir: &Path) -> Batch {
             Some(Err(e)) => entries.push_back(Err(path_error("read_dir", dir, e))),
         }
     }
-    (Some(listing), entries)
+    (true, entries)
 }
 
 impl std::fmt::Debug for ReadDir {
@@ -283,13 +290,14 @@ impl futures_core::Stream for ReadDir {
 pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<ReadDir> {
     let path = path.as_ref().to_owned();
     let opened = path.clone();
-    let (listing, ready) = blocking::run("read_dir", move || {
-        let listing = std::fs::read_dir(&opened).map_err(|e| path_error("read_dir", &opened, e))?;
+    let (listing, (more, ready)) = blocking::run("read_dir", move || {
+        let mut listing = std::fs::read_dir(&opened).map_err(|e| path_error("read_dir", &opened, e))?;
         // The first batch in the same job: a small directory is listed in one thread hop.
-        Ok(read_batch(listing, &opened))
+        let batch = read_batch(&mut listing, &opened);
+        Ok((listing, batch))
     })
     .await?;
-    Ok(ReadDir { path, ready, state: listing.map_or(State::Done, State::Idle) })
+    Ok(ReadDir { path, ready, state: if more { State::Idle(listing) } else { State::Done } })
 }
 
 #[cfg(test)]

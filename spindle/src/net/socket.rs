@@ -627,18 +627,20 @@ impl PollSocket {
         }
         // Not ready: join the waiters (or refresh our entry), then look again, so an event that
         // fired between the first look and the join (and woke a list without us) is not missed.
-        {
+        // A replaced waker is dropped after the lock is released: dropping a waker may drop its
+        // task, whose future may leave this very list.
+        let _replaced = {
             let mut w = fan.waiters.lock().unwrap_or_else(|e| e.into_inner());
             let round = w.round;
             match wait.key.filter(|_| wait.round == round).and_then(|k| w.wakers.get_mut(k)) {
-                Some(mine) => {
-                    if !mine.will_wake(cx.waker()) {
-                        *mine = cx.waker().clone();
-                    }
+                Some(mine) if mine.will_wake(cx.waker()) => None,
+                Some(mine) => Some(std::mem::replace(mine, cx.waker().clone())),
+                None => {
+                    *wait = SharedWait { round, key: Some(w.wakers.insert(cx.waker().clone())) };
+                    None
                 }
-                None => *wait = SharedWait { round, key: Some(w.wakers.insert(cx.waker().clone())) },
             }
-        }
+        };
         let r = self.reg.poll_io(&mut fan_cx, dir, || retry(&mut f));
         let r = self.eager_if_unprimed(r, dir, f);
         if r.is_ready() {
@@ -653,9 +655,10 @@ impl PollSocket {
         let Some(key) = wait.key.take() else { return };
         let Some(fans) = self.shared.get() else { return };
         let mut w = fans[dir_index(dir)].waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if w.round == wait.round {
-            w.wakers.try_remove(key);
-        }
+        let left = if w.round == wait.round { w.wakers.try_remove(key) } else { None };
+        // The waker is dropped after the lock is released (see `poll_io_shared`).
+        drop(w);
+        drop(left);
     }
 
     pub(crate) async fn io<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {

@@ -258,41 +258,69 @@ impl fmt::Display for Dump {
         writeln!(f, "{} task{}", self.tasks.len(), if self.tasks.len() == 1 { "" } else { "s" })?;
         let mut printed = BTreeSet::new();
         for root in &roots {
-            self.write_node(f, *root, "", None, &children, &kinds, &mut printed)?;
+            self.write_tree(f, *root, &children, &kinds, &mut printed)?;
         }
         // Whatever a cycle of parents (which spawning cannot make) would hide.
         for t in &self.tasks {
             let me = Node::Task(t.id.as_u64());
             if !printed.contains(&me) {
-                self.write_node(f, me, "", None, &children, &kinds, &mut printed)?;
+                self.write_tree(f, me, &children, &kinds, &mut printed)?;
             }
         }
         Ok(())
     }
 }
 
+/// Levels of the tree drawn with indentation; deeper lines say their depth instead, so a long
+/// chain of tasks (each spawning and awaiting the next) prints in space linear in its length.
+const MAX_DRAWN_DEPTH: usize = 32;
+
 impl Dump {
-    /// Writes `node` and its subtree; `last` is `Some(is_last_sibling)` below a root.
-    #[allow(clippy::too_many_arguments)]
-    fn write_node(
+    /// Writes the subtree under `root`, depth first, with an explicit stack (a chain of tasks
+    /// can be deeper than a thread's stack allows recursion).
+    fn write_tree(
         &self,
         f: &mut fmt::Formatter<'_>,
-        node: Node,
-        indent: &str,
-        last: Option<bool>,
+        root: Node,
         children: &BTreeMap<Node, BTreeSet<Node>>,
         kinds: &BTreeMap<u64, GroupKind>,
         printed: &mut BTreeSet<Node>,
     ) -> fmt::Result {
-        if !printed.insert(node) {
-            return Ok(());
+        // (node, depth, whether it is its parent's last child), and per drawn level whether
+        // the ancestor at that level was a last child (no `│` below it).
+        let mut stack = vec![(root, 0usize, true)];
+        let mut last_at: Vec<bool> = Vec::new();
+        while let Some((node, depth, last)) = stack.pop() {
+            if !printed.insert(node) {
+                continue;
+            }
+            if depth > 0 {
+                let drawn = depth.min(MAX_DRAWN_DEPTH);
+                last_at.truncate(drawn - 1);
+                for &l in &last_at {
+                    f.write_str(if l { "    " } else { "│   " })?;
+                }
+                if depth > MAX_DRAWN_DEPTH {
+                    write!(f, "[depth {depth}] ")?;
+                }
+                f.write_str(if last { "└── " } else { "├── " })?;
+                if drawn < MAX_DRAWN_DEPTH {
+                    last_at.push(last);
+                }
+            }
+            self.write_line(f, node, kinds)?;
+            if let Some(kids) = children.get(&node) {
+                let kids: Vec<Node> = kids.iter().copied().filter(|k| !printed.contains(k)).collect();
+                for (i, kid) in kids.iter().enumerate().rev() {
+                    stack.push((*kid, depth + 1, i + 1 == kids.len()));
+                }
+            }
         }
-        let branch = match last {
-            None => "",
-            Some(true) => "└── ",
-            Some(false) => "├── ",
-        };
-        write!(f, "{indent}{branch}")?;
+        Ok(())
+    }
+
+    /// One node's line, without its indentation.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, node: Node, kinds: &BTreeMap<u64, GroupKind>) -> fmt::Result {
         match node {
             Node::Task(id) => {
                 let t = &self.tasks[self.tasks.binary_search_by_key(&id, |t| t.id.as_u64()).expect("a dumped task")];
@@ -307,27 +335,15 @@ impl Dump {
                 if t.local {
                     f.write_str(" (local)")?;
                 }
-                writeln!(f, ", spawned at {}", t.location)?;
+                writeln!(f, ", spawned at {}", t.location)
             }
             Node::Group(id) => {
                 let kind = match kinds.get(&id) {
                     Some(GroupKind::Scope) => "scope",
                     _ => "task group",
                 };
-                writeln!(f, "{kind} {id}")?;
+                writeln!(f, "{kind} {id}")
             }
         }
-        let below = match last {
-            None => indent.to_string(),
-            Some(true) => format!("{indent}    "),
-            Some(false) => format!("{indent}│   "),
-        };
-        if let Some(kids) = children.get(&node) {
-            let n = kids.len();
-            for (i, kid) in kids.iter().enumerate() {
-                self.write_node(f, *kid, &below, Some(i + 1 == n), children, kinds, printed)?;
-            }
-        }
-        Ok(())
     }
 }
