@@ -14,34 +14,21 @@ const THRESHOLD: Duration = Duration::from_millis(30);
 /// channel.
 fn flavors(threshold: Duration) -> Vec<(&'static str, Runtime, mpsc::Receiver<LongPoll>)> {
     let mut out = Vec::new();
-    type Make = fn() -> Builder;
-    let builders: Vec<(&'static str, Make)> = vec![
-        ("current_thread", Builder::new_current_thread),
-        ("multi_thread(1)", || {
-            let mut b = Builder::new_multi_thread();
-            b.worker_threads(1);
-            b
-        }),
-        ("multi_thread(2)", || {
-            let mut b = Builder::new_multi_thread();
-            b.worker_threads(2);
-            b
-        }),
-        ("multi_thread(4)", || {
-            let mut b = Builder::new_multi_thread();
-            b.worker_threads(4);
-            b
-        }),
-        ("per_core(2)", || {
-            let mut b = Builder::new_per_core();
-            b.worker_threads(2);
-            b
-        }),
+    fn with_workers(mut b: Builder, n: usize) -> Builder {
+        b.worker_threads(n);
+        b
+    }
+    let builders: Vec<(&'static str, Builder)> = vec![
+        ("current_thread", Builder::new_current_thread()),
+        ("multi_thread(1)", with_workers(Builder::new_multi_thread(), 1)),
+        ("multi_thread(2)", with_workers(Builder::new_multi_thread(), 2)),
+        ("multi_thread(4)", with_workers(Builder::new_multi_thread(), 4)),
+        ("per_core(2)", with_workers(Builder::new_per_core(), 2)),
     ];
-    for (name, make) in builders {
+    for (name, mut builder) in builders {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let rt = make()
+        let rt = builder
             .on_long_poll(threshold, move |p| {
                 let _ = tx.lock().unwrap().send(p.clone());
             })

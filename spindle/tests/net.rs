@@ -1496,6 +1496,21 @@ fn readiness_api_on_split_halves() {
     });
 }
 
+/// Waits with `readable` and receives with `try_recv` (a datagram socket of either kind) until a
+/// datagram comes; its length.
+macro_rules! recv_when_readable {
+    ($sock:expr, $buf:expr) => {
+        loop {
+            $sock.readable().await.unwrap();
+            match $sock.try_recv(&mut $buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("try_recv: {e}"),
+            }
+        }
+    };
+}
+
 /// The UDP readiness API: 200 datagrams through `writable`/`try_send_to` and
 /// `readable`/`try_recv_from` (sender checked), then `WouldBlock` on an empty socket, and the
 /// connected `try_send`/`try_recv`, on every flavour.
@@ -1545,14 +1560,7 @@ fn udp_readiness_api() {
             a.connect(b_addr).await.unwrap();
             b.connect(a_addr).await.unwrap();
             assert_eq!(a.try_send(b"conn").unwrap(), 4);
-            let n = loop {
-                b.readable().await.unwrap();
-                match b.try_recv(&mut buf) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("try_recv: {e}"),
-                }
-            };
+            let n = recv_when_readable!(b, buf);
             assert_eq!(&buf[..n], b"conn");
         })
     });
@@ -1620,28 +1628,14 @@ fn unix_datagram_readiness_api() {
 
             let (x, y) = UnixDatagram::pair().unwrap();
             assert_eq!(x.try_send(b"pair").unwrap(), 4);
-            let n = loop {
-                y.readable().await.unwrap();
-                match y.try_recv(&mut buf) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("try_recv: {e}"),
-                }
-            };
+            let n = recv_when_readable!(y, buf);
             assert_eq!(&buf[..n], b"pair");
             {
                 let mut recv = pin!(y.recv_owned(vec![0u8; 16]));
                 assert!(futures::poll!(recv.as_mut()).is_pending());
             } // dropped in flight: on io_uring its datagram goes to the stash
             x.send(b"stashed").await.unwrap();
-            let n = loop {
-                y.readable().await.unwrap();
-                match y.try_recv(&mut buf) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("try_recv: {e}"),
-                }
-            };
+            let n = recv_when_readable!(y, buf);
             assert_eq!(&buf[..n], b"stashed");
         });
         std::fs::remove_dir_all(&dir).unwrap();
