@@ -375,13 +375,7 @@ impl Shared {
                     let prev = context::start_poll(Some(task.header()));
                     match self.poll_watch.get() {
                         None => task.run(),
-                        Some((watch, slot)) => {
-                            // `run` may drop the last reference; keep one to read the header.
-                            let keep = task.new_ref();
-                            watch.start_poll(*slot, keep.header());
-                            task.run();
-                            watch.end_poll(*slot, keep.header());
-                        }
+                        Some((watch, slot)) => watch.run(*slot, task),
                     }
                     context::end_poll(prev);
                     if self.main_woken.load(Relaxed) {

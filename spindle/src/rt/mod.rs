@@ -424,7 +424,8 @@ impl Builder {
     /// returns past the threshold before the watchdog saw it is reported by its worker right
     /// after it returns. Each long poll is reported once. `report` runs on the watchdog thread
     /// or on the worker, so it should be quick (log, count, send on a channel); a panic in it is
-    /// caught. Off by default; when on, each poll costs two clock reads more.
+    /// caught. Off by default; when on, each poll costs two clock reads and a task reference
+    /// taken and dropped more.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};

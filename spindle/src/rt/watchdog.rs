@@ -4,8 +4,8 @@
 //!
 //! # Contract
 //!
-//! - Off unless configured: then a poll costs one load and branch more. On: two clock reads and
-//!   a few stores per poll.
+//! - Off unless configured: then a poll costs one load and branch more. On: two clock reads, a
+//!   task reference taken and dropped, and a few stores per poll.
 //! - Each thread that polls the runtime's tasks has a [`PollSlot`] (a multi-thread runtime's
 //!   worker `i` slot `i`, a per-core runtime's core `i` slot `i`, a current-thread runtime slot
 //!   0). The poller writes the task's id and spawn location, then the poll's start time, before
@@ -24,7 +24,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use spindle_core::loom::{fence, AtomicPtr, AtomicU64, Ordering::*};
-use spindle_core::task::{Header, TaskId};
+use spindle_core::task::{Header, Notified, TaskId};
 
 use super::Scheduler;
 
@@ -162,9 +162,18 @@ impl PollWatch {
         self.epoch.elapsed().as_nanos() as u64 + 1
     }
 
+    /// Polls `task` on slot `slot`'s thread, watched.
+    pub(crate) fn run<S: 'static>(&self, slot: usize, task: Notified<S>) {
+        // `run` may drop the last reference; keep one to read the header after it.
+        let keep = task.new_ref();
+        self.start_poll(slot, keep.header());
+        task.run();
+        self.end_poll(slot, keep.header());
+    }
+
     /// Before polling `task` on slot `slot`'s thread.
     #[inline]
-    pub(crate) fn start_poll(&self, slot: usize, task: &Header) {
+    fn start_poll(&self, slot: usize, task: &Header) {
         let s = &self.slots[slot];
         s.task.store(task.id().as_u64(), Release);
         s.location.store(task.meta().location as *const Location<'static> as *mut Location<'static>, Release);
@@ -174,7 +183,7 @@ impl PollWatch {
     /// After the poll [`start_poll`](Self::start_poll) began; reports it if it was long and the
     /// watchdog has not.
     #[inline]
-    pub(crate) fn end_poll(&self, slot: usize, task: &Header) {
+    fn end_poll(&self, slot: usize, task: &Header) {
         let s = &self.slots[slot];
         let started = s.started.load(Relaxed);
         s.started.store(0, Release);

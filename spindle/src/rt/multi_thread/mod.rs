@@ -482,7 +482,7 @@ impl WorkerCtx {
                 let prev = context::start_poll(Some(t.header()));
                 match watch {
                     None => t.run(),
-                    Some(w) => self.run_watched(w, t),
+                    Some(w) => w.run(self.index, t),
                 }
                 context::end_poll(prev);
             }
@@ -490,21 +490,11 @@ impl WorkerCtx {
                 let prev = context::start_poll(Some(t.header()));
                 match watch {
                     None => t.run(),
-                    Some(w) => self.run_watched(w, t),
+                    Some(w) => w.run(self.index, t),
                 }
                 context::end_poll(prev);
             }
         }
-    }
-
-    /// Runs a task with long-poll detection on (`rt::watchdog`).
-    #[cold]
-    fn run_watched<S: 'static>(&self, watch: &super::watchdog::PollWatch, task: spindle_core::task::Notified<S>) {
-        // `run` may drop the last reference; keep one to read the header.
-        let keep = task.new_ref();
-        watch.start_poll(self.index, keep.header());
-        task.run();
-        watch.end_poll(self.index, keep.header());
     }
 
     pub(crate) fn clock(&self) -> &Arc<Clock> {
