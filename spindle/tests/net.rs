@@ -18,6 +18,22 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use spindle::io::{AsyncReadOwned, AsyncWriteOwned, IoBuf};
 use spindle::net::{TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 
+/// Waits with `$wait` (a `readable()`/`writable()` future) and tries `$attempt` (a `try_*` call)
+/// until the attempt says something other than `WouldBlock`; its success value (an error
+/// panics). The loop every caller of the readiness API writes, since a wait may end spuriously.
+macro_rules! when_ready {
+    ($wait:expr, $attempt:expr) => {
+        loop {
+            $wait.await.unwrap();
+            match $attempt {
+                Ok(r) => break r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{}: {e}", stringify!($attempt)),
+            }
+        }
+    };
+}
+
 /// A fresh socket path under the temp dir.
 fn sock_path(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -1347,25 +1363,16 @@ fn readiness_api_moves_data_both_ways_and_sees_end_of_stream() {
     async fn send_all(s: &TcpStream, data: &[u8]) {
         let mut off = 0;
         while off < data.len() {
-            s.writable().await.unwrap();
-            match s.try_write(&data[off..]) {
-                Ok(n) => off += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("try_write: {e}"),
-            }
+            off += when_ready!(s.writable(), s.try_write(&data[off..]));
         }
     }
     async fn recv_exactly(s: &TcpStream, n: usize) -> Vec<u8> {
         let mut got = Vec::with_capacity(n);
         let mut buf = [0u8; 4096];
         while got.len() < n {
-            s.readable().await.unwrap();
-            match s.try_read(&mut buf) {
-                Ok(0) => panic!("early end of stream after {} bytes", got.len()),
-                Ok(k) => got.extend_from_slice(&buf[..k]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("try_read: {e}"),
-            }
+            let k = when_ready!(s.readable(), s.try_read(&mut buf));
+            assert!(k > 0, "early end of stream after {} bytes", got.len());
+            got.extend_from_slice(&buf[..k]);
         }
         got
     }
@@ -1397,13 +1404,7 @@ fn readiness_api_moves_data_both_ways_and_sees_end_of_stream() {
             // in late, as in tokio, whose docs say so), so wait the way callers must: until
             // `try_read` says something other than `WouldBlock`. (Asserting the first
             // `try_read` failed in 4 of 40 io_uring runs under load.)
-            let end = loop {
-                c.readable().await.unwrap();
-                match c.try_read(&mut buf) {
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                    r => break r.unwrap(),
-                }
-            };
+            let end = when_ready!(c.readable(), c.try_read(&mut buf));
             assert_eq!(end, 0, "end of stream");
         })
     });
@@ -1424,14 +1425,7 @@ fn readiness_api_reads_what_a_cancelled_owned_read_took() {
             } // dropped in flight
             c.write_all(b"abc").await.unwrap();
             let mut buf = [0u8; 16];
-            let n = loop {
-                s.readable().await.unwrap();
-                match s.try_read(&mut buf) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("try_read: {e}"),
-                }
-            };
+            let n = when_ready!(s.readable(), s.try_read(&mut buf));
             assert_eq!(&buf[..n], b"abc");
         })
     });
@@ -1455,24 +1449,15 @@ fn readiness_api_on_split_halves() {
             let writer = spindle::spawn(async move {
                 let mut off = 0;
                 while off < to_send.len() {
-                    c_write.writable().await.unwrap();
-                    match c_write.try_write(&to_send[off..]) {
-                        Ok(n) => off += n,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("try_write: {e}"),
-                    }
+                    off += when_ready!(c_write.writable(), c_write.try_write(&to_send[off..]));
                 }
             });
             let mut got = Vec::new();
             let mut buf = [0u8; 4096];
             while got.len() < N {
-                s_read.readable().await.unwrap();
-                match s_read.try_read(&mut buf) {
-                    Ok(0) => panic!("early end of stream"),
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("try_read: {e}"),
-                }
+                let n = when_ready!(s_read.readable(), s_read.try_read(&mut buf));
+                assert!(n > 0, "early end of stream");
+                got.extend_from_slice(&buf[..n]);
             }
             writer.await.unwrap();
             assert_eq!(got, data);
@@ -1483,32 +1468,10 @@ fn readiness_api_on_split_halves() {
             aw.writable().await.unwrap();
             assert_eq!(aw.try_write(b"half").unwrap(), 4);
             let mut buf = [0u8; 8];
-            let n = loop {
-                br.readable().await.unwrap();
-                match br.try_read(&mut buf) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("try_read: {e}"),
-                }
-            };
+            let n = when_ready!(br.readable(), br.try_read(&mut buf));
             assert_eq!(&buf[..n], b"half");
         })
     });
-}
-
-/// Waits with `readable` and receives with `try_recv` (a datagram socket of either kind) until a
-/// datagram comes; its length.
-macro_rules! recv_when_readable {
-    ($sock:expr, $buf:expr) => {
-        loop {
-            $sock.readable().await.unwrap();
-            match $sock.try_recv(&mut $buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("try_recv: {e}"),
-            }
-        }
-    };
 }
 
 /// The UDP readiness API: 200 datagrams through `writable`/`try_send_to` and
@@ -1526,28 +1489,18 @@ fn udp_readiness_api() {
                 let mut seen = Vec::new();
                 let mut buf = [0u8; 16];
                 while seen.len() < 200 {
-                    b2.readable().await.unwrap();
-                    match b2.try_recv_from(&mut buf) {
-                        Ok((n, from)) => {
-                            assert_eq!(from, a_addr);
-                            seen.push(u32::from_le_bytes(buf[..n].try_into().unwrap()));
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("try_recv_from: {e}"),
-                    }
+                    let (n, from) = when_ready!(b2.readable(), b2.try_recv_from(&mut buf));
+                    assert_eq!(from, a_addr);
+                    seen.push(u32::from_le_bytes(buf[..n].try_into().unwrap()));
                 }
                 seen
             });
             for i in 0u32..200 {
-                loop {
-                    a.writable().await.unwrap();
-                    match a.try_send_to(&i.to_le_bytes(), b_addr) {
-                        Ok(4) => break,
-                        Ok(n) => panic!("short datagram send: {n}"),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("try_send_to: {e}"),
-                    }
-                }
+                assert_eq!(
+                    when_ready!(a.writable(), a.try_send_to(&i.to_le_bytes(), b_addr)),
+                    4,
+                    "short datagram send"
+                );
                 if i % 16 == 0 {
                     // Let the receiver drain (loopback drops datagrams past the receive buffer).
                     spindle::task::yield_now().await;
@@ -1560,7 +1513,7 @@ fn udp_readiness_api() {
             a.connect(b_addr).await.unwrap();
             b.connect(a_addr).await.unwrap();
             assert_eq!(a.try_send(b"conn").unwrap(), 4);
-            let n = recv_when_readable!(b, buf);
+            let n = when_ready!(b.readable(), b.try_recv(&mut buf));
             assert_eq!(&buf[..n], b"conn");
         })
     });
@@ -1599,28 +1552,14 @@ fn unix_datagram_readiness_api() {
             let receiver = spindle::spawn(async move {
                 let (mut seen, mut buf) = (Vec::new(), [0u8; 16]);
                 while seen.len() < 2000 {
-                    b2.readable().await.unwrap();
-                    match b2.try_recv_from(&mut buf) {
-                        Ok((n, from)) => {
-                            assert_eq!(from.as_pathname(), Some(from_path.as_path()));
-                            seen.push(u32::from_le_bytes(buf[..n].try_into().unwrap()));
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("try_recv_from: {e}"),
-                    }
+                    let (n, from) = when_ready!(b2.readable(), b2.try_recv_from(&mut buf));
+                    assert_eq!(from.as_pathname(), Some(from_path.as_path()));
+                    seen.push(u32::from_le_bytes(buf[..n].try_into().unwrap()));
                 }
                 seen
             });
             for i in next..2000 {
-                loop {
-                    a.writable().await.unwrap();
-                    match a.try_send_to(&i.to_le_bytes(), &pb) {
-                        Ok(4) => break,
-                        Ok(n) => panic!("short datagram send: {n}"),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("try_send_to: {e}"),
-                    }
-                }
+                assert_eq!(when_ready!(a.writable(), a.try_send_to(&i.to_le_bytes(), &pb)), 4, "short datagram send");
             }
             assert_eq!(receiver.await.unwrap(), (0u32..2000).collect::<Vec<_>>());
             let mut buf = [0u8; 8];
@@ -1628,14 +1567,14 @@ fn unix_datagram_readiness_api() {
 
             let (x, y) = UnixDatagram::pair().unwrap();
             assert_eq!(x.try_send(b"pair").unwrap(), 4);
-            let n = recv_when_readable!(y, buf);
+            let n = when_ready!(y.readable(), y.try_recv(&mut buf));
             assert_eq!(&buf[..n], b"pair");
             {
                 let mut recv = pin!(y.recv_owned(vec![0u8; 16]));
                 assert!(futures::poll!(recv.as_mut()).is_pending());
             } // dropped in flight: on io_uring its datagram goes to the stash
             x.send(b"stashed").await.unwrap();
-            let n = recv_when_readable!(y, buf);
+            let n = when_ready!(y.readable(), y.try_recv(&mut buf));
             assert_eq!(&buf[..n], b"stashed");
         });
         std::fs::remove_dir_all(&dir).unwrap();

@@ -85,6 +85,7 @@
 //! ```
 
 mod addr;
+mod datagram_io;
 mod pooled;
 mod socket;
 mod stash;

@@ -125,16 +125,22 @@ impl UdpSocket {
         inet_addr(self.io.socket().peer_addr())
     }
 
-    /// Waits until a datagram may be there to receive (or a datagram that a cancelled owned
-    /// receive took). Several tasks may wait at once. It can return when a receive would still
-    /// block; [`try_recv_from`](Self::try_recv_from) then fails with `WouldBlock`, and the next
-    /// wait sleeps until a datagram arrives. Cancel-safe.
+    super::datagram_io::datagram_readiness_methods!(
+        "# spindle::block_on(async {
+let a = spindle::net::UdpSocket::bind(\"127.0.0.1:0\").await.unwrap();
+let b = spindle::net::UdpSocket::bind(\"127.0.0.1:0\").await.unwrap();
+a.connect(b.local_addr().unwrap()).await.unwrap();
+b.connect(a.local_addr().unwrap()).await.unwrap();"
+    );
+
+    /// Receives a datagram and its sender now, without waiting (see [`try_recv`](Self::try_recv)).
     ///
     /// ```
     /// spindle::block_on(async {
     ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    ///     s.send_to(b"ping", s.local_addr().unwrap()).await.unwrap();
     ///     let mut buf = [0u8; 8];
+    ///     assert_eq!(s.try_recv_from(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    ///     s.send_to(b"ping", s.local_addr().unwrap()).await.unwrap();
     ///     let (n, from) = loop {
     ///         s.readable().await.unwrap();
     ///         match s.try_recv_from(&mut buf) {
@@ -146,65 +152,9 @@ impl UdpSocket {
     ///     assert_eq!((&buf[..n], from), (&b"ping"[..], s.local_addr().unwrap()));
     /// });
     /// ```
-    pub async fn readable(&self) -> io::Result<()> {
-        self.io.datagram_ready(crate::driver::Direction::Read).await
-    }
-
-    /// Waits until a datagram may be sent without blocking (see [`readable`](Self::readable)).
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    ///     s.writable().await.unwrap();
-    ///     assert_eq!(s.try_send_to(b"now", s.local_addr().unwrap()).unwrap(), 3);
-    /// });
-    /// ```
-    pub async fn writable(&self) -> io::Result<()> {
-        self.io.datagram_ready(crate::driver::Direction::Write).await
-    }
-
-    /// Receives a datagram from the connected peer now, without waiting: `WouldBlock` when none
-    /// is there (use with [`readable`](Self::readable)). The rest of a longer datagram is dropped.
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let a = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    ///     a.connect(a.local_addr().unwrap()).await.unwrap();
-    ///     let mut buf = [0u8; 8];
-    ///     assert_eq!(a.try_recv(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
-    /// });
-    /// ```
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.try_recv_datagram_now(buf)
-    }
-
-    /// Receives a datagram and its sender now, without waiting (see [`try_recv`](Self::try_recv)
-    /// and the example of [`readable`](Self::readable)).
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    ///     let mut buf = [0u8; 8];
-    ///     assert_eq!(s.try_recv_from(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
-    /// });
-    /// ```
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.io.try_recv_from_now(buf)?;
         Ok((n, inet_addr(Ok(from))?))
-    }
-
-    /// Sends a datagram to the connected peer now, without waiting: `WouldBlock` when the
-    /// socket's send buffer is full (use with [`writable`](Self::writable)).
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    ///     s.connect(s.local_addr().unwrap()).await.unwrap();
-    ///     assert_eq!(s.try_send(b"hi").unwrap(), 2);
-    /// });
-    /// ```
-    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.try_send_now(buf)
     }
 
     /// Sends a datagram to `target` now, without waiting (a literal address: nothing to look up;

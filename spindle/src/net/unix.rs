@@ -673,57 +673,10 @@ impl UnixDatagram {
         Ok((n, std_unix_addr(&from)?))
     }
 
-    /// Waits until a datagram may be there to receive (or one that a cancelled owned receive
-    /// took), as tokio's. Several tasks may wait at once. It can return when a receive would
-    /// still block; [`try_recv`](Self::try_recv) then fails with `WouldBlock`, and the next wait
-    /// sleeps until a datagram arrives. Cancel-safe.
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let (a, b) = spindle::net::UnixDatagram::pair().unwrap();
-    ///     a.send(b"ping").await.unwrap();
-    ///     let mut buf = [0u8; 8];
-    ///     let n = loop {
-    ///         b.readable().await.unwrap();
-    ///         match b.try_recv(&mut buf) {
-    ///             Ok(n) => break n,
-    ///             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-    ///             Err(e) => panic!("{e}"),
-    ///         }
-    ///     };
-    ///     assert_eq!(&buf[..n], b"ping");
-    /// });
-    /// ```
-    pub async fn readable(&self) -> io::Result<()> {
-        self.io.datagram_ready(crate::driver::Direction::Read).await
-    }
-
-    /// Waits until a datagram may be sent without blocking (see [`readable`](Self::readable)).
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let (a, _b) = spindle::net::UnixDatagram::pair().unwrap();
-    ///     a.writable().await.unwrap();
-    ///     assert_eq!(a.try_send(b"now").unwrap(), 3);
-    /// });
-    /// ```
-    pub async fn writable(&self) -> io::Result<()> {
-        self.io.datagram_ready(crate::driver::Direction::Write).await
-    }
-
-    /// Receives a datagram now, without waiting: `WouldBlock` when none is there (use with
-    /// [`readable`](Self::readable)). The rest of a longer datagram is dropped.
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let (_a, b) = spindle::net::UnixDatagram::pair().unwrap();
-    ///     let mut buf = [0u8; 8];
-    ///     assert_eq!(b.try_recv(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
-    /// });
-    /// ```
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.try_recv_datagram_now(buf)
-    }
+    super::datagram_io::datagram_readiness_methods!(
+        "# spindle::block_on(async {
+let (a, b) = spindle::net::UnixDatagram::pair().unwrap();"
+    );
 
     /// Receives a datagram and its sender's address now, without waiting (see
     /// [`try_recv`](Self::try_recv)).
@@ -745,21 +698,6 @@ impl UnixDatagram {
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.io.try_recv_from_now(buf)?;
         Ok((n, std_unix_addr(&from)?))
-    }
-
-    /// Sends a datagram to the connected peer now, without waiting: `WouldBlock` when the
-    /// peer's queue is full (use with [`writable`](Self::writable)).
-    ///
-    /// ```
-    /// spindle::block_on(async {
-    ///     let (a, b) = spindle::net::UnixDatagram::pair().unwrap();
-    ///     assert_eq!(a.try_send(b"x").unwrap(), 1);
-    ///     let mut buf = [0u8; 1];
-    ///     assert_eq!(b.recv(&mut buf).await.unwrap(), 1);
-    /// });
-    /// ```
-    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.try_send_now(buf)
     }
 
     /// Sends a datagram to the socket bound at `path` now, without waiting (see

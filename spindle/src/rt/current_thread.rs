@@ -346,6 +346,8 @@ impl Shared {
 
     /// Runs queued tasks until the main future is woken or there is nothing to do (then parks).
     fn run_tasks(&self, driving: &Driving) {
+        // Set once at build, before any task exists: read once per batch, not per poll.
+        let watch = self.poll_watch.get();
         loop {
             let task = {
                 let mut core = driving.core();
@@ -373,7 +375,7 @@ impl Shared {
             match task {
                 Some(task) => {
                     let prev = context::start_poll(Some(task.header()));
-                    match self.poll_watch.get() {
+                    match watch {
                         None => task.run(),
                         Some((watch, slot)) => watch.run(*slot, task),
                     }
