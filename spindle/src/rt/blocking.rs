@@ -212,6 +212,17 @@ impl Spawner {
         let _ = self.inner.on_idle.set(f);
     }
 
+    /// Threads of the pool, busy or idle, and how many of them are idle.
+    pub(crate) fn num_threads(&self) -> (usize, usize) {
+        let st = self.inner.lock();
+        (st.threads, st.idle)
+    }
+
+    /// Jobs waiting for a thread.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+
     /// Whether no blocking job is queued or running.
     pub(crate) fn is_idle(&self) -> bool {
         self.inner.active.load(spindle_core::loom::Ordering::SeqCst) == 0

@@ -254,6 +254,7 @@ pub(crate) fn coop_hook(cx: &mut TaskContext<'_>) -> Poll<()> {
         })
         .unwrap_or(false);
     if spent {
+        super::count_forced_yield();
         cx.waker().wake_by_ref();
         Poll::Pending
     } else {

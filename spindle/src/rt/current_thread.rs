@@ -34,6 +34,7 @@ use spindle_core::queue::inject::Inject;
 use spindle_core::task::{new_local_task, new_task, JoinHandle, Notified, Schedule, Task, TaskMeta};
 
 use super::blocking::Spawner;
+use super::metrics::{BusyClock, WorkerMetrics};
 use super::owned::OwnedTasks;
 use super::park::{Driver, Unparker};
 use super::{context, Scheduler};
@@ -66,6 +67,8 @@ pub(crate) struct Shared {
     /// Set when this runtime is one core of a per-core runtime: that runtime, this core's index
     /// and the number of cores.
     core_of: OnceLock<(Weak<super::per_core::Shared>, usize, usize)>,
+    /// This runtime's (or core's) counters, written by the driving thread (`rt::metrics`).
+    pub(crate) metrics: WorkerMetrics,
 }
 
 struct Core {
@@ -86,6 +89,9 @@ pub(crate) struct Driving {
     /// readiness and completions): moved to the local queue once the park returns.
     deferred: RefCell<VecDeque<Notified<CtSched>>>,
     prev: std::cell::Cell<*const Driving>,
+    /// This thread's busy time driving the runtime (added to its metrics when it parks, at
+    /// maintenance and when it stops driving).
+    busy: BusyClock,
 }
 
 impl Driving {
@@ -107,6 +113,7 @@ impl Driving {
 impl Drop for Driving {
     fn drop(&mut self) {
         context::set_driving(self.prev.get());
+        self.busy.pause(&self.shared.metrics);
         let mut core = self.core.borrow_mut().take();
         if let Some(core) = core.as_mut() {
             core.queue.append(&mut self.deferred.borrow_mut());
@@ -144,6 +151,7 @@ impl Shared {
             driver_owner: bind_to_driving_thread.then(OnceLock::new),
             blocking,
             core_of: OnceLock::new(),
+            metrics: WorkerMetrics::new(),
             poll_watch: OnceLock::new(),
         }))
     }
@@ -325,7 +333,9 @@ impl Shared {
             core: RefCell::new(Some(core)),
             deferred: RefCell::new(VecDeque::new()),
             prev: std::cell::Cell::new(std::ptr::null()),
+            busy: BusyClock::stopped(),
         };
+        driving.busy.resume();
         driving.prev.set(context::set_driving(&driving));
         let waker = Waker::from(Arc::new(MainWaker(self.clone())));
         let mut cx = Context::from_waker(&waker);
@@ -359,7 +369,9 @@ impl Shared {
                     // for the next park). The core is not borrowed meanwhile: dispatching wakes
                     // tasks.
                     let poll_io = core.tick % (2 * GLOBAL_INTERVAL) == 0;
+                    self.metrics.set_queue_depth(core.queue.len());
                     drop(core);
+                    driving.busy.lap(&self.metrics);
                     if self.timers.has_due() {
                         self.timers.process();
                     }
@@ -374,6 +386,7 @@ impl Shared {
             };
             match task {
                 Some(task) => {
+                    self.metrics.polled();
                     let prev = context::start_poll(Some(task.header()));
                     match watch {
                         None => task.run(),
@@ -416,7 +429,11 @@ impl Shared {
                     let timeout = next.and_then(|t| self.clock.until_tick(t));
                     {
                         let mut core = driving.core();
+                        self.metrics.parked();
+                        self.metrics.set_queue_depth(0);
+                        driving.busy.pause(&self.metrics);
                         core.driver.park_until(timeout);
+                        driving.busy.resume();
                         let mut deferred = driving.deferred.borrow_mut();
                         core.queue.append(&mut deferred);
                     }
@@ -440,6 +457,17 @@ impl Shared {
         if self.clock.is_paused() {
             self.unparker.unpark();
         }
+    }
+
+    /// Counts a poll refused by an exhausted cooperative budget (called on the driving thread, by
+    /// `context::coop_hook`).
+    pub(crate) fn count_forced_yield(&self) {
+        self.metrics.forced_yield();
+    }
+
+    /// Tasks in the inject queue (racy).
+    pub(crate) fn global_queue_depth(&self) -> usize {
+        self.inject.len()
     }
 
     pub(crate) fn num_alive_tasks(&self) -> usize {

@@ -10,6 +10,8 @@
 //!   reports the same condition as an error.
 //! - `block_on` refuses to run on a thread that is already inside a runtime (it would stall it).
 //! - Workers park through one driver interface ([`park`]); the time and I/O drivers plug in there.
+//! - Every worker counts its polls, parks, steals, budget-forced yields and busy time in its own
+//!   [`metrics::WorkerMetrics`], written only by its thread (read through [`RuntimeMetrics`]).
 //! - Dropping a runtime drops every task (destructors run, with the runtime as the current context,
 //!   local tasks on their own thread), waits for blocking jobs (bounded by `shutdown_timeout`) and
 //!   joins its threads. A task's panic is caught in the task cell and never reaches a worker.
@@ -26,6 +28,7 @@ pub use watchdog::LongPoll;
 pub(crate) mod context;
 pub(crate) mod current_thread;
 mod dump;
+pub(crate) mod metrics;
 pub(crate) mod multi_thread;
 pub(crate) mod owned;
 pub(crate) mod park;
@@ -1008,11 +1011,32 @@ impl Handle {
     }
 }
 
-/// Counters about a runtime (more arrive with the observability work).
+/// Counters and gauges of a runtime, read while it runs (DESIGN §8), with the names tokio's
+/// `RuntimeMetrics` uses.
+///
+/// Workers are numbered from 0 to [`num_workers`](RuntimeMetrics::num_workers)` - 1`: the
+/// multi-thread runtime's worker threads, the per-core runtime's cores, and, for a
+/// current-thread runtime, worker 0 is whichever thread drives it (its `block_on`).
+///
+/// The counters are always on: each worker keeps its own, written only by its thread, so counting
+/// costs a plain store on a cache line nobody else writes. Each value is exact for what happened
+/// before it was read and never decreases, but two values read one after the other are not one
+/// snapshot. Counters start at zero when the runtime is built and wrap around at `u64::MAX`.
 ///
 /// ```
-/// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
-/// assert_eq!(rt.handle().metrics().num_alive_tasks(), 0);
+/// use spindle::runtime::Builder;
+///
+/// let rt = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+/// rt.block_on(async {
+///     let tasks: Vec<_> = (0..10).map(|_| spindle::spawn(spindle::task::yield_now())).collect();
+///     for t in tasks {
+///         t.await.unwrap();
+///     }
+/// });
+/// let m = rt.metrics();
+/// let polls: u64 = (0..m.num_workers()).map(|w| m.worker_poll_count(w)).sum();
+/// assert!(polls >= 20); // each task was polled twice: before and after its yield
+/// assert_eq!(m.num_alive_tasks(), 0);
 /// ```
 #[derive(Debug, Clone)]
 pub struct RuntimeMetrics {
@@ -1037,6 +1061,179 @@ impl RuntimeMetrics {
             Scheduler::MultiThread(s) => s.num_alive_tasks(),
             Scheduler::PerCore(s) => s.num_alive_tasks(),
         }
+    }
+
+    /// Tasks waiting in the runtime's shared queue: spawned or woken from outside its threads
+    /// and not yet taken by a worker (for a per-core runtime, the sum over its cores' queues).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    /// // Nothing drives a current-thread runtime outside `block_on`: the tasks wait.
+    /// let tasks: Vec<_> = (0..3).map(|_| rt.spawn(async {})).collect();
+    /// assert_eq!(rt.metrics().global_queue_depth(), 3);
+    /// rt.block_on(async {
+    ///     for t in tasks {
+    ///         t.await.unwrap();
+    ///     }
+    /// });
+    /// assert_eq!(rt.metrics().global_queue_depth(), 0);
+    /// ```
+    pub fn global_queue_depth(&self) -> usize {
+        match &self.handle.inner {
+            Scheduler::CurrentThread(s) => match s.per_core() {
+                Some(of) => of.cores.iter().map(|c| c.global_queue_depth()).sum(),
+                None => s.global_queue_depth(),
+            },
+            Scheduler::MultiThread(s) => s.global_queue_depth(),
+            Scheduler::PerCore(s) => s.cores.iter().map(|c| c.global_queue_depth()).sum(),
+        }
+    }
+
+    /// Runs `f` on the counters of worker `worker`.
+    #[track_caller]
+    fn with_worker<R>(&self, worker: usize, f: impl FnOnce(&metrics::WorkerMetrics) -> R) -> R {
+        let n = self.num_workers();
+        assert!(worker < n, "spindle: worker index {worker} out of range: the runtime has {n} workers");
+        match &self.handle.inner {
+            Scheduler::CurrentThread(s) => match s.per_core() {
+                Some(of) => f(&of.cores[worker].metrics),
+                None => f(&s.metrics),
+            },
+            Scheduler::MultiThread(s) => f(s.worker_metrics(worker)),
+            Scheduler::PerCore(s) => f(&s.cores[worker].metrics),
+        }
+    }
+
+    /// Task polls worker `worker` has made.
+    ///
+    /// # Panics
+    /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
+    #[track_caller]
+    pub fn worker_poll_count(&self, worker: usize) -> u64 {
+        self.with_worker(worker, |m| m.polls())
+    }
+
+    /// Times worker `worker` went to sleep waiting for work (in its I/O driver, with a timeout
+    /// for its next timer). A worker that spins briefly and finds work did not park.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = spindle::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// rt.block_on(spindle::time::sleep(Duration::from_millis(5)));
+    /// assert!(rt.metrics().worker_park_count(0) >= 1);
+    /// ```
+    ///
+    /// # Panics
+    /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
+    #[track_caller]
+    pub fn worker_park_count(&self, worker: usize) -> u64 {
+        self.with_worker(worker, |m| m.parks())
+    }
+
+    /// Tasks worker `worker` took from other workers' queues (multi-thread runtime; 0 elsewhere,
+    /// where nothing is stolen). One steal takes about half of the other worker's queue.
+    ///
+    /// # Panics
+    /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
+    #[track_caller]
+    pub fn worker_steal_count(&self, worker: usize) -> u64 {
+        self.with_worker(worker, |m| m.steals())
+    }
+
+    /// Steals worker `worker` made (each moving one or more tasks; see
+    /// [`worker_steal_count`](RuntimeMetrics::worker_steal_count)).
+    ///
+    /// # Panics
+    /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
+    #[track_caller]
+    pub fn worker_steal_operations(&self, worker: usize) -> u64 {
+        self.with_worker(worker, |m| m.steal_operations())
+    }
+
+    /// Polls on worker `worker` that a task's exhausted cooperative budget cut short: a spindle
+    /// resource (a channel, a socket, a timer...) answered "not yet" though it was ready, so that
+    /// a task always finding work ready yields to the others.
+    ///
+    /// # Panics
+    /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
+    #[track_caller]
+    pub fn worker_budget_forced_yield_count(&self, worker: usize) -> u64 {
+        self.with_worker(worker, |m| m.forced_yields())
+    }
+
+    /// [`worker_budget_forced_yield_count`](RuntimeMetrics::worker_budget_forced_yield_count)
+    /// summed over the workers.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     let (tx, mut rx) = spindle::sync::mpsc::unbounded_channel();
+    ///     for i in 0..1000 {
+    ///         tx.send(i).unwrap();
+    ///     }
+    ///     // Every `recv` finds a message ready; the budget makes the task yield now and then.
+    ///     spindle::spawn(async move {
+    ///         for _ in 0..1000 {
+    ///             rx.recv().await.unwrap();
+    ///         }
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// assert!(rt.metrics().budget_forced_yield_count() >= 1);
+    /// ```
+    pub fn budget_forced_yield_count(&self) -> u64 {
+        (0..self.num_workers()).map(|w| self.worker_budget_forced_yield_count(w)).sum()
+    }
+
+    /// Time worker `worker` spent busy (running tasks and its driver, not parked), up to its
+    /// last park or periodic maintenance (every few dozen polls): a worker busy right now is
+    /// counted up to that point. For a current-thread runtime, the time threads spent driving it.
+    ///
+    /// # Panics
+    /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
+    #[track_caller]
+    pub fn worker_total_busy_duration(&self, worker: usize) -> Duration {
+        self.with_worker(worker, |m| m.busy())
+    }
+
+    /// Tasks queued on worker `worker`, ready to run. On the multi-thread runtime this is read
+    /// live (its run queue and the slot for the task it runs next); on the current-thread and
+    /// per-core runtimes, as of the worker's last park or periodic maintenance (every 31 polls).
+    ///
+    /// # Panics
+    /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
+    #[track_caller]
+    pub fn worker_local_queue_depth(&self, worker: usize) -> usize {
+        match &self.handle.inner {
+            Scheduler::MultiThread(s) if worker < s.num_workers() => s.local_queue_depth(worker),
+            _ => self.with_worker(worker, |m| m.queue_depth()),
+        }
+    }
+
+    /// Threads of the runtime's blocking pool (running a job or idle, waiting for one).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// rt.block_on(rt.spawn_blocking(|| ())).unwrap();
+    /// let m = rt.metrics();
+    /// assert!(m.num_blocking_threads() >= 1);
+    /// assert!(m.num_idle_blocking_threads() <= m.num_blocking_threads());
+    /// ```
+    pub fn num_blocking_threads(&self) -> usize {
+        self.handle.inner.blocking().num_threads().0
+    }
+
+    /// Threads of the blocking pool waiting for a job.
+    pub fn num_idle_blocking_threads(&self) -> usize {
+        self.handle.inner.blocking().num_threads().1
+    }
+
+    /// Blocking jobs waiting for a thread of the pool (all its threads are busy and it has
+    /// [`max_blocking_threads`](Builder::max_blocking_threads) of them).
+    pub fn blocking_queue_depth(&self) -> usize {
+        self.handle.inner.blocking().queue_depth()
     }
 }
 
@@ -1137,6 +1334,18 @@ fn with_runner<R>(f: impl FnOnce(Option<Runner<'_>>) -> R) -> R {
         return f(Some(Runner::Driving(unsafe { &*d })));
     }
     f(None)
+}
+
+/// Counts a poll refused by its exhausted cooperative budget in the metrics of the worker (or
+/// current-thread runtime) this thread runs; polls elsewhere (a multi-thread runtime's
+/// `block_on`, other executors) are not counted. Cold: only a refusal gets here.
+#[cold]
+pub(crate) fn count_forced_yield() {
+    with_runner(|r| match r {
+        Some(Runner::Worker(w)) => w.count_forced_yield(),
+        Some(Runner::Driving(d)) => d.shared().count_forced_yield(),
+        None => {}
+    });
 }
 
 /// Whether the runtime whose clock `time::pause` would stop ([`with_current_clock`]'s) may pause

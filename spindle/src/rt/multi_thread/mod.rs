@@ -46,6 +46,7 @@ use spindle_core::task::{new_local_task, new_task, Header, JoinHandle, Notified,
 
 use self::idle::Idle;
 use super::blocking::Spawner;
+use super::metrics::{BusyClock, WorkerMetrics};
 use super::owned::OwnedTasks;
 use super::park::{Driver, Unparker};
 use super::{context, Scheduler};
@@ -141,6 +142,8 @@ struct Remote {
     pub(crate) timers: Arc<Shard>,
     /// The worker's I/O reactor (fds registered by tasks it polls; dispatched when it parks).
     pub(crate) reactor: Arc<Reactor>,
+    /// The worker's counters (`rt::metrics`: written by the worker thread only).
+    pub(crate) metrics: WorkerMetrics,
 }
 
 struct Core {
@@ -178,6 +181,8 @@ pub(crate) struct WorkerCtx {
     /// Virtual time: the last look found nothing able to run (see `auto_advance`), so the next
     /// one, after [`ADVANCE_GRACE`], may jump the clock.
     advance_looked: std::cell::Cell<bool>,
+    /// This worker's busy time, added to its metrics when it parks and at maintenance.
+    busy: BusyClock,
 }
 
 /// Scheduler handle of `Send` tasks.
@@ -224,6 +229,7 @@ pub(crate) fn start(
             local_owned: OwnedTasks::new(1),
             timers: Arc::new(Shard::new(clock.clone(), driver.unparker())),
             reactor: driver.reactor().expect("worker drivers have a reactor").clone(),
+            metrics: WorkerMetrics::new(),
         });
         cores.push(Core {
             index,
@@ -284,9 +290,12 @@ fn run_worker(shared: Arc<Shared>, core: Core, driver: Driver) {
         notify_deferred: std::cell::Cell::new(false),
         spin_next: std::cell::Cell::new(false),
         advance_looked: std::cell::Cell::new(false),
+        busy: BusyClock::stopped(),
     };
     let prev = context::set_worker(&w);
+    w.busy.resume();
     w.run();
+    w.busy.pause(&shared.remotes[index].metrics);
     // Local tasks may only be dropped here, on their own thread.
     shared.remotes[index].local_owned.close_and_shutdown_all();
     context::set_worker(prev);
@@ -321,6 +330,12 @@ fn run_worker(shared: Arc<Shared>, core: Core, driver: Driver) {
 const SHUTDOWN_HANDOFF: Duration = Duration::from_secs(5);
 
 impl WorkerCtx {
+    /// Counts a poll refused by an exhausted cooperative budget (called on this worker's thread,
+    /// by `context::coop_hook`).
+    pub(crate) fn count_forced_yield(&self) {
+        self.remote().metrics.forced_yield();
+    }
+
     fn run(&self) {
         let shared = &*self.shared;
         loop {
@@ -476,6 +491,7 @@ impl WorkerCtx {
             // SeqCst decrement sees no searcher and wakes a worker itself.)
             self.shared.notify_parked();
         }
+        self.remote().metrics.polled();
         let watch = self.shared.poll_watch.get();
         match task {
             Runnable::Shared(t) => {
@@ -538,6 +554,7 @@ impl WorkerCtx {
         if core.tick % GLOBAL_INTERVAL == 0 {
             // A busy worker still fires its timers and looks at the inject queue.
             drop(core);
+            self.busy.lap(&self.remote().metrics);
             if self.remote().timers.has_due() {
                 self.remote().timers.process();
             }
@@ -626,11 +643,14 @@ impl WorkerCtx {
                     continue;
                 }
                 let victim = &shared.remotes[j];
+                let queued = core.run_queue.len();
                 if let Some(t) = victim.stealer.steal_into(&mut core.run_queue) {
+                    self.remote().metrics.stole(core.run_queue.len() - queued + 1);
                     return Some(Runnable::Shared(t));
                 }
                 if !victim.lifo.load(Relaxed).is_null() {
                     if let Some(p) = NonNull::new(victim.lifo.swap(ptr::null_mut(), Acquire)) {
+                        self.remote().metrics.stole(1);
                         // SAFETY: as in `next_task`: the swap made us the owner of this entry.
                         return Some(Runnable::Shared(unsafe { Notified::from_raw_owned(p) }));
                     }
@@ -674,7 +694,11 @@ impl WorkerCtx {
                     AutoAdvance::LookAgain => Some(ADVANCE_GRACE),
                     _ => next.and_then(|t| shared.clock.until_tick(t)),
                 };
+                let metrics = &self.remote().metrics;
+                metrics.parked();
+                self.busy.pause(metrics);
                 polled |= self.poll_reactor_as_driver(|| self.driver.borrow_mut().park_until(timeout));
+                self.busy.resume();
                 timers.unparked();
             }
             // Fire what is due here, and help workers too busy to fire theirs.
@@ -938,6 +962,28 @@ impl Shared {
         for r in self.remotes.iter() {
             r.timers.process();
         }
+    }
+
+    /// Worker `index`'s counters.
+    ///
+    /// # Panics
+    /// If `index` is not below the number of workers.
+    pub(crate) fn worker_metrics(&self, index: usize) -> &WorkerMetrics {
+        &self.remotes[index].metrics
+    }
+
+    /// Tasks queued on worker `index` (its run queue and LIFO slot; racy).
+    ///
+    /// # Panics
+    /// If `index` is not below the number of workers.
+    pub(crate) fn local_queue_depth(&self, index: usize) -> usize {
+        let r = &self.remotes[index];
+        r.stealer.len() + usize::from(!r.lifo.load(Relaxed).is_null())
+    }
+
+    /// Tasks in the inject queue (racy).
+    pub(crate) fn global_queue_depth(&self) -> usize {
+        self.inject.len()
     }
 
     pub(crate) fn num_workers(&self) -> usize {
