@@ -65,6 +65,7 @@ pub(crate) mod placement;
 pub(crate) mod pool;
 pub(crate) mod registration;
 pub(crate) mod uring;
+pub(crate) mod waiters;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

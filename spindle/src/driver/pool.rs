@@ -26,11 +26,12 @@ use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use spindle_core::loom::unmodelled::{AtomicUsize, Ordering::*};
 
 use super::uring::bufring::BufRing;
+use super::waiters::{WaitKey, WaitList};
 
 /// Buffers per pool (a power of two: the provided-buffer ring's size).
 pub(crate) const POOL_BUFS: u16 = 256;
@@ -103,8 +104,8 @@ pub struct BufPool {
     backing: Backing,
     /// Buffers not handed out (in the ring or on the free list).
     available: AtomicUsize,
-    /// Receivers waiting for a buffer to come back.
-    waiters: Mutex<Vec<Waker>>,
+    /// Receivers waiting for a buffer to come back (they leave when they give up).
+    waiters: WaitList,
 }
 
 /// A snapshot of a pool's counters (for tests and diagnostics).
@@ -146,7 +147,7 @@ impl BufPool {
             mem: Region::new(POOL_BUFS as usize * POOL_BUF_SIZE)?,
             backing,
             available: AtomicUsize::new(POOL_BUFS as usize),
-            waiters: Mutex::new(Vec::new()),
+            waiters: WaitList::default(),
         })
     }
 
@@ -238,29 +239,34 @@ impl BufPool {
             Backing::Ring(r) => unsafe { r.push(bid, self.buf_ptr(bid), POOL_BUF_SIZE as u32) },
         }
         self.available.fetch_add(1, AcqRel);
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
-        for w in waiters {
-            w.wake();
-        }
+        self.waiters.wake_all();
     }
 
-    /// Ready once a buffer is free; otherwise wakes `cx` when one comes back.
-    pub(crate) fn poll_available(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready once a buffer is free; otherwise wakes `cx` when one comes back. `wait` is the
+    /// calling future's place among the waiters: it must [`leave_wait`](Self::leave_wait) when
+    /// it gives up.
+    pub(crate) fn poll_available(&self, cx: &mut Context<'_>, wait: &mut WaitKey) -> Poll<()> {
         if self.available() > 0 {
             return Poll::Ready(());
         }
-        {
-            let mut w = lock(&self.waiters);
-            if !w.iter().any(|x| x.will_wake(cx.waker())) {
-                w.push(cx.waker().clone());
-            }
-        }
+        self.waiters.join(wait, cx.waker());
         // A buffer may have come back (and found no waiter) meanwhile.
         if self.available() > 0 {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
+    }
+
+    /// Callers waiting for a buffer (tests).
+    #[cfg(test)]
+    pub(crate) fn waiters_len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Takes a waiter's entry (see [`poll_available`](Self::poll_available)) out of the list.
+    pub(crate) fn leave_wait(&self, wait: &mut WaitKey) {
+        self.waiters.leave(wait);
     }
 
     /// The error a receive reports when every buffer is held.

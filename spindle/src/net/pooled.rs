@@ -79,17 +79,18 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
-use super::socket::{LeaveOnDrop, PollSocket, SharedWait};
+use super::socket::{PollSocket, SharedWait};
 use super::stash::{Fill, Mode};
 use crate::driver::pool::{self, BufPool, PooledBuf, POOL_BUF_SIZE};
 use crate::driver::uring::bufring::BGID;
 use crate::driver::uring::sink::CqeSink;
+use crate::driver::waiters::{WaitKey, WaitList};
 use crate::driver::{Direction, Reactor};
 
 /// Accepted connections a listener queues before it pauses its multishot accept.
@@ -114,6 +115,9 @@ struct Shared {
     /// Present when requests go to an io_uring; absent on the readiness path.
     uring: Option<UringSide>,
     st: Mutex<St>,
+    /// Callers waiting for the next result (io_uring). Joined under `st`'s lock and woken after
+    /// a completion released it, so a result queued after a caller looked wakes it.
+    items: WaitList,
 }
 
 struct UringSide {
@@ -135,7 +139,6 @@ struct St {
     op: Option<(u64, Kind)>,
     /// A cancel of `op` was requested (queue full, or the stream was dropped).
     cancelling: bool,
-    waiters: Vec<Waker>,
     /// The last request ended with ENOBUFS; re-arm only once a buffer is free.
     enobufs: bool,
     /// That ENOBUFS was reported to a caller already.
@@ -215,7 +218,7 @@ impl CqeSink for OpSink {
         let Some(shared) = self.shared.upgrade() else { return };
         let mut release = None;
         let mut cancel = false;
-        let waiters = {
+        {
             let mut st = lock(&shared.st);
             if !more && st.op.map(|(k, _)| k) == Some(key) {
                 st.op = None;
@@ -236,17 +239,14 @@ impl CqeSink for OpSink {
                 st.cancelling = true;
                 cancel = true;
             }
-            std::mem::take(&mut st.waiters)
-        };
+        }
         if cancel {
             if let Some(u) = &shared.uring {
                 u.uring().cancel_sink(key);
             }
         }
         drop(release);
-        for w in waiters {
-            w.wake();
-        }
+        shared.items.wake_all();
     }
 }
 
@@ -313,7 +313,7 @@ impl Shared {
         if uring.is_none() && !listener {
             pool = Some(pool::local_pool()?);
         }
-        Ok(Shared { pool, uring, st: Mutex::new(St::default()) })
+        Ok(Shared { pool, uring, st: Mutex::new(St::default()), items: WaitList::default() })
     }
 
     /// Submits a request of `kind` (caller holds `st` and records the key).
@@ -339,7 +339,13 @@ impl Shared {
 
     /// The next result for a caller of `kind` on io_uring: from the queue, else arming a request
     /// when none is in flight.
-    fn poll_item(self: &Arc<Self>, cx: &mut Context<'_>, kind: Kind) -> Poll<Item> {
+    fn poll_item(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        kind: Kind,
+        item: &mut WaitKey,
+        buffer: &mut BufferWait,
+    ) -> Poll<Item> {
         let u = self.uring.as_ref().expect("io_uring path");
         let mut st = lock(&self.st);
         if let Some(it) = st.queue.pop_front() {
@@ -357,7 +363,7 @@ impl Shared {
                             st.enobufs_reported = true;
                             return Poll::Ready(Item::Err(pool.exhausted_error()));
                         }
-                        if pool.poll_available(cx).is_pending() {
+                        if buffer.poll(pool, cx).is_pending() {
                             return Poll::Pending;
                         }
                     }
@@ -368,9 +374,8 @@ impl Shared {
             let key = self.arm(u, kind);
             st.op = Some((key, kind));
         }
-        if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            st.waiters.push(cx.waker().clone());
-        }
+        // Under `st`'s lock: a completion queues its result under it and wakes after.
+        self.items.join(item, cx.waker());
         Poll::Pending
     }
 
@@ -430,7 +435,7 @@ fn poll_recv_ready(
     sock: &PollSocket,
     shared: &Shared,
     cx: &mut Context<'_>,
-    wait: &mut SharedWait,
+    wait: &mut PooledWait<'_>,
 ) -> Poll<io::Result<PooledBuf>> {
     let pool = shared.pool.as_ref().expect("a receiving socket has a pool");
     {
@@ -443,13 +448,13 @@ fn poll_recv_ready(
                 st.enobufs_reported = true;
                 return Poll::Ready(Err(pool.exhausted_error()));
             }
-            if pool.poll_available(cx).is_pending() {
+            if wait.buffer.poll(pool, cx).is_pending() {
                 return Poll::Pending;
             }
         }
         st.enobufs_reported = false;
     }
-    let r = sock.poll_io_shared(cx, Direction::Read, wait, || {
+    let r = sock.poll_io_shared(cx, Direction::Read, &mut wait.ready, || {
         // Another receiver may have taken the last buffer since the check above.
         let mut b = pool.try_take().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOBUFS))?;
         let n = sock.socket().recv(b.spare_mut())?;
@@ -460,7 +465,7 @@ fn poll_recv_ready(
     match r {
         Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
             // Lost a race for the last buffer: wait for one to come back, then retry.
-            match pool.poll_available(cx) {
+            match wait.buffer.poll(pool, cx) {
                 Poll::Ready(()) => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
@@ -482,7 +487,7 @@ fn poll_recv_ready(
 /// userspace pool is a pool like any other to the caller (the buffer goes back to it on drop, from
 /// any thread), and stashed bytes are rare (only a cancelled owned read leaves any), so one copy
 /// keeps the pooled path's queue and its sink ops unaware of the stash.
-fn poll_stashed(sock: &PollSocket, cx: &mut Context<'_>) -> Poll<Option<io::Result<PooledBuf>>> {
+fn poll_stashed(sock: &PollSocket, cx: &mut Context<'_>, wait: &mut BufferWait) -> Poll<Option<io::Result<PooledBuf>>> {
     // Wait for orphaned reads and see whether anything is stashed before taking a buffer.
     let mut probe = Fill::new(&mut []);
     if std::task::ready!(sock.poll_stashed(cx, &mut probe, Mode::Peek)).is_none() {
@@ -494,7 +499,7 @@ fn poll_stashed(sock: &PollSocket, cx: &mut Context<'_>) -> Poll<Option<io::Resu
     };
     let Some(mut b) = pool.try_take() else {
         // Every buffer of this thread's pool is held: wait for one (then look again).
-        if pool.poll_available(cx).is_ready() {
+        if wait.poll(&pool, cx).is_ready() {
             cx.waker().wake_by_ref();
         }
         return Poll::Pending;
@@ -513,16 +518,15 @@ fn poll_stashed(sock: &PollSocket, cx: &mut Context<'_>) -> Poll<Option<io::Resu
     }
 }
 
-/// A pooled receive (`wait`: the calling future's place among the readiness waiters; see
-/// `PollSocket::poll_io_shared`).
+/// A pooled receive (`wait`: the calling future's places among the lists it may wait in).
 fn poll_recv(
     sock: &PollSocket,
     cx: &mut Context<'_>,
     kind: Kind,
-    wait: &mut SharedWait,
+    wait: &mut PooledWait<'_>,
 ) -> Poll<io::Result<PooledBuf>> {
     if sock.stash.is_busy() {
-        if let Some(r) = std::task::ready!(poll_stashed(sock, cx)) {
+        if let Some(r) = std::task::ready!(poll_stashed(sock, cx, &mut wait.buffer)) {
             return Poll::Ready(r);
         }
     }
@@ -534,7 +538,7 @@ fn poll_recv(
         if spindle_core::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
-        shared.poll_item(cx, kind).map(Item::into_recv)
+        shared.poll_item(cx, kind, &mut wait.item, &mut wait.buffer).map(Item::into_recv)
     } else {
         poll_recv_ready(sock, shared, cx, wait)
     }
@@ -542,8 +546,61 @@ fn poll_recv(
 
 /// `recv_pooled` for a stream socket (see `TcpStream::recv_pooled`).
 pub(crate) async fn recv_pooled(sock: &PollSocket) -> io::Result<PooledBuf> {
-    let mut waiting = LeaveOnDrop { sock, dir: Direction::Read, wait: SharedWait::default() };
-    poll_fn(|cx| poll_recv(sock, cx, Kind::Recv, &mut waiting.wait)).await
+    let mut waiting = PooledWait::new(sock);
+    poll_fn(|cx| poll_recv(sock, cx, Kind::Recv, &mut waiting)).await
+}
+
+/// A pooled receive's places in the lists it may wait in, left when its future is dropped (so a
+/// receive given up leaves no waker behind: `driver::waiters`): the socket's readiness waiters
+/// (epoll), its pooled results (io_uring), and a buffer pool's free-buffer waiters.
+struct PooledWait<'a> {
+    sock: &'a PollSocket,
+    ready: SharedWait,
+    item: WaitKey,
+    buffer: BufferWait,
+}
+
+impl<'a> PooledWait<'a> {
+    fn new(sock: &'a PollSocket) -> PooledWait<'a> {
+        PooledWait { sock, ready: SharedWait::default(), item: WaitKey::default(), buffer: BufferWait::default() }
+    }
+}
+
+impl Drop for PooledWait<'_> {
+    fn drop(&mut self) {
+        self.sock.leave_shared(Direction::Read, &mut self.ready);
+        if let Some(shared) = self.sock.pooled.0.get() {
+            shared.items.leave(&mut self.item);
+        }
+    }
+}
+
+/// A caller's place among a pool's waiters for a free buffer, left on drop.
+#[derive(Default)]
+struct BufferWait(Option<(Arc<BufPool>, WaitKey)>);
+
+impl BufferWait {
+    /// Ready once `pool` has a free buffer (see `BufPool::poll_available`).
+    fn poll(&mut self, pool: &Arc<BufPool>, cx: &mut Context<'_>) -> Poll<()> {
+        if !matches!(&self.0, Some((p, _)) if Arc::ptr_eq(p, pool)) {
+            self.leave();
+            self.0 = Some((pool.clone(), WaitKey::default()));
+        }
+        let (p, key) = self.0.as_mut().expect("set above");
+        p.poll_available(cx, key)
+    }
+
+    fn leave(&mut self) {
+        if let Some((p, mut key)) = self.0.take() {
+            p.leave_wait(&mut key);
+        }
+    }
+}
+
+impl Drop for BufferWait {
+    fn drop(&mut self) {
+        self.leave();
+    }
 }
 
 /// A stream of received buffers from [`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream)
@@ -575,8 +632,8 @@ pub(crate) async fn recv_pooled(sock: &PollSocket) -> io::Result<PooledBuf> {
 pub struct RecvStream<'a> {
     sock: &'a PollSocket,
     done: bool,
-    /// Its place among the socket's readiness waiters (epoll).
-    wait: SharedWait,
+    /// Its places among the lists it may wait in (left when it is dropped).
+    wait: PooledWait<'a>,
 }
 
 impl fmt::Debug for RecvStream<'_> {
@@ -587,7 +644,7 @@ impl fmt::Debug for RecvStream<'_> {
 
 impl<'a> RecvStream<'a> {
     pub(crate) fn new(sock: &'a PollSocket) -> RecvStream<'a> {
-        RecvStream { sock, done: false, wait: SharedWait::default() }
+        RecvStream { sock, done: false, wait: PooledWait::new(sock) }
     }
 }
 
@@ -624,7 +681,7 @@ impl futures_core::FusedStream for RecvStream<'_> {
 
 impl Drop for RecvStream<'_> {
     fn drop(&mut self) {
-        self.sock.leave_shared(Direction::Read, &mut self.wait);
+        // (`wait` leaves its lists after this.)
         if let Some(s) = self.sock.pooled.0.get() {
             s.stop_stream();
         }
@@ -647,12 +704,13 @@ pub(crate) async fn accept_multishot(sock: &PollSocket) -> Option<io::Result<(So
     if let Some(until) = until {
         crate::time::sleep_until(until).await;
     }
+    let mut waiting = AcceptWait { shared: &shared, item: WaitKey::default(), buffer: BufferWait::default() };
     loop {
         let item = poll_fn(|cx| {
             if spindle_core::coop::poll_proceed(cx).is_pending() {
                 return Poll::Pending;
             }
-            shared.poll_item(cx, Kind::AcceptMulti)
+            shared.poll_item(cx, Kind::AcceptMulti, &mut waiting.item, &mut waiting.buffer)
         })
         .await;
         match item {
@@ -687,6 +745,26 @@ pub(crate) async fn accept_multishot(sock: &PollSocket) -> Option<io::Result<(So
             }
         }
     }
+}
+
+/// A multishot accept's place among its listener's waiters for connections, left on drop.
+struct AcceptWait<'a> {
+    shared: &'a Shared,
+    item: WaitKey,
+    /// Unused: a listener has no buffer pool.
+    buffer: BufferWait,
+}
+
+impl Drop for AcceptWait<'_> {
+    fn drop(&mut self) {
+        self.shared.items.leave(&mut self.item);
+    }
+}
+
+/// Callers waiting for the socket's next pooled result, and for a buffer of its pool (tests).
+#[cfg(test)]
+pub(crate) fn waiting(sock: &PollSocket) -> (usize, usize) {
+    sock.pooled.0.get().map_or((0, 0), |s| (s.items.len(), s.pool.as_ref().map_or(0, |p| p.waiters_len())))
 }
 
 /// The counters of the pool a socket's pooled receives use (`None` before the first one).

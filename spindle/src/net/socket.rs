@@ -9,7 +9,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll, Wake, Waker};
 
 use socket2::{SockAddr, Socket};
@@ -107,46 +107,25 @@ fn first_user_placement() -> Option<placement::Placed> {
     crate::rt::outside_per_core().map(|runtime| placement::Placed::FirstUser { runtime })
 }
 
-/// Wakes every task that waits on a direction through a `&self` method.
-///
-/// A waiter's entry leaves the list when it is woken (the whole list is taken) or when its
+/// Wakes every task that waits on a direction through a `&self` method: a
+/// [`WaitList`](crate::driver::waiters::WaitList) whose entries leave when woken or when their
 /// future is dropped or finishes ([`PollSocket::leave_shared`]), so tasks that wait and give up
-/// (a `timeout` around `readable()`, say) on a socket that sees no event do not pile up
-/// wakers, each of which keeps its task's allocation alive.
+/// (a `timeout` around `readable()`, say) on a socket that sees no event do not pile up wakers.
 #[derive(Default)]
 struct FanOut {
-    waiters: Mutex<Waiters>,
-}
-
-#[derive(Default)]
-struct Waiters {
-    wakers: slab::Slab<Waker>,
-    /// How many times the list was taken by a wake: a [`SharedWait`] from an earlier round
-    /// names an entry that is gone (its key may be another waiter's now).
-    round: u64,
+    waiters: crate::driver::waiters::WaitList,
 }
 
 /// One waiting operation's place in a [`FanOut`] (held by its future; see
 /// [`PollSocket::poll_io_shared`]).
-#[derive(Default)]
-pub(crate) struct SharedWait {
-    round: u64,
-    key: Option<usize>,
-}
+pub(crate) type SharedWait = crate::driver::waiters::WaitKey;
 
 impl Wake for FanOut {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        let wakers = {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            w.round = w.round.wrapping_add(1);
-            std::mem::take(&mut w.wakers)
-        };
-        for (_, w) in wakers {
-            w.wake();
-        }
+        self.waiters.wake_all();
     }
 }
 
@@ -627,20 +606,7 @@ impl PollSocket {
         }
         // Not ready: join the waiters (or refresh our entry), then look again, so an event that
         // fired between the first look and the join (and woke a list without us) is not missed.
-        // A replaced waker is dropped after the lock is released: dropping a waker may drop its
-        // task, whose future may leave this very list.
-        let _replaced = {
-            let mut w = fan.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            let round = w.round;
-            match wait.key.filter(|_| wait.round == round).and_then(|k| w.wakers.get_mut(k)) {
-                Some(mine) if mine.will_wake(cx.waker()) => None,
-                Some(mine) => Some(std::mem::replace(mine, cx.waker().clone())),
-                None => {
-                    *wait = SharedWait { round, key: Some(w.wakers.insert(cx.waker().clone())) };
-                    None
-                }
-            }
-        };
+        fan.waiters.join(wait, cx.waker());
         let r = self.reg.poll_io(&mut fan_cx, dir, || retry(&mut f));
         let r = self.eager_if_unprimed(r, dir, f);
         if r.is_ready() {
@@ -652,13 +618,9 @@ impl PollSocket {
     /// Takes a waiting operation's entry (if it still has one) out of the direction's waiters:
     /// its future finished or was dropped.
     pub(crate) fn leave_shared(&self, dir: Direction, wait: &mut SharedWait) {
-        let Some(key) = wait.key.take() else { return };
-        let Some(fans) = self.shared.get() else { return };
-        let mut w = fans[dir_index(dir)].waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let left = if w.round == wait.round { w.wakers.try_remove(key) } else { None };
-        // The waker is dropped after the lock is released (see `poll_io_shared`).
-        drop(w);
-        drop(left);
+        if let Some(fans) = self.shared.get() {
+            fans[dir_index(dir)].waiters.leave(wait);
+        }
     }
 
     pub(crate) async fn io<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
@@ -1218,9 +1180,7 @@ mod tests {
             let Some(rt) = build_on(driver, Builder::new_multi_thread().worker_threads(2)) else { continue };
             rt.block_on(async {
                 let u = std::sync::Arc::new(crate::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-                let waiting = |u: &crate::net::UdpSocket| {
-                    u.io.shared.get().map_or(0, |f| f[0].waiters.lock().unwrap().wakers.len())
-                };
+                let waiting = |u: &crate::net::UdpSocket| u.io.shared.get().map_or(0, |f| f[0].waiters.len());
                 // The first wait on a fresh socket may end at once (it tries eagerly, and
                 // readiness may be reported spuriously, as in tokio).
                 let _ = crate::time::timeout(std::time::Duration::from_micros(50), u.readable()).await;
@@ -1524,6 +1484,82 @@ mod tests {
             if let Some(rt) = build_on(driver, &mut Builder::new_current_thread()) {
                 body(driver, &rt);
             }
+        }
+    }
+
+    /// Pooled receives and multishot accepts that give up leave no waker behind: on an idle
+    /// connection and an idle listener (waiting for a result, or for readiness on epoll), and on
+    /// a socket whose buffer pool is exhausted (waiting for a buffer). Those lists used to keep a
+    /// waker per task that gave up until the next result or returned buffer, each keeping its
+    /// task's allocation alive.
+    #[test]
+    fn abandoned_pooled_waits_leave_their_lists() {
+        use crate::time::timeout;
+        use futures::StreamExt;
+        use std::io::Write;
+        use std::sync::Arc;
+        use std::time::Duration;
+        for driver in [IoDriver::Epoll, IoDriver::Uring] {
+            let Some(rt) = build_on(driver, Builder::new_multi_thread().worker_threads(2)) else { continue };
+            rt.block_on(async {
+                let l = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+                let addr = l.local_addr().unwrap();
+                let writer = std::thread::spawn(move || {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    // More than a pool holds (256 x 4 KiB); fails once the reader is gone.
+                    let _ = c.write_all(&vec![7u8; 2 << 20]);
+                });
+                let (s, _) = l.accept().await.unwrap();
+                let s = Arc::new(s);
+                let give_up = Duration::from_millis(1);
+                // Run the pool dry: hold every buffer the stream yields until it reports ENOBUFS.
+                let mut held = Vec::new();
+                {
+                    let mut bufs = s.recv_stream();
+                    loop {
+                        match bufs.next().await.expect("early end of stream") {
+                            Ok(b) => held.push(b),
+                            Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+                // Receives now wait for a buffer (the first may report ENOBUFS once more).
+                let _ = timeout(give_up, s.recv_pooled()).await;
+                for _ in 0..100 {
+                    let s = s.clone();
+                    crate::spawn(async move { assert!(timeout(give_up, s.recv_pooled()).await.is_err()) })
+                        .await
+                        .unwrap();
+                }
+                assert_eq!(super::super::pooled::waiting(&s.io), (0, 0), "{driver:?}: exhausted pool");
+                // Buffers back, the data drained: an idle connection.
+                drop(held);
+                loop {
+                    match timeout(Duration::from_millis(50), s.recv_pooled()).await {
+                        Ok(Ok(b)) if !b.is_empty() => continue,
+                        _ => break,
+                    }
+                }
+                for _ in 0..100 {
+                    let s = s.clone();
+                    crate::spawn(async move {
+                        let _ = timeout(give_up, s.recv_pooled()).await;
+                    })
+                    .await
+                    .unwrap();
+                }
+                assert_eq!(super::super::pooled::waiting(&s.io), (0, 0), "{driver:?}: idle connection");
+                assert_eq!(s.io.shared.get().map_or(0, |f| f[0].waiters.len()), 0, "{driver:?}: readiness");
+                // An idle listener.
+                for _ in 0..100 {
+                    let l = l.clone();
+                    crate::spawn(async move { assert!(timeout(give_up, l.accept()).await.is_err()) }).await.unwrap();
+                }
+                assert_eq!(super::super::pooled::waiting(&l.io).0, 0, "{driver:?}: idle listener");
+                drop(s);
+                writer.join().unwrap();
+            });
         }
     }
 

@@ -76,7 +76,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// });
 /// ```
 pub struct TcpListener {
-    io: PollSocket,
+    pub(super) io: PollSocket,
     backoff: AcceptBackoff,
 }
 
