@@ -201,6 +201,13 @@ impl<T> Stealer<T> {
 
     /// Moves about half of this queue into `dst` and returns one of the moved entries to run now.
     pub fn steal_into(&self, dst: &mut Local<T>) -> Option<T> {
+        self.steal_into_counted(dst).map(|(t, _)| t)
+    }
+
+    /// [`steal_into`](Stealer::steal_into), also returning how many entries the steal took
+    /// (the one returned included): counted here, since other stealers may take some of them
+    /// from `dst` as soon as they are published there.
+    pub fn steal_into_counted(&self, dst: &mut Local<T>) -> Option<(T, usize)> {
         let dst_tail = dst.inner.tail.load(Relaxed);
         let (dst_steal, _) = unpack(dst.inner.head.load(Acquire));
         if dst_tail.wrapping_sub(dst_steal) > CAPACITY as u32 / 2 {
@@ -217,7 +224,7 @@ impl<T> Stealer<T> {
         if n > 1 {
             dst.inner.tail.store(last, Release);
         }
-        Some(ret)
+        Some((ret, n as usize))
     }
 
     fn steal_half(&self, dst: &mut Local<T>, dst_tail: u32) -> u32 {

@@ -15,6 +15,9 @@ pub(crate) const BUDGET: u8 = 128;
 /// The budget outside any spindle poll: unlimited, so spindle resources used from another
 /// executor (or plain threads) never yield on their own.
 const UNCONSTRAINED: u8 = u8::MAX;
+/// The budget after a poll's first refusal: still spent, and the refusal is counted (in the
+/// runtime's metrics) only once per poll.
+const REFUSED: u8 = u8::MAX - 1;
 const ID_BLOCK: u64 = 256;
 
 /// The per-poll state, in a thread-local of its own: every field is a plain `Cell` (nothing to
@@ -245,7 +248,11 @@ pub(crate) fn coop_hook(cx: &mut TaskContext<'_>) -> Poll<()> {
             let b = c.budget.get();
             if b == UNCONSTRAINED {
                 false
+            } else if b == REFUSED {
+                true
             } else if b == 0 {
+                c.budget.set(REFUSED);
+                super::count_forced_yield();
                 true
             } else {
                 c.budget.set(b - 1);
@@ -254,7 +261,6 @@ pub(crate) fn coop_hook(cx: &mut TaskContext<'_>) -> Poll<()> {
         })
         .unwrap_or(false);
     if spent {
-        super::count_forced_yield();
         cx.waker().wake_by_ref();
         Poll::Pending
     } else {

@@ -117,6 +117,8 @@ impl Drop for Driving {
         let mut core = self.core.borrow_mut().take();
         if let Some(core) = core.as_mut() {
             core.queue.append(&mut self.deferred.borrow_mut());
+            // What waits for the next driver (tasks spawned by the main future, say).
+            self.shared.metrics.set_queue_depth(core.queue.len());
         }
         *self.shared.core.lock().unwrap_or_else(|e| e.into_inner()) = core;
         // Ops and closes queued for this thread's next wait go to the kernel now, not whenever

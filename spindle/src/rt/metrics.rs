@@ -13,8 +13,9 @@
 //! - Any thread reads them with relaxed loads: each value is exact for what was counted before
 //!   the read and never goes backwards, but values read one after the other are not a consistent
 //!   snapshot of one instant.
-//! - The struct is cache-line aligned so a reader, or another worker reading the scheduler state
-//!   next to it, does not take the line from its writer.
+//! - The struct is cache-line aligned so no other data shares its lines: writes to scheduler
+//!   state that other workers read do not land on them, and its writer's stores do not take
+//!   lines other threads use. (A reader does pull the line, but only when metrics are read.)
 //! - Busy time is added when the worker parks and at its periodic maintenance (every few dozen
 //!   polls), so a worker busy right now lags by at most one such stretch.
 

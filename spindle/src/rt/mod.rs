@@ -1089,15 +1089,17 @@ impl RuntimeMetrics {
         }
     }
 
-    /// Runs `f` on the counters of worker `worker`.
+    /// Runs `f` on the counters of worker `worker`; the zero value when they are gone (the
+    /// handle of one core of a per-core runtime that was dropped answers for that core only).
     #[track_caller]
-    fn with_worker<R>(&self, worker: usize, f: impl FnOnce(&metrics::WorkerMetrics) -> R) -> R {
+    fn with_worker<R: Default>(&self, worker: usize, f: impl FnOnce(&metrics::WorkerMetrics) -> R) -> R {
         let n = self.num_workers();
         assert!(worker < n, "spindle: worker index {worker} out of range: the runtime has {n} workers");
         match &self.handle.inner {
             Scheduler::CurrentThread(s) => match s.per_core() {
                 Some(of) => f(&of.cores[worker].metrics),
-                None => f(&s.metrics),
+                None if !s.is_core() || s.core_index() == Some(worker) => f(&s.metrics),
+                None => R::default(),
             },
             Scheduler::MultiThread(s) => f(s.worker_metrics(worker)),
             Scheduler::PerCore(s) => f(&s.cores[worker].metrics),
@@ -1153,7 +1155,10 @@ impl RuntimeMetrics {
 
     /// Polls on worker `worker` that a task's exhausted cooperative budget cut short: a spindle
     /// resource (a channel, a socket, a timer...) answered "not yet" though it was ready, so that
-    /// a task always finding work ready yields to the others.
+    /// a task always finding work ready yields to the others. Counted once per poll, however
+    /// many resources refused in it. On a current-thread runtime the main future's polls (in
+    /// `block_on`) count too; on the multi-thread runtime, whose `block_on` runs on the caller's
+    /// thread and not a worker, they do not.
     ///
     /// # Panics
     /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).
@@ -1200,7 +1205,8 @@ impl RuntimeMetrics {
 
     /// Tasks queued on worker `worker`, ready to run. On the multi-thread runtime this is read
     /// live (its run queue and the slot for the task it runs next); on the current-thread and
-    /// per-core runtimes, as of the worker's last park or periodic maintenance (every 31 polls).
+    /// per-core runtimes, as of the worker's last park or periodic maintenance (every 31 polls),
+    /// or, for a current-thread runtime nobody drives now, as its last `block_on` left it.
     ///
     /// # Panics
     /// If `worker` is not below [`num_workers`](RuntimeMetrics::num_workers).

@@ -643,9 +643,8 @@ impl WorkerCtx {
                     continue;
                 }
                 let victim = &shared.remotes[j];
-                let queued = core.run_queue.len();
-                if let Some(t) = victim.stealer.steal_into(&mut core.run_queue) {
-                    self.remote().metrics.stole(core.run_queue.len() - queued + 1);
+                if let Some((t, n)) = victim.stealer.steal_into_counted(&mut core.run_queue) {
+                    self.remote().metrics.stole(n);
                     return Some(Runnable::Shared(t));
                 }
                 if !victim.lifo.load(Relaxed).is_null() {
