@@ -593,6 +593,60 @@ fn ttl_on_both_address_families() {
     });
 }
 
+/// IPv4 multicast over the loopback interface: two members of a group each receive what a
+/// third socket sends to it; membership, loop, TTL and interface options read back; bad requests
+/// (a unicast "group", leaving a group not joined) give errors that name them.
+#[test]
+fn udp_multicast_v4_reaches_every_member() {
+    use std::net::Ipv4Addr;
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let group = Ipv4Addr::new(239, 255, 77, 1);
+            let a = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+            let port = a.local_addr().unwrap().port();
+            // A second member on the same port (both bound with SO_REUSEADDR through socket2).
+            let b_sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+            b_sock.set_reuse_address(true).unwrap();
+            drop(a);
+            let a_sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+            a_sock.set_reuse_address(true).unwrap();
+            let any: std::net::SocketAddr = (Ipv4Addr::UNSPECIFIED, port).into();
+            a_sock.bind(&any.into()).unwrap();
+            b_sock.bind(&any.into()).unwrap();
+            let members = [a_sock, b_sock].map(|s| {
+                s.set_nonblocking(true).unwrap();
+                UdpSocket::from_std(std::net::UdpSocket::from(s)).unwrap()
+            });
+            for m in &members {
+                m.join_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+            }
+            let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            tx.set_multicast_if_v4(Ipv4Addr::LOCALHOST).unwrap();
+            assert_eq!(tx.multicast_if_v4().unwrap(), Ipv4Addr::LOCALHOST);
+            tx.set_multicast_loop_v4(true).unwrap();
+            assert!(tx.multicast_loop_v4().unwrap());
+            tx.set_multicast_ttl_v4(2).unwrap();
+            assert_eq!(tx.multicast_ttl_v4().unwrap(), 2);
+            for i in 0..20u8 {
+                tx.send_to(&[i], (group, port)).await.unwrap();
+                for m in &members {
+                    let mut buf = [0u8; 4];
+                    let (n, from) = m.recv_from(&mut buf).await.unwrap();
+                    assert_eq!((&buf[..n], from), (&[i][..], tx.local_addr().unwrap()));
+                }
+            }
+            for m in &members {
+                m.leave_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+            }
+            let err = members[0].leave_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap_err();
+            assert!(err.to_string().contains("leave_multicast_v4 239.255.77.1 on 127.0.0.1"), "{err}");
+            let err = members[0].join_multicast_v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::UNSPECIFIED).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains("join_multicast_v4 10.0.0.1"), "{err}");
+        });
+    });
+}
+
 #[test]
 fn tcp_socket_options_reuseport_listeners_and_connect() {
     each_flavor(|rt| {

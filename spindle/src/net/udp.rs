@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
@@ -371,6 +371,204 @@ b.connect(a.local_addr().unwrap()).await.unwrap();"
     pub fn ttl(&self) -> io::Result<u32> {
         super::tcp::ttl(self.io.socket())
     }
+
+    /// Joins the IPv4 multicast group `multiaddr` on the interface whose address is `interface`
+    /// (`Ipv4Addr::UNSPECIFIED`: the one the kernel routes the group to), as tokio's and std's
+    /// `join_multicast_v4` do. The socket then receives the group's datagrams sent to its port.
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    ///
+    /// spindle::block_on(async {
+    ///     let group = Ipv4Addr::new(239, 255, 0, 42);
+    ///     let rx = spindle::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+    ///     rx.join_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+    ///     // Send through the loopback interface, and deliver to members on this host.
+    ///     let tx = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     tx.set_multicast_if_v4(Ipv4Addr::LOCALHOST).unwrap();
+    ///     tx.set_multicast_loop_v4(true).unwrap();
+    ///     tx.send_to(b"to all", (group, rx.local_addr().unwrap().port())).await.unwrap();
+    ///     let mut buf = [0u8; 16];
+    ///     let (n, _) = rx.recv_from(&mut buf).await.unwrap();
+    ///     assert_eq!(&buf[..n], b"to all");
+    ///     rx.leave_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+    ///
+    ///     // A unicast address is no group: a clear error.
+    ///     let err = rx.join_multicast_v4(Ipv4Addr::LOCALHOST, Ipv4Addr::UNSPECIFIED).unwrap_err();
+    ///     assert!(err.to_string().contains("join_multicast_v4 127.0.0.1"), "{err}");
+    /// });
+    /// ```
+    pub fn join_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
+        self.io
+            .socket()
+            .join_multicast_v4(&multiaddr, &interface)
+            .map_err(|e| option_error(format_args!("join_multicast_v4 {multiaddr} on {interface}"), e))
+    }
+
+    /// Leaves an IPv4 multicast group joined with [`join_multicast_v4`](Self::join_multicast_v4).
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    ///
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+    ///     let group = Ipv4Addr::new(239, 255, 0, 43);
+    ///     s.join_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+    ///     s.leave_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+    ///     // Not a member any more.
+    ///     assert!(s.leave_multicast_v4(group, Ipv4Addr::LOCALHOST).is_err());
+    /// });
+    /// ```
+    pub fn leave_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
+        self.io
+            .socket()
+            .leave_multicast_v4(&multiaddr, &interface)
+            .map_err(|e| option_error(format_args!("leave_multicast_v4 {multiaddr} on {interface}"), e))
+    }
+
+    /// Joins the IPv6 multicast group `multiaddr` on the interface with index `interface` (0:
+    /// the kernel's choice).
+    ///
+    /// ```
+    /// use std::net::Ipv6Addr;
+    ///
+    /// spindle::block_on(async {
+    ///     // (Skipped where the host has no IPv6.)
+    ///     let Ok(s) = spindle::net::UdpSocket::bind("[::]:0").await else { return };
+    ///     let group: Ipv6Addr = "ff02::1:2a".parse().unwrap();
+    ///     s.join_multicast_v6(&group, 1).unwrap(); // interface 1: loopback on Linux
+    ///     s.leave_multicast_v6(&group, 1).unwrap();
+    /// });
+    /// ```
+    pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.io
+            .socket()
+            .join_multicast_v6(multiaddr, interface)
+            .map_err(|e| option_error(format_args!("join_multicast_v6 {multiaddr} on interface {interface}"), e))
+    }
+
+    /// Leaves an IPv6 multicast group joined with [`join_multicast_v6`](Self::join_multicast_v6).
+    pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.io
+            .socket()
+            .leave_multicast_v6(multiaddr, interface)
+            .map_err(|e| option_error(format_args!("leave_multicast_v6 {multiaddr} on interface {interface}"), e))
+    }
+
+    /// Whether this socket's IPv4 multicast datagrams are also delivered to members on this host
+    /// (`IP_MULTICAST_LOOP`; on by default).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     s.set_multicast_loop_v4(false).unwrap();
+    ///     assert!(!s.multicast_loop_v4().unwrap());
+    /// });
+    /// ```
+    pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
+        self.io.socket().set_multicast_loop_v4(on)
+    }
+
+    /// See [`set_multicast_loop_v4`](Self::set_multicast_loop_v4).
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        self.io.socket().multicast_loop_v4()
+    }
+
+    /// The time-to-live of this socket's IPv4 multicast datagrams (`IP_MULTICAST_TTL`; 1 by
+    /// default: they stay on the local network).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     assert_eq!(s.multicast_ttl_v4().unwrap(), 1);
+    ///     s.set_multicast_ttl_v4(4).unwrap();
+    ///     assert_eq!(s.multicast_ttl_v4().unwrap(), 4);
+    /// });
+    /// ```
+    pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
+        self.io
+            .socket()
+            .set_multicast_ttl_v4(ttl)
+            .map_err(|e| option_error(format_args!("set_multicast_ttl_v4 {ttl}"), e))
+    }
+
+    /// See [`set_multicast_ttl_v4`](Self::set_multicast_ttl_v4).
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        self.io.socket().multicast_ttl_v4()
+    }
+
+    /// Whether this socket's IPv6 multicast datagrams are also delivered to members on this host
+    /// (`IPV6_MULTICAST_LOOP`; on by default).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let Ok(s) = spindle::net::UdpSocket::bind("[::1]:0").await else { return }; // no IPv6
+    ///     s.set_multicast_loop_v6(false).unwrap();
+    ///     assert!(!s.multicast_loop_v6().unwrap());
+    /// });
+    /// ```
+    pub fn set_multicast_loop_v6(&self, on: bool) -> io::Result<()> {
+        self.io.socket().set_multicast_loop_v6(on)
+    }
+
+    /// See [`set_multicast_loop_v6`](Self::set_multicast_loop_v6).
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        self.io.socket().multicast_loop_v6()
+    }
+
+    /// The interface this socket sends IPv4 multicast datagrams through, by its address
+    /// (`IP_MULTICAST_IF`; unspecified by default: the route to the group decides). Not in
+    /// tokio's API (socket2's name); see the example of
+    /// [`join_multicast_v4`](Self::join_multicast_v4).
+    pub fn set_multicast_if_v4(&self, interface: Ipv4Addr) -> io::Result<()> {
+        self.io
+            .socket()
+            .set_multicast_if_v4(&interface)
+            .map_err(|e| option_error(format_args!("set_multicast_if_v4 {interface}"), e))
+    }
+
+    /// See [`set_multicast_if_v4`](Self::set_multicast_if_v4).
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    ///
+    /// spindle::block_on(async {
+    ///     let s = spindle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ///     assert_eq!(s.multicast_if_v4().unwrap(), Ipv4Addr::UNSPECIFIED);
+    ///     s.set_multicast_if_v4(Ipv4Addr::LOCALHOST).unwrap();
+    ///     assert_eq!(s.multicast_if_v4().unwrap(), Ipv4Addr::LOCALHOST);
+    /// });
+    /// ```
+    pub fn multicast_if_v4(&self) -> io::Result<Ipv4Addr> {
+        self.io.socket().multicast_if_v4()
+    }
+
+    /// The interface (by index; 0: the route decides) this socket sends IPv6 multicast
+    /// datagrams through (`IPV6_MULTICAST_IF`). Not in tokio's API (socket2's name).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let Ok(s) = spindle::net::UdpSocket::bind("[::1]:0").await else { return }; // no IPv6
+    ///     s.set_multicast_if_v6(1).unwrap();
+    ///     assert_eq!(s.multicast_if_v6().unwrap(), 1);
+    /// });
+    /// ```
+    pub fn set_multicast_if_v6(&self, interface: u32) -> io::Result<()> {
+        self.io
+            .socket()
+            .set_multicast_if_v6(interface)
+            .map_err(|e| option_error(format_args!("set_multicast_if_v6 {interface}"), e))
+    }
+
+    /// See [`set_multicast_if_v6`](Self::set_multicast_if_v6).
+    pub fn multicast_if_v6(&self) -> io::Result<u32> {
+        self.io.socket().multicast_if_v6()
+    }
+}
+
+/// A socket option's error with what was asked (its kind is kept).
+fn option_error(what: fmt::Arguments<'_>, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 impl AsRawFd for UdpSocket {
