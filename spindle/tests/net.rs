@@ -647,6 +647,57 @@ fn udp_multicast_v4_reaches_every_member() {
     });
 }
 
+/// `ready(Interest)` on TCP and UDP, every flavour and both drivers: it reports exactly what the
+/// socket is ready for (a stale readiness event is waited past, so an idle socket's read
+/// interest times out instead of returning at once), wakes a waiting task when data arrives, and
+/// tells end of stream apart (`is_read_closed`).
+#[test]
+fn ready_reports_what_the_socket_is_ready_for() {
+    use spindle::io::{Interest, Ready};
+    use spindle::time::timeout;
+    let idle = Duration::from_millis(20);
+    each_flavor(|rt| {
+        bounded(rt, 20, async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let r = s.ready(Interest::READABLE | Interest::WRITABLE).await.unwrap();
+            assert_eq!(r, Ready::WRITABLE);
+            assert!(timeout(idle, s.ready(Interest::READABLE)).await.is_err(), "nothing to read yet");
+            // A task waiting for data is woken by it.
+            let s = Arc::new(s);
+            let waiter = {
+                let s = s.clone();
+                spindle::spawn(async move { s.ready(Interest::READABLE).await.unwrap() })
+            };
+            spindle::time::sleep(Duration::from_millis(5)).await;
+            c.write_all(b"abc").await.unwrap();
+            let r = waiter.await.unwrap();
+            assert!(r.is_readable() && !r.is_read_closed(), "{r:?}");
+            let mut buf = [0u8; 8];
+            assert_eq!(s.try_read(&mut buf).unwrap(), 3);
+            assert!(timeout(idle, s.ready(Interest::READABLE)).await.is_err(), "everything was read");
+            // End of stream: read-closed, and the read returns 0.
+            c.shutdown_std(Shutdown::Write).unwrap();
+            let r = s.ready(Interest::READABLE).await.unwrap();
+            assert!(r.is_read_closed() && r.is_readable(), "{r:?}");
+            assert_eq!(s.try_read(&mut buf).unwrap(), 0);
+            drop(c);
+
+            let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            a.connect(b.local_addr().unwrap()).await.unwrap();
+            b.connect(a.local_addr().unwrap()).await.unwrap();
+            assert!(timeout(idle, b.ready(Interest::READABLE)).await.is_err(), "no datagram yet");
+            assert_eq!(b.ready(Interest::READABLE | Interest::WRITABLE).await.unwrap(), Ready::WRITABLE);
+            a.send(b"d").await.unwrap();
+            assert_eq!(b.ready(Interest::READABLE).await.unwrap(), Ready::READABLE);
+            assert_eq!(b.try_recv(&mut buf).unwrap(), 1);
+            assert!(timeout(idle, b.ready(Interest::READABLE)).await.is_err(), "the datagram was taken");
+        });
+    });
+}
+
 #[test]
 fn tcp_socket_options_reuseport_listeners_and_connect() {
     each_flavor(|rt| {

@@ -69,10 +69,12 @@ pub(crate) mod blocking;
 mod context;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+mod ready;
 mod traits;
 
 pub use context::raw_os_error;
 pub(crate) use context::with_context;
+pub use ready::{Interest, Ready};
 pub use spindle_core::buf::{IoBuf, IoBufMut, Slice};
 pub use std::io::{Error, ErrorKind, Result};
 pub use traits::{AsyncReadOwned, AsyncWriteOwned};

@@ -43,6 +43,23 @@ macro_rules! datagram_readiness_methods {
             self.io.datagram_ready(crate::driver::Direction::Write).await
         }
 
+        /// Waits until the socket is ready for any of `interest` (a datagram to receive, room
+        /// to send, or both) and reports what it is ready for. As with
+        /// [`readable`](Self::readable), the report can be stale: the `try_` call that follows
+        /// may get `WouldBlock`. Cancel-safe.
+        ///
+        /// ```
+        #[doc = $setup]
+        /// use spindle::io::Interest;
+        /// a.send(b"ping").await.unwrap();
+        /// let r = b.ready(Interest::READABLE).await.unwrap();
+        /// assert!(r.is_readable());
+        /// # });
+        /// ```
+        pub async fn ready(&self, interest: crate::io::Interest) -> std::io::Result<crate::io::Ready> {
+            self.io.ready_for(interest, true).await
+        }
+
         /// Receives a datagram from the connected peer now, without waiting: `WouldBlock` when
         /// none is there (use with [`readable`](Self::readable)). The rest of a longer datagram
         /// is dropped.

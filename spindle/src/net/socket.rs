@@ -722,6 +722,75 @@ impl PollSocket {
         self.io_shared(dir, || Ok(())).await
     }
 
+    /// Waits until the socket is ready for any of `interest` (`datagram`: its reads take whole
+    /// datagrams, so its stash is the datagram one) and reports what it is ready for. Each
+    /// readiness event is checked with a zero-timeout `poll(2)` (which also tells whether either
+    /// side is closed): a stale event is cleared and waited past, as after `WouldBlock`, so the
+    /// answer is what the socket was ready for a moment ago. A read that a cancelled owned read
+    /// left in the stash makes the socket readable.
+    pub(crate) async fn ready_for(
+        &self,
+        interest: crate::io::Interest,
+        datagram: bool,
+    ) -> io::Result<crate::io::Ready> {
+        use crate::io::{Interest, Ready};
+        let read = async {
+            let stashed = if !self.stash.is_busy() {
+                false
+            } else if datagram {
+                self.datagram_stashed(&mut [], Mode::Peek).await.is_some()
+            } else {
+                poll_fn(|cx| self.poll_stashed(cx, &mut Fill::new(&mut []), Mode::Peek)).await.is_some()
+            };
+            if stashed {
+                return Ok(Ready::READABLE);
+            }
+            self.io_shared(Direction::Read, || self.ready_now(Interest::READABLE)).await
+        };
+        let mut read = std::pin::pin!(interest.is_readable().then_some(read));
+        let mut write = std::pin::pin!(interest
+            .is_writable()
+            .then(|| self.io_shared(Direction::Write, || self.ready_now(Interest::WRITABLE))));
+        poll_fn(|cx| {
+            let mut ready = Ready::EMPTY;
+            if let Some(f) = read.as_mut().as_pin_mut() {
+                if let Poll::Ready(r) = f.poll(cx) {
+                    ready |= r?;
+                }
+            }
+            if let Some(f) = write.as_mut().as_pin_mut() {
+                if let Poll::Ready(r) = f.poll(cx) {
+                    ready |= r?;
+                }
+            }
+            if ready.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(ready))
+            }
+        })
+        .await
+    }
+
+    /// The socket's readiness in `interest`'s one direction right now (`poll(2)` with a zero
+    /// timeout), or `WouldBlock` when it has none.
+    fn ready_now(&self, interest: crate::io::Interest) -> io::Result<crate::io::Ready> {
+        let events =
+            if interest.is_readable() { libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP } else { libc::POLLOUT };
+        let mut p = libc::pollfd { fd: self.fd(), events, revents: 0 };
+        loop {
+            // SAFETY: `p` is one valid `pollfd` for the duration of the call; the fd is ours.
+            if unsafe { libc::poll(&mut p, 1, 0) } >= 0 {
+                let r = crate::io::Ready::from_revents(p.revents, interest);
+                return if r.is_empty() { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(r) };
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io::Error::new(e.kind(), format!("ready: poll: {e}")));
+            }
+        }
+    }
+
     /// A stream receive now, without waiting (tokio's `try_read`): stashed bytes first; while an
     /// orphaned read is still in flight, `WouldBlock` (its bytes come first once it completes).
     pub(crate) fn try_recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {

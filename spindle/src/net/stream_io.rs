@@ -281,12 +281,37 @@ macro_rules! readiness_write_methods {
     };
 }
 
+/// tokio's `ready(interest)` for a stream type or split half, as [`readiness_read_methods!`].
+macro_rules! readiness_ready_method {
+    ($setup:literal, |$s:ident| $io:expr) => {
+        /// Waits until the stream is ready for any of `interest` (readable, writable or both)
+        /// and reports what it is ready for, including whether the peer closed its side
+        /// ([`Ready::is_read_closed`](crate::io::Ready::is_read_closed)) or this side can no
+        /// longer send. As with [`readable`](Self::readable), the report can be stale: the
+        /// `try_` call that follows may get `WouldBlock`, and the loop goes on. Cancel-safe.
+        ///
+        /// ```
+        #[doc = $setup]
+        /// use spindle::io::Interest;
+        /// let r = c.ready(Interest::READABLE | Interest::WRITABLE).await.unwrap();
+        /// assert!(r.is_writable() && !r.is_readable()); // nothing sent to `c` yet
+        /// # drop(s);
+        /// # });
+        /// ```
+        pub async fn ready(&self, interest: crate::io::Interest) -> std::io::Result<crate::io::Ready> {
+            let $s = self;
+            $io.ready_for(interest, false).await
+        }
+    };
+}
+
 /// The readiness methods of a stream type itself (its `PollSocket` is its `io` field), expanded
 /// inside its `impl` block; `$setup` as for [`readiness_read_methods!`], `c` and `s` both streams.
 macro_rules! readiness_methods {
     ($setup:literal) => {
         crate::net::stream_io::readiness_read_methods!($setup, |s| s.io);
         crate::net::stream_io::readiness_write_methods!($setup, |s| s.io);
+        crate::net::stream_io::readiness_ready_method!($setup, |s| s.io);
     };
 }
 
@@ -297,12 +322,16 @@ macro_rules! impl_readiness_halves {
     ($read:ty, $write:ty, $setup:literal) => {
         impl $read {
             crate::net::stream_io::readiness_read_methods!($setup, |s| s.inner.io);
+            crate::net::stream_io::readiness_ready_method!($setup, |s| s.inner.io);
         }
 
         impl $write {
             crate::net::stream_io::readiness_write_methods!($setup, |s| s.inner.io);
+            crate::net::stream_io::readiness_ready_method!($setup, |s| s.inner.io);
         }
     };
 }
 
-pub(crate) use {impl_readiness_halves, readiness_methods, readiness_read_methods, readiness_write_methods};
+pub(crate) use {
+    impl_readiness_halves, readiness_methods, readiness_read_methods, readiness_ready_method, readiness_write_methods,
+};
