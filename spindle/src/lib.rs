@@ -31,6 +31,7 @@ pub mod fs;
 pub mod io;
 pub mod net;
 mod rt;
+pub mod signal;
 pub mod structured;
 pub mod task;
 pub mod time;
