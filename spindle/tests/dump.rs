@@ -96,6 +96,23 @@ fn dump_shows_the_task_tree_names_locations_and_states() {
             .unwrap();
         assert_eq!(me, Some(TaskState::Running));
 
+        // Poll counts: a task that yields 10 times and then waits has been polled 11 times.
+        let (release, gate) = spindle::sync::oneshot::channel::<()>();
+        let yielder = rt.spawn(async move {
+            for _ in 0..10 {
+                spindle::task::yield_now().await;
+            }
+            gate.await.unwrap();
+        });
+        let d = dump_until(rt, |d| {
+            d.task(yielder.id()).is_some_and(|t| t.poll_count() == 11 && t.state() == TaskState::Idle)
+        });
+        let line =
+            d.to_string().lines().find(|l| l.contains(&format!("task {} ", yielder.id().as_u64()))).unwrap().to_owned();
+        assert!(line.ends_with(", polled 11 times"), "{line}");
+        release.send(()).unwrap();
+        rt.block_on(yielder).unwrap();
+
         drop(closed);
         rt.block_on(root).unwrap();
         let d = dump_until(rt, |d| d.is_empty());

@@ -47,10 +47,9 @@ impl<S: 'static> TaskList<S> {
         // SAFETY: `ptr` is live (we own a reference) and not in any list: its links are ours.
         unsafe {
             ptr.as_ref().links.with_mut(|l| {
-                debug_assert!(!(*l).linked);
+                debug_assert!((*l).prev.is_none() && self.head != Some(ptr), "a task linked twice");
                 (*l).prev = None;
                 (*l).next = self.head;
-                (*l).linked = true;
             });
             if let Some(head) = self.head {
                 head.as_ref().links.with_mut(|l| (*l).prev = Some(ptr));
@@ -68,8 +67,10 @@ impl<S: 'static> TaskList<S> {
     pub unsafe fn remove(&mut self, task: NonNull<Header>) -> Option<Task<S>> {
         // SAFETY: `task` is live (the caller holds a reference); links are guarded by our `&mut`.
         unsafe {
-            let (prev, next, linked) = task.as_ref().links.with(|l| ((*l).prev, (*l).next, (*l).linked));
-            if !linked {
+            let (prev, next) = task.as_ref().links.with(|l| ((*l).prev, (*l).next));
+            // Linked in this list (the only one it can be in, per the contract) exactly when it
+            // has a predecessor or is the head.
+            if prev.is_none() && self.head != Some(task) {
                 return None;
             }
             match prev {
@@ -85,7 +86,6 @@ impl<S: 'static> TaskList<S> {
             task.as_ref().links.with_mut(|l| {
                 (*l).prev = None;
                 (*l).next = None;
-                (*l).linked = false;
             });
             self.len -= 1;
             Some(Task::from_raw_owned(task))

@@ -12,7 +12,7 @@ use core::task::{Context, Poll, Waker};
 
 use super::state::{State, ToIdle, ToRunning, UnsetJoinInterest};
 use super::{JoinError, Notified, Schedule, Task, TaskId};
-use crate::loom::{AtomicPtr, UnsafeCell};
+use crate::loom::{AtomicPtr, AtomicU32, Ordering::Relaxed, UnsafeCell};
 
 /// Type-erased operations on a cell, one static table per `(future, scheduler)` type.
 pub(crate) struct Vtable {
@@ -35,8 +35,6 @@ pub(crate) struct Vtable {
 pub(crate) struct Links {
     pub(crate) prev: Option<NonNull<Header>>,
     pub(crate) next: Option<NonNull<Header>>,
-    /// Whether the task is in a registry list (so `release` after shutdown is a no-op).
-    pub(crate) linked: bool,
 }
 
 /// What the runtime records about a task for diagnostics.
@@ -133,6 +131,10 @@ pub struct Header {
     pub(crate) queue_next: AtomicPtr<Header>,
     pub(crate) links: UnsafeCell<Links>,
     pub(crate) id: TaskId,
+    /// Polls so far (wrapping). Written only by the poller, which holds `RUNNING`, with a
+    /// relaxed load and store; read by anyone (dumps). It sits in what was padding before
+    /// `meta`, so it costs no memory.
+    pub(crate) polls: AtomicU32,
     pub(crate) meta: TaskMeta,
 }
 
@@ -150,6 +152,20 @@ impl Header {
     /// The task's diagnostics.
     pub fn meta(&self) -> &TaskMeta {
         &self.meta
+    }
+    /// How many times the task was polled (wrapping at `u32::MAX`; for dumps).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut h = spindle::spawn(async {
+    ///         spindle::task::yield_now().await;
+    ///     });
+    ///     (&mut h).await.unwrap();
+    ///     assert_eq!(h.header_ref().poll_count(), 2); // before and after the yield
+    /// });
+    /// ```
+    pub fn poll_count(&self) -> u32 {
+        self.polls.load(Relaxed)
     }
     /// A snapshot of the state word (for dumps and tests).
     pub fn state(&self) -> super::state::Snapshot {
@@ -183,8 +199,9 @@ where
             state: State::new(),
             vtable: vtable::<F, S>(),
             queue_next: AtomicPtr::new(ptr::null_mut()),
-            links: UnsafeCell::new(Links { prev: None, next: None, linked: false }),
+            links: UnsafeCell::new(Links { prev: None, next: None }),
             id,
+            polls: AtomicU32::new(0),
             meta,
         },
         scheduler,
@@ -251,7 +268,11 @@ unsafe fn poll<F: Future + 'static, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the vtable is only reached through a live task of this type.
     let cell = unsafe { cell::<F, S>(ptr) };
     match cell.header.state.transition_to_running() {
-        ToRunning::Poll => {}
+        ToRunning::Poll => {
+            // Only the holder of `RUNNING` writes the count.
+            let polls = &cell.header.polls;
+            polls.store(polls.load(Relaxed).wrapping_add(1), Relaxed);
+        }
         ToRunning::Cancel => return cancel_and_complete(cell, ptr),
         ToRunning::Failed => return,
         // SAFETY: the transition consumed the last reference.

@@ -67,6 +67,7 @@ pub struct TaskInfo {
     state: TaskState,
     cancelled: bool,
     local: bool,
+    polls: u32,
 }
 
 impl TaskInfo {
@@ -91,6 +92,7 @@ impl TaskInfo {
             state,
             cancelled: s.is_cancelled(),
             local: meta.local,
+            polls: h.poll_count(),
         }
     }
 
@@ -133,6 +135,12 @@ impl TaskInfo {
     /// Whether it is pinned to one thread (`spawn_local`).
     pub fn is_local(&self) -> bool {
         self.local
+    }
+
+    /// How many times it has been polled (wrapping at `u32::MAX`): a task polled far more often
+    /// than its work calls for is busy-looping or woken in vain.
+    pub fn poll_count(&self) -> u32 {
+        self.polls
     }
 }
 
@@ -335,7 +343,13 @@ impl Dump {
                 if t.local {
                     f.write_str(" (local)")?;
                 }
-                writeln!(f, ", spawned at {}", t.location)
+                writeln!(
+                    f,
+                    ", spawned at {}, polled {} time{}",
+                    t.location,
+                    t.polls,
+                    if t.polls == 1 { "" } else { "s" }
+                )
             }
             Node::Group(id) => {
                 let kind = match kinds.get(&id) {
