@@ -23,9 +23,9 @@
 //! # });
 //! ```
 
+use spindle_core::loom::unmodelled::{AtomicU64, Ordering::*};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 

@@ -45,9 +45,9 @@
 //!   of a message, a few microseconds) no longer run on two cores at once. Work stealing still
 //!   moves a task away when its worker is busy, but the task's next wake brings it back.
 
+use spindle_core::loom::unmodelled::{AtomicBool, Ordering::Relaxed};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::Reactor;

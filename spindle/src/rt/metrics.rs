@@ -22,7 +22,8 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use spindle_core::loom::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+// Plain counters, in no loom model: the unmodelled atomics.
+use spindle_core::loom::unmodelled::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// The counters of one worker (see the module docs for who writes them).
 #[repr(align(128))]
