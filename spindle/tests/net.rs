@@ -602,16 +602,17 @@ fn udp_multicast_v4_reaches_every_member() {
     each_flavor(|rt| {
         bounded(rt, 20, async {
             let group = Ipv4Addr::new(239, 255, 77, 1);
-            let a = UdpSocket::bind("0.0.0.0:0").await.unwrap();
-            let port = a.local_addr().unwrap().port();
-            // A second member on the same port (both bound with SO_REUSEADDR through socket2).
-            let b_sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-            b_sock.set_reuse_address(true).unwrap();
-            drop(a);
-            let a_sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-            a_sock.set_reuse_address(true).unwrap();
-            let any: std::net::SocketAddr = (Ipv4Addr::UNSPECIFIED, port).into();
+            // Two members on one port, both bound with SO_REUSEADDR (through socket2).
+            let member = || {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+                s.set_reuse_address(true).unwrap();
+                s
+            };
+            let (a_sock, b_sock) = (member(), member());
+            let any: std::net::SocketAddr = (Ipv4Addr::UNSPECIFIED, 0).into();
             a_sock.bind(&any.into()).unwrap();
+            let port = a_sock.local_addr().unwrap().as_socket().unwrap().port();
+            let any: std::net::SocketAddr = (Ipv4Addr::UNSPECIFIED, port).into();
             b_sock.bind(&any.into()).unwrap();
             let members = [a_sock, b_sock].map(|s| {
                 s.set_nonblocking(true).unwrap();
@@ -694,6 +695,46 @@ fn ready_reports_what_the_socket_is_ready_for() {
             assert_eq!(b.ready(Interest::READABLE).await.unwrap(), Ready::READABLE);
             assert_eq!(b.try_recv(&mut buf).unwrap(), 1);
             assert!(timeout(idle, b.ready(Interest::READABLE)).await.is_err(), "the datagram was taken");
+
+            // A pending error (ICMP port unreachable on a connected UDP socket) is reported as
+            // readable with `is_error`, and once a receive has taken it the socket waits again.
+            let dead = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let dead_addr = dead.local_addr().unwrap();
+            drop(dead);
+            let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            u.connect(dead_addr).await.unwrap();
+            u.send(b"anyone?").await.unwrap();
+            let r = u.ready(Interest::READABLE | Interest::WRITABLE).await.unwrap();
+            if r.is_error() {
+                assert!(r.is_readable() && !r.is_read_closed() && !r.is_write_closed(), "{r:?}");
+                assert_eq!(u.try_recv(&mut buf).unwrap_err().kind(), ErrorKind::ConnectionRefused);
+            }
+            assert!(timeout(idle, u.ready(Interest::READABLE)).await.is_err(), "the error was taken");
+        });
+    });
+}
+
+/// A connected UDP socket whose peer is gone: the receive reports the ICMP error
+/// (`ConnectionRefused`), and the next receive waits for a datagram. It used to spin inside one
+/// poll for ever (the error stayed recorded as readiness after the error was taken), freezing
+/// the worker so that not even a timeout around it could fire.
+#[test]
+fn udp_receive_after_a_refused_send_waits_instead_of_spinning() {
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let dead = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let dead_addr = dead.local_addr().unwrap();
+            drop(dead);
+            let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            u.connect(dead_addr).await.unwrap();
+            let mut buf = [0u8; 16];
+            for _ in 0..3 {
+                u.send(b"anyone?").await.unwrap();
+                let e = u.recv(&mut buf).await.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+                let r = spindle::time::timeout(Duration::from_millis(20), u.recv(&mut buf)).await;
+                assert!(r.is_err(), "nothing was sent to us: {r:?}");
+            }
         });
     });
 }

@@ -103,10 +103,14 @@ impl ScheduledIo {
     /// Clears the readiness seen in `ev` (after a syscall returned `WouldBlock`), unless a newer
     /// event arrived since (its tick differs): that event's readiness stays for the next look.
     fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
-        // Closed/error states stay: they do not go away.
+        // Closed states stay: they do not go away, and a syscall on a closed direction never
+        // says `WouldBlock`. A pending error does go away: the syscall that reports it consumes
+        // it (a UDP socket's ICMP error), after which the socket would block again; kept, it made
+        // every later wait ready at once and the retry loop spin inside one poll. Another error
+        // is reported by a new event.
         let clear = match dir {
-            Direction::Read => READABLE,
-            Direction::Write => WRITABLE,
+            Direction::Read => READABLE | ERROR,
+            Direction::Write => WRITABLE | ERROR,
         } & ev.bits;
         let mut cur = self.readiness.load(Acquire);
         loop {

@@ -8,6 +8,7 @@ const READABLE: u8 = 0b0001;
 const WRITABLE: u8 = 0b0010;
 const READ_CLOSED: u8 = 0b0100;
 const WRITE_CLOSED: u8 = 0b1000;
+const ERROR: u8 = 0b1_0000;
 
 /// The readiness a `ready()` call waits for: [`READABLE`](Interest::READABLE),
 /// [`WRITABLE`](Interest::WRITABLE), or both (`|`).
@@ -104,10 +105,15 @@ impl Ready {
     pub const WRITABLE: Ready = Ready(WRITABLE);
     /// The peer will send nothing more (end of stream, or a reset).
     pub const READ_CLOSED: Ready = Ready(READ_CLOSED);
-    /// Nothing more can be sent (the connection was shut down for writing, reset or closed).
+    /// Nothing more can be sent: the connection was reset or both sides are closed (`POLLHUP`).
+    /// A local `shutdown(Write)` alone does not show here (Linux still reports the socket
+    /// writable); the write then fails with `BrokenPipe`.
     pub const WRITE_CLOSED: Ready = Ready(WRITE_CLOSED);
+    /// An error is pending (a UDP socket's ICMP error, say): reported with readable and/or
+    /// writable, so the `try_` call that follows returns (and consumes) it.
+    pub const ERROR: Ready = Ready(ERROR);
     /// Every readiness.
-    pub const ALL: Ready = Ready(READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED);
+    pub const ALL: Ready = Ready(READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR);
 
     /// Whether nothing is ready.
     pub const fn is_empty(self) -> bool {
@@ -134,24 +140,30 @@ impl Ready {
         self.0 & WRITE_CLOSED != 0
     }
 
-    /// The readiness `poll(2)` reported in `revents` for `interest`'s directions: readable and
-    /// read-closed for reads, writable and write-closed for writes (an error counts as both
-    /// closed: the next call reports it).
+    /// Whether an error is pending (see [`ERROR`](Ready::ERROR)).
+    pub const fn is_error(self) -> bool {
+        self.0 & ERROR != 0
+    }
+
+    /// The readiness `poll(2)` reported in `revents` for `interest`'s directions. A pending
+    /// error (`POLLERR`) is not a closed side: it is reported as readable and/or writable (with
+    /// [`ERROR`](Ready::ERROR)), so the caller's next call returns it.
     pub(crate) fn from_revents(revents: i16, interest: Interest) -> Ready {
-        let mut r = 0;
+        let error = revents & libc::POLLERR != 0;
+        let mut r = if error { ERROR } else { 0 };
         if interest.is_readable() {
-            if revents & (libc::POLLIN | libc::POLLPRI) != 0 {
+            if revents & libc::POLLIN != 0 || error {
                 r |= READABLE;
             }
-            if revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            if revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
                 r |= READ_CLOSED;
             }
         }
         if interest.is_writable() {
-            if revents & libc::POLLOUT != 0 {
+            if revents & libc::POLLOUT != 0 || error {
                 r |= WRITABLE;
             }
-            if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            if revents & libc::POLLHUP != 0 {
                 r |= WRITE_CLOSED;
             }
         }
@@ -179,6 +191,7 @@ impl fmt::Debug for Ready {
             .field("writable", &(self.0 & WRITABLE != 0))
             .field("read_closed", &self.is_read_closed())
             .field("write_closed", &self.is_write_closed())
+            .field("error", &self.is_error())
             .finish()
     }
 }

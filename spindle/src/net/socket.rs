@@ -724,10 +724,10 @@ impl PollSocket {
 
     /// Waits until the socket is ready for any of `interest` (`datagram`: its reads take whole
     /// datagrams, so its stash is the datagram one) and reports what it is ready for. Each
-    /// readiness event is checked with a zero-timeout `poll(2)` (which also tells whether either
-    /// side is closed): a stale event is cleared and waited past, as after `WouldBlock`, so the
-    /// answer is what the socket was ready for a moment ago. A read that a cancelled owned read
-    /// left in the stash makes the socket readable.
+    /// readiness event is checked with a zero-timeout `poll(2)`: a stale event is cleared and
+    /// waited past, as after `WouldBlock`. Once a direction is ready, one more `poll(2)` over
+    /// the whole interest makes the answer (so it also names the other direction, and closed
+    /// sides). A read that a cancelled owned read left in the stash makes the socket readable.
     pub(crate) async fn ready_for(
         &self,
         interest: crate::io::Interest,
@@ -751,7 +751,7 @@ impl PollSocket {
         let mut write = std::pin::pin!(interest
             .is_writable()
             .then(|| self.io_shared(Direction::Write, || self.ready_now(Interest::WRITABLE))));
-        poll_fn(|cx| {
+        let fired = poll_fn(|cx| {
             let mut ready = Ready::EMPTY;
             if let Some(f) = read.as_mut().as_pin_mut() {
                 if let Poll::Ready(r) = f.poll(cx) {
@@ -766,23 +766,41 @@ impl PollSocket {
             if ready.is_empty() {
                 Poll::Pending
             } else {
-                Poll::Ready(Ok(ready))
+                Poll::Ready(Ok::<_, io::Error>(ready))
             }
         })
-        .await
+        .await?;
+        if interest.is_readable() && interest.is_writable() {
+            return Ok(fired | self.readiness_now(interest)?);
+        }
+        Ok(fired)
     }
 
-    /// The socket's readiness in `interest`'s one direction right now (`poll(2)` with a zero
-    /// timeout), or `WouldBlock` when it has none.
+    /// The socket's readiness for `interest`'s one direction right now, or `WouldBlock` when it
+    /// has none (the check [`ready_for`](Self::ready_for) runs at each readiness event).
     fn ready_now(&self, interest: crate::io::Interest) -> io::Result<crate::io::Ready> {
-        let events =
-            if interest.is_readable() { libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP } else { libc::POLLOUT };
+        let r = self.readiness_now(interest)?;
+        if r.is_empty() {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(r)
+        }
+    }
+
+    /// The socket's readiness for `interest` right now (`poll(2)` with a zero timeout).
+    fn readiness_now(&self, interest: crate::io::Interest) -> io::Result<crate::io::Ready> {
+        let mut events = 0;
+        if interest.is_readable() {
+            events |= libc::POLLIN | libc::POLLRDHUP;
+        }
+        if interest.is_writable() {
+            events |= libc::POLLOUT;
+        }
         let mut p = libc::pollfd { fd: self.fd(), events, revents: 0 };
         loop {
             // SAFETY: `p` is one valid `pollfd` for the duration of the call; the fd is ours.
             if unsafe { libc::poll(&mut p, 1, 0) } >= 0 {
-                let r = crate::io::Ready::from_revents(p.revents, interest);
-                return if r.is_empty() { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(r) };
+                return Ok(crate::io::Ready::from_revents(p.revents, interest));
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {

@@ -466,7 +466,10 @@ b.connect(a.local_addr().unwrap()).await.unwrap();"
     /// });
     /// ```
     pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
-        self.io.socket().set_multicast_loop_v4(on)
+        self.io
+            .socket()
+            .set_multicast_loop_v4(on)
+            .map_err(|e| option_error(format_args!("set_multicast_loop_v4 {on}"), e))
     }
 
     /// See [`set_multicast_loop_v4`](Self::set_multicast_loop_v4).
@@ -508,7 +511,10 @@ b.connect(a.local_addr().unwrap()).await.unwrap();"
     /// });
     /// ```
     pub fn set_multicast_loop_v6(&self, on: bool) -> io::Result<()> {
-        self.io.socket().set_multicast_loop_v6(on)
+        self.io
+            .socket()
+            .set_multicast_loop_v6(on)
+            .map_err(|e| option_error(format_args!("set_multicast_loop_v6 {on}"), e))
     }
 
     /// See [`set_multicast_loop_v6`](Self::set_multicast_loop_v6).
