@@ -746,6 +746,46 @@ let (a, b) = spindle::net::UnixDatagram::pair().unwrap();"
         self.io.recv_owned_shared(buf).await
     }
 
+    /// Sends an owned buffer's initialized bytes to the socket bound at `path` (on io_uring a
+    /// `sendmsg` op; the kernel copies the datagram before it completes). Errors name the path
+    /// and give the buffer back.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("spindle-doc-ud-owned-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// spindle::block_on(async {
+    ///     let a = spindle::net::UnixDatagram::bind(dir.join("a")).unwrap();
+    ///     let b = spindle::net::UnixDatagram::bind(dir.join("b")).unwrap();
+    ///     let (res, buf) = b.send_to_owned(b"ping".to_vec(), dir.join("a")).await;
+    ///     assert_eq!(res.unwrap(), 4);
+    ///     let (res, buf) = a.recv_from_owned(buf).await;
+    ///     let (n, from) = res.unwrap();
+    ///     assert_eq!((&buf[..n], from.as_pathname()), (&b"ping"[..], Some(dir.join("b").as_path())));
+    ///
+    ///     let (res, buf) = a.send_to_owned(buf, "/no/such/socket").await;
+    ///     assert!(res.unwrap_err().to_string().contains("/no/such/socket"));
+    ///     assert_eq!(buf, b"ping"); // given back
+    /// });
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub async fn send_to_owned<B: IoBuf>(&self, buf: B, path: impl AsRef<Path>) -> BufResult<usize, B> {
+        let path = path.as_ref();
+        let to = match SockAddr::unix(path) {
+            Ok(to) => to,
+            Err(e) => return (Err(path_error("send_to", path, e)), buf),
+        };
+        let (res, buf) = self.io.send_to_owned_shared(buf, &to).await;
+        (res.map_err(|e| path_error("send_to", path, e)), buf)
+    }
+
+    /// Receives a datagram into an owned buffer (it then holds exactly the datagram, truncated
+    /// to `bytes_total()`), with its sender's address. See
+    /// [`send_to_owned`](Self::send_to_owned) for an example.
+    pub async fn recv_from_owned<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let (res, buf) = self.io.recv_from_owned_shared(buf).await;
+        (res.and_then(|(n, from)| Ok((n, std_unix_addr(&from)?))), buf)
+    }
+
     /// The local address.
     ///
     /// ```
