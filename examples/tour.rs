@@ -1,4 +1,5 @@
-//! A tour of spindle's runtime: spawning, joining, aborting, panics, blocking work, local tasks.
+//! A tour of spindle's runtime: spawning, joining, aborting, panics, blocking work, local tasks,
+//! and looking inside a running runtime (the task tree and its counters).
 //!
 //! Run with `cargo run --release --example tour`.
 
@@ -72,4 +73,41 @@ async fn main() {
     .join()
     .unwrap();
     println!("current-thread runtime says 1 + 1 = {v}");
+
+    // 8. Look inside the running runtime: the live task tree, and the workers' counters.
+    let (release, gate) = spindle::sync::watch::channel(false);
+    let parent = task::Builder::new()
+        .name("parent")
+        .spawn(async move {
+            let children: Vec<_> = (0..2)
+                .map(|i| {
+                    let mut gate = gate.clone();
+                    task::Builder::new()
+                        .name(&format!("child {i}"))
+                        .spawn(async move {
+                            let _ = gate.wait_for(|open| *open).await;
+                        })
+                        .unwrap()
+                })
+                .collect();
+            for c in children {
+                c.await.unwrap();
+            }
+        })
+        .unwrap();
+    while spindle::runtime::Handle::current().dump().len() < 3 {
+        task::yield_now().await;
+    }
+    print!("live tasks: {}", spindle::runtime::Handle::current().dump());
+    release.send(true).unwrap();
+    parent.await.unwrap();
+    let m = spindle::runtime::Handle::current().metrics();
+    let total = |f: &dyn Fn(usize) -> u64| (0..m.num_workers()).map(f).sum::<u64>();
+    println!(
+        "{} workers: {} task polls, {} tasks stolen, {} parks",
+        m.num_workers(),
+        total(&|w| m.worker_poll_count(w)),
+        total(&|w| m.worker_steal_count(w)),
+        total(&|w| m.worker_park_count(w)),
+    );
 }
