@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 use common::each_flavor;
 use spindle::runtime::{Builder, Runtime, RuntimeFlavor, RuntimeMetrics};
 
+/// Awaits every task, failing on any error.
+async fn join_all<T>(tasks: Vec<spindle::task::JoinHandle<T>>) {
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 fn sum(m: &RuntimeMetrics, f: impl Fn(&RuntimeMetrics, usize) -> u64) -> u64 {
     (0..m.num_workers()).map(|w| f(m, w)).sum()
 }
@@ -48,9 +55,7 @@ fn polls_parks_and_busy_time_are_counted() {
                     })
                 })
                 .collect();
-            for t in tasks {
-                t.await.unwrap();
-            }
+            join_all(tasks).await;
             // 20 ms of work in one poll: some worker is busy for at least that long.
             spindle::spawn(async {
                 let until = Instant::now() + Duration::from_millis(20);
@@ -87,9 +92,7 @@ fn steals_are_counted_on_the_multi_thread_runtime() {
             // worker, woken by the spawns, steals some.
             let tasks: Vec<_> =
                 (0..64).map(|_| spindle::spawn(async { std::thread::sleep(Duration::from_millis(1)) })).collect();
-            for t in tasks {
-                t.await.unwrap();
-            }
+            join_all(tasks).await;
         })
         .await
         .unwrap();
@@ -106,9 +109,7 @@ fn steals_are_counted_on_the_multi_thread_runtime() {
         rt.block_on(async {
             let tasks: Vec<_> =
                 (0..16).map(|_| spindle::spawn(async { std::thread::sleep(Duration::from_millis(1)) })).collect();
-            for t in tasks {
-                t.await.unwrap();
-            }
+            join_all(tasks).await;
         });
         let m = rt.metrics();
         assert_eq!(sum(&m, |m, w| m.worker_steal_operations(w) + m.worker_steal_count(w)), 0);
@@ -184,9 +185,7 @@ fn queue_depths_are_reported() {
                         })
                     })
                     .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
+                join_all(tasks).await;
             })
             .await
             .unwrap();
@@ -220,9 +219,7 @@ fn the_shared_queue_holds_tasks_spawned_from_outside_until_a_worker_takes_them()
     release.send(()).unwrap();
     rt.block_on(async {
         blocker.await.unwrap();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        join_all(tasks).await;
     });
     assert_eq!(m.global_queue_depth(), 0);
 
@@ -231,9 +228,7 @@ fn the_shared_queue_holds_tasks_spawned_from_outside_until_a_worker_takes_them()
     let tasks: Vec<_> = (0..4).map(|_| rt.spawn(async {})).collect();
     assert_eq!(rt.metrics().global_queue_depth(), 4);
     rt.block_on(async {
-        for t in tasks {
-            t.await.unwrap();
-        }
+        join_all(tasks).await;
     });
     assert_eq!(rt.metrics().global_queue_depth(), 0);
 }
@@ -245,9 +240,7 @@ fn a_current_thread_runtime_reports_what_its_last_block_on_left_queued() {
     let tasks = rt.block_on(async { (0..10).map(|_| spindle::spawn(async {})).collect::<Vec<_>>() });
     assert_eq!(m.worker_local_queue_depth(0), 10);
     rt.block_on(async {
-        for t in tasks {
-            t.await.unwrap();
-        }
+        join_all(tasks).await;
     });
     assert_eq!(m.worker_local_queue_depth(0), 0);
 }
@@ -288,9 +281,7 @@ fn blocking_pool_threads_and_queue_are_reported() {
     release.send(()).unwrap();
     rt.block_on(async {
         first.await.unwrap();
-        for t in more {
-            t.await.unwrap();
-        }
+        join_all(more).await;
     });
     assert_eq!(m.blocking_queue_depth(), 0);
     eventually(&rt, "the blocking thread goes idle", || m.num_idle_blocking_threads() == 1);

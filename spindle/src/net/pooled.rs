@@ -704,13 +704,14 @@ pub(crate) async fn accept_multishot(sock: &PollSocket) -> Option<io::Result<(So
     if let Some(until) = until {
         crate::time::sleep_until(until).await;
     }
-    let mut waiting = AcceptWait { shared: &shared, item: WaitKey::default(), buffer: BufferWait::default() };
+    let mut waiting = AcceptWait { shared: &shared, item: WaitKey::default() };
     loop {
         let item = poll_fn(|cx| {
             if spindle_core::coop::poll_proceed(cx).is_pending() {
                 return Poll::Pending;
             }
-            shared.poll_item(cx, Kind::AcceptMulti, &mut waiting.item, &mut waiting.buffer)
+            // A listener has no buffer pool: nothing ever waits for a buffer here.
+            shared.poll_item(cx, Kind::AcceptMulti, &mut waiting.item, &mut BufferWait::default())
         })
         .await;
         match item {
@@ -751,8 +752,6 @@ pub(crate) async fn accept_multishot(sock: &PollSocket) -> Option<io::Result<(So
 struct AcceptWait<'a> {
     shared: &'a Shared,
     item: WaitKey,
-    /// Unused: a listener has no buffer pool.
-    buffer: BufferWait,
 }
 
 impl Drop for AcceptWait<'_> {

@@ -711,54 +711,54 @@ impl PollSocket {
     /// Stashed bytes count as readable. May return when an operation would still block; the
     /// `try_*` call that then fails with `WouldBlock` clears the readiness.
     pub(crate) async fn ready(&self, dir: Direction) -> io::Result<()> {
-        if dir == Direction::Read && self.stash.is_busy() {
-            // An orphaned read in flight: wait for its final completion (its bytes, if any, come
-            // before the socket's). Something stashed: readable now.
-            let stashed = poll_fn(|cx| self.poll_stashed(cx, &mut Fill::new(&mut []), Mode::Peek)).await;
-            if stashed.is_some() {
-                return Ok(());
-            }
-        }
-        self.io_shared(dir, || Ok(())).await
+        self.wait_ready(dir, false, (), || Ok(())).await
     }
 
-    /// Waits until the socket is ready for any of `interest` (`datagram`: its reads take whole
-    /// datagrams, so its stash is the datagram one) and reports what it is ready for. Each
-    /// readiness event is checked with a zero-timeout `poll(2)`: a stale event is cleared and
-    /// waited past, as after `WouldBlock`. Once a direction is ready, one more `poll(2)` over
-    /// the whole interest makes the answer (so it also names the other direction, and closed
-    /// sides). A read that a cancelled owned read left in the stash makes the socket readable.
+    /// Waits until `dir` is ready, for the readiness methods of both socket kinds (`datagram`:
+    /// its reads take whole datagrams, so its stash is the datagram one). For reads, an orphaned
+    /// read in flight is waited for (its bytes, if any, come before the socket's), and something
+    /// stashed makes the socket readable at once (`if_stashed`). Otherwise each readiness event
+    /// runs `check`: `WouldBlock` means the event was stale, which is cleared and waited past.
+    async fn wait_ready<R>(
+        &self,
+        dir: Direction,
+        datagram: bool,
+        if_stashed: R,
+        check: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        if dir == Direction::Read && self.stash.is_busy() {
+            let stashed = if datagram {
+                self.datagram_stashed(&mut [], Mode::Peek).await.is_some()
+            } else {
+                poll_fn(|cx| self.poll_stashed(cx, &mut Fill::new(&mut []), Mode::Peek)).await.is_some()
+            };
+            if stashed {
+                return Ok(if_stashed);
+            }
+        }
+        self.io_shared(dir, check).await
+    }
+
+    /// Waits until the socket is ready for any of `interest` (`datagram`: as for
+    /// [`wait_ready`](Self::wait_ready)) and reports what it is ready for. Each readiness event
+    /// is checked with a zero-timeout `poll(2)`: a stale event is cleared and waited past, as
+    /// after `WouldBlock`. Once a direction is ready, one more `poll(2)` over the whole interest
+    /// makes the answer (so it also names the other direction, and closed sides). A read that a
+    /// cancelled owned read left in the stash makes the socket readable.
     pub(crate) async fn ready_for(
         &self,
         interest: crate::io::Interest,
         datagram: bool,
     ) -> io::Result<crate::io::Ready> {
         use crate::io::{Interest, Ready};
-        let read = async {
-            let stashed = if !self.stash.is_busy() {
-                false
-            } else if datagram {
-                self.datagram_stashed(&mut [], Mode::Peek).await.is_some()
-            } else {
-                poll_fn(|cx| self.poll_stashed(cx, &mut Fill::new(&mut []), Mode::Peek)).await.is_some()
-            };
-            if stashed {
-                return Ok(Ready::READABLE);
-            }
-            self.io_shared(Direction::Read, || self.ready_now(Interest::READABLE)).await
-        };
-        let mut read = std::pin::pin!(interest.is_readable().then_some(read));
-        let mut write = std::pin::pin!(interest
-            .is_writable()
-            .then(|| self.io_shared(Direction::Write, || self.ready_now(Interest::WRITABLE))));
+        let wait = |dir, i: Interest, if_stashed| self.wait_ready(dir, datagram, if_stashed, move || self.ready_now(i));
+        let mut read =
+            std::pin::pin!(interest.is_readable().then(|| wait(Direction::Read, Interest::READABLE, Ready::READABLE)));
+        let mut write =
+            std::pin::pin!(interest.is_writable().then(|| wait(Direction::Write, Interest::WRITABLE, Ready::WRITABLE)));
         let fired = poll_fn(|cx| {
             let mut ready = Ready::EMPTY;
-            if let Some(f) = read.as_mut().as_pin_mut() {
-                if let Poll::Ready(r) = f.poll(cx) {
-                    ready |= r?;
-                }
-            }
-            if let Some(f) = write.as_mut().as_pin_mut() {
+            for f in [read.as_mut().as_pin_mut(), write.as_mut().as_pin_mut()].into_iter().flatten() {
                 if let Poll::Ready(r) = f.poll(cx) {
                     ready |= r?;
                 }
@@ -942,11 +942,7 @@ impl PollSocket {
     /// Waits until a datagram socket may be readable (a stashed datagram counts; an orphaned
     /// receive in flight is waited for) or writable. See [`ready`](Self::ready).
     pub(crate) async fn datagram_ready(&self, dir: Direction) -> io::Result<()> {
-        if dir == Direction::Read && self.stash.is_busy() && self.datagram_stashed(&mut [], Mode::Peek).await.is_some()
-        {
-            return Ok(());
-        }
-        self.io_shared(dir, || Ok(())).await
+        self.wait_ready(dir, true, (), || Ok(())).await
     }
 
     /// The datagram stash without waiting: `None` when nothing is stashed, `WouldBlock` while an
