@@ -30,6 +30,7 @@ pub use driver::registration::__loom as __loom_readiness;
 pub mod fs;
 pub mod io;
 pub mod net;
+pub mod process;
 mod rt;
 pub mod signal;
 pub mod structured;

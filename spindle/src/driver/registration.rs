@@ -474,6 +474,12 @@ impl Registration {
     }
 }
 
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration").field("fd", &self.fd).finish_non_exhaustive()
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(Ok(w)) = self.watch.get() {
