@@ -540,3 +540,161 @@ fn read_dir_survives_a_batch_job_that_could_not_run() {
     let want: Vec<_> = (0..100).map(|i| std::ffi::OsString::from(format!("f{i:03}"))).collect();
     assert_eq!(names, want);
 }
+
+/// The stream-style traits (`fs::cursor`): what is written through them reads back through
+/// them, across several chunks, with seeks in between; positional I/O does not move the cursor.
+#[test]
+fn cursor_traits_write_read_and_seek() {
+    use futures::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    use std::io::SeekFrom;
+    let dir = TempDir::new("cursor");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        let data = data.clone();
+        rt.block_on(async move {
+            let mut f =
+                OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).await.unwrap();
+            // More than one chunk (1 MiB) in one write_all, then a small one.
+            f.write_all(&data).await.unwrap();
+            f.write_all(b"tail").await.unwrap();
+            f.flush().await.unwrap();
+            assert_eq!(f.seek(SeekFrom::Current(0)).await.unwrap(), data.len() as u64 + 4);
+            // A positional read does not move the cursor.
+            let (res, buf) = f.read_at_owned(vec![0u8; 4], 0).await;
+            res.unwrap();
+            assert_eq!(buf, &data[..4]);
+            assert_eq!(f.seek(SeekFrom::Start(0)).await.unwrap(), 0);
+            let mut back = Vec::new();
+            f.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back.len(), data.len() + 4);
+            assert!(back[..data.len()] == data[..] && &back[data.len()..] == b"tail");
+            // End of file, then a seek back and a read of exactly what is there.
+            let mut more = [0u8; 8];
+            assert_eq!(f.read(&mut more).await.unwrap(), 0);
+            assert_eq!(f.seek(SeekFrom::End(-4)).await.unwrap(), data.len() as u64);
+            f.read_exact(&mut more[..4]).await.unwrap();
+            assert_eq!(&more[..4], b"tail");
+            // Overwrite in the middle.
+            f.seek(SeekFrom::Start(10)).await.unwrap();
+            f.write_all(b"XYZ").await.unwrap();
+            f.flush().await.unwrap();
+            let (res, buf) = f.read_at_owned(vec![0u8; 16], 8).await;
+            res.unwrap();
+            assert_eq!(&buf[2..5], b"XYZ");
+            assert_eq!(buf[..2], data[8..10]);
+            assert_eq!(buf[5..], data[13..24]);
+        });
+    });
+}
+
+/// A read that finished for a longer slice than the caller then polls with keeps the rest, and
+/// a write or seek after it goes where the caller is (not where the kernel read up to); a read
+/// polled once and abandoned loses nothing.
+#[test]
+fn cursor_read_ahead_is_given_back_and_abandoned_reads_lose_nothing() {
+    use futures::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    use std::io::SeekFrom;
+    use std::pin::Pin;
+    use std::task::Poll;
+    let dir = TempDir::new("cursor-ahead");
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        rt.block_on(async {
+            fs::write(&path, "0123456789abcdefghijklmnopqrstuvwxyzABCD").await.unwrap();
+            let mut f = OpenOptions::new().read(true).write(true).open(&path).await.unwrap();
+            // A read for 16 bytes, polled once and then abandoned (whatever it returned).
+            let mut big = [0u8; 16];
+            let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut f).poll_read(cx, &mut big))).await;
+            let got = match first {
+                Poll::Ready(r) => r.unwrap(),
+                Poll::Pending => 0,
+            };
+            // The next reads, with a smaller slice, see the bytes right after what was returned.
+            let mut small = [0u8; 4];
+            f.read_exact(&mut small).await.unwrap();
+            let seen = got + 4;
+            assert_eq!(&small, &b"0123456789abcdefghijklmnopqrstuvwxyzABCD"[got..seen]);
+            // A write lands at the caller's position, not past the read-ahead.
+            f.write_all(b"__").await.unwrap();
+            f.flush().await.unwrap();
+            assert_eq!(f.seek(SeekFrom::Current(0)).await.unwrap(), seen as u64 + 2);
+            // And a seek relative to the caller's position, with bytes read ahead again.
+            let mut one = [0u8; 1];
+            f.read_exact(&mut one).await.unwrap();
+            assert_eq!(f.seek(SeekFrom::Current(-1)).await.unwrap(), seen as u64 + 2);
+            let mut rest = String::new();
+            f.read_to_string(&mut rest).await.unwrap();
+            let mut expect = b"0123456789abcdefghijklmnopqrstuvwxyzABCD".to_vec();
+            expect[seen..seen + 2].copy_from_slice(b"__");
+            assert_eq!(rest.as_bytes(), &expect[seen + 2..]);
+            assert_eq!(fs::read(&path).await.unwrap(), expect);
+        });
+    });
+}
+
+/// A write's failure is reported (here: the file is read-only), by the write or by the flush.
+#[test]
+fn cursor_write_errors_are_reported() {
+    use futures::AsyncWriteExt;
+    let dir = TempDir::new("cursor-err");
+    each_flavor(|rt| {
+        let path = dir.0.join("ro");
+        rt.block_on(async {
+            fs::write(&path, "x").await.unwrap();
+            let mut f = File::open(&path).await.unwrap();
+            let r = match f.write_all(b"no").await {
+                Ok(()) => f.flush().await,
+                e => e,
+            };
+            let e = r.expect_err("a write to a read-only file succeeded");
+            assert_eq!(spindle::io::raw_os_error(&e), Some(libc::EBADF), "{e}");
+            assert!(e.to_string().contains("ro"), "{e}");
+        });
+    });
+}
+
+/// Appending files append through the traits (the writes use the file position, as write(2)).
+#[test]
+fn cursor_writes_append_with_o_append() {
+    use futures::AsyncWriteExt;
+    let dir = TempDir::new("cursor-append");
+    each_flavor(|rt| {
+        let path = dir.0.join("log");
+        rt.block_on(async {
+            fs::write(&path, "start;").await.unwrap();
+            let mut f = OpenOptions::new().append(true).open(&path).await.unwrap();
+            f.write_all(b"one;").await.unwrap();
+            f.write_all(b"two;").await.unwrap();
+            f.flush().await.unwrap();
+            assert_eq!(fs::read(&path).await.unwrap(), b"start;one;two;");
+        });
+    });
+}
+
+#[cfg(feature = "tokio-io")]
+#[test]
+fn cursor_tokio_traits() {
+    use std::future::poll_fn;
+    use std::io::SeekFrom;
+    use std::pin::Pin;
+    use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+    let dir = TempDir::new("cursor-tokio");
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        rt.block_on(async {
+            let mut f =
+                OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).await.unwrap();
+            let n = poll_fn(|cx| AsyncWrite::poll_write(Pin::new(&mut f), cx, b"hello tokio")).await.unwrap();
+            assert_eq!(n, 11);
+            poll_fn(|cx| AsyncWrite::poll_flush(Pin::new(&mut f), cx)).await.unwrap();
+            Pin::new(&mut f).start_seek(SeekFrom::Start(6)).unwrap();
+            assert!(Pin::new(&mut f).start_seek(SeekFrom::Start(0)).is_err(), "second start_seek");
+            assert_eq!(poll_fn(|cx| Pin::new(&mut f).poll_complete(cx)).await.unwrap(), 6);
+            let mut storage = [0u8; 16];
+            let mut rb = ReadBuf::new(&mut storage);
+            poll_fn(|cx| AsyncRead::poll_read(Pin::new(&mut f), cx, &mut rb)).await.unwrap();
+            assert_eq!(rb.filled(), b"tokio");
+        });
+    });
+}

@@ -13,11 +13,14 @@ use crate::driver::Reactor;
 use crate::io::blocking;
 use crate::io::{BufResult, IoBuf, IoBufMut};
 
-/// An open file, read and written at explicit positions with owned buffers.
+/// An open file, read and written at explicit positions with owned buffers, or as a stream.
 ///
-/// All methods take `&self`: positional I/O has no cursor, so several tasks may use one `File`
-/// (share it with an `Arc`). The descriptor is closed when the `File` and every operation still
-/// running on it are gone. See the [module docs](crate::fs) for the error and cancellation rules.
+/// All positional methods take `&self`: positional I/O has no cursor, so several tasks may use
+/// one `File` (share it with an `Arc`). For stream-style code (`read_to_end`, `write_all`, `seek`,
+/// `BufReader`, `io::copy`), `File` implements `futures_io`'s `AsyncRead`/`AsyncWrite`/`AsyncSeek`
+/// and, under `tokio-io`, tokio's, at the file's own position (call `flush` to see the writes'
+/// errors). The descriptor is closed when the `File` and every operation still running on it are
+/// gone. See the [module docs](crate::fs) for the error and cancellation rules.
 ///
 /// ```
 /// use spindle::fs::File;
@@ -34,11 +37,13 @@ use crate::io::{BufResult, IoBuf, IoBufMut};
 /// });
 /// ```
 pub struct File {
-    std: Arc<std::fs::File>,
+    pub(super) std: Arc<std::fs::File>,
     /// For error messages (absent for files made by `from_std`).
     path: Option<Arc<Path>>,
     /// Whether positional io_uring ops may be used: set at the first one (see `check_seekable`).
     seekable: OnceLock<bool>,
+    /// The stream-style traits' state (`fs::cursor`).
+    pub(super) cursor: std::sync::Mutex<super::cursor::Cursor>,
 }
 
 impl fmt::Debug for File {
@@ -160,10 +165,19 @@ impl File {
     /// # drop(f);
     /// ```
     pub fn from_std(file: std::fs::File) -> File {
-        File { std: Arc::new(file), path: None, seekable: OnceLock::new() }
+        File { std: Arc::new(file), path: None, seekable: OnceLock::new(), cursor: Default::default() }
     }
 
-    fn error(&self, op: &str, e: io::Error) -> io::Error {
+    /// What [`error`](Self::error) adds to an error, as a function an operation can carry.
+    pub(super) fn error_context(&self) -> impl Fn(&str, io::Error) -> io::Error + Send + 'static {
+        let (path, fd) = (self.path.clone(), self.std.as_raw_fd());
+        move |op, e| match &path {
+            Some(p) => path_error(op, p, e),
+            None => crate::io::with_context(format!("{op} fd {fd}"), e),
+        }
+    }
+
+    pub(super) fn error(&self, op: &str, e: io::Error) -> io::Error {
         match &self.path {
             Some(p) => path_error(op, p, e),
             None => crate::io::with_context(format!("{op} fd {}", self.std.as_raw_fd()), e),
@@ -524,7 +538,7 @@ impl File {
     /// ```
     pub async fn try_clone(&self) -> io::Result<File> {
         let std = self.run("try_clone", |f| f.try_clone()).await?;
-        Ok(File { std: Arc::new(std), path: self.path.clone(), seekable: OnceLock::new() })
+        Ok(File { std: Arc::new(std), path: self.path.clone(), seekable: OnceLock::new(), cursor: Default::default() })
     }
 }
 
@@ -665,6 +679,6 @@ impl OpenOptions {
         let path: Arc<Path> = Arc::from(path);
         let p = path.clone();
         let std = blocking::run("open", move || opts.open(&p).map_err(|e| path_error("open", &p, e))).await?;
-        Ok(File { std: Arc::new(std), path: Some(path), seekable: OnceLock::new() })
+        Ok(File { std: Arc::new(std), path: Some(path), seekable: OnceLock::new(), cursor: Default::default() })
     }
 }

@@ -19,6 +19,11 @@
 //!   a path with a NUL byte, a directory where a file is expected) is an error, never a panic.
 //! - Positional I/O (`read_at_owned`, `write_at_owned`) does not move a file cursor, so one `File`
 //!   can serve concurrent operations from several tasks (`&self` methods).
+//! - **Stream-style I/O**: `File` also implements `futures_io`'s `AsyncRead`, `AsyncWrite` and
+//!   `AsyncSeek` (tokio's three under `tokio-io`) at the file's own position, as std's and
+//!   tokio's `File` do: one operation at a time on a buffer of the file's, the caller's slice never
+//!   handed to the kernel; writes report their errors at the next call or at `flush`, which is how
+//!   to learn that they landed (see `fs::cursor` in the source for the whole contract).
 //!
 //! ```
 //! # let dir = std::env::temp_dir().join(format!("spindle-doc-fs-{}", std::process::id()));
@@ -38,6 +43,7 @@
 //! [`IoBufMut`]: crate::io::IoBufMut
 //! [`BufResult`]: crate::io::BufResult
 
+mod cursor;
 mod dir;
 mod file;
 

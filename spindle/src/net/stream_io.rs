@@ -287,7 +287,7 @@ macro_rules! readiness_ready_method {
         /// Waits until the stream is ready for any of `interest` (readable, writable or both)
         /// and reports what it is ready for, including whether the peer closed its side
         /// ([`Ready::is_read_closed`](crate::io::Ready::is_read_closed)) or this side can no
-        /// longer send. As with [`readable`](Self::readable), the report can be stale: the
+        /// longer send. As with the `readable` and `writable` waits, the report can be stale: the
         /// `try_` call that follows may get `WouldBlock`, and the loop goes on. Cancel-safe.
         ///
         /// ```
