@@ -15,8 +15,10 @@
 //! - [`Child::wait`] closes the child's stdin first (a child reading its input to the end would
 //!   otherwise never exit), as tokio's does.
 //! - Nothing is left behind: a `Child` dropped before its exit was reaped (killed first with
-//!   [`Command::kill_on_drop`]) is kept in a process-wide list and reaped, without blocking, by
-//!   the next spawn or `Child` drop, so it never stays a zombie for longer than that.
+//!   [`Command::kill_on_drop`]) is kept in a process-wide list, and a thread of spindle's
+//!   (`spindle-reaper`, started with the first such child) reaps it, without blocking, when a
+//!   `SIGCHLD` says some child exited, as tokio's orphan queue does. (Where a `SIGCHLD` handler
+//!   cannot be installed, the list is reaped at each spawn and each `Child` drop instead.)
 
 use std::ffi::OsStr;
 use std::io;
@@ -44,12 +46,14 @@ use crate::driver::{Direction, Registration};
 #[derive(Debug)]
 pub struct Command {
     std: std::process::Command,
-    stdin_set: bool,
+    /// Which streams were set through this type (for [`output`](Self::output)'s defaults).
+    set: [bool; 3],
     kill_on_drop: bool,
 }
 
 impl From<std::process::Command> for Command {
-    /// Takes over a std builder (whose stdin counts as unset for [`Command::output`]).
+    /// Takes over a std builder (whose standard streams count as unset for
+    /// [`Command::output`]).
     ///
     /// ```
     /// let mut std_cmd = std::process::Command::new("true");
@@ -58,7 +62,7 @@ impl From<std::process::Command> for Command {
     /// assert_eq!(cmd.as_std().get_program(), "true");
     /// ```
     fn from(std: std::process::Command) -> Command {
-        Command { std, stdin_set: false, kill_on_drop: false }
+        Command { std, set: [false; 3], kill_on_drop: false }
     }
 }
 
@@ -175,7 +179,7 @@ impl Command {
     /// ```
     pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
         self.std.stdin(cfg);
-        self.stdin_set = true;
+        self.set[0] = true;
         self
     }
 
@@ -189,6 +193,7 @@ impl Command {
     /// ```
     pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
         self.std.stdout(cfg);
+        self.set[1] = true;
         self
     }
 
@@ -202,12 +207,13 @@ impl Command {
     /// ```
     pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
         self.std.stderr(cfg);
+        self.set[2] = true;
         self
     }
 
     /// Whether a [`Child`] dropped before its exit kills the process (`SIGKILL`); off by
-    /// default, as with std: the process then runs on, and is reaped once it exits (see the
-    /// module contract).
+    /// default, as with std: the process then runs on. Either way it is reaped once it exits
+    /// (see the module contract), never left a zombie.
     ///
     /// ```
     /// # spindle::runtime::Runtime::new().unwrap().block_on(async {
@@ -254,10 +260,13 @@ impl Command {
     /// ```
     pub fn spawn(&mut self) -> io::Result<Child> {
         reap_orphans();
-        let mut child = self
-            .std
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("spawning {:?}: {e}", self.std.get_program())))?;
+        let mut child = self.std.spawn().map_err(|e| {
+            let context = match self.std.get_current_dir() {
+                Some(dir) => format!("spawning {:?} in {dir:?}", self.std.get_program()),
+                None => format!("spawning {:?}", self.std.get_program()),
+            };
+            crate::io::with_context(context, e)
+        })?;
         let stdin = child.stdin.take().map(|s| Pipe::new(s.into())).transpose();
         let stdout = child.stdout.take().map(|s| Pipe::new(s.into())).transpose();
         let stderr = child.stderr.take().map(|s| Pipe::new(s.into())).transpose();
@@ -294,8 +303,10 @@ impl Command {
     }
 
     /// Starts the process, collects everything it writes to stdout and stderr, and waits for it
-    /// to exit. As with std, stdout and stderr are piped and stdin is null unless it was set;
-    /// the pipes stay set on this command.
+    /// to exit. As with std, stdout and stderr are piped and stdin is null unless they were set
+    /// (with this type's methods: settings made through [`as_std_mut`](Self::as_std_mut) count
+    /// as unset). Unlike std, these defaults then stay set on this command (std's builder
+    /// cannot unset a stream), so a later [`spawn`](Self::spawn) pipes them too.
     ///
     /// ```
     /// # spindle::runtime::Runtime::new().unwrap().block_on(async {
@@ -304,9 +315,14 @@ impl Command {
     /// # });
     /// ```
     pub async fn output(&mut self) -> io::Result<Output> {
-        self.std.stdout(Stdio::piped()).stderr(Stdio::piped());
-        if !self.stdin_set {
-            self.std.stdin(Stdio::null());
+        if !self.set[0] {
+            self.stdin(Stdio::null());
+        }
+        if !self.set[1] {
+            self.stdout(Stdio::piped());
+        }
+        if !self.set[2] {
+            self.stderr(Stdio::piped());
         }
         self.spawn()?.wait_with_output().await
     }
@@ -376,17 +392,28 @@ impl Child {
             return Ok(s);
         }
         let id = self.id();
-        if let Some(pidfd) = &self.exit {
+        while let Some(pidfd) = &mut self.exit {
+            // Watched by the reactor of the runtime that spawned the child, or, once that
+            // runtime is gone, by the current one's.
+            if pidfd.reg.as_ref().is_none_or(Registration::is_shut_down) {
+                pidfd.reg = None;
+                pidfd.reg = Registration::new(pidfd.fd.as_raw_fd()).ok().filter(|r| !r.is_shut_down());
+            }
+            let Some(reg) = &pidfd.reg else { break };
             let child = self.child.as_mut().expect("spindle: child used during its drop");
-            return std::future::poll_fn(|cx| {
-                pidfd.reg.poll_io(cx, Direction::Read, || match child.try_wait() {
+            let r = std::future::poll_fn(|cx| {
+                reg.poll_io(cx, Direction::Read, || match child.try_wait() {
                     Ok(Some(s)) => Ok(s),
                     Ok(None) => Err(io::ErrorKind::WouldBlock.into()),
                     Err(e) => Err(e),
                 })
             })
-            .await
-            .map_err(|e| wait_error(id, e));
+            .await;
+            match r {
+                // Its runtime shut down meanwhile: watch again (above).
+                Err(_) if reg.is_shut_down() => continue,
+                r => return r.map_err(|e| wait_error(id, e)),
+            }
         }
         let mut pause = Duration::from_millis(1);
         loop {
@@ -425,7 +452,7 @@ impl Child {
     /// ```
     pub fn start_kill(&mut self) -> io::Result<()> {
         let id = self.id();
-        self.std().kill().map_err(|e| io::Error::new(e.kind(), format!("killing child process {id}: {e}")))
+        self.std().kill().map_err(|e| crate::io::with_context(format!("killing child process {id}"), e))
     }
 
     /// Kills the process (`SIGKILL`) and waits for it to exit.
@@ -478,7 +505,7 @@ impl Drop for Child {
 }
 
 fn wait_error(id: u32, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("waiting for child process {id}: {e}"))
+    crate::io::with_context(format!("waiting for child process {id}"), e)
 }
 
 /// Children dropped before their exit was reaped (see the module contract).
@@ -486,6 +513,36 @@ static ORPHANS: Mutex<Vec<std::process::Child>> = Mutex::new(Vec::new());
 
 fn orphan(child: std::process::Child) {
     ORPHANS.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+    static REAPER: std::sync::Once = std::sync::Once::new();
+    REAPER.call_once(|| {
+        // The reaper's SIGCHLD listener exists before it first reaps, so an orphan that exits
+        // after that reap raises a delivery it sees. If the thread cannot start, spawns and
+        // drops still reap.
+        let _ = std::thread::Builder::new().name("spindle-reaper".to_string()).spawn(reaper);
+    });
+}
+
+/// The `spindle-reaper` thread: reaps the orphans that exited at every `SIGCHLD`.
+fn reaper() {
+    let Ok(mut sigchld) = crate::signal::signal(crate::signal::SignalKind::child()) else { return };
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        reap_orphans();
+        loop {
+            match sigchld.poll_recv(&mut cx) {
+                Poll::Ready(Some(())) => break,
+                Poll::Ready(None) => return,
+                Poll::Pending => std::thread::park(),
+            }
+        }
+    }
 }
 
 /// Reaps the orphans that have exited (a non-blocking `waitpid` each).
@@ -497,13 +554,14 @@ fn reap_orphans() {
 /// A pidfd watched for the child's exit (readable once it exited).
 #[derive(Debug)]
 struct Pidfd {
-    reg: Registration,
+    /// `None` when no reactor can watch it now (the wait polls then).
+    reg: Option<Registration>,
     /// Closed after `reg` deregisters it (field order).
-    _fd: OwnedFd,
+    fd: OwnedFd,
 }
 
 impl Pidfd {
-    /// `None` where `pidfd_open` or the watch is refused: the wait polls instead.
+    /// `None` where `pidfd_open` is refused: the wait polls instead.
     fn open(pid: u32) -> Option<Pidfd> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd (close-on-exec) or -1;
         // the pid is our un-reaped child's, so it cannot name another process.
@@ -513,8 +571,8 @@ impl Pidfd {
         }
         // SAFETY: the syscall returned a new fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        let reg = Registration::new(fd.as_raw_fd()).ok()?;
-        Some(Pidfd { reg, _fd: fd })
+        let reg = Registration::new(fd.as_raw_fd()).ok();
+        Some(Pidfd { reg, fd })
     }
 }
 
@@ -536,7 +594,7 @@ impl Pipe {
         };
         if !ok {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("making a child's pipe non-blocking: {e}")));
+            return Err(crate::io::with_context("making a child's pipe non-blocking".to_string(), e));
         }
         Ok(Pipe { reg: Registration::new(raw)?, fd })
     }

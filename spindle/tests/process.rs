@@ -108,16 +108,59 @@ fn kill_on_drop_kills_and_the_child_is_reaped() {
             let pid = child.id();
             assert!(exists(pid));
             drop(child);
-            // Killed at the drop; reaped by the drop or by a later spawn (see the module contract).
-            let mut tries = 0;
-            while exists(pid) {
-                assert!(tries < 500, "child {pid} neither killed nor reaped");
-                tries += 1;
-                Command::new("true").status().await.unwrap();
-                sleep(Duration::from_millis(10)).await;
-            }
+            // Killed at the drop, reaped by the reaper thread at its SIGCHLD: nothing else is
+            // spawned or dropped here.
+            gone_within(pid, Duration::from_secs(10)).await;
         });
     });
+}
+
+/// Waits until process `pid` is gone (reaped), failing after `limit`.
+async fn gone_within(pid: u32, limit: Duration) {
+    let start = std::time::Instant::now();
+    while exists(pid) {
+        assert!(start.elapsed() < limit, "child {pid} was never reaped (a zombie?)");
+        sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn a_child_dropped_running_is_reaped_when_it_exits_later() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let child = Command::new("sleep").arg("0.1").spawn().unwrap();
+            let pid = child.id();
+            drop(child); // still running: not killed, left to exit by itself
+            assert!(exists(pid));
+            gone_within(pid, Duration::from_secs(10)).await;
+        });
+    });
+}
+
+#[test]
+fn output_keeps_streams_that_were_set() {
+    let _s = serial();
+    each_flavor(|rt| {
+        let out = bounded(rt, 30, async {
+            Command::new("sh").args(["-c", "echo out; echo err >&2"]).stdout(Stdio::null()).output().await.unwrap()
+        });
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty(), "stdout was set to null, yet captured: {:?}", out.stdout);
+        assert_eq!(out.stderr, b"err\n");
+    });
+}
+
+/// A child spawned on a runtime that is gone can still be waited for on another.
+#[test]
+fn a_child_outlives_the_runtime_that_spawned_it() {
+    let _s = serial();
+    let first = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let mut child = first.block_on(async { Command::new("sh").args(["-c", "sleep 0.05; exit 3"]).spawn().unwrap() });
+    drop(first);
+    let second = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let status = bounded(&second, 30, async move { child.wait().await.unwrap() });
+    assert_eq!(status.code(), Some(3));
 }
 
 #[test]
@@ -126,7 +169,11 @@ fn a_missing_program_is_a_clear_error() {
     each_flavor(|rt| {
         let e = bounded(rt, 30, async { Command::new("/nonexistent/spindle-no-such-program").spawn().unwrap_err() });
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(spindle::io::raw_os_error(&e), Some(libc::ENOENT));
         assert!(e.to_string().contains("spindle-no-such-program"), "{e}");
+        // A missing working directory is named too.
+        let e = bounded(rt, 30, async { Command::new("true").current_dir("/nonexistent-dir").spawn().unwrap_err() });
+        assert!(e.to_string().contains("/nonexistent-dir"), "{e}");
     });
 }
 
