@@ -148,3 +148,61 @@ fn a_deep_chain_of_tasks_prints_without_recursion() {
     drop(closed);
     rt.block_on(top).unwrap();
 }
+
+/// With `record_task_busy_time`, each task's polls add up in its dump entry (and line): a task
+/// whose polls run 3 ms each shows at least their sum, a task that only waits shows less; without
+/// it nothing is timed.
+#[test]
+fn busy_time_is_recorded_per_task_when_asked() {
+    use spindle::runtime::Builder;
+    let timed = [
+        Builder::new_current_thread().record_task_busy_time(true).build().unwrap(),
+        Builder::new_multi_thread().worker_threads(2).record_task_busy_time(true).build().unwrap(),
+        Builder::new_per_core().worker_threads(2).record_task_busy_time(true).build().unwrap(),
+    ];
+    for rt in &timed {
+        let hog = spindle::task::Builder::new()
+            .name("hog")
+            .spawn_on(
+                async {
+                    for _ in 0..3 {
+                        std::thread::sleep(Duration::from_millis(3)); // stands in for computing
+                        spindle::task::yield_now().await;
+                    }
+                    std::future::pending::<()>().await
+                },
+                rt.handle(),
+            )
+            .unwrap();
+        let waiter = spindle::task::Builder::new()
+            .name("waiter")
+            .spawn_on(
+                async {
+                    spindle::time::sleep(Duration::from_millis(30)).await;
+                    std::future::pending::<()>().await
+                },
+                rt.handle(),
+            )
+            .unwrap();
+        let d = dump_until(rt, |d| {
+            d.task(hog.id()).is_some_and(|t| t.poll_count() >= 4)
+                && d.task(waiter.id()).is_some_and(|t| t.poll_count() >= 2)
+        });
+        let (h, w) = (d.task(hog.id()).unwrap(), d.task(waiter.id()).unwrap());
+        assert!(h.busy() >= Duration::from_millis(9), "{:?}\n{d}", h.busy());
+        assert!(w.busy() < h.busy(), "waiter {:?} vs hog {:?}", w.busy(), h.busy());
+        assert!(d.to_string().contains(", busy "), "{d}");
+        hog.abort();
+        waiter.abort();
+    }
+    // Off by default: no task is timed.
+    each_flavor(|rt| {
+        let t = rt.spawn(async { std::thread::sleep(Duration::from_millis(2)) });
+        let idle = rt.spawn(std::future::pending::<()>());
+        rt.block_on(t).unwrap();
+        let d = dump_until(rt, |d| d.task(idle.id()).is_some_and(|t| t.poll_count() >= 1));
+        assert!(d.tasks().iter().all(|t| t.busy().is_zero()), "{d}");
+        assert!(!d.to_string().contains(", busy "), "{d}");
+        idle.abort();
+    });
+}

@@ -54,6 +54,7 @@ pub(crate) struct Cursor {
     /// A buffer to reuse.
     spare: Vec<u8>,
     /// tokio's `start_seek`, waiting for `poll_complete`.
+    #[cfg(feature = "tokio-io")]
     seek: Option<SeekFrom>,
 }
 

@@ -478,6 +478,10 @@ impl Shared {
 
     /// Turns on long-poll detection, this runtime's polls going to slot `slot` (once, at the
     /// start).
+    pub(crate) fn poll_watch(&self) -> Option<Arc<super::watchdog::PollWatch>> {
+        self.poll_watch.get().map(|(w, _)| w.clone())
+    }
+
     pub(crate) fn set_poll_watch(&self, watch: Arc<super::watchdog::PollWatch>, slot: usize) {
         let _ = self.poll_watch.set((watch, slot));
     }

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::panic::Location;
+use std::time::Duration;
 
 use spindle_core::task::{GroupKind, GroupRef, Header, TaskId};
 
@@ -68,6 +69,7 @@ pub struct TaskInfo {
     cancelled: bool,
     local: bool,
     polls: u32,
+    busy: Duration,
 }
 
 impl TaskInfo {
@@ -93,6 +95,7 @@ impl TaskInfo {
             cancelled: s.is_cancelled(),
             local: meta.local,
             polls: h.poll_count(),
+            busy: Duration::ZERO,
         }
     }
 
@@ -141,6 +144,24 @@ impl TaskInfo {
     /// than its work calls for is busy-looping or woken in vain.
     pub fn poll_count(&self) -> u32 {
         self.polls
+    }
+
+    /// How long its polls took in all, when the runtime records it
+    /// ([`Builder::record_task_busy_time`](super::Builder::record_task_busy_time)); zero
+    /// otherwise. Time spent waiting (for
+    /// I/O, a timer, a lock) is not in it, only time spent running.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().record_task_busy_time(true).build().unwrap();
+    /// let h = rt.spawn(async {
+    ///     std::thread::sleep(std::time::Duration::from_millis(3));
+    ///     std::future::pending::<()>().await
+    /// });
+    /// rt.block_on(spindle::task::yield_now()); // polls it once
+    /// assert!(rt.dump().task(h.id()).unwrap().busy() >= std::time::Duration::from_millis(3));
+    /// ```
+    pub fn busy(&self) -> Duration {
+        self.busy
     }
 }
 
@@ -191,6 +212,13 @@ impl Dump {
         for_each(&mut |h: &Header| tasks.push(TaskInfo::of(h)));
         tasks.sort_by_key(|t| t.id.as_u64());
         Dump { tasks }
+    }
+
+    /// Fills in each task's time in polls from the runtime's record (task id to nanoseconds).
+    pub(crate) fn set_busy(&mut self, ns: &std::collections::HashMap<u64, u64>) {
+        for t in &mut self.tasks {
+            t.busy = Duration::from_nanos(ns.get(&t.id.as_u64()).copied().unwrap_or(0));
+        }
     }
 
     /// Every task in the dump, ordered by id (spawn order).
@@ -343,13 +371,17 @@ impl Dump {
                 if t.local {
                     f.write_str(" (local)")?;
                 }
-                writeln!(
+                write!(
                     f,
                     ", spawned at {}, polled {} time{}",
                     t.location,
                     t.polls,
                     if t.polls == 1 { "" } else { "s" }
-                )
+                )?;
+                if !t.busy.is_zero() {
+                    write!(f, ", busy {:?}", t.busy)?;
+                }
+                writeln!(f)
             }
             Node::Group(id) => {
                 let kind = match kinds.get(&id) {

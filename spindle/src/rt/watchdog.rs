@@ -17,6 +17,10 @@
 //!   after it returns. Each long poll is reported exactly once, by whichever sees it first.
 //! - The watchdog reads a slot without a lock (see [`PollSlot`]); the task's name is then looked
 //!   up in the runtime's task registry (it may have finished meanwhile: no name then).
+//! - The same timing serves [`Builder::record_task_busy_time`](super::Builder::record_task_busy_time)
+//!   (with it alone there is no threshold and no watchdog thread): each slot's poller adds each
+//!   poll's length to its [`BusyTable`] under the task's id; a dump sums the slots' tables.
+//!   Entries of finished tasks are pruned as a table grows.
 
 use std::fmt;
 use std::panic::Location;
@@ -135,6 +139,43 @@ pub(crate) struct PollWatch {
     slots: Box<[PollSlot]>,
     /// The runtime, for task names (weak: the runtime owns this).
     runtime: Arc<dyn Fn() -> Option<Scheduler> + Send + Sync>,
+    /// Per slot, each task's time in polls ([`Builder::record_task_busy_time`]); `None` when not
+    /// asked for.
+    ///
+    /// [`Builder::record_task_busy_time`]: super::Builder::record_task_busy_time
+    busy: Option<Box<[BusyTable]>>,
+}
+
+/// One polling thread's per-task poll time: written by that thread after each poll, read by
+/// dumps. Kept beside the tasks rather than in their headers, so that a runtime that does not
+/// ask for it pays nothing, not even memory. A lock per poll (uncontended but for a dump).
+#[derive(Default)]
+struct BusyTable(std::sync::Mutex<BusyInner>);
+
+#[derive(Default)]
+struct BusyInner {
+    /// Task id to nanoseconds.
+    ns: std::collections::HashMap<u64, u64>,
+    /// Prune finished tasks' entries when the table reaches this size (twice the live entries
+    /// at the last prune, at least 256): amortized O(1) per task.
+    prune_at: usize,
+}
+
+impl BusyTable {
+    fn add(&self, task: TaskId, elapsed: Duration, runtime: &Arc<dyn Fn() -> Option<Scheduler> + Send + Sync>) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t.ns.entry(task.as_u64()).or_insert(0) += elapsed.as_nanos() as u64;
+        if t.ns.len() >= t.prune_at.max(256) {
+            let mut alive = std::collections::HashSet::new();
+            if let Some(rt) = runtime() {
+                rt.for_each_task(&mut |h: &Header| {
+                    alive.insert(h.id().as_u64());
+                });
+            }
+            t.ns.retain(|id, _| alive.contains(id));
+            t.prune_at = 2 * t.ns.len();
+        }
+    }
 }
 
 impl PollWatch {
@@ -144,6 +185,7 @@ impl PollWatch {
         report: ReportFn,
         slots: usize,
         runtime: Arc<dyn Fn() -> Option<Scheduler> + Send + Sync>,
+        record_busy: bool,
     ) -> std::io::Result<Arc<PollWatch>> {
         let watch = Arc::new(PollWatch {
             threshold,
@@ -151,11 +193,28 @@ impl PollWatch {
             epoch: Instant::now(),
             slots: (0..slots).map(|_| PollSlot::default()).collect(),
             runtime,
+            busy: record_busy.then(|| (0..slots).map(|_| BusyTable::default()).collect()),
         });
+        if threshold == Duration::MAX {
+            // Timing only (`Builder::record_task_busy_time`): nothing to report, no watchdog.
+            return Ok(watch);
+        }
         let weak = Arc::downgrade(&watch);
         let period = (threshold / 4).clamp(Duration::from_micros(500), Duration::from_secs(1));
         std::thread::Builder::new().name("spindle-watchdog".to_string()).spawn(move || watchdog(weak, period))?;
         Ok(watch)
+    }
+
+    /// Every task's time in polls so far, by task id (empty unless recorded).
+    pub(crate) fn busy_times(&self) -> std::collections::HashMap<u64, u64> {
+        let mut all = std::collections::HashMap::new();
+        for table in self.busy.iter().flatten() {
+            let t = table.0.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, ns) in &t.ns {
+                *all.entry(*id).or_insert(0) += ns;
+            }
+        }
+        all
     }
 
     fn now(&self) -> u64 {
@@ -168,7 +227,10 @@ impl PollWatch {
         let keep = task.new_ref();
         self.start_poll(slot, keep.header());
         task.run();
-        self.end_poll(slot, keep.header());
+        let elapsed = self.end_poll(slot, keep.header());
+        if let Some(busy) = &self.busy {
+            busy[slot].add(keep.header().id(), elapsed, &self.runtime);
+        }
     }
 
     /// Before polling `task` on slot `slot`'s thread.
@@ -183,7 +245,7 @@ impl PollWatch {
     /// After the poll [`start_poll`](Self::start_poll) began; reports it if it was long and the
     /// watchdog has not.
     #[inline]
-    fn end_poll(&self, slot: usize, task: &Header) {
+    fn end_poll(&self, slot: usize, task: &Header) -> Duration {
         let s = &self.slots[slot];
         let started = s.started.load(Relaxed);
         s.started.store(0, Release);
@@ -199,6 +261,7 @@ impl PollWatch {
                 worker: slot,
             });
         }
+        elapsed
     }
 
     /// The watchdog's look at every slot.
@@ -250,6 +313,28 @@ fn watchdog(watch: Weak<PollWatch>, period: Duration) {
         match watch.upgrade() {
             Some(w) => w.check(),
             None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The per-task time table forgets finished tasks: thousands of short tasks leave at most a
+    /// few hundred entries (pruned at 256, and at twice the live ones after).
+    #[test]
+    fn busy_times_of_finished_tasks_are_pruned() {
+        for rt in [
+            crate::runtime::Builder::new_current_thread().record_task_busy_time(true).build().unwrap(),
+            crate::runtime::Builder::new_multi_thread().worker_threads(2).record_task_busy_time(true).build().unwrap(),
+        ] {
+            rt.block_on(async {
+                for _ in 0..3000 {
+                    crate::spawn(async {}).await.unwrap();
+                }
+            });
+            let watch = rt.handle().inner.poll_watch().expect("timing is on");
+            let kept = watch.busy_times().len();
+            assert!(kept < 600, "{kept} entries kept for 3000 finished tasks");
         }
     }
 }

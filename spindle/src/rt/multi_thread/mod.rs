@@ -994,6 +994,10 @@ impl Shared {
     }
 
     /// Turns on long-poll detection (once, at the start).
+    pub(crate) fn poll_watch(&self) -> Option<Arc<super::watchdog::PollWatch>> {
+        self.poll_watch.get().cloned()
+    }
+
     pub(crate) fn set_poll_watch(&self, watch: Arc<super::watchdog::PollWatch>) {
         let _ = self.poll_watch.set(watch);
     }
