@@ -226,6 +226,77 @@ impl Command {
         self
     }
 
+    /// Runs the child as user `id` (`setuid`), as `CommandExt::uid` (an inherent method, as
+    /// tokio's).
+    ///
+    /// ```
+    /// let mut cmd = spindle::process::Command::new("id");
+    /// cmd.uid(unsafe { libc::getuid() });
+    /// ```
+    pub fn uid(&mut self, id: u32) -> &mut Command {
+        std::os::unix::process::CommandExt::uid(&mut self.std, id);
+        self
+    }
+
+    /// Runs the child with group `id` (`setgid`), as `CommandExt::gid`.
+    ///
+    /// ```
+    /// let mut cmd = spindle::process::Command::new("id");
+    /// cmd.gid(unsafe { libc::getgid() });
+    /// ```
+    pub fn gid(&mut self, id: u32) -> &mut Command {
+        std::os::unix::process::CommandExt::gid(&mut self.std, id);
+        self
+    }
+
+    /// Sets the child's `argv[0]`, as `CommandExt::arg0`.
+    ///
+    /// ```
+    /// let mut cmd = spindle::process::Command::new("sh");
+    /// cmd.arg0("my-shell");
+    /// ```
+    pub fn arg0(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        std::os::unix::process::CommandExt::arg0(&mut self.std, arg);
+        self
+    }
+
+    /// Puts the child in process group `pgroup` (0: a new group led by the child), as
+    /// `CommandExt::process_group`: a terminal's Ctrl-C then does not reach it.
+    ///
+    /// ```
+    /// let mut cmd = spindle::process::Command::new("sleep");
+    /// cmd.arg("1").process_group(0);
+    /// ```
+    pub fn process_group(&mut self, pgroup: i32) -> &mut Command {
+        std::os::unix::process::CommandExt::process_group(&mut self.std, pgroup);
+        self
+    }
+
+    /// Runs `f` in the child after `fork` and before `exec`, as `CommandExt::pre_exec`.
+    ///
+    /// # Safety
+    /// As `CommandExt::pre_exec`: `f` runs in a forked copy of a multithreaded process, where
+    /// only async-signal-safe operations are sound (no allocation, no locks).
+    ///
+    /// ```
+    /// let mut cmd = spindle::process::Command::new("true");
+    /// // SAFETY: `setsid` is async-signal-safe and touches nothing of the parent's.
+    /// unsafe {
+    ///     cmd.pre_exec(|| {
+    ///         libc::setsid();
+    ///         Ok(())
+    ///     });
+    /// }
+    /// ```
+    pub unsafe fn pre_exec<F>(&mut self, f: F) -> &mut Command
+    where
+        F: FnMut() -> io::Result<()> + Send + Sync + 'static,
+    {
+        // SAFETY: the caller upholds `CommandExt::pre_exec`'s contract (see above).
+        unsafe { std::os::unix::process::CommandExt::pre_exec(&mut self.std, f) };
+        self
+    }
+
     /// The std builder inside.
     ///
     /// ```
@@ -286,6 +357,7 @@ impl Command {
             stderr: stderr.map(ChildStderr),
             exit,
             child: Some(child),
+            status: None,
             kill_on_drop: self.kill_on_drop,
         })
     }
@@ -355,6 +427,8 @@ pub struct Child {
     exit: Option<Pidfd>,
     /// `None` only while being dropped.
     child: Option<std::process::Child>,
+    /// The exit status, once reaped.
+    status: Option<ExitStatus>,
     kill_on_drop: bool,
 }
 
@@ -363,16 +437,26 @@ impl Child {
         self.child.as_mut().expect("spindle: child used during its drop")
     }
 
-    /// The process id (also after the exit, when the id may already name another process).
+    /// The process id, until the process was reaped (by a wait that saw its exit); `None`
+    /// after, when the id may already name another process (as tokio's).
     ///
     /// ```
     /// # spindle::runtime::Runtime::new().unwrap().block_on(async {
     /// let mut child = spindle::process::Command::new("true").spawn().unwrap();
-    /// assert!(child.id() > 0);
+    /// assert!(child.id().is_some());
     /// child.wait().await.unwrap();
+    /// assert_eq!(child.id(), None);
     /// # });
     /// ```
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> Option<u32> {
+        match self.status {
+            Some(_) => None,
+            None => Some(self.pid()),
+        }
+    }
+
+    /// The pid, for error messages.
+    fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
@@ -391,7 +475,7 @@ impl Child {
         if let Some(s) = self.try_wait()? {
             return Ok(s);
         }
-        let id = self.id();
+        let id = self.pid();
         while let Some(pidfd) = &mut self.exit {
             // Watched by the reactor of the runtime that spawned the child, or, once that
             // runtime is gone, by the current one's.
@@ -412,7 +496,11 @@ impl Child {
             match r {
                 // Its runtime shut down meanwhile: watch again (above).
                 Err(_) if reg.is_shut_down() => continue,
-                r => return r.map_err(|e| wait_error(id, e)),
+                Ok(s) => {
+                    self.status = Some(s);
+                    return Ok(s);
+                }
+                Err(e) => return Err(wait_error(id, e)),
             }
         }
         let mut pause = Duration::from_millis(1);
@@ -436,8 +524,11 @@ impl Child {
     /// # });
     /// ```
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let id = self.id();
-        self.std().try_wait().map_err(|e| wait_error(id, e))
+        if self.status.is_none() {
+            let id = self.pid();
+            self.status = self.std().try_wait().map_err(|e| wait_error(id, e))?;
+        }
+        Ok(self.status)
     }
 
     /// Sends `SIGKILL` to the process, unless it was already reaped (then nothing happens).
@@ -451,7 +542,7 @@ impl Child {
     /// # });
     /// ```
     pub fn start_kill(&mut self) -> io::Result<()> {
-        let id = self.id();
+        let id = self.pid();
         self.std().kill().map_err(|e| crate::io::with_context(format!("killing child process {id}"), e))
     }
 
@@ -759,3 +850,85 @@ mod tests {
         });
     }
 }
+
+impl Pipe {
+    /// The fd, no longer watched and blocking again (for another process to inherit).
+    fn into_blocking_fd(self) -> io::Result<OwnedFd> {
+        let Pipe { reg, fd } = self;
+        drop(reg);
+        let raw = fd.as_raw_fd();
+        // SAFETY: fcntl on an fd we own, reading and then setting its status flags.
+        let ok = unsafe {
+            let flags = libc::fcntl(raw, libc::F_GETFL);
+            flags >= 0 && libc::fcntl(raw, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+        };
+        if ok {
+            Ok(fd)
+        } else {
+            Err(crate::io::with_context("making a pipe blocking again".to_string(), io::Error::last_os_error()))
+        }
+    }
+}
+
+/// The conversions of a child's pipe end: from std's, to an fd or a `Stdio` (to connect it to
+/// another child, as a shell pipe does), and its fd.
+macro_rules! pipe_conversions {
+    ($ty:ident, $std:ty, $doc:literal) => {
+        impl $ty {
+            /// Takes over std's pipe end (made non-blocking and watched by the current runtime).
+            ///
+            /// ```
+            #[doc = $doc]
+            /// ```
+            pub fn from_std(pipe: $std) -> io::Result<$ty> {
+                Pipe::new(pipe.into()).map($ty)
+            }
+
+            /// The pipe's fd, blocking again and no longer watched.
+            ///
+            /// ```
+            #[doc = $doc]
+            /// ```
+            pub fn into_owned_fd(self) -> io::Result<OwnedFd> {
+                self.0.into_blocking_fd()
+            }
+        }
+
+        impl TryFrom<$ty> for Stdio {
+            type Error = io::Error;
+            /// The pipe end as another child's standard stream (blocking again, as a child
+            /// expects).
+            fn try_from(pipe: $ty) -> io::Result<Stdio> {
+                pipe.into_owned_fd().map(Stdio::from)
+            }
+        }
+
+        impl AsRawFd for $ty {
+            fn as_raw_fd(&self) -> RawFd {
+                self.0.fd.as_raw_fd()
+            }
+        }
+
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.0.fd)
+            }
+        }
+    };
+}
+
+pipe_conversions!(
+    ChildStdin,
+    std::process::ChildStdin,
+    "# spindle::runtime::Runtime::new().unwrap().block_on(async {\nlet mut c = std::process::Command::new(\"cat\").stdin(std::process::Stdio::piped()).spawn().unwrap();\nlet stdin = spindle::process::ChildStdin::from_std(c.stdin.take().unwrap()).unwrap();\ndrop(stdin.into_owned_fd().unwrap()); // closed: cat sees end of input\nassert!(c.wait().unwrap().success());\n# });"
+);
+pipe_conversions!(
+    ChildStdout,
+    std::process::ChildStdout,
+    "# spindle::runtime::Runtime::new().unwrap().block_on(async {\nuse std::process::Stdio;\nuse spindle::process::Command;\n// echo hi | tr a-z A-Z\nlet mut echo = Command::new(\"echo\").arg(\"hi\").stdout(Stdio::piped()).spawn().unwrap();\nlet pipe: Stdio = echo.stdout.take().unwrap().try_into().unwrap();\nlet out = Command::new(\"tr\").args([\"a-z\", \"A-Z\"]).stdin(pipe).output().await.unwrap();\nassert_eq!(out.stdout, b\"HI\\n\");\necho.wait().await.unwrap();\n# });"
+);
+pipe_conversions!(
+    ChildStderr,
+    std::process::ChildStderr,
+    "# spindle::runtime::Runtime::new().unwrap().block_on(async {\nlet mut c = std::process::Command::new(\"true\").stderr(std::process::Stdio::piped()).spawn().unwrap();\nlet err = spindle::process::ChildStderr::from_std(c.stderr.take().unwrap()).unwrap();\nuse std::os::fd::AsRawFd;\nassert!(err.as_raw_fd() >= 0);\nc.wait().unwrap();\n# });"
+);

@@ -105,7 +105,7 @@ fn kill_on_drop_kills_and_the_child_is_reaped() {
     each_flavor(|rt| {
         bounded(rt, 30, async {
             let child = Command::new("sleep").arg("60").kill_on_drop(true).spawn().unwrap();
-            let pid = child.id();
+            let pid = child.id().unwrap();
             assert!(exists(pid));
             drop(child);
             // Killed at the drop, reaped by the reaper thread at its SIGCHLD: nothing else is
@@ -130,7 +130,7 @@ fn a_child_dropped_running_is_reaped_when_it_exits_later() {
     each_flavor(|rt| {
         bounded(rt, 30, async {
             let child = Command::new("sleep").arg("0.1").spawn().unwrap();
-            let pid = child.id();
+            let pid = child.id().unwrap();
             drop(child); // still running: not killed, left to exit by itself
             assert!(exists(pid));
             gone_within(pid, Duration::from_secs(10)).await;
@@ -231,6 +231,26 @@ fn tokio_traits_read_and_write_the_pipes() {
             }
             assert_eq!(got, b"tokio");
             assert!(child.wait().await.unwrap().success());
+        });
+    });
+}
+
+/// A child's stdout becomes another child's stdin (a shell pipeline), and `id` is `None` once
+/// the child is reaped, as tokio's.
+#[test]
+fn pipes_connect_children_and_ids_end_with_the_reap() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let mut seq = Command::new("seq").arg("1000").stdout(Stdio::piped()).spawn().unwrap();
+            let pipe: Stdio = seq.stdout.take().unwrap().try_into().unwrap();
+            let out = Command::new("wc").arg("-l").stdin(pipe).output().await.unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "1000");
+            assert!(seq.id().is_some());
+            assert!(seq.wait().await.unwrap().success());
+            assert_eq!(seq.id(), None);
+            // A kill after the reap is no error.
+            seq.start_kill().unwrap();
         });
     });
 }
