@@ -698,3 +698,90 @@ fn cursor_tokio_traits() {
         });
     });
 }
+
+/// The kernel's position of `f`'s fd.
+fn kernel_pos(f: &File) -> i64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `lseek` by 0 from the current position only reads it.
+    unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_CUR) }
+}
+
+/// What `write_all` reported written is in the file when it returns: dropping the `File` or the
+/// whole runtime right after loses nothing (a write is reported once it landed), and `sync_all`,
+/// `set_len` and a flush on another runtime see it done.
+#[test]
+fn cursor_writes_have_landed_when_reported() {
+    use futures::AsyncWriteExt;
+    let dir = TempDir::new("cursor-landed");
+    let data: Vec<u8> = (0..(1 << 20) + 77).map(|i: u32| (i % 251) as u8).collect();
+    for round in 0..3 {
+        for (name, rt) in common::flavors() {
+            let path = dir.0.join(format!("f{round}-{name}"));
+            let (f, len_at_sync) = rt.block_on(async {
+                let mut f = File::create(&path).await.unwrap();
+                f.write_all(&data).await.unwrap();
+                assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64, "{name}: after write_all");
+                f.sync_all().await.unwrap();
+                (f, std::fs::metadata(&path).unwrap().len())
+            });
+            assert_eq!(len_at_sync, data.len() as u64, "{name}");
+            drop(rt); // with the file still open: nothing is in flight to lose
+                      // A flush on another runtime has nothing to wait for.
+            let mut f = f;
+            spindle::block_on(async { f.flush().await.unwrap() });
+            drop(f);
+            assert_eq!(std::fs::read(&path).unwrap(), data, "{name}");
+        }
+    }
+    each_flavor(|rt| {
+        let path = dir.0.join("setlen");
+        rt.block_on(async {
+            let mut f = File::create(&path).await.unwrap();
+            f.write_all(&data).await.unwrap();
+            f.set_len(0).await.unwrap();
+            assert_eq!(f.metadata().await.unwrap().len(), 0);
+        });
+    });
+}
+
+/// A read takes no more than the caller's slice, so the position (shared with a clone, and
+/// what the next read sees after a positional write) is where the caller is; on a FIFO a write
+/// after a short read works (no position to give back).
+#[test]
+fn cursor_reads_take_only_the_callers_slice() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("cursor-slice");
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        rt.block_on(async {
+            fs::write(&path, b"0123456789abcdefghijklmnopqrstuvwxyz").await.unwrap();
+            let mut f = OpenOptions::new().read(true).write(true).open(&path).await.unwrap();
+            let mut b = [0u8; 4];
+            f.read_exact(&mut b).await.unwrap();
+            assert_eq!((&b, kernel_pos(&f)), (b"0123", 4));
+            let (r, _) = f.write_at_owned(b"WXYZ".to_vec(), 4).await;
+            r.unwrap();
+            f.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"WXYZ", "a stream read returned bytes read before a positional write");
+            let mut g = f.try_clone().await.unwrap();
+            let n = g.read(&mut b).await.unwrap();
+            assert_eq!(&b[..n], b"89ab", "the clone continues where the caller is");
+        });
+        let fifo = dir.0.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut f = File::from_std(std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap());
+        rt.block_on(async {
+            f.write_all(b"hello").await.unwrap();
+            let mut one = [0u8; 1];
+            f.read_exact(&mut one).await.unwrap();
+            assert_eq!(&one, b"h");
+            f.write_all(b"!").await.unwrap();
+            let mut rest = [0u8; 5];
+            f.read_exact(&mut rest).await.unwrap();
+            assert_eq!(&rest, b"ello!");
+        });
+    });
+}

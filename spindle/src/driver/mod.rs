@@ -312,7 +312,7 @@ pub(crate) fn signal_eventfd(fd: &OwnedFd) {
 
 /// The error of I/O on an object whose runtime was dropped.
 pub(crate) fn shut_down_error() -> io::Error {
-    io::Error::other("spindle: the runtime this socket belongs to was shut down")
+    io::Error::other("spindle: the runtime driving this I/O object was shut down")
 }
 
 /// The io_uring reactor completion ops on this thread go to (the current worker's, or the

@@ -6,20 +6,26 @@
 //! # Contract
 //!
 //! - One operation at a time runs for the traits, on an owned buffer of the `File`'s (at most
-//!   [`MAX_CHUNK`] bytes): an io_uring read or write at the current position (offset `-1`,
-//!   which the kernel moves as `read(2)`/`write(2)` do), or `read(2)`/`write(2)` on the blocking
-//!   pool on epoll. The caller's slice is never handed to the kernel, so dropping a read or write
-//!   future at any point is safe.
-//! - Reads copy out of that buffer. If a read finished for a longer slice than the caller polls
-//!   with next, the rest is kept for the following reads; a write or seek first gives those bytes
-//!   back (moves the position back over them), so the position always is what the caller has
-//!   seen.
-//! - Writes follow tokio's contract: `poll_write` copies the bytes, starts the write and reports
-//!   them written; the write's own error comes from the next call (`poll_write`, `poll_read`,
-//!   `poll_flush`, a seek). `flush` (or `close`) waits for the write in flight, so awaiting it is
-//!   how to learn that everything landed. A `File` dropped with a write in flight lets it finish,
-//!   and its error is lost (as with tokio; std's writes are synchronous).
+//!   [`MAX_CHUNK`] bytes, and for a read never more than the caller's slice): an io_uring read or
+//!   write at the current position (offset `-1`, which the kernel moves as `read(2)`/`write(2)`
+//!   do), or `read(2)`/`write(2)` on the blocking pool on epoll. The caller's slice is never
+//!   handed to the kernel, so dropping a read or write future at any point is safe.
+//! - A write is reported only once it landed (all the bytes it took, or its error): unlike
+//!   tokio's, which reports a write when it starts and its error at a later call, nothing
+//!   reported written can be lost by dropping the `File` or shutting the runtime down. `flush`
+//!   has nothing to wait for but an operation a dropped call left running. A `poll_write` left
+//!   pending and polled again with the same slice (what `write_all`, `BufWriter` and `io::copy`
+//!   do) is that write; a different slice first waits for the old write (which may have landed
+//!   without being reported, as any cancelled write) and then writes its own bytes.
+//! - A read left running by a dropped call is finished by the next call, and what it read is
+//!   kept: later reads get those bytes first (a read polled again with a smaller slice does the
+//!   same with the rest). A write or seek first gives such bytes back (moves the position back
+//!   over them), so the position always is what the caller has seen; on a file that cannot seek
+//!   (a FIFO) they stay for the next reads instead. Waiting for the running operation is also
+//!   what `sync_all`, `sync_data` and `set_len` do first.
 //! - Positional methods (`read_at_owned`, ...) neither use nor move this position.
+//! - An io_uring operation is finished by the ring of the runtime that started it: a call made
+//!   on another runtime while an abandoned one is still running waits for that runtime to run.
 
 use std::future::Future;
 use std::io::{self, Read, SeekFrom, Write};
@@ -42,12 +48,15 @@ enum Done {
     Write(io::Result<()>, Vec<u8>),
 }
 
-/// The traits' state in a [`File`] (see the module contract). Only ever reached through
-/// `&mut File`, behind a `Mutex` only so that `File` stays `Sync` (`Mutex::get_mut` takes no
-/// lock).
+/// The traits' state in a [`File`] (see the module contract). Reached through `&mut File`
+/// (`Mutex::get_mut`, no lock), or locked by the `&self` methods that wait for the running
+/// operation; the `Mutex` also keeps `File` `Sync`.
 #[derive(Default)]
 pub(crate) struct Cursor {
     running: Option<Running>,
+    /// For a running write: the caller's slice it copied (address and length) and how many bytes
+    /// of it: a `poll_write` with that slice is the same write polled again.
+    write_of: Option<(usize, usize, usize)>,
     /// Bytes read past what the caller took: `ahead[taken..]`.
     ahead: Vec<u8>,
     taken: usize,
@@ -58,29 +67,82 @@ pub(crate) struct Cursor {
     seek: Option<SeekFrom>,
 }
 
+impl Cursor {
+    fn unread(&self) -> usize {
+        self.ahead.len() - self.taken
+    }
+
+    /// Waits for the running operation: a read's bytes become the read-ahead, a write's error is
+    /// returned.
+    fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(running) = self.running.as_mut() else { return Poll::Ready(Ok(())) };
+        let done = ready!(running.as_mut().poll(cx));
+        self.running = None;
+        self.write_of = None;
+        Poll::Ready(self.absorb(done))
+    }
+
+    fn absorb(&mut self, done: Done) -> io::Result<()> {
+        match done {
+            Done::Read(Ok(_), buf) => {
+                // A read starts only with nothing left ahead.
+                self.spare = std::mem::replace(&mut self.ahead, buf);
+                self.taken = 0;
+                Ok(())
+            }
+            Done::Read(Err(e), buf) | Done::Write(Err(e), buf) => {
+                self.spare = buf;
+                Err(e)
+            }
+            Done::Write(Ok(()), buf) => {
+                self.spare = buf;
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives the read-ahead back: moves the position of `fd` back over it. On a file that cannot
+    /// seek the bytes stay, for the next reads.
+    fn give_back(&mut self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        let unread = self.unread();
+        if unread == 0 {
+            return Ok(());
+        }
+        // SAFETY: `lseek` on the file's fd; it only moves the position.
+        if unsafe { libc::lseek(fd, -(unread as libc::off_t), libc::SEEK_CUR) } < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ESPIPE) { Ok(()) } else { Err(e) };
+        }
+        self.ahead.clear();
+        self.taken = 0;
+        Ok(())
+    }
+}
+
 impl File {
     fn cursor(&mut self) -> &mut Cursor {
         self.cursor.get_mut().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a read of up to `len` bytes at the file position.
+    /// Starts a read of up to `len` bytes (at most [`MAX_CHUNK`]) at the file position.
     fn start_read(&mut self, len: usize) -> Running {
+        let len = len.min(MAX_CHUNK);
         let mut buf = std::mem::take(&mut self.cursor().spare);
         buf.clear();
-        buf.reserve(len.min(MAX_CHUNK));
+        buf.reserve(len);
         let file = self.std.clone();
         let error = self.error_context();
         Box::pin(async move {
             let (res, buf) = match crate::driver::uring_reactor() {
                 Some(r) => {
                     let fd = file.as_raw_fd();
-                    let (res, kept) = op::read(&r, fd, op::KeepAlive::new(buf, file)).await;
-                    (res, kept.buf)
+                    // Exactly `len` bytes: the buffer's capacity may be larger.
+                    let (res, kept) = op::read(&r, fd, op::KeepAlive::new(buf.slice(..len), file)).await;
+                    (res, kept.buf.into_inner())
                 }
                 None => {
                     blocking::run_buf("read", buf, move |b: &mut Vec<u8>| {
-                        let cap = b.capacity();
-                        b.resize(cap, 0);
+                        b.resize(len, 0);
                         let r = retry(|| (&*file).read(b));
                         b.truncate(*r.as_ref().unwrap_or(&0));
                         r
@@ -154,36 +216,28 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 }
 
 impl File {
-    /// Waits for the running operation (see the module contract): a read's bytes become the
-    /// read-ahead, a write's failure is returned.
     fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let c = self.cursor();
-        let Some(running) = c.running.as_mut() else { return Poll::Ready(Ok(())) };
-        let done = ready!(running.as_mut().poll(cx));
-        c.running = None;
-        match done {
-            Done::Read(Ok(_), buf) => {
-                // A read starts only with nothing left ahead.
-                c.spare = std::mem::replace(&mut c.ahead, buf);
-                c.taken = 0;
-                Poll::Ready(Ok(()))
-            }
-            Done::Read(Err(e), buf) | Done::Write(Err(e), buf) => {
-                c.spare = buf;
-                Poll::Ready(Err(e))
-            }
-            Done::Write(Ok(()), buf) => {
-                c.spare = buf;
-                Poll::Ready(Ok(()))
-            }
-        }
+        self.cursor().poll_settle(cx)
     }
 
-    /// Moves the file position (`lseek`, which does not block), first giving back the bytes read
-    /// ahead of the caller.
+    /// Waits for the operation a dropped call left running, through `&self` (`sync_all`,
+    /// `sync_data`, `set_len`), and with `give_back` also gives the read-ahead back.
+    pub(super) async fn settle_shared(&self, give_back: bool) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            let mut c = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+            ready!(c.poll_settle(cx))?;
+            if give_back {
+                c.give_back(self.std.as_raw_fd()).map_err(|e| self.error("seek", e))?;
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Moves the file position (`lseek`, which does not block), counting from what the caller
+    /// has seen (the read-ahead given back).
     fn seek_now(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        let c = self.cursor();
-        let unread = (c.ahead.len() - c.taken) as i64;
+        let unread = self.cursor().unread() as i64;
         let (offset, whence) = match pos {
             SeekFrom::Start(n) => (
                 i64::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?,
@@ -207,10 +261,13 @@ impl File {
     }
 
     fn poll_read_cursor(&mut self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
+        if out.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         loop {
             let c = self.cursor();
-            if c.taken < c.ahead.len() {
-                let n = out.len().min(c.ahead.len() - c.taken);
+            if c.unread() > 0 {
+                let n = out.len().min(c.unread());
                 out[..n].copy_from_slice(&c.ahead[c.taken..c.taken + n]);
                 c.taken += n;
                 return Poll::Ready(Ok(n));
@@ -218,26 +275,14 @@ impl File {
             if let Some(running) = c.running.as_mut() {
                 let done = ready!(running.as_mut().poll(cx));
                 c.running = None;
-                match done {
-                    Done::Read(Ok(0), buf) => {
-                        // End of file (or an empty read): reported once, the next read tries again.
-                        c.spare = buf;
-                        return Poll::Ready(Ok(0));
-                    }
-                    Done::Read(Ok(_), buf) => {
-                        c.spare = std::mem::replace(&mut c.ahead, buf);
-                        c.taken = 0;
-                    }
-                    Done::Read(Err(e), buf) | Done::Write(Err(e), buf) => {
-                        c.spare = buf;
-                        return Poll::Ready(Err(e));
-                    }
-                    Done::Write(Ok(()), buf) => c.spare = buf,
+                c.write_of = None;
+                if let Done::Read(Ok(0), buf) = done {
+                    // End of file (or an empty read): reported once, the next read tries again.
+                    c.spare = buf;
+                    return Poll::Ready(Ok(0));
                 }
+                c.absorb(done)?;
                 continue;
-            }
-            if out.is_empty() {
-                return Poll::Ready(Ok(0));
             }
             let running = self.start_read(out.len());
             self.cursor().running = Some(running);
@@ -245,30 +290,38 @@ impl File {
     }
 
     fn poll_write_cursor(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        ready!(self.poll_settle(cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        // The bytes read ahead are not the caller's yet: the write goes where the caller is.
-        if self.cursor().taken < self.cursor().ahead.len() {
-            self.seek_now(SeekFrom::Current(0))?;
-        }
-        let n = data.len().min(MAX_CHUNK);
-        let mut buf = std::mem::take(&mut self.cursor().spare);
-        buf.clear();
-        buf.extend_from_slice(&data[..n]);
-        let mut running = self.start_write(buf);
-        // Started here (an io_uring op is submitted, a pool job queued, by its first poll); it
-        // runs on without being polled, and the next call collects it.
-        match running.as_mut().poll(cx) {
-            Poll::Ready(Done::Write(res, buf)) => {
-                self.cursor().spare = buf;
-                res?;
+        let key = (data.as_ptr() as usize, data.len());
+        loop {
+            let c = self.cursor();
+            if let Some(running) = c.running.as_mut() {
+                let done = ready!(running.as_mut().poll(cx));
+                c.running = None;
+                let of = c.write_of.take();
+                let was_write = matches!(done, Done::Write(..));
+                c.absorb(done)?;
+                match of {
+                    Some((ptr, len, n)) if was_write && (ptr, len) == key => return Poll::Ready(Ok(n)),
+                    // An abandoned operation, finished: now this write.
+                    _ => continue,
+                }
             }
-            Poll::Ready(Done::Read(..)) => unreachable!("a write operation finished as a read"),
-            Poll::Pending => self.cursor().running = Some(running),
+            // The bytes read ahead are not the caller's yet: the write goes where the caller is.
+            let fd = self.std.as_raw_fd();
+            if let Err(e) = self.cursor().give_back(fd) {
+                return Poll::Ready(Err(self.error("seek", e)));
+            }
+            let n = data.len().min(MAX_CHUNK);
+            let mut buf = std::mem::take(&mut self.cursor().spare);
+            buf.clear();
+            buf.extend_from_slice(&data[..n]);
+            let running = self.start_write(buf);
+            let c = self.cursor();
+            c.running = Some(running);
+            c.write_of = Some((key.0, key.1, n));
         }
-        Poll::Ready(Ok(n))
     }
 
     fn poll_seek_cursor(&mut self, cx: &mut Context<'_>, pos: SeekFrom) -> Poll<io::Result<u64>> {
@@ -299,7 +352,7 @@ impl futures_io::AsyncRead for File {
     }
 }
 
-/// Writes at the file position; `flush` waits for the last write (see the [`fs` module
+/// Writes at the file position, each write reported once it landed (see the [`fs` module
 /// docs](crate::fs)).
 ///
 /// ```
@@ -309,7 +362,7 @@ impl futures_io::AsyncRead for File {
 ///     let mut f = spindle::fs::File::create(&path).await.unwrap();
 ///     f.write_all(b"hello ").await.unwrap();
 ///     f.write_all(b"world").await.unwrap();
-///     f.flush().await.unwrap(); // the writes' errors, if any, come here
+///     f.flush().await.unwrap(); // nothing left to wait for: each write landed when reported
 ///     assert_eq!(spindle::fs::read(&path).await.unwrap(), b"hello world");
 ///     # spindle::fs::remove_file(&path).await.unwrap();
 /// });
@@ -382,7 +435,11 @@ impl tokio::io::AsyncSeek for File {
     }
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         let f = self.get_mut();
-        ready!(f.poll_settle(cx))?;
+        if let Err(e) = ready!(f.poll_settle(cx)) {
+            // The started seek fails with it (it is not kept for a later call).
+            f.cursor().seek = None;
+            return Poll::Ready(Err(e));
+        }
         let pos = f.cursor().seek.take().unwrap_or(SeekFrom::Current(0));
         Poll::Ready(f.seek_now(pos))
     }

@@ -18,8 +18,8 @@ use crate::io::{BufResult, IoBuf, IoBufMut};
 /// All positional methods take `&self`: positional I/O has no cursor, so several tasks may use
 /// one `File` (share it with an `Arc`). For stream-style code (`read_to_end`, `write_all`, `seek`,
 /// `BufReader`, `io::copy`), `File` implements `futures_io`'s `AsyncRead`/`AsyncWrite`/`AsyncSeek`
-/// and, under `tokio-io`, tokio's, at the file's own position (call `flush` to see the writes'
-/// errors). The descriptor is closed when the `File` and every operation still running on it are
+/// and, under `tokio-io`, tokio's, at the file's own position (a write is reported once it
+/// landed). The descriptor is closed when the `File` and every operation still running on it are
 /// gone. See the [module docs](crate::fs) for the error and cancellation rules.
 ///
 /// ```
@@ -467,6 +467,8 @@ impl File {
     /// });
     /// ```
     pub async fn sync_all(&self) -> io::Result<()> {
+        // A stream write a dropped call left running lands first (`fs::cursor`).
+        self.settle_shared(false).await?;
         self.run("sync_all", |f| f.sync_all()).await
     }
 
@@ -481,6 +483,7 @@ impl File {
     /// });
     /// ```
     pub async fn sync_data(&self) -> io::Result<()> {
+        self.settle_shared(false).await?;
         self.run("sync_data", |f| f.sync_data()).await
     }
 
@@ -508,6 +511,8 @@ impl File {
     /// });
     /// ```
     pub async fn set_len(&self, size: u64) -> io::Result<()> {
+        // Also gives back bytes the stream reads took ahead: later reads see the new length.
+        self.settle_shared(true).await?;
         self.run("set_len", move |f| f.set_len(size)).await
     }
 

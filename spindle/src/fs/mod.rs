@@ -22,8 +22,8 @@
 //! - **Stream-style I/O**: `File` also implements `futures_io`'s `AsyncRead`, `AsyncWrite` and
 //!   `AsyncSeek` (tokio's three under `tokio-io`) at the file's own position, as std's and
 //!   tokio's `File` do: one operation at a time on a buffer of the file's, the caller's slice never
-//!   handed to the kernel; writes report their errors at the next call or at `flush`, which is how
-//!   to learn that they landed (see `fs::cursor` in the source for the whole contract).
+//!   handed to the kernel; a write is reported once it landed, so dropping the file or the
+//!   runtime right after loses nothing (see `fs::cursor` in the source for the whole contract).
 //!
 //! ```
 //! # let dir = std::env::temp_dir().join(format!("spindle-doc-fs-{}", std::process::id()));
