@@ -694,12 +694,7 @@ impl Pipe {
         let fd = self.fd.as_raw_fd();
         self.reg.poll_io(cx, Direction::Read, || {
             // SAFETY: `buf` is valid for `buf.len()` bytes of writes for the whole call.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            byte_count(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
         })
     }
 
@@ -707,14 +702,14 @@ impl Pipe {
         let fd = self.fd.as_raw_fd();
         self.reg.poll_io(cx, Direction::Write, || {
             // SAFETY: `buf` is valid for `buf.len()` bytes of reads for the whole call.
-            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            byte_count(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
         })
     }
+}
+
+/// A `read(2)`/`write(2)` result: the byte count, or the error `errno` names.
+fn byte_count(n: isize) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 async fn read_to_end(pipe: Option<Pipe>) -> io::Result<Vec<u8>> {
