@@ -785,3 +785,159 @@ fn cursor_reads_take_only_the_callers_slice() {
         });
     });
 }
+
+/// Polls `fut` once with a no-op waker.
+fn poll_once<T>(fut: impl Future<Output = T>) -> std::task::Poll<T> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    fut.as_mut().poll(&mut cx)
+}
+
+/// A poll_write left Pending, then polled again with a longer slice at the same address (what
+/// tokio's io::copy does when its reader gave more meanwhile): each byte must be written once.
+#[test]
+fn cursor_pending_write_polled_again_with_a_longer_slice_writes_once() {
+    use futures::AsyncWrite;
+    let dir = TempDir::new("cursor-longer");
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        rt.block_on(async {
+            let mut f = File::create(&path).await.unwrap();
+            let buf: Vec<u8> = (0..200u8).collect();
+            let first = poll_once(std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut f).poll_write(cx, &buf[..100]))
+            }));
+            let first = match first {
+                std::task::Poll::Ready(p) => p,
+                _ => unreachable!(),
+            };
+            let was_pending = first.is_pending();
+            let mut done = match first {
+                std::task::Poll::Ready(n) => n.unwrap(),
+                std::task::Poll::Pending => 0,
+            };
+            while done < 200 {
+                let n = std::future::poll_fn(|cx| std::pin::Pin::new(&mut f).poll_write(cx, &buf[done..200]))
+                    .await
+                    .unwrap();
+                done += n;
+            }
+            assert_eq!(fs::read(&path).await.unwrap(), buf, "first poll Pending: {was_pending}");
+        });
+    });
+}
+
+/// tokio::io::copy from a reader that gives small chunks into a File.
+#[cfg(feature = "tokio-io")]
+#[test]
+fn cursor_tokio_copy_in_small_chunks_writes_each_byte_once() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    struct Chunks(Vec<u8>, usize);
+    impl tokio::io::AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = 100.min(self.0.len() - self.1).min(b.remaining());
+            let s = self.1;
+            b.put_slice(&self.0[s..s + n]);
+            self.1 += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+    let dir = TempDir::new("cursor-copy");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        rt.block_on(async {
+            let mut f = File::create(&path).await.unwrap();
+            let n = tokio::io::copy(&mut Chunks(data.clone(), 0), &mut f).await.unwrap();
+            assert_eq!(n, data.len() as u64);
+            let got = fs::read(&path).await.unwrap();
+            assert_eq!(got.len(), data.len(), "tokio::io::copy reported {n} but the file has {}", got.len());
+            assert!(got == data);
+        });
+    });
+}
+
+/// A write polled once and dropped (cancelled), then the same buffer refilled with other bytes
+/// and written: the new bytes must be in the file once write_all returns.
+#[test]
+fn cursor_a_refilled_buffer_is_written_anew() {
+    use futures::{AsyncWrite, AsyncWriteExt};
+    let dir = TempDir::new("cursor-refill");
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        rt.block_on(async {
+            let mut f = File::create(&path).await.unwrap();
+            let mut buf = [b'A'; 64];
+            let first = poll_once(std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut f).poll_write(cx, &buf))
+            }));
+            let pending = matches!(first, std::task::Poll::Ready(std::task::Poll::Pending));
+            buf.fill(b'B');
+            f.write_all(&buf).await.unwrap();
+            let got = fs::read(&path).await.unwrap();
+            assert!(got.ends_with(&[b'B'; 64]), "first Pending: {pending}; file: {:?}", String::from_utf8_lossy(&got));
+        });
+    });
+}
+
+/// Two tasks waiting in sync_data on a shared File for an op a dropped call left running: both
+/// must wake when it ends.
+#[test]
+fn cursor_every_task_waiting_for_an_abandoned_operation_wakes() {
+    use futures::AsyncWrite;
+    let dir = TempDir::new("cursor-settle");
+    each_flavor(|rt| {
+        let fifo = dir.0.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut f = File::from_std(std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap());
+        let fifo2 = fifo.clone();
+        common::bounded(rt, 20, async move {
+            let big = vec![7u8; 1 << 20];
+            // Abandon a 1 MiB write into a 64 KiB pipe: it blocks until drained.
+            let _ = poll_once(std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut f).poll_write(cx, &big))
+            }));
+            let f = Arc::new(f);
+            let (a, b) = (f.clone(), f.clone());
+            let done = Arc::new(AtomicUsize::new(0));
+            let waiters = 2;
+            for w in [a, b] {
+                let done = done.clone();
+                spindle::spawn(async move {
+                    let _ = w.sync_data().await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            spindle::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(done.load(Ordering::SeqCst), 0);
+            let drain = std::thread::spawn(move || {
+                use std::io::Read;
+                let mut r = std::fs::File::open(&fifo2).unwrap();
+                let mut got = 0;
+                let mut b = vec![0u8; 65536];
+                while got < (1 << 20) {
+                    got += r.read(&mut b).unwrap();
+                }
+            });
+            // Both finish once the drain lets the write end (a lost wakeup leaves one waiting).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while done.load(Ordering::SeqCst) < waiters {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {waiters} sync_data waiters finished",
+                    done.load(Ordering::SeqCst)
+                );
+                spindle::time::sleep(Duration::from_millis(5)).await;
+            }
+            drain.join().unwrap();
+        });
+    });
+}

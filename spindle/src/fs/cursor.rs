@@ -13,10 +13,12 @@
 //! - A write is reported only once it landed (all the bytes it took, or its error): unlike
 //!   tokio's, which reports a write when it starts and its error at a later call, nothing
 //!   reported written can be lost by dropping the `File` or shutting the runtime down. `flush`
-//!   has nothing to wait for but an operation a dropped call left running. A `poll_write` left
-//!   pending and polled again with the same slice (what `write_all`, `BufWriter` and `io::copy`
-//!   do) is that write; a different slice first waits for the old write (which may have landed
-//!   without being reported, as any cancelled write) and then writes its own bytes.
+//!   has nothing to wait for but an operation a dropped call left running. The price: a
+//!   `poll_write` that returned `Pending` has started its write. Polled again with a slice that
+//!   starts at the same address with the same bytes (what `write_all`, `BufWriter` and tokio's
+//!   `io::copy` do, the last two with more bytes appended), it is that write, reported when it
+//!   lands. Given anything else, or never polled again, those bytes land unreported, as a
+//!   cancelled write's may: the next call waits for them first.
 //! - A read left running by a dropped call is finished by the next call, and what it read is
 //!   kept: later reads get those bytes first (a read polled again with a smaller slice does the
 //!   same with the rest). A write or seek first gives such bytes back (moves the position back
@@ -31,7 +33,8 @@ use std::future::Future;
 use std::io::{self, Read, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Wake, Waker};
 
 use super::File;
 use crate::driver::uring::op;
@@ -54,20 +57,56 @@ enum Done {
 #[derive(Default)]
 pub(crate) struct Cursor {
     running: Option<Running>,
-    /// For a running write: the caller's slice it copied (address and length) and how many bytes
-    /// of it: a `poll_write` with that slice is the same write polled again.
-    write_of: Option<(usize, usize, usize)>,
+    /// For a running write: the address of the caller's slice it copied and how many bytes of
+    /// it (see `poll_write_cursor`).
+    write_of: Option<(usize, usize)>,
     /// Bytes read past what the caller took: `ahead[taken..]`.
     ahead: Vec<u8>,
     taken: usize,
     /// A buffer to reuse.
     spare: Vec<u8>,
+    /// The tasks waiting for `running` (see [`Cursor::poll_running`]).
+    waiting: Arc<Waiting>,
     /// tokio's `start_seek`, waiting for `poll_complete`.
     #[cfg(feature = "tokio-io")]
     seek: Option<SeekFrom>,
 }
 
+/// Every task waiting for the running operation: it is polled with a waker that wakes them all.
+/// Through `&self` (`sync_all` on an `Arc<File>` in two tasks) several tasks may wait for one
+/// operation, which keeps only the waker it was last polled with.
+#[derive(Default)]
+struct Waiting(std::sync::Mutex<Vec<Waker>>);
+
+impl Wake for Waiting {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let all = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in all {
+            w.wake();
+        }
+    }
+}
+
 impl Cursor {
+    /// Polls the running operation for `cx`'s task (`None`: nothing runs); every task that
+    /// polled it since its last wake is woken when it can progress.
+    fn poll_running(&mut self, cx: &mut Context<'_>) -> Poll<Option<Done>> {
+        let Some(running) = self.running.as_mut() else { return Poll::Ready(None) };
+        {
+            let mut list = self.waiting.0.lock().unwrap_or_else(|p| p.into_inner());
+            if !list.iter().any(|w| w.will_wake(cx.waker())) {
+                list.push(cx.waker().clone());
+            }
+        }
+        let fan = Waker::from(self.waiting.clone());
+        let done = ready!(running.as_mut().poll(&mut Context::from_waker(&fan)));
+        self.running = None;
+        Poll::Ready(Some(done))
+    }
+
     fn unread(&self) -> usize {
         self.ahead.len() - self.taken
     }
@@ -75,9 +114,7 @@ impl Cursor {
     /// Waits for the running operation: a read's bytes become the read-ahead, a write's error is
     /// returned.
     fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(running) = self.running.as_mut() else { return Poll::Ready(Ok(())) };
-        let done = ready!(running.as_mut().poll(cx));
-        self.running = None;
+        let Some(done) = ready!(self.poll_running(cx)) else { return Poll::Ready(Ok(())) };
         self.write_of = None;
         Poll::Ready(self.absorb(done))
     }
@@ -272,9 +309,7 @@ impl File {
                 c.taken += n;
                 return Poll::Ready(Ok(n));
             }
-            if let Some(running) = c.running.as_mut() {
-                let done = ready!(running.as_mut().poll(cx));
-                c.running = None;
+            if let Some(done) = ready!(c.poll_running(cx)) {
                 c.write_of = None;
                 if let Done::Read(Ok(0), buf) = done {
                     // End of file (or an empty read): reported once, the next read tries again.
@@ -293,17 +328,20 @@ impl File {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let key = (data.as_ptr() as usize, data.len());
+        let key = data.as_ptr() as usize;
         loop {
             let c = self.cursor();
-            if let Some(running) = c.running.as_mut() {
-                let done = ready!(running.as_mut().poll(cx));
-                c.running = None;
+            if let Some(done) = ready!(c.poll_running(cx)) {
                 let of = c.write_of.take();
                 let was_write = matches!(done, Done::Write(..));
                 c.absorb(done)?;
                 match of {
-                    Some((ptr, len, n)) if was_write && (ptr, len) == key => return Poll::Ready(Ok(n)),
+                    // The same write polled again: the same start, at least as long (tokio's
+                    // `io::copy` and a `BufWriter` append while a write is pending), and the bytes
+                    // that landed are this slice's.
+                    Some((ptr, n)) if was_write && ptr == key && c.spare.get(..n) == data.get(..n) => {
+                        return Poll::Ready(Ok(n))
+                    }
                     // An abandoned operation, finished: now this write.
                     _ => continue,
                 }
@@ -320,7 +358,7 @@ impl File {
             let running = self.start_write(buf);
             let c = self.cursor();
             c.running = Some(running);
-            c.write_of = Some((key.0, key.1, n));
+            c.write_of = Some((key, n));
         }
     }
 
