@@ -698,6 +698,18 @@ impl Pipe {
         })
     }
 
+    /// [`poll_read`](Self::poll_read) into memory that may be uninitialized (tokio's
+    /// `ReadBuf`).
+    #[cfg(feature = "tokio-io")]
+    fn poll_read_uninit(&self, cx: &mut Context<'_>, buf: &mut [std::mem::MaybeUninit<u8>]) -> Poll<io::Result<usize>> {
+        let fd = self.fd.as_raw_fd();
+        self.reg.poll_io(cx, Direction::Read, || {
+            // SAFETY: `buf` is valid for `buf.len()` bytes of writes for the whole call; `read`
+            // never reads them.
+            byte_count(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+        })
+    }
+
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let fd = self.fd.as_raw_fd();
         self.reg.poll_io(cx, Direction::Write, || {
@@ -818,7 +830,13 @@ macro_rules! read_end {
                 cx: &mut Context<'_>,
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                let n = std::task::ready!(self.0.poll_read(cx, buf.initialize_unfilled()))?;
+                // read(2) straight into the unfilled part: no zeroing first.
+                // SAFETY: `read` only writes (initializes) the bytes it reports, and only those
+                // are marked initialized below; nothing reads the unfilled part.
+                let unfilled = unsafe { buf.unfilled_mut() };
+                let n = std::task::ready!(self.0.poll_read_uninit(cx, unfilled))?;
+                // SAFETY: the kernel initialized the first `n` bytes of the unfilled part.
+                unsafe { buf.assume_init(n) };
                 buf.advance(n);
                 Poll::Ready(Ok(()))
             }

@@ -298,14 +298,25 @@ impl File {
     }
 
     fn poll_read_cursor(&mut self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
-        if out.is_empty() {
+        self.poll_read_into(cx, out.len(), |bytes| out[..bytes.len()].copy_from_slice(bytes))
+    }
+
+    /// A read of up to `want` bytes: `deliver` gets them (from the read-ahead or a finished
+    /// read; never more than `want`), and their count is returned (0: end of file).
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+        deliver: impl FnOnce(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        if want == 0 {
             return Poll::Ready(Ok(0));
         }
         loop {
             let c = self.cursor();
             if c.unread() > 0 {
-                let n = out.len().min(c.unread());
-                out[..n].copy_from_slice(&c.ahead[c.taken..c.taken + n]);
+                let n = want.min(c.unread());
+                deliver(&c.ahead[c.taken..c.taken + n]);
                 c.taken += n;
                 return Poll::Ready(Ok(n));
             }
@@ -319,7 +330,7 @@ impl File {
                 c.absorb(done)?;
                 continue;
             }
-            let running = self.start_read(out.len());
+            let running = self.start_read(want);
             self.cursor().running = Some(running);
         }
     }
@@ -442,8 +453,8 @@ impl futures_io::AsyncSeek for File {
 #[cfg(feature = "tokio-io")]
 impl tokio::io::AsyncRead for File {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let n = ready!(self.get_mut().poll_read_cursor(cx, buf.initialize_unfilled()))?;
-        buf.advance(n);
+        // Copied into the unfilled part as is (no zeroing of what the read does not reach).
+        ready!(self.get_mut().poll_read_into(cx, buf.remaining(), |bytes| buf.put_slice(bytes)))?;
         Poll::Ready(Ok(()))
     }
 }
