@@ -941,3 +941,29 @@ fn cursor_every_task_waiting_for_an_abandoned_operation_wakes() {
         });
     });
 }
+
+/// A clone made while bytes are read ahead (a read abandoned after one poll) starts where the
+/// caller is: the shared position does not run ahead of what the caller saw.
+#[test]
+fn cursor_a_clone_starts_where_the_caller_is() {
+    use futures::{AsyncRead, AsyncReadExt};
+    let dir = TempDir::new("cursor-clone");
+    each_flavor(|rt| {
+        let path = dir.0.join("f");
+        rt.block_on(async {
+            fs::write(&path, b"0123456789abcdefghij").await.unwrap();
+            let mut f = File::open(&path).await.unwrap();
+            let mut big = [0u8; 16];
+            let got = match poll_once(std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut f).poll_read(cx, &mut big))
+            })) {
+                std::task::Poll::Ready(std::task::Poll::Ready(r)) => r.unwrap(),
+                _ => 0,
+            };
+            let mut g = f.try_clone().await.unwrap();
+            let mut rest = Vec::new();
+            g.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, &b"0123456789abcdefghij"[got..]);
+        });
+    });
+}

@@ -24,7 +24,9 @@
 //!   same with the rest). A write or seek first gives such bytes back (moves the position back
 //!   over them), so the position always is what the caller has seen; on a file that cannot seek
 //!   (a FIFO) they stay for the next reads instead. Waiting for the running operation is also
-//!   what `sync_all`, `sync_data` and `set_len` do first.
+//!   what `sync_all`, `sync_data`, `set_len` and `try_clone` do first (the last two also give
+//!   the read-ahead back). Positional writes do not: a stream read may return bytes it read
+//!   ahead before a positional write replaced them.
 //! - Positional methods (`read_at_owned`, ...) neither use nor move this position.
 //! - An io_uring operation is finished by the ring of the runtime that started it: a call made
 //!   on another runtime while an abandoned one is still running waits for that runtime to run.

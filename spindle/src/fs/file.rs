@@ -532,7 +532,9 @@ impl File {
         self.run("set_permissions", move |f| f.set_permissions(perm)).await
     }
 
-    /// A second `File` for the same open file description (`dup`).
+    /// A second `File` for the same open file description (`dup`), which shares the stream
+    /// position: it starts where this one's caller is (bytes this one's stream reads took ahead
+    /// are given back first).
     ///
     /// ```
     /// spindle::block_on(async {
@@ -542,6 +544,7 @@ impl File {
     /// });
     /// ```
     pub async fn try_clone(&self) -> io::Result<File> {
+        self.settle_shared(true).await?;
         let std = self.run("try_clone", |f| f.try_clone()).await?;
         Ok(File { std: Arc::new(std), path: self.path.clone(), seekable: OnceLock::new(), cursor: Default::default() })
     }
