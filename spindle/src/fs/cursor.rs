@@ -106,6 +106,13 @@ impl Cursor {
         let fan = Waker::from(self.waiting.clone());
         let done = ready!(running.as_mut().poll(&mut Context::from_waker(&fan)));
         self.running = None;
+        // Done without a wake (in this poll): the other waiters learn it now.
+        let others = std::mem::take(&mut *self.waiting.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in others {
+            if !w.will_wake(cx.waker()) {
+                w.wake();
+            }
+        }
         Poll::Ready(Some(done))
     }
 
