@@ -330,7 +330,7 @@ impl Command {
     /// # });
     /// ```
     pub fn spawn(&mut self) -> io::Result<Child> {
-        reap_orphans();
+        reap_orphans_without_reaper();
         let mut child = self.std.spawn().map_err(|e| {
             let context = match self.std.get_current_dir() {
                 Some(dir) => format!("spawning {:?} in {dir:?}", self.std.get_program()),
@@ -591,7 +591,7 @@ impl Drop for Child {
                 orphan(child);
             }
         }
-        reap_orphans();
+        reap_orphans_without_reaper();
     }
 }
 
@@ -607,39 +607,45 @@ fn orphan(child: std::process::Child) {
     static REAPER: std::sync::Once = std::sync::Once::new();
     REAPER.call_once(|| {
         // The reaper's SIGCHLD listener exists before it first reaps, so an orphan that exits
-        // after that reap raises a delivery it sees. If the thread cannot start, spawns and
-        // drops still reap.
+        // after that reap raises a delivery it sees. If the thread cannot start (or `SIGCHLD`
+        // cannot be watched), spawns and drops still reap.
         let _ = std::thread::Builder::new().name("spindle-reaper".to_string()).spawn(reaper);
     });
 }
 
+/// Whether the `spindle-reaper` thread watches `SIGCHLD` (then spawns and drops leave the
+/// orphans to it).
+static REAPER_WATCHES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The `spindle-reaper` thread: reaps the orphans that exited at every `SIGCHLD`.
 fn reaper() {
     let Ok(mut sigchld) = crate::signal::signal(crate::signal::SignalKind::child()) else { return };
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        reap_orphans();
-        loop {
-            match sigchld.poll_recv(&mut cx) {
-                Poll::Ready(Some(())) => break,
-                Poll::Ready(None) => return,
-                Poll::Pending => std::thread::park(),
+    REAPER_WATCHES.store(true, std::sync::atomic::Ordering::Release);
+    crate::rt::park_on(
+        async move {
+            loop {
+                reap_orphans();
+                if sigchld.recv().await.is_none() {
+                    REAPER_WATCHES.store(false, std::sync::atomic::Ordering::Release);
+                    return;
+                }
             }
-        }
-    }
+        },
+        None,
+    )
 }
 
 /// Reaps the orphans that have exited (a non-blocking `waitpid` each).
 fn reap_orphans() {
     let mut list = ORPHANS.lock().unwrap_or_else(|p| p.into_inner());
     list.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+}
+
+/// [`reap_orphans`] at a spawn or a `Child` drop, unless the reaper thread does it.
+fn reap_orphans_without_reaper() {
+    if !REAPER_WATCHES.load(std::sync::atomic::Ordering::Acquire) {
+        reap_orphans();
+    }
 }
 
 /// A pidfd watched for the child's exit (readable once it exited).
@@ -691,16 +697,14 @@ impl Pipe {
     }
 
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let fd = self.fd.as_raw_fd();
-        self.reg.poll_io(cx, Direction::Read, || {
-            // SAFETY: `buf` is valid for `buf.len()` bytes of writes for the whole call.
-            byte_count(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
-        })
+        // SAFETY: the same memory seen as possibly uninitialized; `read(2)` writes only
+        // initialized bytes into it, so it stays initialized.
+        let buf = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+        self.poll_read_uninit(cx, buf)
     }
 
     /// [`poll_read`](Self::poll_read) into memory that may be uninitialized (tokio's
     /// `ReadBuf`).
-    #[cfg(feature = "tokio-io")]
     fn poll_read_uninit(&self, cx: &mut Context<'_>, buf: &mut [std::mem::MaybeUninit<u8>]) -> Poll<io::Result<usize>> {
         let fd = self.fd.as_raw_fd();
         self.reg.poll_io(cx, Direction::Read, || {

@@ -38,6 +38,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Wake, Waker};
 
+use super::file::{retry, write_zero};
 use super::File;
 use crate::driver::uring::op;
 use crate::io::{blocking, IoBuf};
@@ -245,19 +246,6 @@ impl File {
             };
             Done::Write(res.map_err(|e| error("write", e)), buf)
         })
-    }
-}
-
-fn write_zero(written: usize, total: usize) -> io::Error {
-    io::Error::new(io::ErrorKind::WriteZero, format!("the file accepted no more after {written} of {total} bytes"))
-}
-
-fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
     }
 }
 

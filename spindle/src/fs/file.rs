@@ -61,8 +61,13 @@ fn check_offset(pos: u64) -> io::Result<u64> {
     Ok(pos)
 }
 
+/// The error of a write the file took nothing more of.
+pub(super) fn write_zero(written: usize, total: usize) -> io::Error {
+    io::Error::new(io::ErrorKind::WriteZero, format!("the file accepted no more after {written} of {total} bytes"))
+}
+
 /// Retries a syscall wrapper on `EINTR`.
-fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+pub(super) fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
         match f() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -365,13 +370,7 @@ impl File {
                 let (res, slice) = self.uring_write_at(&reactor, buf.slice(written..total), at).await;
                 buf = slice.into_inner();
                 match res {
-                    Ok(0) => {
-                        let e = io::Error::new(
-                            io::ErrorKind::WriteZero,
-                            format!("the file accepted no more after {written} of {total} bytes"),
-                        );
-                        return (Err(self.error("write_all_at", e)), buf);
-                    }
+                    Ok(0) => return (Err(self.error("write_all_at", write_zero(written, total))), buf),
                     Ok(n) => written += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return (Err(self.error("write_all_at", e)), buf),
@@ -388,10 +387,7 @@ impl File {
                     pwrite(f.as_raw_fd(), b.stable_ptr().add(written), total - written, pos + written as u64)
                 })?;
                 if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("the file accepted no more after {written} of {total} bytes"),
-                    ));
+                    return Err(write_zero(written, total));
                 }
                 written += n;
             }
