@@ -294,9 +294,13 @@ impl PollWatch {
 
     /// A task's name, looked up in the runtime's registry.
     fn name_of(&self, task: TaskId) -> Option<String> {
-        let scheduler = (self.runtime)()?;
-        let handle = super::Handle { inner: scheduler };
-        handle.dump().task(task).and_then(|t| t.name().map(str::to_owned))
+        let mut name = None;
+        (self.runtime)()?.for_each_task(&mut |h: &Header| {
+            if h.id() == task {
+                name = h.meta().name.as_deref().map(str::to_owned);
+            }
+        });
+        name
     }
 
     /// Calls the user's callback, containing a panic in it (it must not take a worker down).
