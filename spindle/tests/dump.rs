@@ -184,8 +184,10 @@ fn busy_time_is_recorded_per_task_when_asked() {
                 rt.handle(),
             )
             .unwrap();
+        // A poll's time is added just after it returns, when the task may already be running
+        // again on another worker: wait for the sum, not only for the poll count.
         let d = dump_until(rt, |d| {
-            d.task(hog.id()).is_some_and(|t| t.poll_count() >= 4)
+            d.task(hog.id()).is_some_and(|t| t.poll_count() >= 4 && t.busy() >= Duration::from_millis(9))
                 && d.task(waiter.id()).is_some_and(|t| t.poll_count() >= 2)
         });
         let (h, w) = (d.task(hog.id()).unwrap(), d.task(waiter.id()).unwrap());

@@ -488,6 +488,8 @@ impl Builder {
     /// each poll costs two clock reads (shared with [`on_long_poll`](Self::on_long_poll)'s
     /// timing), a task reference taken and dropped, and an uncontended lock and a hash-table
     /// update more. The times are kept beside the tasks, not in them: off, it costs nothing.
+    /// A poll's time is added as soon as the poll returns; a dump taken meanwhile (the task
+    /// may already be running again on another worker) does not count that poll yet.
     ///
     /// ```
     /// use std::time::Duration;
@@ -499,11 +501,14 @@ impl Builder {
     ///     }
     ///     std::future::pending::<()>().await
     /// }, rt.handle()).unwrap();
-    /// while rt.dump().task(busy.id()).map_or(true, |t| t.poll_count() < 4) {
+    /// // A poll's time is added just after it returns, so on a multi-thread runtime the task may
+    /// // already be polled again elsewhere before its last poll's time shows: wait for the sum.
+    /// let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    /// let busy_time = || rt.dump().task(busy.id()).map_or(Duration::ZERO, |t| t.busy());
+    /// while busy_time() < Duration::from_millis(6) && std::time::Instant::now() < deadline {
     ///     std::thread::yield_now();
     /// }
-    /// let info = rt.dump().task(busy.id()).cloned().unwrap();
-    /// assert!(info.busy() >= Duration::from_millis(6), "{:?}", info.busy());
+    /// assert!(busy_time() >= Duration::from_millis(6), "{:?}", busy_time());
     /// assert!(rt.dump().to_string().contains(", busy "));
     /// ```
     pub fn record_task_busy_time(&mut self, on: bool) -> &mut Builder {
