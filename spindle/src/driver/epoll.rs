@@ -165,7 +165,7 @@ impl Reactor {
         // SAFETY: valid epoll fd and event struct; `fd` validity is the caller's (EBADF is an error).
         if let Err(e) = cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) }) {
             self.release(index);
-            return Err(io::Error::new(e.kind(), format!("spindle: cannot register fd {fd} with epoll: {e}")));
+            return Err(crate::io::with_context(format!("spindle: cannot register fd {fd} with epoll"), e));
         }
         Ok(token(index, generation))
     }

@@ -346,14 +346,15 @@ impl Registration {
             let on = self.placement.get().map(|p| p.watch_reactor(&self.reactor));
             match on.as_ref().unwrap_or(&self.reactor).register(self.fd, &self.io) {
                 Ok(key) => Ok(Watch { key, on }),
-                Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
+                // The system's code, also through the context the backend added to it.
+                Err(e) => Err(crate::io::raw_os_error(&e).unwrap_or(libc::EIO)),
             }
         });
         match watch {
             Ok(_) => Ok(()),
             Err(errno) => {
                 let e = io::Error::from_raw_os_error(*errno);
-                Err(io::Error::new(e.kind(), format!("spindle: cannot watch fd {} for readiness: {e}", self.fd)))
+                Err(crate::io::with_context(format!("spindle: cannot watch fd {} for readiness", self.fd), e))
             }
         }
     }

@@ -825,6 +825,21 @@ impl PollSocket {
             .map(|(n, _)| n)
     }
 
+    /// Runs the non-blocking syscall `f` now in direction `dir`, without waiting (the `try_`
+    /// methods of fds that are not sockets, such as pipes: no stash, no `recv`/`send`).
+    pub(crate) fn try_io_now<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        self.reg.try_io(dir, || retry(&mut f), |_| false)
+    }
+
+    /// The fd, no longer registered (the registration is dropped first, so the reactor stops
+    /// watching it before anyone else may use it).
+    pub(crate) fn into_socket(self) -> Socket {
+        let PollSocket { fixed, reg, sock, .. } = self;
+        drop(fixed);
+        drop(reg);
+        sock
+    }
+
     /// A send now, without waiting (tokio's `try_write`).
     pub(crate) fn try_send_now(&self, buf: &[u8]) -> io::Result<usize> {
         self.reg.try_io(Direction::Write, || retry(|| self.sys_send(buf, SEND_FLAGS)), |_| false)

@@ -1,5 +1,6 @@
 //! Unix-domain sockets: [`UnixListener`], [`UnixStream`] (with owned and borrowed halves),
-//! [`UnixDatagram`]; the main types are re-exported from [`spindle::net`](crate::net).
+//! [`UnixDatagram`]; the main types are re-exported from [`spindle::net`](crate::net). Pipes
+//! and FIFOs are in [`pipe`].
 //!
 //! ```
 //! use spindle::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -9,6 +10,8 @@
 //!     # drop((r, w));
 //! });
 //! ```
+
+pub mod pipe;
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};

@@ -1,0 +1,328 @@
+//! `spindle::net::unix::pipe` on every flavour (and, through CI, both drivers): a transfer much
+//! bigger than the pipe buffer with the two ends in different tasks, end of stream and broken
+//! pipe, readiness waits shared by several tasks, reads dropped while waiting, FIFOs opened by
+//! path (and the errors of a missing reader, a missing path, a regular file, a wrong direction),
+//! the conversions back to plain fds, and no fd left open. The tests count fds, so they take
+//! turns.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{bounded, each_flavor, open_fds, serial};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use spindle::io::Interest;
+use spindle::net::unix::pipe::{self, OpenOptions, Receiver, Sender};
+use spindle::time::{sleep, timeout};
+
+/// A fresh FIFO in a directory of its own (removed by the returned guard).
+struct Fifo {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Fifo {
+    fn new(name: &str) -> Fifo {
+        let dir = std::env::temp_dir().join(format!("spindle-pipe-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fifo");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+        Fifo { dir, path }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Bytes no two offsets of which repeat within a pipe buffer, so a lost or repeated chunk shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+}
+
+#[test]
+fn a_transfer_bigger_than_the_pipe_buffer_arrives_whole_and_ends() {
+    let _s = serial();
+    let before = open_fds();
+    each_flavor(|rt| {
+        let data = pattern(4 << 20);
+        let got = bounded(rt, 60, async {
+            let (mut tx, mut rx) = pipe::pipe().unwrap();
+            let sent = data.clone();
+            let writer = spindle::spawn(async move {
+                // Uneven chunks, so writes straddle the pipe's page boundaries.
+                for chunk in sent.chunks(7001) {
+                    tx.write_all(chunk).await.unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).await.unwrap();
+            writer.await.unwrap();
+            got
+        });
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "the bytes differ");
+    });
+    assert_eq!(open_fds(), before, "a pipe end leaked");
+}
+
+#[test]
+fn a_write_without_a_reader_is_a_broken_pipe_and_a_read_without_writers_ends() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (mut tx, rx) = pipe::pipe().unwrap();
+            drop(rx);
+            let e = tx.write_all(b"nobody listens").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+            assert!(tx.ready(Interest::WRITABLE).await.unwrap().is_error() || tx.try_write(b"x").is_err());
+
+            let (tx, mut rx) = pipe::pipe().unwrap();
+            tx.try_write(b"last words").unwrap();
+            drop(tx);
+            // What was written before the close is still read, then end of stream, again and again.
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"last words");
+            let mut buf = [0u8; 8];
+            assert_eq!(rx.read(&mut buf).await.unwrap(), 0);
+            assert!(rx.ready(Interest::READABLE).await.unwrap().is_read_closed());
+        });
+    });
+}
+
+#[test]
+fn a_full_pipe_makes_writers_wait_until_the_reader_drains_it() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (tx, rx) = pipe::pipe().unwrap();
+            // Fill the pipe buffer.
+            let chunk = [7u8; 4096];
+            let mut filled = 0;
+            loop {
+                match tx.try_write(&chunk) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(filled >= 4096, "the pipe took {filled} bytes");
+            // Three tasks wait for room at once (`&self` waits share the end).
+            let tx = std::sync::Arc::new(tx);
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    let tx = tx.clone();
+                    spindle::spawn(async move { tx.writable().await.unwrap() })
+                })
+                .collect();
+            sleep(Duration::from_millis(20)).await;
+            assert!(waiters.iter().all(|w| !w.is_finished()), "a writer saw room in a full pipe");
+            // Drain it: every waiter wakes.
+            let mut rx = rx;
+            let mut buf = vec![0u8; filled];
+            rx.read_exact(&mut buf).await.unwrap();
+            for w in waiters {
+                timeout(Duration::from_secs(10), w).await.expect("a waiter was not woken").unwrap();
+            }
+            assert!(buf.iter().all(|&b| b == 7));
+        });
+    });
+}
+
+#[test]
+fn a_read_dropped_while_waiting_loses_nothing() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (tx, mut rx) = pipe::pipe().unwrap();
+            for round in 0..50u8 {
+                let mut buf = [0u8; 16];
+                // The read waits (nothing written yet) and is dropped by the timeout.
+                assert!(timeout(Duration::from_millis(1), rx.read(&mut buf)).await.is_err());
+                tx.try_write(&[round; 3]).unwrap();
+                let n = rx.read(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], &[round; 3], "round {round}");
+            }
+        });
+    });
+}
+
+#[test]
+fn several_tasks_wait_for_readability_at_once() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (tx, rx) = pipe::pipe().unwrap();
+            let rx = std::sync::Arc::new(rx);
+            let waiters: Vec<_> = (0..4)
+                .map(|_| {
+                    let rx = rx.clone();
+                    spindle::spawn(async move { rx.readable().await.unwrap() })
+                })
+                .collect();
+            sleep(Duration::from_millis(20)).await;
+            assert!(waiters.iter().all(|w| !w.is_finished()), "a reader saw data in an empty pipe");
+            tx.try_write(b"!").unwrap();
+            for w in waiters {
+                timeout(Duration::from_secs(10), w).await.expect("a waiter was not woken").unwrap();
+            }
+            let mut buf = [0u8; 2];
+            assert_eq!(rx.try_read(&mut buf).unwrap(), 1);
+            // Drained: the next try reports WouldBlock, and a wait sleeps again.
+            assert_eq!(rx.try_read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+            assert!(timeout(Duration::from_millis(20), rx.readable()).await.is_err());
+        });
+    });
+}
+
+#[test]
+fn fifos_open_by_path_in_either_order_and_carry_data() {
+    let _s = serial();
+    let before = open_fds();
+    each_flavor(|rt| {
+        let fifo = Fifo::new("roundtrip");
+        bounded(rt, 30, async {
+            // The receiver first (a write-only open needs a reader), then the sender.
+            let mut rx = OpenOptions::new().open_receiver(fifo.path()).unwrap();
+            let mut tx = OpenOptions::new().open_sender(fifo.path()).unwrap();
+            tx.write_all(b"through the fifo").await.unwrap();
+            drop(tx);
+            let mut got = String::new();
+            rx.read_to_string(&mut got).await.unwrap();
+            assert_eq!(got, "through the fifo");
+
+            // read_write: the sender opens with no reader; a reader opened later gets the bytes.
+            let tx = OpenOptions::new().read_write(true).open_sender(fifo.path()).unwrap();
+            tx.try_write(b"early").unwrap();
+            let mut rx = OpenOptions::new().open_receiver(fifo.path()).unwrap();
+            let mut buf = [0u8; 5];
+            rx.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"early");
+        });
+    });
+    assert_eq!(open_fds(), before, "a FIFO end leaked");
+}
+
+#[test]
+fn opening_fifos_fails_clearly() {
+    let _s = serial();
+    each_flavor(|rt| {
+        let fifo = Fifo::new("errors");
+        let _enter = rt.enter();
+        // No reader: ENXIO, with the path and the way out in the message.
+        let e = OpenOptions::new().open_sender(fifo.path()).unwrap_err();
+        assert_eq!(spindle::io::raw_os_error(&e), Some(libc::ENXIO), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&fifo.path().display().to_string()) && msg.contains("read_write"), "{msg}");
+        // Missing path.
+        let missing = fifo.path().with_file_name("missing");
+        let e = OpenOptions::new().open_receiver(&missing).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.to_string().contains("missing"), "{e}");
+        // A regular file is not a FIFO, unless unchecked.
+        let file = fifo.path().with_file_name("regular");
+        std::fs::write(&file, b"x").unwrap();
+        let e = OpenOptions::new().open_receiver(&file).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        // Unchecked, it is taken where the backend can watch it (io_uring polls a regular file
+        // as always ready); epoll refuses regular files (EPERM), when the end is made or, if its
+        // watch is armed lazily (made outside a per-core runtime's cores), at its first wait.
+        let read = OpenOptions::new().unchecked(true).open_receiver(&file).and_then(|mut rx| {
+            let mut buf = [0u8; 4];
+            bounded(rt, 10, async { rx.read(&mut buf).await })
+        });
+        match read {
+            Ok(n) => assert_eq!(n, 1),
+            Err(e) => assert_eq!(spindle::io::raw_os_error(&e), Some(libc::EPERM), "{e}"),
+        }
+        // An end made from a file opened the other way round is refused.
+        let rx_file = std::fs::OpenOptions::new().read(true).custom_flags_nonblocking().open(fifo.path()).unwrap();
+        let e = Sender::from_file(rx_file).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("writing"), "{e}");
+    });
+}
+
+/// `O_NONBLOCK` on a std open (a read-only FIFO open would otherwise wait for a writer).
+trait NonBlockingOpen {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self;
+}
+
+impl NonBlockingOpen for std::fs::OpenOptions {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
+    }
+}
+
+#[test]
+fn ends_convert_to_plain_fds_and_back() {
+    let _s = serial();
+    let before = open_fds();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (tx, rx) = pipe::pipe().unwrap();
+            // The write end back to a blocking fd, used by std on another thread.
+            let fd = tx.into_blocking_fd().unwrap();
+            // SAFETY: F_GETFL on an fd we own.
+            assert_eq!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) } & libc::O_NONBLOCK, 0);
+            let writer = std::thread::spawn(move || {
+                let mut f = std::fs::File::from(fd);
+                f.write_all(b"from a std thread").unwrap();
+            });
+            let mut rx = rx;
+            let mut got = String::new();
+            rx.read_to_string(&mut got).await.unwrap();
+            writer.join().unwrap();
+            assert_eq!(got, "from a std thread");
+            // The read end as a non-blocking fd, taken over again.
+            let fd = rx.into_nonblocking_fd().unwrap();
+            // SAFETY: F_GETFL on an fd we own.
+            assert_ne!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) } & libc::O_NONBLOCK, 0);
+            let rx = Receiver::from_owned_fd(fd).unwrap();
+            let mut buf = [0u8; 1];
+            assert_eq!(rx.try_read(&mut buf).unwrap(), 0, "the writer is gone: end of stream");
+
+            // A blocking std reader fed through a spindle Sender.
+            let (tx, rx) = pipe::pipe().unwrap();
+            let mut f = std::fs::File::from(rx.into_blocking_fd().unwrap());
+            let reader = std::thread::spawn(move || {
+                let mut s = String::new();
+                f.read_to_string(&mut s).unwrap();
+                s
+            });
+            let mut tx = tx;
+            tx.write_all(b"to a std thread").await.unwrap();
+            drop(tx);
+            assert_eq!(reader.join().unwrap(), "to a std thread");
+        });
+    });
+    assert_eq!(open_fds(), before, "an fd leaked");
+}
+
+#[test]
+fn an_end_of_a_shut_down_runtime_fails_instead_of_hanging() {
+    let _s = serial();
+    let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let (tx, mut rx) = {
+        let _g = rt.enter();
+        pipe::pipe().unwrap()
+    };
+    drop(rt);
+    let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let e = bounded(&other, 10, async { rx.read(&mut [0u8; 4]).await.unwrap_err() });
+    assert!(e.to_string().contains("shut down"), "{e}");
+    drop(tx);
+}
