@@ -10,8 +10,9 @@
 //!   child with a non-blocking `waitpid`. Where `pidfd_open` is refused (old kernels, seccomp
 //!   filters), the wait polls for the exit instead, backing off from 1 ms to 50 ms.
 //! - The pipes are the std pipe fds made non-blocking and watched by the current runtime's
-//!   reactor (its worker's, or the fallback reactor outside a runtime); reads and writes go
-//!   straight into the caller's buffer: `futures_io` traits always, tokio's under `tokio-io`.
+//!   reactor (its worker's, or the fallback reactor outside a runtime), as
+//!   [`net::unix::pipe`](crate::net::unix::pipe) ends; reads and writes go straight into the
+//!   caller's buffer: `futures_io` traits always, tokio's under `tokio-io`.
 //! - [`Child::wait`] closes the child's stdin first (a child reading its input to the end would
 //!   otherwise never exit), as tokio's does.
 //! - Nothing is left behind: a `Child` dropped before its exit was reaped (killed first with
@@ -31,6 +32,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::driver::{Direction, Registration};
+use crate::net::unix::pipe::{Receiver, Sender};
 
 /// A process builder: `std::process::Command`'s methods, with [`spawn`](Self::spawn),
 /// [`status`](Self::status) and [`output`](Self::output) that never block the runtime.
@@ -338,9 +340,9 @@ impl Command {
             };
             crate::io::with_context(context, e)
         })?;
-        let stdin = child.stdin.take().map(|s| Pipe::new(s.into())).transpose();
-        let stdout = child.stdout.take().map(|s| Pipe::new(s.into())).transpose();
-        let stderr = child.stderr.take().map(|s| Pipe::new(s.into())).transpose();
+        let stdin = child.stdin.take().map(ChildStdin::from_std).transpose();
+        let stdout = child.stdout.take().map(ChildStdout::from_std).transpose();
+        let stderr = child.stderr.take().map(ChildStderr::from_std).transpose();
         let (stdin, stdout, stderr) = match (stdin, stdout, stderr) {
             (Ok(i), Ok(o), Ok(e)) => (i, o, e),
             (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
@@ -351,15 +353,7 @@ impl Command {
             }
         };
         let exit = Pidfd::open(child.id());
-        Ok(Child {
-            stdin: stdin.map(ChildStdin),
-            stdout: stdout.map(ChildStdout),
-            stderr: stderr.map(ChildStderr),
-            exit,
-            child: Some(child),
-            status: None,
-            kill_on_drop: self.kill_on_drop,
-        })
+        Ok(Child { stdin, stdout, stderr, exit, child: Some(child), status: None, kill_on_drop: self.kill_on_drop })
     }
 
     /// Starts the process and waits for it to exit (standard streams inherited unless set).
@@ -673,67 +667,12 @@ impl Pidfd {
     }
 }
 
-/// A non-blocking pipe end watched by a reactor.
-#[derive(Debug)]
-struct Pipe {
-    reg: Registration,
-    /// Closed after `reg` deregisters it (field order).
-    fd: OwnedFd,
-}
-
-impl Pipe {
-    fn new(fd: OwnedFd) -> io::Result<Pipe> {
-        let raw = fd.as_raw_fd();
-        // SAFETY: fcntl on an fd we own, reading and then setting its status flags.
-        let ok = unsafe {
-            let flags = libc::fcntl(raw, libc::F_GETFL);
-            flags >= 0 && libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
-        };
-        if !ok {
-            let e = io::Error::last_os_error();
-            return Err(crate::io::with_context("making a child's pipe non-blocking".to_string(), e));
-        }
-        Ok(Pipe { reg: Registration::new(raw)?, fd })
-    }
-
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        // SAFETY: the same memory seen as possibly uninitialized; `read(2)` writes only
-        // initialized bytes into it, so it stays initialized.
-        let buf = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-        self.poll_read_uninit(cx, buf)
-    }
-
-    /// [`poll_read`](Self::poll_read) into memory that may be uninitialized (tokio's
-    /// `ReadBuf`).
-    fn poll_read_uninit(&self, cx: &mut Context<'_>, buf: &mut [std::mem::MaybeUninit<u8>]) -> Poll<io::Result<usize>> {
-        let fd = self.fd.as_raw_fd();
-        self.reg.poll_io(cx, Direction::Read, || {
-            // SAFETY: `buf` is valid for `buf.len()` bytes of writes for the whole call; `read`
-            // never reads them.
-            byte_count(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
-        })
-    }
-
-    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let fd = self.fd.as_raw_fd();
-        self.reg.poll_io(cx, Direction::Write, || {
-            // SAFETY: `buf` is valid for `buf.len()` bytes of reads for the whole call.
-            byte_count(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
-        })
-    }
-}
-
-/// A `read(2)`/`write(2)` result: the byte count, or the error `errno` names.
-fn byte_count(n: isize) -> io::Result<usize> {
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
-}
-
-async fn read_to_end(pipe: Option<Pipe>) -> io::Result<Vec<u8>> {
+async fn read_to_end<R: futures_io::AsyncRead + Unpin>(pipe: Option<R>) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    let Some(pipe) = pipe else { return Ok(out) };
+    let Some(mut pipe) = pipe else { return Ok(out) };
     let mut chunk = [0u8; 4096];
     loop {
-        let n = std::future::poll_fn(|cx| pipe.poll_read(cx, &mut chunk)).await?;
+        let n = std::future::poll_fn(|cx| Pin::new(&mut pipe).poll_read(cx, &mut chunk)).await?;
         if n == 0 {
             return Ok(out);
         }
@@ -760,7 +699,7 @@ async fn read_to_end(pipe: Option<Pipe>) -> io::Result<Vec<u8>> {
 /// # });
 /// ```
 #[derive(Debug)]
-pub struct ChildStdin(Pipe);
+pub struct ChildStdin(Sender);
 
 /// The read end of a child's stdout (`Child::stdout`): `futures_io::AsyncRead`, and tokio's
 /// `AsyncRead` under `tokio-io`; a read of 0 bytes is the end (the child closed it or exited).
@@ -778,7 +717,7 @@ pub struct ChildStdin(Pipe);
 /// # });
 /// ```
 #[derive(Debug)]
-pub struct ChildStdout(Pipe);
+pub struct ChildStdout(Receiver);
 
 /// The read end of a child's stderr (`Child::stderr`); as [`ChildStdout`].
 ///
@@ -791,11 +730,11 @@ pub struct ChildStdout(Pipe);
 /// # });
 /// ```
 #[derive(Debug)]
-pub struct ChildStderr(Pipe);
+pub struct ChildStderr(Receiver);
 
 impl futures_io::AsyncWrite for ChildStdin {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.0.poll_write(cx, buf)
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        futures_io::AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
@@ -807,8 +746,8 @@ impl futures_io::AsyncWrite for ChildStdin {
 
 #[cfg(feature = "tokio-io")]
 impl tokio::io::AsyncWrite for ChildStdin {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.0.poll_write(cx, buf)
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
@@ -818,31 +757,24 @@ impl tokio::io::AsyncWrite for ChildStdin {
     }
 }
 
-/// `futures_io::AsyncRead` and (under `tokio-io`) tokio's `AsyncRead` for a read end.
+/// `futures_io::AsyncRead` and (under `tokio-io`) tokio's `AsyncRead` for a read end: its
+/// [`Receiver`]'s.
 macro_rules! read_end {
     ($ty:ty) => {
         impl futures_io::AsyncRead for $ty {
-            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-                self.0.poll_read(cx, buf)
+            fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+                futures_io::AsyncRead::poll_read(Pin::new(&mut self.0), cx, buf)
             }
         }
 
         #[cfg(feature = "tokio-io")]
         impl tokio::io::AsyncRead for $ty {
             fn poll_read(
-                self: Pin<&mut Self>,
+                mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                // read(2) straight into the unfilled part: no zeroing first.
-                // SAFETY: `read` only writes (initializes) the bytes it reports, and only those
-                // are marked initialized below; nothing reads the unfilled part.
-                let unfilled = unsafe { buf.unfilled_mut() };
-                let n = std::task::ready!(self.0.poll_read_uninit(cx, unfilled))?;
-                // SAFETY: the kernel initialized the first `n` bytes of the unfilled part.
-                unsafe { buf.assume_init(n) };
-                buf.advance(n);
-                Poll::Ready(Ok(()))
+                tokio::io::AsyncRead::poll_read(Pin::new(&mut self.0), cx, buf)
             }
         }
     };
@@ -868,29 +800,10 @@ mod tests {
     }
 }
 
-impl Pipe {
-    /// The fd, no longer watched and blocking again (for another process to inherit).
-    fn into_blocking_fd(self) -> io::Result<OwnedFd> {
-        let Pipe { reg, fd } = self;
-        drop(reg);
-        let raw = fd.as_raw_fd();
-        // SAFETY: fcntl on an fd we own, reading and then setting its status flags.
-        let ok = unsafe {
-            let flags = libc::fcntl(raw, libc::F_GETFL);
-            flags >= 0 && libc::fcntl(raw, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
-        };
-        if ok {
-            Ok(fd)
-        } else {
-            Err(crate::io::with_context("making a pipe blocking again".to_string(), io::Error::last_os_error()))
-        }
-    }
-}
-
 /// The conversions of a child's pipe end: from std's, to an fd or a `Stdio` (to connect it to
 /// another child, as a shell pipe does), and its fd.
 macro_rules! pipe_conversions {
-    ($ty:ident, $std:ty, $doc:literal) => {
+    ($ty:ident, $inner:ident, $std:ty, $doc:literal) => {
         impl $ty {
             /// Takes over std's pipe end (made non-blocking and watched by the current runtime).
             ///
@@ -898,7 +811,8 @@ macro_rules! pipe_conversions {
             #[doc = $doc]
             /// ```
             pub fn from_std(pipe: $std) -> io::Result<$ty> {
-                Pipe::new(pipe.into()).map($ty)
+                // std's pipes are pipes, opened for their direction: no check needed.
+                $inner::from_owned_fd_unchecked(pipe.into()).map($ty)
             }
 
             /// The pipe's fd, blocking again and no longer watched.
@@ -922,13 +836,13 @@ macro_rules! pipe_conversions {
 
         impl AsRawFd for $ty {
             fn as_raw_fd(&self) -> RawFd {
-                self.0.fd.as_raw_fd()
+                self.0.as_raw_fd()
             }
         }
 
         impl std::os::fd::AsFd for $ty {
             fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-                std::os::fd::AsFd::as_fd(&self.0.fd)
+                std::os::fd::AsFd::as_fd(&self.0)
             }
         }
     };
@@ -936,16 +850,19 @@ macro_rules! pipe_conversions {
 
 pipe_conversions!(
     ChildStdin,
+    Sender,
     std::process::ChildStdin,
     "# spindle::runtime::Runtime::new().unwrap().block_on(async {\nlet mut c = std::process::Command::new(\"cat\").stdin(std::process::Stdio::piped()).spawn().unwrap();\nlet stdin = spindle::process::ChildStdin::from_std(c.stdin.take().unwrap()).unwrap();\ndrop(stdin.into_owned_fd().unwrap()); // closed: cat sees end of input\nassert!(c.wait().unwrap().success());\n# });"
 );
 pipe_conversions!(
     ChildStdout,
+    Receiver,
     std::process::ChildStdout,
     "# spindle::runtime::Runtime::new().unwrap().block_on(async {\nuse std::process::Stdio;\nuse spindle::process::Command;\n// echo hi | tr a-z A-Z\nlet mut echo = Command::new(\"echo\").arg(\"hi\").stdout(Stdio::piped()).spawn().unwrap();\nlet pipe: Stdio = echo.stdout.take().unwrap().try_into().unwrap();\nlet out = Command::new(\"tr\").args([\"a-z\", \"A-Z\"]).stdin(pipe).output().await.unwrap();\nassert_eq!(out.stdout, b\"HI\\n\");\necho.wait().await.unwrap();\n# });"
 );
 pipe_conversions!(
     ChildStderr,
+    Receiver,
     std::process::ChildStderr,
     "# spindle::runtime::Runtime::new().unwrap().block_on(async {\nlet mut c = std::process::Command::new(\"true\").stderr(std::process::Stdio::piped()).spawn().unwrap();\nlet err = spindle::process::ChildStderr::from_std(c.stderr.take().unwrap()).unwrap();\nuse std::os::fd::AsRawFd;\nassert!(err.as_raw_fd() >= 0);\nc.wait().unwrap();\n# });"
 );
