@@ -230,6 +230,11 @@ fn idle_blocking_threads_exit_after_keep_alive() {
         .thread_keep_alive(Duration::from_millis(50))
         .build()
         .unwrap();
+    // One job (queued first, so running once the others ran) holds its thread while the pool's
+    // threads are counted: with every job done, a test thread descheduled for the 50 ms
+    // keep-alive could find them all gone already.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holder = rt.spawn_blocking(move || held.recv().unwrap());
     rt.block_on(async {
         let hs: Vec<_> =
             (0..4).map(|_| spindle::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)))).collect();
@@ -238,6 +243,8 @@ fn idle_blocking_threads_exit_after_keep_alive() {
         }
     });
     assert!(threads_named("ka-test") >= 1);
+    release.send(()).unwrap();
+    rt.block_on(holder).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while threads_named("ka-test") > 0 {
         assert!(std::time::Instant::now() < deadline, "idle blocking threads never exited");

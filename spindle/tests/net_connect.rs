@@ -53,8 +53,36 @@ fn full_listener() -> (socket2::Socket, SocketAddr, std::net::TcpStream) {
     let filler = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     filler.set_nonblocking(true).unwrap();
     let _ = filler.connect(&addr.into());
-    std::thread::sleep(Duration::from_millis(50));
+    // Full once the filler's handshake has put it in the queue: the kernel does that soon, but
+    // asynchronously (on a loaded machine its softirq work can wait in `ksoftirqd`), so a fixed
+    // sleep here could let a test's connect in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while accept_queue_len(&l) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the filler connection never reached the accept queue");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     (l, addr, filler.into())
+}
+
+/// How many connections wait in listener `l`'s accept queue (Linux reports it as a listener's
+/// `tcpi_unacked`).
+fn accept_queue_len(l: &socket2::Socket) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `tcp_info` is plain data, for which all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large.
+    let r = unsafe {
+        libc::getsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_INFO of the listener: {}", std::io::Error::last_os_error());
+    info.tcpi_unacked
 }
 
 /// The open socket count once it is back to `before`, or after 5 s of calling `wait`.

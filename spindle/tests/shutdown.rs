@@ -109,8 +109,13 @@ fn shutdown_waits_for_blocking_jobs() {
 #[test]
 fn shutdown_timeout_bounds_the_wait() {
     let rt = Builder::new_current_thread().build().unwrap();
-    rt.spawn_blocking(|| std::thread::sleep(Duration::from_millis(1500)));
-    std::thread::sleep(Duration::from_millis(5));
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    rt.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(1500))
+    });
+    // Running, not just queued (a queued job is cancelled, and then nothing is waited for).
+    started.recv_timeout(Duration::from_secs(10)).expect("the blocking job never started");
     let t = Instant::now();
     rt.shutdown_timeout(Duration::from_millis(50));
     assert!(t.elapsed() < Duration::from_millis(1000), "waited {:?}", t.elapsed());
@@ -119,9 +124,22 @@ fn shutdown_timeout_bounds_the_wait() {
 #[test]
 fn queued_blocking_jobs_are_cancelled_at_shutdown() {
     let rt = Builder::new_current_thread().max_blocking_threads(1).build().unwrap();
-    let first = rt.spawn_blocking(|| std::thread::sleep(Duration::from_millis(100)));
-    let queued = rt.spawn_blocking(|| 1);
-    std::thread::sleep(Duration::from_millis(10));
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    // The first job runs until the queued one's closure is dropped, as its cancellation does
+    // (bounded, should it never be): the queued job cannot get the one thread first, however
+    // late the shutdown comes.
+    let first = rt.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        let _ = release.recv_timeout(Duration::from_secs(10));
+    });
+    let queued = rt.spawn_blocking(move || {
+        drop(release_tx);
+        1
+    });
+    // And the first one must be running, not queued: after a fixed 10 ms sleep here, a pool
+    // thread slow to start could leave both queued, and shutdown would cancel both.
+    started.recv_timeout(Duration::from_secs(10)).expect("the first blocking job never started");
     rt.shutdown_timeout(Duration::from_secs(5));
     assert!(spindle::block_on(first).is_ok());
     assert!(spindle::block_on(queued).unwrap_err().is_cancelled());

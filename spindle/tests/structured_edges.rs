@@ -86,8 +86,14 @@ fn a_group_whose_task_its_runtime_dropped_joins_with_that_task_aborted() {
         g.spawn(async { Ok(()) });
         g
     });
-    // Let the finished one finish.
-    std::thread::sleep(Duration::from_millis(50));
+    // Let the finished one finish: it leaves the runtime's tasks after its result is in the
+    // group. (A fixed 50 ms sleep here could leave it unpolled on a loaded machine, and then
+    // dropped with the runtime it was reported as aborted too.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rt1.metrics().num_alive_tasks() > 1 {
+        assert!(std::time::Instant::now() < deadline, "the group's finishing task never finished");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     drop(rt1);
     let rt2 = Builder::new_current_thread().build().unwrap();
     let r = rt2.block_on(timeout(Duration::from_secs(10), g.join_all()));

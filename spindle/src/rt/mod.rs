@@ -471,6 +471,12 @@ impl Builder {
     ///     .build()
     ///     .unwrap();
     /// rt.block_on(rt.spawn(async { std::thread::sleep(Duration::from_millis(200)) })).unwrap();
+    /// // The report can come after the `JoinHandle` returned: from the worker just after the
+    /// // poll, or from the watchdog thread, which saw it running: wait for it.
+    /// let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    /// while long.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < deadline {
+    ///     std::thread::yield_now();
+    /// }
     /// assert_eq!(long.load(Ordering::Relaxed), 1);
     /// ```
     pub fn on_long_poll(
@@ -1098,6 +1104,12 @@ impl Handle {
 /// let m = rt.metrics();
 /// let polls: u64 = (0..m.num_workers()).map(|w| m.worker_poll_count(w)).sum();
 /// assert!(polls >= 20); // each task was polled twice: before and after its yield
+/// // A task leaves the count on its worker just after its `JoinHandle` can see it finished (a
+/// // handle first polled then returns at once), so the last one may still count for a moment.
+/// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+/// while m.num_alive_tasks() != 0 && std::time::Instant::now() < deadline {
+///     std::thread::yield_now();
+/// }
 /// assert_eq!(m.num_alive_tasks(), 0);
 /// ```
 #[derive(Debug, Clone)]
@@ -1116,7 +1128,10 @@ impl RuntimeMetrics {
         }
     }
 
-    /// Number of tasks spawned and not yet finished.
+    /// Number of tasks spawned and not yet finished. A task leaves the count just after its
+    /// output is published: a `JoinHandle` polled in that moment (on another thread) already
+    /// returns while the count still includes the task. A joiner woken by the task's completion
+    /// sees it gone.
     pub fn num_alive_tasks(&self) -> usize {
         match &self.handle.inner {
             Scheduler::CurrentThread(s) => s.per_core().map_or_else(|| s.num_alive_tasks(), |of| of.num_alive_tasks()),

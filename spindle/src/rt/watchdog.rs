@@ -47,14 +47,26 @@ pub(crate) type ReportFn = Arc<dyn Fn(&LongPoll) + Send + Sync>;
 ///     .on_long_poll(Duration::from_millis(20), move |p| s.lock().unwrap().push((p.name().map(str::to_owned), p.elapsed())))
 ///     .build()
 ///     .unwrap();
+/// // The task blocks its thread until it is reported: a poll that merely takes long can be
+/// // reported by the watchdog thread once the task has finished (after the join, and without
+/// // the name, which is looked up among the live tasks).
+/// let reported = seen.clone();
 /// let h = spindle::task::Builder::new()
-///     .name("sleepy")
-///     .spawn_on(async { std::thread::sleep(Duration::from_millis(100)) }, rt.handle())
+///     .name("stuck")
+///     .spawn_on(
+///         async move {
+///             let deadline = std::time::Instant::now() + Duration::from_secs(10);
+///             while reported.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+///                 std::thread::sleep(Duration::from_millis(1));
+///             }
+///         },
+///         rt.handle(),
+///     )
 ///     .unwrap();
 /// rt.block_on(h).unwrap();
 /// let seen = seen.lock().unwrap();
 /// assert_eq!(seen.len(), 1);
-/// assert_eq!(seen[0].0.as_deref(), Some("sleepy"));
+/// assert_eq!(seen[0].0.as_deref(), Some("stuck"));
 /// assert!(seen[0].1 >= Duration::from_millis(20));
 /// ```
 #[derive(Debug, Clone)]

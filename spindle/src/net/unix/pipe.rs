@@ -251,15 +251,23 @@ impl OpenOptions {
         self
     }
 
-    /// Skips the check that the path is a FIFO (any file that can be polled will do, such as a
-    /// character device).
+    /// Skips the check that the path is a FIFO: any file that supports `poll` will do, such as
+    /// a character device whose driver implements it. (epoll refuses files that do not, regular
+    /// files and `/dev/null` among them, with `EPERM`; io_uring reports them always ready.)
     ///
     /// ```
+    /// # let dir = std::env::temp_dir().join(format!("spindle-doc-fifo-unchecked-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let path = dir.join("fifo");
+    /// # let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    /// # assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     /// # spindle::block_on(async {
     /// use spindle::net::unix::pipe::OpenOptions;
-    /// let rx = OpenOptions::new().unchecked(true).open_receiver("/dev/null").unwrap();
-    /// rx.readable().await.unwrap(); // /dev/null is always at end of file
+    /// // No fstat to check the file type first.
+    /// let rx = OpenOptions::new().unchecked(true).open_receiver(&path).unwrap();
+    /// # drop(rx);
     /// # });
+    /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     pub fn unchecked(&mut self, on: bool) -> &mut OpenOptions {
         self.unchecked = on;
@@ -388,12 +396,13 @@ macro_rules! pipe_end_conversions {
             }
 
             /// Takes over `file` without checking that it is a FIFO opened for this direction
-            /// (any pollable file: a pipe end from elsewhere, a character device). It is still
-            /// made non-blocking and registered.
+            /// (any file that supports `poll`: see [`OpenOptions::unchecked`]). It is still made
+            /// non-blocking and registered.
             ///
             /// ```
             /// # spindle::block_on(async {
-            /// let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").unwrap();
+            /// let (tx, rx) = spindle::net::unix::pipe::pipe().unwrap();
+            #[doc = concat!("let f = std::fs::File::from(", $var, ".into_blocking_fd().unwrap());")]
             #[doc = concat!("let end = spindle::net::unix::pipe::", stringify!($ty), "::from_file_unchecked(f).unwrap();")]
             /// # drop(end);
             /// # });
@@ -406,7 +415,8 @@ macro_rules! pipe_end_conversions {
             ///
             /// ```
             /// # spindle::block_on(async {
-            /// let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").unwrap();
+            /// let (tx, rx) = spindle::net::unix::pipe::pipe().unwrap();
+            #[doc = concat!("let f = std::fs::File::from(", $var, ".into_blocking_fd().unwrap());")]
             #[doc = concat!("let end = spindle::net::unix::pipe::", stringify!($ty), "::from_owned_fd_unchecked(f.into()).unwrap();")]
             /// # drop(end);
             /// # });
