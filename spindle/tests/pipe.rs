@@ -87,7 +87,9 @@ fn a_write_without_a_reader_is_a_broken_pipe_and_a_read_without_writers_ends() {
             drop(rx);
             let e = tx.write_all(b"nobody listens").await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::BrokenPipe);
-            assert!(tx.ready(Interest::WRITABLE).await.unwrap().is_error() || tx.try_write(b"x").is_err());
+            // No reader left: a closed write side, as tokio reports it.
+            let r = tx.ready(Interest::WRITABLE).await.unwrap();
+            assert!(r.is_write_closed() && r.is_writable(), "{r:?}");
 
             let (tx, mut rx) = pipe::pipe().unwrap();
             tx.try_write(b"last words").unwrap();
@@ -325,4 +327,88 @@ fn an_end_of_a_shut_down_runtime_fails_instead_of_hanging() {
     let e = bounded(&other, 10, async { rx.read(&mut [0u8; 4]).await.unwrap_err() });
     assert!(e.to_string().contains("shut down"), "{e}");
     drop(tx);
+}
+
+#[test]
+fn a_fifo_reader_waits_for_its_first_writer_and_for_the_next_one() {
+    let _s = serial();
+    each_flavor(|rt| {
+        let fifo = Fifo::new("reconnect");
+        bounded(rt, 30, async {
+            let mut rx = OpenOptions::new().open_receiver(fifo.path()).unwrap();
+            let mut buf = [0u8; 4];
+            // No writer has opened it yet: the read waits (it does not report end of stream,
+            // which would make a "reopen at end of stream" loop spin).
+            assert!(timeout(Duration::from_millis(30), rx.read(&mut buf)).await.is_err());
+            let first = OpenOptions::new().open_sender(fifo.path()).unwrap();
+            first.try_write(b"one").unwrap();
+            assert_eq!(rx.read(&mut buf).await.unwrap(), 3);
+            // The writer leaves: end of stream, seen through the reactor's hang-up event.
+            let leave = spindle::spawn(async move {
+                sleep(Duration::from_millis(20)).await;
+                drop(first)
+            });
+            assert_eq!(rx.read(&mut buf).await.unwrap(), 0);
+            leave.await.unwrap();
+            // A new writer: the hang-up is over, and the next read waits for its bytes (it spun
+            // inside one poll when the hang-up stayed recorded: on a current-thread runtime the
+            // writer task below never ran).
+            let tx = OpenOptions::new().open_sender(fifo.path()).unwrap();
+            let writer = spindle::spawn(async move {
+                sleep(Duration::from_millis(30)).await;
+                tx.writable().await.unwrap();
+                tx.try_write(b"two").unwrap();
+                tx
+            });
+            let n = rx.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"two");
+            drop(writer.await.unwrap());
+        });
+    });
+}
+
+#[test]
+fn vectored_calls_take_at_most_iov_max_buffers() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (mut tx, mut rx) = pipe::pipe().unwrap();
+            let one = [1u8];
+            let bufs: Vec<std::io::IoSlice<'_>> = (0..2000).map(|_| std::io::IoSlice::new(&one)).collect();
+            // The kernel refuses more than 1024 (EINVAL); like std, a partial write instead.
+            assert_eq!(tx.try_write_vectored(&bufs).unwrap(), 1024);
+            assert_eq!(futures::AsyncWriteExt::write_vectored(&mut tx, &bufs).await.unwrap(), 1024);
+            let mut first = vec![[0u8; 1]; 2000];
+            let mut slices: Vec<std::io::IoSliceMut<'_>> =
+                first.iter_mut().map(|c| std::io::IoSliceMut::new(c)).collect();
+            assert_eq!(futures::AsyncReadExt::read_vectored(&mut rx, &mut slices).await.unwrap(), 1024);
+            let mut second = vec![[0u8; 1]; 2000];
+            let mut slices: Vec<std::io::IoSliceMut<'_>> =
+                second.iter_mut().map(|c| std::io::IoSliceMut::new(c)).collect();
+            rx.readable().await.unwrap();
+            assert_eq!(rx.try_read_vectored(&mut slices).unwrap(), 1024);
+        });
+    });
+}
+
+#[cfg(feature = "tokio-io")]
+#[test]
+fn the_ends_work_with_tokio_io_util() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (mut tx, mut rx) = pipe::pipe().unwrap();
+            let data = pattern(300_000);
+            let sent = data.clone();
+            let writer = spindle::spawn(async move {
+                AsyncWriteExt::write_all(&mut tx, &sent).await.unwrap();
+                AsyncWriteExt::shutdown(&mut tx).await.unwrap();
+            });
+            let mut got = Vec::new();
+            AsyncReadExt::read_to_end(&mut rx, &mut got).await.unwrap();
+            writer.await.unwrap();
+            assert!(got == data, "the bytes differ");
+        });
+    });
 }

@@ -100,18 +100,42 @@ impl ScheduledIo {
         Poll::Pending
     }
 
-    /// Clears the readiness seen in `ev` (after a syscall returned `WouldBlock`), unless a newer
-    /// event arrived since (its tick differs): that event's readiness stays for the next look.
+    /// Clears the data readiness seen in `ev` (after a syscall that emptied the source), unless
+    /// a newer event arrived since (its tick differs): that event's readiness stays for the next
+    /// look. Closed states stay: a read that emptied a socket whose peer closed is followed by
+    /// end of stream, which no new event announces.
     fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
-        // Closed states stay: they do not go away, and a syscall on a closed direction never
-        // says `WouldBlock`. A pending error does go away: the syscall that reports it consumes
-        // it (a UDP socket's ICMP error), after which the socket would block again; kept, it made
-        // every later wait ready at once and the retry loop spin inside one poll. Another error
-        // is reported by a new event.
-        let clear = match dir {
-            Direction::Read => READABLE | ERROR,
-            Direction::Write => WRITABLE | ERROR,
-        } & ev.bits;
+        // A pending error does go away: the syscall that reports it consumes it (a UDP socket's
+        // ICMP error), after which the socket would block again; kept, it made every later wait
+        // ready at once and the retry loop spin inside one poll. Another error is reported by a
+        // new event.
+        self.clear_bits(
+            ev,
+            match dir {
+                Direction::Read => READABLE | ERROR,
+                Direction::Write => WRITABLE | ERROR,
+            },
+        )
+    }
+
+    /// Clears all the readiness seen in `ev` after a syscall in `dir` said `WouldBlock` (unless a
+    /// newer event arrived since), closed states included: a closed direction never says
+    /// `WouldBlock`, so a hang-up seen before it is over. A FIFO's is: a new writer opens it
+    /// (kept, the hang-up made every later read wait ready at once, and the retry loop spun
+    /// inside one poll, starving the thread).
+    fn clear_would_block(&self, ev: ReadyEvent, dir: Direction) {
+        self.clear_bits(
+            ev,
+            match dir {
+                Direction::Read => READABLE | ERROR | READ_CLOSED,
+                Direction::Write => WRITABLE | ERROR | WRITE_CLOSED,
+            },
+        )
+    }
+
+    /// Clears `mask`'s bits of those seen in `ev`, unless a newer event arrived since.
+    fn clear_bits(&self, ev: ReadyEvent, mask: u32) {
+        let clear = mask & ev.bits;
         let mut cur = self.readiness.load(Acquire);
         loop {
             if cur >> TICK_SHIFT != ev.tick {
@@ -207,7 +231,9 @@ pub mod __loom {
             self.0.poll_ready(&mut Context::from_waker(waker), Direction::Read).map(Event)
         }
 
-        /// What a reader does after its syscall said `WouldBlock`.
+        /// What a reader does after a read that emptied the source. (After `WouldBlock` it also
+        /// clears the closed states it saw, which a `WouldBlock` proves over; the tick check,
+        /// what these models test, is the same code.)
         pub fn clear_read(&self, ev: Event) {
             self.0.clear_ready(ev.0, Direction::Read)
         }
@@ -217,7 +243,7 @@ pub mod __loom {
             self.0.poll_ready(&mut Context::from_waker(waker), Direction::Write).map(Event)
         }
 
-        /// What a writer does after its syscall said `WouldBlock`.
+        /// What a writer does after a write that filled the sink (see [`clear_read`](Self::clear_read)).
         pub fn clear_write(&self, ev: Event) {
             self.0.clear_ready(ev.0, Direction::Write)
         }
@@ -398,10 +424,11 @@ impl Registration {
         self.io.poll_ready(cx, dir).map(Ok)
     }
 
-    /// Clears readiness seen in `ev` (after a syscall returned `WouldBlock`), unless a newer
-    /// event arrived since.
+    /// Clears readiness seen in `ev` (after a syscall returned `WouldBlock`, which proves the
+    /// direction open as well: see `ScheduledIo::clear_would_block`), unless a newer event
+    /// arrived since.
     pub(crate) fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
-        self.io.clear_ready(ev, dir)
+        self.io.clear_would_block(ev, dir)
     }
 
     /// Runs the non-blocking syscall `f` now, whatever the recorded readiness (tokio's `try_io`
@@ -431,8 +458,11 @@ impl Registration {
         emptied: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         let r = f();
-        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) || r.as_ref().is_ok_and(&emptied) {
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             self.clear_ready(ev, dir);
+        } else if r.as_ref().is_ok_and(&emptied) {
+            // Emptied, not blocked: the data readiness only (a closed side stays announced).
+            self.io.clear_ready(ev, dir);
         }
         r
     }

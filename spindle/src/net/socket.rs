@@ -152,7 +152,7 @@ fn dir_index(dir: Direction) -> usize {
 /// `TCP_INQ`, the socket option, and `TCP_CM_INQ`, the control message type carrying the bytes
 /// left queued (the same number).
 /// The most iovecs one `sendmsg`/`recvmsg` takes (Linux's `UIO_MAXIOV`).
-const IOV_MAX: usize = 1024;
+pub(crate) const IOV_MAX: usize = 1024;
 
 const TCP_CM_INQ: libc::c_int = 36;
 
@@ -829,6 +829,14 @@ impl PollSocket {
     /// methods of fds that are not sockets, such as pipes: no stash, no `recv`/`send`).
     pub(crate) fn try_io_now<R>(&self, dir: Direction, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
         self.reg.try_io(dir, || retry(&mut f), |_| false)
+    }
+
+    /// Makes operations in `dir` wait for the reactor's first event instead of trying their
+    /// syscall at once: for fds whose first syscall can mislead (a FIFO with no writer yet reads
+    /// as end of stream, though nothing hung up; `poll` reports nothing for it, so waiting is
+    /// right).
+    pub(crate) fn wait_for_first_event(&self, dir: Direction) {
+        self.primed[dir_index(dir)].store(true, Ordering::Relaxed);
     }
 
     /// The fd, no longer registered (the registration is dropped first, so the reactor stops

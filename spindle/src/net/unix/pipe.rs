@@ -40,7 +40,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -49,7 +49,7 @@ use socket2::Socket;
 
 use crate::driver::Direction;
 use crate::io::{with_context, Interest, Ready};
-use crate::net::socket::PollSocket;
+use crate::net::socket::{PollSocket, IOV_MAX};
 
 /// Makes an anonymous pipe: what is written to the [`Sender`] is read from the [`Receiver`].
 /// Both ends are close-on-exec and registered with the current runtime's reactor (or the global
@@ -76,7 +76,9 @@ pub fn pipe() -> io::Result<(Sender, Receiver)> {
     }
     // SAFETY: `pipe2` succeeded: both fds are new, open, and owned by nobody else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    Ok((Sender { io: register(write)? }, Receiver { io: register(read)? }))
+    let rx = register(read)?;
+    read_end(&rx);
+    Ok((Sender { io: register(write)? }, Receiver { io: rx }))
 }
 
 /// Registers `fd`, already non-blocking, with the current reactor.
@@ -109,8 +111,16 @@ fn check_fifo(fd: BorrowedFd<'_>, dir: Direction) -> io::Result<()> {
         Direction::Read => "Receiver",
         Direction::Write => "Sender",
     };
-    let meta = File::from(fd.try_clone_to_owned()?).metadata()?;
-    if !meta.file_type().is_fifo() {
+    // fstat on the borrowed fd (a `File` to call `metadata` on would need a duplicate fd, which
+    // fails at the fd limit).
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` has room for one `stat`, which fstat fills on success; the fd is live.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(with_context(format!("pipe::{end}: fstat"), io::Error::last_os_error()));
+    }
+    // SAFETY: fstat succeeded, so `st` is initialized.
+    let mode = unsafe { st.assume_init() }.st_mode;
+    if mode & libc::S_IFMT != libc::S_IFIFO {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("pipe::{end}: the file is not a FIFO (use the `_unchecked` constructors for other pollable files)"),
@@ -121,10 +131,10 @@ fn check_fifo(fd: BorrowedFd<'_>, dir: Direction) -> io::Result<()> {
     if flags < 0 {
         return Err(with_context(format!("pipe::{end}: reading the fd's flags"), io::Error::last_os_error()));
     }
-    let mode = flags & libc::O_ACCMODE;
+    let access = flags & libc::O_ACCMODE;
     let allowed = match dir {
-        Direction::Read => mode == libc::O_RDONLY || mode == libc::O_RDWR,
-        Direction::Write => mode == libc::O_WRONLY || mode == libc::O_RDWR,
+        Direction::Read => access == libc::O_RDONLY || access == libc::O_RDWR,
+        Direction::Write => access == libc::O_WRONLY || access == libc::O_RDWR,
     };
     if !allowed {
         let access = if dir == Direction::Read { "reading" } else { "writing" };
@@ -143,7 +153,19 @@ fn adopt(fd: OwnedFd, dir: Direction, unchecked: bool) -> io::Result<PollSocket>
         check_fifo(fd.as_fd(), dir)?;
     }
     set_nonblocking(fd.as_raw_fd(), true, "making a pipe end non-blocking")?;
-    register(fd)
+    let io = register(fd)?;
+    if dir == Direction::Read {
+        read_end(&io);
+    }
+    Ok(io)
+}
+
+/// A read end's first read waits for the reactor's event instead of trying `read(2)` first: a
+/// FIFO nobody has opened for writing yet reads as end of stream (0) at once, though nothing
+/// hung up, and `poll` reports nothing for it. tokio's first read waits too; reading 0 there,
+/// a "reopen on end of stream" loop spun.
+fn read_end(io: &PollSocket) {
+    io.wait_for_first_event(Direction::Read);
 }
 
 /// The fd of `io`, unregistered, with `O_NONBLOCK` as `nonblocking` says.
@@ -166,7 +188,8 @@ fn sys_read(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
 }
 
 fn sys_readv(fd: RawFd, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    // At most `IOV_MAX` buffers (a partial read, as std's): the kernel refuses more (EINVAL).
+    let n = bufs.len().min(IOV_MAX) as libc::c_int;
     // SAFETY: `IoSliceMut` has the layout of `iovec`; each is valid for writes for the call.
     byte_count(unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), n) })
 }
@@ -177,7 +200,8 @@ fn sys_write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 fn sys_writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    // At most `IOV_MAX` buffers (a partial write, as std's `write_vectored`).
+    let n = bufs.len().min(IOV_MAX) as libc::c_int;
     // SAFETY: `IoSlice` has the layout of `iovec`; each is valid for reads for the call.
     byte_count(unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) })
 }
@@ -274,8 +298,10 @@ impl OpenOptions {
         self
     }
 
-    /// Opens the FIFO at `path` as a [`Receiver`]. Without writers yet, this does not wait
-    /// (the open is non-blocking), and reads return end of stream until a writer opens it.
+    /// Opens the FIFO at `path` as a [`Receiver`]. Without writers yet, the open does not wait
+    /// (it is non-blocking); reads do, until a writer opens the FIFO and writes (or closes it
+    /// again: end of stream). Once every writer has left, reads return end of stream until a
+    /// new writer comes.
     ///
     /// Errors: the path does not exist or cannot be opened (the message names it), or it is not
     /// a FIFO (`InvalidInput`, unless [`unchecked`](Self::unchecked)).
@@ -503,8 +529,8 @@ impl Sender {
     }
 
     /// Waits until the pipe is ready for `interest` (only writability means anything for a
-    /// write end) and says what it is ready for; a closed read side shows as
-    /// [`Ready::is_error`]/[`Ready::is_write_closed`]. Cancel-safe.
+    /// write end) and says what it is ready for; no reader left shows as
+    /// [`Ready::is_write_closed`] (and [`Ready::is_error`]). Cancel-safe.
     ///
     /// ```
     /// # spindle::block_on(async {
@@ -515,7 +541,10 @@ impl Sender {
     /// # });
     /// ```
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        self.io.ready_for(interest, false).await
+        let r = self.io.ready_for(interest, false).await?;
+        // A pipe's write end reports an error (`POLLERR`) for one thing only: no reader is left.
+        // That is a closed write side (as tokio reports it); writes fail with `BrokenPipe`.
+        Ok(if r.is_error() { r | Ready::WRITE_CLOSED } else { r })
     }
 
     /// Writes what the pipe takes now from `buf`, without waiting: `WouldBlock` when its buffer
