@@ -1770,3 +1770,35 @@ fn unix_datagram_readiness_api() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+/// A read half waiting in `read` and the write half waiting in `ready(READABLE)` at once: one
+/// event wakes both (the two waits share the registration's read direction).
+#[test]
+fn a_read_half_and_a_write_half_waiting_for_readability_are_both_woken() {
+    use futures::AsyncReadExt;
+    use spindle::io::Interest;
+    common::each_flavor(|rt| {
+        common::bounded(rt, 30, async {
+            let l = spindle::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let mut c = spindle::net::TcpStream::connect(addr).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let (mut r, w) = s.into_split();
+            // The reader takes two of the three bytes, so the socket stays readable for the
+            // watcher whichever runs first.
+            let reader = spindle::spawn(async move {
+                let mut buf = [0u8; 2];
+                let n = r.read(&mut buf).await.unwrap();
+                buf[..n].to_vec()
+            });
+            spindle::time::sleep(std::time::Duration::from_millis(20)).await;
+            let watcher = spindle::spawn(async move { w.ready(Interest::READABLE).await.unwrap().is_readable() });
+            spindle::time::sleep(std::time::Duration::from_millis(20)).await;
+            futures::AsyncWriteExt::write_all(&mut c, b"hey").await.unwrap();
+            let t = std::time::Duration::from_secs(5);
+            assert!(spindle::time::timeout(t, watcher).await.expect("the write half's wait was not woken").unwrap());
+            let got = spindle::time::timeout(t, reader).await.expect("the read half's read was not woken").unwrap();
+            assert_eq!(got, b"he");
+        });
+    });
+}

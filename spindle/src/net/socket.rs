@@ -111,9 +111,27 @@ fn first_user_placement() -> Option<placement::Placed> {
 /// [`WaitList`](crate::driver::waiters::WaitList) whose entries leave when woken or when their
 /// future is dropped or finishes ([`PollSocket::leave_shared`]), so tasks that wait and give up
 /// (a `timeout` around `readable()`, say) on a socket that sees no event do not pile up wakers.
+///
+/// Once a socket has fan-outs, its exclusive waits (`&mut` methods, split halves) go through them
+/// too, each direction's one exclusive waiter in `exclusive`: the registration keeps one waker
+/// per direction, so a read half's `poll_read` storing its own there would displace the fan-out's
+/// (and the write half's `ready(READABLE)` waiters with it), or be displaced by it.
 #[derive(Default)]
 struct FanOut {
     waiters: crate::driver::waiters::WaitList,
+    exclusive: std::sync::Mutex<Option<Waker>>,
+}
+
+impl FanOut {
+    /// Makes `waker` the direction's exclusive waiter (there is at most one: it comes from a
+    /// `&mut` method).
+    fn set_exclusive(&self, waker: &Waker) {
+        let mut slot = self.exclusive.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
 }
 
 /// One waiting operation's place in a [`FanOut`] (held by its future; see
@@ -126,6 +144,10 @@ impl Wake for FanOut {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         self.waiters.wake_all();
+        let exclusive = self.exclusive.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = exclusive {
+            w.wake();
+        }
     }
 }
 
@@ -544,8 +566,24 @@ impl PollSocket {
             return Poll::Pending;
         }
         let mut f = f;
-        let r = self.reg.poll_io_clearing(cx, dir, || retry(&mut f), emptied);
+        let r = match self.shared.get() {
+            None => self.reg.poll_io_clearing(cx, dir, || retry(&mut f), emptied),
+            // Shared with `&self` waiters (see `FanOut`): wait through the fan-out.
+            Some(fans) => {
+                let fan = &fans[dir_index(dir)];
+                fan.set_exclusive(cx.waker());
+                let fan_waker = Waker::from(fan.clone());
+                self.reg.poll_io_clearing(&mut Context::from_waker(&fan_waker), dir, || retry(&mut f), emptied)
+            }
+        };
         self.eager_if_unprimed(r, dir, f)
+    }
+
+    /// Makes the fan-outs now, before the socket is split into halves that may wait at once
+    /// (see `FanOut`): made later, by a half's first `&self` wait, they would displace the waker
+    /// the other half's exclusive wait already stored in the registration.
+    pub(crate) fn prepare_for_split(&self) {
+        self.shared.get_or_init(Default::default);
     }
 
     /// [`poll_io`](Self::poll_io) for a stream read: `f` also says whether the read emptied the

@@ -699,6 +699,7 @@ let (s, _) = l.accept().await.unwrap();"
     /// # });
     /// ```
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        self.io.prepare_for_split();
         (ReadHalf { inner: self }, WriteHalf { inner: self })
     }
 
@@ -731,6 +732,7 @@ let (s, _) = l.accept().await.unwrap();"
     /// # });
     /// ```
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.io.prepare_for_split();
         let inner = Arc::new(self);
         (OwnedReadHalf { inner: inner.clone() }, OwnedWriteHalf { inner, shutdown_on_drop: true })
     }

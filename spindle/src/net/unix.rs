@@ -359,6 +359,7 @@ let (mut c, s) = spindle::net::UnixStream::pair().unwrap();"
     /// # });
     /// ```
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        self.io.prepare_for_split();
         (ReadHalf { inner: self }, WriteHalf { inner: self })
     }
 
@@ -379,6 +380,7 @@ let (mut c, s) = spindle::net::UnixStream::pair().unwrap();"
     /// });
     /// ```
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.io.prepare_for_split();
         let inner = Arc::new(self);
         (OwnedReadHalf { inner: inner.clone() }, OwnedWriteHalf { inner, shutdown_on_drop: true })
     }
