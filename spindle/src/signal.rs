@@ -25,7 +25,7 @@
 
 use spindle_core::loom::unmodelled::{AtomicU64, Ordering::*};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -121,18 +121,9 @@ fn globals() -> io::Result<&'static Globals> {
 }
 
 fn start() -> io::Result<Globals> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two fds `pipe2` writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `pipe2` just created both fds, and nothing else owns them.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = crate::net::unix::pipe::os_pipe()?;
     // The dispatcher blocks in `read`: its end must block.
-    // SAFETY: F_SETFL on an fd we own.
-    if unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFL, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::net::unix::pipe::set_nonblocking(read.as_raw_fd(), false, "making the signal pipe's read end blocking")?;
     let slots = (0..MAX_SIGNAL)
         .map(|_| Slot { installed: Mutex::new(false), deliveries: AtomicU64::new(0), listeners: WaitList::default() })
         .collect();

@@ -49,7 +49,7 @@ use socket2::Socket;
 
 use crate::driver::Direction;
 use crate::io::{with_context, Interest, Ready};
-use crate::net::socket::{PollSocket, IOV_MAX};
+use crate::net::socket::{as_uninit, PollSocket, IOV_MAX};
 
 /// Makes an anonymous pipe: what is written to the [`Sender`] is read from the [`Receiver`].
 /// Both ends are close-on-exec and registered with the current runtime's reactor (or the global
@@ -69,16 +69,21 @@ use crate::net::socket::{PollSocket, IOV_MAX};
 /// });
 /// ```
 pub fn pipe() -> io::Result<(Sender, Receiver)> {
+    let (read, write) = os_pipe()?;
+    let rx = register(read)?;
+    read_end(&rx);
+    Ok((Sender { io: register(write)? }, Receiver { io: rx }))
+}
+
+/// A new pipe's (read, write) fds, close-on-exec and non-blocking, registered nowhere.
+pub(crate) fn os_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two fds `pipe2` writes on success.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
         return Err(with_context("creating a pipe".to_string(), io::Error::last_os_error()));
     }
     // SAFETY: `pipe2` succeeded: both fds are new, open, and owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let rx = register(read)?;
-    read_end(&rx);
-    Ok((Sender { io: register(write)? }, Receiver { io: rx }))
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Registers `fd`, already non-blocking, with the current reactor.
@@ -90,8 +95,8 @@ fn register(fd: OwnedFd) -> io::Result<PollSocket> {
     })
 }
 
-/// Sets or clears `O_NONBLOCK` on `fd`.
-fn set_nonblocking(fd: RawFd, on: bool, what: &str) -> io::Result<()> {
+/// Sets or clears `O_NONBLOCK` on `fd` (`what` names the step in the error).
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool, what: &str) -> io::Result<()> {
     // SAFETY: fcntl on an fd the caller owns, reading and then setting its status flags.
     let ok = unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
@@ -204,14 +209,6 @@ fn sys_writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     let n = bufs.len().min(IOV_MAX) as libc::c_int;
     // SAFETY: `IoSlice` has the layout of `iovec`; each is valid for reads for the call.
     byte_count(unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) })
-}
-
-/// Views initialized bytes as possibly uninitialized ones, for `read(2)`, which writes only
-/// initialized bytes.
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the only writer (`read`) stores
-    // initialized bytes, so `buf` stays initialized.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
 /// Options for opening a FIFO by path (tokio's `pipe::OpenOptions`).
