@@ -412,3 +412,48 @@ fn the_ends_work_with_tokio_io_util() {
         });
     });
 }
+
+#[test]
+fn poll_ready_waits_for_the_direction_and_wakes_its_task() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (tx, rx) = pipe::pipe().unwrap();
+            // Nothing written: pending (the waker is kept), until a write from another task.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(rx.poll_read_ready(&mut cx).is_pending());
+            let tx = std::sync::Arc::new(tx);
+            let writer = {
+                let tx = tx.clone();
+                spindle::spawn(async move {
+                    sleep(Duration::from_millis(20)).await;
+                    tx.try_write(b"ab").unwrap();
+                })
+            };
+            timeout(Duration::from_secs(10), std::future::poll_fn(|cx| rx.poll_read_ready(cx)))
+                .await
+                .expect("poll_read_ready was not woken")
+                .unwrap();
+            writer.await.unwrap();
+            assert_eq!(rx.try_read(&mut [0u8; 4]).unwrap(), 2);
+            // Drained: pending again (the stale event is waited past, not reported).
+            assert!(rx.poll_read_ready(&mut cx).is_pending());
+
+            // Write side: pending while full, ready once the reader drains.
+            while tx.try_write(&[0u8; 4096]).is_ok() {}
+            assert!(tx.poll_write_ready(&mut cx).is_pending());
+            let reader = spindle::spawn(async move {
+                sleep(Duration::from_millis(20)).await;
+                let mut rx = rx;
+                let mut buf = vec![0u8; 1 << 20];
+                let _ = rx.read(&mut buf).await.unwrap();
+                rx
+            });
+            timeout(Duration::from_secs(10), std::future::poll_fn(|cx| tx.poll_write_ready(cx)))
+                .await
+                .expect("poll_write_ready was not woken")
+                .unwrap();
+            drop(reader.await.unwrap());
+        });
+    });
+}

@@ -814,6 +814,17 @@ impl PollSocket {
         Ok(fired)
     }
 
+    /// tokio's `poll_read_ready`/`poll_write_ready`: `Ready` once `dir` is ready (checked with a
+    /// zero-timeout `poll(2)`, so a stale event is waited past), else `Pending` with the
+    /// caller's waker kept as the direction's one exclusive waiter (a later call's replaces it).
+    pub(crate) fn poll_ready_checked(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<()>> {
+        let interest = match dir {
+            Direction::Read => crate::io::Interest::READABLE,
+            Direction::Write => crate::io::Interest::WRITABLE,
+        };
+        self.poll_io(cx, dir, || self.ready_now(interest)).map(|r| r.map(drop))
+    }
+
     /// The socket's readiness for `interest`'s one direction right now, or `WouldBlock` when it
     /// has none (the check [`ready_for`](Self::ready_for) runs at each readiness event).
     fn ready_now(&self, interest: crate::io::Interest) -> io::Result<crate::io::Ready> {

@@ -544,6 +544,22 @@ impl Sender {
         Ok(if r.is_error() { r | Ready::WRITE_CLOSED } else { r })
     }
 
+    /// Polls for room to write (tokio's `poll_write_ready`): `Ready` once a write can go in (or
+    /// no reader is left), checked as [`writable`](Self::writable) checks it. Only the waker of
+    /// the last call is kept, so use it from one task; several tasks wait with `writable`.
+    ///
+    /// ```
+    /// # spindle::block_on(async {
+    /// let (tx, rx) = spindle::net::unix::pipe::pipe().unwrap();
+    /// std::future::poll_fn(|cx| tx.poll_write_ready(cx)).await.unwrap();
+    /// assert_eq!(tx.try_write(b"ok").unwrap(), 2);
+    /// # drop(rx);
+    /// # });
+    /// ```
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_ready_checked(cx, Direction::Write)
+    }
+
     /// Writes what the pipe takes now from `buf`, without waiting: `WouldBlock` when its buffer
     /// is full (use with [`writable`](Self::writable)), `BrokenPipe` when no reader is left.
     /// Up to `PIPE_BUF` (4096) bytes are written atomically, all or nothing.
@@ -621,6 +637,22 @@ impl Receiver {
     /// ```
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         self.io.ready_for(interest, false).await
+    }
+
+    /// Polls for something to read (tokio's `poll_read_ready`): `Ready` once data or end of
+    /// stream is there, checked as [`readable`](Self::readable) checks it. Only the waker of the
+    /// last call is kept, so use it from one task; several tasks wait with `readable`.
+    ///
+    /// ```
+    /// # spindle::block_on(async {
+    /// let (tx, rx) = spindle::net::unix::pipe::pipe().unwrap();
+    /// tx.try_write(b"x").unwrap();
+    /// std::future::poll_fn(|cx| rx.poll_read_ready(cx)).await.unwrap();
+    /// assert_eq!(rx.try_read(&mut [0u8; 4]).unwrap(), 1);
+    /// # });
+    /// ```
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_ready_checked(cx, Direction::Read)
     }
 
     /// Reads what is there now into `buf`, without waiting: `Ok(0)` at end of stream (or for an
