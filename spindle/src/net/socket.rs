@@ -899,7 +899,7 @@ impl PollSocket {
 
     /// A send now, without waiting (tokio's `try_write`).
     pub(crate) fn try_send_now(&self, buf: &[u8]) -> io::Result<usize> {
-        self.reg.try_io(Direction::Write, || retry(|| self.sys_send(buf, SEND_FLAGS)), |_| false)
+        self.try_io_now(Direction::Write, || self.sys_send(buf, SEND_FLAGS))
     }
 
     /// Peeks: stashed bytes (left stashed) come first, as a read would return them.

@@ -70,9 +70,8 @@ use crate::net::socket::{as_uninit, PollSocket, IOV_MAX};
 /// ```
 pub fn pipe() -> io::Result<(Sender, Receiver)> {
     let (read, write) = os_pipe()?;
-    let rx = register(read)?;
-    read_end(&rx);
-    Ok((Sender { io: register(write)? }, Receiver { io: rx }))
+    let rx = register(read, Direction::Read)?;
+    Ok((Sender { io: register(write, Direction::Write)? }, Receiver { io: rx }))
 }
 
 /// A new pipe's (read, write) fds, close-on-exec and non-blocking, registered nowhere.
@@ -86,13 +85,22 @@ pub(crate) fn os_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Registers `fd`, already non-blocking, with the current reactor.
-fn register(fd: OwnedFd) -> io::Result<PollSocket> {
+/// Registers `fd`, already non-blocking, with the current reactor, as an end for `dir`.
+///
+/// A read end's first read waits for the reactor's event instead of trying `read(2)` first: a
+/// FIFO nobody has opened for writing yet reads as end of stream (0) at once, though nothing
+/// hung up, and `poll` reports nothing for it. tokio's first read waits too; reading 0 there,
+/// a "reopen on end of stream" loop spun.
+fn register(fd: OwnedFd, dir: Direction) -> io::Result<PollSocket> {
     // `Socket` is only the fd's owner here (closing it on drop); no socket call is made on it.
-    PollSocket::new(Socket::from(fd)).map_err(|e| {
+    let io = PollSocket::new(Socket::from(fd)).map_err(|e| {
         // epoll refuses regular files and directories (EPERM): only an `_unchecked` end can be one.
         with_context("registering a pipe end with the reactor (is it a file that can be polled?)".to_string(), e)
-    })
+    })?;
+    if dir == Direction::Read {
+        io.wait_for_first_event(Direction::Read);
+    }
+    Ok(io)
 }
 
 /// Sets or clears `O_NONBLOCK` on `fd` (`what` names the step in the error).
@@ -158,19 +166,7 @@ fn adopt(fd: OwnedFd, dir: Direction, unchecked: bool) -> io::Result<PollSocket>
         check_fifo(fd.as_fd(), dir)?;
     }
     set_nonblocking(fd.as_raw_fd(), true, "making a pipe end non-blocking")?;
-    let io = register(fd)?;
-    if dir == Direction::Read {
-        read_end(&io);
-    }
-    Ok(io)
-}
-
-/// A read end's first read waits for the reactor's event instead of trying `read(2)` first: a
-/// FIFO nobody has opened for writing yet reads as end of stream (0) at once, though nothing
-/// hung up, and `poll` reports nothing for it. tokio's first read waits too; reading 0 there,
-/// a "reopen on end of stream" loop spun.
-fn read_end(io: &PollSocket) {
-    io.wait_for_first_event(Direction::Read);
+    register(fd, dir)
 }
 
 /// The fd of `io`, unregistered, with `O_NONBLOCK` as `nonblocking` says.
