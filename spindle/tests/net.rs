@@ -846,6 +846,31 @@ fn tcp_socket_options_reuseport_listeners_and_connect() {
     });
 }
 
+/// A stream dropped on its runtime's thread is closed at once, not at the runtime's next turn:
+/// a peer on a std thread sees end of stream while this thread blocks joining it (on io_uring
+/// the readiness watch's poll holds the file until its cancel's deferred work runs).
+#[test]
+fn a_dropped_stream_closes_even_if_its_thread_then_blocks() {
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            stream.writable().await.unwrap();
+            // Let the runtime collect what the kernel has for it, so the drop is the next thing
+            // its ring sees.
+            spindle::time::sleep(Duration::from_millis(5)).await;
+            drop(stream);
+            let reader = std::thread::spawn(move || {
+                peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                std::io::Read::read(&mut peer, &mut [0u8; 8])
+            });
+            assert_eq!(reader.join().unwrap().expect("the peer saw no close"), 0);
+        });
+    });
+}
+
 #[test]
 fn peer_close_reaches_a_waiting_reader() {
     let _s = serial();

@@ -314,6 +314,42 @@ fn ends_convert_to_plain_fds_and_back() {
     assert_eq!(open_fds(), before, "an fd leaked");
 }
 
+/// Waits (blocking the thread, as a caller that joins a std thread would) up to 10 s for
+/// `fd` to report `POLLHUP` or `POLLIN`; returns the events seen.
+fn block_for_hangup(fd: std::os::fd::RawFd) -> i16 {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, 10_000) };
+    assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+    p.revents
+}
+
+/// Dropping an end whose readiness watch is armed closes it at once, not at the runtime's next
+/// turn: a thread that then blocks (joining a std thread that reads to end of stream) must not
+/// wait for a close only its own runtime could finish. On io_uring the watch's poll holds a
+/// reference to the file until the cancel's deferred work runs, so the drop runs it.
+#[test]
+fn dropping_a_watched_end_closes_it_even_if_the_thread_then_blocks() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let (tx, rx) = pipe::pipe().unwrap();
+            let rx = rx.into_blocking_fd().unwrap();
+            let mut tx = tx;
+            tx.write_all(b"x").await.unwrap();
+            // Let the runtime collect what the kernel has for it (the watch's first event), so
+            // the drop below is the next thing its ring sees.
+            sleep(Duration::from_millis(5)).await;
+            drop(tx);
+            let mut rx = std::fs::File::from(rx);
+            let mut byte = [0u8; 1];
+            assert_eq!(rx.read(&mut byte).unwrap(), 1);
+            let seen = block_for_hangup(rx.as_raw_fd());
+            assert_ne!(seen & libc::POLLHUP, 0, "the reader saw no hang-up (revents {seen:#x})");
+        });
+    });
+}
+
 #[test]
 fn an_end_of_a_shut_down_runtime_fails_instead_of_hanging() {
     let _s = serial();

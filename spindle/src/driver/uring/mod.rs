@@ -884,9 +884,12 @@ impl Reactor {
         let remove = opcode::AsyncCancel::new(key).build().user_data(IGNORE_KEY);
         self.push(&[remove]);
         if self.on_waiter_thread() {
-            // Submit now so the kernel drops its file reference promptly (the owner closes the
-            // fd right after; the peer should see the close).
-            let _ = self.ring.submit();
+            // Submit now so the kernel drops its file reference before the owner closes the fd
+            // right after: the peer must see that close even if this thread then blocks (joins
+            // a std thread that reads to end of stream). On a pinned ring the cancel finishes
+            // the poll in deferred task work, which only an enter with `GETEVENTS` runs: a plain
+            // submit left the poll, and the file, alive until this thread's next wait.
+            let _ = if self.pinned { self.submit_and_post_deferred() } else { self.ring.submit() };
         }
     }
 
