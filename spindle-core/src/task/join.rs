@@ -179,11 +179,22 @@ fn request_abort(raw: NonNull<Header>) {
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        assert!(!self.consumed, "spindle: JoinHandle polled after it returned Ready");
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if crate::coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
+        self.get_mut().poll_unbudgeted(cx)
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// The output if the task finished, else `Pending` with `cx`'s waker kept to be woken when
+    /// it does: [`poll`](Future::poll) without spending the task's cooperative budget, for a
+    /// container of handles that spends one unit per result it returns (`JoinSet`), not one per
+    /// handle it looks at.
+    #[doc(hidden)]
+    pub fn poll_unbudgeted(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        assert!(!self.consumed, "spindle: JoinHandle polled after it returned Ready");
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
         let h = self.header();
         // SAFETY: `out` has the type the vtable's `try_read_output` writes for this task.

@@ -26,6 +26,9 @@ use std::task::{Context, Poll};
 
 pub use spindle_core::task::{AbortHandle, GroupKind, GroupRef, JoinError, JoinHandle, TaskId, TaskMeta};
 
+pub mod join_set;
+pub use join_set::JoinSet;
+
 use crate::rt::context;
 
 #[track_caller]
