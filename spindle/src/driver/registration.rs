@@ -47,6 +47,12 @@ pub(crate) struct ReadyEvent {
 }
 
 impl ReadyEvent {
+    /// The readiness bits this event saw (in `crate::io::Ready`'s encoding, which is this
+    /// module's).
+    pub(crate) fn ready(&self) -> crate::io::Ready {
+        crate::io::Ready::from_bits(self.bits as u8)
+    }
+
     /// The peer closed its side (reads will return 0) or an error is pending.
     #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
@@ -429,6 +435,18 @@ impl Registration {
     /// arrived since.
     pub(crate) fn clear_ready(&self, ev: ReadyEvent, dir: Direction) {
         self.io.clear_would_block(ev, dir)
+    }
+
+    /// The readiness recorded in `dir` now, without waiting or leaving a waker.
+    pub(crate) fn current_event(&self, dir: Direction) -> ReadyEvent {
+        let cur = self.io.readiness.load(Acquire);
+        ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & dir.mask() }
+    }
+
+    /// Clears the readiness bits of `ev` that are in `bits` (`AsyncFd`'s guards: data readiness
+    /// the caller found stale, closed states if it asks), unless a newer event arrived since.
+    pub(crate) fn clear_matching(&self, ev: ReadyEvent, bits: crate::io::Ready) {
+        self.io.clear_bits(ev, u32::from(bits.bits()))
     }
 
     /// Runs the non-blocking syscall `f` now, whatever the recorded readiness (tokio's `try_io`

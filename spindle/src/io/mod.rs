@@ -71,6 +71,7 @@ mod context;
 pub mod hyper;
 mod ready;
 mod traits;
+pub mod unix;
 
 pub use context::raw_os_error;
 pub(crate) use context::with_context;

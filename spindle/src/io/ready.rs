@@ -148,6 +148,15 @@ impl Ready {
     /// The readiness `poll(2)` reported in `revents` for `interest`'s directions. A pending
     /// error (`POLLERR`) is not a closed side: it is reported as readable and/or writable (with
     /// [`ERROR`](Ready::ERROR)), so the caller's next call returns it.
+    pub(crate) const fn from_bits(bits: u8) -> Ready {
+        Ready(bits & (READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR))
+    }
+
+    /// The bits (the readiness registration's encoding: `driver::registration`).
+    pub(crate) const fn bits(self) -> u8 {
+        self.0
+    }
+
     pub(crate) fn from_revents(revents: i16, interest: Interest) -> Ready {
         let error = revents & libc::POLLERR != 0;
         let mut r = if error { ERROR } else { 0 };

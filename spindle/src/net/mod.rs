@@ -87,7 +87,7 @@
 mod addr;
 mod datagram_io;
 mod pooled;
-mod socket;
+pub(crate) mod socket;
 mod stash;
 mod stream_io;
 pub mod tcp;

@@ -217,8 +217,16 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 impl PollSocket {
     /// Registers `sock`, which must already be non-blocking, with the current reactor.
     pub(crate) fn new(sock: Socket) -> io::Result<PollSocket> {
-        let reg = Registration::new(sock.as_raw_fd())?;
-        Ok(PollSocket::with_registration(sock, reg))
+        PollSocket::new_or_return(sock).map_err(|(_, e)| e)
+    }
+
+    /// [`new`](Self::new), giving `sock` back when it cannot be registered (`io::unix::AsyncFd`
+    /// must not close an fd it does not own).
+    pub(crate) fn new_or_return(sock: Socket) -> Result<PollSocket, (Socket, io::Error)> {
+        match Registration::new(sock.as_raw_fd()) {
+            Ok(reg) => Ok(PollSocket::with_registration(sock, reg)),
+            Err(e) => Err((sock, e)),
+        }
     }
 
     fn with_registration(sock: Socket, reg: Registration) -> PollSocket {
@@ -651,6 +659,74 @@ impl PollSocket {
             self.leave_shared(dir, wait);
         }
         r
+    }
+
+    /// Waits for readiness in `dir` and returns the event itself, for `&self` waiters that clear
+    /// it themselves (`io::unix::AsyncFd`'s guards): several tasks may wait at once, every one
+    /// woken by the next event. `wait` as for [`poll_io_shared`](Self::poll_io_shared).
+    pub(crate) fn poll_event_shared(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        wait: &mut SharedWait,
+    ) -> Poll<io::Result<crate::driver::ReadyEvent>> {
+        if spindle_core::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let fan = &self.shared.get_or_init(Default::default)[dir_index(dir)];
+        let fan_waker = Waker::from(fan.clone());
+        let mut fan_cx = Context::from_waker(&fan_waker);
+        let mut r = self.poll_event_now(&mut fan_cx, dir);
+        if r.is_pending() {
+            // Join, then look again (see `poll_io_shared`).
+            fan.waiters.join(wait, cx.waker());
+            r = self.poll_event_now(&mut fan_cx, dir);
+        }
+        if r.is_ready() {
+            self.leave_shared(dir, wait);
+        }
+        r
+    }
+
+    /// [`poll_event_shared`](Self::poll_event_shared) for the direction's one exclusive waiter
+    /// (tokio's `AsyncFd::poll_read_ready`: a later caller's waker replaces an earlier one's).
+    pub(crate) fn poll_event(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+    ) -> Poll<io::Result<crate::driver::ReadyEvent>> {
+        if spindle_core::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let fan = &self.shared.get_or_init(Default::default)[dir_index(dir)];
+        fan.set_exclusive(cx.waker());
+        let fan_waker = Waker::from(fan.clone());
+        self.poll_event_now(&mut Context::from_waker(&fan_waker), dir)
+    }
+
+    /// The registration's readiness in `dir`, `cx` left to be woken by the next event; an error
+    /// once the runtime driving it shut down.
+    fn poll_event_now(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<crate::driver::ReadyEvent>> {
+        if self.reg.is_shut_down() {
+            return Poll::Ready(Err(crate::driver::shut_down_error()));
+        }
+        self.reg.poll_ready(cx, dir)
+    }
+
+    /// Clears readiness `ev` saw in `dir` after the caller's syscall said `WouldBlock` (closed
+    /// states too: see `Registration::clear_ready`).
+    pub(crate) fn clear_would_block(&self, ev: crate::driver::ReadyEvent, dir: Direction) {
+        self.reg.clear_ready(ev, dir)
+    }
+
+    /// The readiness recorded in `dir` now (see `Registration::current_event`).
+    pub(crate) fn current_event(&self, dir: Direction) -> crate::driver::ReadyEvent {
+        self.reg.current_event(dir)
+    }
+
+    /// Clears the bits of `ev` in `bits` (see `Registration::clear_matching`).
+    pub(crate) fn clear_matching(&self, ev: crate::driver::ReadyEvent, bits: crate::io::Ready) {
+        self.reg.clear_matching(ev, bits)
     }
 
     /// Takes a waiting operation's entry (if it still has one) out of the direction's waiters:

@@ -3,7 +3,7 @@
 //! # Contract
 //!
 //! - The set owns a [`JoinHandle`] per task, in a slab. Each entry has a waker of its own
-//!   ([`EntryWaker`]); polling the entry's handle leaves that waker with the task, so the task's
+//!   (`EntryWaker`); polling the entry's handle leaves that waker with the task, so the task's
 //!   completion (or the abort that ends it) pushes the entry's key onto the set's ready list and
 //!   wakes the one task joining the set. `join_next` polls only entries on that list, so taking
 //!   a result costs O(1) however many tasks are still running.
@@ -16,6 +16,17 @@
 //!   run on instead.
 //! - `join_next` spends one unit of the joining task's cooperative budget per call, not one per
 //!   handle it looks at.
+//!
+//! ```
+//! spindle::block_on(async {
+//!     let mut set: spindle::task::JoinSet<_> = (0..3).map(|i| async move { i }).collect();
+//!     let mut n = 0;
+//!     while let Some(r) = set.join_next().await {
+//!         n += r.unwrap();
+//!     }
+//!     assert_eq!(n, 3);
+//! });
+//! ```
 
 use std::collections::VecDeque;
 use std::fmt;
