@@ -296,3 +296,196 @@ fn a_joiner_is_woken_by_tasks_finishing_elsewhere() {
         });
     });
 }
+
+/// Tasks spawned on a runtime that is dropped while the set, outside it, still holds them:
+/// joined from another executor, each gives a result (the finished one its output, the others
+/// cancelled), and nothing hangs.
+#[test]
+fn a_runtime_dropped_under_a_set_leaves_a_result_for_each_task() {
+    let rt = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let mut set = JoinSet::new();
+    let done = set.spawn_on(async { 1u32 }, rt.handle());
+    while !done.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for _ in 0..4 {
+        set.spawn_on(std::future::pending::<u32>(), rt.handle());
+    }
+    drop(rt);
+    let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let (mut ok, mut cancelled) = (0, 0);
+    bounded(&other, 10, async {
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(v) => ok += v,
+                Err(e) => {
+                    assert!(e.is_cancelled(), "{e}");
+                    cancelled += 1;
+                }
+            }
+        }
+    });
+    assert_eq!((ok, cancelled), (1, 4));
+}
+
+/// The task owning a set is dropped by runtime shutdown: the set's drop aborts its tasks, on
+/// every flavour.
+#[test]
+fn a_set_dropped_by_shutdown_aborts_its_tasks() {
+    for (name, rt) in common::flavors() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started_rx) = oneshot::channel();
+        let d = dropped.clone();
+        rt.spawn(async move {
+            let mut set = JoinSet::new();
+            for _ in 0..8 {
+                let flag = DropFlag(d.clone());
+                set.spawn(async move {
+                    let _flag = flag;
+                    std::future::pending::<()>().await
+                });
+            }
+            started_tx.send(()).unwrap();
+            set.join_next().await;
+        });
+        bounded(&rt, 10, started_rx).unwrap();
+        drop(rt);
+        assert_eq!(dropped.load(Ordering::SeqCst), 8, "{name}");
+    }
+}
+
+/// The joiner on one runtime, the tasks on another, many sets.
+#[test]
+fn a_joiner_on_one_runtime_joins_tasks_on_another() {
+    let tasks = spindle::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let joiner = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    let h = tasks.handle().clone();
+    bounded(&joiner, 60, async move {
+        for round in 0..50u64 {
+            let mut set = JoinSet::new();
+            for i in 0..50u64 {
+                set.spawn_on(
+                    async move {
+                        if i % 2 == 0 {
+                            spindle::task::yield_now().await;
+                        }
+                        i + round
+                    },
+                    &h,
+                );
+            }
+            let mut sum = 0;
+            while let Some(r) = set.join_next().await {
+                sum += r.unwrap();
+            }
+            assert_eq!(sum, (0..50).sum::<u64>() + 50 * round);
+        }
+    });
+}
+
+/// Tasks released together while the joiner keeps dropping its `join_next` mid-wait: every
+/// result arrives once.
+#[test]
+fn completions_racing_dropped_join_nexts_lose_nothing() {
+    each_flavor(|rt| {
+        bounded(rt, 60, async {
+            for _ in 0..300 {
+                let mut set = JoinSet::new();
+                let (tx, rx) = spindle::sync::watch::channel(false);
+                for _ in 0..3 {
+                    let mut rx = rx.clone();
+                    set.spawn(async move {
+                        let _ = rx.wait_for(|v| *v).await;
+                    });
+                }
+                // Every entry polled once (its waker with the task), then released.
+                assert!(set.try_join_next().is_none());
+                tx.send(true).unwrap();
+                let mut n = 0;
+                while n < 3 {
+                    match timeout(Duration::from_micros(50), set.join_next()).await {
+                        Ok(Some(r)) => {
+                            r.unwrap();
+                            n += 1;
+                        }
+                        Ok(None) => panic!("the set emptied before its three results"),
+                        Err(_) => {}
+                    }
+                }
+                assert!(set.is_empty());
+            }
+        });
+    });
+}
+
+#[test]
+#[should_panic(expected = "already awaited to completion")]
+fn inserting_a_handle_already_joined_panics_at_once() {
+    let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let mut h = spindle::spawn(async { 1 });
+        assert_eq!((&mut h).await.unwrap(), 1);
+        JoinSet::new().insert(h);
+    });
+}
+
+/// Errors name their task, and a joiner taking many finished results lets the other tasks of
+/// its worker run in between (one budget unit per result).
+#[test]
+fn errors_carry_the_task_id_and_joining_spends_budget() {
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let mut set = JoinSet::<()>::new();
+            let panicking = set.spawn(async { panic!("boom") }).id();
+            let aborted = set.spawn(std::future::pending());
+            aborted.abort();
+            let mut ids = Vec::new();
+            while let Some(r) = set.join_next_with_id().await {
+                ids.push(r.unwrap_err().id().unwrap());
+            }
+            ids.sort();
+            let mut want = vec![panicking, aborted.id()];
+            want.sort();
+            assert_eq!(ids, want);
+
+            // The joiner and a ticker both local to one worker (one queue): the set's 2000
+            // results are ready before the joiner starts, so only the budget makes it yield to
+            // the ticker.
+            let ticks = Arc::new(AtomicUsize::new(0));
+            let (seen_tx, seen_rx) = oneshot::channel();
+            let t = ticks.clone();
+            let joiner = async move {
+                let mut set = JoinSet::new();
+                let mut last = None;
+                for i in 0..2000u32 {
+                    last = Some(set.spawn_local(async move { i }));
+                }
+                while !last.as_ref().unwrap().is_finished() {
+                    spindle::task::yield_now().await;
+                }
+                let ticker = spindle::spawn_local({
+                    let t = t.clone();
+                    async move {
+                        loop {
+                            t.fetch_add(1, Ordering::SeqCst);
+                            spindle::task::yield_now().await;
+                        }
+                    }
+                });
+                spindle::task::yield_now().await;
+                let at_start = t.load(Ordering::SeqCst);
+                let mut n = 0;
+                while let Some(r) = set.join_next().await {
+                    r.unwrap();
+                    n += 1;
+                }
+                ticker.abort();
+                seen_tx.send((n, t.load(Ordering::SeqCst) - at_start)).unwrap();
+            };
+            spindle::spawn(async move { spindle::spawn_local(joiner).await.unwrap() });
+            let (n, ticks_while_joining) = seen_rx.await.unwrap();
+            assert_eq!(n, 2000);
+            assert!(ticks_while_joining > 0, "the joiner never yielded while taking 2000 results");
+        });
+    });
+}

@@ -188,6 +188,13 @@ impl<T> Future for JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
+    /// Whether the output was already taken (the handle returned `Ready`): polling it again
+    /// panics.
+    #[doc(hidden)]
+    pub fn is_consumed(&self) -> bool {
+        self.consumed
+    }
+
     /// The output if the task finished, else `Pending` with `cx`'s waker kept to be woken when
     /// it does: [`poll`](Future::poll) without spending the task's cooperative budget, for a
     /// container of handles that spends one unit per result it returns (`JoinSet`), not one per

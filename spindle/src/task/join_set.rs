@@ -173,6 +173,9 @@ impl<T> JoinSet<T> {
     /// Adds a task the caller already spawned (for instance with a name, through
     /// [`task::Builder`](super::Builder)); returns a handle that aborts it.
     ///
+    /// # Panics
+    /// If the handle was already awaited to completion (its output is gone).
+    ///
     /// ```
     /// spindle::block_on(async {
     ///     let mut set = spindle::task::JoinSet::new();
@@ -181,7 +184,12 @@ impl<T> JoinSet<T> {
     ///     assert_eq!(set.join_next().await.unwrap().unwrap(), 7);
     /// });
     /// ```
+    #[track_caller]
     pub fn insert(&mut self, handle: JoinHandle<T>) -> AbortHandle {
+        assert!(
+            !handle.is_consumed(),
+            "spindle::task::JoinSet::insert: this JoinHandle was already awaited to completion"
+        );
         let abort = handle.abort_handle();
         let entry = self.entries.vacant_entry();
         let key = Key { index: entry.key(), generation: self.next_generation };
@@ -277,6 +285,24 @@ impl<T> JoinSet<T> {
         T: Send + 'static,
     {
         self.insert(crate::spawn_blocking(f))
+    }
+
+    /// [`spawn_blocking`](Self::spawn_blocking) on the blocking pool of `handle`'s runtime (from
+    /// any thread).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let mut set = spindle::task::JoinSet::new();
+    /// set.spawn_blocking_on(|| 6 * 7, rt.handle());
+    /// assert_eq!(rt.block_on(set.join_next()).unwrap().unwrap(), 42);
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking_on<F>(&mut self, f: F, handle: &crate::runtime::Handle) -> AbortHandle
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.insert(handle.spawn_blocking(f))
     }
 
     /// Waits for the next task of the set to finish and gives its output, or `None` when the
@@ -400,12 +426,17 @@ impl<T> JoinSet<T> {
             if self.batch.is_empty() {
                 let mut list = self.ready.lock();
                 if list.keys.is_empty() {
+                    let mut replaced = None;
                     if let Some(joiner) = joiner {
                         match &list.joiner {
                             Some(w) if w.will_wake(joiner) => {}
-                            _ => list.joiner = Some(joiner.clone()),
+                            _ => replaced = list.joiner.replace(joiner.clone()),
                         }
                     }
+                    drop(list);
+                    // Dropped outside the lock: a waker's drop may free a task, and finishing
+                    // tasks spin on the lock meanwhile.
+                    drop(replaced);
                     return Poll::Pending;
                 }
                 std::mem::swap(&mut list.keys, &mut self.batch);
@@ -609,11 +640,25 @@ pub struct Builder<'a, T> {
 
 impl<'a, T> Builder<'a, T> {
     /// Names the task (shown in diagnostics and dumps).
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut set = spindle::task::JoinSet::new();
+    ///     set.build_task().name("named").spawn(async { spindle::task::try_id() }).unwrap();
+    ///     assert!(set.join_next().await.unwrap().unwrap().is_some());
+    /// });
+    /// ```
     pub fn name(self, name: &'a str) -> Builder<'a, T> {
         Builder { set: self.set, task: self.task.name(name) }
     }
 
     /// Spawns on the current runtime; errors outside one.
+    ///
+    /// ```
+    /// let mut set = spindle::task::JoinSet::new();
+    /// // No runtime on this thread: an error, not a panic.
+    /// assert!(set.build_task().spawn(async { 1 }).is_err());
+    /// ```
     #[track_caller]
     pub fn spawn<F>(self, future: F) -> io::Result<AbortHandle>
     where
@@ -624,6 +669,13 @@ impl<'a, T> Builder<'a, T> {
     }
 
     /// Spawns on the runtime of `handle`.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let mut set = spindle::task::JoinSet::new();
+    /// set.build_task().name("remote").spawn_on(async { 2 }, rt.handle()).unwrap();
+    /// assert_eq!(rt.block_on(set.join_next()).unwrap().unwrap(), 2);
+    /// ```
     #[track_caller]
     pub fn spawn_on<F>(self, future: F, handle: &crate::runtime::Handle) -> io::Result<AbortHandle>
     where
@@ -634,6 +686,15 @@ impl<'a, T> Builder<'a, T> {
     }
 
     /// Spawns a `!Send` task on the current thread; errors outside a runtime.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut set = spindle::task::JoinSet::new();
+    ///     let local = std::rc::Rc::new(3);
+    ///     set.build_task().name("local").spawn_local(async move { *local }).unwrap();
+    ///     assert_eq!(set.join_next().await.unwrap().unwrap(), 3);
+    /// });
+    /// ```
     #[track_caller]
     pub fn spawn_local<F>(self, future: F) -> io::Result<AbortHandle>
     where
@@ -644,6 +705,14 @@ impl<'a, T> Builder<'a, T> {
     }
 
     /// Runs a blocking closure on the current runtime's blocking pool; errors outside a runtime.
+    ///
+    /// ```
+    /// spindle::block_on(async {
+    ///     let mut set = spindle::task::JoinSet::new();
+    ///     set.build_task().name("hash").spawn_blocking(|| 4).unwrap();
+    ///     assert_eq!(set.join_next().await.unwrap().unwrap(), 4);
+    /// });
+    /// ```
     #[track_caller]
     pub fn spawn_blocking<F>(self, f: F) -> io::Result<AbortHandle>
     where
@@ -651,6 +720,25 @@ impl<'a, T> Builder<'a, T> {
         T: Send + 'static,
     {
         Ok(self.set.insert(self.task.spawn_blocking(f)?))
+    }
+}
+
+impl<T> Builder<'_, T> {
+    /// Runs a blocking closure on the blocking pool of `handle`'s runtime.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let mut set = spindle::task::JoinSet::new();
+    /// set.build_task().name("digest").spawn_blocking_on(|| 5, rt.handle()).unwrap();
+    /// assert_eq!(rt.block_on(set.join_next()).unwrap().unwrap(), 5);
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking_on<F>(self, f: F, handle: &crate::runtime::Handle) -> io::Result<AbortHandle>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Ok(self.set.insert(self.task.spawn_blocking_on(f, handle)?))
     }
 }
 

@@ -258,6 +258,23 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// Runs a blocking closure on the blocking pool of `handle`'s runtime (from any thread).
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Runtime::new().unwrap();
+    /// let h = spindle::task::Builder::new().name("digest").spawn_blocking_on(|| 9, rt.handle()).unwrap();
+    /// assert_eq!(h.header_ref().meta().name.as_deref(), Some("digest"));
+    /// assert_eq!(rt.block_on(h).unwrap(), 9);
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking_on<F, R>(self, f: F, handle: &crate::runtime::Handle) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(handle.inner.blocking().spawn(f, self.name.map(Box::from)))
+    }
+
     /// Runs a blocking closure on the current runtime's blocking pool.
     #[track_caller]
     pub fn spawn_blocking<F, R>(self, f: F) -> io::Result<JoinHandle<R>>
