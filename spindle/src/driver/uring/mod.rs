@@ -888,7 +888,9 @@ impl Reactor {
             // right after: the peer must see that close even if this thread then blocks (joins
             // a std thread that reads to end of stream). On a pinned ring the cancel finishes
             // the poll in deferred task work, which only an enter with `GETEVENTS` runs: a plain
-            // submit left the poll, and the file, alive until this thread's next wait.
+            // submit left the poll, and the file, alive until this thread's next wait. The
+            // completions that enter posts are reaped by the next maintenance poll or wait:
+            // `push` left `unsubmitted` set, which also makes `has_undispatched_events` say so.
             let _ = if self.pinned { self.submit_and_post_deferred() } else { self.ring.submit() };
         }
     }
