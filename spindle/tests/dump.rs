@@ -120,6 +120,63 @@ fn dump_shows_the_task_tree_names_locations_and_states() {
     });
 }
 
+/// A join set's tasks (spawned directly, through `build_task`, and as local tasks) hang under a
+/// "join set" node under the task that owns the set; a task only inserted into it does not.
+#[test]
+fn a_join_sets_tasks_hang_under_the_set_under_its_owner() {
+    each_flavor(|rt| {
+        let (ids_tx, ids_rx) = spindle::sync::oneshot::channel();
+        let (release, gate) = spindle::sync::watch::channel(false);
+        let owner = rt.spawn(async move {
+            let mut set = spindle::task::JoinSet::new();
+            let mut members = Vec::new();
+            for i in 0..3 {
+                let mut gate = gate.clone();
+                let wait = async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                };
+                members.push(match i {
+                    0 => set.spawn(wait),
+                    1 => set.build_task().name("built").spawn(wait).unwrap(),
+                    _ => set.spawn_local(wait),
+                });
+            }
+            let mut gate2 = gate.clone();
+            let outsider = set.insert(spindle::spawn(async move {
+                let _ = gate2.wait_for(|open| *open).await;
+            }));
+            let me = spindle::task::try_id().unwrap();
+            ids_tx.send((me, set.id(), members.iter().map(|a| a.id()).collect::<Vec<_>>(), outsider.id())).unwrap();
+            while set.join_next().await.is_some() {}
+        });
+        let (me, set_id, members, outsider) = rt.block_on(ids_rx).unwrap();
+        let d = dump_until(rt, |d| d.len() == 5 && d.tasks().iter().all(|t| t.state() == TaskState::Idle));
+        let text = d.to_string();
+        for id in &members {
+            let t = d.task(*id).unwrap();
+            assert_eq!(t.parent(), Some(me), "{text}");
+            assert_eq!(t.group().map(|g| (g.id, g.kind)), Some((set_id, GroupKind::JoinSet)), "{text}");
+        }
+        assert_eq!(d.task(members[1]).unwrap().name(), Some("built"));
+        assert!(d.task(members[2]).unwrap().is_local(), "{text}");
+        assert_eq!(d.task(outsider).unwrap().group(), None, "{text}");
+        // The printed tree: the owner, the inserted task as its plain child, then the set with
+        // its three tasks under it.
+        let lines: Vec<&str> = text.lines().collect();
+        let (m, o) = (members.iter().map(|id| id.as_u64()).collect::<Vec<_>>(), outsider.as_u64());
+        assert_eq!(lines[0], "5 tasks", "{text}");
+        assert!(lines[1].starts_with(&format!("task {} idle", me.as_u64())), "{text}");
+        assert!(lines[2].starts_with(&format!("├── task {o} idle")), "{text}");
+        assert_eq!(lines[3], format!("└── join set {}", set_id.as_u64()), "{text}");
+        assert!(lines[4].starts_with(&format!("    ├── task {} idle", m[0])), "{text}");
+        assert!(lines[5].starts_with(&format!("    ├── task {} \"built\" idle", m[1])), "{text}");
+        assert!(lines[6].starts_with(&format!("    └── task {} idle (local)", m[2])), "{text}");
+        assert_eq!(lines.len(), 7, "{text}");
+        release.send(true).unwrap();
+        rt.block_on(owner).unwrap();
+    });
+}
+
 /// A chain of 3,000 tasks, each awaiting the next, prints in space linear in its length and
 /// without recursion: the printing thread here has a 128 KiB stack. Lines past
 /// the drawn depth say their depth.

@@ -107,6 +107,8 @@ pub enum GroupKind {
     Scope,
     /// A `TaskGroup`.
     TaskGroup,
+    /// A `JoinSet` (spindle's `task::JoinSet`).
+    JoinSet,
 }
 
 impl TaskMeta {

@@ -386,6 +386,7 @@ impl Dump {
             Node::Group(id) => {
                 let kind = match kinds.get(&id) {
                     Some(GroupKind::Scope) => "scope",
+                    Some(GroupKind::JoinSet) => "join set",
                     _ => "task group",
                 };
                 writeln!(f, "{kind} {id}")

@@ -39,7 +39,8 @@ use slab::Slab;
 use spindle_core::loom::{AtomicBool, Ordering::*};
 use spindle_core::spin::{SpinGuard, SpinLock};
 
-use super::{AbortHandle, JoinError, JoinHandle, TaskId};
+use super::{meta_here, AbortHandle, GroupKind, GroupRef, JoinError, JoinHandle, TaskId, TaskMeta, NO_RUNTIME};
+use crate::rt::context;
 
 /// A set of tasks spawned on the runtime, joined in the order they finish (tokio's `JoinSet`).
 ///
@@ -69,6 +70,8 @@ pub struct JoinSet<T> {
     ready: Arc<ReadyList>,
     /// The generation the next entry gets.
     next_generation: u64,
+    /// The set's id in dumps: the tasks it spawns hang under it (`GroupKind::JoinSet`).
+    id: TaskId,
 }
 
 /// A slab key and the generation of the entry it was given to.
@@ -143,7 +146,39 @@ impl<T> JoinSet<T> {
     /// assert!(set.is_empty());
     /// ```
     pub fn new() -> JoinSet<T> {
-        JoinSet { entries: Slab::new(), batch: VecDeque::new(), ready: Arc::default(), next_generation: 0 }
+        JoinSet {
+            entries: Slab::new(),
+            batch: VecDeque::new(),
+            ready: Arc::default(),
+            next_generation: 0,
+            id: TaskId::next(),
+        }
+    }
+
+    /// The set's id: in [`Runtime::dump`](crate::runtime::Runtime::dump)s the tasks it spawned
+    /// hang under a "join set" node with this id, under the task that spawned them.
+    ///
+    /// ```
+    /// let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
+    /// let mut set = spindle::task::JoinSet::new();
+    /// let abort = set.spawn_on(std::future::pending::<()>(), rt.handle());
+    /// let dump = rt.handle().dump();
+    /// assert_eq!(dump.task(abort.id()).unwrap().group().unwrap().id, set.id());
+    /// assert!(dump.to_string().contains(&format!("join set {}", set.id().as_u64())));
+    /// ```
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    fn group(&self) -> GroupRef {
+        GroupRef { id: self.id, kind: GroupKind::JoinSet }
+    }
+
+    /// The metadata of a task spawned here: the caller's location, the current task as its
+    /// parent, this set as its group.
+    #[track_caller]
+    fn meta(&self) -> TaskMeta {
+        TaskMeta { group: Some(self.group()), ..meta_here(None) }
     }
 
     /// The tasks in the set: running, or finished and not yet joined.
@@ -221,7 +256,12 @@ impl<T> JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.insert(crate::spawn(future))
+        let meta = self.meta();
+        let handle = context::with_scheduler(|s| match s {
+            Some(s) => s.spawn(future, meta),
+            None => panic!("spindle::task::JoinSet::spawn: {NO_RUNTIME}"),
+        });
+        self.insert(handle)
     }
 
     /// Spawns a task on the runtime of `handle` into the set (from any thread).
@@ -238,7 +278,8 @@ impl<T> JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.insert(handle.spawn(future))
+        let meta = self.meta();
+        self.insert(handle.inner.spawn(future, meta))
     }
 
     /// Spawns a `!Send` task on the current thread into the set (see
@@ -262,7 +303,12 @@ impl<T> JoinSet<T> {
         F: Future<Output = T> + 'static,
         T: 'static,
     {
-        self.insert(crate::spawn_local(future))
+        let meta = TaskMeta { local: true, ..self.meta() };
+        let handle = context::with_scheduler(|s| match s {
+            Some(s) => s.spawn_local(future, meta),
+            None => panic!("spindle::task::JoinSet::spawn_local: {NO_RUNTIME}"),
+        });
+        self.insert(handle)
     }
 
     /// Runs a blocking closure on the runtime's blocking pool, its result joined with the set's
@@ -618,7 +664,8 @@ impl<T> JoinSet<T> {
     /// });
     /// ```
     pub fn build_task(&mut self) -> Builder<'_, T> {
-        Builder { set: self, task: super::Builder::new() }
+        let group = self.group();
+        Builder { set: self, task: super::Builder::new().in_group(group) }
     }
 }
 

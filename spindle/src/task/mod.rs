@@ -203,22 +203,29 @@ pub async fn consume_budget() {
 #[derive(Debug, Default)]
 pub struct Builder<'a> {
     name: Option<&'a str>,
+    /// The join set the task is spawned into (`JoinSet::build_task`), recorded for dumps.
+    group: Option<GroupRef>,
 }
 
 impl<'a> Builder<'a> {
     /// A builder with no name.
     pub fn new() -> Builder<'a> {
-        Builder { name: None }
+        Builder { name: None, group: None }
     }
 
     /// Names the task (shown in diagnostics and dumps).
     pub fn name(self, name: &'a str) -> Builder<'a> {
-        Builder { name: Some(name) }
+        Builder { name: Some(name), ..self }
+    }
+
+    /// Records the task as a member of `group` (its `TaskMeta::group`).
+    pub(crate) fn in_group(self, group: GroupRef) -> Builder<'a> {
+        Builder { group: Some(group), ..self }
     }
 
     #[track_caller]
     fn meta(&self) -> TaskMeta {
-        meta_here(self.name.map(Box::from))
+        TaskMeta { group: self.group, ..meta_here(self.name.map(Box::from)) }
     }
 
     /// Spawns on the current runtime; errors (instead of panicking) outside one.
