@@ -268,3 +268,67 @@ fn waits_on_a_shut_down_runtime_fail_instead_of_hanging() {
     let e = bounded(&other, 10, async { efd.readable().await.map(drop).unwrap_err() });
     assert!(e.to_string().contains("shut down"), "{e}");
 }
+
+/// Sends one TCP urgent byte (`MSG_OOB`), which the receiver sees as priority data (`POLLPRI`).
+fn send_urgent(s: &std::net::TcpStream, byte: u8) {
+    // SAFETY: sends one byte from a live buffer on a socket we own.
+    let n = unsafe { libc::send(s.as_raw_fd(), (&byte as *const u8).cast(), 1, libc::MSG_OOB) };
+    assert_eq!(n, 1, "send MSG_OOB: {}", std::io::Error::last_os_error());
+}
+
+/// Reads the urgent byte (`MSG_OOB`), or `WouldBlock`-like errors when there is none.
+fn recv_urgent(fd: i32) -> std::io::Result<u8> {
+    let mut b = 0u8;
+    // SAFETY: receives one byte into a live buffer from a socket we own.
+    let n = unsafe { libc::recv(fd, (&mut b as *mut u8).cast(), 1, libc::MSG_OOB | libc::MSG_DONTWAIT) };
+    if n == 1 {
+        Ok(b)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Priority data (`Interest::PRIORITY`): an `AsyncFd` registered for it and a spindle
+/// `TcpStream`'s `ready` both see TCP urgent data, and a wait for it alone is not ended by
+/// ordinary data.
+#[test]
+fn priority_data_is_waited_for_apart_from_ordinary_data() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 30, async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+
+            // AsyncFd: registered without PRIORITY, a priority wait is refused.
+            let tx = std::net::TcpStream::connect(addr).unwrap();
+            let (rx, _) = listener.accept().unwrap();
+            rx.set_nonblocking(true).unwrap();
+            let plain = AsyncFd::new(rx.try_clone().unwrap()).unwrap();
+            let e = plain.ready(Interest::PRIORITY).await.map(drop).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            drop(plain);
+            let afd = AsyncFd::with_interest(rx, Interest::READABLE | Interest::PRIORITY).unwrap();
+            // Ordinary data: readable, but a wait for priority data alone goes on waiting.
+            (&tx).write_all(b"plain").unwrap();
+            assert!(afd.readable().await.unwrap().ready().is_readable());
+            assert!(timeout(Duration::from_millis(30), afd.ready(Interest::PRIORITY)).await.is_err());
+            send_urgent(&tx, b'!');
+            let mut g = afd.ready(Interest::PRIORITY).await.unwrap();
+            assert!(g.ready().is_priority(), "{:?}", g.ready());
+            assert_eq!(g.try_io(|fd| recv_urgent(fd.as_raw_fd())).unwrap().unwrap(), b'!');
+            g.clear_ready_matching(Ready::PRIORITY);
+            assert!(!g.ready().is_priority());
+
+            // A spindle TcpStream's ready(PRIORITY).
+            let stream = spindle::net::TcpStream::connect(addr).await.unwrap();
+            let (peer, _) = listener.accept().unwrap();
+            (&peer).write_all(b"plain").unwrap();
+            stream.readable().await.unwrap();
+            assert!(timeout(Duration::from_millis(30), stream.ready(Interest::PRIORITY)).await.is_err());
+            send_urgent(&peer, b'?');
+            let r = stream.ready(Interest::PRIORITY | Interest::READABLE).await.unwrap();
+            assert!(r.is_priority() && r.is_readable(), "{r:?}");
+            assert_eq!(recv_urgent(stream.as_raw_fd()).unwrap(), b'?');
+        });
+    });
+}

@@ -18,6 +18,9 @@ pub(crate) const WRITABLE: u32 = 1 << 1;
 pub(crate) const READ_CLOSED: u32 = 1 << 2;
 pub(crate) const WRITE_CLOSED: u32 = 1 << 3;
 pub(crate) const ERROR: u32 = 1 << 4;
+/// Priority data (`POLLPRI`); the backends report it with [`READABLE`] as well, so it wakes the
+/// read direction's waiters, and a wait for it alone looks at this bit (`poll_ready_masked`).
+pub(crate) const PRIORITY: u32 = 1 << 5;
 const READY_MASK: u32 = 0xFF;
 const TICK_SHIFT: u32 = 16;
 
@@ -31,7 +34,8 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
-    fn mask(self) -> u32 {
+    /// The readiness bits whose events wake this direction's waiters.
+    pub(crate) fn mask(self) -> u32 {
         match self {
             Direction::Read => READABLE | READ_CLOSED | ERROR,
             Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
@@ -86,7 +90,13 @@ impl ScheduledIo {
     /// The waker is stored before the second look, so an event that [`set_ready`](Self::set_ready)
     /// records in between is either seen by that look or finds the waker to wake.
     fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
-        let mask = dir.mask();
+        self.poll_ready_masked(cx, dir, dir.mask())
+    }
+
+    /// [`poll_ready`](Self::poll_ready) for the readiness bits in `mask`, the waker kept in
+    /// `dir`'s slot: `mask` must only hold bits whose events also set one of `dir`'s own (so
+    /// they wake that slot), as [`PRIORITY`] does for [`Direction::Read`].
+    fn poll_ready_masked(&self, cx: &mut Context<'_>, dir: Direction, mask: u32) -> Poll<ReadyEvent> {
         let cur = self.readiness.load(Acquire);
         if cur & mask != 0 {
             return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
@@ -430,6 +440,18 @@ impl Registration {
         self.io.poll_ready(cx, dir).map(Ok)
     }
 
+    /// [`poll_ready`](Self::poll_ready) for the readiness bits in `mask` (see
+    /// `ScheduledIo::poll_ready_masked`).
+    pub(crate) fn poll_ready_masked(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mask: u32,
+    ) -> Poll<io::Result<ReadyEvent>> {
+        self.arm()?;
+        self.io.poll_ready_masked(cx, dir, mask).map(Ok)
+    }
+
     /// Clears readiness seen in `ev` (after a syscall returned `WouldBlock`, which proves the
     /// direction open as well: see `ScheduledIo::clear_would_block`), unless a newer event
     /// arrived since.
@@ -437,10 +459,10 @@ impl Registration {
         self.io.clear_would_block(ev, dir)
     }
 
-    /// The readiness recorded in `dir` now, without waiting or leaving a waker.
-    pub(crate) fn current_event(&self, dir: Direction) -> ReadyEvent {
+    /// The readiness bits in `mask` recorded now, without waiting or leaving a waker.
+    pub(crate) fn current_event(&self, mask: u32) -> ReadyEvent {
         let cur = self.io.readiness.load(Acquire);
-        ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & dir.mask() }
+        ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask }
     }
 
     /// Clears the readiness bits of `ev` that are in `bits` (`AsyncFd`'s guards: data readiness
@@ -463,8 +485,7 @@ impl Registration {
             return Err(super::shut_down_error());
         }
         self.arm()?;
-        let cur = self.io.readiness.load(Acquire);
-        self.attempt(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & dir.mask() }, dir, f, emptied)
+        self.attempt(self.current_event(dir.mask()), dir, f, emptied)
     }
 
     /// Runs `f` under readiness `ev`, clearing `ev` after `WouldBlock` or an `emptied` result.

@@ -30,6 +30,7 @@ use std::task::{Context, Poll};
 use socket2::Socket;
 
 use super::{Interest, Ready};
+use crate::driver::registration::{ERROR, PRIORITY};
 use crate::driver::{Direction, ReadyEvent};
 use crate::net::socket::{LeaveOnDrop, PollSocket};
 
@@ -277,8 +278,10 @@ impl<T: AsRawFd> AsyncFd<T> {
     }
 
     fn check(&self, interest: Interest) -> io::Result<()> {
+        // Errors are reported whatever was registered; the rest must have been asked for.
         let missing = (interest.is_readable() && !self.interest.is_readable())
-            || (interest.is_writable() && !self.interest.is_writable());
+            || (interest.is_writable() && !self.interest.is_writable())
+            || (interest.is_priority() && !self.interest.is_priority());
         if missing {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -296,17 +299,18 @@ impl<T: AsRawFd> AsyncFd<T> {
     async fn wait(&self, interest: Interest) -> io::Result<[Option<ReadyEvent>; 2]> {
         self.check(interest)?;
         let io = self.io();
+        let [read_mask, write_mask] = masks(interest);
         let mut read = LeaveOnDrop { sock: io, dir: Direction::Read, wait: Default::default() };
         let mut write = LeaveOnDrop { sock: io, dir: Direction::Write, wait: Default::default() };
         poll_fn(|cx| {
             let mut events = [None, None];
-            if interest.is_readable() {
-                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Read, &mut read.wait) {
+            if read_mask != 0 {
+                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Read, read_mask, &mut read.wait) {
                     events[0] = Some(r?);
                 }
             }
-            if interest.is_writable() {
-                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Write, &mut write.wait) {
+            if write_mask != 0 {
+                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Write, write_mask, &mut write.wait) {
                     events[1] = Some(r?);
                 }
             }
@@ -578,9 +582,10 @@ impl<T: AsRawFd> AsyncFd<T> {
     pub fn try_io<R>(&self, interest: Interest, f: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
         self.check(interest)?;
         let io = self.io();
+        let [read_mask, write_mask] = masks(interest);
         let before = [
-            interest.is_readable().then(|| io.current_event(Direction::Read)),
-            interest.is_writable().then(|| io.current_event(Direction::Write)),
+            (read_mask != 0).then(|| io.current_event(read_mask)),
+            (write_mask != 0).then(|| io.current_event(write_mask)),
         ];
         let r = f(self.get_ref());
         if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
@@ -590,13 +595,29 @@ impl<T: AsRawFd> AsyncFd<T> {
     }
 }
 
+/// The readiness bits a wait for `interest` looks at, per direction slot (read, write):
+/// priority data and errors are waited for in the read direction's slot, whose waiters their
+/// events wake (see `driver::registration::PRIORITY`).
+fn masks(interest: Interest) -> [u32; 2] {
+    let mut read = 0;
+    if interest.is_readable() {
+        read |= Direction::Read.mask();
+    }
+    if interest.is_priority() {
+        read |= PRIORITY | ERROR;
+    }
+    if interest.is_error() {
+        read |= ERROR;
+    }
+    let write = if interest.is_writable() { Direction::Write.mask() } else { 0 };
+    [read, write]
+}
+
 /// Clears, after a `WouldBlock`, the readiness each event saw (closed states too: a direction
 /// that says `WouldBlock` is open).
 fn clear_would_block(io: &PollSocket, events: &[Option<ReadyEvent>; 2]) {
-    for (ev, dir) in events.iter().zip([Direction::Read, Direction::Write]) {
-        if let Some(ev) = ev {
-            io.clear_would_block(*ev, dir);
-        }
+    for ev in events.iter().flatten() {
+        io.clear_matching(*ev, ev.ready());
     }
 }
 
@@ -671,11 +692,11 @@ impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
         guard_ready(&self.events, self.cleared)
     }
 
-    /// Marks the fd not ready for what this guard saw, after the syscall said `WouldBlock`: the
-    /// next wait sleeps until a new event. Closed states stay (nothing would announce them
-    /// again); an event recorded after this guard's stays too.
+    /// Marks the fd not ready for what this guard saw (data, priority data, a pending error),
+    /// after the syscall said `WouldBlock`: the next wait sleeps until a new event. Closed states
+    /// stay (nothing would announce them again); an event recorded after this guard's stays too.
     pub fn clear_ready(&mut self) {
-        let data = Ready::from_bits(self.ready().bits() & (Ready::READABLE | Ready::WRITABLE).bits());
+        let data = Ready::from_bits(self.ready().bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
         self.cleared |= clear_matching(self.fd.io(), &self.events, data);
     }
 
@@ -748,7 +769,7 @@ impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
 
     /// See [`AsyncFdReadyGuard::clear_ready`].
     pub fn clear_ready(&mut self) {
-        let data = Ready::from_bits(self.ready().bits() & (Ready::READABLE | Ready::WRITABLE).bits());
+        let data = Ready::from_bits(self.ready().bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
         self.cleared |= clear_matching(self.fd.io(), &self.events, data);
     }
 

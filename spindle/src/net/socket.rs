@@ -664,10 +664,12 @@ impl PollSocket {
     /// Waits for readiness in `dir` and returns the event itself, for `&self` waiters that clear
     /// it themselves (`io::unix::AsyncFd`'s guards): several tasks may wait at once, every one
     /// woken by the next event. `wait` as for [`poll_io_shared`](Self::poll_io_shared).
+    /// The event holds the readiness bits in `mask` (see `Registration::poll_ready_masked`).
     pub(crate) fn poll_event_shared(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        mask: u32,
         wait: &mut SharedWait,
     ) -> Poll<io::Result<crate::driver::ReadyEvent>> {
         if spindle_core::coop::poll_proceed(cx).is_pending() {
@@ -676,11 +678,11 @@ impl PollSocket {
         let fan = &self.shared.get_or_init(Default::default)[dir_index(dir)];
         let fan_waker = Waker::from(fan.clone());
         let mut fan_cx = Context::from_waker(&fan_waker);
-        let mut r = self.poll_event_now(&mut fan_cx, dir);
+        let mut r = self.poll_event_now(&mut fan_cx, dir, mask);
         if r.is_pending() {
             // Join, then look again (see `poll_io_shared`).
             fan.waiters.join(wait, cx.waker());
-            r = self.poll_event_now(&mut fan_cx, dir);
+            r = self.poll_event_now(&mut fan_cx, dir, mask);
         }
         if r.is_ready() {
             self.leave_shared(dir, wait);
@@ -701,27 +703,26 @@ impl PollSocket {
         let fan = &self.shared.get_or_init(Default::default)[dir_index(dir)];
         fan.set_exclusive(cx.waker());
         let fan_waker = Waker::from(fan.clone());
-        self.poll_event_now(&mut Context::from_waker(&fan_waker), dir)
+        self.poll_event_now(&mut Context::from_waker(&fan_waker), dir, dir.mask())
     }
 
     /// The registration's readiness in `dir`, `cx` left to be woken by the next event; an error
     /// once the runtime driving it shut down.
-    fn poll_event_now(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<crate::driver::ReadyEvent>> {
+    fn poll_event_now(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mask: u32,
+    ) -> Poll<io::Result<crate::driver::ReadyEvent>> {
         if self.reg.is_shut_down() {
             return Poll::Ready(Err(crate::driver::shut_down_error()));
         }
-        self.reg.poll_ready(cx, dir)
+        self.reg.poll_ready_masked(cx, dir, mask)
     }
 
-    /// Clears readiness `ev` saw in `dir` after the caller's syscall said `WouldBlock` (closed
-    /// states too: see `Registration::clear_ready`).
-    pub(crate) fn clear_would_block(&self, ev: crate::driver::ReadyEvent, dir: Direction) {
-        self.reg.clear_ready(ev, dir)
-    }
-
-    /// The readiness recorded in `dir` now (see `Registration::current_event`).
-    pub(crate) fn current_event(&self, dir: Direction) -> crate::driver::ReadyEvent {
-        self.reg.current_event(dir)
+    /// The readiness bits in `mask` recorded now (see `Registration::current_event`).
+    pub(crate) fn current_event(&self, mask: u32) -> crate::driver::ReadyEvent {
+        self.reg.current_event(mask)
     }
 
     /// Clears the bits of `ev` in `bits` (see `Registration::clear_matching`).
@@ -866,8 +867,10 @@ impl PollSocket {
     ) -> io::Result<crate::io::Ready> {
         use crate::io::{Interest, Ready};
         let wait = |dir, i: Interest, if_stashed| self.wait_ready(dir, datagram, if_stashed, move || self.ready_now(i));
-        let mut read =
-            std::pin::pin!(interest.is_readable().then(|| wait(Direction::Read, Interest::READABLE, Ready::READABLE)));
+        // Priority data and errors come through the read direction (their events set readable
+        // too; the check looks for the bits asked).
+        let read_part = interest.remove(Interest::WRITABLE);
+        let mut read = std::pin::pin!(read_part.map(|i| wait(Direction::Read, i, Ready::READABLE)));
         let mut write =
             std::pin::pin!(interest.is_writable().then(|| wait(Direction::Write, Interest::WRITABLE, Ready::WRITABLE)));
         let fired = poll_fn(|cx| {
@@ -884,7 +887,7 @@ impl PollSocket {
             }
         })
         .await?;
-        if interest.is_readable() && interest.is_writable() {
+        if read_part.is_some() && interest.is_writable() {
             return Ok(fired | self.readiness_now(interest)?);
         }
         Ok(fired)
@@ -920,6 +923,9 @@ impl PollSocket {
         }
         if interest.is_writable() {
             events |= libc::POLLOUT;
+        }
+        if interest.is_priority() {
+            events |= libc::POLLPRI;
         }
         let mut p = libc::pollfd { fd: self.fd(), events, revents: 0 };
         loop {
