@@ -7,6 +7,7 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -255,20 +256,6 @@ fn the_fd_is_given_back_open_and_closed_once() {
     assert_eq!(open_fds(), before, "an fd leaked or was closed twice");
 }
 
-#[test]
-fn waits_on_a_shut_down_runtime_fail_instead_of_hanging() {
-    let _s = serial();
-    let rt = spindle::runtime::Builder::new_current_thread().build().unwrap();
-    let efd = {
-        let _g = rt.enter();
-        AsyncFd::new(eventfd(0)).unwrap()
-    };
-    drop(rt);
-    let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
-    let e = bounded(&other, 10, async { efd.readable().await.map(drop).unwrap_err() });
-    assert!(e.to_string().contains("shut down"), "{e}");
-}
-
 /// Sends one TCP urgent byte (`MSG_OOB`), which the receiver sees as priority data (`POLLPRI`).
 fn send_urgent(s: &std::net::TcpStream, byte: u8) {
     // SAFETY: sends one byte from a live buffer on a socket we own.
@@ -331,4 +318,145 @@ fn priority_data_is_waited_for_apart_from_ordinary_data() {
             assert_eq!(recv_urgent(stream.as_raw_fd()).unwrap(), b'?');
         });
     });
+}
+
+/// A UDP socket "connected" to a port nobody listens on: the first send brings back an ICMP
+/// port-unreachable, i.e. a pending socket error (POLLERR), which the next recv consumes.
+fn udp_to_dead_port() -> UdpSocket {
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(addr).unwrap();
+    s.set_nonblocking(true).unwrap();
+    s
+}
+
+/// tokio's manual loop (`readable` → syscall → `clear_ready` on WouldBlock) on a socket whose
+/// pending error was consumed: `clear_ready` clears the error readiness too (it used to keep
+/// it, and every later `readable()` returned at once: a spin).
+#[test]
+fn clear_ready_clears_a_consumed_error_so_waits_sleep() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let a = AsyncFd::new(udp_to_dead_port()).unwrap();
+            a.get_ref().send(b"x").unwrap();
+            let mut buf = [0u8; 16];
+            // The error arrives; recv reports (and consumes) it.
+            let mut refused = false;
+            for _ in 0..50 {
+                let mut g = timeout(Duration::from_secs(2), a.readable()).await.expect("no error event").unwrap();
+                match g.get_inner().recv(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                        refused = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => g.clear_ready(),
+                    r => panic!("unexpected {r:?}"),
+                }
+            }
+            assert!(refused, "no ECONNREFUSED");
+            // The socket is now quiet: nothing to read, no error left. The manual loop:
+            let mut spins = 0;
+            loop {
+                match timeout(Duration::from_millis(200), a.readable()).await {
+                    Err(_) => break, // slept: fine
+                    Ok(g) => {
+                        let mut g = g.unwrap();
+                        assert_eq!(g.get_inner().recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+                        g.clear_ready();
+                        spins += 1;
+                        assert!(
+                            spins < 100,
+                            "readable() returned {spins} times at once after clear_ready (ready = {:?}): spin",
+                            g.ready()
+                        );
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// A guard from `ready(READABLE | WRITABLE)` whose `try_io` makes a write that says
+/// WouldBlock keeps the read side's end of stream (the WouldBlock says nothing about it): it
+/// was announced once and nothing would announce it again, so clearing it (as this once did)
+/// made a later `readable()` hang although a read returns 0 at once.
+#[test]
+fn a_write_would_block_on_a_two_way_guard_keeps_the_end_of_stream() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let (a, b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            b.shutdown(Shutdown::Write).unwrap(); // a: end of stream pending
+            let a = AsyncFd::new(a).unwrap();
+            let seen = a.readable().await.unwrap().ready();
+            assert!(seen.is_read_closed(), "{seen:?}");
+            // Full-duplex loop: wait for either direction, write while it can.
+            let chunk = [1u8; 4096];
+            loop {
+                let mut g = a.ready(Interest::READABLE | Interest::WRITABLE).await.unwrap();
+                match g.try_io(|fd| fd.get_ref().write(&chunk)) {
+                    Ok(r) => {
+                        r.unwrap();
+                    }
+                    Err(_would_block) => break,
+                }
+            }
+            // The end of stream is still there...
+            let mut buf = [0u8; 8];
+            assert_eq!(a.get_ref().read(&mut buf).unwrap(), 0);
+            // ...but the readiness that announced it was cleared by the write's WouldBlock.
+            let r = timeout(Duration::from_secs(1), a.readable()).await;
+            assert!(r.is_ok(), "readable() hangs on a socket at end of stream");
+            drop(b);
+        });
+    });
+}
+
+/// Same through `AsyncFd::try_io(READABLE | WRITABLE, write)`.
+#[test]
+fn try_io_on_both_interests_keeps_the_end_of_stream() {
+    let _s = serial();
+    each_flavor(|rt| {
+        bounded(rt, 20, async {
+            let (a, b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            b.shutdown(Shutdown::Write).unwrap();
+            let a = AsyncFd::new(a).unwrap();
+            assert!(a.readable().await.unwrap().ready().is_read_closed());
+            let chunk = [1u8; 4096];
+            while a.try_io(Interest::READABLE | Interest::WRITABLE, |s| (&*s).write(&chunk)).is_ok() {}
+            let r = timeout(Duration::from_secs(1), a.readable()).await;
+            assert!(r.is_ok(), "readable() hangs on a socket at end of stream");
+            drop(b);
+        });
+    });
+}
+
+/// AsyncFd made under `rt.enter()` (per-core: outside its cores, armed by the first core that
+/// waits), the runtime then dropped: a wait must fail, not hang, on every flavour.
+#[test]
+fn waits_after_shutdown_fail_on_every_flavour() {
+    let _s = serial();
+    for (name, rt) in common::flavors() {
+        let efd = {
+            let _g = rt.enter();
+            AsyncFd::new(eventfd(0)).unwrap()
+        };
+        // armed (first wait) before the shutdown on half of them
+        if name.contains('4') || name.contains("per_core") {
+            let _ = rt.block_on(async { timeout(Duration::from_millis(10), efd.readable()).await.is_err() });
+        }
+        drop(rt);
+        let other = spindle::runtime::Builder::new_current_thread().build().unwrap();
+        let r = other.block_on(async { timeout(Duration::from_secs(3), efd.readable()).await });
+        match r {
+            Err(_) => panic!("{name}: wait hangs after the runtime shut down"),
+            Ok(Ok(_)) => panic!("{name}: wait returned a guard after the runtime shut down"),
+            Ok(Err(e)) => assert!(e.to_string().contains("shut down"), "{name}: {e}"),
+        }
+    }
 }

@@ -191,9 +191,8 @@ impl Ready {
         self.0 & PRIORITY != 0
     }
 
-    /// The readiness `poll(2)` reported in `revents` for `interest`'s directions. A pending
-    /// error (`POLLERR`) is not a closed side: it is reported as readable and/or writable (with
-    /// [`ERROR`](Ready::ERROR)), so the caller's next call returns it.
+    /// The readiness with these bits (the readiness registration's encoding:
+    /// `driver::registration`); unknown bits are dropped.
     pub(crate) const fn from_bits(bits: u8) -> Ready {
         Ready(bits & (READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR | PRIORITY))
     }
@@ -203,6 +202,9 @@ impl Ready {
         self.0
     }
 
+    /// The readiness `poll(2)` reported in `revents` for `interest`'s directions. A pending
+    /// error (`POLLERR`) is not a closed side: it is reported as readable and/or writable (with
+    /// [`ERROR`](Ready::ERROR)), so the caller's next call returns it.
     pub(crate) fn from_revents(revents: i16, interest: Interest) -> Ready {
         let error = revents & libc::POLLERR != 0;
         let mut r = if error { ERROR } else { 0 };

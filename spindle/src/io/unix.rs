@@ -24,7 +24,7 @@
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::task::{Context, Poll};
 
 use socket2::Socket;
@@ -95,6 +95,17 @@ pub struct AsyncFdTryNewError<T> {
 
 impl<T> AsyncFdTryNewError<T> {
     /// The value given to `try_new` and the error.
+    ///
+    /// ```
+    /// use spindle::io::unix::AsyncFd;
+    /// #[derive(Debug)]
+    /// struct NoFd;
+    /// impl std::os::fd::AsRawFd for NoFd {
+    ///     fn as_raw_fd(&self) -> std::os::fd::RawFd { -1 }
+    /// }
+    /// let (_no_fd, e) = AsyncFd::try_new(NoFd).unwrap_err().into_parts();
+    /// assert_eq!(spindle::io::raw_os_error(&e), Some(libc::EBADF));
+    /// ```
     pub fn into_parts(self) -> (T, io::Error) {
         (self.inner, self.cause)
     }
@@ -138,6 +149,10 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// Registers `inner`'s fd for both read and write readiness with the current runtime's
     /// reactor (the fallback reactor outside runtimes). `inner` is dropped if that fails; see
     /// [`try_new`](Self::try_new) to get it back.
+    ///
+    /// Made on a per-core runtime's handle from outside its cores, the fd is watched by the
+    /// first core that waits on it, so an fd the backend cannot watch (a regular file on epoll)
+    /// is reported by that first wait rather than here.
     ///
     /// ```
     /// use std::os::fd::{FromRawFd, OwnedFd};
@@ -188,29 +203,34 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// ```
     pub fn try_with_interest(inner: T, interest: Interest) -> Result<AsyncFd<T>, AsyncFdTryNewError<T>> {
         let fd = inner.as_raw_fd();
-        // SAFETY: `Socket` here only carries the fd number into the registration; it is never
-        // dropped (which would close the fd `inner` owns): `release` hands it back as a raw fd
-        // on every path, the error path just below included.
-        let sock = unsafe { Socket::from_raw_fd(fd) };
-        match PollSocket::new_or_return(sock) {
-            Ok(io) => {
-                // The fan-outs first: several `&self` waits and a `poll_*_ready` caller may wait
-                // in one direction at once.
-                io.prepare_for_split();
-                // No eager syscall before the first event: there is none to make here.
-                io.wait_for_first_event(Direction::Read);
-                io.wait_for_first_event(Direction::Write);
-                Ok(AsyncFd { io: Some(io), interest, inner: Some(inner) })
-            }
-            Err((sock, e)) => {
-                let _ = sock.into_raw_fd();
+        if fd < 0 {
+            let cause = io::Error::from_raw_os_error(libc::EBADF);
+            let cause = crate::io::with_context(format!("AsyncFd: {fd} is not a file descriptor"), cause);
+            return Err(AsyncFdTryNewError { inner, cause });
+        }
+        // Registered by number before any fd-owning value exists: whatever fails or unwinds in
+        // there closes nothing of the caller's.
+        let reg = match crate::driver::Registration::new(fd) {
+            Ok(reg) => reg,
+            Err(e) => {
                 let cause = crate::io::with_context(
                     format!("AsyncFd: cannot watch fd {fd} for readiness (is it a file that can be polled?)"),
                     e,
                 );
-                Err(AsyncFdTryNewError { inner, cause })
+                return Err(AsyncFdTryNewError { inner, cause });
             }
-        }
+        };
+        // SAFETY: the `Socket` only carries the fd number for the registration's users; it is
+        // never dropped (which would close the fd `inner` owns): `release` turns it back into a
+        // bare number before anything else is dropped.
+        let io = PollSocket::with_registration(unsafe { Socket::from_raw_fd(fd) }, reg);
+        // The fan-outs first: several `&self` waits and a `poll_*_ready` caller may wait in one
+        // direction at once.
+        io.prepare_for_split();
+        // No eager syscall before the first event: there is none to make here.
+        io.wait_for_first_event(Direction::Read);
+        io.wait_for_first_event(Direction::Write);
+        Ok(AsyncFd { io: Some(io), interest, inner: Some(inner) })
     }
 
     fn io(&self) -> &PollSocket {
@@ -273,7 +293,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// closes nothing.
     fn release(&mut self) {
         if let Some(io) = self.io.take() {
-            let _ = io.into_socket().into_raw_fd();
+            let _ = io.into_raw_fd_deregistered();
         }
     }
 
@@ -367,7 +387,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// ```
     pub async fn ready(&self, interest: Interest) -> io::Result<AsyncFdReadyGuard<'_, T>> {
         let events = self.wait(interest).await?;
-        Ok(AsyncFdReadyGuard { fd: self, events, cleared: Ready::EMPTY })
+        Ok(AsyncFdReadyGuard { fd: self, events, cleared: Ready::EMPTY, one_direction: one_direction(masks(interest)) })
     }
 
     /// [`readable`](Self::readable) through `&mut self`, for a guard that gives `&mut T`.
@@ -412,7 +432,8 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// ```
     pub async fn ready_mut(&mut self, interest: Interest) -> io::Result<AsyncFdReadyMutGuard<'_, T>> {
         let events = self.wait(interest).await?;
-        Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY })
+        let one_direction = one_direction(masks(interest));
+        Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY, one_direction })
     }
 
     /// `Ready` with a guard once the fd may be readable, else `Pending` with `cx`'s waker kept
@@ -433,6 +454,7 @@ impl<T: AsRawFd> AsyncFd<T> {
             fd: self,
             events,
             cleared: Ready::EMPTY,
+            one_direction: true,
         })
     }
 
@@ -452,6 +474,7 @@ impl<T: AsRawFd> AsyncFd<T> {
             fd: self,
             events,
             cleared: Ready::EMPTY,
+            one_direction: true,
         })
     }
 
@@ -470,7 +493,7 @@ impl<T: AsRawFd> AsyncFd<T> {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<AsyncFdReadyMutGuard<'a, T>>> {
         let events = std::task::ready!(self.poll_dir(cx, Direction::Read))?;
-        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY }))
+        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY, one_direction: true }))
     }
 
     /// [`poll_write_ready`](Self::poll_write_ready) through `&mut self`.
@@ -488,7 +511,7 @@ impl<T: AsRawFd> AsyncFd<T> {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<AsyncFdReadyMutGuard<'a, T>>> {
         let events = std::task::ready!(self.poll_dir(cx, Direction::Write))?;
-        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY }))
+        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY, one_direction: true }))
     }
 
     fn poll_dir(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<[Option<ReadyEvent>; 2]>> {
@@ -587,9 +610,12 @@ impl<T: AsRawFd> AsyncFd<T> {
             (read_mask != 0).then(|| io.current_event(read_mask)),
             (write_mask != 0).then(|| io.current_event(write_mask)),
         ];
+        if io.is_shut_down() {
+            return Err(crate::driver::shut_down_error());
+        }
         let r = f(self.get_ref());
         if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            clear_would_block(io, &before);
+            clear_would_block(io, &before, one_direction([read_mask, write_mask]));
         }
         r
     }
@@ -613,11 +639,23 @@ fn masks(interest: Interest) -> [u32; 2] {
     [read, write]
 }
 
-/// Clears, after a `WouldBlock`, the readiness each event saw (closed states too: a direction
-/// that says `WouldBlock` is open).
-fn clear_would_block(io: &PollSocket, events: &[Option<ReadyEvent>; 2]) {
+/// Whether a wait with these masks (see [`masks`]) was in one direction only: then the syscall
+/// that followed was in that direction, and its `WouldBlock` proves the direction open.
+fn one_direction(masks: [u32; 2]) -> bool {
+    masks[0] == 0 || masks[1] == 0
+}
+
+/// Clears, after a `WouldBlock`, the readiness each event saw. Closed states too when the wait
+/// was in `one_direction` (a direction that says `WouldBlock` is open); after a wait in both,
+/// the syscall may have been in the other direction, which proves nothing about this one's end
+/// of stream, so they stay (nothing would announce them again).
+fn clear_would_block(io: &PollSocket, events: &[Option<ReadyEvent>; 2], one_direction: bool) {
     for ev in events.iter().flatten() {
-        io.clear_matching(*ev, ev.ready());
+        let mut bits = ev.ready();
+        if !one_direction {
+            bits = Ready::from_bits(bits.bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
+        }
+        io.clear_matching(*ev, bits);
     }
 }
 
@@ -684,49 +722,115 @@ pub struct AsyncFdReadyGuard<'a, T: AsRawFd> {
     fd: &'a AsyncFd<T>,
     events: [Option<ReadyEvent>; 2],
     cleared: Ready,
+    /// The wait was in one direction (see [`one_direction`]).
+    one_direction: bool,
 }
 
 impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
-    /// What the wait saw the fd ready for (less what this guard cleared).
+    /// What the wait saw the fd ready for (less what this guard cleared).    ///
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable().await.unwrap();
+    ///     assert!(guard.ready().is_readable());
+    /// });
+    /// ```
     pub fn ready(&self) -> Ready {
         guard_ready(&self.events, self.cleared)
     }
 
     /// Marks the fd not ready for what this guard saw (data, priority data, a pending error),
     /// after the syscall said `WouldBlock`: the next wait sleeps until a new event. Closed states
-    /// stay (nothing would announce them again); an event recorded after this guard's stays too.
+    /// stay (nothing would announce them again); an event recorded after this guard's stays too.    ///
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable().await.unwrap();
+    ///     guard.clear_ready(); // as after a read that said WouldBlock
+    ///     assert!(guard.ready().is_empty());
+    /// });
+    /// ```
     pub fn clear_ready(&mut self) {
         let data = Ready::from_bits(self.ready().bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
         self.cleared |= clear_matching(self.fd.io(), &self.events, data);
     }
 
     /// Clears only `ready`'s part of what this guard saw (closed states and errors included, if
-    /// named).
+    /// named).    ///
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable().await.unwrap();
+    ///     guard.clear_ready_matching(spindle::io::Ready::READABLE);
+    ///     assert!(!guard.ready().is_readable());
+    /// });
+    /// ```
     pub fn clear_ready_matching(&mut self, ready: Ready) {
         self.cleared |= clear_matching(self.fd.io(), &self.events, ready);
     }
 
-    /// Keeps the readiness (what dropping the guard does too).
+    /// Keeps the readiness (what dropping the guard does too).    ///
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable().await.unwrap();
+    ///     guard.retain_ready(); // the next wait returns at once
+    /// });
+    /// ```
     pub fn retain_ready(&mut self) {}
 
-    /// Runs the non-blocking syscall `f`; when it says `WouldBlock`, clears the readiness and
-    /// returns `Err(TryIoError)` (wait again), else its result.
+    /// Runs the non-blocking syscall `f`; when it says `WouldBlock`, clears the readiness the
+    /// guard saw (closed states too if the wait was in one direction, which the `WouldBlock`
+    /// proves open) and returns `Err(TryIoError)` (wait again), else its result. See the type's
+    /// example.
     pub fn try_io<R>(&mut self, f: impl FnOnce(&'a AsyncFd<T>) -> io::Result<R>) -> Result<io::Result<R>, TryIoError> {
         let r = f(self.fd);
         if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            clear_would_block(self.fd.io(), &self.events);
+            clear_would_block(self.fd.io(), &self.events, self.one_direction);
             self.cleared = Ready::ALL;
             return Err(TryIoError(()));
         }
         Ok(r)
     }
 
-    /// The `AsyncFd`.
+    /// The `AsyncFd`.    ///
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable().await.unwrap();
+    ///     assert_eq!(guard.get_ref().as_raw_fd(), fd);
+    /// });
+    /// ```
     pub fn get_ref(&self) -> &'a AsyncFd<T> {
         self.fd
     }
 
-    /// The `AsyncFd`'s inner value.
+    /// The `AsyncFd`'s inner value.    ///
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable().await.unwrap();
+    ///     assert_eq!(guard.get_inner().as_raw_fd(), fd);
+    /// });
+    /// ```
     pub fn get_inner(&self) -> &'a T {
         self.fd.get_ref()
     }
@@ -759,33 +863,77 @@ pub struct AsyncFdReadyMutGuard<'a, T: AsRawFd> {
     fd: &'a mut AsyncFd<T>,
     events: [Option<ReadyEvent>; 2],
     cleared: Ready,
+    /// The wait was in one direction (see [`one_direction`]).
+    one_direction: bool,
 }
 
 impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
     /// What the wait saw the fd ready for (less what this guard cleared).
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     assert!(guard.ready().is_readable());
+    /// });
+    /// ```
     pub fn ready(&self) -> Ready {
         guard_ready(&self.events, self.cleared)
     }
 
     /// See [`AsyncFdReadyGuard::clear_ready`].
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     guard.clear_ready(); // as after a read that said WouldBlock
+    ///     assert!(guard.ready().is_empty());
+    /// });
+    /// ```
     pub fn clear_ready(&mut self) {
         let data = Ready::from_bits(self.ready().bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
         self.cleared |= clear_matching(self.fd.io(), &self.events, data);
     }
 
     /// See [`AsyncFdReadyGuard::clear_ready_matching`].
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     guard.clear_ready_matching(spindle::io::Ready::READABLE);
+    ///     assert!(!guard.ready().is_readable());
+    /// });
+    /// ```
     pub fn clear_ready_matching(&mut self, ready: Ready) {
         self.cleared |= clear_matching(self.fd.io(), &self.events, ready);
     }
 
     /// Keeps the readiness (what dropping the guard does too).
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     guard.retain_ready(); // the next wait returns at once
+    /// });
+    /// ```
     pub fn retain_ready(&mut self) {}
 
     /// See [`AsyncFdReadyGuard::try_io`]; `f` gets `&mut AsyncFd`.
     pub fn try_io<R>(&mut self, f: impl FnOnce(&mut AsyncFd<T>) -> io::Result<R>) -> Result<io::Result<R>, TryIoError> {
         let r = f(self.fd);
         if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            clear_would_block(self.fd.io(), &self.events);
+            clear_would_block(self.fd.io(), &self.events, self.one_direction);
             self.cleared = Ready::ALL;
             return Err(TryIoError(()));
         }
@@ -793,21 +941,62 @@ impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
     }
 
     /// The `AsyncFd`.
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     assert_eq!(guard.get_ref().as_raw_fd(), fd);
+    /// });
+    /// ```
     pub fn get_ref(&self) -> &AsyncFd<T> {
         self.fd
     }
 
     /// The `AsyncFd`, mutably.
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     assert_eq!(guard.get_mut().as_raw_fd(), fd);
+    /// });
+    /// ```
     pub fn get_mut(&mut self) -> &mut AsyncFd<T> {
         self.fd
     }
 
     /// The inner value.
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     assert_eq!(guard.get_inner().as_raw_fd(), fd);
+    /// });
+    /// ```
     pub fn get_inner(&self) -> &T {
         self.fd.get_ref()
     }
 
     /// The inner value, mutably.
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// let fd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    /// let mut efd = spindle::io::unix::AsyncFd::new(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    /// spindle::block_on(async {
+    ///     let mut guard = efd.readable_mut().await.unwrap();
+    ///     let inner: &mut OwnedFd = guard.get_inner_mut();
+    ///     assert_eq!(inner.as_raw_fd(), fd);
+    /// });
+    /// ```
     pub fn get_inner_mut(&mut self) -> &mut T {
         self.fd.get_mut()
     }

@@ -217,19 +217,12 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 impl PollSocket {
     /// Registers `sock`, which must already be non-blocking, with the current reactor.
     pub(crate) fn new(sock: Socket) -> io::Result<PollSocket> {
-        PollSocket::new_or_return(sock).map_err(|(_, e)| e)
+        let reg = Registration::new(sock.as_raw_fd())?;
+        Ok(PollSocket::with_registration(sock, reg))
     }
 
-    /// [`new`](Self::new), giving `sock` back when it cannot be registered (`io::unix::AsyncFd`
-    /// must not close an fd it does not own).
-    pub(crate) fn new_or_return(sock: Socket) -> Result<PollSocket, (Socket, io::Error)> {
-        match Registration::new(sock.as_raw_fd()) {
-            Ok(reg) => Ok(PollSocket::with_registration(sock, reg)),
-            Err(e) => Err((sock, e)),
-        }
-    }
-
-    fn with_registration(sock: Socket, reg: Registration) -> PollSocket {
+    /// `sock` with a registration already made for its fd.
+    pub(crate) fn with_registration(sock: Socket, reg: Registration) -> PollSocket {
         PollSocket {
             fixed: OnceLock::new(),
             reg,
@@ -977,6 +970,22 @@ impl PollSocket {
         drop(fixed);
         drop(reg);
         sock
+    }
+
+    /// The fd number, no longer registered and not closed (`io::unix::AsyncFd`, whose caller owns
+    /// the fd). It leaves its closing owner before the registration is dropped, so nothing that
+    /// unwinds there can close it.
+    pub(crate) fn into_raw_fd_deregistered(self) -> RawFd {
+        let PollSocket { fixed, reg, sock, .. } = self;
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(sock);
+        drop(fixed);
+        drop(reg);
+        fd
+    }
+
+    /// Whether the runtime driving the registration shut down.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.reg.is_shut_down()
     }
 
     /// A send now, without waiting (tokio's `try_write`).
