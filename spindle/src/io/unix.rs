@@ -387,7 +387,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// ```
     pub async fn ready(&self, interest: Interest) -> io::Result<AsyncFdReadyGuard<'_, T>> {
         let events = self.wait(interest).await?;
-        Ok(AsyncFdReadyGuard { fd: self, events, cleared: Ready::EMPTY, one_direction: one_direction(masks(interest)) })
+        Ok(AsyncFdReadyGuard { fd: self, seen: Seen::new(events, one_direction(masks(interest))) })
     }
 
     /// [`readable`](Self::readable) through `&mut self`, for a guard that gives `&mut T`.
@@ -432,8 +432,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// ```
     pub async fn ready_mut(&mut self, interest: Interest) -> io::Result<AsyncFdReadyMutGuard<'_, T>> {
         let events = self.wait(interest).await?;
-        let one_direction = one_direction(masks(interest));
-        Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY, one_direction })
+        Ok(AsyncFdReadyMutGuard { fd: self, seen: Seen::new(events, one_direction(masks(interest))) })
     }
 
     /// `Ready` with a guard once the fd may be readable, else `Pending` with `cx`'s waker kept
@@ -450,12 +449,8 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// });
     /// ```
     pub fn poll_read_ready<'a>(&'a self, cx: &mut Context<'_>) -> Poll<io::Result<AsyncFdReadyGuard<'a, T>>> {
-        self.poll_dir(cx, Direction::Read).map_ok(|events| AsyncFdReadyGuard {
-            fd: self,
-            events,
-            cleared: Ready::EMPTY,
-            one_direction: true,
-        })
+        self.poll_dir(cx, Direction::Read)
+            .map_ok(|events| AsyncFdReadyGuard { fd: self, seen: Seen::new(events, true) })
     }
 
     /// [`poll_read_ready`](Self::poll_read_ready) for write readiness.
@@ -470,12 +465,8 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// });
     /// ```
     pub fn poll_write_ready<'a>(&'a self, cx: &mut Context<'_>) -> Poll<io::Result<AsyncFdReadyGuard<'a, T>>> {
-        self.poll_dir(cx, Direction::Write).map_ok(|events| AsyncFdReadyGuard {
-            fd: self,
-            events,
-            cleared: Ready::EMPTY,
-            one_direction: true,
-        })
+        self.poll_dir(cx, Direction::Write)
+            .map_ok(|events| AsyncFdReadyGuard { fd: self, seen: Seen::new(events, true) })
     }
 
     /// [`poll_read_ready`](Self::poll_read_ready) through `&mut self`.
@@ -493,7 +484,7 @@ impl<T: AsRawFd> AsyncFd<T> {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<AsyncFdReadyMutGuard<'a, T>>> {
         let events = std::task::ready!(self.poll_dir(cx, Direction::Read))?;
-        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY, one_direction: true }))
+        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, seen: Seen::new(events, true) }))
     }
 
     /// [`poll_write_ready`](Self::poll_write_ready) through `&mut self`.
@@ -511,7 +502,7 @@ impl<T: AsRawFd> AsyncFd<T> {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<AsyncFdReadyMutGuard<'a, T>>> {
         let events = std::task::ready!(self.poll_dir(cx, Direction::Write))?;
-        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, events, cleared: Ready::EMPTY, one_direction: true }))
+        Poll::Ready(Ok(AsyncFdReadyMutGuard { fd: self, seen: Seen::new(events, true) }))
     }
 
     fn poll_dir(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<[Option<ReadyEvent>; 2]>> {
@@ -659,18 +650,50 @@ fn clear_would_block(io: &PollSocket, events: &[Option<ReadyEvent>; 2], one_dire
     }
 }
 
-/// The readiness `events` saw, less what the guard cleared.
-fn guard_ready(events: &[Option<ReadyEvent>; 2], cleared: Ready) -> Ready {
-    let all = events.iter().flatten().fold(Ready::EMPTY, |r, ev| r | ev.ready());
-    Ready::from_bits(all.bits() & !cleared.bits())
+/// What a guard saw and what it cleared since, shared by both guard kinds.
+struct Seen {
+    /// The events of the wait, per direction slot (read, write).
+    events: [Option<ReadyEvent>; 2],
+    /// What the guard cleared (no longer in its `ready`).
+    cleared: Ready,
+    /// The wait was in one direction (see [`one_direction`]).
+    one_direction: bool,
 }
 
-/// Clears `bits` of what `events` saw (see [`AsyncFdReadyGuard::clear_ready_matching`]).
-fn clear_matching(io: &PollSocket, events: &[Option<ReadyEvent>; 2], bits: Ready) -> Ready {
-    for ev in events.iter().flatten() {
-        io.clear_matching(*ev, bits);
+impl Seen {
+    fn new(events: [Option<ReadyEvent>; 2], one_direction: bool) -> Seen {
+        Seen { events, cleared: Ready::EMPTY, one_direction }
     }
-    bits
+
+    /// The readiness the events saw, less what was cleared.
+    fn ready(&self) -> Ready {
+        let all = self.events.iter().flatten().fold(Ready::EMPTY, |r, ev| r | ev.ready());
+        Ready::from_bits(all.bits() & !self.cleared.bits())
+    }
+
+    /// Clears `bits` of what the events saw (unless newer events arrived since).
+    fn clear_matching(&mut self, io: &PollSocket, bits: Ready) {
+        for ev in self.events.iter().flatten() {
+            io.clear_matching(*ev, bits);
+        }
+        self.cleared |= bits;
+    }
+
+    /// Clears all but closed states (a guard's `clear_ready`).
+    fn clear_ready(&mut self, io: &PollSocket) {
+        let data = Ready::from_bits(self.ready().bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
+        self.clear_matching(io, data);
+    }
+
+    /// A guard's `try_io` result: a `WouldBlock` clears the readiness and is `TryIoError`.
+    fn after_try<R>(&mut self, io: &PollSocket, r: io::Result<R>) -> Result<io::Result<R>, TryIoError> {
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            clear_would_block(io, &self.events, self.one_direction);
+            self.cleared = Ready::ALL;
+            return Err(TryIoError(()));
+        }
+        Ok(r)
+    }
 }
 
 impl<T: AsRawFd> Drop for AsyncFd<T> {
@@ -720,14 +743,11 @@ impl<T: AsRawFd + fmt::Debug> fmt::Debug for AsyncFd<T> {
 /// ```
 pub struct AsyncFdReadyGuard<'a, T: AsRawFd> {
     fd: &'a AsyncFd<T>,
-    events: [Option<ReadyEvent>; 2],
-    cleared: Ready,
-    /// The wait was in one direction (see [`one_direction`]).
-    one_direction: bool,
+    seen: Seen,
 }
 
 impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
-    /// What the wait saw the fd ready for (less what this guard cleared).    ///
+    /// What the wait saw the fd ready for (less what this guard cleared).
     ///
     /// ```
     /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -739,12 +759,12 @@ impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
     /// });
     /// ```
     pub fn ready(&self) -> Ready {
-        guard_ready(&self.events, self.cleared)
+        self.seen.ready()
     }
 
     /// Marks the fd not ready for what this guard saw (data, priority data, a pending error),
     /// after the syscall said `WouldBlock`: the next wait sleeps until a new event. Closed states
-    /// stay (nothing would announce them again); an event recorded after this guard's stays too.    ///
+    /// stay (nothing would announce them again); an event recorded after this guard's stays too.
     ///
     /// ```
     /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -757,12 +777,11 @@ impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
     /// });
     /// ```
     pub fn clear_ready(&mut self) {
-        let data = Ready::from_bits(self.ready().bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
-        self.cleared |= clear_matching(self.fd.io(), &self.events, data);
+        self.seen.clear_ready(self.fd.io());
     }
 
     /// Clears only `ready`'s part of what this guard saw (closed states and errors included, if
-    /// named).    ///
+    /// named).
     ///
     /// ```
     /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -775,10 +794,10 @@ impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
     /// });
     /// ```
     pub fn clear_ready_matching(&mut self, ready: Ready) {
-        self.cleared |= clear_matching(self.fd.io(), &self.events, ready);
+        self.seen.clear_matching(self.fd.io(), ready);
     }
 
-    /// Keeps the readiness (what dropping the guard does too).    ///
+    /// Keeps the readiness (what dropping the guard does too).
     ///
     /// ```
     /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -797,15 +816,10 @@ impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
     /// example.
     pub fn try_io<R>(&mut self, f: impl FnOnce(&'a AsyncFd<T>) -> io::Result<R>) -> Result<io::Result<R>, TryIoError> {
         let r = f(self.fd);
-        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            clear_would_block(self.fd.io(), &self.events, self.one_direction);
-            self.cleared = Ready::ALL;
-            return Err(TryIoError(()));
-        }
-        Ok(r)
+        self.seen.after_try(self.fd.io(), r)
     }
 
-    /// The `AsyncFd`.    ///
+    /// The `AsyncFd`.
     ///
     /// ```
     /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -820,7 +834,7 @@ impl<'a, T: AsRawFd> AsyncFdReadyGuard<'a, T> {
         self.fd
     }
 
-    /// The `AsyncFd`'s inner value.    ///
+    /// The `AsyncFd`'s inner value.
     ///
     /// ```
     /// use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -861,10 +875,7 @@ impl<T: AsRawFd> fmt::Debug for AsyncFdReadyGuard<'_, T> {
 /// ```
 pub struct AsyncFdReadyMutGuard<'a, T: AsRawFd> {
     fd: &'a mut AsyncFd<T>,
-    events: [Option<ReadyEvent>; 2],
-    cleared: Ready,
-    /// The wait was in one direction (see [`one_direction`]).
-    one_direction: bool,
+    seen: Seen,
 }
 
 impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
@@ -880,7 +891,7 @@ impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
     /// });
     /// ```
     pub fn ready(&self) -> Ready {
-        guard_ready(&self.events, self.cleared)
+        self.seen.ready()
     }
 
     /// See [`AsyncFdReadyGuard::clear_ready`].
@@ -896,8 +907,7 @@ impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
     /// });
     /// ```
     pub fn clear_ready(&mut self) {
-        let data = Ready::from_bits(self.ready().bits() & !(Ready::READ_CLOSED | Ready::WRITE_CLOSED).bits());
-        self.cleared |= clear_matching(self.fd.io(), &self.events, data);
+        self.seen.clear_ready(self.fd.io());
     }
 
     /// See [`AsyncFdReadyGuard::clear_ready_matching`].
@@ -913,7 +923,7 @@ impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
     /// });
     /// ```
     pub fn clear_ready_matching(&mut self, ready: Ready) {
-        self.cleared |= clear_matching(self.fd.io(), &self.events, ready);
+        self.seen.clear_matching(self.fd.io(), ready);
     }
 
     /// Keeps the readiness (what dropping the guard does too).
@@ -932,12 +942,7 @@ impl<T: AsRawFd> AsyncFdReadyMutGuard<'_, T> {
     /// See [`AsyncFdReadyGuard::try_io`]; `f` gets `&mut AsyncFd`.
     pub fn try_io<R>(&mut self, f: impl FnOnce(&mut AsyncFd<T>) -> io::Result<R>) -> Result<io::Result<R>, TryIoError> {
         let r = f(self.fd);
-        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            clear_would_block(self.fd.io(), &self.events, self.one_direction);
-            self.cleared = Ready::ALL;
-            return Err(TryIoError(()));
-        }
-        Ok(r)
+        self.seen.after_try(self.fd.io(), r)
     }
 
     /// The `AsyncFd`.
