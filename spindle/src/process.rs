@@ -852,7 +852,7 @@ pipe_conversions!(
     ChildStdin,
     Sender,
     std::process::ChildStdin,
-    "# spindle::runtime::Runtime::new().unwrap().block_on(async {\nlet mut c = std::process::Command::new(\"cat\").stdin(std::process::Stdio::piped()).spawn().unwrap();\nlet stdin = spindle::process::ChildStdin::from_std(c.stdin.take().unwrap()).unwrap();\ndrop(stdin.into_owned_fd().unwrap()); // closed: cat sees end of input\nassert!(c.wait().unwrap().success());\n# });"
+    "let mut c = std::process::Command::new(\"cat\").stdin(std::process::Stdio::piped()).spawn().unwrap();\n# spindle::runtime::Runtime::new().unwrap().block_on(async {\nlet stdin = spindle::process::ChildStdin::from_std(c.stdin.take().unwrap()).unwrap();\ndrop(stdin.into_owned_fd().unwrap()); // closed: cat sees end of input\n# });\nassert!(c.wait().unwrap().success());"
 );
 pipe_conversions!(
     ChildStdout,

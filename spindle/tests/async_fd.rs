@@ -208,6 +208,7 @@ fn a_socket_pair_applies_backpressure_and_reports_hang_up() {
             // A reader on a std thread drains it all; the writer wakes and sends one more chunk.
             let reader = std::thread::spawn(move || {
                 let mut b = b;
+                b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let mut got = vec![0u8; sent + chunk.len()];
                 b.read_exact(&mut got).unwrap();
                 b // closed by the caller, for the hang-up below

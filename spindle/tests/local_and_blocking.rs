@@ -5,10 +5,10 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use common::{each_flavor, panic_message};
+use common::{bounded, each_flavor, panic_message};
 use futures::channel::oneshot;
 use spindle::runtime::Builder;
 use spindle::task;
@@ -172,20 +172,27 @@ fn spawn_blocking_grows_the_pool_for_concurrent_jobs() {
     // Eight jobs that all wait for each other can only finish if eight threads run at once: the
     // first burst starts threads; the later ones find them idle and must wake all eight (wakeups
     // are chained, one in flight at a time, so this also checks the chain reaches every job).
+    // The jobs meet with a deadline, so a pool that cannot run eight at once fails the test
+    // instead of leaving seven jobs blocked for good (which a runtime drop would wait for).
     each_flavor(|rt| {
-        let barrier = Arc::new(Barrier::new(8));
-        rt.block_on(async {
+        bounded(rt, 60, async {
             for _burst in 0..3 {
+                let meeting = Arc::new((Mutex::new(0usize), Condvar::new()));
                 let hs: Vec<_> = (0..8)
                     .map(|_| {
-                        let b = barrier.clone();
+                        let m = meeting.clone();
                         spindle::spawn_blocking(move || {
-                            b.wait();
+                            let (count, cv) = &*m;
+                            let mut n = count.lock().unwrap();
+                            *n += 1;
+                            cv.notify_all();
+                            let (n, _) = cv.wait_timeout_while(n, Duration::from_secs(10), |n| *n < 8).unwrap();
+                            *n >= 8
                         })
                     })
                     .collect();
                 for h in hs {
-                    h.await.unwrap();
+                    assert!(h.await.unwrap(), "eight blocking jobs did not run at once");
                 }
             }
         });

@@ -300,8 +300,14 @@ fn a_listener_per_core_on_one_port_serves_each_connection_on_its_core() {
             }
         }));
     }
-    let addr = rx.recv().unwrap();
-    assert_eq!(rx.recv().unwrap(), addr, "both listeners on one port");
+    // With a deadline: an acceptor that failed to bind would otherwise leave these waits blocked
+    // (the test keeps a sender alive).
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("the first listener never bound");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).expect("the second listener never bound"),
+        addr,
+        "both listeners on one port"
+    );
     bounded(&rt, 20, async move {
         for i in 0..64u32 {
             let mut c = TcpStream::connect(addr).await.unwrap();

@@ -297,18 +297,23 @@ fn ends_convert_to_plain_fds_and_back() {
             let mut buf = [0u8; 1];
             assert_eq!(rx.try_read(&mut buf).unwrap(), 0, "the writer is gone: end of stream");
 
-            // A blocking std reader fed through a spindle Sender.
+            // A blocking std reader fed through a spindle Sender. Its result comes back through a
+            // channel awaited with a timeout (the runtime keeps turning meanwhile), and the
+            // thread is joined only once it has answered.
             let (tx, rx) = pipe::pipe().unwrap();
             let mut f = std::fs::File::from(rx.into_blocking_fd().unwrap());
+            let (got_tx, got_rx) = spindle::sync::oneshot::channel();
             let reader = std::thread::spawn(move || {
                 let mut s = String::new();
                 f.read_to_string(&mut s).unwrap();
-                s
+                let _ = got_tx.send(s);
             });
             let mut tx = tx;
             tx.write_all(b"to a std thread").await.unwrap();
             drop(tx);
-            assert_eq!(reader.join().unwrap(), "to a std thread");
+            let got = timeout(Duration::from_secs(10), got_rx).await.expect("the std reader saw no end of stream");
+            assert_eq!(got.unwrap(), "to a std thread");
+            reader.join().unwrap();
         });
     });
     assert_eq!(open_fds(), before, "an fd leaked");

@@ -576,8 +576,10 @@ fn bound_current_thread_runtime_dropped_on_another_thread() {
             })
         })
     };
+    // Sent once the connect finished, so the accept after it returns at once (a failed owner
+    // fails the wait instead of leaving the accept blocked for good).
+    started_rx.recv_timeout(Duration::from_secs(20)).expect("the owner thread never connected");
     let (_peer, _) = l.accept().unwrap();
-    started_rx.recv().unwrap();
     // Spawning from another thread while the owner drives.
     let handle = rt.handle().clone();
     let spawned = handle.spawn(async { 5 });

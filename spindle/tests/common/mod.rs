@@ -17,13 +17,65 @@ pub fn flavors() -> Vec<(&'static str, Runtime)> {
     ]
 }
 
-/// Runs `body` on every flavour, naming the flavour on failure.
+/// Runs `body` on every flavour, naming the flavour on failure. A flavour whose body and
+/// runtime drop take longer than [`FLAVOR_LIMIT`] aborts the process (see [`Watchdog`]); a
+/// failed one is shut down with a deadline, so blocking-pool jobs the failure left stuck cannot
+/// hold the test up (dropping a runtime waits for them).
 pub fn each_flavor(body: impl Fn(&Runtime)) {
     for (name, rt) in flavors() {
+        let watchdog = Watchdog::arm(format!("the test body on flavour {name}"), FLAVOR_LIMIT);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&rt)));
         if let Err(e) = r {
             eprintln!("test failed on flavour {name}");
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
             std::panic::resume_unwind(e);
+        }
+        drop(rt);
+        drop(watchdog);
+    }
+}
+
+/// How long one flavour of an [`each_flavor`] test may take, runtime drop included, before its
+/// [`Watchdog`] aborts the process.
+pub const FLAVOR_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Aborts the test process with a message naming `what` if it is still armed `limit` after it
+/// was armed. It catches what a test's own timers cannot: a thread blocked synchronously (a
+/// `join`, a blocking read, a runtime drop waiting for a stuck blocking job), which would
+/// otherwise stall the whole run until CI's step timeout. Disarmed when dropped, unwinding
+/// included.
+pub struct Watchdog {
+    done: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub fn arm(what: String, limit: std::time::Duration) -> Watchdog {
+        let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let d = done.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*d;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (guard, _) = cv.wait_timeout_while(guard, limit, |done| !*done).unwrap_or_else(|e| e.into_inner());
+            if !*guard {
+                eprintln!(
+                    "HANG: {what} is still running after {limit:?} (a thread is blocked where the test's own \
+                     timeouts cannot reach it); aborting the test process"
+                );
+                std::process::abort();
+            }
+        });
+        Watchdog { done, thread: Some(thread) }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.done;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -75,8 +127,11 @@ pub fn open_sockets() -> usize {
         .count()
 }
 
-/// Runs `body` on `rt`, failing (not hanging) after `secs` seconds.
+/// Runs `body` on `rt`, failing (not hanging) after `secs` seconds; a body that blocks its
+/// thread so that the timer cannot fire aborts the process 30 s later (see [`Watchdog`]).
 pub fn bounded<F: std::future::Future>(rt: &Runtime, secs: u64, body: F) -> F::Output {
+    let _watchdog =
+        Watchdog::arm(format!("a test body bounded to {secs} s"), std::time::Duration::from_secs(secs + 30));
     rt.block_on(async move {
         spindle::time::timeout(std::time::Duration::from_secs(secs), body).await.expect("test body timed out")
     })
