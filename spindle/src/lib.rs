@@ -16,9 +16,18 @@
 //! }
 //! ```
 //!
-//! Layout (each folder opens with its contract): [`runtime`] (executors, blocking pool, context,
-//! park driver), [`task`] (spawn, join, yield, builder), [`time`] (timer wheels, sleep, timeout,
-//! interval, virtual time).
+//! Layout (each folder opens with its contract):
+//! - [`runtime`]: the executors (multi-thread, current-thread, per-core), the blocking pool,
+//!   task dumps and metrics;
+//! - [`task`]: spawn, join, yield, the task builder, [`JoinSet`](task::JoinSet);
+//! - [`time`]: timer wheels, sleep, timeout, interval, virtual time;
+//! - [`net`], [`fs`], [`process`], [`signal`]: I/O on io_uring or epoll, with owned-buffer
+//!   (`_owned`) and slice methods, pipes and FIFOs;
+//! - [`io`]: buffers, the owned-buffer traits, readiness ([`Interest`](io::Interest),
+//!   [`Ready`](io::Ready)) and [`AsyncFd`](io::unix::AsyncFd) for fds of other libraries;
+//! - [`structured`] and [`TaskGroup`], [`future`], [`stream`]: scopes whose tasks borrow, task
+//!   groups, cancellation and deadlines, `race`/`join`/`merge`;
+//! - [`sync`]: runtime-neutral locks, semaphores and channels (from [`spindle_core`]).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
