@@ -181,6 +181,50 @@ fn forced_budget_yields_are_counted() {
     })
 }
 
+/// `task::unconstrained`: the same poll that the budget cuts at 128 receives takes all 200,
+/// no forced yield is counted, and the budget is back (cutting again) after it.
+#[test]
+fn unconstrained_futures_spend_no_budget() {
+    each_flavor(|rt| {
+        let m = rt.metrics();
+        let before = m.budget_forced_yield_count();
+        rt.block_on(async {
+            spindle::spawn(async {
+                let (tx, mut rx) = spindle::sync::mpsc::unbounded_channel();
+                for i in 0..400 {
+                    tx.send(i).unwrap();
+                }
+                let mut received = 0;
+                spindle::task::unconstrained(std::future::poll_fn(|cx| {
+                    for _ in 0..200 {
+                        if rx.poll_recv(cx).is_ready() {
+                            received += 1;
+                        }
+                    }
+                    std::task::Poll::Ready(())
+                }))
+                .await;
+                assert_eq!(received, 200, "unconstrained, every ready receive goes through");
+                // Outside it, in the same poll, the budget applies again.
+                let mut after = 0;
+                std::future::poll_fn(|cx| {
+                    for _ in 0..200 {
+                        if rx.poll_recv(cx).is_ready() {
+                            after += 1;
+                        }
+                    }
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                assert_eq!(after, 128, "the budget is back after the unconstrained future");
+            })
+            .await
+            .unwrap();
+        });
+        assert_eq!(m.budget_forced_yield_count() - before, 1, "only the constrained poll was cut");
+    })
+}
+
 #[test]
 fn queue_depths_are_reported() {
     each_flavor(|rt| {

@@ -208,6 +208,21 @@ pub(crate) fn end_poll(prev: PollScope) {
     });
 }
 
+/// Runs `f` with no cooperative budget limit on this thread (`task::unconstrained`); the budget
+/// is then put back as it was (an unconstrained poll spends none), on unwinding too.
+pub(crate) fn unconstrained<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<u8>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(b) = self.0 {
+                let _ = CONTEXT.try_with(|c| c.budget.set(b));
+            }
+        }
+    }
+    let _restore = Restore(CONTEXT.try_with(|c| c.budget.replace(UNCONSTRAINED)).ok());
+    f()
+}
+
 /// Runs `f` on the header of the task being polled on this thread, if any.
 fn with_current_header<R>(f: impl FnOnce(&Header) -> R) -> Option<R> {
     CONTEXT

@@ -146,6 +146,69 @@ impl Future for YieldNow {
     }
 }
 
+/// The id of the task being polled on this thread (tokio's `task::id`).
+///
+/// # Panics
+/// Outside a task (from `block_on`'s own future, or a thread that runs no task); see [`try_id`].
+///
+/// ```
+/// spindle::block_on(async {
+///     let h = spindle::spawn(async { spindle::task::id() });
+///     let id = h.id();
+///     assert_eq!(h.await.unwrap(), id);
+/// });
+/// ```
+#[track_caller]
+pub fn id() -> TaskId {
+    try_id().expect("spindle::task::id: called outside a task (use task::try_id to ask without panicking)")
+}
+
+/// Runs `future` without the cooperative budget (tokio's `task::unconstrained`): the runtime no
+/// longer makes its spindle operations return `Pending` to let other tasks run, so it runs until
+/// it really waits. For a future that must not be interrupted (a tight loop over a channel that
+/// is always ready, measured against a deadline); everything else on its worker waits meanwhile.
+///
+/// ```
+/// spindle::block_on(async {
+///     let (tx, mut rx) = spindle::sync::mpsc::unbounded_channel();
+///     for i in 0..10_000u32 {
+///         tx.send(i).unwrap();
+///     }
+///     drop(tx);
+///     // Ten thousand ready receives in one poll (with the budget, 128 at a time).
+///     let sum = spindle::task::unconstrained(async move {
+///         let mut sum = 0u64;
+///         while let Some(i) = rx.recv().await {
+///             sum += u64::from(i);
+///         }
+///         sum
+///     })
+///     .await;
+///     assert_eq!(sum, 49_995_000);
+/// });
+/// ```
+pub fn unconstrained<F: Future>(future: F) -> Unconstrained<F> {
+    Unconstrained { future }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`unconstrained`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Unconstrained<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Unconstrained<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let future = self.project().future;
+        context::unconstrained(|| future.poll(cx))
+    }
+}
+
 /// The id of the task being polled on this thread, if any.
 ///
 /// ```
