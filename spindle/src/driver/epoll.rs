@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use spindle_core::loom::unmodelled::{AtomicBool, AtomicUsize, Ordering::*};
 
-use super::registration::{ScheduledIo, ERROR, PRIORITY, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
+use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
 
 /// The token the reactor uses for its own eventfd.
 const WAKE_TOKEN: u64 = u64::MAX;
@@ -159,7 +159,7 @@ impl Reactor {
             (index, slot.generation)
         };
         let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLET) as u32,
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
             u64: token(index, generation),
         };
         // SAFETY: valid epoll fd and event struct; `fd` validity is the caller's (EBADF is an error).
@@ -191,9 +191,6 @@ fn epoll_to_ready(events: u32) -> u32 {
     let mut bits = 0;
     if e & (libc::EPOLLIN | libc::EPOLLPRI) != 0 {
         bits |= READABLE;
-    }
-    if e & libc::EPOLLPRI != 0 {
-        bits |= PRIORITY;
     }
     if e & libc::EPOLLOUT != 0 {
         bits |= WRITABLE;

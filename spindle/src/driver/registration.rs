@@ -18,9 +18,6 @@ pub(crate) const WRITABLE: u32 = 1 << 1;
 pub(crate) const READ_CLOSED: u32 = 1 << 2;
 pub(crate) const WRITE_CLOSED: u32 = 1 << 3;
 pub(crate) const ERROR: u32 = 1 << 4;
-/// Priority data (`POLLPRI`); the backends report it with [`READABLE`] as well, so it wakes the
-/// read direction's waiters, and a wait for it alone looks at this bit (`poll_ready_masked`).
-pub(crate) const PRIORITY: u32 = 1 << 5;
 const READY_MASK: u32 = 0xFF;
 const TICK_SHIFT: u32 = 16;
 
@@ -95,7 +92,7 @@ impl ScheduledIo {
 
     /// [`poll_ready`](Self::poll_ready) for the readiness bits in `mask`, the waker kept in
     /// `dir`'s slot: `mask` must only hold bits whose events also set one of `dir`'s own (so
-    /// they wake that slot), as [`PRIORITY`] does for [`Direction::Read`].
+    /// they wake that slot).
     fn poll_ready_masked(&self, cx: &mut Context<'_>, dir: Direction, mask: u32) -> Poll<ReadyEvent> {
         let cur = self.readiness.load(Acquire);
         if cur & mask != 0 {

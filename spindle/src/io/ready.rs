@@ -9,7 +9,6 @@ const WRITABLE: u8 = 0b0010;
 const READ_CLOSED: u8 = 0b0100;
 const WRITE_CLOSED: u8 = 0b1000;
 const ERROR: u8 = 0b1_0000;
-const PRIORITY: u8 = 0b10_0000;
 
 /// The readiness a `ready()` call waits for: [`READABLE`](Interest::READABLE),
 /// [`WRITABLE`](Interest::WRITABLE), or both (`|`).
@@ -31,22 +30,6 @@ impl Interest {
     pub const READABLE: Interest = Interest(READABLE);
     /// Room to write (or an error to report).
     pub const WRITABLE: Interest = Interest(WRITABLE);
-    /// Priority data (`POLLPRI`: TCP urgent data, a change to `/proc/self/mounts`, a sysfs
-    /// attribute; Linux's "exceptional condition"). An [`AsyncFd`](crate::io::unix::AsyncFd)
-    /// must be registered with it ([`AsyncFd::with_interest`](crate::io::unix::AsyncFd::with_interest)).
-    ///
-    /// ```
-    /// use spindle::io::Interest;
-    /// assert!(Interest::PRIORITY.is_priority() && !Interest::PRIORITY.is_readable());
-    /// ```
-    pub const PRIORITY: Interest = Interest(PRIORITY);
-    /// An error pending on the fd (`POLLERR`), which the kernel reports whatever else is asked.
-    ///
-    /// ```
-    /// use spindle::io::Interest;
-    /// assert!(Interest::ERROR.is_error() && !(Interest::ERROR | Interest::READABLE).is_writable());
-    /// ```
-    pub const ERROR: Interest = Interest(ERROR);
 
     /// Whether it includes [`READABLE`](Interest::READABLE).
     pub const fn is_readable(self) -> bool {
@@ -56,16 +39,6 @@ impl Interest {
     /// Whether it includes [`WRITABLE`](Interest::WRITABLE).
     pub const fn is_writable(self) -> bool {
         self.0 & WRITABLE != 0
-    }
-
-    /// Whether it includes [`PRIORITY`](Interest::PRIORITY).
-    pub const fn is_priority(self) -> bool {
-        self.0 & PRIORITY != 0
-    }
-
-    /// Whether it includes [`ERROR`](Interest::ERROR).
-    pub const fn is_error(self) -> bool {
-        self.0 & ERROR != 0
     }
 
     /// Both interests (as `|`, usable in `const`).
@@ -99,19 +72,12 @@ impl BitOrAssign for Interest {
 
 impl fmt::Debug for Interest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = [(READABLE, "READABLE"), (WRITABLE, "WRITABLE"), (PRIORITY, "PRIORITY"), (ERROR, "ERROR")];
-        let mut first = true;
-        for (bit, name) in names {
-            if self.0 & bit != 0 {
-                f.write_str(if first { "" } else { " | " })?;
-                f.write_str(name)?;
-                first = false;
-            }
+        match (self.is_readable(), self.is_writable()) {
+            (true, true) => f.write_str("READABLE | WRITABLE"),
+            (true, false) => f.write_str("READABLE"),
+            (false, true) => f.write_str("WRITABLE"),
+            (false, false) => f.write_str("(none)"),
         }
-        if first {
-            f.write_str("(none)")?;
-        }
-        Ok(())
     }
 }
 
@@ -146,11 +112,8 @@ impl Ready {
     /// An error is pending (a UDP socket's ICMP error, say): reported with readable and/or
     /// writable, so the `try_` call that follows returns (and consumes) it.
     pub const ERROR: Ready = Ready(ERROR);
-    /// Priority data is pending (`POLLPRI`; see [`Interest::PRIORITY`]). Reported with readable
-    /// as well, as mio does.
-    pub const PRIORITY: Ready = Ready(PRIORITY);
     /// Every readiness.
-    pub const ALL: Ready = Ready(READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR | PRIORITY);
+    pub const ALL: Ready = Ready(READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR);
 
     /// Whether nothing is ready.
     pub const fn is_empty(self) -> bool {
@@ -182,19 +145,10 @@ impl Ready {
         self.0 & ERROR != 0
     }
 
-    /// Whether priority data is pending (see [`PRIORITY`](Ready::PRIORITY)).
-    ///
-    /// ```
-    /// assert!(spindle::io::Ready::PRIORITY.is_priority());
-    /// ```
-    pub const fn is_priority(self) -> bool {
-        self.0 & PRIORITY != 0
-    }
-
     /// The readiness with these bits (the readiness registration's encoding:
     /// `driver::registration`); unknown bits are dropped.
     pub(crate) const fn from_bits(bits: u8) -> Ready {
-        Ready(bits & (READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR | PRIORITY))
+        Ready(bits & (READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR))
     }
 
     /// The bits (the readiness registration's encoding: `driver::registration`).
@@ -224,9 +178,6 @@ impl Ready {
                 r |= WRITE_CLOSED;
             }
         }
-        if interest.is_priority() && revents & libc::POLLPRI != 0 {
-            r |= PRIORITY;
-        }
         Ready(r)
     }
 }
@@ -252,7 +203,6 @@ impl fmt::Debug for Ready {
             .field("read_closed", &self.is_read_closed())
             .field("write_closed", &self.is_write_closed())
             .field("error", &self.is_error())
-            .field("priority", &self.is_priority())
             .finish()
     }
 }

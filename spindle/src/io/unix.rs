@@ -30,7 +30,6 @@ use std::task::{Context, Poll};
 use socket2::Socket;
 
 use super::{Interest, Ready};
-use crate::driver::registration::{ERROR, PRIORITY};
 use crate::driver::{Direction, ReadyEvent};
 use crate::net::socket::{LeaveOnDrop, PollSocket};
 
@@ -298,10 +297,8 @@ impl<T: AsRawFd> AsyncFd<T> {
     }
 
     fn check(&self, interest: Interest) -> io::Result<()> {
-        // Errors are reported whatever was registered; the rest must have been asked for.
         let missing = (interest.is_readable() && !self.interest.is_readable())
-            || (interest.is_writable() && !self.interest.is_writable())
-            || (interest.is_priority() && !self.interest.is_priority());
+            || (interest.is_writable() && !self.interest.is_writable());
         if missing {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -612,20 +609,10 @@ impl<T: AsRawFd> AsyncFd<T> {
     }
 }
 
-/// The readiness bits a wait for `interest` looks at, per direction slot (read, write):
-/// priority data and errors are waited for in the read direction's slot, whose waiters their
-/// events wake (see `driver::registration::PRIORITY`).
+/// The readiness bits a wait for `interest` looks at, per direction slot (read, write); 0 for a
+/// direction not asked for.
 fn masks(interest: Interest) -> [u32; 2] {
-    let mut read = 0;
-    if interest.is_readable() {
-        read |= Direction::Read.mask();
-    }
-    if interest.is_priority() {
-        read |= PRIORITY | ERROR;
-    }
-    if interest.is_error() {
-        read |= ERROR;
-    }
+    let read = if interest.is_readable() { Direction::Read.mask() } else { 0 };
     let write = if interest.is_writable() { Direction::Write.mask() } else { 0 };
     [read, write]
 }

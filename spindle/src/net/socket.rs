@@ -860,10 +860,8 @@ impl PollSocket {
     ) -> io::Result<crate::io::Ready> {
         use crate::io::{Interest, Ready};
         let wait = |dir, i: Interest, if_stashed| self.wait_ready(dir, datagram, if_stashed, move || self.ready_now(i));
-        // Priority data and errors come through the read direction (their events set readable
-        // too; the check looks for the bits asked).
-        let read_part = interest.remove(Interest::WRITABLE);
-        let mut read = std::pin::pin!(read_part.map(|i| wait(Direction::Read, i, Ready::READABLE)));
+        let mut read =
+            std::pin::pin!(interest.is_readable().then(|| wait(Direction::Read, Interest::READABLE, Ready::READABLE)));
         let mut write =
             std::pin::pin!(interest.is_writable().then(|| wait(Direction::Write, Interest::WRITABLE, Ready::WRITABLE)));
         let fired = poll_fn(|cx| {
@@ -880,7 +878,7 @@ impl PollSocket {
             }
         })
         .await?;
-        if read_part.is_some() && interest.is_writable() {
+        if interest.is_readable() && interest.is_writable() {
             return Ok(fired | self.readiness_now(interest)?);
         }
         Ok(fired)
@@ -916,9 +914,6 @@ impl PollSocket {
         }
         if interest.is_writable() {
             events |= libc::POLLOUT;
-        }
-        if interest.is_priority() {
-            events |= libc::POLLPRI;
         }
         let mut p = libc::pollfd { fd: self.fd(), events, revents: 0 };
         loop {

@@ -88,7 +88,7 @@ use spindle_core::cache_padded::CachePadded;
 use spindle_core::loom::unmodelled::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use spindle_core::spin::{SpinGuard, SpinLock};
 
-use super::registration::{ScheduledIo, ERROR, PRIORITY, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
+use super::registration::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
 
 /// Submission queue size per ring.
 pub(crate) const SQ_ENTRIES: u32 = 256;
@@ -1099,9 +1099,6 @@ fn poll_to_ready(events: u32) -> u32 {
     let mut bits = 0;
     if e & (libc::POLLIN | libc::POLLPRI) != 0 {
         bits |= READABLE;
-    }
-    if e & libc::POLLPRI != 0 {
-        bits |= PRIORITY;
     }
     if e & libc::POLLOUT != 0 {
         bits |= WRITABLE;
