@@ -131,6 +131,22 @@ fn steals_are_counted_on_the_multi_thread_runtime() {
     }
 }
 
+/// Tries `tries` receives on `rx` within one poll; how many found a message (each spends a unit
+/// of the task's budget, so this shows where the budget cuts).
+async fn receives_in_one_poll(rx: &mut spindle::sync::mpsc::UnboundedReceiver<i32>, tries: usize) -> usize {
+    let mut received = 0;
+    std::future::poll_fn(|cx| {
+        for _ in 0..tries {
+            if rx.poll_recv(cx).is_ready() {
+                received += 1;
+            }
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    received
+}
+
 #[test]
 fn forced_budget_yields_are_counted() {
     each_flavor(|rt| {
@@ -162,16 +178,7 @@ fn forced_budget_yields_are_counted() {
                 for i in 0..200 {
                     tx.send(i).unwrap();
                 }
-                let mut received = 0;
-                std::future::poll_fn(|cx| {
-                    for _ in 0..200 {
-                        if rx.poll_recv(cx).is_ready() {
-                            received += 1;
-                        }
-                    }
-                    std::task::Poll::Ready(())
-                })
-                .await;
+                let received = receives_in_one_poll(&mut rx, 200).await;
                 assert_eq!(received, 128, "the budget admits 128 receives per poll");
             })
             .await
@@ -194,28 +201,10 @@ fn unconstrained_futures_spend_no_budget() {
                 for i in 0..400 {
                     tx.send(i).unwrap();
                 }
-                let mut received = 0;
-                spindle::task::unconstrained(std::future::poll_fn(|cx| {
-                    for _ in 0..200 {
-                        if rx.poll_recv(cx).is_ready() {
-                            received += 1;
-                        }
-                    }
-                    std::task::Poll::Ready(())
-                }))
-                .await;
+                let received = spindle::task::unconstrained(receives_in_one_poll(&mut rx, 200)).await;
                 assert_eq!(received, 200, "unconstrained, every ready receive goes through");
                 // Outside it, in the same poll, the budget applies again.
-                let mut after = 0;
-                std::future::poll_fn(|cx| {
-                    for _ in 0..200 {
-                        if rx.poll_recv(cx).is_ready() {
-                            after += 1;
-                        }
-                    }
-                    std::task::Poll::Ready(())
-                })
-                .await;
+                let after = receives_in_one_poll(&mut rx, 200).await;
                 assert_eq!(after, 128, "the budget is back after the unconstrained future");
             })
             .await
