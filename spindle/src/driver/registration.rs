@@ -31,8 +31,7 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
-    /// The readiness bits whose events wake this direction's waiters.
-    pub(crate) fn mask(self) -> u32 {
+    fn mask(self) -> u32 {
         match self {
             Direction::Read => READABLE | READ_CLOSED | ERROR,
             Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
@@ -87,13 +86,7 @@ impl ScheduledIo {
     /// The waker is stored before the second look, so an event that [`set_ready`](Self::set_ready)
     /// records in between is either seen by that look or finds the waker to wake.
     fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
-        self.poll_ready_masked(cx, dir, dir.mask())
-    }
-
-    /// [`poll_ready`](Self::poll_ready) for the readiness bits in `mask`, the waker kept in
-    /// `dir`'s slot: `mask` must only hold bits whose events also set one of `dir`'s own (so
-    /// they wake that slot).
-    fn poll_ready_masked(&self, cx: &mut Context<'_>, dir: Direction, mask: u32) -> Poll<ReadyEvent> {
+        let mask = dir.mask();
         let cur = self.readiness.load(Acquire);
         if cur & mask != 0 {
             return Poll::Ready(ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask });
@@ -437,18 +430,6 @@ impl Registration {
         self.io.poll_ready(cx, dir).map(Ok)
     }
 
-    /// [`poll_ready`](Self::poll_ready) for the readiness bits in `mask` (see
-    /// `ScheduledIo::poll_ready_masked`).
-    pub(crate) fn poll_ready_masked(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
-        mask: u32,
-    ) -> Poll<io::Result<ReadyEvent>> {
-        self.arm()?;
-        self.io.poll_ready_masked(cx, dir, mask).map(Ok)
-    }
-
     /// Clears readiness seen in `ev` (after a syscall returned `WouldBlock`, which proves the
     /// direction open as well: see `ScheduledIo::clear_would_block`), unless a newer event
     /// arrived since.
@@ -456,10 +437,10 @@ impl Registration {
         self.io.clear_would_block(ev, dir)
     }
 
-    /// The readiness bits in `mask` recorded now, without waiting or leaving a waker.
-    pub(crate) fn current_event(&self, mask: u32) -> ReadyEvent {
+    /// The readiness recorded in `dir` now, without waiting or leaving a waker.
+    pub(crate) fn current_event(&self, dir: Direction) -> ReadyEvent {
         let cur = self.io.readiness.load(Acquire);
-        ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & mask }
+        ReadyEvent { tick: cur >> TICK_SHIFT, bits: cur & dir.mask() }
     }
 
     /// Clears the readiness bits of `ev` that are in `bits` (`AsyncFd`'s guards: data readiness
@@ -482,7 +463,7 @@ impl Registration {
             return Err(super::shut_down_error());
         }
         self.arm()?;
-        self.attempt(self.current_event(dir.mask()), dir, f, emptied)
+        self.attempt(self.current_event(dir), dir, f, emptied)
     }
 
     /// Runs `f` under readiness `ev`, clearing `ev` after `WouldBlock` or an `emptied` result.

@@ -316,18 +316,17 @@ impl<T: AsRawFd> AsyncFd<T> {
     async fn wait(&self, interest: Interest) -> io::Result<[Option<ReadyEvent>; 2]> {
         self.check(interest)?;
         let io = self.io();
-        let [read_mask, write_mask] = masks(interest);
         let mut read = LeaveOnDrop { sock: io, dir: Direction::Read, wait: Default::default() };
         let mut write = LeaveOnDrop { sock: io, dir: Direction::Write, wait: Default::default() };
         poll_fn(|cx| {
             let mut events = [None, None];
-            if read_mask != 0 {
-                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Read, read_mask, &mut read.wait) {
+            if interest.is_readable() {
+                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Read, &mut read.wait) {
                     events[0] = Some(r?);
                 }
             }
-            if write_mask != 0 {
-                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Write, write_mask, &mut write.wait) {
+            if interest.is_writable() {
+                if let Poll::Ready(r) = io.poll_event_shared(cx, Direction::Write, &mut write.wait) {
                     events[1] = Some(r?);
                 }
             }
@@ -384,7 +383,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// ```
     pub async fn ready(&self, interest: Interest) -> io::Result<AsyncFdReadyGuard<'_, T>> {
         let events = self.wait(interest).await?;
-        Ok(AsyncFdReadyGuard { fd: self, seen: Seen::new(events, one_direction(masks(interest))) })
+        Ok(AsyncFdReadyGuard { fd: self, seen: Seen::new(events, one_direction(interest)) })
     }
 
     /// [`readable`](Self::readable) through `&mut self`, for a guard that gives `&mut T`.
@@ -429,7 +428,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// ```
     pub async fn ready_mut(&mut self, interest: Interest) -> io::Result<AsyncFdReadyMutGuard<'_, T>> {
         let events = self.wait(interest).await?;
-        Ok(AsyncFdReadyMutGuard { fd: self, seen: Seen::new(events, one_direction(masks(interest))) })
+        Ok(AsyncFdReadyMutGuard { fd: self, seen: Seen::new(events, one_direction(interest)) })
     }
 
     /// `Ready` with a guard once the fd may be readable, else `Pending` with `cx`'s waker kept
@@ -593,34 +592,25 @@ impl<T: AsRawFd> AsyncFd<T> {
     pub fn try_io<R>(&self, interest: Interest, f: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
         self.check(interest)?;
         let io = self.io();
-        let [read_mask, write_mask] = masks(interest);
         let before = [
-            (read_mask != 0).then(|| io.current_event(read_mask)),
-            (write_mask != 0).then(|| io.current_event(write_mask)),
+            interest.is_readable().then(|| io.current_event(Direction::Read)),
+            interest.is_writable().then(|| io.current_event(Direction::Write)),
         ];
         if io.is_shut_down() {
             return Err(crate::driver::shut_down_error());
         }
         let r = f(self.get_ref());
         if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            clear_would_block(io, &before, one_direction([read_mask, write_mask]));
+            clear_would_block(io, &before, one_direction(interest));
         }
         r
     }
 }
 
-/// The readiness bits a wait for `interest` looks at, per direction slot (read, write); 0 for a
-/// direction not asked for.
-fn masks(interest: Interest) -> [u32; 2] {
-    let read = if interest.is_readable() { Direction::Read.mask() } else { 0 };
-    let write = if interest.is_writable() { Direction::Write.mask() } else { 0 };
-    [read, write]
-}
-
-/// Whether a wait with these masks (see [`masks`]) was in one direction only: then the syscall
-/// that followed was in that direction, and its `WouldBlock` proves the direction open.
-fn one_direction(masks: [u32; 2]) -> bool {
-    masks[0] == 0 || masks[1] == 0
+/// Whether a wait for `interest` was in one direction only: then the syscall that followed was
+/// in that direction, and its `WouldBlock` proves the direction open.
+fn one_direction(interest: Interest) -> bool {
+    !(interest.is_readable() && interest.is_writable())
 }
 
 /// Clears, after a `WouldBlock`, the readiness each event saw. Closed states too when the wait

@@ -657,12 +657,10 @@ impl PollSocket {
     /// Waits for readiness in `dir` and returns the event itself, for `&self` waiters that clear
     /// it themselves (`io::unix::AsyncFd`'s guards): several tasks may wait at once, every one
     /// woken by the next event. `wait` as for [`poll_io_shared`](Self::poll_io_shared).
-    /// The event holds the readiness bits in `mask` (see `Registration::poll_ready_masked`).
     pub(crate) fn poll_event_shared(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
-        mask: u32,
         wait: &mut SharedWait,
     ) -> Poll<io::Result<crate::driver::ReadyEvent>> {
         if spindle_core::coop::poll_proceed(cx).is_pending() {
@@ -671,11 +669,11 @@ impl PollSocket {
         let fan = &self.shared.get_or_init(Default::default)[dir_index(dir)];
         let fan_waker = Waker::from(fan.clone());
         let mut fan_cx = Context::from_waker(&fan_waker);
-        let mut r = self.poll_event_now(&mut fan_cx, dir, mask);
+        let mut r = self.poll_event_now(&mut fan_cx, dir);
         if r.is_pending() {
             // Join, then look again (see `poll_io_shared`).
             fan.waiters.join(wait, cx.waker());
-            r = self.poll_event_now(&mut fan_cx, dir, mask);
+            r = self.poll_event_now(&mut fan_cx, dir);
         }
         if r.is_ready() {
             self.leave_shared(dir, wait);
@@ -696,26 +694,21 @@ impl PollSocket {
         let fan = &self.shared.get_or_init(Default::default)[dir_index(dir)];
         fan.set_exclusive(cx.waker());
         let fan_waker = Waker::from(fan.clone());
-        self.poll_event_now(&mut Context::from_waker(&fan_waker), dir, dir.mask())
+        self.poll_event_now(&mut Context::from_waker(&fan_waker), dir)
     }
 
     /// The registration's readiness in `dir`, `cx` left to be woken by the next event; an error
     /// once the runtime driving it shut down.
-    fn poll_event_now(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
-        mask: u32,
-    ) -> Poll<io::Result<crate::driver::ReadyEvent>> {
+    fn poll_event_now(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<crate::driver::ReadyEvent>> {
         if self.reg.is_shut_down() {
             return Poll::Ready(Err(crate::driver::shut_down_error()));
         }
-        self.reg.poll_ready_masked(cx, dir, mask)
+        self.reg.poll_ready(cx, dir)
     }
 
-    /// The readiness bits in `mask` recorded now (see `Registration::current_event`).
-    pub(crate) fn current_event(&self, mask: u32) -> crate::driver::ReadyEvent {
-        self.reg.current_event(mask)
+    /// The readiness recorded in `dir` now (see `Registration::current_event`).
+    pub(crate) fn current_event(&self, dir: Direction) -> crate::driver::ReadyEvent {
+        self.reg.current_event(dir)
     }
 
     /// Clears the bits of `ev` in `bits` (see `Registration::clear_matching`).
