@@ -10,6 +10,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -235,8 +236,11 @@ fn the_fd_is_given_back_open_and_closed_once() {
         let fd = efd.into_inner();
         assert_eq!(take(&fd).unwrap(), 5);
         drop(fd);
-        // Dropping the AsyncFd closes the fd (through its owner) once.
-        drop(AsyncFd::new(eventfd(0)).unwrap());
+        // Dropping the AsyncFd leaves the fd to its owner, which finds it still open and closes
+        // it (an fd count cannot tell a double close from one).
+        let open_at_owner_drop = Arc::new(AtomicBool::new(false));
+        drop(AsyncFd::new(ChecksOpenOnDrop(eventfd(0), open_at_owner_drop.clone())).unwrap());
+        assert!(open_at_owner_drop.load(SeqCst), "the AsyncFd closed its owner's fd");
         // A wait for an interest it was not registered for.
         let w = AsyncFd::with_interest(eventfd(0), Interest::READABLE).unwrap();
         let e = bounded(rt, 10, async { w.writable().await.map(drop).unwrap_err() });
@@ -254,7 +258,25 @@ fn the_fd_is_given_back_open_and_closed_once() {
             }
         }
     });
-    assert_eq!(open_fds(), before, "an fd leaked or was closed twice");
+    assert_eq!(open_fds(), before, "an fd leaked");
+}
+
+/// Owns an fd; when dropped, records whether the fd was still open (nobody closed it first),
+/// then closes it.
+struct ChecksOpenOnDrop(OwnedFd, Arc<AtomicBool>);
+
+impl AsRawFd for ChecksOpenOnDrop {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Drop for ChecksOpenOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: F_GETFD only asks about the number; it changes nothing.
+        let open = unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_GETFD) } != -1;
+        self.1.store(open, SeqCst);
+    }
 }
 
 /// A UDP socket "connected" to a port nobody listens on: the first send brings back an ICMP

@@ -131,6 +131,26 @@ fn steals_are_counted_on_the_multi_thread_runtime() {
     }
 }
 
+/// A receiver with `n` messages (0..n) waiting; its sender is gone.
+fn preloaded(n: i32) -> spindle::sync::mpsc::UnboundedReceiver<i32> {
+    let (tx, rx) = spindle::sync::mpsc::unbounded_channel();
+    for i in 0..n {
+        tx.send(i).unwrap();
+    }
+    rx
+}
+
+/// Runs `body` as a task on `rt` and returns the budget-forced yields counted meanwhile.
+fn forced_yields_in_task(
+    rt: &spindle::runtime::Runtime,
+    body: impl std::future::Future<Output = ()> + Send + 'static,
+) -> u64 {
+    let m = rt.metrics();
+    let before = m.budget_forced_yield_count();
+    rt.block_on(rt.spawn(body)).unwrap();
+    m.budget_forced_yield_count() - before
+}
+
 /// Tries `tries` receives on `rx` within one poll; how many found a message (each spends a unit
 /// of the task's budget, so this shows where the budget cuts).
 async fn receives_in_one_poll(rx: &mut spindle::sync::mpsc::UnboundedReceiver<i32>, tries: usize) -> usize {
@@ -150,41 +170,22 @@ async fn receives_in_one_poll(rx: &mut spindle::sync::mpsc::UnboundedReceiver<i3
 #[test]
 fn forced_budget_yields_are_counted() {
     each_flavor(|rt| {
-        let m = rt.metrics();
-        let before = m.budget_forced_yield_count();
-        rt.block_on(async {
-            spindle::spawn(async {
-                let (tx, mut rx) = spindle::sync::mpsc::unbounded_channel();
-                for i in 0..1000 {
-                    tx.send(i).unwrap();
-                }
-                // Every `recv` finds a message ready: only the budget (128 per poll) makes the
-                // task yield, about every 128 messages.
-                for i in 0..1000 {
-                    assert_eq!(rx.recv().await, Some(i));
-                }
-            })
-            .await
-            .unwrap();
+        let forced = forced_yields_in_task(rt, async {
+            let mut rx = preloaded(1000);
+            // Every `recv` finds a message ready: only the budget (128 per poll) makes the task
+            // yield, about every 128 messages.
+            for i in 0..1000 {
+                assert_eq!(rx.recv().await, Some(i));
+            }
         });
-        let forced = m.budget_forced_yield_count() - before;
         assert!(forced >= 7, "{forced} forced yields for 1,000 ready receives");
 
         // One poll refused many times counts once.
-        let before = m.budget_forced_yield_count();
-        rt.block_on(async {
-            spindle::spawn(async {
-                let (tx, mut rx) = spindle::sync::mpsc::unbounded_channel();
-                for i in 0..200 {
-                    tx.send(i).unwrap();
-                }
-                let received = receives_in_one_poll(&mut rx, 200).await;
-                assert_eq!(received, 128, "the budget admits 128 receives per poll");
-            })
-            .await
-            .unwrap();
+        let forced = forced_yields_in_task(rt, async {
+            let received = receives_in_one_poll(&mut preloaded(200), 200).await;
+            assert_eq!(received, 128, "the budget admits 128 receives per poll");
         });
-        assert_eq!(m.budget_forced_yield_count() - before, 1);
+        assert_eq!(forced, 1);
     })
 }
 
@@ -193,24 +194,15 @@ fn forced_budget_yields_are_counted() {
 #[test]
 fn unconstrained_futures_spend_no_budget() {
     each_flavor(|rt| {
-        let m = rt.metrics();
-        let before = m.budget_forced_yield_count();
-        rt.block_on(async {
-            spindle::spawn(async {
-                let (tx, mut rx) = spindle::sync::mpsc::unbounded_channel();
-                for i in 0..400 {
-                    tx.send(i).unwrap();
-                }
-                let received = spindle::task::unconstrained(receives_in_one_poll(&mut rx, 200)).await;
-                assert_eq!(received, 200, "unconstrained, every ready receive goes through");
-                // Outside it, in the same poll, the budget applies again.
-                let after = receives_in_one_poll(&mut rx, 200).await;
-                assert_eq!(after, 128, "the budget is back after the unconstrained future");
-            })
-            .await
-            .unwrap();
+        let forced = forced_yields_in_task(rt, async {
+            let mut rx = preloaded(400);
+            let received = spindle::task::unconstrained(receives_in_one_poll(&mut rx, 200)).await;
+            assert_eq!(received, 200, "unconstrained, every ready receive goes through");
+            // Outside it, in the same poll, the budget applies again.
+            let after = receives_in_one_poll(&mut rx, 200).await;
+            assert_eq!(after, 128, "the budget is back after the unconstrained future");
         });
-        assert_eq!(m.budget_forced_yield_count() - before, 1, "only the constrained poll was cut");
+        assert_eq!(forced, 1, "only the constrained poll was cut");
     })
 }
 

@@ -39,8 +39,10 @@ use slab::Slab;
 use spindle_core::loom::{AtomicBool, Ordering::*};
 use spindle_core::spin::{SpinGuard, SpinLock};
 
-use super::{meta_here, AbortHandle, GroupKind, GroupRef, JoinError, JoinHandle, TaskId, TaskMeta, NO_RUNTIME};
-use crate::rt::context;
+use super::{
+    meta_here, no_runtime, spawn_here, spawn_local_here, AbortHandle, GroupKind, GroupRef, JoinError, JoinHandle,
+    TaskId, TaskMeta,
+};
 
 /// A set of tasks spawned on the runtime, joined in the order they finish (tokio's `JoinSet`).
 ///
@@ -256,11 +258,7 @@ impl<T> JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let meta = self.meta();
-        let handle = context::with_scheduler(|s| match s {
-            Some(s) => s.spawn(future, meta),
-            None => panic!("spindle::task::JoinSet::spawn: {NO_RUNTIME}"),
-        });
+        let handle = spawn_here(future, self.meta()).unwrap_or_else(|| no_runtime("spindle::task::JoinSet::spawn"));
         self.insert(handle)
     }
 
@@ -303,11 +301,8 @@ impl<T> JoinSet<T> {
         F: Future<Output = T> + 'static,
         T: 'static,
     {
-        let meta = TaskMeta { local: true, ..self.meta() };
-        let handle = context::with_scheduler(|s| match s {
-            Some(s) => s.spawn_local(future, meta),
-            None => panic!("spindle::task::JoinSet::spawn_local: {NO_RUNTIME}"),
-        });
+        let handle =
+            spawn_local_here(future, self.meta()).unwrap_or_else(|| no_runtime("spindle::task::JoinSet::spawn_local"));
         self.insert(handle)
     }
 

@@ -40,6 +40,31 @@ const NO_RUNTIME: &str = "there is no spindle runtime on this thread. Call it fr
 `Runtime::block_on`, `spindle::block_on`, a spawned task or `#[spindle::main]`, or spawn with a \
 `runtime::Handle` from other threads";
 
+/// Spawns `future` with `meta` on the current runtime; `None` outside one (every spawn function
+/// then reports it its own way: [`no_runtime`] or an `io::Error`).
+pub(crate) fn spawn_here<F>(future: F, meta: TaskMeta) -> Option<JoinHandle<F::Output>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    context::with_scheduler(|s| s.map(|s| s.spawn(future, meta)))
+}
+
+/// [`spawn_here`] for a `!Send` task on the current thread (`meta` is marked local here).
+pub(crate) fn spawn_local_here<F>(future: F, meta: TaskMeta) -> Option<JoinHandle<F::Output>>
+where
+    F: Future + 'static,
+{
+    let meta = TaskMeta { local: true, ..meta };
+    context::with_scheduler(|s| s.map(|s| s.spawn_local(future, meta)))
+}
+
+/// The panic of a spawn outside any runtime, naming the function called.
+#[track_caller]
+pub(crate) fn no_runtime(what: &str) -> ! {
+    panic!("{what}: {NO_RUNTIME}")
+}
+
 /// Spawns a task on the current runtime and returns its [`JoinHandle`].
 ///
 /// # Panics
@@ -57,11 +82,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let meta = meta_here(None);
-    context::with_scheduler(|s| match s {
-        Some(s) => s.spawn(future, meta),
-        None => panic!("spindle::spawn: {NO_RUNTIME}"),
-    })
+    spawn_here(future, meta_here(None)).unwrap_or_else(|| no_runtime("spindle::spawn"))
 }
 
 /// Spawns a `!Send` task that stays on the current thread (the current worker of a multi-thread
@@ -84,11 +105,7 @@ pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
 {
-    let meta = TaskMeta { local: true, ..meta_here(None) };
-    context::with_scheduler(|s| match s {
-        Some(s) => s.spawn_local(future, meta),
-        None => panic!("spindle::spawn_local: {NO_RUNTIME}"),
-    })
+    spawn_local_here(future, meta_here(None)).unwrap_or_else(|| no_runtime("spindle::spawn_local"))
 }
 
 /// Runs a blocking closure on the runtime's blocking pool, so it does not stall async tasks.
@@ -298,11 +315,8 @@ impl<'a> Builder<'a> {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let meta = self.meta();
-        context::with_scheduler(|s| match s {
-            Some(s) => Ok(s.spawn(future, meta)),
-            None => Err(io::Error::other(format!("spindle::task::Builder::spawn: {NO_RUNTIME}"))),
-        })
+        spawn_here(future, self.meta())
+            .ok_or_else(|| io::Error::other(format!("spindle::task::Builder::spawn: {NO_RUNTIME}")))
     }
 
     /// Spawns on the given runtime.
@@ -321,11 +335,8 @@ impl<'a> Builder<'a> {
     where
         F: Future + 'static,
     {
-        let meta = TaskMeta { local: true, ..self.meta() };
-        context::with_scheduler(|s| match s {
-            Some(s) => Ok(s.spawn_local(future, meta)),
-            None => Err(io::Error::other(format!("spindle::task::Builder::spawn_local: {NO_RUNTIME}"))),
-        })
+        spawn_local_here(future, self.meta())
+            .ok_or_else(|| io::Error::other(format!("spindle::task::Builder::spawn_local: {NO_RUNTIME}")))
     }
 
     /// Runs a blocking closure on the blocking pool of `handle`'s runtime (from any thread).
